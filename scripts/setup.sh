@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs everything the project needs to build and test on Debian 12 (bookworm), as root:
+# Debian packages with pinned versions, and DuckDB 1.4.4 (libduckdb.so and duckdb.h) from the
+# npm registry into .deps/duckdb. Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages, pinned to the bookworm versions the project was built and tested with.
+packages=(
+  g++-12=12.2.0-14+deb12u1
+  cmake
+  ninja-build
+  pkg-config
+  libboost1.81-dev=1.81.0-5+deb12u1
+  libboost-url1.81-dev=1.81.0-5+deb12u1
+  libprotobuf-dev=3.21.12-3+deb12u1
+  protobuf-compiler=3.21.12-3+deb12u1
+  libxxhash-dev=0.8.1-1
+  libspdlog-dev=1:1.10.0+ds-0.4
+  libcli11-dev=2.1.2+ds-1
+  libgtest-dev
+  libgmock-dev
+  libbenchmark-dev
+  ca-certificates
+)
+# npm fetches DuckDB; a machine that already has Node.js with its own npm keeps it (Debian's
+# npm package conflicts with the Node.js builds that bundle npm).
+command -v npm >/dev/null || packages+=(npm)
+missing=()
+for p in "${packages[@]}"; do
+  name=${p%%=*}
+  want=${p#*=}
+  have=$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true)
+  if [[ $have != "install ok installed"* ]] || { [[ $p == *=* ]] && [[ $have != *" $want" ]]; }; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# DuckDB 1.4.4 LTS: the official libduckdb.so ships in @duckdb/node-bindings-linux-x64, the
+# matching C header in duckdb@1.4.4. npm verifies each tarball's integrity hash.
+duckdb_bindings=@duckdb/node-bindings-linux-x64@1.4.4-r.4
+duckdb_headers=duckdb@1.4.4
+dest=.deps/duckdb
+stamp="$dest/.version"
+if [[ ! -f $stamp ]] || [[ $(cat "$stamp") != "$duckdb_bindings $duckdb_headers" ]]; then
+  echo "setup: fetching $duckdb_bindings and $duckdb_headers from npm"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent "$duckdb_bindings" "$duckdb_headers" >/dev/null)
+  mkdir -p "$tmp/b" "$tmp/h"
+  tar -xzf "$tmp"/duckdb-node-bindings-linux-x64-*.tgz -C "$tmp/b" package/libduckdb.so
+  tar -xzf "$tmp"/duckdb-1.4.4.tgz -C "$tmp/h" package/src/duckdb/src/include/duckdb.h
+  rm -rf "$dest"
+  mkdir -p "$dest/lib" "$dest/include"
+  cp "$tmp/b/package/libduckdb.so" "$dest/lib/"
+  cp "$tmp/h/package/src/duckdb/src/include/duckdb.h" "$dest/include/"
+  echo "$duckdb_bindings $duckdb_headers" >"$stamp"
+fi
+echo "setup: ok"

@@ -1,0 +1,55 @@
+// An HTTP/1.1 server: accepts connections, reads each request within a deadline and a body
+// limit, passes it to a Handler and writes the answer, with keep-alive.
+//
+// Requests whose Content-Length exceeds the body limit are answered 413 from the header, before
+// the body is read, and the connection is closed. Runs on the io_context it is given; the
+// caller runs that context on as many threads as it likes (each connection is a strand).
+// Thread-safety: Start/Stop from one thread; the handler may be called concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "http/message.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace das::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  // 0: pick a free port (see Server::port())
+  size_t body_limit = 16 * 1024 * 1024;
+  // Deadline for reading one whole request (header and body), and for writing a response.
+  std::chrono::milliseconds io_timeout{30'000};
+  // An idle keep-alive connection is closed after this long.
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+class Server {
+ public:
+  // Binds and listens; fails with kUnavailable when the address cannot be bound.
+  static Result<std::unique_ptr<Server>> Create(boost::asio::io_context& io, ServerOptions options,
+                                                Handler handler);
+  virtual ~Server() = default;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The bound port (useful with port 0).
+  virtual uint16_t port() const = 0;
+  // Starts accepting. Returns at once; the work runs on the io_context.
+  virtual void Start() = 0;
+  // Stops accepting and closes every connection. Safe to call more than once.
+  virtual void Stop() = 0;
+
+ protected:
+  Server() = default;
+};
+
+}  // namespace das::http

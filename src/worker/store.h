@@ -1,0 +1,90 @@
+// The worker's storage: one DuckDB database file, used only through DuckDB's C API.
+//
+// One writer thread owns the write connection. Write() queues sub-batches; the writer takes
+// everything queued, applies it in one transaction with the Appender (group commit) and calls
+// each caller back only after COMMIT returned, so an acknowledged row is durable (DuckDB syncs
+// its WAL on commit). Each sub-batch is atomic; its idempotency key (if any) is stored in the
+// same transaction as its rows, so a retried key is answered from the table and never stored
+// twice, across restarts. Keys older than the retention window are pruned.
+// Aggregate() runs on reader threads with their own connections (DuckDB MVCC) and never waits
+// for the writer.
+// Thread-safety: every public method may be called from any thread. Callbacks run on the
+// store's own threads and must not block.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace das::worker {
+
+struct StoredRow {
+  std::string partition_key;
+  double value = 0;
+};
+
+struct SubBatch {
+  std::vector<StoredRow> rows;
+  std::string idempotency_key;  // empty: none
+};
+
+struct SubBatchOutcome {
+  enum class Code { kOk, kDuplicate, kKeyConflict };
+  Code code = Code::kOk;
+  // kOk: rows stored now; kDuplicate: rows the first request with this key stored.
+  uint64_t rows_written = 0;
+};
+
+struct Aggregate {
+  uint64_t count = 0;
+  double sum = 0;  // compensated sum
+  std::optional<double> min;
+  std::optional<double> max;
+};
+
+struct StoreOptions {
+  std::string data_dir;  // created if missing; holds worker.duckdb
+  // How long an idempotency key is remembered after its batch committed.
+  std::chrono::seconds idempotency_retention{24 * 3600};
+  // Upper bound of rows the writer puts in one transaction.
+  size_t max_rows_per_commit = 1'000'000;
+  size_t reader_threads = 1;
+  // DuckDB's own worker threads per query (0: DuckDB's default).
+  size_t duckdb_threads = 0;
+};
+
+// The outcome of one Write(): one entry per sub-batch, in order, or a Status when the
+// transaction failed (nothing of it was stored).
+using WriteCallback = std::function<void(Result<std::vector<SubBatchOutcome>>)>;
+using AggregateCallback = std::function<void(Result<Aggregate>)>;
+
+class Store {
+ public:
+  // Opens (or creates) the database and its tables, and starts the writer and reader threads.
+  // Fails with kUnavailable if the directory or file cannot be opened (e.g. locked by another
+  // process).
+  static Result<std::unique_ptr<Store>> Open(StoreOptions options);
+  virtual ~Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // REQUIRES: rows already validated (key 1..1024 bytes of UTF-8, finite value).
+  virtual void Write(std::vector<SubBatch> batches, WriteCallback done) = 0;
+  virtual void ComputeAggregate(AggregateCallback done) = 0;
+
+  // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
+  // closes the database. Safe to call more than once; the destructor calls it.
+  virtual void Stop() = 0;
+
+ protected:
+  Store() = default;
+};
+
+}  // namespace das::worker
