@@ -78,6 +78,8 @@ class Store {
   // REQUIRES: rows already validated (key 1..1024 bytes of UTF-8, finite value).
   virtual void Write(std::vector<SubBatch> batches, WriteCallback done) = 0;
   virtual void ComputeAggregate(AggregateCallback done) = 0;
+  // The number of stored rows (for health reporting), computed on a reader thread.
+  virtual void CountRows(std::function<void(Result<uint64_t>)> done) = 0;
 
   // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
   // closes the database. Safe to call more than once; the destructor calls it.

@@ -1,0 +1,143 @@
+// distributed_analytics_system: the control node. Takes the public HTTP API (DESIGN.md
+// section 3), routes inserts to the workers and merges their analytics.
+#include <csignal>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "common/log.h"
+#include "control/service.h"
+#include "http/server.h"
+
+namespace {
+
+struct Flags {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  std::string workers = "127.0.0.1:8081,127.0.0.1:8082";
+  size_t body_limit = 16 * 1024 * 1024;
+  unsigned analytics_deadline_ms = 1500;
+  unsigned insert_deadline_ms = 2000;
+  size_t connections_per_worker = 16;
+  size_t max_inflight_per_worker = 2;
+  unsigned threads = 2;
+  std::string log_level;
+};
+
+void AddFlags(CLI::App& app, Flags& f) {
+  app.add_option("--host", f.host, "Address to listen on (0.0.0.0: every interface)")
+      ->envname("DAS_HOST")
+      ->capture_default_str();
+  app.add_option("--port", f.port, "Port of the public HTTP API")
+      ->envname("DAS_PORT")
+      ->capture_default_str();
+  app.add_option("--workers", f.workers,
+                 "Comma-separated host:port of every worker; its order fixes data placement")
+      ->envname("DAS_WORKERS")
+      ->capture_default_str();
+  app.add_option("--body-limit", f.body_limit, "Largest request body in bytes (else 413)")
+      ->envname("DAS_BODY_LIMIT")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--analytics-deadline-ms", f.analytics_deadline_ms,
+                 "How long each worker gets to answer an analytics request")
+      ->envname("DAS_ANALYTICS_DEADLINE_MS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--insert-deadline-ms", f.insert_deadline_ms,
+                 "How long a worker gets to commit an insert before the client gets 503")
+      ->envname("DAS_INSERT_DEADLINE_MS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--connections-per-worker", f.connections_per_worker,
+                 "Kept-alive connections to each worker")
+      ->envname("DAS_CONNECTIONS_PER_WORKER")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-inflight-per-worker", f.max_inflight_per_worker,
+                 "Coalesced insert requests in flight to each worker at once")
+      ->envname("DAS_MAX_INFLIGHT_PER_WORKER")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", f.threads, "Threads serving HTTP")
+      ->envname("DAS_THREADS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--log-level", f.log_level,
+                 "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "distributed_analytics_system: the control node of the distributed analytics system.\n"
+      "Serves POST /insert, POST /insert/batch, GET /analytics and GET /health."};
+  Flags flags;
+  AddFlags(app, flags);
+  CLI11_PARSE(app, argc, argv);
+
+  auto level = das::LogLevelFromEnvironment(spdlog::level::info);
+  if (!flags.log_level.empty()) {
+    auto parsed = das::ParseLogLevel(flags.log_level);
+    if (!parsed) {
+      std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
+      return 2;
+    }
+    level = *parsed;
+  }
+  das::InitLogging("control", level);
+
+  auto workers = das::control::ParseWorkerList(flags.workers);
+  if (!workers.ok()) {
+    spdlog::critical("--workers: {}", workers.status().message());
+    return 2;
+  }
+  boost::asio::io_context io(static_cast<int>(flags.threads));
+  das::control::ControlOptions options;
+  options.workers = std::move(workers).value();
+  options.analytics_deadline = std::chrono::milliseconds(flags.analytics_deadline_ms);
+  options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);
+  options.connections_per_worker = flags.connections_per_worker;
+  options.max_inflight_per_worker = flags.max_inflight_per_worker;
+  auto service = das::control::ControlService::Create(io.get_executor(), options);
+  if (!service.ok()) {
+    spdlog::critical("cannot start: {}", service.status().ToString());
+    return 2;
+  }
+  das::http::ServerOptions server_options;
+  server_options.host = flags.host;
+  server_options.port = flags.port;
+  server_options.body_limit = flags.body_limit;
+  das::control::ControlService& svc = **service;
+  auto server = das::http::Server::Create(
+      io, server_options, [&svc](das::http::Request r) { return svc.Handle(std::move(r)); });
+  if (!server.ok()) {
+    spdlog::critical("cannot listen on {}:{}: {}", flags.host, flags.port,
+                     server.status().ToString());
+    return 1;
+  }
+  (*server)->Start();
+  std::string worker_list;
+  for (const auto& w : options.workers)
+    worker_list += (worker_list.empty() ? "" : ",") + w.ToString();
+  spdlog::info("control node listening on {}:{}, workers {}", flags.host, (*server)->port(),
+               worker_list);
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int signal) {
+    spdlog::info("signal {}: stopping", signal);
+    (*server)->Stop();
+    svc.Stop();
+    io.stop();
+  });
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < flags.threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+  spdlog::info("stopped");
+  return 0;
+}

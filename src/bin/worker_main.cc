@@ -1,0 +1,134 @@
+// worker: a worker node. Keeps its hash partition of the rows in one DuckDB file and serves
+// the internal API (src/worker/service.h) to the control node.
+#include <csignal>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "common/log.h"
+#include "http/server.h"
+#include "worker/service.h"
+#include "worker/store.h"
+
+namespace {
+
+struct Flags {
+  uint32_t id = 0;
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string data_dir;
+  size_t body_limit = 64 * 1024 * 1024;
+  uint64_t idempotency_retention_s = 24 * 3600;
+  size_t reader_threads = 2;
+  size_t duckdb_threads = 0;
+  unsigned threads = 1;
+  std::string log_level;
+};
+
+void AddFlags(CLI::App& app, Flags& f) {
+  app.add_option("--id", f.id, "This worker's id (a positive number)")
+      ->envname("WORKER_ID")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--host", f.host, "Address to listen on (0.0.0.0: every interface)")
+      ->envname("WORKER_HOST")
+      ->capture_default_str();
+  app.add_option("--port", f.port, "Port of the internal API (default: 8080 + id)")
+      ->envname("WORKER_PORT");
+  app.add_option("--data-dir", f.data_dir,
+                 "Directory of this worker's DuckDB file (default: ./data/worker-<id>)")
+      ->envname("WORKER_DATA_DIR");
+  app.add_option("--body-limit", f.body_limit, "Largest internal request body in bytes")
+      ->envname("WORKER_BODY_LIMIT")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--idempotency-retention-s", f.idempotency_retention_s,
+                 "How long an idempotency key is remembered after its batch committed")
+      ->envname("WORKER_IDEMPOTENCY_RETENTION_S")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--reader-threads", f.reader_threads, "Threads running analytics queries")
+      ->envname("WORKER_READER_THREADS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--duckdb-threads", f.duckdb_threads,
+                 "DuckDB's threads per query (0: one per core)")
+      ->envname("WORKER_DUCKDB_THREADS")
+      ->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads serving HTTP")
+      ->envname("WORKER_THREADS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--log-level", f.log_level,
+                 "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "worker: a worker node of the distributed analytics system.\n"
+      "Stores its partition of the rows in <data-dir>/worker.duckdb."};
+  Flags flags;
+  AddFlags(app, flags);
+  CLI11_PARSE(app, argc, argv);
+  if (flags.port == 0) flags.port = static_cast<uint16_t>(8080 + flags.id);
+  if (flags.data_dir.empty()) flags.data_dir = "./data/worker-" + std::to_string(flags.id);
+
+  auto level = das::LogLevelFromEnvironment(spdlog::level::info);
+  if (!flags.log_level.empty()) {
+    auto parsed = das::ParseLogLevel(flags.log_level);
+    if (!parsed) {
+      std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
+      return 2;
+    }
+    level = *parsed;
+  }
+  das::InitLogging("worker-" + std::to_string(flags.id), level);
+
+  das::worker::StoreOptions store_options;
+  store_options.data_dir = flags.data_dir;
+  store_options.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
+  store_options.reader_threads = flags.reader_threads;
+  store_options.duckdb_threads = flags.duckdb_threads;
+  auto store = das::worker::Store::Open(store_options);
+  if (!store.ok()) {
+    spdlog::critical("cannot open the store in {}: {}", flags.data_dir, store.status().ToString());
+    return 1;
+  }
+  das::worker::WorkerService service(flags.id, **store);
+
+  boost::asio::io_context io(static_cast<int>(flags.threads));
+  das::http::ServerOptions server_options;
+  server_options.host = flags.host;
+  server_options.port = flags.port;
+  server_options.body_limit = flags.body_limit;
+  auto server = das::http::Server::Create(io, server_options, [&service](das::http::Request r) {
+    return service.Handle(std::move(r));
+  });
+  if (!server.ok()) {
+    spdlog::critical("cannot listen on {}:{}: {}", flags.host, flags.port,
+                     server.status().ToString());
+    return 1;
+  }
+  (*server)->Start();
+  spdlog::info("worker {} listening on {}:{}, data in {}", flags.id, flags.host, (*server)->port(),
+               flags.data_dir);
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int signal) {
+    spdlog::info("signal {}: stopping", signal);
+    (*server)->Stop();
+    io.stop();
+  });
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < flags.threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+  (*store)->Stop();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,36 @@
+#include "control/aggregate.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace das::control {
+
+void CompensatedSum::Add(double x) {
+  double t = sum_ + x;
+  if (std::fabs(sum_) >= std::fabs(x)) {
+    compensation_ += (sum_ - t) + x;
+  } else {
+    compensation_ += (x - t) + sum_;
+  }
+  sum_ = t;
+}
+
+void AggregateMerger::Add(const PartialAggregate& partial) {
+  if (partial.count == 0) return;
+  count_ += partial.count;
+  sum_.Add(partial.sum);
+  if (partial.min) min_ = min_ ? std::min(*min_, *partial.min) : *partial.min;
+  if (partial.max) max_ = max_ ? std::max(*max_, *partial.max) : *partial.max;
+}
+
+MergedAggregate AggregateMerger::Finish() const {
+  MergedAggregate merged;
+  merged.count = count_;
+  merged.sum = sum_.Value();
+  merged.min = min_;
+  merged.max = max_;
+  if (count_ > 0) merged.average = merged.sum / static_cast<double>(count_);
+  return merged;
+}
+
+}  // namespace das::control

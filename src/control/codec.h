@@ -1,0 +1,52 @@
+// The public API's encodings: protobuf (das.v1) or its proto3 JSON mapping, chosen by
+// Content-Type for bodies and by Accept / ?format= for answers (DESIGN.md section 3).
+// Decoding validates every limit, so what leaves this file is safe to route and store.
+// Thread-safety: free functions without shared state.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "das/v1/internal.pb.h"
+#include "http/message.h"
+
+namespace google::protobuf {
+class Message;
+}
+
+namespace das::control {
+
+enum class Encoding { kProtobuf, kJson };
+
+// An answer the public API gives instead of a result: the HTTP status and why.
+struct ApiError {
+  unsigned status = 500;
+  std::string message;
+};
+
+template <typename T>
+using Decoded = std::variant<T, ApiError>;
+
+// The body's encoding from Content-Type: protobuf for application/x-protobuf,
+// application/octet-stream or no Content-Type; JSON for application/json; else 415.
+Decoded<Encoding> BodyEncoding(const http::Request& request);
+
+// How to answer: `?format=json|protobuf` first, then Accept (application/json or
+// application/x-protobuf), else `fallback` (the body's encoding; protobuf for GET).
+Encoding AnswerEncoding(const http::Request& request, Encoding fallback);
+
+// POST /insert: one row, validated (400 undecodable, 422 a broken limit).
+Decoded<internal::v1::RowWire> DecodeInsert(const http::Request& request, Encoding encoding);
+
+// POST /insert/batch: every row and the idempotency key validated; one bad row rejects the
+// whole batch (422) and names its index.
+Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request, Encoding encoding);
+
+// An answer with `message` as its body, in `encoding`.
+http::Response Encode(unsigned status, const google::protobuf::Message& message, Encoding encoding);
+
+// An ErrorResponse answer; `rows_written` for a batch that failed part-way.
+http::Response EncodeError(const ApiError& error, Encoding encoding, uint64_t rows_written = 0);
+
+}  // namespace das::control

@@ -1,0 +1,114 @@
+#include "control/shard_writer.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/append.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace das::control {
+
+namespace asio = boost::asio;
+using internal::v1::SubBatch;
+using internal::v1::SubBatchResult;
+
+namespace {}  // namespace
+
+void ShardWriter::Complete(Pending& pending, Result<SubBatchResult> result) {
+  // Resume the waiting coroutine on its own executor, never inline in the drain loop.
+  asio::post(pending.resume_on, asio::append(std::move(pending.handler), std::move(result)));
+}
+
+ShardWriter::ShardWriter(asio::any_io_executor executor, http::Client& client,
+                         ShardWriterOptions options)
+    : executor_(std::move(executor)), client_(client), options_(options) {}
+
+asio::awaitable<Result<SubBatchResult>> ShardWriter::Write(SubBatch part) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<SubBatchResult>)>(
+      [this](auto handler, SubBatch part) {
+        asio::any_io_executor resume_on = asio::get_associated_executor(handler, executor_);
+        Enqueue(Pending{std::move(part), std::move(handler), std::move(resume_on)});
+      },
+      asio::use_awaitable, std::move(part));
+}
+
+void ShardWriter::Enqueue(Pending pending) {
+  std::vector<Pending> group;
+  {
+    std::lock_guard lock(mu_);
+    queued_.push_back(std::move(pending));
+    if (inflight_ >= options_.max_inflight) return;  // a running Drain will pick it up
+    ++inflight_;
+    group = TakeQueuedLocked();
+  }
+  asio::co_spawn(executor_, Drain(std::move(group)), asio::detached);
+}
+
+std::vector<ShardWriter::Pending> ShardWriter::TakeQueuedLocked() {
+  std::vector<Pending> group;
+  size_t bytes = 0;
+  size_t n = 0;
+  while (n < queued_.size() && (n == 0 || bytes < options_.max_request_bytes)) {
+    bytes += queued_[n].part.ByteSizeLong();
+    ++n;
+  }
+  if (n == queued_.size()) {
+    group.swap(queued_);
+  } else {
+    group.assign(std::make_move_iterator(queued_.begin()),
+                 std::make_move_iterator(queued_.begin() + n));
+    queued_.erase(queued_.begin(), queued_.begin() + n);
+  }
+  return group;
+}
+
+asio::awaitable<void> ShardWriter::Drain(std::vector<Pending> group) {
+  for (;;) {
+    co_await SendOne(std::move(group));
+    std::lock_guard lock(mu_);
+    if (queued_.empty()) {
+      --inflight_;
+      co_return;
+    }
+    group = TakeQueuedLocked();
+  }
+}
+
+asio::awaitable<void> ShardWriter::SendOne(std::vector<Pending> group) {
+  internal::v1::WriteRequest request;
+  request.mutable_batches()->Reserve(static_cast<int>(group.size()));
+  for (Pending& p : group) *request.add_batches() = std::move(p.part);
+
+  http::Request http_request;
+  http_request.method = "POST";
+  http_request.target = "/internal/v1/write";
+  http_request.content_type = "application/x-protobuf";
+  http_request.has_content_type = true;
+  request.SerializeToString(&http_request.body);
+
+  Result<http::Response> answer = co_await client_.Send(std::move(http_request), options_.deadline);
+  Status failure;
+  internal::v1::WriteResponse response;
+  if (!answer.ok()) {
+    failure = answer.status();
+  } else if (answer->status != 200) {
+    failure = Unavailable("worker " + client_.peer() + " answered " +
+                          std::to_string(answer->status) + ": " + answer->body);
+  } else if (!response.ParseFromString(answer->body) ||
+             response.results_size() != static_cast<int>(group.size())) {
+    failure = Internal("worker " + client_.peer() + " sent an undecodable write response");
+  }
+  if (!failure.ok()) {
+    spdlog::warn("insert of {} sub-batches to worker {} failed: {}", group.size(), client_.peer(),
+                 failure.ToString());
+    for (Pending& p : group) Complete(p, failure);
+    co_return;
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    Complete(group[i], std::move(*response.mutable_results(static_cast<int>(i))));
+  }
+}
+
+}  // namespace das::control

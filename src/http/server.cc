@@ -1,0 +1,343 @@
+#include "http/server.h"
+
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace das::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using WireRequest = bhttp::request<bhttp::string_body>;
+using WireResponse = bhttp::response<bhttp::string_body>;
+
+// I/O completes with an error_code instead of throwing: errors are expected on a network edge.
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::string_view kTooLargeText = "request body too large\n";
+constexpr std::string_view kMalformedText = "malformed request\n";
+// How much to read while waiting for the first byte of a request.
+constexpr size_t kFirstReadSize = 16 * 1024;
+
+// One accepted connection. Its stream's executor is the connection's strand.
+struct Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+
+  // Ends every pending operation. REQUIRES: on the stream's strand.
+  void Close() {
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+  }
+
+  beast::tcp_stream stream;
+};
+
+// What the accept loop and the connections share. Held by shared_ptr because the coroutines
+// may still be unwinding on the io_context after the Server object itself is gone.
+struct ServerState {
+  ServerState(asio::io_context& io_context, ServerOptions server_options, Handler request_handler)
+      : io(io_context),
+        options(std::move(server_options)),
+        handler(std::move(request_handler)),
+        acceptor(asio::make_strand(io_context)) {}
+
+  asio::io_context& io;
+  const ServerOptions options;
+  const Handler handler;
+  tcp::acceptor acceptor;  // used on its own strand only, after Create
+
+  std::mutex mu;
+  bool stopped = false;                                         // GUARDED_BY(mu)
+  std::unordered_set<std::shared_ptr<Connection>> connections;  // GUARDED_BY(mu)
+};
+
+// Keeps a connection in ServerState::connections while its coroutine runs, so Stop() finds it.
+class Registration {
+ public:
+  Registration(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn)
+      : state_(std::move(state)), conn_(std::move(conn)) {
+    std::lock_guard lock(state_->mu);
+    registered_ = !state_->stopped && state_->connections.insert(conn_).second;
+  }
+  ~Registration() {
+    if (!registered_) return;
+    std::lock_guard lock(state_->mu);
+    state_->connections.erase(conn_);
+  }
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+
+  // False once the server is stopping: the connection must not be served.
+  bool registered() const { return registered_; }
+
+ private:
+  std::shared_ptr<ServerState> state_;
+  std::shared_ptr<Connection> conn_;
+  bool registered_ = false;
+};
+
+enum class ReadOutcome { kRequest, kClose, kTooLarge, kMalformed };
+
+// Errors of the HTTP grammar (as opposed to the socket) mean the peer sent bad HTTP.
+bool IsParseError(const error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
+}
+
+ReadOutcome Classify(const error_code& ec) {
+  if (!ec) return ReadOutcome::kRequest;
+  if (ec == bhttp::error::body_limit) return ReadOutcome::kTooLarge;
+  if (IsParseError(ec)) return ReadOutcome::kMalformed;
+  return ReadOutcome::kClose;
+}
+
+// Reads one request into `parser`. An idle keep-alive connection may wait idle_timeout for the
+// first byte; from then on the whole request must arrive within io_timeout. A Content-Length
+// over the body limit fails in the header, so the 413 goes out before any of the body is read.
+asio::awaitable<ReadOutcome> ReadRequest(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                         bhttp::request_parser<bhttp::string_body>& parser,
+                                         const ServerOptions& options) {
+  if (buffer.size() == 0) {
+    stream.expires_after(options.idle_timeout);
+    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kFirstReadSize), kNoThrow);
+    if (ec) co_return ReadOutcome::kClose;
+    buffer.commit(n);
+  }
+  stream.expires_after(options.io_timeout);
+  auto [header_ec, header_n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+  if (header_ec) co_return Classify(header_ec);
+  auto [body_ec, body_n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+  co_return Classify(body_ec);
+}
+
+Request ToRequest(WireRequest&& wire) {
+  Request request;
+  request.method = std::string(wire.method_string());
+  request.target = std::string(wire.target());
+  if (auto it = wire.find(bhttp::field::content_type); it != wire.end()) {
+    request.content_type = std::string(it->value());
+    request.has_content_type = true;
+  }
+  if (auto it = wire.find(bhttp::field::accept); it != wire.end()) {
+    request.accept = std::string(it->value());
+  }
+  request.body = std::move(wire.body());
+  return request;
+}
+
+WireResponse ToWire(Response&& response, unsigned version, bool keep_alive) {
+  WireResponse wire;
+  wire.version(version);
+  // Beast rejects codes outside 0-999; a handler bug must not bring the connection down.
+  const bool valid = response.status >= 100 && response.status <= 999;
+  wire.result(valid ? response.status : 500);
+  if (!response.content_type.empty()) {
+    wire.set(bhttp::field::content_type, response.content_type);
+  }
+  for (const auto& [name, value] : response.headers) wire.insert(name, value);
+  wire.body() = std::move(response.body);
+  wire.keep_alive(keep_alive && !response.close);
+  wire.prepare_payload();
+  return wire;
+}
+
+// The handler's answer; a throwing handler becomes a 500 so exceptions stop here.
+asio::awaitable<Response> CallHandler(const Handler& handler, Request request) {
+  try {
+    asio::awaitable<Response> answer = handler(std::move(request));
+    co_return co_await std::move(answer);
+  } catch (const std::exception& e) {
+    spdlog::debug("http: handler threw: {}", e.what());
+  }
+  Response response;
+  response.status = 500;
+  response.content_type = "text/plain";
+  response.body = "internal error\n";
+  co_return response;
+}
+
+// Answers one request; returns whether the connection stays open for another.
+asio::awaitable<bool> Respond(const ServerState& state, beast::tcp_stream& stream,
+                              WireRequest wire_request) {
+  const bool keep_alive = wire_request.keep_alive();
+  const unsigned version = wire_request.version();
+  asio::awaitable<Response> answer = CallHandler(state.handler, ToRequest(std::move(wire_request)));
+  Response response = co_await std::move(answer);
+  WireResponse wire = ToWire(std::move(response), version, keep_alive);
+  stream.expires_after(state.options.io_timeout);
+  auto [ec, n] = co_await bhttp::async_write(stream, wire, kNoThrow);
+  co_return !ec && wire.keep_alive();
+}
+
+// Answers a request the server refuses to read further (413, 400); the caller then closes.
+asio::awaitable<void> Refuse(beast::tcp_stream& stream, bhttp::status status, std::string_view text,
+                             const ServerOptions& options) {
+  WireResponse wire(status, 11);
+  wire.set(bhttp::field::content_type, "text/plain");
+  wire.body() = text;
+  wire.keep_alive(false);
+  wire.prepare_payload();
+  stream.expires_after(options.io_timeout);
+  co_await bhttp::async_write(stream, wire, kNoThrow);
+}
+
+// Every co_await below awaits a named awaitable or a call with trivial or reference arguments:
+// GCC 12 may destroy other temporaries of a co_await full-expression twice.
+asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream& stream) {
+  beast::flat_buffer buffer;  // one per connection, reused by every request on it
+  for (;;) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.body_limit(state.options.body_limit);
+    switch (co_await ReadRequest(stream, buffer, parser, state.options)) {
+      case ReadOutcome::kRequest: {
+        asio::awaitable<bool> respond = Respond(state, stream, parser.release());
+        if (!co_await std::move(respond)) co_return;
+        break;
+      }
+      case ReadOutcome::kTooLarge:
+        co_await Refuse(stream, bhttp::status::payload_too_large, kTooLargeText, state.options);
+        co_return;
+      case ReadOutcome::kMalformed:
+        co_await Refuse(stream, bhttp::status::bad_request, kMalformedText, state.options);
+        co_return;
+      case ReadOutcome::kClose:
+        co_return;
+    }
+  }
+}
+
+// The connection coroutine: the edge where exceptions stop.
+asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn) {
+  Registration registration(state, conn);
+  if (!registration.registered()) co_return;
+  try {
+    co_await ServeRequests(*state, conn->stream);
+  } catch (const std::exception& e) {
+    spdlog::debug("http: connection failed: {}", e.what());
+  }
+  conn->Close();
+}
+
+asio::awaitable<void> Pause(std::chrono::milliseconds delay) {
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, delay);
+  co_await timer.async_wait(kNoThrow);
+}
+
+// Runs on the acceptor's strand until the acceptor is closed.
+asio::awaitable<void> AcceptLoop(std::shared_ptr<ServerState> state) {
+  for (;;) {
+    const auto strand = asio::make_strand(state->io);
+    auto [ec, socket] = co_await state->acceptor.async_accept(strand, kNoThrow);
+    if (!state->acceptor.is_open()) co_return;
+    if (ec) {
+      // E.g. out of file descriptors: back off instead of spinning.
+      spdlog::debug("http: accept failed: {}", ec.message());
+      co_await Pause(std::chrono::milliseconds(10));
+      continue;
+    }
+    error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto conn = std::make_shared<Connection>(tcp::socket(std::move(socket)));
+    asio::co_spawn(conn->stream.get_executor(), Serve(state, conn), asio::detached);
+  }
+}
+
+Result<tcp::endpoint> ResolveListenAddress(asio::io_context& io, const ServerOptions& options) {
+  error_code ec;
+  const auto address = asio::ip::make_address(options.host, ec);
+  if (!ec) return tcp::endpoint(address, options.port);
+  tcp::resolver resolver(io);
+  auto results = resolver.resolve(options.host, std::to_string(options.port), ec);
+  if (ec || results.empty()) {
+    return Unavailable("cannot resolve " + options.host + ": " + ec.message());
+  }
+  return results.begin()->endpoint();
+}
+
+Status Listen(ServerState& state) {
+  Result<tcp::endpoint> endpoint = ResolveListenAddress(state.io, state.options);
+  if (!endpoint.ok()) return std::move(endpoint).status();
+  tcp::acceptor& acceptor = state.acceptor;
+  error_code ec;
+  acceptor.open(endpoint->protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(*endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) return Status::Ok();
+  return Unavailable("cannot listen on " + state.options.host + ":" +
+                     std::to_string(state.options.port) + ": " + ec.message());
+}
+
+class ServerImpl final : public Server {
+ public:
+  explicit ServerImpl(std::shared_ptr<ServerState> state)
+      : state_(std::move(state)), port_(state_->acceptor.local_endpoint().port()) {}
+  ~ServerImpl() override { Stop(); }
+
+  uint16_t port() const override { return port_; }
+
+  void Start() override {
+    asio::co_spawn(state_->acceptor.get_executor(), AcceptLoop(state_), asio::detached);
+  }
+
+  void Stop() override {
+    std::vector<std::shared_ptr<Connection>> live;
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->stopped) return;
+      state_->stopped = true;
+      live.assign(state_->connections.begin(), state_->connections.end());
+    }
+    // Each object is closed on its own strand, where its operations run.
+    asio::post(state_->acceptor.get_executor(), [state = state_] {
+      error_code ignored;
+      state->acceptor.close(ignored);
+    });
+    for (auto& conn : live) {
+      asio::post(conn->stream.get_executor(), [conn] { conn->Close(); });
+    }
+  }
+
+ private:
+  const std::shared_ptr<ServerState> state_;
+  const uint16_t port_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Create(boost::asio::io_context& io, ServerOptions options,
+                                               Handler handler) {
+  auto state = std::make_shared<ServerState>(io, std::move(options), std::move(handler));
+  RETURN_IF_ERROR(Listen(*state));
+  std::unique_ptr<Server> server = std::make_unique<ServerImpl>(std::move(state));
+  return Result<std::unique_ptr<Server>>(std::move(server));
+}
+
+}  // namespace das::http

@@ -1,0 +1,184 @@
+#include "worker/service.h"
+
+#include <memory>
+
+#include <google/protobuf/util/json_util.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/append.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/validation.h"
+#include "das/v1/das.pb.h"
+#include "das/v1/internal.pb.h"
+
+namespace das::worker {
+
+namespace asio = boost::asio;
+using internal::v1::SubBatchResult;
+
+namespace {
+
+http::Response Protobuf(unsigned status, const google::protobuf::Message& message) {
+  http::Response r;
+  r.status = status;
+  r.content_type = "application/x-protobuf";
+  message.SerializeToString(&r.body);
+  return r;
+}
+
+http::Response Text(unsigned status, std::string text) {
+  http::Response r;
+  r.status = status;
+  r.content_type = "text/plain";
+  r.body = std::move(text);
+  return r;
+}
+
+// Awaits a store operation that reports through a callback on one of the store's threads,
+// resuming the coroutine on its own executor.
+template <typename T, typename Start>
+asio::awaitable<Result<T>> AwaitStore(Start start) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<T>)>(
+      [start = std::move(start)](auto handler) mutable {
+        // The store takes a copyable std::function; the handler is move-only, so it is shared.
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        start([shared](Result<T> result) {
+          auto executor = asio::get_associated_executor(*shared);
+          asio::post(executor, asio::append(std::move(*shared), std::move(result)));
+        });
+      },
+      asio::use_awaitable);
+}
+
+// Moves the request's sub-batches into store sub-batches; a sub-batch with a bad row is
+// answered INVALID_ARGUMENT in `results` and left out (index kept in `sent`).
+struct Prepared {
+  std::vector<SubBatch> batches;
+  std::vector<size_t> sent;  // index in the request of each entry of `batches`
+};
+
+Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteResponse& response) {
+  Prepared out;
+  out.batches.reserve(request.batches_size());
+  for (int i = 0; i < request.batches_size(); ++i) {
+    internal::v1::SubBatch& in = *request.mutable_batches(i);
+    SubBatchResult* result = response.add_results();
+    Status invalid = ValidateIdempotencyKey(in.idempotency_key());
+    for (int r = 0; invalid.ok() && r < in.rows_size(); ++r) {
+      invalid = ValidateRow(in.rows(r).partition_key(), in.rows(r).value());
+    }
+    if (!invalid.ok()) {
+      result->set_code(SubBatchResult::INVALID_ARGUMENT);
+      result->set_error(invalid.message());
+      continue;
+    }
+    SubBatch batch;
+    batch.idempotency_key = std::move(*in.mutable_idempotency_key());
+    batch.rows.reserve(in.rows_size());
+    for (internal::v1::RowWire& row : *in.mutable_rows()) {
+      batch.rows.push_back(StoredRow{std::move(*row.mutable_partition_key()), row.value()});
+    }
+    out.batches.push_back(std::move(batch));
+    out.sent.push_back(static_cast<size_t>(i));
+  }
+  return out;
+}
+
+SubBatchResult::Code ToWire(SubBatchOutcome::Code code) {
+  switch (code) {
+    case SubBatchOutcome::Code::kOk:
+      return SubBatchResult::OK;
+    case SubBatchOutcome::Code::kDuplicate:
+      return SubBatchResult::DUPLICATE;
+    case SubBatchOutcome::Code::kKeyConflict:
+      return SubBatchResult::KEY_CONFLICT;
+  }
+  return SubBatchResult::INVALID_ARGUMENT;
+}
+
+}  // namespace
+
+asio::awaitable<http::Response> WorkerService::Handle(http::Request request) {
+  std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
+  if (path == "/internal/v1/write" && request.method == "POST") {
+    co_return co_await Write(std::move(request));
+  }
+  if (path == "/internal/v1/aggregate" && request.method == "GET") co_return co_await Aggregate();
+  if (path == "/internal/v1/health" && request.method == "GET") co_return co_await Health(true);
+  if (path == "/health" && request.method == "GET") co_return co_await Health(false);
+  co_return Text(404, "no route " + request.method + " " + std::string(path));
+}
+
+asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
+  internal::v1::WriteRequest write;
+  if (!write.ParseFromString(request.body)) {
+    co_return Text(400, "body is not a valid das.internal.v1.WriteRequest");
+  }
+  internal::v1::WriteResponse response;
+  Prepared prepared = Prepare(write, response);
+  if (!prepared.batches.empty()) {
+    // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
+    auto start = [this, batches = std::move(prepared.batches)](auto done) mutable {
+      store_.Write(std::move(batches), std::move(done));
+    };
+    Result<std::vector<SubBatchOutcome>> outcomes =
+        co_await AwaitStore<std::vector<SubBatchOutcome>>(std::move(start));
+    if (!outcomes.ok()) {
+      spdlog::error("write of {} sub-batches failed: {}", prepared.sent.size(),
+                    outcomes.status().ToString());
+      co_return Text(503, outcomes.status().ToString());
+    }
+    for (size_t i = 0; i < prepared.sent.size(); ++i) {
+      SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
+      result->set_code(ToWire((*outcomes)[i].code));
+      result->set_rows_written((*outcomes)[i].rows_written);
+    }
+  }
+  co_return Protobuf(200, response);
+}
+
+asio::awaitable<http::Response> WorkerService::Aggregate() {
+  auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
+  Result<worker::Aggregate> aggregate = co_await AwaitStore<worker::Aggregate>(std::move(start));
+  if (!aggregate.ok()) {
+    spdlog::error("aggregate failed: {}", aggregate.status().ToString());
+    co_return Text(503, aggregate.status().ToString());
+  }
+  internal::v1::AggregateResponse response;
+  response.set_count(aggregate->count);
+  response.set_sum(aggregate->sum);
+  if (aggregate->min) response.set_min(*aggregate->min);
+  if (aggregate->max) response.set_max(*aggregate->max);
+  response.set_worker_id(worker_id_);
+  co_return Protobuf(200, response);
+}
+
+asio::awaitable<http::Response> WorkerService::Health(bool internal) {
+  auto start = [this](auto done) { store_.CountRows(std::move(done)); };
+  Result<uint64_t> rows = co_await AwaitStore<uint64_t>(std::move(start));
+  if (!rows.ok()) co_return Text(503, rows.status().ToString());
+  if (internal) {
+    internal::v1::WorkerHealthResponse response;
+    response.set_worker_id(worker_id_);
+    response.set_rows(*rows);
+    co_return Protobuf(200, response);
+  }
+  // For people and container health checks: JSON, whatever was asked.
+  das::v1::HealthResponse response;
+  response.set_status("ok");
+  response.set_node("worker-" + std::to_string(worker_id_));
+  das::v1::WorkerStatus* self = response.add_workers();
+  self->set_worker_id(worker_id_);
+  self->set_healthy(true);
+  self->set_rows(*rows);
+  http::Response r;
+  r.content_type = "application/json";
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(response, &r.body, options);
+  co_return r;
+}
+
+}  // namespace das::worker

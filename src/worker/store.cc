@@ -1,0 +1,254 @@
+#include "worker/store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "worker/duckdb_util.h"
+#include "worker/writer.h"
+
+namespace das::worker {
+namespace {
+
+constexpr const char* kAggregateSql =
+    "SELECT count(*), kahan_sum(value), min(value), max(value) FROM rows";
+constexpr const char* kCountSql = "SELECT count(*) FROM rows";
+
+// An exclusive flock on <data_dir>/LOCK, held while the store is open. DuckDB's own file lock
+// is an fcntl lock, which does not stop a second open of the same file within one process.
+class DirLock {
+ public:
+  static Result<DirLock> Acquire(const std::filesystem::path& dir) {
+    const std::string path = (dir / "LOCK").string();
+    DirLock lock(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (lock.fd_ < 0) return Unavailable("cannot open " + path + ": " + std::strerror(errno));
+    if (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
+      return Unavailable("cannot lock " + path +
+                         " (is another store using it?): " + std::strerror(errno));
+    }
+    return lock;
+  }
+  DirLock(DirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  DirLock& operator=(DirLock&&) = delete;
+  ~DirLock() { Release(); }
+  void Release() {
+    if (fd_ >= 0) ::close(fd_);  // closing the descriptor drops the lock
+    fd_ = -1;
+  }
+
+ private:
+  explicit DirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// A closable multi-producer queue. Once closed, Push fails and consumers drain what is left.
+template <typename T>
+class WorkQueue {
+ public:
+  // Takes `item` (moves from it) unless the queue is closed.
+  bool Push(T& item) {
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return false;
+      items_.push_back(std::move(item));
+    }
+    cv_.notify_one();
+    return true;
+  }
+
+  // Blocks for the front item, then takes the next ones while their summed weight stays within
+  // `max_weight` (the first is always taken). Empty once closed and drained.
+  template <typename WeightFn>
+  std::vector<T> PopGroup(size_t max_weight, WeightFn weight) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return closed_ || !items_.empty(); });
+    std::vector<T> group;
+    size_t total = 0;
+    while (!items_.empty() && (group.empty() || total + weight(items_.front()) <= max_weight)) {
+      total += weight(items_.front());
+      group.push_back(std::move(items_.front()));
+      items_.pop_front();
+    }
+    return group;
+  }
+
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<T> items_;  // GUARDED_BY(mu_)
+  bool closed_ = false;  // GUARDED_BY(mu_)
+};
+
+// A query for a reader thread, run on that thread's connection.
+using ReadTask = std::function<void(duckdb_connection)>;
+
+Result<Aggregate> ReadAggregate(duckdb_connection conn) {
+  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kAggregateSql));
+  std::optional<duck::Chunk> chunk = result.NextChunk();
+  if (!chunk || chunk->size() != 1) return Internal("aggregate query returned no row");
+  Aggregate aggregate;
+  aggregate.count = static_cast<uint64_t>(chunk->Get<int64_t>(0, 0).value_or(0));
+  aggregate.sum = chunk->Get<double>(1, 0).value_or(0.0);
+  aggregate.min = chunk->Get<double>(2, 0);
+  aggregate.max = chunk->Get<double>(3, 0);
+  return aggregate;
+}
+
+Result<uint64_t> ReadRowCount(duckdb_connection conn) {
+  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kCountSql));
+  std::optional<duck::Chunk> chunk = result.NextChunk();
+  if (!chunk || chunk->size() != 1) return Internal("count query returned no row");
+  return static_cast<uint64_t>(chunk->Get<int64_t>(0, 0).value_or(0));
+}
+
+class StoreImpl final : public Store {
+ public:
+  StoreImpl(std::string db_path, size_t max_rows_per_commit, DirLock lock, duck::DatabaseHandle db)
+      : db_path_(std::move(db_path)),
+        max_rows_per_commit_(max_rows_per_commit),
+        lock_(std::move(lock)),
+        db_(std::move(db)) {}
+  ~StoreImpl() override { Stop(); }
+
+  // Hands the writer and one connection per reader thread to their threads.
+  void Start(Writer writer, std::vector<duck::ConnectionHandle> readers);
+
+  void Write(std::vector<SubBatch> batches, WriteCallback done) override;
+  void ComputeAggregate(AggregateCallback done) override;
+  void CountRows(std::function<void(Result<uint64_t>)> done) override;
+  void Stop() override;
+
+ private:
+  template <typename T>
+  void SubmitRead(std::function<void(Result<T>)> done, Result<T> (*query)(duckdb_connection));
+  void WriterLoop(Writer& writer);
+  void ReaderLoop(duck::ConnectionHandle conn);
+  Status Stopping() const { return ShuttingDown("store " + db_path_ + " is stopping"); }
+
+  const std::string db_path_;
+  const size_t max_rows_per_commit_;
+  WorkQueue<WriteRequest> write_queue_;
+  WorkQueue<ReadTask> read_queue_;
+
+  std::mutex stop_mu_;
+  bool stopped_ = false;  // GUARDED_BY(stop_mu_)
+  // Released in Stop(), in this order: threads (and with them the connections), database, lock.
+  DirLock lock_;
+  duck::DatabaseHandle db_;
+  std::thread writer_thread_;
+  std::vector<std::thread> reader_threads_;
+};
+
+void StoreImpl::Start(Writer writer, std::vector<duck::ConnectionHandle> readers) {
+  writer_thread_ =
+      std::thread([this, writer = std::move(writer)]() mutable { WriterLoop(writer); });
+  for (duck::ConnectionHandle& conn : readers) {
+    reader_threads_.emplace_back(
+        [this, conn = std::move(conn)]() mutable { ReaderLoop(std::move(conn)); });
+  }
+}
+
+void StoreImpl::Write(std::vector<SubBatch> batches, WriteCallback done) {
+  size_t rows = 0;
+  for (const SubBatch& batch : batches) rows += batch.rows.size();
+  WriteRequest request{std::move(batches), std::move(done), rows};
+  // Rejected work is answered on the caller's thread: no store thread will take it.
+  if (!write_queue_.Push(request)) request.done(Stopping());
+}
+
+void StoreImpl::ComputeAggregate(AggregateCallback done) {
+  SubmitRead<Aggregate>(std::move(done), &ReadAggregate);
+}
+
+void StoreImpl::CountRows(std::function<void(Result<uint64_t>)> done) {
+  SubmitRead<uint64_t>(std::move(done), &ReadRowCount);
+}
+
+template <typename T>
+void StoreImpl::SubmitRead(std::function<void(Result<T>)> done,
+                           Result<T> (*query)(duckdb_connection)) {
+  // The task holds a copy of `done`, so that a rejected task can still be answered here.
+  ReadTask task = [done, query](duckdb_connection conn) { done(query(conn)); };
+  if (!read_queue_.Push(task)) done(Stopping());
+}
+
+void StoreImpl::WriterLoop(Writer& writer) {
+  auto weight = [](const WriteRequest& request) { return request.rows; };
+  for (;;) {
+    std::vector<WriteRequest> group = write_queue_.PopGroup(max_rows_per_commit_, weight);
+    if (group.empty()) return;  // closed and drained
+    writer.Apply(group);
+  }
+}
+
+void StoreImpl::ReaderLoop(duck::ConnectionHandle conn) {
+  for (;;) {
+    std::vector<ReadTask> tasks = read_queue_.PopGroup(1, [](const ReadTask&) { return 1; });
+    if (tasks.empty()) return;
+    tasks.front()(conn.get());
+  }
+}
+
+void StoreImpl::Stop() {
+  std::lock_guard lock(stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  write_queue_.Close();
+  read_queue_.Close();
+  if (writer_thread_.joinable()) writer_thread_.join();
+  for (std::thread& reader : reader_threads_) reader.join();
+  db_.reset();  // duckdb_close, after every connection was closed by its thread
+  lock_.Release();
+  spdlog::info("store {}: closed", db_path_);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
+  const std::filesystem::path dir(options.data_dir);
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    spdlog::error("store: cannot create {}: {}", dir.string(), error.message());
+    return Unavailable("cannot create " + dir.string() + ": " + error.message());
+  }
+  ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir));
+  const std::string db_path = (dir / "worker.duckdb").string();
+  ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads));
+  ASSIGN_OR_RETURN(duck::ConnectionHandle write_conn, duck::Connect(db.get()));
+  ASSIGN_OR_RETURN(Writer writer,
+                   Writer::Create(std::move(write_conn), db_path, options.idempotency_retention));
+  std::vector<duck::ConnectionHandle> readers;
+  for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
+    ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));
+    readers.push_back(std::move(conn));
+  }
+  auto store = std::make_unique<StoreImpl>(
+      db_path, std::max<size_t>(options.max_rows_per_commit, 1), std::move(lock), std::move(db));
+  store->Start(std::move(writer), std::move(readers));
+  spdlog::info("store {}: open", db_path);
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace das::worker

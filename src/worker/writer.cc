@@ -1,0 +1,211 @@
+#include "worker/writer.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+namespace das::worker {
+namespace {
+
+using Code = SubBatchOutcome::Code;
+
+constexpr const char* kCreateRows =
+    "CREATE TABLE IF NOT EXISTS rows (partition_key VARCHAR NOT NULL, value DOUBLE NOT NULL, "
+    "ingest_ts TIMESTAMP NOT NULL)";
+// Keys are VARCHAR: callers validate them as UTF-8.
+constexpr const char* kCreateKeys =
+    "CREATE TABLE IF NOT EXISTS idempotency_keys (key VARCHAR PRIMARY KEY, "
+    "fingerprint UBIGINT NOT NULL, rows_written UBIGINT NOT NULL, "
+    "committed_at TIMESTAMP NOT NULL)";
+constexpr const char* kKeysTable = "idempotency_keys";
+constexpr const char* kDeleteExpiredKeys = "DELETE FROM idempotency_keys WHERE committed_at < $1";
+constexpr const char* kSelectKeys =
+    "SELECT key, fingerprint, rows_written, committed_at FROM idempotency_keys";
+constexpr std::chrono::seconds kMaxPruneInterval{60};
+
+}  // namespace
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention)
+    : conn_(std::move(conn)),
+      db_path_(std::move(db_path)),
+      retention_us_(std::chrono::duration_cast<std::chrono::microseconds>(retention).count()),
+      prune_interval_(std::min<std::chrono::steady_clock::duration>(retention, kMaxPruneInterval)),
+      last_prune_(std::chrono::steady_clock::now()) {}
+
+Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
+                              std::chrono::seconds retention) {
+  Writer writer(std::move(conn), std::move(db_path), retention);
+  RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateRows));
+  RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateKeys));
+  RETURN_IF_ERROR(writer.PrepareStatements());
+  RETURN_IF_ERROR(writer.PruneExpiredKeys(NowMicros()));
+  RETURN_IF_ERROR(writer.LoadKeys());
+  spdlog::info("store {}: {} live idempotency keys loaded", writer.db_path_, writer.keys_.size());
+  return writer;
+}
+
+Status Writer::PrepareStatements() {
+  ASSIGN_OR_RETURN(delete_expired_keys_, duck::Prepare(conn_.get(), kDeleteExpiredKeys));
+  return Status::Ok();
+}
+
+Status Writer::LoadKeys() {
+  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn_.get(), kSelectKeys));
+  // Every column is NOT NULL, so the validity masks need no look.
+  while (std::optional<duck::Chunk> chunk = result.NextChunk()) {
+    const auto* fingerprints = chunk->Data<uint64_t>(1);
+    const auto* rows_written = chunk->Data<uint64_t>(2);
+    const auto* committed_at = chunk->Data<duckdb_timestamp>(3);
+    for (size_t i = 0; i < chunk->size(); ++i) {
+      keys_.Insert(std::string(chunk->String(0, i)),
+                   KeyRecord{fingerprints[i], rows_written[i], committed_at[i].micros});
+    }
+  }
+  return Status::Ok();
+}
+
+bool Writer::PruneDue(const std::vector<WriteRequest>& group, int64_t now_us) const {
+  if (std::chrono::steady_clock::now() - last_prune_ >= prune_interval_) return true;
+  const int64_t cutoff_us = now_us - retention_us_;
+  for (const WriteRequest& request : group) {
+    for (const SubBatch& batch : request.batches) {
+      if (batch.idempotency_key.empty()) continue;
+      const KeyRecord* record = keys_.Find(batch.idempotency_key);
+      if (record != nullptr && record->committed_at_us < cutoff_us) return true;
+    }
+  }
+  return false;
+}
+
+Status Writer::PruneExpiredKeys(int64_t now_us) {
+  const int64_t cutoff_us = now_us - retention_us_;
+  last_prune_ = std::chrono::steady_clock::now();
+  if (duckdb_bind_timestamp(delete_expired_keys_.get(), 1, duck::Timestamp(cutoff_us)) ==
+      DuckDBError) {
+    return duck::Error("bind the expiry cutoff", "invalid parameter");
+  }
+  // Autocommitted on its own: the index forgets the keys only once the table has.
+  ASSIGN_OR_RETURN(duck::QueryResult result,
+                   duck::Execute(delete_expired_keys_.get(), "delete expired idempotency keys"));
+  const size_t erased = keys_.EraseCommittedBefore(cutoff_us);
+  if (erased > 0) spdlog::debug("store {}: forgot {} expired idempotency keys", db_path_, erased);
+  return Status::Ok();
+}
+
+void Writer::Apply(std::vector<WriteRequest>& group) {
+  const int64_t now_us = NowMicros();
+  if (PruneDue(group, now_us)) {
+    Status pruned = PruneExpiredKeys(now_us);
+    if (!pruned.ok()) {
+      spdlog::error("store {}: pruning idempotency keys failed: {}", db_path_, pruned.ToString());
+    }
+  }
+  Result<GroupResult> result = RunTransaction(group, now_us);
+  if (!result.ok()) {
+    spdlog::error("store {}: write of {} requests rolled back: {}", db_path_, group.size(),
+                  result.status().ToString());
+    for (WriteRequest& request : group) request.done(result.status());
+    return;
+  }
+  for (const auto& [key, record] : result->new_keys) keys_.Insert(std::string(key), record);
+  for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(result->outcomes[i]));
+}
+
+Result<Writer::GroupResult> Writer::RunTransaction(std::vector<WriteRequest>& group,
+                                                   int64_t now_us) {
+  RETURN_IF_ERROR(duck::Exec(conn_.get(), "BEGIN TRANSACTION"));
+  // AppendGroup destroys its appenders before returning, so an appender never flushes rows
+  // after the ROLLBACK below (they would land in a new, autocommitted transaction).
+  Result<GroupResult> result = AppendGroup(group, now_us);
+  if (result.ok()) {
+    Status committed = duck::Exec(conn_.get(), "COMMIT");
+    if (committed.ok()) return result;
+    result = std::move(committed);
+  }
+  // Also after a failed COMMIT: DuckDB may keep the failed transaction open until ROLLBACK.
+  Status rolled_back = duck::Exec(conn_.get(), "ROLLBACK");
+  if (!rolled_back.ok()) spdlog::debug("store {}: {}", db_path_, rolled_back.ToString());
+  return result;
+}
+
+Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group, int64_t now_us) {
+  Appenders appenders;
+  ASSIGN_OR_RETURN(appenders.rows, duck::CreateAppender(conn_.get(), "rows"));
+  GroupResult result;
+  result.outcomes.reserve(group.size());
+  for (const WriteRequest& request : group) {
+    std::vector<SubBatchOutcome>& outcomes = result.outcomes.emplace_back();
+    outcomes.reserve(request.batches.size());
+    for (const SubBatch& batch : request.batches) {
+      ASSIGN_OR_RETURN(SubBatchOutcome outcome,
+                       ApplySubBatch(batch, appenders, now_us, result.new_keys));
+      outcomes.push_back(outcome);
+    }
+  }
+  RETURN_IF_ERROR(duck::CloseAppender(appenders.rows.get(), "rows"));
+  if (appenders.keys) RETURN_IF_ERROR(duck::CloseAppender(appenders.keys.get(), kKeysTable));
+  return result;
+}
+
+Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, Appenders& appenders,
+                                              int64_t now_us, PendingKeys& new_keys) {
+  const uint64_t rows = batch.rows.size();
+  if (batch.idempotency_key.empty()) {
+    RETURN_IF_ERROR(AppendRows(appenders.rows.get(), batch.rows, now_us));
+    return SubBatchOutcome{Code::kOk, rows};
+  }
+  const uint64_t fingerprint = Fingerprint(batch.rows, scratch_);
+  const KeyRecord* earlier = keys_.Find(batch.idempotency_key);
+  if (earlier == nullptr) {
+    auto it = new_keys.find(batch.idempotency_key);
+    if (it != new_keys.end()) earlier = &it->second;
+  }
+  if (earlier != nullptr) {
+    if (earlier->fingerprint != fingerprint) return SubBatchOutcome{Code::kKeyConflict, 0};
+    return SubBatchOutcome{Code::kDuplicate, earlier->rows_written};
+  }
+  const KeyRecord record{fingerprint, rows, now_us};
+  RETURN_IF_ERROR(AppendRows(appenders.rows.get(), batch.rows, now_us));
+  if (!appenders.keys) {
+    ASSIGN_OR_RETURN(appenders.keys, duck::CreateAppender(conn_.get(), kKeysTable));
+  }
+  RETURN_IF_ERROR(AppendKey(appenders.keys.get(), batch.idempotency_key, record));
+  new_keys.emplace(batch.idempotency_key, record);
+  return SubBatchOutcome{Code::kOk, rows};
+}
+
+Status Writer::AppendRows(duckdb_appender appender, const std::vector<StoredRow>& rows,
+                          int64_t now_us) {
+  const duckdb_timestamp ingest_ts = duck::Timestamp(now_us);
+  for (const StoredRow& row : rows) {
+    const std::string& key = row.partition_key;
+    if (duckdb_append_varchar_length(appender, key.data(), key.size()) == DuckDBError ||
+        duckdb_append_double(appender, row.value) == DuckDBError ||
+        duckdb_append_timestamp(appender, ingest_ts) == DuckDBError ||
+        duckdb_appender_end_row(appender) == DuckDBError) {
+      return duck::AppenderError(appender, "rows");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Writer::AppendKey(duckdb_appender appender, std::string_view key, const KeyRecord& record) {
+  if (duckdb_append_varchar_length(appender, key.data(), key.size()) == DuckDBError ||
+      duckdb_append_uint64(appender, record.fingerprint) == DuckDBError ||
+      duckdb_append_uint64(appender, record.rows_written) == DuckDBError ||
+      duckdb_append_timestamp(appender, duck::Timestamp(record.committed_at_us)) == DuckDBError ||
+      duckdb_appender_end_row(appender) == DuckDBError) {
+    return duck::AppenderError(appender, kKeysTable);
+  }
+  return Status::Ok();
+}
+
+}  // namespace das::worker

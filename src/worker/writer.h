@@ -1,0 +1,88 @@
+// The store's writer: owns the write connection and the in-memory idempotency keys, and applies
+// a group of write requests in one DuckDB transaction (group commit).
+//
+// Not thread-safe: Store::Open creates it, then only the writer thread uses it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/duckdb_util.h"
+#include "worker/idempotency_keys.h"
+#include "worker/store.h"
+
+namespace das::worker {
+
+// One Write() call, queued for the writer.
+struct WriteRequest {
+  std::vector<SubBatch> batches;
+  WriteCallback done;
+  size_t rows = 0;  // over all sub-batches
+};
+
+class Writer {
+ public:
+  // Creates the tables if missing, deletes the expired idempotency keys and loads the live ones.
+  // `db_path` names the database in logs.
+  static Result<Writer> Create(duck::ConnectionHandle conn, std::string db_path,
+                               std::chrono::seconds retention);
+
+  // Applies `group` in one transaction, each sub-batch atomically and in order, then calls
+  // every request back: with its outcomes only after COMMIT returned (so they are durable), or
+  // with the error if anything failed (the transaction is rolled back: nothing of the group is
+  // stored). May first forget expired keys (see PruneDue).
+  void Apply(std::vector<WriteRequest>& group);
+
+  size_t key_count() const { return keys_.size(); }
+
+ private:
+  // Keys this transaction stored so far; they point into the group's sub-batches.
+  using PendingKeys = std::unordered_map<std::string_view, KeyRecord>;
+  // One transaction's appenders; `keys` is created for the first new key. Both are destroyed
+  // before the transaction ends (see duck::CreateAppender).
+  struct Appenders {
+    duck::AppenderHandle rows;
+    duck::AppenderHandle keys;
+  };
+  struct GroupResult {
+    std::vector<std::vector<SubBatchOutcome>> outcomes;  // per request
+    PendingKeys new_keys;
+  };
+
+  Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention);
+  Status PrepareStatements();
+  Status LoadKeys();
+
+  // Keys are forgotten (table and index) when older than the retention: every prune interval
+  // (the retention, at most 60 s) and before a group that retries an expired key, so that its
+  // new key row never collides with the old one.
+  bool PruneDue(const std::vector<WriteRequest>& group, int64_t now_us) const;
+  Status PruneExpiredKeys(int64_t now_us);
+
+  Result<GroupResult> RunTransaction(std::vector<WriteRequest>& group, int64_t now_us);
+  Result<GroupResult> AppendGroup(std::vector<WriteRequest>& group, int64_t now_us);
+  Result<SubBatchOutcome> ApplySubBatch(const SubBatch& batch, Appenders& appenders, int64_t now_us,
+                                        PendingKeys& new_keys);
+  Status AppendRows(duckdb_appender appender, const std::vector<StoredRow>& rows, int64_t now_us);
+  Status AppendKey(duckdb_appender appender, std::string_view key, const KeyRecord& record);
+
+  duck::ConnectionHandle conn_;
+  std::string db_path_;
+  int64_t retention_us_;
+  std::chrono::steady_clock::duration prune_interval_;
+  std::chrono::steady_clock::time_point last_prune_;
+  duck::PreparedHandle delete_expired_keys_;
+  KeyIndex keys_;
+  std::string scratch_;  // Fingerprint()'s buffer
+};
+
+// Microseconds since the Unix epoch, the unit of DuckDB's TIMESTAMP.
+int64_t NowMicros();
+
+}  // namespace das::worker

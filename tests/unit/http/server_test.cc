@@ -1,0 +1,217 @@
+// Server tests over a raw loopback socket, so that each test controls the exact bytes sent.
+#include "http/server.h"
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
+
+namespace das::http {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+struct Answer {
+  std::string head;  // status line and headers
+  std::string body;
+};
+
+// Reads one HTTP answer framed by Content-Length. `pending` carries bytes read past it.
+Answer ReadAnswer(tcp::socket& socket, std::string& pending) {
+  const size_t head_end = asio::read_until(socket, asio::dynamic_buffer(pending), "\r\n\r\n");
+  Answer answer{pending.substr(0, head_end), ""};
+  pending.erase(0, head_end);
+  const size_t at = answer.head.find("Content-Length: ");
+  const size_t length = at == std::string::npos ? 0 : std::stoul(answer.head.substr(at + 16));
+  if (pending.size() < length) {
+    asio::read(socket, asio::dynamic_buffer(pending),
+               asio::transfer_exactly(length - pending.size()));
+  }
+  answer.body = pending.substr(0, length);
+  pending.erase(0, length);
+  return answer;
+}
+
+// True when the peer has closed the connection (a read ends with EOF or a reset).
+bool PeerClosed(tcp::socket& socket) {
+  char byte;
+  boost::system::error_code ec;
+  socket.read_some(asio::buffer(&byte, 1), ec);
+  return ec == asio::error::eof || ec == asio::error::connection_reset;
+}
+
+asio::awaitable<Response> Echo(Request request) {
+  Response response;
+  response.content_type = "text/plain";
+  response.body = request.method + " " + request.target + " " + request.body;
+  co_return response;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void StartServer(ServerOptions options, Handler handler) {
+    auto server = Server::Create(io_, std::move(options), std::move(handler));
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    server_->Start();
+    run_returned_ = std::async(std::launch::async, [this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    if (server_) server_->Stop();
+    if (run_returned_.valid() && run_returned_.wait_for(5s) != std::future_status::ready) {
+      io_.stop();
+      ADD_FAILURE() << "io_context.run() did not return after Stop()";
+    }
+  }
+
+  tcp::socket Connect() {
+    tcp::socket socket(raw_io_);
+    socket.connect(tcp::endpoint(asio::ip::address_v4::loopback(), server_->port()));
+    return socket;
+  }
+
+  asio::io_context io_;
+  asio::io_context raw_io_;  // for the blocking test sockets; never run
+  std::unique_ptr<Server> server_;
+  std::future<void> run_returned_;
+};
+
+TEST_F(ServerTest, KeepAliveAnswersSequentialAndPipelinedRequestsOnOneConnection) {
+  StartServer(ServerOptions{}, Echo);
+  tcp::socket socket = Connect();
+  std::string pending;
+
+  asio::write(socket, asio::buffer(std::string("GET /one HTTP/1.1\r\nHost: x\r\n\r\n")));
+  Answer first = ReadAnswer(socket, pending);
+  EXPECT_EQ(first.head.substr(0, 15), "HTTP/1.1 200 OK");
+  EXPECT_EQ(first.body, "GET /one ");
+
+  asio::write(socket, asio::buffer(std::string("POST /two HTTP/1.1\r\nHost: x\r\n"
+                                               "Content-Length: 3\r\n\r\nabc"
+                                               "GET /three HTTP/1.1\r\nHost: x\r\n\r\n")));
+  EXPECT_EQ(ReadAnswer(socket, pending).body, "POST /two abc");
+  EXPECT_EQ(ReadAnswer(socket, pending).body, "GET /three ");
+}
+
+TEST_F(ServerTest, ContentLengthOverLimitIsAnswered413BeforeTheBodyIsSent) {
+  std::atomic<int> calls{0};
+  StartServer(ServerOptions{}, [&calls](Request request) -> asio::awaitable<Response> {
+    ++calls;
+    co_return Response{};
+  });
+  tcp::socket socket = Connect();
+  std::string pending;
+
+  asio::write(socket, asio::buffer(std::string("POST /ingest HTTP/1.1\r\nHost: x\r\n"
+                                               "Content-Length: 20000000\r\n\r\n")));
+  Answer answer = ReadAnswer(socket, pending);
+  EXPECT_EQ(answer.head.substr(0, 12), "HTTP/1.1 413");
+  EXPECT_NE(answer.head.find("Connection: close"), std::string::npos) << answer.head;
+  EXPECT_NE(answer.head.find("Content-Type: text/plain"), std::string::npos) << answer.head;
+  EXPECT_TRUE(PeerClosed(socket));
+  EXPECT_EQ(calls.load(), 0);
+}
+
+TEST_F(ServerTest, ChunkedBodyOverLimitIsAnswered413) {
+  ServerOptions options;
+  options.body_limit = 1024;
+  StartServer(options, Echo);
+  tcp::socket socket = Connect();
+  std::string pending;
+
+  asio::write(socket, asio::buffer("POST /ingest HTTP/1.1\r\nHost: x\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n7d0\r\n" +
+                                   std::string(2000, 'a') + "\r\n0\r\n\r\n"));
+  EXPECT_EQ(ReadAnswer(socket, pending).head.substr(0, 12), "HTTP/1.1 413");
+}
+
+TEST_F(ServerTest, BodyAtTheLimitIsAccepted) {
+  ServerOptions options;
+  options.body_limit = 4;
+  StartServer(options, Echo);
+  tcp::socket socket = Connect();
+  std::string pending;
+
+  asio::write(socket, asio::buffer(std::string("PUT /x HTTP/1.1\r\nHost: x\r\n"
+                                               "Content-Length: 4\r\n\r\nabcd")));
+  Answer answer = ReadAnswer(socket, pending);
+  EXPECT_EQ(answer.head.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_EQ(answer.body, "PUT /x abcd");
+}
+
+TEST_F(ServerTest, MalformedRequestIsAnswered400AndClosed) {
+  StartServer(ServerOptions{}, Echo);
+  tcp::socket socket = Connect();
+  std::string pending;
+
+  asio::write(socket, asio::buffer(std::string("GET /x HTTP/1.1\r\nBad Header\r\n\r\n")));
+  EXPECT_EQ(ReadAnswer(socket, pending).head.substr(0, 12), "HTTP/1.1 400");
+  EXPECT_TRUE(PeerClosed(socket));
+}
+
+TEST_F(ServerTest, ThrowingHandlerIsAnswered500) {
+  StartServer(ServerOptions{}, [](Request request) -> asio::awaitable<Response> {
+    throw std::runtime_error("boom");
+    co_return Response{};
+  });
+  tcp::socket socket = Connect();
+  std::string pending;
+
+  asio::write(socket, asio::buffer(std::string("GET /x HTTP/1.1\r\nHost: x\r\n\r\n")));
+  EXPECT_EQ(ReadAnswer(socket, pending).head.substr(0, 12), "HTTP/1.1 500");
+}
+
+TEST_F(ServerTest, ResponseCloseEndsTheConnection) {
+  StartServer(ServerOptions{}, [](Request request) -> asio::awaitable<Response> {
+    Response response;
+    response.close = true;
+    co_return response;
+  });
+  tcp::socket socket = Connect();
+  std::string pending;
+
+  asio::write(socket, asio::buffer(std::string("GET /x HTTP/1.1\r\nHost: x\r\n\r\n")));
+  EXPECT_NE(ReadAnswer(socket, pending).head.find("Connection: close"), std::string::npos);
+  EXPECT_TRUE(PeerClosed(socket));
+}
+
+TEST_F(ServerTest, StopClosesOpenConnectionsAndLetsRunReturn) {
+  StartServer(ServerOptions{}, Echo);
+  std::vector<tcp::socket> sockets;
+  for (int i = 0; i < 3; ++i) {
+    sockets.push_back(Connect());
+    std::string pending;
+    asio::write(sockets.back(), asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
+    ASSERT_EQ(ReadAnswer(sockets.back(), pending).head.substr(0, 12), "HTTP/1.1 200");
+  }
+
+  server_->Stop();
+  server_->Stop();  // a second call is harmless
+
+  ASSERT_EQ(run_returned_.wait_for(5s), std::future_status::ready);
+  for (auto& socket : sockets) EXPECT_TRUE(PeerClosed(socket));
+}
+
+TEST_F(ServerTest, CreateFailsWithUnavailableWhenThePortIsTaken) {
+  StartServer(ServerOptions{}, Echo);
+  ServerOptions options;
+  options.port = server_->port();
+  auto second = Server::Create(io_, options, Echo);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace das::http

@@ -1,0 +1,553 @@
+#include "worker/store.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "worker/duckdb_util.h"
+#include "worker/idempotency_keys.h"
+
+namespace das::worker {
+namespace {
+
+using Code = SubBatchOutcome::Code;
+using Outcomes = std::vector<SubBatchOutcome>;
+
+// A fresh directory under /tmp, removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = "/tmp/das_store_test_XXXXXX";
+    const char* made = ::mkdtemp(pattern.data());
+    EXPECT_NE(made, nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+StoreOptions Options(const TempDir& dir) {
+  StoreOptions options;
+  options.data_dir = dir.path() + "/data";
+  return options;
+}
+
+std::unique_ptr<Store> OpenOrDie(StoreOptions options) {
+  Result<std::unique_ptr<Store>> store = Store::Open(std::move(options));
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(store).value() : nullptr;
+}
+
+Result<Outcomes> WriteSync(Store& store, std::vector<SubBatch> batches) {
+  std::promise<Result<Outcomes>> done;
+  std::future<Result<Outcomes>> result = done.get_future();
+  store.Write(std::move(batches), [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
+  return result.get();
+}
+
+Aggregate AggregateSync(Store& store) {
+  std::promise<Result<Aggregate>> done;
+  std::future<Result<Aggregate>> result = done.get_future();
+  store.ComputeAggregate([&done](Result<Aggregate> r) { done.set_value(std::move(r)); });
+  Result<Aggregate> aggregate = result.get();
+  EXPECT_TRUE(aggregate.ok()) << aggregate.status().ToString();
+  return aggregate.ok() ? aggregate.value() : Aggregate{};
+}
+
+uint64_t CountSync(Store& store) {
+  std::promise<Result<uint64_t>> done;
+  std::future<Result<uint64_t>> result = done.get_future();
+  store.CountRows([&done](Result<uint64_t> r) { done.set_value(std::move(r)); });
+  Result<uint64_t> count = result.get();
+  EXPECT_TRUE(count.ok()) << count.status().ToString();
+  return count.ok() ? count.value() : ~uint64_t{0};
+}
+
+SubBatch Batch(std::vector<double> values, std::string key = "") {
+  SubBatch batch;
+  for (size_t i = 0; i < values.size(); ++i) {
+    batch.rows.push_back({"key-" + std::to_string(i), values[i]});
+  }
+  batch.idempotency_key = std::move(key);
+  return batch;
+}
+
+// Expects exactly one sub-batch outcome.
+void ExpectOutcome(const Result<Outcomes>& result, Code code, uint64_t rows_written) {
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_EQ(result->size(), 1u);
+  EXPECT_EQ(result->front().code, code);
+  EXPECT_EQ(result->front().rows_written, rows_written);
+}
+
+TEST(StoreTest, WriteThenAggregateIsExact) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1.5, -2.25, 10.0})}), Code::kOk, 3);
+  ExpectOutcome(WriteSync(*store, {Batch({3.75})}), Code::kOk, 1);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 4u);
+  EXPECT_EQ(aggregate.sum, 13.0);
+  EXPECT_EQ(aggregate.min, -2.25);
+  EXPECT_EQ(aggregate.max, 10.0);
+  EXPECT_EQ(CountSync(*store), 4u);
+}
+
+TEST(StoreTest, EmptyStoreHasCountZeroAndNoMinMax) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 0u);
+  EXPECT_EQ(aggregate.sum, 0.0);
+  EXPECT_FALSE(aggregate.min.has_value());
+  EXPECT_FALSE(aggregate.max.has_value());
+  EXPECT_EQ(CountSync(*store), 0u);
+}
+
+// DuckDB's kahan_sum is Kahan's algorithm: it keeps many small addends to a large sum (below),
+// but not a cancellation between large terms (1e16, 1, -1e16 sums to 0, as a naive sum does).
+TEST(StoreTest, SumIsCompensated) {
+  TempDir dir;
+  StoreOptions options = Options(dir);
+  options.duckdb_threads = 1;
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  std::vector<double> values(1001, 1.0);
+  values[0] = 1e16;
+  double naive = 0;
+  for (double v : values) naive += v;
+  ASSERT_EQ(naive, 1e16);  // each +1.0 is lost: the spacing of doubles at 1e16 is 2
+  ExpectOutcome(WriteSync(*store, {Batch(values)}), Code::kOk, 1001);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 1001u);
+  EXPECT_EQ(aggregate.sum, 1e16 + 1000.0);
+  EXPECT_EQ(aggregate.min, 1.0);
+  EXPECT_EQ(aggregate.max, 1e16);
+}
+
+TEST(StoreTest, EmptySubBatchWithoutKeyIsOkWithZeroRows) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {SubBatch{}}), Code::kOk, 0);
+  EXPECT_EQ(CountSync(*store), 0u);
+}
+
+TEST(StoreTest, RetryWithSameKeyIsDuplicateAndStoresNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1, 2, 3}, "req-1")}), Code::kOk, 3);
+  ExpectOutcome(WriteSync(*store, {Batch({1, 2, 3}, "req-1")}), Code::kDuplicate, 3);
+  EXPECT_EQ(AggregateSync(*store).count, 3u);
+  EXPECT_EQ(AggregateSync(*store).sum, 6.0);
+}
+
+TEST(StoreTest, SameKeyTwiceInOneWriteIsDuplicateTheSecondTime) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  Result<Outcomes> result =
+      WriteSync(*store, {Batch({1, 2}, "twice"), Batch({5}), Batch({1, 2}, "twice")});
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_EQ(result->size(), 3u);
+  EXPECT_EQ((*result)[0].code, Code::kOk);
+  EXPECT_EQ((*result)[0].rows_written, 2u);
+  EXPECT_EQ((*result)[1].code, Code::kOk);
+  EXPECT_EQ((*result)[1].rows_written, 1u);
+  EXPECT_EQ((*result)[2].code, Code::kDuplicate);
+  EXPECT_EQ((*result)[2].rows_written, 2u);
+  EXPECT_EQ(CountSync(*store), 3u);
+}
+
+TEST(StoreTest, SameKeyWithOtherRowsIsKeyConflictAndStoresNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1, 2}, "k")}), Code::kOk, 2);
+  ExpectOutcome(WriteSync(*store, {Batch({1, 2.5}, "k")}), Code::kKeyConflict, 0);
+  ExpectOutcome(WriteSync(*store, {Batch({1}, "k")}), Code::kKeyConflict, 0);
+  // In one Write, the conflicting sub-batch is refused while the others are stored.
+  Result<Outcomes> mixed = WriteSync(*store, {Batch({7}), Batch({9}, "k")});
+  ASSERT_TRUE(mixed.ok()) << mixed.status().ToString();
+  ASSERT_EQ(mixed->size(), 2u);
+  EXPECT_EQ((*mixed)[0].code, Code::kOk);
+  EXPECT_EQ((*mixed)[1].code, Code::kKeyConflict);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 3u);
+  EXPECT_EQ(aggregate.sum, 10.0);
+}
+
+TEST(StoreTest, FingerprintIsCanonical) {
+  std::string scratch;
+  const std::vector<StoredRow> rows = {{"a", 1.0}, {"bc", -0.5}};
+  EXPECT_EQ(Fingerprint(rows, scratch), Fingerprint(rows, scratch));
+  // Length prefixes keep ("ab", "c") apart from ("a", "bc").
+  EXPECT_NE(Fingerprint({{"ab", 1.0}, {"c", -0.5}}, scratch), Fingerprint(rows, scratch));
+  EXPECT_NE(Fingerprint({{"a", 1.0}}, scratch), Fingerprint(rows, scratch));
+  EXPECT_NE(Fingerprint({{"a", 0.0}}, scratch), Fingerprint({{"a", -0.0}}, scratch));
+}
+
+TEST(StoreTest, RestartKeepsRowsAndKeys) {
+  TempDir dir;
+  {
+    auto store = OpenOrDie(Options(dir));
+    ASSERT_NE(store, nullptr);
+    ExpectOutcome(WriteSync(*store, {Batch({1, 2, 3}, "before-restart")}), Code::kOk, 3);
+    ExpectOutcome(WriteSync(*store, {Batch({4})}), Code::kOk, 1);
+    store->Stop();
+  }
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 4u);
+  EXPECT_EQ(aggregate.sum, 10.0);
+  ExpectOutcome(WriteSync(*store, {Batch({1, 2, 3}, "before-restart")}), Code::kDuplicate, 3);
+  ExpectOutcome(WriteSync(*store, {Batch({9}, "before-restart")}), Code::kKeyConflict, 0);
+  EXPECT_EQ(CountSync(*store), 4u);
+}
+
+// A key is remembered for at least the retention. It is forgotten by the next write that
+// retries it after that (or by the periodic prune, or on open), and the retry then stores its
+// rows again, as a new request.
+TEST(StoreTest, ExpiredKeyIsForgottenByALaterWrite) {
+  TempDir dir;
+  StoreOptions options = Options(dir);
+  options.idempotency_retention = std::chrono::seconds(1);
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1}, "short-lived")}), Code::kOk, 1);
+  ExpectOutcome(WriteSync(*store, {Batch({1}, "short-lived")}), Code::kDuplicate, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  ExpectOutcome(WriteSync(*store, {Batch({1}, "short-lived")}), Code::kOk, 1);
+  ExpectOutcome(WriteSync(*store, {Batch({1}, "short-lived")}), Code::kDuplicate, 1);
+  EXPECT_EQ(CountSync(*store), 2u);
+}
+
+TEST(StoreTest, ExpiredKeyIsForgottenOnOpen) {
+  TempDir dir;
+  StoreOptions options = Options(dir);
+  options.idempotency_retention = std::chrono::seconds(1);
+  {
+    auto store = OpenOrDie(options);
+    ASSERT_NE(store, nullptr);
+    ExpectOutcome(WriteSync(*store, {Batch({1, 2}, "short-lived")}), Code::kOk, 2);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1, 2}, "short-lived")}), Code::kOk, 2);
+  EXPECT_EQ(CountSync(*store), 4u);
+}
+
+TEST(StoreTest, ConcurrentSingleRowWritesAreGroupCommitted) {
+  TempDir dir;
+  StoreOptions options = Options(dir);
+  options.reader_threads = 2;
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  constexpr int kThreads = 16;
+  constexpr int kWritesPerThread = 500;
+  std::atomic<int> ok{0};
+  std::atomic<int> not_ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::future<void>> pending;
+      for (int i = 0; i < kWritesPerThread; ++i) {
+        auto done = std::make_shared<std::promise<void>>();
+        pending.push_back(done->get_future());
+        SubBatch batch = Batch({1.0}, "t" + std::to_string(t) + "-" + std::to_string(i));
+        store->Write({std::move(batch)}, [&, done](Result<Outcomes> r) {
+          const bool good = r.ok() && r->size() == 1 && r->front().code == Code::kOk &&
+                            r->front().rows_written == 1;
+          (good ? ok : not_ok).fetch_add(1);
+          done->set_value();
+        });
+      }
+      for (auto& f : pending) f.wait();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kThreads * kWritesPerThread);
+  EXPECT_EQ(not_ok.load(), 0);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 8000u);
+  EXPECT_EQ(aggregate.sum, 8000.0);
+}
+
+TEST(StoreTest, StopFinishesQueuedWritesAndRefusesLaterOnes) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 200; ++i) {
+    store->Write({Batch({1.0})}, [&](Result<Outcomes> r) { ok += r.ok() ? 1 : 0; });
+  }
+  store->Stop();
+  EXPECT_EQ(ok.load(), 200);
+  Result<Outcomes> late = WriteSync(*store, {Batch({1.0})});
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), StatusCode::kShuttingDown);
+  std::promise<StatusCode> code;
+  store->ComputeAggregate([&](Result<Aggregate> r) { code.set_value(r.status().code()); });
+  EXPECT_EQ(code.get_future().get(), StatusCode::kShuttingDown);
+  store->Stop();  // a second Stop is harmless
+  store.reset();
+  auto reopened = OpenOrDie(Options(dir));
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(CountSync(*reopened), 200u);
+}
+
+TEST(StoreTest, SecondOpenOfTheSameDirectoryIsUnavailable) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  Result<std::unique_ptr<Store>> second = Store::Open(Options(dir));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  store->Stop();
+  auto third = OpenOrDie(Options(dir));  // the lock went with the first store
+  EXPECT_NE(third, nullptr);
+}
+
+TEST(StoreTest, UnusableDataDirIsUnavailable) {
+  TempDir dir;
+  std::FILE* file = std::fopen((dir.path() + "/not-a-dir").c_str(), "w");
+  ASSERT_NE(file, nullptr);
+  std::fclose(file);
+  StoreOptions options;
+  options.data_dir = dir.path() + "/not-a-dir/data";
+  Result<std::unique_ptr<Store>> store = Store::Open(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable);
+}
+
+// Every acknowledged row survives a SIGKILL: DuckDB replays its WAL on the next open.
+TEST(StoreTest, AcknowledgedRowsSurviveKill) {
+  TempDir dir;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Result<std::unique_ptr<Store>> store = Store::Open(Options(dir));
+    if (!store.ok()) ::_exit(2);
+    for (int i = 0; i < 50; ++i) {
+      Result<Outcomes> r = WriteSync(**store, {Batch({1.0, 2.0}, "k" + std::to_string(i))});
+      if (!r.ok()) ::_exit(3);
+    }
+    ::kill(::getpid(), SIGKILL);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(wstatus)) << "child exit status " << WEXITSTATUS(wstatus);
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 100u);
+  EXPECT_EQ(aggregate.sum, 150.0);
+  ExpectOutcome(WriteSync(*store, {Batch({1.0, 2.0}, "k7")}), Code::kDuplicate, 2);
+}
+
+// Creates the store's rows table before the store does, with a CHECK a test can violate.
+void CreateRowsTableWithCheck(const std::string& data_dir) {
+  std::filesystem::create_directories(data_dir);
+  Result<duck::DatabaseHandle> db = duck::OpenDatabase(data_dir + "/worker.duckdb", 0);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  Result<duck::ConnectionHandle> conn = duck::Connect(db->get());
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  Status created = duck::Exec(conn->get(),
+                              "CREATE TABLE rows (partition_key VARCHAR NOT NULL, value DOUBLE NOT "
+                              "NULL CHECK (value < 1e300), ingest_ts TIMESTAMP NOT NULL)");
+  ASSERT_TRUE(created.ok()) << created.ToString();
+}
+
+TEST(StoreTest, FailedTransactionStoresNothingOfItsGroup) {
+  TempDir dir;
+  StoreOptions options = Options(dir);
+  ASSERT_NO_FATAL_FAILURE(CreateRowsTableWithCheck(options.data_dir));
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  // Enough rows that the appender flushes some into the table before the bad row fails.
+  const std::vector<double> many(250'000, 1.0);
+  Result<Outcomes> failed = WriteSync(*store, {Batch(many, "big"), Batch({1e301})});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kInternal);
+  EXPECT_EQ(CountSync(*store), 0u);
+  // The key was rolled back with the rows: a retry stores them.
+  ExpectOutcome(WriteSync(*store, {Batch(many, "big")}), Code::kOk, 250'000);
+  ExpectOutcome(WriteSync(*store, {Batch(many, "big")}), Code::kDuplicate, 250'000);
+  EXPECT_EQ(CountSync(*store), 250'000u);
+}
+
+// The writer relies on these properties of DuckDB's appender; they are checked here directly.
+class AppenderTransactionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Result<duck::DatabaseHandle> db = duck::OpenDatabase(dir_.path() + "/t.duckdb", 0);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    db_ = std::move(db).value();
+    Result<duck::ConnectionHandle> conn = duck::Connect(db_.get());
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    conn_ = std::move(conn).value();
+    ASSERT_TRUE(duck::Exec(conn_.get(), "CREATE TABLE t (v DOUBLE NOT NULL)").ok());
+  }
+  void TearDown() override {
+    conn_.reset();
+    db_.reset();
+  }
+
+  void AppendRows(duckdb_appender appender, int n) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(duckdb_append_double(appender, i), DuckDBSuccess);
+      ASSERT_EQ(duckdb_appender_end_row(appender), DuckDBSuccess);
+    }
+  }
+
+  int64_t Count() {
+    Result<duck::QueryResult> result = duck::Query(conn_.get(), "SELECT count(*) FROM t");
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    if (!result.ok()) return -1;
+    std::optional<duck::Chunk> chunk = result->NextChunk();
+    return chunk ? chunk->Get<int64_t>(0, 0).value_or(-1) : -1;
+  }
+
+  TempDir dir_;
+  duck::DatabaseHandle db_;
+  duck::ConnectionHandle conn_;
+};
+
+TEST_F(AppenderTransactionTest, ClosedAppenderRowsAreRolledBackWithTheTransaction) {
+  ASSERT_TRUE(duck::Exec(conn_.get(), "BEGIN TRANSACTION").ok());
+  Result<duck::AppenderHandle> appender = duck::CreateAppender(conn_.get(), "t");
+  ASSERT_TRUE(appender.ok()) << appender.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(AppendRows(appender->get(), 5000));
+  ASSERT_TRUE(duck::CloseAppender(appender->get(), "t").ok());
+  appender->reset();
+  EXPECT_EQ(Count(), 5000);  // visible inside the transaction
+  ASSERT_TRUE(duck::Exec(conn_.get(), "ROLLBACK").ok());
+  EXPECT_EQ(Count(), 0);
+}
+
+TEST_F(AppenderTransactionTest, AppenderDestroyedBeforeRollbackLeavesNothing) {
+  ASSERT_TRUE(duck::Exec(conn_.get(), "BEGIN TRANSACTION").ok());
+  Result<duck::AppenderHandle> appender = duck::CreateAppender(conn_.get(), "t");
+  ASSERT_TRUE(appender.ok()) << appender.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(AppendRows(appender->get(), 3000));  // not flushed yet
+  appender->reset();
+  ASSERT_TRUE(duck::Exec(conn_.get(), "ROLLBACK").ok());
+  EXPECT_EQ(Count(), 0);
+}
+
+// Why the writer destroys its appenders before ROLLBACK: one destroyed after it flushes its
+// buffered rows in a new, autocommitted transaction.
+TEST_F(AppenderTransactionTest, AppenderDestroyedAfterRollbackAutocommitsItsRows) {
+  ASSERT_TRUE(duck::Exec(conn_.get(), "BEGIN TRANSACTION").ok());
+  Result<duck::AppenderHandle> appender = duck::CreateAppender(conn_.get(), "t");
+  ASSERT_TRUE(appender.ok()) << appender.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(AppendRows(appender->get(), 3000));
+  ASSERT_TRUE(duck::Exec(conn_.get(), "ROLLBACK").ok());
+  appender->reset();
+  EXPECT_EQ(Count(), 3000);
+}
+
+TEST_F(AppenderTransactionTest, CommittedAppenderRowsStay) {
+  ASSERT_TRUE(duck::Exec(conn_.get(), "BEGIN TRANSACTION").ok());
+  Result<duck::AppenderHandle> appender = duck::CreateAppender(conn_.get(), "t");
+  ASSERT_TRUE(appender.ok()) << appender.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(AppendRows(appender->get(), 3000));
+  ASSERT_TRUE(duck::CloseAppender(appender->get(), "t").ok());
+  ASSERT_TRUE(duck::Exec(conn_.get(), "COMMIT").ok());
+  EXPECT_EQ(Count(), 3000);
+}
+
+// Writes `writes` Write() calls of `batches_per_write` sub-batches of `rows_per_batch` rows,
+// at most `in_flight` at a time, and returns the stored rows per second.
+double MeasureRowsPerSecond(Store& store, int writes, int batches_per_write, int rows_per_batch,
+                            bool keyed) {
+  constexpr int kInFlight = 64;
+  std::vector<std::vector<SubBatch>> requests(writes);
+  for (int w = 0; w < writes; ++w) {
+    for (int b = 0; b < batches_per_write; ++b) {
+      SubBatch batch;
+      batch.rows.reserve(rows_per_batch);
+      for (int r = 0; r < rows_per_batch; ++r)
+        batch.rows.push_back({"partition-" + std::to_string(r % 1000), 0.5 * r});
+      if (keyed) batch.idempotency_key = "req-" + std::to_string(w) + "-" + std::to_string(b);
+      requests[w].push_back(std::move(batch));
+    }
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  int failed = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& request : requests) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return in_flight < kInFlight; });
+      ++in_flight;
+    }
+    store.Write(std::move(request), [&](Result<Outcomes> r) {
+      std::lock_guard lock(mu);
+      --in_flight;
+      failed += r.ok() ? 0 : 1;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return in_flight == 0; });
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(failed, 0);
+  return double(writes) * batches_per_write * rows_per_batch / elapsed.count();
+}
+
+// A throughput probe, not a test: run with --gtest_also_run_disabled_tests.
+TEST(StoreBenchmark, DISABLED_RowsPerSecond) {
+  struct Case {
+    const char* name;
+    int writes, batches_per_write, rows_per_batch;
+    bool keyed;
+  };
+  const Case cases[] = {
+      {"single-row writes, no key", 100'000, 1, 1, false},
+      {"single-row writes, keyed", 100'000, 1, 1, true},
+      {"coalesced: 100 single-row sub-batches per write, no key", 2'000, 100, 1, false},
+      {"coalesced: 100 single-row sub-batches per write, keyed", 2'000, 100, 1, true},
+      {"10,000-row batches, no key", 300, 1, 10'000, false},
+      {"10,000-row batches, keyed", 300, 1, 10'000, true},
+  };
+  for (const Case& c : cases) {
+    TempDir dir;
+    auto store = OpenOrDie(Options(dir));
+    ASSERT_NE(store, nullptr);
+    const double rate =
+        MeasureRowsPerSecond(*store, c.writes, c.batches_per_write, c.rows_per_batch, c.keyed);
+    std::printf("%-60s %12.0f rows/s\n", c.name, rate);
+    EXPECT_EQ(CountSync(*store), uint64_t(c.writes) * c.batches_per_write * c.rows_per_batch);
+  }
+}
+
+}  // namespace
+}  // namespace das::worker
