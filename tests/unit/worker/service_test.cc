@@ -1,0 +1,144 @@
+// The worker's internal API as a request -> response function over a real store on a
+// temporary directory (no socket).
+#include "worker/service.h"
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "das/v1/internal.pb.h"
+
+namespace das::worker {
+namespace {
+
+namespace asio = boost::asio;
+using internal::v1::SubBatchResult;
+
+class WorkerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/das-worker-service-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    StoreOptions options;
+    options.data_dir = dir_;
+    Result<std::unique_ptr<Store>> store = Store::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    service_ = std::make_unique<WorkerService>(7, *store_);
+  }
+
+  void TearDown() override {
+    service_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  http::Response Call(std::string method, std::string target, std::string body = "") {
+    http::Request request;
+    request.method = std::move(method);
+    request.target = std::move(target);
+    request.body = std::move(body);
+    auto future = asio::co_spawn(io_, service_->Handle(std::move(request)), asio::use_future);
+    io_.restart();
+    io_.run();
+    return future.get();
+  }
+
+  internal::v1::AggregateResponse Aggregate() {
+    http::Response r = Call("GET", "/internal/v1/aggregate");
+    EXPECT_EQ(r.status, 200u);
+    internal::v1::AggregateResponse a;
+    EXPECT_TRUE(a.ParseFromString(r.body));
+    return a;
+  }
+
+  static void AddRow(internal::v1::SubBatch* batch, std::string key, double value) {
+    internal::v1::RowWire* row = batch->add_rows();
+    row->set_partition_key(std::move(key));
+    row->set_value(value);
+  }
+
+  std::string dir_;
+  asio::io_context io_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<WorkerService> service_;
+};
+
+TEST_F(WorkerServiceTest, BadSubBatchIsRejectedAloneOthersAreStored) {
+  internal::v1::WriteRequest request;
+  AddRow(request.add_batches(), "a", 1.5);
+  internal::v1::SubBatch* bad = request.add_batches();
+  AddRow(bad, "b", 2);
+  AddRow(bad, "", 3);  // empty key: the whole sub-batch is refused
+  internal::v1::SubBatch* keyed = request.add_batches();
+  AddRow(keyed, "c", 4);
+  keyed->set_idempotency_key("k1");
+
+  http::Response r = Call("POST", "/internal/v1/write", request.SerializeAsString());
+  ASSERT_EQ(r.status, 200u);
+  internal::v1::WriteResponse response;
+  ASSERT_TRUE(response.ParseFromString(r.body));
+  ASSERT_EQ(response.results_size(), 3);
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::OK);
+  EXPECT_EQ(response.results(0).rows_written(), 1u);
+  EXPECT_EQ(response.results(1).code(), SubBatchResult::INVALID_ARGUMENT);
+  EXPECT_EQ(response.results(1).error(), "partition_key is empty");
+  EXPECT_EQ(response.results(2).code(), SubBatchResult::OK);
+
+  internal::v1::AggregateResponse a = Aggregate();
+  EXPECT_EQ(a.count(), 2u);
+  EXPECT_EQ(a.sum(), 5.5);
+  EXPECT_EQ(a.min(), 1.5);
+  EXPECT_EQ(a.max(), 4);
+  EXPECT_EQ(a.worker_id(), 7u);
+}
+
+TEST_F(WorkerServiceTest, RetriedKeyIsDuplicateWithTheFirstCount) {
+  internal::v1::WriteRequest request;
+  internal::v1::SubBatch* keyed = request.add_batches();
+  AddRow(keyed, "a", 1);
+  AddRow(keyed, "b", 2);
+  keyed->set_idempotency_key("retry-me");
+  std::string body = request.SerializeAsString();
+  ASSERT_EQ(Call("POST", "/internal/v1/write", body).status, 200u);
+  http::Response again = Call("POST", "/internal/v1/write", body);
+  internal::v1::WriteResponse response;
+  ASSERT_TRUE(response.ParseFromString(again.body));
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::DUPLICATE);
+  EXPECT_EQ(response.results(0).rows_written(), 2u);
+  EXPECT_EQ(Aggregate().count(), 2u);
+}
+
+TEST_F(WorkerServiceTest, EmptyStoreAggregateHasNoMinMax) {
+  internal::v1::AggregateResponse a = Aggregate();
+  EXPECT_EQ(a.count(), 0u);
+  EXPECT_FALSE(a.has_min());
+  EXPECT_FALSE(a.has_max());
+}
+
+TEST_F(WorkerServiceTest, UndecodableWriteIs400AndUnknownRouteIs404) {
+  EXPECT_EQ(Call("POST", "/internal/v1/write", "\xff\xff\xff").status, 400u);
+  EXPECT_EQ(Call("GET", "/internal/v1/nope").status, 404u);
+  EXPECT_EQ(Call("GET", "/internal/v1/write").status, 404u);
+}
+
+TEST_F(WorkerServiceTest, HealthReportsRows) {
+  internal::v1::WriteRequest request;
+  AddRow(request.add_batches(), "a", 1);
+  ASSERT_EQ(Call("POST", "/internal/v1/write", request.SerializeAsString()).status, 200u);
+  http::Response r = Call("GET", "/internal/v1/health");
+  internal::v1::WorkerHealthResponse h;
+  ASSERT_TRUE(h.ParseFromString(r.body));
+  EXPECT_EQ(h.worker_id(), 7u);
+  EXPECT_EQ(h.rows(), 1u);
+  http::Response human = Call("GET", "/health");
+  EXPECT_EQ(human.status, 200u);
+  EXPECT_EQ(human.content_type, "application/json");
+}
+
+}  // namespace
+}  // namespace das::worker
