@@ -9,6 +9,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
+#include "control/codec.h"
 #include "control/service.h"
 #include "http/server.h"
 
@@ -112,6 +113,9 @@ int main(int argc, char** argv) {
   server_options.host = flags.host;
   server_options.port = flags.port;
   server_options.body_limit = flags.body_limit;
+  server_options.too_large = [limit = flags.body_limit](const das::http::Request& header) {
+    return das::control::TooLarge(header, limit);
+  };
   das::control::ControlService& svc = **service;
   auto server = das::http::Server::Create(
       io, server_options, [&svc](das::http::Request r) { return svc.Handle(std::move(r)); });

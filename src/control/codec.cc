@@ -174,4 +174,16 @@ http::Response EncodeError(const ApiError& error, Encoding encoding, uint64_t ro
   return Encode(error.status, body, encoding);
 }
 
+Encoding ErrorEncoding(const http::Request& request) {
+  Decoded<Encoding> body = BodyEncoding(request);
+  const Encoding* known = std::get_if<Encoding>(&body);
+  return AnswerEncoding(request, known != nullptr ? *known : Encoding::kProtobuf);
+}
+
+http::Response TooLarge(const http::Request& request, size_t limit) {
+  return EncodeError(
+      ApiError{413, "body is larger than the limit of " + std::to_string(limit) + " bytes"},
+      ErrorEncoding(request));
+}
+
 }  // namespace das::control

@@ -46,6 +46,13 @@ Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request,
 // An answer with `message` as its body, in `encoding`.
 http::Response Encode(unsigned status, const google::protobuf::Message& message, Encoding encoding);
 
+// The encoding of an error answer: the body's encoding when it has a known one (so a JSON
+// client gets JSON), unless ?format= or Accept asks otherwise.
+Encoding ErrorEncoding(const http::Request& request);
+
+// The 413 for a body over `limit` bytes, as an ErrorResponse in ErrorEncoding(request).
+http::Response TooLarge(const http::Request& request, size_t limit);
+
 // An ErrorResponse answer; `rows_written` for a batch that failed part-way.
 http::Response EncodeError(const ApiError& error, Encoding encoding, uint64_t rows_written = 0);
 

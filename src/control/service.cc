@@ -24,7 +24,7 @@ http::Response MethodNotAllowed(const http::Request& request, std::string_view a
   http::Response r = EncodeError(
       ApiError{405, "method " + request.method + " is not allowed on " +
                         std::string(PathOf(request.target)) + "; use " + std::string(allow)},
-      AnswerEncoding(request, Encoding::kProtobuf));
+      ErrorEncoding(request));
   r.headers.emplace_back("Allow", std::string(allow));
   return r;
 }
@@ -88,8 +88,7 @@ class ControlServiceImpl final : public ControlService {
       if (request.method != "GET") co_return MethodNotAllowed(request, "GET");
       co_return co_await Health(request);
     }
-    co_return EncodeError(ApiError{404, "no route " + std::string(path)},
-                          AnswerEncoding(request, Encoding::kProtobuf));
+    co_return EncodeError(ApiError{404, "no route " + std::string(path)}, ErrorEncoding(request));
   }
 
   void Stop() override {
@@ -99,9 +98,7 @@ class ControlServiceImpl final : public ControlService {
  private:
   asio::awaitable<http::Response> Insert(http::Request request) {
     Decoded<Encoding> body = BodyEncoding(request);
-    if (auto* e = std::get_if<ApiError>(&body)) {
-      co_return EncodeError(*e, AnswerEncoding(request, Encoding::kProtobuf));
-    }
+    if (auto* e = std::get_if<ApiError>(&body)) co_return EncodeError(*e, ErrorEncoding(request));
     Encoding answer = AnswerEncoding(request, std::get<Encoding>(body));
     Decoded<internal::v1::RowWire> row = DecodeInsert(request, std::get<Encoding>(body));
     if (auto* e = std::get_if<ApiError>(&row)) co_return EncodeError(*e, answer);
@@ -120,9 +117,7 @@ class ControlServiceImpl final : public ControlService {
 
   asio::awaitable<http::Response> InsertBatch(http::Request request) {
     Decoded<Encoding> body = BodyEncoding(request);
-    if (auto* e = std::get_if<ApiError>(&body)) {
-      co_return EncodeError(*e, AnswerEncoding(request, Encoding::kProtobuf));
-    }
+    if (auto* e = std::get_if<ApiError>(&body)) co_return EncodeError(*e, ErrorEncoding(request));
     Encoding answer = AnswerEncoding(request, std::get<Encoding>(body));
     Decoded<internal::v1::InsertBatchWire> decoded = DecodeBatch(request, std::get<Encoding>(body));
     if (auto* e = std::get_if<ApiError>(&decoded)) co_return EncodeError(*e, answer);

@@ -12,8 +12,8 @@
 namespace das::http {
 
 struct Request {
-  std::string method;  // "GET", "POST", ... as sent
-  std::string target;  // origin form: "/analytics?format=json"
+  std::string method;        // "GET", "POST", ... as sent
+  std::string target;        // origin form: "/analytics?format=json"
   std::string content_type;  // empty when the header is absent
   bool has_content_type = false;
   std::string accept;  // empty when the header is absent

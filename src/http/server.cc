@@ -220,9 +220,22 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
         if (!co_await std::move(respond)) co_return;
         break;
       }
-      case ReadOutcome::kTooLarge:
-        co_await Refuse(stream, bhttp::status::payload_too_large, kTooLargeText, state.options);
+      case ReadOutcome::kTooLarge: {
+        if (!state.options.too_large) {
+          co_await Refuse(stream, bhttp::status::payload_too_large, kTooLargeText, state.options);
+          co_return;
+        }
+        // The application renders the 413 from the header alone (the body was never read).
+        WireRequest wire_request = parser.release();
+        const unsigned version = wire_request.version();
+        Request header = ToRequest(std::move(wire_request));
+        header.body.clear();
+        WireResponse wire = ToWire(state.options.too_large(header), version, false);
+        wire.result(bhttp::status::payload_too_large);
+        stream.expires_after(state.options.io_timeout);
+        co_await bhttp::async_write(stream, wire, kNoThrow);
         co_return;
+      }
       case ReadOutcome::kMalformed:
         co_await Refuse(stream, bhttp::status::bad_request, kMalformedText, state.options);
         co_return;

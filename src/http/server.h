@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,9 @@ struct ServerOptions {
   std::chrono::milliseconds io_timeout{30'000};
   // An idle keep-alive connection is closed after this long.
   std::chrono::milliseconds idle_timeout{60'000};
+  // Renders the 413 answer from the request's header (its body is empty: it is never read),
+  // so that it can use the application's error format. Unset: a text/plain 413.
+  std::function<Response(const Request&)> too_large;
 };
 
 class Server {

@@ -133,3 +133,26 @@ TEST(EncodeTest, ErrorCarriesStatusAndMessage) {
 
 }  // namespace
 }  // namespace das::control
+
+namespace das::control {
+namespace {
+
+TEST(ErrorEncodingTest, FollowsTheBodyUnlessAskedOtherwise) {
+  http::Request json = Post("{}", "application/json");
+  EXPECT_EQ(ErrorEncoding(json), Encoding::kJson);
+  EXPECT_EQ(ErrorEncoding(Post("", "")), Encoding::kProtobuf);
+  EXPECT_EQ(ErrorEncoding(Post("", "text/plain")), Encoding::kProtobuf);
+  json.target = "/insert?format=protobuf";
+  EXPECT_EQ(ErrorEncoding(json), Encoding::kProtobuf);
+}
+
+TEST(TooLargeTest, IsAnErrorResponseInTheRequestsEncoding) {
+  http::Response r = TooLarge(Post("", "application/json"), 1024);
+  EXPECT_EQ(r.status, 413u);
+  EXPECT_EQ(
+      r.body,
+      R"({"status":413,"error":"body is larger than the limit of 1024 bytes","rows_written":"0"})");
+}
+
+}  // namespace
+}  // namespace das::control

@@ -1,0 +1,256 @@
+#include "support/cluster.h"
+
+#include <stdlib.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <thread>
+
+#include "das/v1/das.pb.h"
+#include "support/http_client.h"
+
+namespace das::it {
+namespace {
+
+constexpr auto kStartTimeout = std::chrono::seconds(10);
+
+std::string FromEnvOr(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  if (value != nullptr && *value != '\0') return value;
+  return fallback;
+}
+
+std::string WorkerList(const std::vector<int>& ports) {
+  std::string list;
+  for (int port : ports) {
+    if (!list.empty()) list += ",";
+    list += "127.0.0.1:" + std::to_string(port);
+  }
+  return list;
+}
+
+// Fails when `p` exited without being asked to.
+testing::AssertionResult CheckNotCrashed(Process* p, const std::string& name) {
+  if (p == nullptr || p->termination_requested()) return testing::AssertionSuccess();
+  if (std::optional<int> status = p->Wait(std::chrono::milliseconds(0))) {
+    return testing::AssertionFailure()
+           << name << " died on its own before the restart: " << DescribeWaitStatus(*status)
+           << "; log:\n"
+           << p->LogTail();
+  }
+  return testing::AssertionSuccess();
+}
+
+}  // namespace
+
+#ifdef DAS_CONTROL_BIN
+std::string ControlBinary() { return FromEnvOr("DAS_CONTROL_BIN", DAS_CONTROL_BIN); }
+#else
+std::string ControlBinary() { return FromEnvOr("DAS_CONTROL_BIN", ""); }
+#endif
+#ifdef DAS_WORKER_BIN
+std::string WorkerBinary() { return FromEnvOr("DAS_WORKER_BIN", DAS_WORKER_BIN); }
+#else
+std::string WorkerBinary() { return FromEnvOr("DAS_WORKER_BIN", ""); }
+#endif
+
+bool BinariesAvailable() {
+  return !ControlBinary().empty() && !WorkerBinary().empty() &&
+         std::filesystem::exists(ControlBinary()) && std::filesystem::exists(WorkerBinary());
+}
+
+Cluster::Cluster() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "das-it-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
+}
+
+Cluster::~Cluster() {
+  std::string states;
+  auto note = [&](const std::string& name, Process* p) {
+    if (p == nullptr) return;
+    std::optional<int> status = p->Wait(std::chrono::milliseconds(0));
+    states += name + " (pid " + std::to_string(p->pid()) +
+              "): " + (status ? DescribeWaitStatus(*status) : "running") + "\n";
+    // A process that died on its own (a crash, an exit) fails the test even if every assertion
+    // held.
+    if (status && !p->termination_requested()) {
+      ADD_FAILURE() << name << " died during the test: " << DescribeWaitStatus(*status);
+    }
+  };
+  note("control", control_.get());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    note("worker-" + std::to_string(i + 1), workers_[i].get());
+  }
+  control_.reset();  // kills and reaps
+  workers_.clear();
+  if (testing::Test::HasFailure()) {
+    std::cerr << "---- the cluster in " << dir_ << " at the end of the test:\n"
+              << states << LogTails() << "\n";
+  }
+  const char* keep = std::getenv("DAS_IT_KEEP_DIR");
+  if (!dir_.empty() && (keep == nullptr || std::string(keep) != "1")) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+}
+
+testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
+  if (dir_.empty()) return testing::AssertionFailure() << "mkdtemp failed";
+  options_ = options;
+  worker_ports_.clear();
+  for (int i = 0; i < options.workers; ++i) worker_ports_.push_back(FreePort());
+  workers_.resize(options.workers);
+  control_port_ = FreePort();
+  if (options.start_workers) {
+    for (int i = 0; i < options.workers; ++i) {
+      if (auto r = StartWorker(i); !r) return r;
+    }
+  }
+  return StartControl();
+}
+
+pid_t Cluster::worker_pid(int i) const { return workers_.at(i) ? workers_.at(i)->pid() : -1; }
+
+testing::AssertionResult Cluster::StartWorker(int i) {
+  const std::string name = "worker-" + std::to_string(i + 1);
+  const std::string data_dir = dir_ + "/" + name;
+  std::filesystem::create_directories(data_dir);
+  std::vector<std::string> args = {"--id",       std::to_string(i + 1),
+                                   "--host",     "127.0.0.1",
+                                   "--port",     std::to_string(worker_ports_[i]),
+                                   "--data-dir", data_dir};
+  args.insert(args.end(), options_.worker_flags.begin(), options_.worker_flags.end());
+  std::string error;
+  workers_[i] = Process::Start(WorkerBinary(), args, dir_ + "/" + name + ".log", &error);
+  if (!workers_[i]) return testing::AssertionFailure() << "cannot start " << name << ": " << error;
+  return WaitHealthy(*workers_[i], worker_ports_[i], name);
+}
+
+testing::AssertionResult Cluster::StartControl() {
+  std::vector<std::string> args = {"--host",    "127.0.0.1",
+                                   "--port",    std::to_string(control_port_),
+                                   "--workers", WorkerList(worker_ports_)};
+  if (options_.relaxed_deadlines) {
+    for (const char* flag : {"--analytics-deadline-ms", "--insert-deadline-ms"}) {
+      args.insert(args.end(), {flag, "10000"});
+    }
+  }
+  args.insert(args.end(), options_.control_flags.begin(), options_.control_flags.end());
+  std::string error;
+  control_ = Process::Start(ControlBinary(), args, dir_ + "/control.log", &error);
+  if (!control_) return testing::AssertionFailure() << "cannot start the control node: " << error;
+  return WaitHealthy(*control_, control_port_, "control");
+}
+
+testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const std::string& name) {
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  std::string last = "no answer yet";
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (std::optional<int> status = process.Wait(std::chrono::milliseconds(0))) {
+      return testing::AssertionFailure()
+             << name << " exited while starting (" << DescribeWaitStatus(*status) << "); log:\n"
+             << process.LogTail();
+    }
+    Result<HttpResponse> r = HttpGet(port, "/health", {}, std::chrono::seconds(1));
+    if (r.ok() && r->status == 200) return testing::AssertionSuccess();
+    last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return testing::AssertionFailure() << name << " did not answer GET /health with 200 within "
+                                     << kStartTimeout.count() << " s (last: " << last << "); log:\n"
+                                     << process.LogTail();
+}
+
+testing::AssertionResult Cluster::KillWorker(int i, int signal) {
+  Process* p = workers_.at(i).get();
+  if (p == nullptr) return testing::AssertionFailure() << "worker " << i << " was never started";
+  if (!p->Signal(signal)) {
+    return testing::AssertionFailure() << "cannot signal worker " << i << " (it has exited)";
+  }
+  if (signal == SIGKILL || signal == SIGTERM) {
+    if (!p->Wait(std::chrono::seconds(10))) {
+      return testing::AssertionFailure()
+             << "worker " << i << " did not exit after signal " << signal;
+    }
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult Cluster::RestartWorker(int i) {
+  if (auto r = CheckNotCrashed(workers_.at(i).get(), "worker " + std::to_string(i)); !r) return r;
+  if (workers_.at(i)) workers_[i]->KillAndReap();
+  if (auto r = StartWorker(i); !r) return r;
+  if (control_ && control_->Running()) return WaitControlSeesHealthy(i);
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult Cluster::KillControl(int signal) {
+  if (!control_ || !control_->Signal(signal)) {
+    return testing::AssertionFailure() << "the control node is not running";
+  }
+  if (!control_->Wait(std::chrono::seconds(10))) {
+    return testing::AssertionFailure() << "the control node did not exit after signal " << signal;
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult Cluster::RestartControl() {
+  if (auto r = CheckNotCrashed(control_.get(), "the control node"); !r) return r;
+  if (control_) control_->KillAndReap();
+  return StartControl();
+}
+
+testing::AssertionResult Cluster::WaitControlSeesHealthy(int worker,
+                                                         std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string last = "no answer yet";
+  while (std::chrono::steady_clock::now() < deadline) {
+    Result<HttpResponse> r = HttpGet(control_port_, "/health", {}, std::chrono::seconds(3));
+    if (r.ok() && r->status == 200) {
+      v1::HealthResponse health;
+      if (!health.ParseFromString(r->body)) {
+        return testing::AssertionFailure() << "control /health body is not a HealthResponse";
+      }
+      int healthy = 0;
+      bool that_one = false;
+      for (const v1::WorkerStatus& w : health.workers()) {
+        healthy += w.healthy() ? 1 : 0;
+        if (worker >= 0 && w.healthy() &&
+            w.address() == "127.0.0.1:" + std::to_string(worker_ports_.at(worker))) {
+          that_one = true;
+        }
+      }
+      if (worker < 0 ? healthy == num_workers() : that_one) return testing::AssertionSuccess();
+      last = health.ShortDebugString();
+    } else {
+      last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return testing::AssertionFailure()
+         << "the control node did not report "
+         << (worker < 0 ? "all workers" : "worker " + std::to_string(worker))
+         << " healthy within the timeout; last /health: " << last;
+}
+
+std::string Cluster::LogTails(size_t max_bytes_each) const {
+  std::string out;
+  auto add = [&](const std::string& name, const std::string& path) {
+    if (!std::filesystem::exists(path)) return;
+    std::ifstream in(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (all.size() > max_bytes_each) all = "...\n" + all.substr(all.size() - max_bytes_each);
+    out += "== " + name + " (" + path + ")\n" + all + "\n";
+  };
+  add("control", dir_ + "/control.log");
+  for (int i = 0; i < num_workers(); ++i) {
+    const std::string name = "worker-" + std::to_string(i + 1);
+    add(name, dir_ + "/" + name + ".log");
+  }
+  return out;
+}
+
+}  // namespace das::it

@@ -1,0 +1,115 @@
+// A cluster of real processes for one test: N workers and one control node on free loopback
+// ports, in a fresh temporary directory.
+//
+// Ownership: a Cluster owns its processes and its directory. The destructor kills and reaps
+// every process and removes the directory, whatever the test's outcome; when the test failed it
+// first prints the tail of each process's log. Set DAS_IT_KEEP_DIR=1 to keep the directory.
+// Binaries: DAS_CONTROL_BIN and DAS_WORKER_BIN (compile definitions from CMake, overridden by
+// environment variables of the same names).
+// Thread-safety: one thread (the test's main thread) drives a Cluster; the ports may be read
+// from any thread.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/process.h"
+
+namespace das::it {
+
+struct ClusterOptions {
+  int workers = 2;
+  std::vector<std::string> control_flags;  // extra flags, e.g. {"--body-limit", "1024"}
+  std::vector<std::string> worker_flags;   // extra flags for every worker
+  // False: no worker process at all; the control node is given ports nobody listens on.
+  bool start_workers = true;
+  // True: analytics and insert deadlines of 10 s, so that a loaded machine (2 cores, parallel
+  // builds) does not turn a slow answer into a partial one. Tests of the deadlines themselves
+  // set false and get the binaries' defaults (1.5 s and 2 s).
+  bool relaxed_deadlines = true;
+};
+
+// True when the binaries are known (built by CMake or named in the environment); tests skip
+// otherwise.
+bool BinariesAvailable();
+std::string ControlBinary();
+std::string WorkerBinary();
+
+class Cluster {
+ public:
+  Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+  ~Cluster();
+
+  // Starts the workers, then the control node, and waits until each answers GET /health with 200
+  // (up to 10 s each).
+  testing::AssertionResult Start(const ClusterOptions& options = {});
+
+  int control_port() const { return control_port_; }
+  int worker_port(int i) const { return worker_ports_.at(i); }
+  int num_workers() const { return static_cast<int>(worker_ports_.size()); }
+  const std::string& dir() const { return dir_; }
+  pid_t worker_pid(int i) const;
+  // The processes, for their exit status; null before the first start.
+  Process* worker_process(int i) const { return workers_.at(i).get(); }
+  Process* control_process() const { return control_.get(); }
+
+  // Sends `signal` to worker i; for a fatal signal, waits until the process is reaped.
+  testing::AssertionResult KillWorker(int i, int signal = SIGKILL);
+  testing::AssertionResult StopWorker(int i) { return KillWorker(i, SIGSTOP); }
+  testing::AssertionResult ContinueWorker(int i) { return KillWorker(i, SIGCONT); }
+  // Kills worker i if it runs, starts it again on the same port and data directory, waits for
+  // its /health, then until the control node's /health reports it healthy.
+  testing::AssertionResult RestartWorker(int i);
+
+  testing::AssertionResult KillControl(int signal = SIGKILL);
+  // Kills the control node if it runs and starts it again on the same port.
+  testing::AssertionResult RestartControl();
+
+  // Polls the control node's /health (protobuf) until every worker (or worker i) is reported
+  // healthy.
+  testing::AssertionResult WaitControlSeesAllWorkersHealthy(
+      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    return WaitControlSeesHealthy(-1, timeout);
+  }
+  testing::AssertionResult WaitControlSeesHealthy(
+      int worker, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // The tails of all logs, for failure messages.
+  std::string LogTails(size_t max_bytes_each = 3000) const;
+
+ private:
+  testing::AssertionResult StartWorker(int i);
+  testing::AssertionResult StartControl();
+  testing::AssertionResult WaitHealthy(Process& process, int port, const std::string& name);
+
+  std::string dir_;
+  ClusterOptions options_;
+  std::vector<int> worker_ports_;
+  int control_port_ = 0;
+  std::vector<std::unique_ptr<Process>> workers_;
+  std::unique_ptr<Process> control_;
+};
+
+// The base fixture of the integration tests: a fresh Cluster per test, skipped while the
+// binaries are not built.
+class ClusterTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (!BinariesAvailable()) {
+      GTEST_SKIP() << "binaries not built (control '" << ControlBinary() << "', worker '"
+                   << WorkerBinary() << "')";
+    }
+  }
+  int port() const { return cluster_.control_port(); }
+
+  Cluster cluster_;
+};
+
+}  // namespace das::it

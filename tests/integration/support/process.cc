@@ -1,0 +1,181 @@
+#include "support/process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace das::it {
+
+std::unique_ptr<Process> Process::Start(const std::string& binary,
+                                        const std::vector<std::string>& args,
+                                        const std::string& log_path, std::string* error) {
+  int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    *error = "open " + log_path + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
+  std::vector<std::string> storage;
+  storage.push_back(binary);
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& s : storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  static constexpr char kExecFailed[] = "integration test: exec failed\n";
+
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    *error = std::string("fork: ") + std::strerror(errno);
+    ::close(log_fd);
+    return nullptr;
+  }
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);  // the parent died before prctl took effect
+    ::setpgid(0, 0);  // a terminal's Ctrl-C goes to the test, which then kills its children
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
+    // Signals blocked or ignored by the test runner would otherwise be inherited.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::execv(argv[0], argv.data());
+    ssize_t ignored = ::write(STDERR_FILENO, kExecFailed, sizeof(kExecFailed) - 1);
+    (void)ignored;
+    ::_exit(127);
+  }
+  ::close(log_fd);
+  return std::make_unique<Process>(Key{}, pid, log_path);
+}
+
+Process::~Process() { KillAndReap(); }
+
+bool Process::Signal(int signal) {
+  if (wait_status_) return false;
+  if (signal == SIGKILL || signal == SIGTERM) termination_requested_ = true;
+  return ::kill(pid_, signal) == 0;
+}
+
+std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
+  if (wait_status_) return wait_status_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      wait_status_ = status;
+      return wait_status_;
+    }
+    if (r < 0 && errno != EINTR) {
+      wait_status_ = -1;  // not our child any more: nothing left to wait for
+      return wait_status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void Process::KillAndReap() {
+  if (wait_status_) return;
+  termination_requested_ = true;
+  ::kill(pid_, SIGCONT);
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  wait_status_ = status;
+}
+
+bool Process::Running() { return !Wait(std::chrono::milliseconds(0)).has_value(); }
+
+std::string Process::LogTail(size_t max_bytes) const {
+  std::ifstream in(log_path_, std::ios::binary);
+  if (!in) return "(no log at " + log_path_ + ")";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string all = ss.str();
+  if (all.size() <= max_bytes) return all;
+  return "...\n" + all.substr(all.size() - max_bytes);
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (status < 0) return "unknown (not reaped by this process)";
+  if (WIFEXITED(status)) return "exited with " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "wait status " + std::to_string(status);
+}
+
+namespace {
+
+int EphemeralLow() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 32768;
+  int high = 60999;
+  if (!(in >> low >> high)) low = 32768;
+  return low;
+}
+
+bool CanBind(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+int FreePort() {
+  static std::mutex mu;
+  static std::set<int> handed_out;
+  static std::mt19937 rng(
+      static_cast<unsigned>(::getpid()) * 7919u +
+      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::lock_guard<std::mutex> lock(mu);
+  const int low = 10000;
+  const int high = std::max(low + 1000, EphemeralLow() - 1);
+  std::uniform_int_distribution<int> dist(low, high);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = dist(rng);
+    if (handed_out.count(port) != 0 || !CanBind(port)) continue;
+    handed_out.insert(port);
+    return port;
+  }
+  // Fall back to the kernel's choice.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  const int port = ntohs(addr.sin_port);
+  handed_out.insert(port);
+  return port;
+}
+
+}  // namespace das::it
