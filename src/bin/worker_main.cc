@@ -23,7 +23,7 @@ struct Flags {
   size_t body_limit = 64 * 1024 * 1024;
   uint64_t idempotency_retention_s = 24 * 3600;
   size_t reader_threads = 2;
-  size_t duckdb_threads = 0;
+  size_t duckdb_threads = 1;
   unsigned threads = 1;
   std::string log_level;
 };
@@ -55,7 +55,8 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   app.add_option("--duckdb-threads", f.duckdb_threads,
-                 "DuckDB's threads per query (0: one per core)")
+                 "DuckDB's threads (0: one per core). 1 keeps commits cheapest; analytics "
+                 "are answered from the running aggregate, not by scanning")
       ->envname("WORKER_DUCKDB_THREADS")
       ->capture_default_str();
   app.add_option("--threads", f.threads, "Threads serving HTTP")

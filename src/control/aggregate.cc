@@ -5,16 +5,6 @@
 
 namespace das::control {
 
-void CompensatedSum::Add(double x) {
-  double t = sum_ + x;
-  if (std::fabs(sum_) >= std::fabs(x)) {
-    compensation_ += (sum_ - t) + x;
-  } else {
-    compensation_ += (x - t) + sum_;
-  }
-  sum_ = t;
-}
-
 void AggregateMerger::Add(const PartialAggregate& partial) {
   if (partial.count == 0) return;
   count_ += partial.count;

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "common/compensated_sum.h"
+
 namespace das::control {
 
 struct PartialAggregate {
@@ -24,18 +26,6 @@ struct MergedAggregate {
   std::optional<double> average;  // absent when count == 0
   std::optional<double> min;
   std::optional<double> max;
-};
-
-// Neumaier's variant of Kahan summation: exact to one final rounding for far more terms than
-// a naive sum, including when a term is larger than the running total.
-class CompensatedSum {
- public:
-  void Add(double x);
-  double Value() const { return sum_ + compensation_; }
-
- private:
-  double sum_ = 0;
-  double compensation_ = 0;
 };
 
 class AggregateMerger {

@@ -133,6 +133,11 @@ Status CloseAppender(duckdb_appender appender, std::string_view table) {
   return Status::Ok();
 }
 
+Status FlushAppender(duckdb_appender appender, std::string_view table) {
+  if (duckdb_appender_flush(appender) == DuckDBError) return AppenderError(appender, table);
+  return Status::Ok();
+}
+
 Status AppenderError(duckdb_appender appender, std::string_view table) {
   if (appender == nullptr) return Error("append to " + std::string(table), "no appender");
   duckdb_error_data raw = duckdb_appender_error_data(appender);

@@ -124,6 +124,9 @@ Result<QueryResult> Execute(duckdb_prepared_statement stmt, std::string_view wha
 Result<AppenderHandle> CreateAppender(duckdb_connection conn, const char* table);
 // Flushes and closes `appender`; the error says why a flush failed (e.g. a constraint).
 Status CloseAppender(duckdb_appender appender, std::string_view table);
+// Writes the appender's buffered rows into the connection's current transaction; the appender
+// stays usable.
+Status FlushAppender(duckdb_appender appender, std::string_view table);
 // The appender's error, after an append call failed.
 Status AppenderError(duckdb_appender appender, std::string_view table);
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "worker/duckdb_util.h"
+#include "worker/running_aggregate.h"
 #include "worker/writer.h"
 
 namespace das::worker {
@@ -124,8 +126,10 @@ Result<uint64_t> ReadRowCount(duckdb_connection conn) {
 
 class StoreImpl final : public Store {
  public:
-  StoreImpl(std::string db_path, size_t max_rows_per_commit, DirLock lock, duck::DatabaseHandle db)
+  StoreImpl(std::string db_path, size_t max_rows_per_commit, DirLock lock, duck::DatabaseHandle db,
+            std::unique_ptr<RunningAggregate> running)
       : db_path_(std::move(db_path)),
+        running_(std::move(running)),
         max_rows_per_commit_(max_rows_per_commit),
         lock_(std::move(lock)),
         db_(std::move(db)) {}
@@ -136,6 +140,7 @@ class StoreImpl final : public Store {
 
   void Write(std::vector<SubBatch> batches, WriteCallback done) override;
   void ComputeAggregate(AggregateCallback done) override;
+  void ScanAggregate(AggregateCallback done) override;
   void CountRows(std::function<void(Result<uint64_t>)> done) override;
   void Stop() override;
 
@@ -147,12 +152,14 @@ class StoreImpl final : public Store {
   Status Stopping() const { return ShuttingDown("store " + db_path_ + " is stopping"); }
 
   const std::string db_path_;
+  const std::unique_ptr<RunningAggregate> running_;  // shared with the writer thread
   const size_t max_rows_per_commit_;
   WorkQueue<WriteRequest> write_queue_;
   WorkQueue<ReadTask> read_queue_;
 
   std::mutex stop_mu_;
   bool stopped_ = false;  // GUARDED_BY(stop_mu_)
+  std::atomic<bool> stopping_{false};
   // Released in Stop(), in this order: threads (and with them the connections), database, lock.
   DirLock lock_;
   duck::DatabaseHandle db_;
@@ -178,6 +185,14 @@ void StoreImpl::Write(std::vector<SubBatch> batches, WriteCallback done) {
 }
 
 void StoreImpl::ComputeAggregate(AggregateCallback done) {
+  if (stopping_.load(std::memory_order_acquire)) {
+    done(Stopping());
+    return;
+  }
+  done(running_->Snapshot());
+}
+
+void StoreImpl::ScanAggregate(AggregateCallback done) {
   SubmitRead<Aggregate>(std::move(done), &ReadAggregate);
 }
 
@@ -214,6 +229,7 @@ void StoreImpl::Stop() {
   std::lock_guard lock(stop_mu_);
   if (stopped_) return;
   stopped_ = true;
+  stopping_.store(true, std::memory_order_release);
   write_queue_.Close();
   read_queue_.Close();
   if (writer_thread_.joinable()) writer_thread_.join();
@@ -237,15 +253,20 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
   const std::string db_path = (dir / "worker.duckdb").string();
   ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads));
   ASSIGN_OR_RETURN(duck::ConnectionHandle write_conn, duck::Connect(db.get()));
-  ASSIGN_OR_RETURN(Writer writer,
-                   Writer::Create(std::move(write_conn), db_path, options.idempotency_retention));
+  auto running = std::make_unique<RunningAggregate>();
+  ASSIGN_OR_RETURN(Writer writer, Writer::Create(std::move(write_conn), db_path,
+                                                 options.idempotency_retention, running.get()));
   std::vector<duck::ConnectionHandle> readers;
   for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
     ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));
     readers.push_back(std::move(conn));
   }
-  auto store = std::make_unique<StoreImpl>(
-      db_path, std::max<size_t>(options.max_rows_per_commit, 1), std::move(lock), std::move(db));
+  // The running aggregate starts from the table; no writer runs yet, so nothing is missed.
+  ASSIGN_OR_RETURN(Aggregate initial, ReadAggregate(readers.front().get()));
+  running->Reset(initial);
+  auto store =
+      std::make_unique<StoreImpl>(db_path, std::max<size_t>(options.max_rows_per_commit, 1),
+                                  std::move(lock), std::move(db), std::move(running));
   store->Start(std::move(writer), std::move(readers));
   spdlog::info("store {}: open", db_path);
   return std::unique_ptr<Store>(std::move(store));

@@ -6,8 +6,9 @@
 // its WAL on commit). Each sub-batch is atomic; its idempotency key (if any) is stored in the
 // same transaction as its rows, so a retried key is answered from the table and never stored
 // twice, across restarts. Keys older than the retention window are pruned.
-// Aggregate() runs on reader threads with their own connections (DuckDB MVCC) and never waits
-// for the writer.
+// ComputeAggregate() answers from a running aggregate the writer updates after each COMMIT;
+// ScanAggregate() and CountRows() run on reader threads with their own connections (DuckDB
+// MVCC) and never wait for the writer.
 // Thread-safety: every public method may be called from any thread. Callbacks run on the
 // store's own threads and must not block.
 #pragma once
@@ -77,7 +78,12 @@ class Store {
 
   // REQUIRES: rows already validated (key 1..1024 bytes of UTF-8, finite value).
   virtual void Write(std::vector<SubBatch> batches, WriteCallback done) = 0;
+  // The aggregate over every committed row, from the running aggregate the writer keeps (no
+  // table scan): every acknowledged write is in it. Calls `done` on the caller's thread.
   virtual void ComputeAggregate(AggregateCallback done) = 0;
+  // The same aggregate computed by DuckDB over the table (count, kahan_sum, min, max), on a
+  // reader thread. What the running aggregate starts from; tests compare the two.
+  virtual void ScanAggregate(AggregateCallback done) = 0;
   // The number of stored rows (for health reporting), computed on a reader thread.
   virtual void CountRows(std::function<void(Result<uint64_t>)> done) = 0;
 

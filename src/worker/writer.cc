@@ -33,16 +33,18 @@ int64_t NowMicros() {
       .count();
 }
 
-Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention)
+Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
+               RunningAggregate* running)
     : conn_(std::move(conn)),
       db_path_(std::move(db_path)),
       retention_us_(std::chrono::duration_cast<std::chrono::microseconds>(retention).count()),
       prune_interval_(std::min<std::chrono::steady_clock::duration>(retention, kMaxPruneInterval)),
-      last_prune_(std::chrono::steady_clock::now()) {}
+      last_prune_(std::chrono::steady_clock::now()),
+      running_(running) {}
 
 Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
-                              std::chrono::seconds retention) {
-  Writer writer(std::move(conn), std::move(db_path), retention);
+                              std::chrono::seconds retention, RunningAggregate* running) {
+  Writer writer(std::move(conn), std::move(db_path), retention, running);
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateRows));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateKeys));
   RETURN_IF_ERROR(writer.PrepareStatements());
@@ -116,15 +118,22 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
     return;
   }
   for (const auto& [key, record] : result->new_keys) keys_.Insert(std::string(key), record);
+  AddCommittedRows(group, *result);  // before any acknowledgement
   for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(result->outcomes[i]));
+}
+
+void Writer::AddCommittedRows(const std::vector<WriteRequest>& group, const GroupResult& result) {
+  for (size_t i = 0; i < group.size(); ++i) {
+    for (size_t b = 0; b < group[i].batches.size(); ++b) {
+      if (result.outcomes[i][b].code == Code::kOk) running_->Add(group[i].batches[b].rows);
+    }
+  }
 }
 
 Result<Writer::GroupResult> Writer::RunTransaction(std::vector<WriteRequest>& group,
                                                    int64_t now_us) {
   RETURN_IF_ERROR(duck::Exec(conn_.get(), "BEGIN TRANSACTION"));
-  // AppendGroup destroys its appenders before returning, so an appender never flushes rows
-  // after the ROLLBACK below (they would land in a new, autocommitted transaction).
-  Result<GroupResult> result = AppendGroup(group, now_us);
+  Result<GroupResult> result = AppendAndFlush(group, now_us);
   if (result.ok()) {
     Status committed = duck::Exec(conn_.get(), "COMMIT");
     if (committed.ok()) return result;
@@ -136,30 +145,44 @@ Result<Writer::GroupResult> Writer::RunTransaction(std::vector<WriteRequest>& gr
   return result;
 }
 
+Result<Writer::GroupResult> Writer::AppendAndFlush(std::vector<WriteRequest>& group,
+                                                   int64_t now_us) {
+  Result<GroupResult> result = AppendGroup(group, now_us);
+  if (result.ok()) {
+    Status flushed = duck::FlushAppender(appenders_.rows.get(), "rows");
+    if (flushed.ok() && appenders_.keys) {
+      flushed = duck::FlushAppender(appenders_.keys.get(), kKeysTable);
+    }
+    if (flushed.ok()) return result;
+    result = std::move(flushed);
+  }
+  // Destroyed inside the failed transaction, so whatever they still buffer is rolled back.
+  appenders_ = Appenders{};
+  return result;
+}
+
 Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group, int64_t now_us) {
-  Appenders appenders;
-  ASSIGN_OR_RETURN(appenders.rows, duck::CreateAppender(conn_.get(), "rows"));
+  if (!appenders_.rows) {
+    ASSIGN_OR_RETURN(appenders_.rows, duck::CreateAppender(conn_.get(), "rows"));
+  }
   GroupResult result;
   result.outcomes.reserve(group.size());
   for (const WriteRequest& request : group) {
     std::vector<SubBatchOutcome>& outcomes = result.outcomes.emplace_back();
     outcomes.reserve(request.batches.size());
     for (const SubBatch& batch : request.batches) {
-      ASSIGN_OR_RETURN(SubBatchOutcome outcome,
-                       ApplySubBatch(batch, appenders, now_us, result.new_keys));
+      ASSIGN_OR_RETURN(SubBatchOutcome outcome, ApplySubBatch(batch, now_us, result.new_keys));
       outcomes.push_back(outcome);
     }
   }
-  RETURN_IF_ERROR(duck::CloseAppender(appenders.rows.get(), "rows"));
-  if (appenders.keys) RETURN_IF_ERROR(duck::CloseAppender(appenders.keys.get(), kKeysTable));
   return result;
 }
 
-Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, Appenders& appenders,
-                                              int64_t now_us, PendingKeys& new_keys) {
+Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, int64_t now_us,
+                                              PendingKeys& new_keys) {
   const uint64_t rows = batch.rows.size();
   if (batch.idempotency_key.empty()) {
-    RETURN_IF_ERROR(AppendRows(appenders.rows.get(), batch.rows, now_us));
+    RETURN_IF_ERROR(AppendRows(appenders_.rows.get(), batch.rows, now_us));
     return SubBatchOutcome{Code::kOk, rows};
   }
   const uint64_t fingerprint = Fingerprint(batch.rows, scratch_);
@@ -173,11 +196,11 @@ Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, Appenders& 
     return SubBatchOutcome{Code::kDuplicate, earlier->rows_written};
   }
   const KeyRecord record{fingerprint, rows, now_us};
-  RETURN_IF_ERROR(AppendRows(appenders.rows.get(), batch.rows, now_us));
-  if (!appenders.keys) {
-    ASSIGN_OR_RETURN(appenders.keys, duck::CreateAppender(conn_.get(), kKeysTable));
+  RETURN_IF_ERROR(AppendRows(appenders_.rows.get(), batch.rows, now_us));
+  if (!appenders_.keys) {
+    ASSIGN_OR_RETURN(appenders_.keys, duck::CreateAppender(conn_.get(), kKeysTable));
   }
-  RETURN_IF_ERROR(AppendKey(appenders.keys.get(), batch.idempotency_key, record));
+  RETURN_IF_ERROR(AppendKey(appenders_.keys.get(), batch.idempotency_key, record));
   new_keys.emplace(batch.idempotency_key, record);
   return SubBatchOutcome{Code::kOk, rows};
 }

@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "worker/duckdb_util.h"
 #include "worker/idempotency_keys.h"
+#include "worker/running_aggregate.h"
 #include "worker/store.h"
 
 namespace das::worker {
@@ -30,8 +31,9 @@ class Writer {
  public:
   // Creates the tables if missing, deletes the expired idempotency keys and loads the live ones.
   // `db_path` names the database in logs.
+  // `running` (owned by the store, outliving the writer) gets every committed row.
   static Result<Writer> Create(duck::ConnectionHandle conn, std::string db_path,
-                               std::chrono::seconds retention);
+                               std::chrono::seconds retention, RunningAggregate* running);
 
   // Applies `group` in one transaction, each sub-batch atomically and in order, then calls
   // every request back: with its outcomes only after COMMIT returned (so they are durable), or
@@ -44,8 +46,10 @@ class Writer {
  private:
   // Keys this transaction stored so far; they point into the group's sub-batches.
   using PendingKeys = std::unordered_map<std::string_view, KeyRecord>;
-  // One transaction's appenders; `keys` is created for the first new key. Both are destroyed
-  // before the transaction ends (see duck::CreateAppender).
+  // The writer's appenders, kept across transactions: creating one costs about as much as a
+  // small commit. Each transaction flushes them before COMMIT, so they hold no rows between
+  // transactions; after a failure they are destroyed before ROLLBACK (an appender destroyed
+  // later would flush its buffer into a new, autocommitted transaction) and created anew.
   struct Appenders {
     duck::AppenderHandle rows;
     duck::AppenderHandle keys;
@@ -55,7 +59,8 @@ class Writer {
     PendingKeys new_keys;
   };
 
-  Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention);
+  Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
+         RunningAggregate* running);
   Status PrepareStatements();
   Status LoadKeys();
 
@@ -67,8 +72,10 @@ class Writer {
 
   Result<GroupResult> RunTransaction(std::vector<WriteRequest>& group, int64_t now_us);
   Result<GroupResult> AppendGroup(std::vector<WriteRequest>& group, int64_t now_us);
-  Result<SubBatchOutcome> ApplySubBatch(const SubBatch& batch, Appenders& appenders, int64_t now_us,
+  Result<GroupResult> AppendAndFlush(std::vector<WriteRequest>& group, int64_t now_us);
+  Result<SubBatchOutcome> ApplySubBatch(const SubBatch& batch, int64_t now_us,
                                         PendingKeys& new_keys);
+  void AddCommittedRows(const std::vector<WriteRequest>& group, const GroupResult& result);
   Status AppendRows(duckdb_appender appender, const std::vector<StoredRow>& rows, int64_t now_us);
   Status AppendKey(duckdb_appender appender, std::string_view key, const KeyRecord& record);
 
@@ -78,6 +85,8 @@ class Writer {
   std::chrono::steady_clock::duration prune_interval_;
   std::chrono::steady_clock::time_point last_prune_;
   duck::PreparedHandle delete_expired_keys_;
+  Appenders appenders_;
+  RunningAggregate* running_;
   KeyIndex keys_;
   std::string scratch_;  // Fingerprint()'s buffer
 };

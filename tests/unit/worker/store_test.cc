@@ -74,6 +74,15 @@ Aggregate AggregateSync(Store& store) {
   return aggregate.ok() ? aggregate.value() : Aggregate{};
 }
 
+Aggregate ScanSync(Store& store) {
+  std::promise<Result<Aggregate>> done;
+  std::future<Result<Aggregate>> result = done.get_future();
+  store.ScanAggregate([&done](Result<Aggregate> r) { done.set_value(std::move(r)); });
+  Result<Aggregate> aggregate = result.get();
+  EXPECT_TRUE(aggregate.ok()) << aggregate.status().ToString();
+  return aggregate.ok() ? aggregate.value() : Aggregate{};
+}
+
 uint64_t CountSync(Store& store) {
   std::promise<Result<uint64_t>> done;
   std::future<Result<uint64_t>> result = done.get_future();
@@ -145,6 +154,42 @@ TEST(StoreTest, SumIsCompensated) {
   EXPECT_EQ(aggregate.sum, 1e16 + 1000.0);
   EXPECT_EQ(aggregate.min, 1.0);
   EXPECT_EQ(aggregate.max, 1e16);
+}
+
+// The running aggregate (what analytics read) equals DuckDB's scan of the table, before and
+// after a restart, and is Neumaier-exact where DuckDB's Kahan sum is not.
+TEST(StoreTest, RunningAggregateMatchesTheTableScan) {
+  TempDir dir;
+  {
+    auto store = OpenOrDie(Options(dir));
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 50; ++i) {
+      ExpectOutcome(WriteSync(*store, {Batch({i * 0.25, -i * 1.5, 1e6 + i})}), Code::kOk, 3);
+    }
+    Aggregate running = AggregateSync(*store);
+    Aggregate scanned = ScanSync(*store);
+    EXPECT_EQ(running.count, 150u);
+    EXPECT_EQ(running.count, scanned.count);
+    EXPECT_EQ(running.sum, scanned.sum);
+    EXPECT_EQ(running.min, -73.5);
+    EXPECT_EQ(running.min, scanned.min);
+    EXPECT_EQ(running.max, 1e6 + 49);
+    EXPECT_EQ(running.max, scanned.max);
+  }
+  auto reopened = OpenOrDie(Options(dir));
+  ASSERT_NE(reopened, nullptr);
+  Aggregate after = AggregateSync(*reopened);
+  EXPECT_EQ(after.count, 150u);
+  EXPECT_EQ(after.sum, ScanSync(*reopened).sum);
+  EXPECT_EQ(after.min, -73.5);
+}
+
+TEST(StoreTest, RunningSumKeepsCancellingLargeTerms) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1e16, 1.0, -1e16})}), Code::kOk, 3);
+  EXPECT_EQ(AggregateSync(*store).sum, 1.0);
 }
 
 TEST(StoreTest, EmptySubBatchWithoutKeyIsOkWithZeroRows) {
@@ -395,10 +440,28 @@ TEST(StoreTest, FailedTransactionStoresNothingOfItsGroup) {
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.status().code(), StatusCode::kInternal);
   EXPECT_EQ(CountSync(*store), 0u);
+  EXPECT_EQ(AggregateSync(*store).count, 0u);  // the running aggregate saw nothing either
   // The key was rolled back with the rows: a retry stores them.
   ExpectOutcome(WriteSync(*store, {Batch(many, "big")}), Code::kOk, 250'000);
   ExpectOutcome(WriteSync(*store, {Batch(many, "big")}), Code::kDuplicate, 250'000);
   EXPECT_EQ(CountSync(*store), 250'000u);
+  EXPECT_EQ(AggregateSync(*store).count, 250'000u);
+}
+
+// The writer keeps its appenders across transactions: rows of a rolled-back group must not
+// reach a later one.
+TEST(StoreTest, RolledBackGroupLeavesNothingForTheNextTransaction) {
+  TempDir dir;
+  StoreOptions options = Options(dir);
+  ASSERT_NO_FATAL_FAILURE(CreateRowsTableWithCheck(options.data_dir));
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1.0})}), Code::kOk, 1);
+  ASSERT_FALSE(WriteSync(*store, {Batch({2.0, 4.0}), Batch({1e301})}).ok());
+  ExpectOutcome(WriteSync(*store, {Batch({8.0})}), Code::kOk, 1);
+  EXPECT_EQ(CountSync(*store), 2u);
+  EXPECT_EQ(ScanSync(*store).sum, 9.0);
+  EXPECT_EQ(AggregateSync(*store).sum, 9.0);
 }
 
 // The writer relies on these properties of DuckDB's appender; they are checked here directly.
@@ -480,73 +543,6 @@ TEST_F(AppenderTransactionTest, CommittedAppenderRowsStay) {
   ASSERT_TRUE(duck::CloseAppender(appender->get(), "t").ok());
   ASSERT_TRUE(duck::Exec(conn_.get(), "COMMIT").ok());
   EXPECT_EQ(Count(), 3000);
-}
-
-// Writes `writes` Write() calls of `batches_per_write` sub-batches of `rows_per_batch` rows,
-// at most `in_flight` at a time, and returns the stored rows per second.
-double MeasureRowsPerSecond(Store& store, int writes, int batches_per_write, int rows_per_batch,
-                            bool keyed) {
-  constexpr int kInFlight = 64;
-  std::vector<std::vector<SubBatch>> requests(writes);
-  for (int w = 0; w < writes; ++w) {
-    for (int b = 0; b < batches_per_write; ++b) {
-      SubBatch batch;
-      batch.rows.reserve(rows_per_batch);
-      for (int r = 0; r < rows_per_batch; ++r)
-        batch.rows.push_back({"partition-" + std::to_string(r % 1000), 0.5 * r});
-      if (keyed) batch.idempotency_key = "req-" + std::to_string(w) + "-" + std::to_string(b);
-      requests[w].push_back(std::move(batch));
-    }
-  }
-  std::mutex mu;
-  std::condition_variable cv;
-  int in_flight = 0;
-  int failed = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (auto& request : requests) {
-    {
-      std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return in_flight < kInFlight; });
-      ++in_flight;
-    }
-    store.Write(std::move(request), [&](Result<Outcomes> r) {
-      std::lock_guard lock(mu);
-      --in_flight;
-      failed += r.ok() ? 0 : 1;
-      cv.notify_all();
-    });
-  }
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return in_flight == 0; });
-  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_EQ(failed, 0);
-  return double(writes) * batches_per_write * rows_per_batch / elapsed.count();
-}
-
-// A throughput probe, not a test: run with --gtest_also_run_disabled_tests.
-TEST(StoreBenchmark, DISABLED_RowsPerSecond) {
-  struct Case {
-    const char* name;
-    int writes, batches_per_write, rows_per_batch;
-    bool keyed;
-  };
-  const Case cases[] = {
-      {"single-row writes, no key", 100'000, 1, 1, false},
-      {"single-row writes, keyed", 100'000, 1, 1, true},
-      {"coalesced: 100 single-row sub-batches per write, no key", 2'000, 100, 1, false},
-      {"coalesced: 100 single-row sub-batches per write, keyed", 2'000, 100, 1, true},
-      {"10,000-row batches, no key", 300, 1, 10'000, false},
-      {"10,000-row batches, keyed", 300, 1, 10'000, true},
-  };
-  for (const Case& c : cases) {
-    TempDir dir;
-    auto store = OpenOrDie(Options(dir));
-    ASSERT_NE(store, nullptr);
-    const double rate =
-        MeasureRowsPerSecond(*store, c.writes, c.batches_per_write, c.rows_per_batch, c.keyed);
-    std::printf("%-60s %12.0f rows/s\n", c.name, rate);
-    EXPECT_EQ(CountSync(*store), uint64_t(c.writes) * c.batches_per_write * c.rows_per_batch);
-  }
 }
 
 }  // namespace

@@ -1,0 +1,57 @@
+// The worker's aggregate over every committed row, kept up to date by the writer.
+//
+// Analytics read it instead of scanning the table: the writer adds a group's stored rows after
+// COMMIT returned and before anyone is acknowledged, so every acknowledged row is in it, and
+// nothing uncommitted is. It starts from a scan of the table when the store opens. The sum is
+// Neumaier-compensated (more exact than DuckDB's Kahan `kahan_sum` for large cancelling terms).
+// Thread-safety: every method may be called from any thread (one mutex, held for O(rows)).
+#pragma once
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "common/compensated_sum.h"
+#include "worker/store.h"
+
+namespace das::worker {
+
+class RunningAggregate {
+ public:
+  RunningAggregate() = default;
+
+  // Starts over from `initial` (the table's aggregate when the store opens).
+  void Reset(const Aggregate& initial) {
+    std::lock_guard lock(mu_);
+    count_ = initial.count;
+    sum_ = CompensatedSum();
+    sum_.Add(initial.sum);
+    min_ = initial.min;
+    max_ = initial.max;
+  }
+
+  void Add(const std::vector<StoredRow>& rows) {
+    if (rows.empty()) return;
+    std::lock_guard lock(mu_);
+    for (const StoredRow& row : rows) {
+      sum_.Add(row.value);
+      min_ = min_ ? std::min(*min_, row.value) : row.value;
+      max_ = max_ ? std::max(*max_, row.value) : row.value;
+    }
+    count_ += rows.size();
+  }
+
+  Aggregate Snapshot() const {
+    std::lock_guard lock(mu_);
+    return Aggregate{count_, sum_.Value(), min_, max_};
+  }
+
+ private:
+  mutable std::mutex mu_;
+  uint64_t count_ = 0;         // GUARDED_BY(mu_)
+  CompensatedSum sum_;         // GUARDED_BY(mu_)
+  std::optional<double> min_;  // GUARDED_BY(mu_)
+  std::optional<double> max_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace das::worker
