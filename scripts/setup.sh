@@ -8,24 +8,23 @@ cd "$(dirname "$0")/.."
 # Debian packages, pinned to the bookworm versions the project was built and tested with.
 packages=(
   g++-12=12.2.0-14+deb12u1
-  cmake
-  ninja-build
-  pkg-config
+  g++=4:12.2.0-3
+  cmake=3.25.1-1
+  ninja-build=1.11.1-2~deb12u1
   libboost1.81-dev=1.81.0-5+deb12u1
-  libboost-url1.81-dev=1.81.0-5+deb12u1
   libprotobuf-dev=3.21.12-3+deb12u1
   protobuf-compiler=3.21.12-3+deb12u1
   libxxhash-dev=0.8.1-1
   libspdlog-dev=1:1.10.0+ds-0.4
   libcli11-dev=2.1.2+ds-1
-  libgtest-dev
-  libgmock-dev
-  libbenchmark-dev
+  libgtest-dev=1.12.1-0.2
+  libgmock-dev=1.12.1-0.2
+  libbenchmark-dev=1.7.1-1
   ca-certificates
 )
 # npm fetches DuckDB; a machine that already has Node.js with its own npm keeps it (Debian's
 # npm package conflicts with the Node.js builds that bundle npm).
-command -v npm >/dev/null || packages+=(npm)
+command -v npm >/dev/null || packages+=(npm=9.2.0~ds1-1)
 missing=()
 for p in "${packages[@]}"; do
   name=${p%%=*}
