@@ -38,7 +38,13 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    # A point release can replace a pinned version in the archive; the build is tested with the
+    # pins above, but a newer bookworm patch release of the same package is the safe fallback.
+    echo "setup: WARNING: a pinned version is no longer in the archive; installing the current" \
+      "bookworm versions of: ${missing[*]%%=*}" >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]%%=*}"
+  fi
 fi
 
 # DuckDB 1.4.4 LTS: the official libduckdb.so ships in @duckdb/node-bindings-linux-x64, the
