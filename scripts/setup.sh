@@ -57,7 +57,8 @@ if [[ ! -f $stamp ]] || [[ $(cat "$stamp") != "$duckdb_bindings $duckdb_headers"
   echo "setup: fetching $duckdb_bindings and $duckdb_headers from npm"
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && npm pack --silent "$duckdb_bindings" "$duckdb_headers" >/dev/null)
+  (cd "$tmp" && npm pack --silent "$duckdb_bindings" "$duckdb_headers" >/dev/null) ||
+    { echo "setup: npm pack failed (see npm's error above)" >&2; exit 1; }
   mkdir -p "$tmp/b" "$tmp/h"
   tar -xzf "$tmp"/duckdb-node-bindings-linux-x64-*.tgz -C "$tmp/b" package/libduckdb.so
   tar -xzf "$tmp"/duckdb-1.4.4.tgz -C "$tmp/h" package/src/duckdb/src/include/duckdb.h

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Smoke test of the docker-compose stack, end to end, against the host ports:
+#   1. builds the image and starts control, worker1, worker2 from nothing (no old volumes);
+#   2. waits until the three containers are healthy;
+#   3. inserts 16 rows through :8080 (JSON single rows, a JSON batch, protobuf single rows) and
+#      checks the exact count, sum, average, min and max from /analytics?format=json;
+#   4. freezes worker2 (docker pause: a hung worker) and then stops it: /analytics must answer
+#      200, is_partial true, responding_nodes 1, with worker1's rows, within 1.5 s + slack;
+#   5. starts worker2 again: every row is back;
+#   6. `docker-compose down` (volumes kept) and `up` again: every row survived the full restart;
+#   7. `docker-compose down -v`: the volumes are gone.
+# Exits non-zero on the first mismatch; always removes its containers, network and volumes.
+#
+#   scripts/compose-smoke.sh
+# Env: COMPOSE_PROJECT_NAME (default das-smoke), CONTROL_PORT/WORKER1_PORT/WORKER2_PORT (host
+# ports, default 8080-8082), BUILD_JOBS (ninja jobs in the image build, default 2),
+# SLACK_S (seconds allowed beyond the 1.5 s analytics deadline, default 1.0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-das-smoke}
+export CONTROL_PORT=${CONTROL_PORT:-8080} WORKER1_PORT=${WORKER1_PORT:-8081}
+export WORKER2_PORT=${WORKER2_PORT:-8082} BUILD_JOBS=${BUILD_JOBS:-2}
+deadline_s=1.5
+slack_s=${SLACK_S:-1.0}
+base=http://127.0.0.1:$CONTROL_PORT
+dc() { docker-compose -f docker-compose.yml "$@"; }
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*"; }
+fail() {
+  log "FAIL: $*"
+  exit 1
+}
+for tool in docker docker-compose curl; do
+  command -v "$tool" >/dev/null || fail "$tool is not installed"
+done
+docker info >/dev/null 2>&1 || fail "the Docker engine does not answer (docker info)"
+for port in "$CONTROL_PORT" "$WORKER1_PORT" "$WORKER2_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    fail "host port $port is in use: set CONTROL_PORT, WORKER1_PORT, WORKER2_PORT"
+  fi
+done
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if ((rc != 0)); then
+    log "logs of the stack (last 30 lines each):"
+    dc logs --no-color --tail 30 2>&1 | sed 's/^/    /' || true
+  fi
+  dc down -v --remove-orphans >/dev/null 2>&1 || true
+  log "cleaned up (project $COMPOSE_PROJECT_NAME); exit $rc"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits until each named service's container reports healthy (Docker's HEALTHCHECK).
+wait_healthy() {
+  local svc id state
+  local until=$((SECONDS + 120))
+  for svc in "$@"; do
+    while :; do
+      id=$(dc ps -q "$svc")
+      state=$(docker inspect -f '{{.State.Health.Status}}' "$id" 2>/dev/null || echo none)
+      [[ $state == healthy ]] && break
+      ((SECONDS < until)) || fail "$svc is not healthy after 120 s (state: $state)"
+      sleep 1
+    done
+  done
+  log "healthy: $*"
+}
+
+# JSON helpers: the value of a top-level field of a flat JSON object.
+field() { # field NAME JSON
+  local v
+  v=$(grep -o "\"$1\":[^,}]*" <<<"$2" | head -n1 | cut -d: -f2-) || true
+  printf '%s' "${v//\"/}"
+}
+expect_field() { # expect_field NAME WANT JSON
+  local got
+  got=$(field "$1" "$3")
+  [[ $got == "$2" ]] || fail "$1: want $2, got '${got}' in $3"
+}
+
+post_json() { # post_json PATH BODY -> prints the answer; fails unless 200
+  local out code
+  out=$(curl -sS -m 10 -w '\n%{http_code}' -H 'Content-Type: application/json' \
+    --data-binary "$2" "$base$1") || fail "POST $1: curl failed"
+  code=${out##*$'\n'}
+  [[ $code == 200 ]] || fail "POST $1 $2: HTTP $code: ${out%$'\n'*}"
+  printf '%s' "${out%$'\n'*}"
+}
+
+# An InsertRequest by hand: field 1 (tag 0x0a, length, key bytes), field 2 (tag 0x11, the
+# double in 8 little-endian bytes). Cross-checked against protoc when the host has it.
+pb_insert() { # pb_insert KEY VALUE DOUBLE_BYTES_AS_PRINTF_ESCAPES
+  local key=$1 value=$2 bytes=$3 req answer
+  req=$(mktemp)
+  printf '\x0a'"$(printf '\\x%02x' "${#key}")"'%s\x11'"$bytes" "$key" >"$req"
+  if command -v protoc >/dev/null; then
+    cmp -s "$req" <(protoc -I proto --encode=das.v1.InsertRequest proto/das/v1/das.proto \
+      <<<"partition_key: \"$key\" value: $value") ||
+      fail "hand-encoded InsertRequest differs from protoc's for $key=$value"
+  fi
+  answer=$(curl -sS -m 10 -w ' %{http_code}' -H 'Content-Type: application/x-protobuf' \
+    --data-binary "@$req" "$base/insert" | od -An -tx1 | tr -d ' \n') ||
+    fail "protobuf POST /insert: curl failed"
+  rm -f "$req"
+  # InsertResponse {rows_written: 1} is 08 01; then " 200" from -w (20 32 30 30).
+  [[ $answer == 080120323030 ]] || fail "protobuf insert $key=$value: answer bytes $answer"
+}
+
+analytics() { # prints "HTTP_CODE SECONDS BODY"
+  curl -sS -m 10 -w '\n%{http_code} %{time_total}\n' "$base/analytics?format=json" |
+    {
+      read -r body || true
+      read -r code secs || true
+      printf '%s %s %s\n' "$code" "$secs" "$body"
+    }
+}
+
+# The full data set's answer: 16 rows, sum 50, average 3.125, min -1, max 8 (all exact in
+# binary, so any summation order gives these digits).
+check_all_rows() { # check_all_rows WHEN
+  local code secs body
+  read -r code secs body < <(analytics)
+  [[ $code == 200 ]] || fail "$1: /analytics HTTP $code: $body"
+  expect_field is_partial false "$body"
+  expect_field total_nodes 2 "$body"
+  expect_field responding_nodes 2 "$body"
+  expect_field count 16 "$body"
+  expect_field sum 50 "$body"
+  expect_field average 3.125 "$body"
+  expect_field min -1 "$body"
+  expect_field max 8 "$body"
+  log "$1: all 16 rows: $body"
+}
+
+log "project $COMPOSE_PROJECT_NAME: starting from a clean state"
+dc down -v --remove-orphans >/dev/null 2>&1 || true
+build_log=/tmp/$COMPOSE_PROJECT_NAME.build.log
+log "building the image (BUILD_JOBS=$BUILD_JOBS; output in $build_log)"
+started=$SECONDS
+dc build >"$build_log" 2>&1 || { tail -n 40 "$build_log"; fail "docker-compose build"; }
+log "built in $((SECONDS - started)) s: $(docker image ls distributed-analytics-system:latest \
+  --format '{{.Repository}}:{{.Tag}} {{.Size}}')"
+dc up -d
+wait_healthy worker1 worker2 control
+
+# ---- inserts: 8 JSON rows, a JSON batch of 4, 4 protobuf rows -------------------------------
+for i in 1 2 3 4 5 6 7 8; do
+  answer=$(post_json /insert "{\"partition_key\": \"json-$i\", \"value\": $i}")
+  expect_field rows_written 1 "$answer"
+done
+batch='{"rows": [{"partition_key": "batch-1", "value": 0.25},
+                 {"partition_key": "batch-2", "value": 0.75},
+                 {"partition_key": "batch-3", "value": -1},
+                 {"partition_key": "batch-4", "value": 2}],
+        "idempotency_key": "compose-smoke-batch-1"}'
+expect_field rows_written 4 "$(post_json /insert/batch "$batch")"
+# A retry of the same batch answers the same and stores nothing twice (checked by the count).
+expect_field rows_written 4 "$(post_json /insert/batch "$batch")"
+pb_insert pb-1 0.5 '\x00\x00\x00\x00\x00\x00\xe0\x3f'
+pb_insert pb-2 1.5 '\x00\x00\x00\x00\x00\x00\xf8\x3f'
+pb_insert pb-3 4 '\x00\x00\x00\x00\x00\x00\x10\x40'
+pb_insert pb-4 6 '\x00\x00\x00\x00\x00\x00\x18\x40'
+log "inserted 16 rows: 8 JSON, a JSON batch of 4 (sent twice), 4 protobuf"
+if command -v protoc >/dev/null; then
+  log "(the protobuf bodies, encoded by hand, equal protoc --encode's)"
+fi
+check_all_rows "after the inserts"
+
+# Rows per worker, from the control node's /health (both must hold some for the next step).
+health=$(curl -sS -m 10 "$base/health?format=json")
+rows1=$(grep -o '"worker_id":1,[^}]*' <<<"$health" | grep -o '"rows":"[0-9]*"' | tr -dc 0-9)
+rows2=$(grep -o '"worker_id":2,[^}]*' <<<"$health" | grep -o '"rows":"[0-9]*"' | tr -dc 0-9)
+[[ -n $rows1 && -n $rows2 ]] || fail "no per-worker rows in /health: $health"
+((rows1 > 0 && rows2 > 0 && rows1 + rows2 == 16)) ||
+  fail "rows per worker: worker1 $rows1, worker2 $rows2 (want both > 0, 16 in all)"
+log "placement: worker1 holds $rows1 rows, worker2 $rows2"
+
+check_partial() { # check_partial WHAT
+  local code secs body
+  read -r code secs body < <(analytics)
+  [[ $code == 200 ]] || fail "$1: /analytics HTTP $code (want 200): $body"
+  expect_field is_partial true "$body"
+  expect_field total_nodes 2 "$body"
+  expect_field responding_nodes 1 "$body"
+  expect_field count "$rows1" "$body"
+  awk -v s="$secs" -v d="$deadline_s" -v k="$slack_s" 'BEGIN { exit !(s <= d + k) }' ||
+    fail "$1: /analytics took $secs s (deadline $deadline_s s + slack $slack_s s)"
+  log "$1: partial in ${secs}s: $body"
+}
+
+# ---- a hung worker, then a stopped one --------------------------------------------------------
+dc pause worker2 >/dev/null 2>&1
+check_partial "worker2 paused (hung)"
+dc unpause worker2 >/dev/null 2>&1
+check_all_rows "worker2 unpaused"
+
+dc stop worker2 >/dev/null 2>&1
+check_partial "worker2 stopped"
+expect_field status degraded "$(curl -sS -m 10 "$base/health?format=json")"
+log "control /health says degraded while worker2 is down"
+
+dc start worker2 >/dev/null 2>&1
+wait_healthy worker2
+check_all_rows "worker2 started again"
+
+# ---- a full restart keeps the data (named volumes) ----------------------------------------------
+dc down >/dev/null 2>&1
+[[ -z $(dc ps -q) ]] || fail "containers left after docker-compose down"
+volumes=$(docker volume ls -q --filter "name=${COMPOSE_PROJECT_NAME}_")
+log "down (volumes kept): $(tr '\n' ' ' <<<"$volumes")"
+[[ $(wc -w <<<"$volumes") == 2 ]] || fail "want the 2 worker volumes after down, got: $volumes"
+dc up -d >/dev/null 2>&1
+wait_healthy worker1 worker2 control
+check_all_rows "after down and up"
+
+# ---- down -v removes the volumes ----------------------------------------------------------------
+dc down -v >/dev/null 2>&1
+volumes=$(docker volume ls -q --filter "name=${COMPOSE_PROJECT_NAME}_")
+[[ -z $volumes ]] || fail "volumes left after down -v: $volumes"
+log "down -v: containers, network and volumes removed"
+log "PASS"
