@@ -23,7 +23,7 @@ struct Flags {
   unsigned analytics_deadline_ms = 1500;
   unsigned insert_deadline_ms = 2000;
   size_t connections_per_worker = 16;
-  size_t max_inflight_per_worker = 2;
+  size_t max_inflight_per_worker = 1;
   unsigned threads = 2;
   std::string log_level;
 };

@@ -26,7 +26,7 @@ struct ControlOptions {
   std::chrono::milliseconds insert_deadline{2000};
   std::chrono::milliseconds health_deadline{1000};
   size_t connections_per_worker = 16;
-  size_t max_inflight_per_worker = 2;
+  size_t max_inflight_per_worker = 1;
 };
 
 class ControlService {

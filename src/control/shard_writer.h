@@ -26,7 +26,7 @@
 namespace das::control {
 
 struct ShardWriterOptions {
-  size_t max_inflight = 2;
+  size_t max_inflight = 1;
   // A coalesced request stops growing past this many encoded bytes (a single sub-batch may be
   // larger: it is never split).
   size_t max_request_bytes = 4 * 1024 * 1024;
