@@ -1,16 +1,14 @@
 // distributed_analytics_system: the control node. Takes the public HTTP API (DESIGN.md
 // section 3), routes inserts to the workers and merges their analytics.
-#include <csignal>
-#include <thread>
-#include <vector>
+#include <cstdio>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
 #include "control/codec.h"
 #include "control/service.h"
+#include "http/run.h"
 #include "http/server.h"
 
 namespace {
@@ -81,16 +79,12 @@ int main(int argc, char** argv) {
   AddFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
 
-  auto level = das::LogLevelFromEnvironment(spdlog::level::info);
-  if (!flags.log_level.empty()) {
-    auto parsed = das::ParseLogLevel(flags.log_level);
-    if (!parsed) {
-      std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
-      return 2;
-    }
-    level = *parsed;
+  auto level = das::ResolveLogLevel(flags.log_level);
+  if (!level) {
+    std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
+    return 2;
   }
-  das::InitLogging("control", level);
+  das::InitLogging("control", *level);
 
   auto workers = das::control::ParseWorkerList(flags.workers);
   if (!workers.ok()) {
@@ -131,17 +125,10 @@ int main(int argc, char** argv) {
   spdlog::info("control node listening on {}:{}, workers {}", flags.host, (*server)->port(),
                worker_list);
 
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int signal) {
-    spdlog::info("signal {}: stopping", signal);
+  das::http::RunUntilSignal(io, flags.threads, [&server, &svc] {
     (*server)->Stop();
     svc.Stop();
-    io.stop();
   });
-  std::vector<std::thread> threads;
-  for (unsigned i = 1; i < flags.threads; ++i) threads.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : threads) t.join();
   spdlog::info("stopped");
   return 0;
 }

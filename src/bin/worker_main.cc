@@ -1,14 +1,12 @@
 // worker: a worker node. Keeps its hash partition of the rows in one DuckDB file and serves
 // the internal API (src/worker/service.h) to the control node.
-#include <csignal>
-#include <thread>
-#include <vector>
+#include <cstdio>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
+#include "http/run.h"
 #include "http/server.h"
 #include "worker/service.h"
 #include "worker/store.h"
@@ -22,7 +20,7 @@ struct Flags {
   std::string data_dir;
   size_t body_limit = 64 * 1024 * 1024;
   uint64_t idempotency_retention_s = 24 * 3600;
-  size_t reader_threads = 2;
+  size_t reader_threads = 1;
   size_t duckdb_threads = 1;
   unsigned threads = 1;
   std::string log_level;
@@ -50,7 +48,8 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("WORKER_IDEMPOTENCY_RETENTION_S")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--reader-threads", f.reader_threads, "Threads running analytics queries")
+  app.add_option("--reader-threads", f.reader_threads,
+                 "Threads running table scans (the aggregate a worker starts from, row counts)")
       ->envname("WORKER_READER_THREADS")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -79,16 +78,12 @@ int main(int argc, char** argv) {
   if (flags.port == 0) flags.port = static_cast<uint16_t>(8080 + flags.id);
   if (flags.data_dir.empty()) flags.data_dir = "./data/worker-" + std::to_string(flags.id);
 
-  auto level = das::LogLevelFromEnvironment(spdlog::level::info);
-  if (!flags.log_level.empty()) {
-    auto parsed = das::ParseLogLevel(flags.log_level);
-    if (!parsed) {
-      std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
-      return 2;
-    }
-    level = *parsed;
+  auto level = das::ResolveLogLevel(flags.log_level);
+  if (!level) {
+    std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
+    return 2;
   }
-  das::InitLogging("worker-" + std::to_string(flags.id), level);
+  das::InitLogging("worker-" + std::to_string(flags.id), *level);
 
   das::worker::StoreOptions store_options;
   store_options.data_dir = flags.data_dir;
@@ -119,16 +114,7 @@ int main(int argc, char** argv) {
   spdlog::info("worker {} listening on {}:{}, data in {}", flags.id, flags.host, (*server)->port(),
                flags.data_dir);
 
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int signal) {
-    spdlog::info("signal {}: stopping", signal);
-    (*server)->Stop();
-    io.stop();
-  });
-  std::vector<std::thread> threads;
-  for (unsigned i = 1; i < flags.threads; ++i) threads.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : threads) t.join();
+  das::http::RunUntilSignal(io, flags.threads, [&server] { (*server)->Stop(); });
   (*store)->Stop();
   spdlog::info("stopped");
   return 0;

@@ -41,6 +41,11 @@ spdlog::level::level_enum LogLevelFromEnvironment(spdlog::level::level_enum fall
   return fallback;
 }
 
+std::optional<spdlog::level::level_enum> ResolveLogLevel(std::string_view flag) {
+  if (flag.empty()) return LogLevelFromEnvironment(spdlog::level::info);
+  return ParseLogLevel(flag);
+}
+
 void InitLogging(const std::string& node_name, spdlog::level::level_enum level) {
   auto logger = spdlog::stderr_logger_mt(node_name);
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
