@@ -207,6 +207,25 @@ asio::awaitable<void> Refuse(beast::tcp_stream& stream, bhttp::status status, st
   co_await bhttp::async_write(stream, wire, kNoThrow);
 }
 
+// After refusing a request whose body is still arriving, closing at once would make the kernel
+// reset the connection and the client could lose the answer while it is still sending. So the
+// server half-closes, then reads and discards what comes for a bounded time and amount
+// ("lingering close", as nginx does), and only then closes.
+asio::awaitable<void> LingerAndDrain(beast::tcp_stream& stream) {
+  constexpr std::chrono::seconds kLinger{2};
+  constexpr size_t kMaxDrain = 64 * 1024 * 1024;
+  error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  std::vector<char> scratch(64 * 1024);
+  size_t drained = 0;
+  stream.expires_after(kLinger);
+  while (drained < kMaxDrain) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kNoThrow);
+    if (ec) break;  // the client closed, or the linger time is over
+    drained += n;
+  }
+}
+
 // Every co_await below awaits a named awaitable or a call with trivial or reference arguments:
 // GCC 12 may destroy other temporaries of a co_await full-expression twice.
 asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream& stream) {
@@ -223,6 +242,7 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
       case ReadOutcome::kTooLarge: {
         if (!state.options.too_large) {
           co_await Refuse(stream, bhttp::status::payload_too_large, kTooLargeText, state.options);
+          co_await LingerAndDrain(stream);
           co_return;
         }
         // The application renders the 413 from the header alone (the body was never read).
@@ -234,6 +254,7 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
         wire.result(bhttp::status::payload_too_large);
         stream.expires_after(state.options.io_timeout);
         co_await bhttp::async_write(stream, wire, kNoThrow);
+        co_await LingerAndDrain(stream);
         co_return;
       }
       case ReadOutcome::kMalformed:

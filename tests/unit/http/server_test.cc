@@ -124,6 +124,35 @@ TEST_F(ServerTest, ContentLengthOverLimitIsAnswered413BeforeTheBodyIsSent) {
   EXPECT_EQ(calls.load(), 0);
 }
 
+// A client that sends its whole body before reading (no Expect: 100-continue) must still read
+// the 413: the server drains the body instead of resetting the connection under it. The
+// answer is the application's (ServerOptions::too_large), rendered from the header.
+TEST_F(ServerTest, BodySentInFullOverTheLimitStillGetsTheApplications413) {
+  ServerOptions options;
+  options.body_limit = 1024;
+  options.too_large = [](const Request& header) {
+    Response r;
+    r.status = 413;
+    r.content_type = "application/json";
+    r.body = "{\"target\":\"" + header.target + "\"}";
+    return r;
+  };
+  StartServer(options, Echo);
+  tcp::socket socket = Connect();
+  const std::string body(4 * 1024 * 1024, 'x');
+  const std::string request =
+      "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  boost::system::error_code ec;
+  asio::write(socket, asio::buffer(request), ec);
+  EXPECT_FALSE(ec) << "the server reset the connection while the body was sent: " << ec.message();
+  std::string pending;
+  Answer answer = ReadAnswer(socket, pending);
+  EXPECT_EQ(answer.head.substr(0, 12), "HTTP/1.1 413");
+  EXPECT_NE(answer.head.find("Content-Type: application/json"), std::string::npos) << answer.head;
+  EXPECT_EQ(answer.body, "{\"target\":\"/big\"}");
+}
+
 TEST_F(ServerTest, ChunkedBodyOverLimitIsAnswered413) {
   ServerOptions options;
   options.body_limit = 1024;
