@@ -10,7 +10,8 @@
 // ScanAggregate() and CountRows() run on reader threads with their own connections (DuckDB
 // MVCC) and never wait for the writer.
 // Thread-safety: every public method may be called from any thread. Callbacks run on the
-// store's own threads and must not block.
+// store's own threads (ComputeAggregate's, and those of work refused after Stop(), on the
+// caller's) and must not block.
 #pragma once
 
 #include <chrono>
