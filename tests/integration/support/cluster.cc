@@ -46,16 +46,8 @@ testing::AssertionResult CheckNotCrashed(Process* p, const std::string& name) {
 
 }  // namespace
 
-#ifdef DAS_CONTROL_BIN
 std::string ControlBinary() { return FromEnvOr("DAS_CONTROL_BIN", DAS_CONTROL_BIN); }
-#else
-std::string ControlBinary() { return FromEnvOr("DAS_CONTROL_BIN", ""); }
-#endif
-#ifdef DAS_WORKER_BIN
 std::string WorkerBinary() { return FromEnvOr("DAS_WORKER_BIN", DAS_WORKER_BIN); }
-#else
-std::string WorkerBinary() { return FromEnvOr("DAS_WORKER_BIN", ""); }
-#endif
 
 bool BinariesAvailable() {
   return !ControlBinary().empty() && !WorkerBinary().empty() &&

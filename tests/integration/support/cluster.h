@@ -97,13 +97,13 @@ class Cluster {
   std::unique_ptr<Process> control_;
 };
 
-// The base fixture of the integration tests: a fresh Cluster per test, skipped while the
-// binaries are not built.
+// The base fixture of the integration tests: a fresh Cluster per test. Missing binaries fail
+// the test: a skipped integration test would hide that nothing was checked.
 class ClusterTest : public testing::Test {
  protected:
   void SetUp() override {
     if (!BinariesAvailable()) {
-      GTEST_SKIP() << "binaries not built (control '" << ControlBinary() << "', worker '"
+      GTEST_FAIL() << "binaries not built (control '" << ControlBinary() << "', worker '"
                    << WorkerBinary() << "')";
     }
   }
