@@ -1,0 +1,144 @@
+// Configuration: every flag has an environment twin (what the containers use), and --help
+// explains the flags.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "support/api.h"
+#include "support/cluster.h"
+#include "support/http_client.h"
+#include "support/process.h"
+
+namespace das::it {
+namespace {
+
+class ConfigTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "das-config-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    processes_.clear();  // kills and reaps
+    for (const char* name : kVariables) unsetenv(name);
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Starts `binary` with no flags at all: the environment (set by the caller) configures it.
+  Process* StartBare(const std::string& binary, const std::string& name) {
+    std::string error;
+    processes_.push_back(Process::Start(binary, {}, dir_ + "/" + name + ".log", &error));
+    EXPECT_NE(processes_.back(), nullptr) << error;
+    return processes_.back().get();
+  }
+
+  static bool AnswersHealth(int port) {
+    for (int i = 0; i < 100; ++i) {
+      Result<HttpResponse> r = HttpGet(port, "/health", {}, std::chrono::seconds(1));
+      if (r.ok() && r->status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  static std::string Output(const std::string& log) {
+    std::ifstream in(log);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  static constexpr const char* kVariables[] = {"WORKER_ID",       "WORKER_HOST", "WORKER_PORT",
+                                               "WORKER_DATA_DIR", "DAS_HOST",    "DAS_PORT",
+                                               "DAS_WORKERS",     "LOG_LEVEL"};
+  std::string dir_;
+  std::vector<std::unique_ptr<Process>> processes_;
+};
+
+TEST_F(ConfigTest, EnvironmentTwinsConfigureBothBinaries) {
+  const int ports[2] = {FreePort(), FreePort()};
+  for (int i = 0; i < 2; ++i) {
+    setenv("WORKER_ID", std::to_string(i + 1).c_str(), 1);
+    setenv("WORKER_HOST", "127.0.0.1", 1);
+    setenv("WORKER_PORT", std::to_string(ports[i]).c_str(), 1);
+    setenv("WORKER_DATA_DIR", (dir_ + "/w" + std::to_string(i + 1)).c_str(), 1);
+    ASSERT_NE(StartBare(WorkerBinary(), "worker" + std::to_string(i + 1)), nullptr);
+  }
+  const int control = FreePort();
+  setenv("DAS_HOST", "127.0.0.1", 1);
+  setenv("DAS_PORT", std::to_string(control).c_str(), 1);
+  setenv(
+      "DAS_WORKERS",
+      ("127.0.0.1:" + std::to_string(ports[0]) + ",127.0.0.1:" + std::to_string(ports[1])).c_str(),
+      1);
+  setenv("LOG_LEVEL", "warn", 1);
+  ASSERT_NE(StartBare(ControlBinary(), "control"), nullptr);
+
+  ASSERT_TRUE(AnswersHealth(ports[0]));
+  ASSERT_TRUE(AnswersHealth(ports[1]));
+  ASSERT_TRUE(AnswersHealth(control));
+  ASSERT_TRUE(InsertOk(control, "env-a", 1.5));
+  ASSERT_TRUE(InsertOk(control, "env-b", 2.5));
+  Result<Analytics> a = GetAnalytics(control);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(Completeness(*a, 200, false, 2, 2));
+  EXPECT_EQ(a->body.count(), 2u);
+  EXPECT_EQ(a->body.sum(), 4.0);
+  // The data went where WORKER_DATA_DIR said, and LOG_LEVEL=warn silenced the control node's
+  // info lines (the workers, started before it was set, still log theirs).
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w1/worker.duckdb"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w2/worker.duckdb"));
+  EXPECT_EQ(Output(dir_ + "/control.log").find("listening"), std::string::npos)
+      << Output(dir_ + "/control.log");
+  EXPECT_NE(Output(dir_ + "/worker1.log")
+                .find("worker 1 listening on 127.0.0.1:" + std::to_string(ports[0])),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
+  Process* control = nullptr;
+  {
+    std::string error;
+    processes_.push_back(Process::Start(ControlBinary(), {"--help"}, dir_ + "/c.log", &error));
+    control = processes_.back().get();
+  }
+  ASSERT_NE(control, nullptr);
+  std::optional<int> status = control->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  const std::string help = Output(dir_ + "/c.log");
+  for (const char* text : {"--port", "DAS_PORT", "--workers", "DAS_WORKERS", "--body-limit",
+                           "--analytics-deadline-ms", "--insert-deadline-ms", "--log-level"}) {
+    EXPECT_NE(help.find(text), std::string::npos) << text << " missing from:\n" << help;
+  }
+  std::string error;
+  processes_.push_back(Process::Start(WorkerBinary(), {"--help"}, dir_ + "/w.log", &error));
+  ASSERT_NE(processes_.back(), nullptr) << error;
+  ASSERT_TRUE(processes_.back()->Wait(std::chrono::seconds(10)).has_value());
+  const std::string worker_help = Output(dir_ + "/w.log");
+  for (const char* text : {"--id", "WORKER_ID", "--port", "--data-dir", "WORKER_DATA_DIR",
+                           "--idempotency-retention-s"}) {
+    EXPECT_NE(worker_help.find(text), std::string::npos) << text << " missing";
+  }
+}
+
+TEST_F(ConfigTest, BadFlagsStopTheBinaryWithAnError) {
+  std::string error;
+  processes_.push_back(
+      Process::Start(ControlBinary(), {"--workers", "nohost"}, dir_ + "/bad.log", &error));
+  ASSERT_NE(processes_.back(), nullptr) << error;
+  std::optional<int> status = processes_.back()->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
+  EXPECT_NE(Output(dir_ + "/bad.log").find("worker 'nohost' is not host:port"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace das::it
