@@ -46,7 +46,12 @@ struct Conn {
   explicit Conn(const asio::any_io_executor& executor) : stream(asio::make_strand(executor)) {}
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
+  Clock::time_point idle_since;  // when it last went back to the pool
 };
+
+// An idle connection older than this is closed instead of reused: servers close idle
+// keep-alive connections (ours after 60 s), and a request sent on one they closed fails.
+constexpr std::chrono::seconds kMaxIdle{20};
 
 // Destroys `conn` on its strand, after whatever its last operation left queued there.
 void DestroyOnStrand(std::unique_ptr<Conn> conn) {
@@ -119,8 +124,8 @@ Response ToResponse(WireResponse&& wire) {
   return response;
 }
 
-// The server closed a kept-alive connection just as it was reused: the request never reached
-// a handler, so sending it again on a fresh connection is safe.
+// The server closed a kept-alive connection just as it was reused: usually the request never
+// reached a handler (see Exchange for when it is sent again).
 bool IsStaleKeepAlive(const Attempt& attempt) {
   const error_code& ec = attempt.ec;
   return !attempt.got_some &&
@@ -159,6 +164,8 @@ class Pool {
   asio::awaitable<Attempt> Transfer(Conn& conn, const WireRequest& wire,
                                     Clock::time_point deadline);
   std::optional<Result<Lease>> TryTakeLocked();
+  // Closes every idle connection: after one turned out stale, the others likely are too.
+  void DropIdle();
   void Release(std::unique_ptr<Conn> conn);
   void Discard(std::unique_ptr<Conn> conn);
   void GiveBack(Lease lease);
@@ -215,9 +222,12 @@ asio::awaitable<Result<Response>> Pool::Exchange(WireRequest wire,
       co_return std::move(result.response);
     }
     Discard(std::move(lease->conn));
-    if (attempt > 0 || !lease->reused || !IsStaleKeepAlive(result)) {
-      co_return ToStatus(result.ec, timeout);
-    }
+    const bool stale = lease->reused && IsStaleKeepAlive(result);
+    if (stale) DropIdle();
+    // Only a request that may be repeated is sent again: a POST whose connection closed may
+    // still have been applied (a stopping server closes connections with requests in flight).
+    const bool repeatable = wire.method() == bhttp::verb::get || wire.method() == bhttp::verb::head;
+    if (attempt > 0 || !stale || !repeatable) co_return ToStatus(result.ec, timeout);
   }
 }
 
@@ -264,10 +274,13 @@ asio::awaitable<Result<Lease>> Pool::WaitForLease(Clock::time_point deadline,
 
 std::optional<Result<Lease>> Pool::TryTakeLocked() {
   if (closed_) return Result<Lease>(ShuttingDown(peer_ + ": client closed"));
-  if (!idle_.empty()) {
-    Lease lease{std::move(idle_.back()), true};
+  const Clock::time_point now = Clock::now();
+  while (!idle_.empty()) {
+    std::unique_ptr<Conn> conn = std::move(idle_.back());
     idle_.pop_back();
-    return Result<Lease>(std::move(lease));
+    if (now - conn->idle_since < kMaxIdle) return Result<Lease>(Lease{std::move(conn), true});
+    --open_;
+    DestroyOnStrand(std::move(conn));
   }
   if (open_ < options_.max_connections) {
     ++open_;
@@ -331,10 +344,21 @@ void Pool::Release(std::unique_ptr<Conn> conn) {
       waiters_.pop_front();
       woken->result = Result<Lease>(Lease{std::move(conn), true});
     } else {
+      conn->idle_since = Clock::now();
       idle_.push_back(std::move(conn));
     }
   }
   if (woken) woken->timer.cancel();
+}
+
+void Pool::DropIdle() {
+  std::vector<std::unique_ptr<Conn>> idle;
+  {
+    std::lock_guard lock(mu_);
+    open_ -= idle_.size();
+    idle.swap(idle_);
+  }
+  for (auto& conn : idle) DestroyOnStrand(std::move(conn));
 }
 
 // Closes `conn` (if any) and passes its slot to a waiter, which then opens a fresh one.

@@ -18,6 +18,8 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 
@@ -255,6 +257,62 @@ TEST_F(ClientTest, StaleKeptAliveConnectionIsRetriedOnAFreshOne) {
 
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   EXPECT_EQ(Header(*second, "X-Target"), "/second");
+}
+
+// Regression: with several idle connections all closed by the server, the retry used to take
+// the next idle (and just as stale) connection and fail. Now the pool drops its idle
+// connections once one is stale and the retry opens a fresh one.
+TEST_F(ClientTest, ManyStaleIdleConnectionsCostNoFailure) {
+  ServerOptions options;
+  options.idle_timeout = 50ms;
+  std::atomic<int> calls{0};
+  StartServer(options, [&calls](Request request) -> asio::awaitable<Response> {
+    ++calls;
+    // Slow enough that concurrent Sends each open their own connection.
+    asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
+    co_await timer.async_wait(asio::use_awaitable);
+    co_return Response{};
+  });
+  MakeClient(server_->port(), /*max_connections=*/4);
+  std::vector<std::future<bool>> first;
+  for (int i = 0; i < 4; ++i) {
+    first.push_back(asio::co_spawn(
+        asio::make_strand(io_),
+        [this]() -> asio::awaitable<bool> {
+          asio::awaitable<Result<Response>> send = client_->Send(Get("/warm"), 5s);
+          Result<Response> response = co_await std::move(send);
+          co_return response.ok();
+        },
+        asio::use_future));
+  }
+  for (auto& f : first) ASSERT_TRUE(f.get());
+  std::this_thread::sleep_for(300ms);  // the server closes all four
+
+  Result<Response> get = SendNow(Get("/after"));
+  ASSERT_TRUE(get.ok()) << get.status().ToString();
+  EXPECT_EQ(calls.load(), 5);
+}
+
+// A POST is never sent twice: one whose kept-alive connection turned out closed fails (it may
+// have been applied), and the next one goes out on a fresh connection.
+TEST_F(ClientTest, StalePostIsNotResent) {
+  ServerOptions options;
+  options.idle_timeout = 50ms;
+  StartServer(options);
+  MakeClient(server_->port());
+  Request post;
+  post.method = "POST";
+  post.target = "/write";
+  post.body = "x";
+  ASSERT_TRUE(SendNow(post).ok());
+  std::this_thread::sleep_for(300ms);
+
+  Result<Response> stale = SendNow(post);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), StatusCode::kUnavailable);
+  Result<Response> fresh = SendNow(post);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_EQ(fresh->body, "x");
 }
 
 TEST_F(ClientTest, SendAfterCloseGivesShuttingDown) {
