@@ -19,6 +19,13 @@ class CompensatedSum {
     sum_ = t;
   }
   double Value() const { return sum_ + compensation_; }
+  // What Value() lost to rounding (exact, by Knuth's TwoSum): Value() + Residual() is the sum
+  // to twice a double's precision, so that another CompensatedSum can add both and lose nothing.
+  double Residual() const {
+    const double v = sum_ + compensation_;
+    const double b = v - sum_;
+    return (sum_ - (v - b)) + (compensation_ - b);
+  }
 
  private:
   double sum_ = 0;

@@ -9,6 +9,7 @@ void AggregateMerger::Add(const PartialAggregate& partial) {
   if (partial.count == 0) return;
   count_ += partial.count;
   sum_.Add(partial.sum);
+  sum_.Add(partial.sum_compensation);
   if (partial.min) min_ = min_ ? std::min(*min_, *partial.min) : *partial.min;
   if (partial.max) max_ = max_ ? std::max(*max_, *partial.max) : *partial.max;
 }

@@ -16,6 +16,7 @@ namespace das::control {
 struct PartialAggregate {
   uint64_t count = 0;
   double sum = 0;
+  double sum_compensation = 0;  // what `sum` lost to rounding on the worker
   std::optional<double> min;
   std::optional<double> max;
 };

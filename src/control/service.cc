@@ -171,7 +171,8 @@ class ControlServiceImpl final : public ControlService {
     if (!body.ParseFromString(answer->body)) {
       co_return Internal("worker " + peer + " sent an undecodable aggregate");
     }
-    PartialAggregate partial{body.count(), body.sum(), std::nullopt, std::nullopt};
+    PartialAggregate partial{body.count(), body.sum(), body.sum_compensation(), std::nullopt,
+                             std::nullopt};
     if (body.has_min()) partial.min = body.min();
     if (body.has_max()) partial.max = body.max();
     co_return partial;

@@ -43,7 +43,7 @@ class RunningAggregate {
 
   Aggregate Snapshot() const {
     std::lock_guard lock(mu_);
-    return Aggregate{count_, sum_.Value(), min_, max_};
+    return Aggregate{count_, sum_.Value(), sum_.Residual(), min_, max_};
   }
 
  private:

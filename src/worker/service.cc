@@ -149,6 +149,7 @@ asio::awaitable<http::Response> WorkerService::Aggregate() {
   internal::v1::AggregateResponse response;
   response.set_count(aggregate->count);
   response.set_sum(aggregate->sum);
+  response.set_sum_compensation(aggregate->sum_compensation);
   if (aggregate->min) response.set_min(*aggregate->min);
   if (aggregate->max) response.set_max(*aggregate->max);
   response.set_worker_id(worker_id_);

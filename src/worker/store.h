@@ -46,7 +46,10 @@ struct SubBatchOutcome {
 
 struct Aggregate {
   uint64_t count = 0;
-  double sum = 0;  // compensated sum
+  double sum = 0;  // compensated sum, rounded to one double
+  // What `sum` lost to that rounding (0 for a scan), so that the control node can merge the
+  // workers' sums without losing it.
+  double sum_compensation = 0;
   std::optional<double> min;
   std::optional<double> max;
 };

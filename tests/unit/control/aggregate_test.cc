@@ -7,8 +7,8 @@ namespace {
 
 TEST(AggregateMergerTest, MergesCountSumMinMaxAndAveragesFromTotals) {
   AggregateMerger m;
-  m.Add({3, 6.0, 1.0, 3.0});        // average 2
-  m.Add({1, 100.0, 100.0, 100.0});  // average 100
+  m.Add({3, 6.0, 0.0, 1.0, 3.0});        // average 2
+  m.Add({1, 100.0, 0.0, 100.0, 100.0});  // average 100
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.count, 4u);
   EXPECT_EQ(r.sum, 106.0);
@@ -19,7 +19,7 @@ TEST(AggregateMergerTest, MergesCountSumMinMaxAndAveragesFromTotals) {
 
 TEST(AggregateMergerTest, EmptyHasNoAverageMinMax) {
   AggregateMerger m;
-  m.Add({0, 0.0, std::nullopt, std::nullopt});
+  m.Add({0, 0.0, 0.0, std::nullopt, std::nullopt});
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.count, 0u);
   EXPECT_EQ(r.sum, 0.0);
@@ -30,8 +30,8 @@ TEST(AggregateMergerTest, EmptyHasNoAverageMinMax) {
 
 TEST(AggregateMergerTest, EmptyWorkerDoesNotDisturbMinMax) {
   AggregateMerger m;
-  m.Add({0, 0.0, std::nullopt, std::nullopt});
-  m.Add({2, -3.0, -2.0, -1.0});
+  m.Add({0, 0.0, 0.0, std::nullopt, std::nullopt});
+  m.Add({2, -3.0, 0.0, -2.0, -1.0});
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.min, -2.0);
   EXPECT_EQ(r.max, -1.0);
@@ -41,13 +41,29 @@ TEST(AggregateMergerTest, EmptyWorkerDoesNotDisturbMinMax) {
 // Large mixed-sign partial sums: a naive sum gives 0 here, the compensated one gives 2.
 TEST(AggregateMergerTest, LargeMixedSignSumsKeepSmallTerms) {
   AggregateMerger m;
-  m.Add({1, 1e100, 1e100, 1e100});
-  m.Add({1, 1.0, 1.0, 1.0});
-  m.Add({1, -1e100, -1e100, -1e100});
-  m.Add({1, 1.0, 1.0, 1.0});
+  m.Add({1, 1e100, 0.0, 1e100, 1e100});
+  m.Add({1, 1.0, 0.0, 1.0, 1.0});
+  m.Add({1, -1e100, 0.0, -1e100, -1e100});
+  m.Add({1, 1.0, 0.0, 1.0, 1.0});
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.sum, 2.0);
   EXPECT_EQ(r.average, 0.5);
+}
+
+// Regression: a worker's sum rounded to one double lost its compensation before the merge.
+// Worker 1 holds {1e16, 1} (sum 1e16, residual 1), worker 2 holds {-1e16}: the sum is 1.
+TEST(AggregateMergerTest, WorkersResidualsAreMergedToo) {
+  CompensatedSum worker1;
+  worker1.Add(1e16);
+  worker1.Add(1.0);
+  EXPECT_EQ(worker1.Value(), 1e16);
+  EXPECT_EQ(worker1.Residual(), 1.0);
+  AggregateMerger m;
+  m.Add({2, worker1.Value(), worker1.Residual(), 1.0, 1e16});
+  m.Add({1, -1e16, 0.0, -1e16, -1e16});
+  MergedAggregate r = m.Finish();
+  EXPECT_EQ(r.sum, 1.0);
+  EXPECT_EQ(r.average, 1.0 / 3);
 }
 
 TEST(CompensatedSumTest, ManySmallTermsOnALargeOne) {

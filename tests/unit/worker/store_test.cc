@@ -190,6 +190,14 @@ TEST(StoreTest, RunningSumKeepsCancellingLargeTerms) {
   ASSERT_NE(store, nullptr);
   ExpectOutcome(WriteSync(*store, {Batch({1e16, 1.0, -1e16})}), Code::kOk, 3);
   EXPECT_EQ(AggregateSync(*store).sum, 1.0);
+  // Rounded to one double, {1e16, 1} is 1e16; the residual keeps the 1 for the merge.
+  TempDir other;
+  auto second = OpenOrDie(Options(other));
+  ASSERT_NE(second, nullptr);
+  ExpectOutcome(WriteSync(*second, {Batch({1e16, 1.0})}), Code::kOk, 2);
+  Aggregate two = AggregateSync(*second);
+  EXPECT_EQ(two.sum, 1e16);
+  EXPECT_EQ(two.sum_compensation, 1.0);
 }
 
 TEST(StoreTest, EmptySubBatchWithoutKeyIsOkWithZeroRows) {
