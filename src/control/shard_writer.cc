@@ -29,7 +29,8 @@ asio::awaitable<Result<SubBatchResult>> ShardWriter::Write(SubBatch part) {
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<SubBatchResult>)>(
       [this](auto handler, SubBatch part) {
         asio::any_io_executor resume_on = asio::get_associated_executor(handler, executor_);
-        Enqueue(Pending{std::move(part), std::move(handler), std::move(resume_on)});
+        Enqueue(Pending{std::move(part), std::move(handler), std::move(resume_on),
+                        std::chrono::steady_clock::now() + options_.deadline});
       },
       asio::use_awaitable, std::move(part));
 }
@@ -66,7 +67,8 @@ std::vector<ShardWriter::Pending> ShardWriter::TakeQueuedLocked() {
 
 asio::awaitable<void> ShardWriter::Drain(std::vector<Pending> group) {
   for (;;) {
-    co_await SendOne(std::move(group));
+    asio::awaitable<void> send = SendOne(std::move(group));
+    co_await std::move(send);
     std::lock_guard lock(mu_);
     if (queued_.empty()) {
       --inflight_;
@@ -77,6 +79,33 @@ asio::awaitable<void> ShardWriter::Drain(std::vector<Pending> group) {
 }
 
 asio::awaitable<void> ShardWriter::SendOne(std::vector<Pending> group) {
+  // A sub-batch that already waited its whole deadline in the queue is not sent: its caller
+  // gets its answer now, so an insert waits at most about two deadlines in all.
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Pending> live;
+  live.reserve(group.size());
+  for (Pending& p : group) {
+    if (now < p.deadline) {
+      live.push_back(std::move(p));
+    } else {
+      Complete(p, DeadlineExceeded("worker " + client_.peer() + " took no insert within " +
+                                   std::to_string(options_.deadline.count()) + " ms"));
+    }
+  }
+  if (live.empty()) co_return;
+  try {
+    asio::awaitable<void> exchange = Exchange(live);
+    co_await std::move(exchange);
+  } catch (const std::exception& e) {
+    // Exceptions are bugs here, but no caller may wait forever because of one.
+    spdlog::error("insert to worker {} failed: {}", client_.peer(), e.what());
+    for (Pending& p : live) {
+      if (p.handler) Complete(p, Internal(std::string("insert failed: ") + e.what()));
+    }
+  }
+}
+
+asio::awaitable<void> ShardWriter::Exchange(std::vector<Pending>& group) {
   internal::v1::WriteRequest request;
   request.mutable_batches()->Reserve(static_cast<int>(group.size()));
   for (Pending& p : group) *request.add_batches() = std::move(p.part);
@@ -88,7 +117,9 @@ asio::awaitable<void> ShardWriter::SendOne(std::vector<Pending> group) {
   http_request.has_content_type = true;
   request.SerializeToString(&http_request.body);
 
-  Result<http::Response> answer = co_await client_.Send(std::move(http_request), options_.deadline);
+  asio::awaitable<Result<http::Response>> send =
+      client_.Send(std::move(http_request), options_.deadline);
+  Result<http::Response> answer = co_await std::move(send);
   Status failure;
   internal::v1::WriteResponse response;
   if (!answer.ok()) {

@@ -51,14 +51,17 @@ class ShardWriter {
   struct Pending {
     internal::v1::SubBatch part;
     Handler handler;
-    boost::asio::any_io_executor resume_on;  // the waiting coroutine's executor
+    boost::asio::any_io_executor resume_on;          // the waiting coroutine's executor
+    std::chrono::steady_clock::time_point deadline;  // queued at most until then
   };
 
   void Enqueue(Pending pending);
   static void Complete(Pending& pending, Result<internal::v1::SubBatchResult> result);
   std::vector<Pending> TakeQueuedLocked();
   boost::asio::awaitable<void> Drain(std::vector<Pending> first);
+  // Sends the group's live sub-batches and completes every handler of `group`, whatever happens.
   boost::asio::awaitable<void> SendOne(std::vector<Pending> group);
+  boost::asio::awaitable<void> Exchange(std::vector<Pending>& group);
 
   boost::asio::any_io_executor executor_;
   http::Client& client_;

@@ -25,7 +25,9 @@ using internal::v1::SubBatchResult;
 // so that the test can tell which answer reached which caller.
 class FakeWorker {
  public:
-  explicit FakeWorker(asio::io_context& io) {
+  explicit FakeWorker(asio::io_context& io,
+                      std::chrono::milliseconds delay = std::chrono::milliseconds(30))
+      : delay_(delay) {
     http::ServerOptions options;
     options.port = 0;
     auto server =
@@ -44,7 +46,7 @@ class FakeWorker {
     internal::v1::WriteRequest write;
     EXPECT_TRUE(write.ParseFromString(request.body));
     ++requests_;
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(30));
+    asio::steady_timer timer(co_await asio::this_coro::executor, delay_);
     co_await timer.async_wait(asio::use_awaitable);
     internal::v1::WriteResponse response;
     for (const auto& batch : write.batches()) {
@@ -58,6 +60,7 @@ class FakeWorker {
     co_return answer;
   }
 
+  const std::chrono::milliseconds delay_;
   std::unique_ptr<http::Server> server_;
   std::atomic<int> requests_{0};
 };
@@ -93,6 +96,38 @@ TEST(ShardWriterTest, CoalescesConcurrentWritesAndAnswersEachCaller) {
   // The first write leaves alone; everything queued behind it leaves together.
   EXPECT_LE(worker.requests(), 3);
   EXPECT_GE(worker.requests(), 2);
+  client->Close();
+  io.stop();
+  runner.join();
+}
+
+asio::awaitable<StatusCode> WriteCode(ShardWriter& writer) {
+  internal::v1::SubBatch part;
+  part.add_rows()->set_partition_key("k");
+  asio::awaitable<Result<SubBatchResult>> op = writer.Write(std::move(part));
+  Result<SubBatchResult> result = co_await std::move(op);
+  co_return result.ok() ? StatusCode::kOk : result.status().code();
+}
+
+// A slow worker: the first insert times out, and the one queued behind it, whose deadline
+// passed while it waited, is answered without being sent.
+TEST(ShardWriterTest, QueuedWriteThatOutlivedItsDeadlineIsNotSent) {
+  asio::io_context io;
+  FakeWorker worker(io, std::chrono::milliseconds(600));
+  http::ClientOptions client_options;
+  client_options.host = "127.0.0.1";
+  client_options.port = worker.port();
+  auto client = http::Client::Create(io.get_executor(), client_options);
+  ShardWriterOptions options;
+  options.max_inflight = 1;
+  options.deadline = std::chrono::milliseconds(200);
+  ShardWriter writer(io.get_executor(), *client, options);
+  auto first = asio::co_spawn(io, WriteCode(writer), asio::use_future);
+  auto second = asio::co_spawn(io, WriteCode(writer), asio::use_future);
+  std::thread runner([&io] { io.run(); });
+  EXPECT_EQ(first.get(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(second.get(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(worker.requests(), 1);
   client->Close();
   io.stop();
   runner.join();
