@@ -74,11 +74,13 @@ class ControlServiceImpl final : public ControlService {
     std::string_view path = PathOf(request.target);
     if (path == "/insert") {
       if (request.method != "POST") co_return MethodNotAllowed(request, "POST");
-      co_return co_await Insert(std::move(request));
+      asio::awaitable<http::Response> insert = Insert(std::move(request));
+      co_return co_await std::move(insert);
     }
     if (path == "/insert/batch") {
       if (request.method != "POST") co_return MethodNotAllowed(request, "POST");
-      co_return co_await InsertBatch(std::move(request));
+      asio::awaitable<http::Response> batch = InsertBatch(std::move(request));
+      co_return co_await std::move(batch);
     }
     if (path == "/analytics") {
       if (request.method != "GET") co_return MethodNotAllowed(request, "GET");
@@ -107,7 +109,8 @@ class ControlServiceImpl final : public ControlService {
     size_t worker = map_.WorkerFor(decoded.partition_key());
     SubBatch part;
     *part.add_rows() = std::move(decoded);
-    Result<SubBatchResult> written = co_await writers_[worker]->Write(std::move(part));
+    asio::awaitable<Result<SubBatchResult>> write = writers_[worker]->Write(std::move(part));
+    Result<SubBatchResult> written = co_await std::move(write);
     PartAnswer result = Interpret(written, clients_[worker]->peer());
     if (!result.stored) co_return EncodeError(result.error, answer);
     das::v1::InsertResponse response;
@@ -137,8 +140,9 @@ class ControlServiceImpl final : public ControlService {
       targets.push_back(w);
       writes.push_back(writers_[w]->Write(std::move(parts[w])));
     }
-    std::vector<Result<SubBatchResult>> results =
-        co_await GatherAll<SubBatchResult>(executor_, std::move(writes));
+    asio::awaitable<std::vector<Result<SubBatchResult>>> gather_writes =
+        GatherAll<SubBatchResult>(executor_, std::move(writes));
+    std::vector<Result<SubBatchResult>> results = co_await std::move(gather_writes);
 
     uint64_t rows = 0;
     std::optional<ApiError> first_error;
@@ -160,8 +164,9 @@ class ControlServiceImpl final : public ControlService {
     http::Request request;
     request.method = "GET";
     request.target = "/internal/v1/aggregate";
-    Result<http::Response> answer =
-        co_await clients_[worker]->Send(std::move(request), options_.analytics_deadline);
+    asio::awaitable<Result<http::Response>> send =
+        clients_[worker]->Send(std::move(request), options_.analytics_deadline);
+    Result<http::Response> answer = co_await std::move(send);
     const std::string& peer = clients_[worker]->peer();
     if (!answer.ok()) co_return answer.status();
     if (answer->status != 200) {
@@ -181,8 +186,9 @@ class ControlServiceImpl final : public ControlService {
   asio::awaitable<http::Response> Analytics(const http::Request& request) {
     std::vector<asio::awaitable<Result<PartialAggregate>>> fetches;
     for (size_t w = 0; w < clients_.size(); ++w) fetches.push_back(FetchAggregate(w));
-    std::vector<Result<PartialAggregate>> partials =
-        co_await GatherAll<PartialAggregate>(executor_, std::move(fetches));
+    asio::awaitable<std::vector<Result<PartialAggregate>>> gather_fetches =
+        GatherAll<PartialAggregate>(executor_, std::move(fetches));
+    std::vector<Result<PartialAggregate>> partials = co_await std::move(gather_fetches);
 
     AggregateMerger merger;
     uint32_t responding = 0;
@@ -213,8 +219,9 @@ class ControlServiceImpl final : public ControlService {
     http::Request request;
     request.method = "GET";
     request.target = "/internal/v1/health";
-    Result<http::Response> answer =
-        co_await clients_[worker]->Send(std::move(request), options_.health_deadline);
+    asio::awaitable<Result<http::Response>> send =
+        clients_[worker]->Send(std::move(request), options_.health_deadline);
+    Result<http::Response> answer = co_await std::move(send);
     if (!answer.ok()) co_return answer.status();
     internal::v1::WorkerHealthResponse body;
     if (answer->status != 200 || !body.ParseFromString(answer->body)) {
@@ -226,8 +233,10 @@ class ControlServiceImpl final : public ControlService {
   asio::awaitable<http::Response> Health(const http::Request& request) {
     std::vector<asio::awaitable<Result<internal::v1::WorkerHealthResponse>>> fetches;
     for (size_t w = 0; w < clients_.size(); ++w) fetches.push_back(FetchHealth(w));
-    auto results =
-        co_await GatherAll<internal::v1::WorkerHealthResponse>(executor_, std::move(fetches));
+    asio::awaitable<std::vector<Result<internal::v1::WorkerHealthResponse>>> gather_fetches =
+        GatherAll<internal::v1::WorkerHealthResponse>(executor_, std::move(fetches));
+    std::vector<Result<internal::v1::WorkerHealthResponse>> results =
+        co_await std::move(gather_fetches);
     das::v1::HealthResponse response;
     response.set_node("control");
     bool all_healthy = true;

@@ -103,7 +103,8 @@ SubBatchResult::Code ToWire(SubBatchOutcome::Code code) {
 asio::awaitable<http::Response> WorkerService::Handle(http::Request request) {
   std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
   if (path == "/internal/v1/write" && request.method == "POST") {
-    co_return co_await Write(std::move(request));
+    asio::awaitable<http::Response> write = Write(std::move(request));
+    co_return co_await std::move(write);
   }
   if (path == "/internal/v1/aggregate" && request.method == "GET") co_return co_await Aggregate();
   if (path == "/internal/v1/health" && request.method == "GET") co_return co_await Health(true);
@@ -123,8 +124,9 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
     auto start = [this, batches = std::move(prepared.batches)](auto done) mutable {
       store_.Write(std::move(batches), std::move(done));
     };
-    Result<std::vector<SubBatchOutcome>> outcomes =
-        co_await AwaitStore<std::vector<SubBatchOutcome>>(std::move(start));
+    asio::awaitable<Result<std::vector<SubBatchOutcome>>> op =
+        AwaitStore<std::vector<SubBatchOutcome>>(std::move(start));
+    Result<std::vector<SubBatchOutcome>> outcomes = co_await std::move(op);
     if (!outcomes.ok()) {
       spdlog::error("write of {} sub-batches failed: {}", prepared.sent.size(),
                     outcomes.status().ToString());
@@ -141,7 +143,8 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
 
 asio::awaitable<http::Response> WorkerService::Aggregate() {
   auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
-  Result<worker::Aggregate> aggregate = co_await AwaitStore<worker::Aggregate>(std::move(start));
+  asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
+  Result<worker::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) {
     spdlog::error("aggregate failed: {}", aggregate.status().ToString());
     co_return Text(503, aggregate.status().ToString());
@@ -159,7 +162,8 @@ asio::awaitable<http::Response> WorkerService::Aggregate() {
 asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   // The running aggregate's count: no table scan for a health check.
   auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
-  Result<worker::Aggregate> aggregate = co_await AwaitStore<worker::Aggregate>(std::move(start));
+  asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
+  Result<worker::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return Text(503, aggregate.status().ToString());
   const uint64_t rows = aggregate->count;
   if (internal) {
