@@ -65,48 +65,59 @@ class FakeWorker {
   std::atomic<int> requests_{0};
 };
 
-asio::awaitable<uint64_t> WriteOne(ShardWriter& writer, int i) {
+// What one caller of ShardWriter::Write got.
+struct Written {
+  StatusCode code = StatusCode::kOk;
+  uint64_t rows = 0;
+};
+
+// Writes one row whose value is `i`; the fake worker answers rows_written = i.
+asio::awaitable<Written> WriteOne(ShardWriter& writer, int i) {
   internal::v1::SubBatch part;
   internal::v1::RowWire* row = part.add_rows();
   row->set_partition_key("k" + std::to_string(i));
   row->set_value(i);
   asio::awaitable<Result<SubBatchResult>> write = writer.Write(std::move(part));
   Result<SubBatchResult> result = co_await std::move(write);
-  co_return result.ok() ? result->rows_written() : 0;
+  if (!result.ok()) co_return Written{result.status().code(), 0};
+  co_return Written{StatusCode::kOk, result->rows_written()};
 }
+
+// A ShardWriter (one request in flight) and its client, towards `port`.
+struct Rig {
+  Rig(asio::io_context& io, uint16_t port, std::chrono::milliseconds deadline) {
+    http::ClientOptions client_options;
+    client_options.host = "127.0.0.1";
+    client_options.port = port;
+    client = http::Client::Create(io.get_executor(), client_options);
+    ShardWriterOptions options;
+    options.max_inflight = 1;
+    options.deadline = deadline;
+    writer = std::make_unique<ShardWriter>(io.get_executor(), *client, options);
+  }
+  std::unique_ptr<http::Client> client;
+  std::unique_ptr<ShardWriter> writer;
+};
 
 TEST(ShardWriterTest, CoalescesConcurrentWritesAndAnswersEachCaller) {
   asio::io_context io;
   FakeWorker worker(io);
-  http::ClientOptions client_options;
-  client_options.host = "127.0.0.1";
-  client_options.port = worker.port();
-  auto client = http::Client::Create(io.get_executor(), client_options);
-  ShardWriterOptions options;
-  options.max_inflight = 1;
-  ShardWriter writer(io.get_executor(), *client, options);
-
+  Rig rig(io, worker.port(), std::chrono::milliseconds(2000));
   constexpr int kWrites = 200;
-  std::vector<std::future<uint64_t>> answers;
+  std::vector<std::future<Written>> answers;
   for (int i = 1; i <= kWrites; ++i) {
-    answers.push_back(asio::co_spawn(io, WriteOne(writer, i), asio::use_future));
+    answers.push_back(asio::co_spawn(io, WriteOne(*rig.writer, i), asio::use_future));
   }
   std::thread runner([&io] { io.run(); });
-  for (int i = 1; i <= kWrites; ++i) EXPECT_EQ(answers[i - 1].get(), static_cast<uint64_t>(i));
+  for (int i = 1; i <= kWrites; ++i) {
+    EXPECT_EQ(answers[i - 1].get().rows, static_cast<uint64_t>(i));
+  }
   // The first write leaves alone; everything queued behind it leaves together.
   EXPECT_LE(worker.requests(), 3);
   EXPECT_GE(worker.requests(), 2);
-  client->Close();
+  rig.client->Close();
   io.stop();
   runner.join();
-}
-
-asio::awaitable<StatusCode> WriteCode(ShardWriter& writer) {
-  internal::v1::SubBatch part;
-  part.add_rows()->set_partition_key("k");
-  asio::awaitable<Result<SubBatchResult>> op = writer.Write(std::move(part));
-  Result<SubBatchResult> result = co_await std::move(op);
-  co_return result.ok() ? StatusCode::kOk : result.status().code();
 }
 
 // A slow worker: the first insert times out, and the one queued behind it, whose deadline
@@ -114,42 +125,24 @@ asio::awaitable<StatusCode> WriteCode(ShardWriter& writer) {
 TEST(ShardWriterTest, QueuedWriteThatOutlivedItsDeadlineIsNotSent) {
   asio::io_context io;
   FakeWorker worker(io, std::chrono::milliseconds(600));
-  http::ClientOptions client_options;
-  client_options.host = "127.0.0.1";
-  client_options.port = worker.port();
-  auto client = http::Client::Create(io.get_executor(), client_options);
-  ShardWriterOptions options;
-  options.max_inflight = 1;
-  options.deadline = std::chrono::milliseconds(200);
-  ShardWriter writer(io.get_executor(), *client, options);
-  auto first = asio::co_spawn(io, WriteCode(writer), asio::use_future);
-  auto second = asio::co_spawn(io, WriteCode(writer), asio::use_future);
+  Rig rig(io, worker.port(), std::chrono::milliseconds(200));
+  auto first = asio::co_spawn(io, WriteOne(*rig.writer, 1), asio::use_future);
+  auto second = asio::co_spawn(io, WriteOne(*rig.writer, 2), asio::use_future);
   std::thread runner([&io] { io.run(); });
-  EXPECT_EQ(first.get(), StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(second.get(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(first.get().code, StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(second.get().code, StatusCode::kDeadlineExceeded);
   EXPECT_EQ(worker.requests(), 1);
-  client->Close();
+  rig.client->Close();
   io.stop();
   runner.join();
 }
 
 TEST(ShardWriterTest, UnreachableWorkerFailsEveryCallerWithUnavailable) {
   asio::io_context io;
-  http::ClientOptions client_options;
-  client_options.host = "127.0.0.1";
-  client_options.port = 1;  // nobody listens
-  auto client = http::Client::Create(io.get_executor(), client_options);
-  ShardWriter writer(io.get_executor(), *client, ShardWriterOptions{});
-  auto write = [&writer]() -> asio::awaitable<StatusCode> {
-    internal::v1::SubBatch part;
-    part.add_rows()->set_partition_key("k");
-    asio::awaitable<Result<SubBatchResult>> op = writer.Write(std::move(part));
-    Result<SubBatchResult> result = co_await std::move(op);
-    co_return result.ok() ? StatusCode::kOk : result.status().code();
-  };
-  auto future = asio::co_spawn(io, write(), asio::use_future);
+  Rig rig(io, /*port=*/1, std::chrono::milliseconds(2000));  // nobody listens on port 1
+  auto future = asio::co_spawn(io, WriteOne(*rig.writer, 1), asio::use_future);
   io.run();
-  EXPECT_EQ(future.get(), StatusCode::kUnavailable);
+  EXPECT_EQ(future.get().code, StatusCode::kUnavailable);
 }
 
 }  // namespace
