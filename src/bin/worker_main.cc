@@ -49,7 +49,7 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--reader-threads", f.reader_threads,
-                 "Threads running table scans (the aggregate a worker starts from, row counts)")
+                 "Threads running table scans (the aggregate a worker starts from)")
       ->envname("WORKER_READER_THREADS")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

@@ -37,7 +37,6 @@ class ClusterMap {
   size_t WorkerFor(std::string_view partition_key) const {
     return slot_owner_[SlotOf(partition_key)];
   }
-  size_t WorkerForSlot(uint32_t slot) const { return slot_owner_[slot]; }
   const std::vector<WorkerAddress>& workers() const { return workers_; }
 
  private:

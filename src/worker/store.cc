@@ -27,7 +27,6 @@ namespace {
 
 constexpr const char* kAggregateSql =
     "SELECT count(*), kahan_sum(value), min(value), max(value) FROM rows";
-constexpr const char* kCountSql = "SELECT count(*) FROM rows";
 
 // An exclusive flock on <data_dir>/LOCK, held while the store is open. DuckDB's own file lock
 // is an fcntl lock, which does not stop a second open of the same file within one process.
@@ -117,13 +116,6 @@ Result<Aggregate> ReadAggregate(duckdb_connection conn) {
   return aggregate;
 }
 
-Result<uint64_t> ReadRowCount(duckdb_connection conn) {
-  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kCountSql));
-  std::optional<duck::Chunk> chunk = result.NextChunk();
-  if (!chunk || chunk->size() != 1) return Internal("count query returned no row");
-  return static_cast<uint64_t>(chunk->Get<int64_t>(0, 0).value_or(0));
-}
-
 class StoreImpl final : public Store {
  public:
   StoreImpl(std::string db_path, size_t max_rows_per_commit, DirLock lock, duck::DatabaseHandle db,
@@ -141,7 +133,6 @@ class StoreImpl final : public Store {
   void Write(std::vector<SubBatch> batches, WriteCallback done) override;
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
-  void CountRows(std::function<void(Result<uint64_t>)> done) override;
   void Stop() override;
 
  private:
@@ -194,10 +185,6 @@ void StoreImpl::ComputeAggregate(AggregateCallback done) {
 
 void StoreImpl::ScanAggregate(AggregateCallback done) {
   SubmitRead<Aggregate>(std::move(done), &ReadAggregate);
-}
-
-void StoreImpl::CountRows(std::function<void(Result<uint64_t>)> done) {
-  SubmitRead<uint64_t>(std::move(done), &ReadRowCount);
 }
 
 template <typename T>

@@ -7,7 +7,7 @@
 // same transaction as its rows, so a retried key is answered from the table and never stored
 // twice, across restarts. Keys older than the retention window are pruned.
 // ComputeAggregate() answers from a running aggregate the writer updates after each COMMIT;
-// ScanAggregate() and CountRows() run on reader threads with their own connections (DuckDB
+// ScanAggregate() runs on reader threads with their own connections (DuckDB
 // MVCC) and never wait for the writer.
 // Thread-safety: every public method may be called from any thread. Callbacks run on the
 // store's own threads (ComputeAggregate's, and those of work refused after Stop(), on the
@@ -88,8 +88,6 @@ class Store {
   // The same aggregate computed by DuckDB over the table (count, kahan_sum, min, max), on a
   // reader thread. What the running aggregate starts from; tests compare the two.
   virtual void ScanAggregate(AggregateCallback done) = 0;
-  // The number of stored rows (for health reporting), computed on a reader thread.
-  virtual void CountRows(std::function<void(Result<uint64_t>)> done) = 0;
 
   // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
   // closes the database. Safe to call more than once; the destructor calls it.

@@ -41,8 +41,6 @@ class Writer {
   // stored). May first forget expired keys (see PruneDue).
   void Apply(std::vector<WriteRequest>& group);
 
-  size_t key_count() const { return keys_.size(); }
-
  private:
   // Keys this transaction stored so far; they point into the group's sub-batches.
   using PendingKeys = std::unordered_map<std::string_view, KeyRecord>;

@@ -55,6 +55,17 @@ class FailureTest : public ClusterTest {
     EXPECT_LT(a->elapsed, kAnalyticsBound) << "analytics took " << a->elapsed.count() << " ms";
   }
 
+  // GET /health: 200 from the control node, "degraded", one entry per worker.
+  void GetDegradedHealth(v1::HealthResponse& health) {
+    Result<HttpResponse> r = HttpGet(port(), "/health");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 200);
+    ASSERT_TRUE(health.ParseFromString(r->body));
+    EXPECT_EQ(health.status(), "degraded");
+    EXPECT_EQ(health.node(), "control");
+    ASSERT_EQ(health.workers_size(), 2);
+  }
+
   Expected per_worker_[2];
 };
 
@@ -81,13 +92,8 @@ TEST_F(FailureTest, KilledWorkerGivesPartialExactAnalyticsAnd503ForItsKeys) {
   ExpectPartialOver(0);  // and again: no slower the second time
 
   // /health still answers 200, and says which worker is down.
-  Result<HttpResponse> r = HttpGet(port(), "/health");
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(r->status, 200);
   v1::HealthResponse health;
-  ASSERT_TRUE(health.ParseFromString(r->body));
-  EXPECT_EQ(health.status(), "degraded");
-  ASSERT_EQ(health.workers_size(), 2);
+  ASSERT_NO_FATAL_FAILURE(GetDegradedHealth(health));
   EXPECT_TRUE(health.workers(0).healthy()) << health.ShortDebugString();
   EXPECT_FALSE(health.workers(1).healthy()) << health.ShortDebugString();
   EXPECT_NE(health.workers(1).error(), "");
@@ -175,14 +181,8 @@ TEST_F(FailureTest, NoWorkerAtAllGives503AndDegradedHealth) {
   EXPECT_TRUE(IsError(PostBatch(port(), {{"a", 1.0}, {"b", 2.0}, {"c", 3.0}}, "none"), 503,
                       Encoding::kProtobuf));
 
-  Result<HttpResponse> r = HttpGet(port(), "/health");
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(r->status, 200);
   v1::HealthResponse health;
-  ASSERT_TRUE(health.ParseFromString(r->body));
-  EXPECT_EQ(health.status(), "degraded");
-  EXPECT_EQ(health.node(), "control");
-  ASSERT_EQ(health.workers_size(), 2);
+  ASSERT_NO_FATAL_FAILURE(GetDegradedHealth(health));
   for (const v1::WorkerStatus& w : health.workers()) {
     EXPECT_FALSE(w.healthy()) << w.ShortDebugString();
     EXPECT_NE(w.error(), "");
