@@ -126,8 +126,10 @@ int main(int argc, char** argv) {
                worker_list);
 
   das::http::RunUntilSignal(io, flags.threads, [&server, &svc] {
-    (*server)->Stop();
-    svc.Stop();
+    // Inserts in flight finish or fail first, so that no connection waits on them; then the
+    // server closes its connections and waits for their handlers.
+    if (!svc.Stop()) spdlog::warn("inserts still in flight after 5 s; stopping anyway");
+    if (!(*server)->Stop()) spdlog::warn("connections still open after 5 s; stopping anyway");
   });
   spdlog::info("stopped");
   return 0;

@@ -114,7 +114,10 @@ int main(int argc, char** argv) {
   spdlog::info("worker {} listening on {}:{}, data in {}", flags.id, flags.host, (*server)->port(),
                flags.data_dir);
 
-  das::http::RunUntilSignal(io, flags.threads, [&server] { (*server)->Stop(); });
+  das::http::RunUntilSignal(io, flags.threads, [&server] {
+    // The store still runs, so handlers waiting on it finish; it stops after them.
+    if (!(*server)->Stop()) spdlog::warn("connections still open after 5 s; stopping anyway");
+  });
   (*store)->Stop();
   spdlog::info("stopped");
   return 0;

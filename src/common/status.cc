@@ -20,8 +20,37 @@ std::string_view StatusCodeName(StatusCode code) {
       return "ALREADY_EXISTS";
     case StatusCode::kInternal:
       return "INTERNAL";
+    case StatusCode::kMalformed:
+      return "MALFORMED";
+    case StatusCode::kNotFound:
+      return "NOT_FOUND";
   }
   return "UNKNOWN";
+}
+
+unsigned HttpStatusOf(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kMalformed:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kAlreadyExists:
+      return 409;
+    case StatusCode::kNotLeader:
+      return 421;  // Misdirected Request: ask the leader the detail names
+    case StatusCode::kInvalidArgument:
+      return 422;
+    case StatusCode::kInternal:
+      return 500;
+    case StatusCode::kUnavailable:
+    case StatusCode::kShuttingDown:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+  }
+  return 500;
 }
 
 std::string Status::ToString() const {

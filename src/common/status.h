@@ -1,7 +1,9 @@
 // Status and Result<T>: errors as values across module boundaries.
 //
-// A Status is a code callers act on plus a message for humans. Result<T> holds either a value
-// or a non-OK Status. Both are cheap to move and carry no exceptions.
+// A Status is a code callers act on, a message for humans and an optional detail that a caller
+// may act on too (kNotLeader: the leader to ask). Result<T> holds either a value or a non-OK
+// Status. Both are cheap to move and carry no exceptions. The code crosses the internal wire
+// intact (rpc/status_wire.h), and HttpStatusOf() is the one table from code to HTTP status.
 #pragma once
 
 #include <cassert>
@@ -17,30 +19,39 @@ enum class StatusCode {
   kInvalidArgument,   // the caller's input broke a limit; retrying the same input fails again
   kUnavailable,       // a peer or resource cannot be reached now; a retry may succeed
   kDeadlineExceeded,  // the operation ran out of time; its effect is unknown
-  kNotLeader,         // (later) the message names the leader to ask
+  kNotLeader,         // the detail names the leader to ask (may be empty: unknown)
   kShuttingDown,      // the service is stopping
   kAlreadyExists,     // e.g. an idempotency key stored with different rows
   kInternal,          // a bug or an unexpected failure of a dependency
+  kMalformed,         // a request that does not decode; retrying it fails again
+  kNotFound,          // no such route, resource or record
 };
 
 std::string_view StatusCodeName(StatusCode code);
 
+// The HTTP status that answers a failure with `code` (200 for kOk).
+unsigned HttpStatusOf(StatusCode code);
+
 class [[nodiscard]] Status {
  public:
   Status() = default;
-  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  Status(StatusCode code, std::string message, std::string detail = {})
+      : code_(code), message_(std::move(message)), detail_(std::move(detail)) {}
 
   static Status Ok() { return Status(); }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
   const std::string& message() const { return message_; }
+  // Machine-readable context for the code, e.g. the leader hint of kNotLeader.
+  const std::string& detail() const { return detail_; }
   // "UNAVAILABLE: worker 127.0.0.1:8081: connection refused"
   std::string ToString() const;
 
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  std::string detail_;
 };
 
 inline Status InvalidArgument(std::string m) {
@@ -50,6 +61,9 @@ inline Status Unavailable(std::string m) { return Status(StatusCode::kUnavailabl
 inline Status DeadlineExceeded(std::string m) {
   return Status(StatusCode::kDeadlineExceeded, std::move(m));
 }
+inline Status NotLeader(std::string m, std::string leader_hint) {
+  return Status(StatusCode::kNotLeader, std::move(m), std::move(leader_hint));
+}
 inline Status ShuttingDown(std::string m) {
   return Status(StatusCode::kShuttingDown, std::move(m));
 }
@@ -57,6 +71,8 @@ inline Status AlreadyExists(std::string m) {
   return Status(StatusCode::kAlreadyExists, std::move(m));
 }
 inline Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
+inline Status Malformed(std::string m) { return Status(StatusCode::kMalformed, std::move(m)); }
+inline Status NotFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
 
 template <typename T>
 class [[nodiscard]] Result {

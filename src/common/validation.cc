@@ -40,14 +40,15 @@ bool IsValidUtf8(std::string_view bytes) {
   return true;
 }
 
-Status ValidateRow(std::string_view partition_key, double value) {
+Status ValidateRow(std::string_view partition_key, std::optional<double> value) {
   if (partition_key.empty()) return InvalidArgument("partition_key is empty");
   if (partition_key.size() > kMaxPartitionKeyBytes) {
     return InvalidArgument("partition_key is " + std::to_string(partition_key.size()) +
                            " bytes; the limit is " + std::to_string(kMaxPartitionKeyBytes));
   }
   if (!IsValidUtf8(partition_key)) return InvalidArgument("partition_key is not valid UTF-8");
-  if (!std::isfinite(value)) return InvalidArgument("value is not a finite number");
+  if (!value) return InvalidArgument("value is required");
+  if (!std::isfinite(*value)) return InvalidArgument("value is not a finite number");
   return Status::Ok();
 }
 

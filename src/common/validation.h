@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 
 #include "common/status.h"
@@ -16,8 +17,8 @@ inline constexpr size_t kMaxIdempotencyKeyBytes = 256;
 bool IsValidUtf8(std::string_view bytes);
 
 // OK, or kInvalidArgument saying which limit the row breaks: the key must be 1 to 1024 bytes of
-// UTF-8 and the value a finite double.
-Status ValidateRow(std::string_view partition_key, double value);
+// UTF-8 and the value present and a finite double.
+Status ValidateRow(std::string_view partition_key, std::optional<double> value);
 
 // OK, or kInvalidArgument: an idempotency key is at most 256 bytes of UTF-8 (empty: none).
 Status ValidateIdempotencyKey(std::string_view key);

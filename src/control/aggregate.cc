@@ -1,15 +1,13 @@
 #include "control/aggregate.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace das::control {
 
 void AggregateMerger::Add(const PartialAggregate& partial) {
   if (partial.count == 0) return;
   count_ += partial.count;
-  sum_.Add(partial.sum);
-  sum_.Add(partial.sum_compensation);
+  sum_.Merge(partial.sum);
   if (partial.min) min_ = min_ ? std::min(*min_, *partial.min) : *partial.min;
   if (partial.max) max_ = max_ ? std::max(*max_, *partial.max) : *partial.max;
 }
@@ -20,7 +18,7 @@ MergedAggregate AggregateMerger::Finish() const {
   merged.sum = sum_.Value();
   merged.min = min_;
   merged.max = max_;
-  if (count_ > 0) merged.average = merged.sum / static_cast<double>(count_);
+  if (count_ > 0) merged.average = sum_.Divide(count_);
   return merged;
 }
 

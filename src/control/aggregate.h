@@ -1,22 +1,23 @@
 // Merging the workers' partial aggregates into the cluster-wide answer.
 //
-// Averages are merged from (count, sum) per worker, never as an average of averages; the sums
-// are added with Neumaier's compensated summation so that large and mixed-sign partial sums
-// lose no more precision than one rounding at the end.
+// Averages are merged from (count, sum) per worker, never as an average of averages. The sums
+// are exact (common/exact_sum.h): each worker sends its exact sum and the merge adds them
+// exactly, so the answer is the exact sum of every row rounded once: `sum` is +/-Infinity only
+// when that exact sum lies outside the double range, and `average`, `min`, `max` are correctly
+// rounded whenever they are representable. No finite input ever gives NaN.
 // Thread-safety: a value type; not synchronized.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 
-#include "common/compensated_sum.h"
+#include "common/exact_sum.h"
 
 namespace das::control {
 
 struct PartialAggregate {
   uint64_t count = 0;
-  double sum = 0;
-  double sum_compensation = 0;  // what `sum` lost to rounding on the worker
+  ExactSum sum;
   std::optional<double> min;
   std::optional<double> max;
 };
@@ -36,7 +37,7 @@ class AggregateMerger {
 
  private:
   uint64_t count_ = 0;
-  CompensatedSum sum_;
+  ExactSum sum_;
   std::optional<double> min_;
   std::optional<double> max_;
 };

@@ -54,11 +54,22 @@ Result<ClusterMap> ClusterMap::Create(std::vector<WorkerAddress> workers) {
   return ClusterMap(std::move(workers));
 }
 
-ClusterMap::ClusterMap(std::vector<WorkerAddress> workers)
-    : workers_(std::move(workers)), slot_owner_(kSlots) {
-  for (uint32_t slot = 0; slot < kSlots; ++slot) {
-    slot_owner_[slot] = static_cast<uint32_t>(slot % workers_.size());
+ClusterMap::ClusterMap(std::vector<WorkerAddress> workers) : slot_owner_(kSlots) {
+  workers_.reserve(workers.size());
+  for (size_t i = 0; i < workers.size(); ++i) {
+    workers_.push_back(WorkerInfo{static_cast<WorkerId>(i + 1), std::move(workers[i])});
   }
+  for (uint32_t slot = 0; slot < kSlots; ++slot) {
+    slot_owner_[slot] = workers_[slot % workers_.size()].id;
+  }
+}
+
+const WorkerInfo* ClusterMap::Find(WorkerId id) const {
+  // Ids are 1..N in order today; a search keeps this right when they are not.
+  for (const WorkerInfo& w : workers_) {
+    if (w.id == id) return &w;
+  }
+  return nullptr;
 }
 
 uint32_t ClusterMap::SlotOf(std::string_view partition_key) {

@@ -1,8 +1,11 @@
 // The cluster map: which worker owns which slot of the key space.
 //
-// slot = XXH3_64(partition_key) mod kSlots; each slot belongs to one worker. With a static
-// worker list, slot i belongs to worker i mod N. The map is its own object because it becomes
-// replicated, rebalanced metadata later; callers only ask "which worker owns this key".
+// slot = XXH3_64(partition_key) mod kSlots; each slot belongs to one worker, named by its id.
+// With a static worker list, the i-th listed worker has id i + 1 (the `--id` the manual start
+// gives it) and slot s belongs to the worker at position s mod N. Callers ask "which worker
+// owns this key" and look the worker up by id, never by position, so that membership can add
+// and remove workers. A map is an immutable snapshot: a changed map is a new object, swapped
+// whole (see ControlService).
 // Thread-safety: immutable after Create(); safe to share between threads.
 #pragma once
 
@@ -18,6 +21,8 @@ namespace das::control {
 
 inline constexpr uint32_t kSlots = 4096;
 
+using WorkerId = uint32_t;
+
 struct WorkerAddress {
   std::string host;
   uint16_t port = 0;
@@ -27,23 +32,32 @@ struct WorkerAddress {
 // Parses "host:port,host:port". Fails with kInvalidArgument naming the bad entry.
 Result<std::vector<WorkerAddress>> ParseWorkerList(std::string_view text);
 
+struct WorkerInfo {
+  WorkerId id = 0;
+  WorkerAddress address;
+};
+
 class ClusterMap {
  public:
   // REQUIRES: at least one worker; fails with kInvalidArgument otherwise or on duplicates.
+  // The i-th worker gets id i + 1.
   static Result<ClusterMap> Create(std::vector<WorkerAddress> workers);
 
   static uint32_t SlotOf(std::string_view partition_key);
-  // The index (into workers()) of the worker that owns `partition_key`.
-  size_t WorkerFor(std::string_view partition_key) const {
+  // The id of the worker that owns `partition_key`.
+  WorkerId WorkerFor(std::string_view partition_key) const {
     return slot_owner_[SlotOf(partition_key)];
   }
-  const std::vector<WorkerAddress>& workers() const { return workers_; }
+  // Every worker, ordered by id.
+  const std::vector<WorkerInfo>& workers() const { return workers_; }
+  // nullptr when no worker has `id`.
+  const WorkerInfo* Find(WorkerId id) const;
 
  private:
   explicit ClusterMap(std::vector<WorkerAddress> workers);
 
-  std::vector<WorkerAddress> workers_;
-  std::vector<uint32_t> slot_owner_;  // kSlots entries
+  std::vector<WorkerInfo> workers_;
+  std::vector<WorkerId> slot_owner_;  // kSlots entries
 };
 
 }  // namespace das::control

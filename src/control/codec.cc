@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include <google/protobuf/util/json_util.h>
 
 #include "common/validation.h"
 #include "das/v1/das.pb.h"
+#include "http/query.h"
 
 namespace das::control {
 
@@ -30,21 +32,19 @@ std::string MediaType(std::string_view header) {
   return out;
 }
 
-std::string_view QueryParameter(std::string_view target, std::string_view name) {
-  size_t q = target.find('?');
-  if (q == std::string_view::npos) return {};
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view item = query.substr(0, amp);
-    if (item.size() > name.size() && item.substr(0, name.size()) == name &&
-        item[name.size()] == '=') {
-      return item.substr(name.size() + 1);
-    }
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
+// The decoded value of the query parameter `name`, or "" when absent or the target is bad (the
+// router answers a bad target before any handler runs).
+std::string QueryParameter(std::string_view target, std::string_view name) {
+  Result<http::Target> parsed = http::ParseTarget(target);
+  if (!parsed.ok()) return {};
+  for (const http::QueryParam& param : parsed->params) {
+    if (param.name == name) return param.value;
   }
   return {};
+}
+
+std::optional<double> ValueOf(const internal::v1::RowWire& row) {
+  return row.has_value() ? std::optional<double>(row.value()) : std::nullopt;
 }
 
 ApiError Undecodable(std::string_view what, std::string_view detail) {
@@ -65,7 +65,7 @@ google::protobuf::util::JsonParseOptions JsonParse() {
 
 void MoveRow(das::v1::Row& from, internal::v1::RowWire& to) {
   to.set_partition_key(std::move(*from.mutable_partition_key()));
-  to.set_value(from.value());
+  if (from.has_value()) to.set_value(from.value());
 }
 
 // Protobuf bodies are decoded with the wire mirrors (bytes keys), so a key that is not UTF-8
@@ -99,7 +99,7 @@ Decoded<Encoding> BodyEncoding(const http::Request& request) {
 }
 
 Encoding AnswerEncoding(const http::Request& request, Encoding fallback) {
-  std::string_view format = QueryParameter(request.target, "format");
+  const std::string format = QueryParameter(request.target, "format");
   if (format == "json") return Encoding::kJson;
   if (format == "protobuf" || format == "proto") return Encoding::kProtobuf;
   // Accept is honoured when it names exactly one of the two encodings ("*/*" keeps the
@@ -117,15 +117,15 @@ Decoded<internal::v1::RowWire> DecodeInsert(const http::Request& request, Encodi
     internal::v1::InsertRequestWire wire;
     if (!wire.ParseFromString(request.body)) return Undecodable("das.v1.InsertRequest", "");
     row.set_partition_key(std::move(*wire.mutable_partition_key()));
-    row.set_value(wire.value());
+    if (wire.has_value()) row.set_value(wire.value());
   } else {
     das::v1::InsertRequest json;
     auto status = google::protobuf::util::JsonStringToMessage(request.body, &json, JsonParse());
     if (!status.ok()) return Undecodable("das.v1.InsertRequest", status.message().as_string());
     row.set_partition_key(std::move(*json.mutable_partition_key()));
-    row.set_value(json.value());
+    if (json.has_value()) row.set_value(json.value());
   }
-  if (Status s = ValidateRow(row.partition_key(), row.value()); !s.ok()) {
+  if (Status s = ValidateRow(row.partition_key(), ValueOf(row)); !s.ok()) {
     return ApiError{422, s.message()};
   }
   return row;
@@ -140,7 +140,7 @@ Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request,
     }
     for (int i = 0; i < batch->rows_size(); ++i) {
       const internal::v1::RowWire& row = batch->rows(i);
-      if (Status s = ValidateRow(row.partition_key(), row.value()); !s.ok()) {
+      if (Status s = ValidateRow(row.partition_key(), ValueOf(row)); !s.ok()) {
         return ApiError{422, "rows[" + std::to_string(i) + "]: " + s.message() +
                                  "; the batch was rejected whole"};
       }
@@ -175,9 +175,17 @@ http::Response EncodeError(const ApiError& error, Encoding encoding, uint64_t ro
 }
 
 Encoding ErrorEncoding(const http::Request& request) {
-  Decoded<Encoding> body = BodyEncoding(request);
-  const Encoding* known = std::get_if<Encoding>(&body);
-  return AnswerEncoding(request, known != nullptr ? *known : Encoding::kProtobuf);
+  // Protobuf only for a protobuf request: a protobuf Content-Type, or a body-carrying request
+  // without one (the contract reads such a body as protobuf). Everything else, a form post or
+  // a browser's GET among them, gets an error a person can read.
+  Encoding fallback = Encoding::kJson;
+  if (request.has_content_type) {
+    Decoded<Encoding> body = BodyEncoding(request);
+    if (const Encoding* known = std::get_if<Encoding>(&body)) fallback = *known;
+  } else if (request.method == "POST" || request.method == "PUT") {
+    fallback = Encoding::kProtobuf;
+  }
+  return AnswerEncoding(request, fallback);
 }
 
 http::Response TooLarge(const http::Request& request, size_t limit) {

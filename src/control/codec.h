@@ -46,8 +46,9 @@ Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request,
 // An answer with `message` as its body, in `encoding`.
 http::Response Encode(unsigned status, const google::protobuf::Message& message, Encoding encoding);
 
-// The encoding of an error answer: the body's encoding when it has a known one (so a JSON
-// client gets JSON), unless ?format= or Accept asks otherwise.
+// The encoding of an error answer: ?format= or Accept when they name one; else protobuf for a
+// protobuf request (a protobuf Content-Type, or a POST without Content-Type, whose body the
+// contract reads as protobuf); else JSON, so that a form post or a browser reads the error.
 Encoding ErrorEncoding(const http::Request& request);
 
 // The 413 for a body over `limit` bytes, as an ErrorResponse in ErrorEncoding(request).

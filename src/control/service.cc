@@ -1,14 +1,22 @@
 #include "control/service.h"
 
+#include <atomic>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+
 #include <spdlog/spdlog.h>
 
 #include "control/aggregate.h"
 #include "control/codec.h"
+#include "control/fingerprint.h"
 #include "control/gather.h"
 #include "control/shard_writer.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
-#include "http/client.h"
+#include "http/router.h"
+#include "rpc/worker_client.h"
 
 namespace das::control {
 
@@ -18,16 +26,8 @@ using internal::v1::SubBatchResult;
 
 namespace {
 
-std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
-
-http::Response MethodNotAllowed(const http::Request& request, std::string_view allow) {
-  http::Response r = EncodeError(
-      ApiError{405, "method " + request.method + " is not allowed on " +
-                        std::string(PathOf(request.target)) + "; use " + std::string(allow)},
-      ErrorEncoding(request));
-  r.headers.emplace_back("Allow", std::string(allow));
-  return r;
-}
+// The query parameters every public route accepts.
+const http::RouteOptions kFormatOnly{{"format"}};
 
 // What one worker's answer to a sub-batch means for the client.
 struct PartAnswer {
@@ -47,57 +47,105 @@ PartAnswer Interpret(const Result<SubBatchResult>& result, const std::string& wo
     case SubBatchResult::DUPLICATE:
       return {true, result->rows_written(), {}};
     case SubBatchResult::KEY_CONFLICT:
-      return {false, 0, ApiError{422, "idempotency_key was already used for different rows"}};
+      return {false, 0,
+              ApiError{422,
+                       "idempotency_key was already used for different rows; nothing of "
+                       "this batch was stored"}};
     default:
       return {false, 0, ApiError{422, "worker " + worker + " rejected rows: " + result->error()}};
   }
 }
 
+// The router's own errors (400, 404, 405) in the public error format.
+http::Response RouterError(const http::Request& request, unsigned status, std::string message) {
+  return EncodeError(ApiError{status, std::move(message)}, ErrorEncoding(request));
+}
+
+// `format` is the one parameter every route takes; a value it does not know is a 422.
+asio::awaitable<http::Response> CheckFormat(http::Request request, http::Target target,
+                                            const http::RouteHandler& next) {
+  for (const http::QueryParam& param : target.params) {
+    if (param.name == "format" && param.value != "json" && param.value != "protobuf" &&
+        param.value != "proto") {
+      co_return EncodeError(
+          ApiError{422, "format must be json or protobuf, not '" + param.value + "'"},
+          ErrorEncoding(request));
+    }
+  }
+  asio::awaitable<http::Response> answer = next(std::move(request), std::move(target));
+  co_return co_await std::move(answer);
+}
+
+// Everything the control node keeps per worker, looked up by the worker's id.
+struct Destination {
+  WorkerInfo info;
+  std::unique_ptr<rpc::WorkerClient> client;
+  std::unique_ptr<ShardWriter> writer;
+};
+
 class ControlServiceImpl final : public ControlService {
  public:
   ControlServiceImpl(asio::any_io_executor executor, ControlOptions options, ClusterMap map)
-      : executor_(executor), options_(std::move(options)), map_(std::move(map)) {
-    for (const WorkerAddress& w : map_.workers()) {
-      http::ClientOptions client_options;
-      client_options.host = w.host;
-      client_options.port = w.port;
-      client_options.max_connections = options_.connections_per_worker;
-      clients_.push_back(http::Client::Create(executor, client_options));
+      : executor_(executor),
+        options_(std::move(options)),
+        map_(std::make_shared<const ClusterMap>(std::move(map))),
+        router_(&RouterError) {
+    for (const WorkerInfo& w : map_.load()->workers()) {
+      auto destination = std::make_unique<Destination>();
+      destination->info = w;
+      destination->client = rpc::WorkerClient::Create(
+          executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
+                                             options_.connections_per_worker});
       ShardWriterOptions writer_options;
       writer_options.max_inflight = options_.max_inflight_per_worker;
       writer_options.deadline = options_.insert_deadline;
-      writers_.push_back(std::make_unique<ShardWriter>(executor, *clients_.back(), writer_options));
+      writer_options.clock = options_.clock;
+      destination->writer =
+          std::make_unique<ShardWriter>(executor, *destination->client, writer_options);
+      destinations_.emplace(w.id, std::move(destination));
     }
+    AddRoutes();
   }
 
   asio::awaitable<http::Response> Handle(http::Request request) override {
-    std::string_view path = PathOf(request.target);
-    if (path == "/insert") {
-      if (request.method != "POST") co_return MethodNotAllowed(request, "POST");
-      asio::awaitable<http::Response> insert = Insert(std::move(request));
-      co_return co_await std::move(insert);
-    }
-    if (path == "/insert/batch") {
-      if (request.method != "POST") co_return MethodNotAllowed(request, "POST");
-      asio::awaitable<http::Response> batch = InsertBatch(std::move(request));
-      co_return co_await std::move(batch);
-    }
-    if (path == "/analytics") {
-      if (request.method != "GET") co_return MethodNotAllowed(request, "GET");
-      co_return co_await Analytics(request);
-    }
-    if (path == "/health") {
-      if (request.method != "GET") co_return MethodNotAllowed(request, "GET");
-      co_return co_await Health(request);
-    }
-    co_return EncodeError(ApiError{404, "no route " + std::string(path)}, ErrorEncoding(request));
+    asio::awaitable<http::Response> answer = router_.Handle(std::move(request));
+    co_return co_await std::move(answer);
   }
 
-  void Stop() override {
-    for (auto& client : clients_) client->Close();
+  bool Stop(std::chrono::milliseconds wait) override {
+    const auto until = std::chrono::steady_clock::now() + wait;
+    bool idle = true;
+    for (auto& [id, destination] : destinations_) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      idle = destination->writer->Stop(std::max(left, std::chrono::milliseconds(0))) && idle;
+    }
+    for (auto& [id, destination] : destinations_) destination->client->Close();
+    return idle;
   }
 
  private:
+  void AddRoutes() {
+    router_.Use(&CheckFormat);
+    router_.Add(
+        "POST", "/insert", [this](http::Request r, http::Target) { return Insert(std::move(r)); },
+        kFormatOnly);
+    router_.Add(
+        "POST", "/insert/batch",
+        [this](http::Request r, http::Target) { return InsertBatch(std::move(r)); }, kFormatOnly);
+    router_.Add(
+        "GET", "/analytics",
+        [this](http::Request r, http::Target) { return Analytics(std::move(r)); }, kFormatOnly);
+    router_.Add(
+        "GET", "/health", [this](http::Request r, http::Target) { return Health(std::move(r)); },
+        kFormatOnly);
+  }
+
+  // The current cluster map: an immutable snapshot, swapped whole when membership changes.
+  std::shared_ptr<const ClusterMap> Map() const { return map_.load(); }
+
+  Destination& DestinationOf(WorkerId id) const { return *destinations_.at(id); }
+
   asio::awaitable<http::Response> Insert(http::Request request) {
     Decoded<Encoding> body = BodyEncoding(request);
     if (auto* e = std::get_if<ApiError>(&body)) co_return EncodeError(*e, ErrorEncoding(request));
@@ -106,16 +154,65 @@ class ControlServiceImpl final : public ControlService {
     if (auto* e = std::get_if<ApiError>(&row)) co_return EncodeError(*e, answer);
 
     auto& decoded = std::get<internal::v1::RowWire>(row);
-    size_t worker = map_.WorkerFor(decoded.partition_key());
+    Destination& destination = DestinationOf(Map()->WorkerFor(decoded.partition_key()));
     SubBatch part;
     *part.add_rows() = std::move(decoded);
-    asio::awaitable<Result<SubBatchResult>> write = writers_[worker]->Write(std::move(part));
+    asio::awaitable<Result<SubBatchResult>> write = destination.writer->Write(std::move(part));
     Result<SubBatchResult> written = co_await std::move(write);
-    PartAnswer result = Interpret(written, clients_[worker]->peer());
+    PartAnswer result = Interpret(written, destination.client->peer());
     if (!result.stored) co_return EncodeError(result.error, answer);
     das::v1::InsertResponse response;
     response.set_rows_written(result.rows);
     co_return Encode(200, response, answer);
+  }
+
+  // Splits a batch by worker. A batch with a key has a part for every worker, also those that
+  // get none of its rows, each with the whole batch's fingerprint: every worker then remembers
+  // the key, so a later reuse of it with other rows is refused by every part and stores
+  // nothing anywhere, wherever either batch's rows land. A part without rows is best effort:
+  // when its worker is down the batch still succeeds (CheckKey covers what that worker missed).
+  std::map<WorkerId, SubBatch> SplitBatch(internal::v1::InsertBatchWire& batch) const {
+    const std::shared_ptr<const ClusterMap> map = Map();
+    std::map<WorkerId, SubBatch> parts;
+    const bool keyed = !batch.idempotency_key().empty();
+    if (keyed) {
+      const uint64_t fingerprint = BatchFingerprint(batch);
+      for (const WorkerInfo& w : map->workers()) {
+        SubBatch& part = parts[w.id];
+        part.set_idempotency_key(batch.idempotency_key());
+        part.set_batch_fingerprint(fingerprint);
+      }
+    }
+    for (internal::v1::RowWire& row : *batch.mutable_rows()) {
+      parts[map->WorkerFor(row.partition_key())].mutable_rows()->Add(std::move(row));
+    }
+    return parts;
+  }
+
+  // Asks every worker whether the batch's key is already stored with another batch's rows, before
+  // anything is written: then a reuse is refused whole even where a worker missed the first
+  // batch (it was down then). A worker that does not answer is skipped: its part, if it has
+  // rows, fails on its own. Returns the 422 to answer, if any.
+  asio::awaitable<std::optional<ApiError>> CheckKey(const internal::v1::InsertBatchWire& batch) {
+    const std::shared_ptr<const ClusterMap> map = Map();
+    const uint64_t fingerprint = BatchFingerprint(batch);
+    std::vector<asio::awaitable<Result<SubBatchResult>>> checks;
+    for (const WorkerInfo& w : map->workers()) {
+      SubBatch check;
+      check.set_idempotency_key(batch.idempotency_key());
+      check.set_batch_fingerprint(fingerprint);
+      check.set_check_only(true);
+      checks.push_back(DestinationOf(w.id).writer->Write(std::move(check)));
+    }
+    asio::awaitable<std::vector<Result<SubBatchResult>>> gather_checks =
+        GatherAll<SubBatchResult>(executor_, std::move(checks));
+    std::vector<Result<SubBatchResult>> results = co_await std::move(gather_checks);
+    for (const Result<SubBatchResult>& result : results) {
+      if (result.ok() && result->code() == SubBatchResult::KEY_CONFLICT) {
+        co_return Interpret(result, "").error;
+      }
+    }
+    co_return std::nullopt;
   }
 
   asio::awaitable<http::Response> InsertBatch(http::Request request) {
@@ -124,21 +221,23 @@ class ControlServiceImpl final : public ControlService {
     Encoding answer = AnswerEncoding(request, std::get<Encoding>(body));
     Decoded<internal::v1::InsertBatchWire> decoded = DecodeBatch(request, std::get<Encoding>(body));
     if (auto* e = std::get_if<ApiError>(&decoded)) co_return EncodeError(*e, answer);
-    auto& batch = std::get<internal::v1::InsertBatchWire>(decoded);
 
-    // Split by worker; each worker's part is atomic there, with the batch's key.
-    std::vector<SubBatch> parts(writers_.size());
-    for (internal::v1::RowWire& row : *batch.mutable_rows()) {
-      size_t worker = map_.WorkerFor(row.partition_key());
-      parts[worker].mutable_rows()->Add(std::move(row));
+    auto& batch = std::get<internal::v1::InsertBatchWire>(decoded);
+    if (!batch.idempotency_key().empty()) {
+      asio::awaitable<std::optional<ApiError>> check = CheckKey(batch);
+      if (std::optional<ApiError> conflict = co_await std::move(check)) {
+        co_return EncodeError(*conflict, answer);
+      }
     }
-    std::vector<size_t> targets;
+    std::map<WorkerId, SubBatch> parts = SplitBatch(batch);
+    std::vector<Destination*> targets;
+    std::vector<bool> has_rows;
     std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
-    for (size_t w = 0; w < parts.size(); ++w) {
-      if (parts[w].rows_size() == 0) continue;
-      parts[w].set_idempotency_key(batch.idempotency_key());
-      targets.push_back(w);
-      writes.push_back(writers_[w]->Write(std::move(parts[w])));
+    for (auto& [id, part] : parts) {
+      Destination& destination = DestinationOf(id);
+      targets.push_back(&destination);
+      has_rows.push_back(part.rows_size() > 0);
+      writes.push_back(destination.writer->Write(std::move(part)));
     }
     asio::awaitable<std::vector<Result<SubBatchResult>>> gather_writes =
         GatherAll<SubBatchResult>(executor_, std::move(writes));
@@ -147,10 +246,14 @@ class ControlServiceImpl final : public ControlService {
     uint64_t rows = 0;
     std::optional<ApiError> first_error;
     for (size_t i = 0; i < results.size(); ++i) {
-      PartAnswer part = Interpret(results[i], clients_[targets[i]]->peer());
+      PartAnswer part = Interpret(results[i], targets[i]->client->peer());
       if (part.stored) {
         rows += part.rows;
-      } else if (!first_error || part.error.status == 422) {
+      } else if (part.error.status == 422) {
+        first_error = part.error;
+      } else if (has_rows[i] && !first_error) {
+        // A part without rows that could not be recorded (its worker is down) costs the batch
+        // nothing: every row is stored; only that worker does not remember the key.
         first_error = part.error;
       }
     }
@@ -160,46 +263,38 @@ class ControlServiceImpl final : public ControlService {
     co_return Encode(200, response, answer);
   }
 
-  asio::awaitable<Result<PartialAggregate>> FetchAggregate(size_t worker) {
-    http::Request request;
-    request.method = "GET";
-    request.target = "/internal/v1/aggregate";
-    asio::awaitable<Result<http::Response>> send =
-        clients_[worker]->Send(std::move(request), options_.analytics_deadline);
-    Result<http::Response> answer = co_await std::move(send);
-    const std::string& peer = clients_[worker]->peer();
-    if (!answer.ok()) co_return answer.status();
-    if (answer->status != 200) {
-      co_return Unavailable("worker " + peer + " answered " + std::to_string(answer->status));
-    }
-    internal::v1::AggregateResponse body;
-    if (!body.ParseFromString(answer->body)) {
-      co_return Internal("worker " + peer + " sent an undecodable aggregate");
-    }
-    PartialAggregate partial{body.count(), body.sum(), body.sum_compensation(), std::nullopt,
-                             std::nullopt};
-    if (body.has_min()) partial.min = body.min();
-    if (body.has_max()) partial.max = body.max();
+  asio::awaitable<Result<PartialAggregate>> FetchAggregate(Destination& destination) {
+    asio::awaitable<Result<internal::v1::AggregateResponse>> call =
+        destination.client->Aggregate(options_.analytics_deadline);
+    Result<internal::v1::AggregateResponse> body = co_await std::move(call);
+    if (!body.ok()) co_return std::move(body).status();
+    std::optional<ExactSum> sum = ExactSum::FromBytes(body->exact_sum());
+    if (!sum) co_return Internal("worker " + destination.client->peer() + " sent a bad exact sum");
+    PartialAggregate partial{body->count(), *sum, std::nullopt, std::nullopt};
+    if (body->has_min()) partial.min = body->min();
+    if (body->has_max()) partial.max = body->max();
     co_return partial;
   }
 
-  asio::awaitable<http::Response> Analytics(const http::Request& request) {
+  asio::awaitable<http::Response> Analytics(http::Request request) {
+    const std::shared_ptr<const ClusterMap> map = Map();
     std::vector<asio::awaitable<Result<PartialAggregate>>> fetches;
-    for (size_t w = 0; w < clients_.size(); ++w) fetches.push_back(FetchAggregate(w));
+    for (const WorkerInfo& w : map->workers())
+      fetches.push_back(FetchAggregate(DestinationOf(w.id)));
     asio::awaitable<std::vector<Result<PartialAggregate>>> gather_fetches =
         GatherAll<PartialAggregate>(executor_, std::move(fetches));
     std::vector<Result<PartialAggregate>> partials = co_await std::move(gather_fetches);
 
     AggregateMerger merger;
     uint32_t responding = 0;
-    for (size_t w = 0; w < partials.size(); ++w) {
-      if (!partials[w].ok()) {
-        spdlog::warn("analytics: worker {} did not answer: {}", clients_[w]->peer(),
-                     partials[w].status().ToString());
+    for (size_t i = 0; i < partials.size(); ++i) {
+      if (!partials[i].ok()) {
+        spdlog::warn("analytics: worker {} did not answer: {}",
+                     map->workers()[i].address.ToString(), partials[i].status().ToString());
         continue;
       }
       ++responding;
-      merger.Add(*partials[w]);
+      merger.Add(*partials[i]);
     }
     MergedAggregate merged = merger.Finish();
     das::v1::AnalyticsResponse response;
@@ -215,24 +310,12 @@ class ControlServiceImpl final : public ControlService {
                      AnswerEncoding(request, Encoding::kProtobuf));
   }
 
-  asio::awaitable<Result<internal::v1::WorkerHealthResponse>> FetchHealth(size_t worker) {
-    http::Request request;
-    request.method = "GET";
-    request.target = "/internal/v1/health";
-    asio::awaitable<Result<http::Response>> send =
-        clients_[worker]->Send(std::move(request), options_.health_deadline);
-    Result<http::Response> answer = co_await std::move(send);
-    if (!answer.ok()) co_return answer.status();
-    internal::v1::WorkerHealthResponse body;
-    if (answer->status != 200 || !body.ParseFromString(answer->body)) {
-      co_return Unavailable("answered " + std::to_string(answer->status));
-    }
-    co_return body;
-  }
-
-  asio::awaitable<http::Response> Health(const http::Request& request) {
+  asio::awaitable<http::Response> Health(http::Request request) {
+    const std::shared_ptr<const ClusterMap> map = Map();
     std::vector<asio::awaitable<Result<internal::v1::WorkerHealthResponse>>> fetches;
-    for (size_t w = 0; w < clients_.size(); ++w) fetches.push_back(FetchHealth(w));
+    for (const WorkerInfo& w : map->workers()) {
+      fetches.push_back(DestinationOf(w.id).client->Health(options_.health_deadline));
+    }
     asio::awaitable<std::vector<Result<internal::v1::WorkerHealthResponse>>> gather_fetches =
         GatherAll<internal::v1::WorkerHealthResponse>(executor_, std::move(fetches));
     std::vector<Result<internal::v1::WorkerHealthResponse>> results =
@@ -240,16 +323,16 @@ class ControlServiceImpl final : public ControlService {
     das::v1::HealthResponse response;
     response.set_node("control");
     bool all_healthy = true;
-    for (size_t w = 0; w < results.size(); ++w) {
+    for (size_t i = 0; i < results.size(); ++i) {
       das::v1::WorkerStatus* status = response.add_workers();
-      status->set_address(clients_[w]->peer());
-      status->set_healthy(results[w].ok());
-      if (results[w].ok()) {
-        status->set_worker_id(results[w]->worker_id());
-        status->set_rows(results[w]->rows());
+      status->set_address(map->workers()[i].address.ToString());
+      status->set_worker_id(map->workers()[i].id);
+      status->set_healthy(results[i].ok());
+      if (results[i].ok()) {
+        status->set_rows(results[i]->rows());
       } else {
         all_healthy = false;
-        status->set_error(results[w].status().ToString());
+        status->set_error(results[i].status().ToString());
       }
     }
     response.set_status(all_healthy ? "ok" : "degraded");
@@ -258,9 +341,10 @@ class ControlServiceImpl final : public ControlService {
 
   asio::any_io_executor executor_;
   const ControlOptions options_;
-  const ClusterMap map_;
-  std::vector<std::unique_ptr<http::Client>> clients_;  // one per worker, in map order
-  std::vector<std::unique_ptr<ShardWriter>> writers_;   // one per worker, in map order
+  std::atomic<std::shared_ptr<const ClusterMap>> map_;
+  // One per worker id of the map; built once (membership will add and remove entries).
+  std::map<WorkerId, std::unique_ptr<Destination>> destinations_;
+  http::Router router_;
 };
 
 }  // namespace

@@ -1,9 +1,13 @@
 // The control node's public API (DESIGN.md section 3) as a request -> response function.
 //
-// Inserts are validated, routed by the cluster map and written through one ShardWriter per
-// worker; analytics are scattered to every worker with a deadline and merged exactly; health
-// asks every worker. Handle() is what the HTTP server calls; tests call it without a socket.
-// Thread-safety: Handle() may run concurrently on any number of threads.
+// Inserts are validated, routed by the cluster map to the owning worker (by id) and written
+// through one ShardWriter per worker; analytics are scattered to every worker with a deadline
+// and merged exactly; health asks every worker. Routes, 404/405 and the query parameters each
+// route accepts live in one http::Router. Handle() is what the HTTP server calls; tests call it
+// without a socket.
+// Thread-safety: Handle() may run concurrently on any number of threads. Lifecycle: Stop()
+// answers queued and later inserts kShuttingDown (503), waits (bounded) for the internal
+// requests in flight and closes the connections to the workers.
 #pragma once
 
 #include <chrono>
@@ -14,6 +18,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "control/cluster_map.h"
 #include "http/message.h"
@@ -27,6 +32,7 @@ struct ControlOptions {
   std::chrono::milliseconds health_deadline{1000};
   size_t connections_per_worker = 16;
   size_t max_inflight_per_worker = 1;
+  const Clock* clock = &Clock::Real();  // not owned; outlives the service
 };
 
 class ControlService {
@@ -39,8 +45,9 @@ class ControlService {
 
   virtual boost::asio::awaitable<http::Response> Handle(http::Request request) = 0;
 
-  // Closes the connections to the workers; later requests answer 503.
-  virtual void Stop() = 0;
+  // Fails queued and later inserts with 503, waits up to `wait` for the inserts in flight, and
+  // closes the connections to the workers. Returns whether nothing was left in flight.
+  virtual bool Stop(std::chrono::milliseconds wait = std::chrono::seconds(5)) = 0;
 
  protected:
   ControlService() = default;

@@ -14,14 +14,12 @@ namespace asio = boost::asio;
 using internal::v1::SubBatch;
 using internal::v1::SubBatchResult;
 
-namespace {}  // namespace
-
 void ShardWriter::Complete(Pending& pending, Result<SubBatchResult> result) {
   // Resume the waiting coroutine on its own executor, never inline in the drain loop.
   asio::post(pending.resume_on, asio::append(std::move(pending.handler), std::move(result)));
 }
 
-ShardWriter::ShardWriter(asio::any_io_executor executor, http::Client& client,
+ShardWriter::ShardWriter(asio::any_io_executor executor, rpc::WorkerClient& client,
                          ShardWriterOptions options)
     : executor_(std::move(executor)), client_(client), options_(options) {}
 
@@ -30,15 +28,29 @@ asio::awaitable<Result<SubBatchResult>> ShardWriter::Write(SubBatch part) {
       [this](auto handler, SubBatch part) {
         asio::any_io_executor resume_on = asio::get_associated_executor(handler, executor_);
         Enqueue(Pending{std::move(part), std::move(handler), std::move(resume_on),
-                        std::chrono::steady_clock::now() + options_.deadline});
+                        options_.clock->Now() + options_.deadline});
       },
       asio::use_awaitable, std::move(part));
+}
+
+size_t ShardWriter::queue_depth() const {
+  std::lock_guard lock(mu_);
+  return queued_.size();
+}
+
+Status ShardWriter::Stopping() const {
+  return ShuttingDown("the control node is stopping; worker " + client_.peer() +
+                      " takes no more inserts from it");
 }
 
 void ShardWriter::Enqueue(Pending pending) {
   std::vector<Pending> group;
   {
     std::lock_guard lock(mu_);
+    if (stopped_) {
+      Complete(pending, Stopping());
+      return;
+    }
     queued_.push_back(std::move(pending));
     if (inflight_ >= options_.max_inflight) return;  // a running Drain will pick it up
     ++inflight_;
@@ -70,8 +82,8 @@ asio::awaitable<void> ShardWriter::Drain(std::vector<Pending> group) {
     asio::awaitable<void> send = SendOne(std::move(group));
     co_await std::move(send);
     std::lock_guard lock(mu_);
-    if (queued_.empty()) {
-      --inflight_;
+    if (queued_.empty() || stopped_) {
+      if (--inflight_ == 0) idle_.notify_all();
       co_return;
     }
     group = TakeQueuedLocked();
@@ -81,7 +93,7 @@ asio::awaitable<void> ShardWriter::Drain(std::vector<Pending> group) {
 asio::awaitable<void> ShardWriter::SendOne(std::vector<Pending> group) {
   // A sub-batch that already waited its whole deadline in the queue is not sent: its caller
   // gets its answer now, so an insert waits at most about two deadlines in all.
-  const auto now = std::chrono::steady_clock::now();
+  const Clock::Monotonic now = options_.clock->Now();
   std::vector<Pending> live;
   live.reserve(group.size());
   for (Pending& p : group) {
@@ -110,36 +122,36 @@ asio::awaitable<void> ShardWriter::Exchange(std::vector<Pending>& group) {
   request.mutable_batches()->Reserve(static_cast<int>(group.size()));
   for (Pending& p : group) *request.add_batches() = std::move(p.part);
 
-  http::Request http_request;
-  http_request.method = "POST";
-  http_request.target = "/internal/v1/write";
-  http_request.content_type = "application/x-protobuf";
-  http_request.has_content_type = true;
-  request.SerializeToString(&http_request.body);
-
-  asio::awaitable<Result<http::Response>> send =
-      client_.Send(std::move(http_request), options_.deadline);
-  Result<http::Response> answer = co_await std::move(send);
+  asio::awaitable<Result<internal::v1::WriteResponse>> send =
+      client_.Write(request, options_.deadline);
+  Result<internal::v1::WriteResponse> answer = co_await std::move(send);
   Status failure;
-  internal::v1::WriteResponse response;
   if (!answer.ok()) {
     failure = answer.status();
-  } else if (answer->status != 200) {
-    failure = Unavailable("worker " + client_.peer() + " answered " +
-                          std::to_string(answer->status) + ": " + answer->body);
-  } else if (!response.ParseFromString(answer->body) ||
-             response.results_size() != static_cast<int>(group.size())) {
-    failure = Internal("worker " + client_.peer() + " sent an undecodable write response");
+  } else if (answer->results_size() != static_cast<int>(group.size())) {
+    failure = Internal("worker " + client_.peer() + " answered " +
+                       std::to_string(answer->results_size()) + " results for " +
+                       std::to_string(group.size()) + " sub-batches");
   }
   if (!failure.ok()) {
+    // Logged once, here, where it is handled; callers turn it into their answer.
     spdlog::warn("insert of {} sub-batches to worker {} failed: {}", group.size(), client_.peer(),
                  failure.ToString());
     for (Pending& p : group) Complete(p, failure);
     co_return;
   }
   for (size_t i = 0; i < group.size(); ++i) {
-    Complete(group[i], std::move(*response.mutable_results(static_cast<int>(i))));
+    Complete(group[i], std::move(*answer->mutable_results(static_cast<int>(i))));
   }
+}
+
+bool ShardWriter::Stop(std::chrono::milliseconds wait) {
+  std::vector<Pending> refused;
+  std::unique_lock lock(mu_);
+  stopped_ = true;
+  refused.swap(queued_);
+  for (Pending& p : refused) Complete(p, Stopping());
+  return idle_.wait_for(lock, wait, [this] { return inflight_ == 0; });
 }
 
 }  // namespace das::control

@@ -1,16 +1,20 @@
 // ShardWriter: the insert path to one worker, with request coalescing.
 //
 // Concurrent writers bound for the same worker queue their sub-batches here. Up to
-// max_inflight internal requests run at once over the client's kept-alive connections; while
-// they run, newly queued sub-batches accumulate and leave together in the next request, so
-// under load many client inserts share one internal round trip (and one group commit on the
+// max_inflight internal requests run at once over the worker client's kept-alive connections;
+// while they run, newly queued sub-batches accumulate and leave together in the next request,
+// so under load many client inserts share one internal round trip (and one group commit on the
 // worker). Each caller is completed with its own sub-batch's outcome.
+// A queued sub-batch waits at most `deadline` (read from the injected clock) before it is
+// answered kDeadlineExceeded without being sent.
 // Thread-safety: Write() may be called from any thread; the queue is guarded by a mutex that
-// is never held across I/O. Lifetime: must outlive the coroutines it starts (it is owned by
-// the control service, destroyed after the io_context stopped running).
+// is never held across I/O. Lifecycle: Stop() refuses new writes, fails the queued ones with
+// kShuttingDown and waits (bounded) for the requests in flight; the destructor requires that
+// no drain runs any more (Stop() returned true, or the io_context stopped running).
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <mutex>
 #include <vector>
@@ -19,9 +23,10 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
-#include "http/client.h"
+#include "rpc/worker_client.h"
 
 namespace das::control {
 
@@ -31,28 +36,36 @@ struct ShardWriterOptions {
   // larger: it is never split).
   size_t max_request_bytes = 4 * 1024 * 1024;
   std::chrono::milliseconds deadline{2000};
+  const Clock* clock = &Clock::Real();  // not owned; outlives the writer
 };
 
 class ShardWriter {
  public:
   // `client` must outlive the writer.
-  ShardWriter(boost::asio::any_io_executor executor, http::Client& client,
+  ShardWriter(boost::asio::any_io_executor executor, rpc::WorkerClient& client,
               ShardWriterOptions options);
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
   // Queues `part` and completes with the worker's outcome for it, or kUnavailable /
   // kDeadlineExceeded (the part may or may not be stored: only an idempotency key makes a
-  // retry safe).
+  // retry safe), or kShuttingDown once Stop() was called.
   boost::asio::awaitable<Result<internal::v1::SubBatchResult>> Write(internal::v1::SubBatch part);
+
+  // Sub-batches queued and not yet sent.
+  size_t queue_depth() const;
+
+  // Refuses later writes, answers the queued ones kShuttingDown, and waits until no request is
+  // in flight, at most `wait`. Returns whether none is. Safe to call more than once.
+  bool Stop(std::chrono::milliseconds wait);
 
  private:
   using Handler = boost::asio::any_completion_handler<void(Result<internal::v1::SubBatchResult>)>;
   struct Pending {
     internal::v1::SubBatch part;
     Handler handler;
-    boost::asio::any_io_executor resume_on;          // the waiting coroutine's executor
-    std::chrono::steady_clock::time_point deadline;  // queued at most until then
+    boost::asio::any_io_executor resume_on;  // the waiting coroutine's executor
+    Clock::Monotonic deadline;               // queued at most until then
   };
 
   void Enqueue(Pending pending);
@@ -62,14 +75,17 @@ class ShardWriter {
   // Sends the group's live sub-batches and completes every handler of `group`, whatever happens.
   boost::asio::awaitable<void> SendOne(std::vector<Pending> group);
   boost::asio::awaitable<void> Exchange(std::vector<Pending>& group);
+  Status Stopping() const;
 
   boost::asio::any_io_executor executor_;
-  http::Client& client_;
+  rpc::WorkerClient& client_;
   const ShardWriterOptions options_;
 
-  std::mutex mu_;
-  std::vector<Pending> queued_;  // GUARDED_BY(mu_)
-  size_t inflight_ = 0;          // GUARDED_BY(mu_)
+  mutable std::mutex mu_;
+  std::condition_variable idle_;  // signalled when inflight_ drops to 0
+  std::vector<Pending> queued_;   // GUARDED_BY(mu_)
+  size_t inflight_ = 0;           // drains running; GUARDED_BY(mu_)
+  bool stopped_ = false;          // GUARDED_BY(mu_)
 };
 
 }  // namespace das::control

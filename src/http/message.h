@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -18,6 +19,12 @@ struct Request {
   bool has_content_type = false;
   std::string accept;  // empty when the header is absent
   std::string body;
+  // Every header as received (names as sent), for what travels there: tokens, the cluster
+  // secret, request ids.
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // The first header named `name` (case-insensitive), or nullptr.
+  const std::string* Header(std::string_view name) const;
 };
 
 struct Response {

@@ -9,8 +9,9 @@ class io_context;
 
 namespace das::http {
 
-// Runs `io` on `threads` threads (the calling one included) until SIGINT or SIGTERM; then calls
-// `on_signal` (stop servers, close clients) on one of them, stops `io` and joins the threads.
+// Runs `io` on `threads` threads until SIGINT or SIGTERM. Then calls `on_signal` on the calling
+// thread while `io` still runs, so that it may stop services and wait for them (their
+// Stop()s need the io_context to make progress), and finally stops `io` and joins the threads.
 void RunUntilSignal(boost::asio::io_context& io, unsigned threads,
                     const std::function<void()>& on_signal);
 

@@ -1,5 +1,6 @@
 #include "http/server.h"
 
+#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -73,7 +74,9 @@ struct ServerState {
   tcp::acceptor acceptor;  // used on its own strand only, after Create
 
   std::mutex mu;
-  bool stopped = false;                                         // GUARDED_BY(mu)
+  std::condition_variable drained;  // signalled when a connection or the accept loop ends
+  bool stopped = false;             // GUARDED_BY(mu)
+  bool accepting = false;           // the accept loop runs; GUARDED_BY(mu)
   std::unordered_set<std::shared_ptr<Connection>> connections;  // GUARDED_BY(mu)
 };
 
@@ -89,6 +92,7 @@ class Registration {
     if (!registered_) return;
     std::lock_guard lock(state_->mu);
     state_->connections.erase(conn_);
+    if (state_->connections.empty()) state_->drained.notify_all();
   }
   Registration(const Registration&) = delete;
   Registration& operator=(const Registration&) = delete;
@@ -146,6 +150,9 @@ Request ToRequest(WireRequest&& wire) {
   }
   if (auto it = wire.find(bhttp::field::accept); it != wire.end()) {
     request.accept = std::string(it->value());
+  }
+  for (const auto& field : wire) {
+    request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   }
   request.body = std::move(wire.body());
   return request;
@@ -284,8 +291,19 @@ asio::awaitable<void> Pause(std::chrono::milliseconds delay) {
   co_await timer.async_wait(kNoThrow);
 }
 
+// Marks the accept loop as ended when it unwinds, however it ends.
+struct AcceptLoopEnd {
+  ~AcceptLoopEnd() {
+    std::lock_guard lock(state->mu);
+    state->accepting = false;
+    state->drained.notify_all();
+  }
+  ServerState* state;
+};
+
 // Runs on the acceptor's strand until the acceptor is closed.
 asio::awaitable<void> AcceptLoop(std::shared_ptr<ServerState> state) {
+  AcceptLoopEnd end{state.get()};
   for (;;) {
     const auto strand = asio::make_strand(state->io);
     auto [ec, socket] = co_await state->acceptor.async_accept(strand, kNoThrow);
@@ -333,15 +351,34 @@ class ServerImpl final : public Server {
  public:
   explicit ServerImpl(std::shared_ptr<ServerState> state)
       : state_(std::move(state)), port_(state_->acceptor.local_endpoint().port()) {}
-  ~ServerImpl() override { Stop(); }
+  ~ServerImpl() override { Close(); }
 
   uint16_t port() const override { return port_; }
 
+  size_t connections() const override {
+    std::lock_guard lock(state_->mu);
+    return state_->connections.size();
+  }
+
   void Start() override {
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->stopped || state_->accepting) return;
+      state_->accepting = true;
+    }
     asio::co_spawn(state_->acceptor.get_executor(), AcceptLoop(state_), asio::detached);
   }
 
-  void Stop() override {
+  bool Stop(std::chrono::milliseconds wait) override {
+    Close();
+    std::unique_lock lock(state_->mu);
+    return state_->drained.wait_for(
+        lock, wait, [this] { return state_->connections.empty() && !state_->accepting; });
+  }
+
+ private:
+  // Stops accepting and closes every connection, without waiting.
+  void Close() {
     std::vector<std::shared_ptr<Connection>> live;
     {
       std::lock_guard lock(state_->mu);
@@ -359,7 +396,6 @@ class ServerImpl final : public Server {
     }
   }
 
- private:
   const std::shared_ptr<ServerState> state_;
   const uint16_t port_;
 };

@@ -4,6 +4,10 @@
 // Requests whose Content-Length exceeds the body limit are answered 413 from the header, before
 // the body is read, and the connection is closed. Runs on the io_context it is given; the
 // caller runs that context on as many threads as it likes (each connection is a strand).
+// Lifecycle: Start() once; Stop() stops accepting, closes every connection and waits (bounded)
+// until every connection's coroutine and the accept loop have ended, so a request handler runs
+// no more once it returned true. Call Stop() from a thread that does not run the io_context
+// (it needs the io_context to make progress); the destructor closes without waiting.
 // Thread-safety: Start/Stop from one thread; the handler may be called concurrently.
 #pragma once
 
@@ -47,10 +51,13 @@ class Server {
 
   // The bound port (useful with port 0).
   virtual uint16_t port() const = 0;
+  // Connections open now (accepted and not yet closed).
+  virtual size_t connections() const = 0;
   // Starts accepting. Returns at once; the work runs on the io_context.
   virtual void Start() = 0;
-  // Stops accepting and closes every connection. Safe to call more than once.
-  virtual void Stop() = 0;
+  // Stops accepting, closes every connection and waits up to `wait` for their coroutines to
+  // end. Returns whether they all did. Safe to call more than once.
+  virtual bool Stop(std::chrono::milliseconds wait = std::chrono::seconds(5)) = 0;
 
  protected:
   Server() = default;

@@ -2,20 +2,9 @@
 
 #include <xxhash.h>
 
-#include <bit>
 #include <utility>
 
 namespace das::worker {
-namespace {
-
-template <typename T>
-void AppendLittleEndian(std::string& out, T value) {
-  for (size_t i = 0; i < sizeof(T); ++i) {
-    out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
-  }
-}
-
-}  // namespace
 
 const KeyRecord* KeyIndex::Find(std::string_view key) const {
   auto it = map_.find(key);
@@ -33,16 +22,6 @@ size_t KeyIndex::EraseCommittedBefore(int64_t cutoff_us) {
 
 size_t KeyIndex::Hash::operator()(std::string_view key) const {
   return static_cast<size_t>(XXH3_64bits(key.data(), key.size()));
-}
-
-uint64_t Fingerprint(const std::vector<StoredRow>& rows, std::string& scratch) {
-  scratch.clear();
-  for (const StoredRow& row : rows) {
-    AppendLittleEndian(scratch, static_cast<uint32_t>(row.partition_key.size()));
-    scratch.append(row.partition_key);
-    AppendLittleEndian(scratch, std::bit_cast<uint64_t>(row.value));
-  }
-  return XXH3_64bits(scratch.data(), scratch.size());
 }
 
 }  // namespace das::worker

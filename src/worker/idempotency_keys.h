@@ -18,7 +18,7 @@ namespace das::worker {
 
 // What the first sub-batch with a key stored.
 struct KeyRecord {
-  uint64_t fingerprint = 0;  // Fingerprint() of its rows
+  uint64_t fingerprint = 0;  // of the whole client batch (common/fingerprint.h)
   uint64_t rows_written = 0;
   int64_t committed_at_us = 0;  // microseconds since the Unix epoch
 };
@@ -38,11 +38,5 @@ class KeyIndex {
   };
   std::unordered_map<std::string, KeyRecord, Hash, std::equal_to<>> map_;
 };
-
-// XXH3 (seed 0) of the rows' canonical serialization: for each row, the key's length as a
-// little-endian uint32, the key's bytes, and the value's IEEE-754 bits as a little-endian
-// uint64. Stored with each key, so it must never change. `scratch` is reused between calls to
-// avoid allocating.
-uint64_t Fingerprint(const std::vector<StoredRow>& rows, std::string& scratch);
 
 }  // namespace das::worker

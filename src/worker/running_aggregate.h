@@ -3,7 +3,7 @@
 // Analytics read it instead of scanning the table: the writer adds a group's stored rows after
 // COMMIT returned and before anyone is acknowledged, so every acknowledged row is in it, and
 // nothing uncommitted is. It starts from a scan of the table when the store opens. The sum is
-// Neumaier-compensated (more exact than DuckDB's Kahan `kahan_sum` for large cancelling terms).
+// exact (common/exact_sum.h): the same whatever the order of the rows, so it equals the scan.
 // Thread-safety: every method may be called from any thread (one mutex, held for O(rows)).
 #pragma once
 
@@ -11,7 +11,7 @@
 #include <mutex>
 #include <vector>
 
-#include "common/compensated_sum.h"
+#include "common/exact_sum.h"
 #include "worker/store.h"
 
 namespace das::worker {
@@ -24,8 +24,7 @@ class RunningAggregate {
   void Reset(const Aggregate& initial) {
     std::lock_guard lock(mu_);
     count_ = initial.count;
-    sum_ = CompensatedSum();
-    sum_.Add(initial.sum);
+    sum_ = initial.sum;
     min_ = initial.min;
     max_ = initial.max;
   }
@@ -43,13 +42,13 @@ class RunningAggregate {
 
   Aggregate Snapshot() const {
     std::lock_guard lock(mu_);
-    return Aggregate{count_, sum_.Value(), sum_.Residual(), min_, max_};
+    return Aggregate{count_, sum_, min_, max_};
   }
 
  private:
   mutable std::mutex mu_;
   uint64_t count_ = 0;         // GUARDED_BY(mu_)
-  CompensatedSum sum_;         // GUARDED_BY(mu_)
+  ExactSum sum_;               // GUARDED_BY(mu_)
   std::optional<double> min_;  // GUARDED_BY(mu_)
   std::optional<double> max_;  // GUARDED_BY(mu_)
 };

@@ -1,6 +1,7 @@
 #include "worker/service.h"
 
 #include <memory>
+#include <optional>
 
 #include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +13,8 @@
 #include "common/validation.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
+#include "rpc/routes.h"
+#include "rpc/status_wire.h"
 
 namespace das::worker {
 
@@ -20,20 +23,14 @@ using internal::v1::SubBatchResult;
 
 namespace {
 
-http::Response Protobuf(unsigned status, const google::protobuf::Message& message) {
-  http::Response r;
-  r.status = status;
-  r.content_type = "application/x-protobuf";
-  message.SerializeToString(&r.body);
-  return r;
-}
-
-http::Response Text(unsigned status, std::string text) {
-  http::Response r;
-  r.status = status;
-  r.content_type = "text/plain";
-  r.body = std::move(text);
-  return r;
+// The router's own errors (400, 404, 405) as ErrorStatus bodies, keeping the router's status.
+http::Response RouterError(const http::Request&, unsigned status, std::string message) {
+  const StatusCode code = status == 400   ? StatusCode::kMalformed
+                          : status == 404 ? StatusCode::kNotFound
+                                          : StatusCode::kInvalidArgument;
+  http::Response response = rpc::ErrorResponse(Status(code, std::move(message)));
+  response.status = status;
+  return response;
 }
 
 // Awaits a store operation that reports through a callback on one of the store's threads,
@@ -67,7 +64,9 @@ Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteRespons
     SubBatchResult* result = response.add_results();
     Status invalid = ValidateIdempotencyKey(in.idempotency_key());
     for (int r = 0; invalid.ok() && r < in.rows_size(); ++r) {
-      invalid = ValidateRow(in.rows(r).partition_key(), in.rows(r).value());
+      const internal::v1::RowWire& row = in.rows(r);
+      invalid = ValidateRow(row.partition_key(),
+                            row.has_value() ? std::optional<double>(row.value()) : std::nullopt);
     }
     if (!invalid.ok()) {
       result->set_code(SubBatchResult::INVALID_ARGUMENT);
@@ -76,6 +75,8 @@ Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteRespons
     }
     SubBatch batch;
     batch.idempotency_key = std::move(*in.mutable_idempotency_key());
+    batch.fingerprint = in.batch_fingerprint();
+    batch.check_only = in.check_only();
     batch.rows.reserve(in.rows_size());
     for (internal::v1::RowWire& row : *in.mutable_rows()) {
       batch.rows.push_back(StoredRow{std::move(*row.mutable_partition_key()), row.value()});
@@ -100,22 +101,28 @@ SubBatchResult::Code ToWire(SubBatchOutcome::Code code) {
 
 }  // namespace
 
+WorkerService::WorkerService(uint32_t worker_id, Store& store)
+    : worker_id_(worker_id), store_(store), router_(&RouterError) {
+  router_.Add("POST", rpc::kWritePath,
+              [this](http::Request request, http::Target) { return Write(std::move(request)); });
+  router_.Add("GET", rpc::kAggregatePath,
+              [this](http::Request, http::Target) { return Aggregate(); });
+  router_.Add("GET", rpc::kHealthPath,
+              [this](http::Request, http::Target) { return Health(true); });
+  router_.Add(
+      "GET", "/health", [this](http::Request, http::Target) { return Health(false); },
+      http::RouteOptions{{"format"}});
+}
+
 asio::awaitable<http::Response> WorkerService::Handle(http::Request request) {
-  std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
-  if (path == "/internal/v1/write" && request.method == "POST") {
-    asio::awaitable<http::Response> write = Write(std::move(request));
-    co_return co_await std::move(write);
-  }
-  if (path == "/internal/v1/aggregate" && request.method == "GET") co_return co_await Aggregate();
-  if (path == "/internal/v1/health" && request.method == "GET") co_return co_await Health(true);
-  if (path == "/health" && request.method == "GET") co_return co_await Health(false);
-  co_return Text(404, "no route " + request.method + " " + std::string(path));
+  asio::awaitable<http::Response> answer = router_.Handle(std::move(request));
+  co_return co_await std::move(answer);
 }
 
 asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
   internal::v1::WriteRequest write;
   if (!write.ParseFromString(request.body)) {
-    co_return Text(400, "body is not a valid das.internal.v1.WriteRequest");
+    co_return rpc::ErrorResponse(Malformed("body is not a valid das.internal.v1.WriteRequest"));
   }
   internal::v1::WriteResponse response;
   Prepared prepared = Prepare(write, response);
@@ -128,9 +135,8 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
         AwaitStore<std::vector<SubBatchOutcome>>(std::move(start));
     Result<std::vector<SubBatchOutcome>> outcomes = co_await std::move(op);
     if (!outcomes.ok()) {
-      spdlog::error("write of {} sub-batches failed: {}", prepared.sent.size(),
-                    outcomes.status().ToString());
-      co_return Text(503, outcomes.status().ToString());
+      // Logged by the store where it failed; the control node gets the code.
+      co_return rpc::ErrorResponse(outcomes.status());
     }
     for (size_t i = 0; i < prepared.sent.size(); ++i) {
       SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
@@ -138,25 +144,22 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
       result->set_rows_written((*outcomes)[i].rows_written);
     }
   }
-  co_return Protobuf(200, response);
+  co_return rpc::ProtobufResponse(response);
 }
 
 asio::awaitable<http::Response> WorkerService::Aggregate() {
   auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
   asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
   Result<worker::Aggregate> aggregate = co_await std::move(op);
-  if (!aggregate.ok()) {
-    spdlog::error("aggregate failed: {}", aggregate.status().ToString());
-    co_return Text(503, aggregate.status().ToString());
-  }
+  if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
   internal::v1::AggregateResponse response;
   response.set_count(aggregate->count);
-  response.set_sum(aggregate->sum);
-  response.set_sum_compensation(aggregate->sum_compensation);
+  response.set_sum(aggregate->sum.Value());
+  response.set_exact_sum(aggregate->sum.ToBytes());
   if (aggregate->min) response.set_min(*aggregate->min);
   if (aggregate->max) response.set_max(*aggregate->max);
   response.set_worker_id(worker_id_);
-  co_return Protobuf(200, response);
+  co_return rpc::ProtobufResponse(response);
 }
 
 asio::awaitable<http::Response> WorkerService::Health(bool internal) {
@@ -164,13 +167,13 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
   asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
   Result<worker::Aggregate> aggregate = co_await std::move(op);
-  if (!aggregate.ok()) co_return Text(503, aggregate.status().ToString());
+  if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
   const uint64_t rows = aggregate->count;
   if (internal) {
     internal::v1::WorkerHealthResponse response;
     response.set_worker_id(worker_id_);
     response.set_rows(rows);
-    co_return Protobuf(200, response);
+    co_return rpc::ProtobufResponse(response);
   }
   // For people and container health checks: JSON, whatever was asked.
   das::v1::HealthResponse response;

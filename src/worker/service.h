@@ -1,13 +1,15 @@
-// The worker's internal API, used by the control node only (HTTP + protobuf, das.internal.v1):
+// The worker's internal API, used by the control node only (HTTP + protobuf, das.internal.v1;
+// routes named in rpc/routes.h):
 //
 //   POST /internal/v1/write      WriteRequest -> WriteResponse (one result per sub-batch)
-//   GET  /internal/v1/aggregate  -> AggregateResponse (count, compensated sum, min, max)
+//   GET  /internal/v1/aggregate  -> AggregateResponse (count, exact sum, min, max)
 //   GET  /internal/v1/health     -> WorkerHealthResponse
 //   GET  /health                 -> das.v1.HealthResponse as JSON, for people and containers
 //
-// Rows are re-validated here (the same limits as the public API): a sub-batch with a bad row
-// is rejected alone, without touching the others. Handle() never blocks: store work runs on
-// the store's threads and is awaited.
+// Every failure is answered with an ErrorStatus (rpc/status_wire.h) whose code the control node
+// acts on. Rows are re-validated here (the same limits as the public API): a sub-batch with a
+// bad row is rejected alone, without touching the others. Handle() never blocks: store work
+// runs on the store's threads and is awaited.
 // Thread-safety: Handle() may run concurrently. The store must outlive the service.
 #pragma once
 
@@ -16,13 +18,14 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "http/message.h"
+#include "http/router.h"
 #include "worker/store.h"
 
 namespace das::worker {
 
 class WorkerService {
  public:
-  WorkerService(uint32_t worker_id, Store& store) : worker_id_(worker_id), store_(store) {}
+  WorkerService(uint32_t worker_id, Store& store);
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
 
@@ -35,6 +38,7 @@ class WorkerService {
 
   const uint32_t worker_id_;
   Store& store_;
+  http::Router router_;
 };
 
 }  // namespace das::worker

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -25,8 +26,9 @@
 namespace das::worker {
 namespace {
 
-constexpr const char* kAggregateSql =
-    "SELECT count(*), kahan_sum(value), min(value), max(value) FROM rows";
+// Every value, added exactly in C++: DuckDB's sums round (and overflow to NaN on 3 x 1e308), so
+// they cannot be what the running aggregate starts from.
+constexpr const char* kScanValuesSql = "SELECT value FROM rows";
 
 // An exclusive flock on <data_dir>/LOCK, held while the store is open. DuckDB's own file lock
 // is an fcntl lock, which does not stop a second open of the same file within one process.
@@ -105,14 +107,25 @@ class WorkQueue {
 using ReadTask = std::function<void(duckdb_connection)>;
 
 Result<Aggregate> ReadAggregate(duckdb_connection conn) {
-  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kAggregateSql));
-  std::optional<duck::Chunk> chunk = result.NextChunk();
-  if (!chunk || chunk->size() != 1) return Internal("aggregate query returned no row");
+  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kScanValuesSql));
   Aggregate aggregate;
-  aggregate.count = static_cast<uint64_t>(chunk->Get<int64_t>(0, 0).value_or(0));
-  aggregate.sum = chunk->Get<double>(1, 0).value_or(0.0);
-  aggregate.min = chunk->Get<double>(2, 0);
-  aggregate.max = chunk->Get<double>(3, 0);
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+  // The column is NOT NULL and every stored value finite (validated before it was written).
+  while (std::optional<duck::Chunk> chunk = result.NextChunk()) {
+    const double* values = chunk->Data<double>(0);
+    const size_t n = chunk->size();
+    for (size_t i = 0; i < n; ++i) {
+      aggregate.sum.Add(values[i]);
+      min = std::min(min, values[i]);
+      max = std::max(max, values[i]);
+    }
+    aggregate.count += n;
+  }
+  if (aggregate.count > 0) {
+    aggregate.min = min;
+    aggregate.max = max;
+  }
   return aggregate;
 }
 
@@ -241,8 +254,9 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
   ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads));
   ASSIGN_OR_RETURN(duck::ConnectionHandle write_conn, duck::Connect(db.get()));
   auto running = std::make_unique<RunningAggregate>();
-  ASSIGN_OR_RETURN(Writer writer, Writer::Create(std::move(write_conn), db_path,
-                                                 options.idempotency_retention, running.get()));
+  ASSIGN_OR_RETURN(Writer writer,
+                   Writer::Create(std::move(write_conn), db_path, options.idempotency_retention,
+                                  running.get(), options.clock));
   std::vector<duck::ConnectionHandle> readers;
   for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
     ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));

@@ -7,8 +7,8 @@
 // same transaction as its rows, so a retried key is answered from the table and never stored
 // twice, across restarts. Keys older than the retention window are pruned.
 // ComputeAggregate() answers from a running aggregate the writer updates after each COMMIT;
-// ScanAggregate() runs on reader threads with their own connections (DuckDB
-// MVCC) and never wait for the writer.
+// ScanAggregate() runs on reader threads with their own connections (DuckDB MVCC) and never
+// waits for the writer. Sums are exact (common/exact_sum.h), so no finite input overflows them.
 // Thread-safety: every public method may be called from any thread. Callbacks run on the
 // store's own threads (ComputeAggregate's, and those of work refused after Stop(), on the
 // caller's) and must not block.
@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+#include "common/exact_sum.h"
 #include "common/status.h"
 
 namespace das::worker {
@@ -35,6 +37,12 @@ struct StoredRow {
 struct SubBatch {
   std::vector<StoredRow> rows;
   std::string idempotency_key;  // empty: none
+  // With a key: the fingerprint of the whole client batch this part belongs to (see
+  // common/fingerprint.h), stored with the key; a later part with the key and another
+  // fingerprint is a reuse with other rows (kKeyConflict).
+  uint64_t fingerprint = 0;
+  // Only look the key up (kOk: unknown, kDuplicate, kKeyConflict); store nothing.
+  bool check_only = false;
 };
 
 struct SubBatchOutcome {
@@ -46,10 +54,7 @@ struct SubBatchOutcome {
 
 struct Aggregate {
   uint64_t count = 0;
-  double sum = 0;  // compensated sum, rounded to one double
-  // What `sum` lost to that rounding (0 for a scan), so that the control node can merge the
-  // workers' sums without losing it.
-  double sum_compensation = 0;
+  ExactSum sum;  // exact: no sum of finite values overflows or loses a bit in it
   std::optional<double> min;
   std::optional<double> max;
 };
@@ -63,6 +68,8 @@ struct StoreOptions {
   size_t reader_threads = 1;
   // DuckDB's own worker threads per query (0: DuckDB's default).
   size_t duckdb_threads = 0;
+  // Ingest timestamps, key commit times and the prune interval; not owned, outlives the store.
+  const Clock* clock = &Clock::Real();
 };
 
 // The outcome of one Write(): one entry per sub-batch, in order, or a Status when the
@@ -85,8 +92,9 @@ class Store {
   // The aggregate over every committed row, from the running aggregate the writer keeps (no
   // table scan): every acknowledged write is in it. Calls `done` on the caller's thread.
   virtual void ComputeAggregate(AggregateCallback done) = 0;
-  // The same aggregate computed by DuckDB over the table (count, kahan_sum, min, max), on a
-  // reader thread. What the running aggregate starts from; tests compare the two.
+  // The same aggregate computed from a scan of the table (every value read from DuckDB and
+  // added exactly), on a reader thread. What the running aggregate starts from; tests compare
+  // the two.
   virtual void ScanAggregate(AggregateCallback done) = 0;
 
   // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and

@@ -27,28 +27,24 @@ constexpr std::chrono::seconds kMaxPruneInterval{60};
 
 }  // namespace
 
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
-               RunningAggregate* running)
+               RunningAggregate* running, const Clock* clock)
     : conn_(std::move(conn)),
       db_path_(std::move(db_path)),
       retention_us_(std::chrono::duration_cast<std::chrono::microseconds>(retention).count()),
-      prune_interval_(std::min<std::chrono::steady_clock::duration>(retention, kMaxPruneInterval)),
-      last_prune_(std::chrono::steady_clock::now()),
+      clock_(clock),
+      prune_interval_(std::min<Clock::Monotonic::duration>(retention, kMaxPruneInterval)),
+      last_prune_(clock->Now()),
       running_(running) {}
 
 Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
-                              std::chrono::seconds retention, RunningAggregate* running) {
-  Writer writer(std::move(conn), std::move(db_path), retention, running);
+                              std::chrono::seconds retention, RunningAggregate* running,
+                              const Clock* clock) {
+  Writer writer(std::move(conn), std::move(db_path), retention, running, clock);
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateRows));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateKeys));
   RETURN_IF_ERROR(writer.PrepareStatements());
-  RETURN_IF_ERROR(writer.PruneExpiredKeys(NowMicros()));
+  RETURN_IF_ERROR(writer.PruneExpiredKeys(clock->WallMicros()));
   RETURN_IF_ERROR(writer.LoadKeys());
   spdlog::info("store {}: {} live idempotency keys loaded", writer.db_path_, writer.keys_.size());
   return writer;
@@ -75,7 +71,7 @@ Status Writer::LoadKeys() {
 }
 
 bool Writer::PruneDue(const std::vector<WriteRequest>& group, int64_t now_us) const {
-  if (std::chrono::steady_clock::now() - last_prune_ >= prune_interval_) return true;
+  if (clock_->Now() - last_prune_ >= prune_interval_) return true;
   const int64_t cutoff_us = now_us - retention_us_;
   for (const WriteRequest& request : group) {
     for (const SubBatch& batch : request.batches) {
@@ -89,7 +85,7 @@ bool Writer::PruneDue(const std::vector<WriteRequest>& group, int64_t now_us) co
 
 Status Writer::PruneExpiredKeys(int64_t now_us) {
   const int64_t cutoff_us = now_us - retention_us_;
-  last_prune_ = std::chrono::steady_clock::now();
+  last_prune_ = clock_->Now();
   if (duckdb_bind_timestamp(delete_expired_keys_.get(), 1, duck::Timestamp(cutoff_us)) ==
       DuckDBError) {
     return duck::Error("bind the expiry cutoff", "invalid parameter");
@@ -103,7 +99,7 @@ Status Writer::PruneExpiredKeys(int64_t now_us) {
 }
 
 void Writer::Apply(std::vector<WriteRequest>& group) {
-  const int64_t now_us = NowMicros();
+  const int64_t now_us = clock_->WallMicros();
   if (PruneDue(group, now_us)) {
     Status pruned = PruneExpiredKeys(now_us);
     if (!pruned.ok()) {
@@ -125,7 +121,8 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
 void Writer::AddCommittedRows(const std::vector<WriteRequest>& group, const GroupResult& result) {
   for (size_t i = 0; i < group.size(); ++i) {
     for (size_t b = 0; b < group[i].batches.size(); ++b) {
-      if (result.outcomes[i][b].code == Code::kOk) running_->Add(group[i].batches[b].rows);
+      const SubBatch& batch = group[i].batches[b];
+      if (result.outcomes[i][b].code == Code::kOk && !batch.check_only) running_->Add(batch.rows);
     }
   }
 }
@@ -182,20 +179,21 @@ Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, int64_t now
                                               PendingKeys& new_keys) {
   const uint64_t rows = batch.rows.size();
   if (batch.idempotency_key.empty()) {
+    if (batch.check_only) return SubBatchOutcome{Code::kOk, 0};
     RETURN_IF_ERROR(AppendRows(appenders_.rows.get(), batch.rows, now_us));
     return SubBatchOutcome{Code::kOk, rows};
   }
-  const uint64_t fingerprint = Fingerprint(batch.rows, scratch_);
   const KeyRecord* earlier = keys_.Find(batch.idempotency_key);
   if (earlier == nullptr) {
     auto it = new_keys.find(batch.idempotency_key);
     if (it != new_keys.end()) earlier = &it->second;
   }
   if (earlier != nullptr) {
-    if (earlier->fingerprint != fingerprint) return SubBatchOutcome{Code::kKeyConflict, 0};
+    if (earlier->fingerprint != batch.fingerprint) return SubBatchOutcome{Code::kKeyConflict, 0};
     return SubBatchOutcome{Code::kDuplicate, earlier->rows_written};
   }
-  const KeyRecord record{fingerprint, rows, now_us};
+  if (batch.check_only) return SubBatchOutcome{Code::kOk, 0};
+  const KeyRecord record{batch.fingerprint, rows, now_us};
   RETURN_IF_ERROR(AppendRows(appenders_.rows.get(), batch.rows, now_us));
   if (!appenders_.keys) {
     ASSIGN_OR_RETURN(appenders_.keys, duck::CreateAppender(conn_.get(), kKeysTable));

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "worker/duckdb_util.h"
 #include "worker/idempotency_keys.h"
@@ -32,8 +33,10 @@ class Writer {
   // Creates the tables if missing, deletes the expired idempotency keys and loads the live ones.
   // `db_path` names the database in logs.
   // `running` (owned by the store, outliving the writer) gets every committed row.
+  // `clock` (not owned) outlives the writer.
   static Result<Writer> Create(duck::ConnectionHandle conn, std::string db_path,
-                               std::chrono::seconds retention, RunningAggregate* running);
+                               std::chrono::seconds retention, RunningAggregate* running,
+                               const Clock* clock);
 
   // Applies `group` in one transaction, each sub-batch atomically and in order, then calls
   // every request back: with its outcomes only after COMMIT returned (so they are durable), or
@@ -58,7 +61,7 @@ class Writer {
   };
 
   Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
-         RunningAggregate* running);
+         RunningAggregate* running, const Clock* clock);
   Status PrepareStatements();
   Status LoadKeys();
 
@@ -80,16 +83,13 @@ class Writer {
   duck::ConnectionHandle conn_;
   std::string db_path_;
   int64_t retention_us_;
-  std::chrono::steady_clock::duration prune_interval_;
-  std::chrono::steady_clock::time_point last_prune_;
+  const Clock* clock_;
+  Clock::Monotonic::duration prune_interval_;
+  Clock::Monotonic last_prune_;
   duck::PreparedHandle delete_expired_keys_;
   Appenders appenders_;
   RunningAggregate* running_;
   KeyIndex keys_;
-  std::string scratch_;  // Fingerprint()'s buffer
 };
-
-// Microseconds since the Unix epoch, the unit of DuckDB's TIMESTAMP.
-int64_t NowMicros();
 
 }  // namespace das::worker

@@ -134,14 +134,85 @@ TEST_F(BadInputTest, DeclaredBodyOverDefaultLimitIs413WithoutSendingIt) {
   ExpectNothingStored();
 }
 
-TEST_F(BadInputTest, OtherContentTypeIs415) {
+// A 415 is a JSON error: the request is not protobuf, and a person reads the answer.
+TEST_F(BadInputTest, OtherContentTypeIs415InJson) {
   ASSERT_TRUE(StartAndSeed());
   for (const char* type : {"text/plain", "application/xml", "multipart/form-data"}) {
     SCOPED_TRACE(type);
-    EXPECT_TRUE(IsError(Post("/insert", InsertJson("k", 1.0), type), 415, std::nullopt));
+    EXPECT_TRUE(IsError(Post("/insert", InsertJson("k", 1.0), type), 415, Encoding::kJson));
     EXPECT_TRUE(
-        IsError(Post("/insert/batch", EncodeBatch({{"k", 1.0}}, "x"), type), 415, std::nullopt));
+        IsError(Post("/insert/batch", EncodeBatch({{"k", 1.0}}, "x"), type), 415, Encoding::kJson));
   }
+  ExpectNothingStored();
+}
+
+// Regression: `curl -d 'partition_key=a&value=3'` got a 415 whose body was binary protobuf.
+TEST_F(BadInputTest, FormPostGetsAReadable415) {
+  ASSERT_TRUE(StartAndSeed());
+  v1::ErrorResponse error;
+  EXPECT_TRUE(
+      IsError(Post("/insert", "partition_key=a&value=3", "application/x-www-form-urlencoded"), 415,
+              Encoding::kJson, &error));
+  EXPECT_EQ(error.error(),
+            "Content-Type 'application/x-www-form-urlencoded' is not supported; use "
+            "application/x-protobuf or application/json");
+  ExpectNothingStored();
+}
+
+// Regression: {"partition_key": "a"} and a protobuf row without field 2 were stored as 0.
+TEST_F(BadInputTest, RowWithoutValueIs422AndStoresNothing) {
+  ASSERT_TRUE(StartAndSeed());
+  v1::ErrorResponse error;
+  EXPECT_TRUE(
+      IsError(Post("/insert", R"({"partition_key": "a"})", kJson), 422, Encoding::kJson, &error));
+  EXPECT_EQ(error.error(), "value is required");
+  v1::InsertRequest no_value;  // field 2 absent on the wire
+  no_value.set_partition_key("a");
+  EXPECT_TRUE(IsError(Post("/insert", no_value.SerializeAsString(), kProtobuf), 422,
+                      Encoding::kProtobuf, &error));
+  EXPECT_EQ(error.error(), "value is required");
+  // A batch with one row without a value is rejected whole, in either encoding.
+  EXPECT_TRUE(IsError(
+      Post("/insert/batch",
+           R"({"rows": [{"partition_key": "a", "value": 2}, {"partition_key": "b"}]})", kJson),
+      422, Encoding::kJson, &error));
+  EXPECT_EQ(error.error(), "rows[1]: value is required; the batch was rejected whole");
+  v1::InsertBatch batch;
+  v1::Row* good = batch.add_rows();
+  good->set_partition_key("a");
+  good->set_value(2);
+  batch.add_rows()->set_partition_key("b");
+  EXPECT_TRUE(IsError(Post("/insert/batch", batch.SerializeAsString(), kProtobuf), 422,
+                      Encoding::kProtobuf, &error));
+  EXPECT_EQ(error.rows_written(), 0u);
+  ExpectNothingStored();
+  // A value of 0, sent explicitly (the schema's field is optional), is a value.
+  ASSERT_TRUE(InsertOk(port(), "zero", 0.0, Encoding::kProtobuf));
+  ASSERT_TRUE(InsertOk(port(), "zero", 0.0, Encoding::kJson));
+  expected_.Add(0.0);
+  expected_.Add(0.0);
+  ExpectNothingStored();
+}
+
+// Regression: GET /analytics?partition_key=a answered the global aggregate as if filtered.
+TEST_F(BadInputTest, UnknownQueryParameterIs400NamingIt) {
+  ASSERT_TRUE(StartAndSeed());
+  v1::ErrorResponse error;
+  EXPECT_TRUE(IsError(HttpGet(port(), "/analytics?partition_key=a"), 400, Encoding::kJson, &error));
+  EXPECT_EQ(error.error(),
+            "unknown query parameter 'partition_key' on /analytics; accepted: format");
+  EXPECT_TRUE(IsError(HttpGet(port(), "/health?verbose=1"), 400, Encoding::kJson, &error));
+  EXPECT_NE(error.error().find("'verbose'"), std::string::npos) << error.error();
+  // Asked for protobuf, the error is protobuf.
+  EXPECT_TRUE(IsError(HttpGet(port(), "/analytics?key=a", {{"Accept", kProtobuf}}), 400,
+                      Encoding::kProtobuf, &error));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/analytics?format=xml"), 422, Encoding::kJson, &error));
+  EXPECT_EQ(error.error(), "format must be json or protobuf, not 'xml'");
+  // The known parameter still works, percent-encoded too.
+  Result<HttpResponse> json = HttpGet(port(), "/analytics?%66ormat=json");
+  ASSERT_TRUE(json.ok()) << json.status().ToString();
+  EXPECT_EQ(json->status, 200);
+  EXPECT_EQ(json->MediaType(), kJson);
   ExpectNothingStored();
 }
 
@@ -248,11 +319,13 @@ TEST_F(BadInputTest, BatchWithOneBadRowIsRejectedWhole) {
   ExpectNothingStored();
 }
 
+// A 404 on GET (a browser's GET / among them) is JSON; a protobuf request's is protobuf.
 TEST_F(BadInputTest, UnknownRouteIs404) {
   ASSERT_TRUE(StartAndSeed());
-  EXPECT_TRUE(IsError(HttpGet(port(), "/nope"), 404, std::nullopt));
-  EXPECT_TRUE(IsError(HttpGet(port(), "/"), 404, std::nullopt));
-  EXPECT_TRUE(IsError(HttpGet(port(), "/analytics/extra"), 404, std::nullopt));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/nope"), 404, Encoding::kJson));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/"), 404, Encoding::kJson));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/analytics/extra"), 404, Encoding::kJson));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/", {{"Accept", kProtobuf}}), 404, Encoding::kProtobuf));
   EXPECT_TRUE(IsError(Post("/nope", EncodeInsert("k", 1.0), kProtobuf), 404, Encoding::kProtobuf));
   EXPECT_TRUE(IsError(Post("/insert/nope", InsertJson("k", 1.0), kJson), 404, Encoding::kJson));
   EXPECT_TRUE(

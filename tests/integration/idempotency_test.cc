@@ -11,12 +11,40 @@
 
 #include "support/api.h"
 #include "support/cluster.h"
+#include "support/http_client.h"
 
 namespace das::it {
 namespace {
 
 class IdempotencyTest : public ClusterTest {
  protected:
+  // Rows stored on worker 0 and worker 1, as each reports them (through the control node's
+  // /health): exact per-worker counts, not only the total.
+  std::vector<uint64_t> RowsPerWorker() {
+    Result<HttpResponse> r = HttpGet(port(), "/health");
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    v1::HealthResponse health;
+    EXPECT_TRUE(r.ok() && health.ParseFromString(r->body));
+    std::vector<uint64_t> rows(2, 0);
+    for (const v1::WorkerStatus& w : health.workers()) {
+      EXPECT_TRUE(w.healthy()) << w.ShortDebugString();
+      if (w.worker_id() >= 1 && w.worker_id() <= 2) rows[w.worker_id() - 1] = w.rows();
+    }
+    return rows;
+  }
+
+  // A reuse of `key` with other rows: 422, rows_written 0, and nothing stored on any worker.
+  void ExpectReuseRefused(const std::vector<TestRow>& rows, const std::string& key) {
+    const std::vector<uint64_t> before = RowsPerWorker();
+    v1::ErrorResponse error;
+    EXPECT_TRUE(IsError(PostBatch(port(), rows, key), 422, Encoding::kProtobuf, &error));
+    EXPECT_EQ(error.rows_written(), 0u) << error.ShortDebugString();
+    EXPECT_EQ(error.error(),
+              "idempotency_key was already used for different rows; nothing of this batch was "
+              "stored");
+    EXPECT_EQ(RowsPerWorker(), before) << "a refused reuse stored rows";
+  }
+
   void ExpectComplete(const Expected& expected) {
     Result<Analytics> a = GetAnalytics(port());
     ASSERT_TRUE(a.ok()) << a.status().ToString();
@@ -127,6 +155,66 @@ TEST_F(IdempotencyTest, DeduplicationIsByKeyNotByContent) {
   all.Add(batch);
   all.Add(batch);
   ExpectComplete(all);
+}
+
+// Regression: a batch with key K whose rows all landed on worker 0, then a batch with K and
+// other rows on both workers: 422, but worker 1 (which never saw K) stored its part.
+TEST_F(IdempotencyTest, ReusedKeyWithOtherRowsStoresNothingOnAnyWorker) {
+  ASSERT_TRUE(cluster_.Start());
+  const std::vector<std::string> on0 = KeysOnWorker(0, 2, 3, "reuse0");
+  const std::vector<std::string> on1 = KeysOnWorker(1, 2, 2, "reuse1");
+  const std::vector<TestRow> first = {{on0[0], 1.0}, {on0[1], 2.0}};
+  ASSERT_TRUE(BatchOk(port(), first, "K", 2));
+  EXPECT_EQ(RowsPerWorker(), (std::vector<uint64_t>{2, 0}));
+  ExpectReuseRefused({{on0[2], 3.0}, {on1[0], 4.0}, {on1[1], 5.0}}, "K");
+  EXPECT_EQ(RowsPerWorker(), (std::vector<uint64_t>{2, 0}));
+}
+
+// The reuse's rows land only on the worker that got none of the first batch's rows.
+TEST_F(IdempotencyTest, ReuseOnTheWorkerThatGotNoRowsIsRefused) {
+  ASSERT_TRUE(cluster_.Start());
+  const std::string on0 = KeysOnWorker(0, 2, 1, "only0")[0];
+  const std::vector<std::string> on1 = KeysOnWorker(1, 2, 2, "only1");
+  ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, "K2", 1));
+  ExpectReuseRefused({{on1[0], 7.0}, {on1[1], 8.0}}, "K2");
+  EXPECT_EQ(RowsPerWorker(), (std::vector<uint64_t>{1, 0}));
+}
+
+// Keys, also on the workers that got no rows, are durable: every worker restarted, every
+// reuse is still refused whole, and the first batch's retry is still a 200 that stores nothing.
+TEST_F(IdempotencyTest, ReuseIsRefusedAfterEveryWorkerRestartedAndTheRetryStillWorks) {
+  ASSERT_TRUE(cluster_.Start());
+  const std::vector<std::string> on0 = KeysOnWorker(0, 2, 2, "restart0");
+  const std::vector<std::string> on1 = KeysOnWorker(1, 2, 2, "restart1");
+  const std::vector<TestRow> first = {{on0[0], 1.0}, {on0[1], 2.0}};
+  ASSERT_TRUE(BatchOk(port(), first, "K3", 2));
+  ASSERT_TRUE(cluster_.RestartWorker(0));
+  ASSERT_TRUE(cluster_.RestartWorker(1));
+  ExpectReuseRefused({{on1[0], 3.0}}, "K3");
+  ExpectReuseRefused({{on0[0], 1.0}, {on1[1], 2.0}}, "K3");
+  ExpectReuseRefused({{on0[0], 1.0}}, "K3");  // a subset of the first batch is another batch
+  // The first batch, retried after the refused reuses: 200 with its full count, stored once.
+  ASSERT_TRUE(BatchOk(port(), first, "K3", 2));
+  ASSERT_TRUE(BatchOk(port(), first, "K3", 2, Encoding::kJson));
+  EXPECT_EQ(RowsPerWorker(), (std::vector<uint64_t>{2, 0}));
+  Expected all;
+  all.Add(first);
+  ExpectComplete(all);
+}
+
+// A worker that was down when the first batch was stored never recorded the key; the reuse is
+// refused whole all the same, because the control node asks every worker first.
+TEST_F(IdempotencyTest, ReuseIsRefusedWhereAWorkerMissedTheFirstBatch) {
+  ASSERT_TRUE(cluster_.Start());
+  const std::string on0 = KeysOnWorker(0, 2, 1, "missed0")[0];
+  const std::vector<std::string> on1 = KeysOnWorker(1, 2, 1, "missed1");
+  ASSERT_TRUE(cluster_.KillWorker(1));
+  // Every row lands on the live worker: the batch is stored (worker 1's part had no rows).
+  ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, "K4", 1));
+  ASSERT_TRUE(cluster_.RestartWorker(1));
+  ExpectReuseRefused({{on1[0], 9.0}}, "K4");
+  EXPECT_EQ(RowsPerWorker(), (std::vector<uint64_t>{1, 0}));
+  ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, "K4", 1));
 }
 
 }  // namespace

@@ -30,9 +30,9 @@ void PutBytesField(std::string& out, int field, std::string_view bytes) {
   out.append(bytes);
 }
 
+// `optional double`: present on the wire whatever its value, 0 included (das.proto).
 void PutDoubleField(std::string& out, int field, double value) {
   const uint64_t bits = std::bit_cast<uint64_t>(value);
-  if (bits == 0) return;  // +0.0 is the default; -0.0 is not
   PutVarint(out, (static_cast<uint64_t>(field) << 3) | 1);
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
 }

@@ -44,6 +44,13 @@ TEST(ValidateRowTest, ValueMustBeFinite) {
   EXPECT_EQ(ValidateRow("k", -INFINITY).message(), "value is not a finite number");
 }
 
+TEST(ValidateRowTest, ValueIsRequired) {
+  Status missing = ValidateRow("k", std::nullopt);
+  EXPECT_EQ(missing.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(missing.message(), "value is required");
+  EXPECT_TRUE(ValidateRow("k", 0.0).ok());
+}
+
 TEST(ValidateRowTest, KeyMustBeUtf8) {
   EXPECT_EQ(ValidateRow("\xFF", 1).message(), "partition_key is not valid UTF-8");
 }

@@ -1,14 +1,30 @@
 #include "control/aggregate.h"
 
+#include <cmath>
+#include <initializer_list>
+#include <limits>
+
 #include <gtest/gtest.h>
 
 namespace das::control {
 namespace {
 
+// A worker's partial aggregate over `values`, as the worker computes it.
+PartialAggregate Partial(std::initializer_list<double> values) {
+  PartialAggregate p;
+  for (double v : values) {
+    p.sum.Add(v);
+    p.min = p.min ? std::min(*p.min, v) : v;
+    p.max = p.max ? std::max(*p.max, v) : v;
+    ++p.count;
+  }
+  return p;
+}
+
 TEST(AggregateMergerTest, MergesCountSumMinMaxAndAveragesFromTotals) {
   AggregateMerger m;
-  m.Add({3, 6.0, 0.0, 1.0, 3.0});        // average 2
-  m.Add({1, 100.0, 0.0, 100.0, 100.0});  // average 100
+  m.Add(Partial({1.0, 2.0, 3.0}));  // average 2
+  m.Add(Partial({100.0}));          // average 100
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.count, 4u);
   EXPECT_EQ(r.sum, 106.0);
@@ -19,7 +35,7 @@ TEST(AggregateMergerTest, MergesCountSumMinMaxAndAveragesFromTotals) {
 
 TEST(AggregateMergerTest, EmptyHasNoAverageMinMax) {
   AggregateMerger m;
-  m.Add({0, 0.0, 0.0, std::nullopt, std::nullopt});
+  m.Add(Partial({}));
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.count, 0u);
   EXPECT_EQ(r.sum, 0.0);
@@ -30,52 +46,54 @@ TEST(AggregateMergerTest, EmptyHasNoAverageMinMax) {
 
 TEST(AggregateMergerTest, EmptyWorkerDoesNotDisturbMinMax) {
   AggregateMerger m;
-  m.Add({0, 0.0, 0.0, std::nullopt, std::nullopt});
-  m.Add({2, -3.0, 0.0, -2.0, -1.0});
+  m.Add(Partial({}));
+  m.Add(Partial({-2.0, -1.0}));
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.min, -2.0);
   EXPECT_EQ(r.max, -1.0);
   EXPECT_EQ(r.average, -1.5);
 }
 
-// Large mixed-sign partial sums: a naive sum gives 0 here, the compensated one gives 2.
+// Large mixed-sign partial sums: a naive sum gives 0 here, the exact one gives 2.
 TEST(AggregateMergerTest, LargeMixedSignSumsKeepSmallTerms) {
   AggregateMerger m;
-  m.Add({1, 1e100, 0.0, 1e100, 1e100});
-  m.Add({1, 1.0, 0.0, 1.0, 1.0});
-  m.Add({1, -1e100, 0.0, -1e100, -1e100});
-  m.Add({1, 1.0, 0.0, 1.0, 1.0});
+  m.Add(Partial({1e100}));
+  m.Add(Partial({1.0}));
+  m.Add(Partial({-1e100}));
+  m.Add(Partial({1.0}));
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.sum, 2.0);
   EXPECT_EQ(r.average, 0.5);
 }
 
-// Regression: a worker's sum rounded to one double lost its compensation before the merge.
-// Worker 1 holds {1e16, 1} (sum 1e16, residual 1), worker 2 holds {-1e16}: the sum is 1.
-TEST(AggregateMergerTest, WorkersResidualsAreMergedToo) {
-  CompensatedSum worker1;
-  worker1.Add(1e16);
-  worker1.Add(1.0);
-  EXPECT_EQ(worker1.Value(), 1e16);
-  EXPECT_EQ(worker1.Residual(), 1.0);
+// Regression: a worker's sum rounded to one double lost what rounding dropped before the merge.
+// Worker 1 holds {1e16, 1} (1e16 as one double), worker 2 holds {-1e16}: the sum is 1.
+TEST(AggregateMergerTest, WorkersSumsAreMergedExactly) {
   AggregateMerger m;
-  m.Add({2, worker1.Value(), worker1.Residual(), 1.0, 1e16});
-  m.Add({1, -1e16, 0.0, -1e16, -1e16});
+  m.Add(Partial({1e16, 1.0}));
+  m.Add(Partial({-1e16}));
   MergedAggregate r = m.Finish();
   EXPECT_EQ(r.sum, 1.0);
   EXPECT_EQ(r.average, 1.0 / 3);
 }
 
-TEST(CompensatedSumTest, ManySmallTermsOnALargeOne) {
-  CompensatedSum s;
-  double naive = 1e16;
-  s.Add(1e16);
-  for (int i = 0; i < 1000; ++i) {
-    s.Add(1.0);
-    naive += 1.0;
-  }
-  EXPECT_EQ(s.Value(), 1e16 + 1000);
-  EXPECT_NE(naive, 1e16 + 1000);  // the naive sum drops every term
+// Regression: three valid rows of 1e308 made every later answer NaN. Spread over two workers,
+// 3 x 1e308 + (-1e308) sums to 2e308 (outside the double range: +Infinity) but averages to
+// exactly 1e308 / 2; two more -1e308 bring the sum back to 0.
+TEST(AggregateMergerTest, SumOutsideTheDoubleRangeIsInfinityAndRecovers) {
+  AggregateMerger m;
+  m.Add(Partial({1e308, 1e308}));
+  m.Add(Partial({1e308, -1e308}));
+  MergedAggregate r = m.Finish();
+  EXPECT_EQ(r.sum, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(r.average, 1e308 / 2);
+  EXPECT_EQ(r.max, 1e308);
+  EXPECT_EQ(r.min, -1e308);
+  m.Add(Partial({-1e308, -1e308}));
+  r = m.Finish();
+  EXPECT_EQ(r.sum, 0.0);
+  EXPECT_EQ(r.average, 0.0);
+  EXPECT_FALSE(std::isnan(*r.average));
 }
 
 }  // namespace

@@ -20,20 +20,24 @@ TEST(ClusterMapTest, SlotsAreGolden) {
 TEST(ClusterMapTest, SlotIModNOwnsTheKey) {
   Result<ClusterMap> two = ClusterMap::Create(Two());
   ASSERT_TRUE(two.ok());
-  EXPECT_EQ(two->WorkerFor("a"), 1u);              // 0xe1f is odd
-  EXPECT_EQ(two->WorkerFor("partition_key"), 1u);  // 359
-  EXPECT_EQ(two->WorkerFor("ключ"), 0u);           // 3806
+  // Worker ids are list positions + 1: slot s belongs to worker (s mod N) + 1.
+  EXPECT_EQ(two->WorkerFor("a"), 2u);              // 0xe1f is odd
+  EXPECT_EQ(two->WorkerFor("partition_key"), 2u);  // 359
+  EXPECT_EQ(two->WorkerFor("ключ"), 1u);           // 3806
   Result<ClusterMap> three = ClusterMap::Create({{"h", 1}, {"h", 2}, {"h", 3}});
   ASSERT_TRUE(three.ok());
-  EXPECT_EQ(three->WorkerFor("partition_key"), 359u % 3);
-  EXPECT_EQ(three->WorkerFor("ключ"), 3806u % 3);
+  EXPECT_EQ(three->WorkerFor("partition_key"), 359u % 3 + 1);
+  EXPECT_EQ(three->WorkerFor("ключ"), 3806u % 3 + 1);
+  ASSERT_NE(three->Find(3), nullptr);
+  EXPECT_EQ(three->Find(3)->address.ToString(), "h:3");
+  EXPECT_EQ(three->Find(4), nullptr);
 }
 
 TEST(ClusterMapTest, SpreadsKeysOverWorkers) {
   Result<ClusterMap> map = ClusterMap::Create(Two());
   ASSERT_TRUE(map.ok());
   size_t on_first = 0;
-  for (int i = 0; i < 10000; ++i) on_first += map->WorkerFor("key-" + std::to_string(i)) == 0;
+  for (int i = 0; i < 10000; ++i) on_first += map->WorkerFor("key-" + std::to_string(i)) == 1;
   EXPECT_GT(on_first, 4500u);
   EXPECT_LT(on_first, 5500u);
 }

@@ -141,7 +141,9 @@ TEST(ErrorEncodingTest, FollowsTheBodyUnlessAskedOtherwise) {
   http::Request json = Post("{}", "application/json");
   EXPECT_EQ(ErrorEncoding(json), Encoding::kJson);
   EXPECT_EQ(ErrorEncoding(Post("", "")), Encoding::kProtobuf);
-  EXPECT_EQ(ErrorEncoding(Post("", "text/plain")), Encoding::kProtobuf);
+  // Not a protobuf request: an error a person can read.
+  EXPECT_EQ(ErrorEncoding(Post("", "text/plain")), Encoding::kJson);
+  EXPECT_EQ(ErrorEncoding(Post("", "application/x-www-form-urlencoded")), Encoding::kJson);
   json.target = "/insert?format=protobuf";
   EXPECT_EQ(ErrorEncoding(json), Encoding::kProtobuf);
 }

@@ -8,6 +8,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <google/protobuf/util/json_util.h>
+
 #include "das/v1/das.pb.h"
 
 namespace das::control {
@@ -36,15 +38,26 @@ class ControlServiceTest : public ::testing::Test {
     request.has_content_type = !content_type.empty();
     request.content_type = std::move(content_type);
     request.body = std::move(body);
+    return Call(std::move(request));
+  }
+
+  http::Response Call(http::Request request) {
     auto future = asio::co_spawn(io_, service_->Handle(std::move(request)), asio::use_future);
     io_.restart();
     io_.run();
     return future.get();
   }
 
+  // The ErrorResponse of `r`, decoded by its Content-Type.
   static das::v1::ErrorResponse ErrorOf(const http::Response& r) {
     das::v1::ErrorResponse e;
-    EXPECT_TRUE(e.ParseFromString(r.body));
+    if (r.content_type == "application/json") {
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.body, &e).ok()) << r.body;
+    } else {
+      EXPECT_EQ(r.content_type, "application/x-protobuf");
+      EXPECT_TRUE(e.ParseFromString(r.body));
+    }
+    EXPECT_EQ(e.status(), r.status);
     return e;
   }
 
@@ -52,10 +65,74 @@ class ControlServiceTest : public ::testing::Test {
   std::unique_ptr<ControlService> service_;
 };
 
-TEST_F(ControlServiceTest, UnknownRouteIs404) {
+TEST_F(ControlServiceTest, UnknownRouteIs404InJson) {
   http::Response r = Call("GET", "/nope");
   EXPECT_EQ(r.status, 404u);
+  EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(ErrorOf(r).error(), "no route /nope");
+}
+
+// Errors are JSON unless the request is protobuf: a protobuf Content-Type, a POST without one
+// (its body is protobuf by the contract), Accept: application/x-protobuf or ?format=protobuf.
+TEST_F(ControlServiceTest, ErrorsAreProtobufOnlyForProtobufRequests) {
+  EXPECT_EQ(Call("POST", "/insert", "\xff").content_type, "application/x-protobuf");
+  EXPECT_EQ(Call("POST", "/insert", "\xff", "application/x-protobuf").content_type,
+            "application/x-protobuf");
+  EXPECT_EQ(Call("POST", "/insert", "\xff", "application/octet-stream").content_type,
+            "application/x-protobuf");
+  EXPECT_EQ(Call("GET", "/nope?format=protobuf").status, 404u);
+  EXPECT_EQ(Call("GET", "/nope?format=protobuf").content_type, "application/x-protobuf");
+  http::Request accept;
+  accept.method = "GET";
+  accept.target = "/nope";
+  accept.accept = "application/x-protobuf";
+  EXPECT_EQ(Call(std::move(accept)).content_type, "application/x-protobuf");
+  EXPECT_EQ(Call("GET", "/").content_type, "application/json");
+}
+
+// Regression: a form post got a 415 whose body was binary protobuf.
+TEST_F(ControlServiceTest, FormPostIs415InJson) {
+  http::Response r =
+      Call("POST", "/insert", "partition_key=a&value=3", "application/x-www-form-urlencoded");
+  EXPECT_EQ(r.status, 415u);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_NE(ErrorOf(r).error().find("application/x-www-form-urlencoded"), std::string::npos);
+}
+
+// Regression: GET /analytics?partition_key=a answered the global aggregate.
+TEST_F(ControlServiceTest, UnknownQueryParameterIs400NamingIt) {
+  http::Response r = Call("GET", "/analytics?partition_key=a");
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(ErrorOf(r).error(),
+            "unknown query parameter 'partition_key' on /analytics; accepted: format");
+  EXPECT_EQ(Call("GET", "/health?verbose=1").status, 400u);
+  EXPECT_EQ(Call("POST", "/insert?x=1", "").status, 400u);
+  EXPECT_EQ(ErrorOf(Call("GET", "/analytics?format=json&format=json")).error(),
+            "query parameter 'format' is given more than once");
+}
+
+TEST_F(ControlServiceTest, UnknownFormatIs422NamingIt) {
+  http::Response r = Call("GET", "/health?format=xml");
+  EXPECT_EQ(r.status, 422u);
+  EXPECT_EQ(ErrorOf(r).error(), "format must be json or protobuf, not 'xml'");
+}
+
+// Regression: a row without a value was stored as 0.
+TEST_F(ControlServiceTest, MissingValueIs422) {
+  http::Response json = Call("POST", "/insert", R"({"partition_key":"a"})", "application/json");
+  EXPECT_EQ(json.status, 422u);
+  EXPECT_EQ(ErrorOf(json).error(), "value is required");
+  das::v1::InsertRequest no_value;
+  no_value.set_partition_key("a");
+  http::Response pb = Call("POST", "/insert", no_value.SerializeAsString());
+  EXPECT_EQ(pb.status, 422u);
+  EXPECT_EQ(ErrorOf(pb).error(), "value is required");
+  http::Response batch = Call("POST", "/insert/batch",
+                              R"({"rows":[{"partition_key":"a","value":0},{"partition_key":"b"}]})",
+                              "application/json");
+  EXPECT_EQ(batch.status, 422u);
+  EXPECT_EQ(ErrorOf(batch).error(), "rows[1]: value is required; the batch was rejected whole");
 }
 
 TEST_F(ControlServiceTest, WrongMethodIs405WithAllow) {

@@ -88,6 +88,12 @@ class ClientTest : public ::testing::Test {
     return std::move(*result);
   }
 
+  // Waits until the server has closed every connection (its idle timeout ran out): an event,
+  // not a guess at how long that takes on a loaded machine.
+  void WaitServerClosedAll() {
+    while (server_->connections() != 0) std::this_thread::sleep_for(1ms);
+  }
+
   static Request Get(std::string target) {
     Request request;
     request.method = "GET";
@@ -252,7 +258,7 @@ TEST_F(ClientTest, StaleKeptAliveConnectionIsRetriedOnAFreshOne) {
   MakeClient(server_->port());
 
   ASSERT_TRUE(SendNow(Get("/first")).ok());
-  std::this_thread::sleep_for(300ms);
+  WaitServerClosedAll();
   Result<Response> second = SendNow(Get("/second"));
 
   ASSERT_TRUE(second.ok()) << second.status().ToString();
@@ -286,7 +292,7 @@ TEST_F(ClientTest, ManyStaleIdleConnectionsCostNoFailure) {
         asio::use_future));
   }
   for (auto& f : first) ASSERT_TRUE(f.get());
-  std::this_thread::sleep_for(300ms);  // the server closes all four
+  WaitServerClosedAll();  // the server closes all four
 
   Result<Response> get = SendNow(Get("/after"));
   ASSERT_TRUE(get.ok()) << get.status().ToString();
@@ -305,7 +311,7 @@ TEST_F(ClientTest, StalePostIsNotResent) {
   post.target = "/write";
   post.body = "x";
   ASSERT_TRUE(SendNow(post).ok());
-  std::this_thread::sleep_for(300ms);
+  WaitServerClosedAll();
 
   Result<Response> stale = SendNow(post);
   ASSERT_FALSE(stale.ok());

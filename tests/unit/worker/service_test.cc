@@ -56,6 +56,14 @@ class WorkerServiceTest : public ::testing::Test {
     return a;
   }
 
+  static internal::v1::ErrorStatus ErrorOf(const http::Response& r, unsigned status) {
+    EXPECT_EQ(r.status, status);
+    EXPECT_EQ(r.content_type, "application/x-protobuf");
+    internal::v1::ErrorStatus error;
+    EXPECT_TRUE(error.ParseFromString(r.body));
+    return error;
+  }
+
   static void AddRow(internal::v1::SubBatch* batch, std::string key, double value) {
     internal::v1::RowWire* row = batch->add_rows();
     row->set_partition_key(std::move(key));
@@ -120,10 +128,58 @@ TEST_F(WorkerServiceTest, EmptyStoreAggregateHasNoMinMax) {
   EXPECT_FALSE(a.has_max());
 }
 
-TEST_F(WorkerServiceTest, UndecodableWriteIs400AndUnknownRouteIs404) {
-  EXPECT_EQ(Call("POST", "/internal/v1/write", "\xff\xff\xff").status, 400u);
-  EXPECT_EQ(Call("GET", "/internal/v1/nope").status, 404u);
-  EXPECT_EQ(Call("GET", "/internal/v1/write").status, 404u);
+// Every failure carries an ErrorStatus whose code the control node acts on.
+TEST_F(WorkerServiceTest, FailuresAnswerAnErrorStatusWithTheirCode) {
+  EXPECT_EQ(ErrorOf(Call("POST", "/internal/v1/write", "\xff\xff\xff"), 400).code(),
+            internal::v1::ErrorStatus::MALFORMED);
+  internal::v1::ErrorStatus unknown = ErrorOf(Call("GET", "/internal/v1/nope"), 404);
+  EXPECT_EQ(unknown.code(), internal::v1::ErrorStatus::NOT_FOUND);
+  EXPECT_EQ(unknown.message(), "no route /internal/v1/nope");
+  http::Response wrong_method = Call("GET", "/internal/v1/write");
+  EXPECT_EQ(ErrorOf(wrong_method, 405).message(),
+            "method GET is not allowed on /internal/v1/write; use POST");
+  store_->Stop();
+  internal::v1::WriteRequest request;
+  AddRow(request.add_batches(), "a", 1);
+  internal::v1::ErrorStatus stopping =
+      ErrorOf(Call("POST", "/internal/v1/write", request.SerializeAsString()), 503);
+  EXPECT_EQ(stopping.code(), internal::v1::ErrorStatus::SHUTTING_DOWN);
+}
+
+TEST_F(WorkerServiceTest, RowWithoutValueIsRejected) {
+  internal::v1::WriteRequest request;
+  request.add_batches()->add_rows()->set_partition_key("no-value");
+  http::Response r = Call("POST", "/internal/v1/write", request.SerializeAsString());
+  ASSERT_EQ(r.status, 200u);
+  internal::v1::WriteResponse response;
+  ASSERT_TRUE(response.ParseFromString(r.body));
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::INVALID_ARGUMENT);
+  EXPECT_EQ(response.results(0).error(), "value is required");
+  EXPECT_EQ(Aggregate().count(), 0u);
+}
+
+// A keyed part without rows records the key: a later part with the key and another batch's
+// fingerprint is refused, here as on the workers that got rows.
+TEST_F(WorkerServiceTest, EmptyKeyedPartRecordsTheKey) {
+  internal::v1::WriteRequest first;
+  internal::v1::SubBatch* empty = first.add_batches();
+  empty->set_idempotency_key("k");
+  empty->set_batch_fingerprint(111);
+  http::Response r = Call("POST", "/internal/v1/write", first.SerializeAsString());
+  internal::v1::WriteResponse response;
+  ASSERT_TRUE(response.ParseFromString(r.body));
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::OK);
+  EXPECT_EQ(response.results(0).rows_written(), 0u);
+
+  internal::v1::WriteRequest reuse;
+  internal::v1::SubBatch* part = reuse.add_batches();
+  AddRow(part, "a", 1);
+  part->set_idempotency_key("k");
+  part->set_batch_fingerprint(222);
+  ASSERT_TRUE(
+      response.ParseFromString(Call("POST", "/internal/v1/write", reuse.SerializeAsString()).body));
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::KEY_CONFLICT);
+  EXPECT_EQ(Aggregate().count(), 0u);
 }
 
 TEST_F(WorkerServiceTest, HealthReportsRows) {

@@ -1,0 +1,11 @@
+// The internal API's routes, named once: the worker service registers them, the worker client
+// calls them; nothing else spells an internal path.
+#pragma once
+
+namespace das::rpc {
+
+inline constexpr char kWritePath[] = "/internal/v1/write";          // POST WriteRequest
+inline constexpr char kAggregatePath[] = "/internal/v1/aggregate";  // GET AggregateResponse
+inline constexpr char kHealthPath[] = "/internal/v1/health";        // GET WorkerHealthResponse
+
+}  // namespace das::rpc

@@ -1,0 +1,88 @@
+#include "rpc/worker_client.h"
+
+#include <utility>
+
+#include "http/client.h"
+#include "rpc/routes.h"
+#include "rpc/status_wire.h"
+
+namespace das::rpc {
+namespace {
+
+namespace asio = boost::asio;
+
+class WorkerClientImpl final : public WorkerClient {
+ public:
+  WorkerClientImpl(asio::any_io_executor executor, const WorkerClientOptions& options)
+      : http_(http::Client::Create(
+            std::move(executor),
+            http::ClientOptions{options.host, options.port, options.max_connections})) {}
+
+  const std::string& peer() const override { return http_->peer(); }
+
+  asio::awaitable<Result<internal::v1::WriteResponse>> Write(
+      const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) override {
+    http::Request http_request = Post(kWritePath);
+    request.SerializeToString(&http_request.body);
+    asio::awaitable<Result<internal::v1::WriteResponse>> call =
+        Call<internal::v1::WriteResponse>(std::move(http_request), timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::AggregateResponse>> Aggregate(
+      std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::AggregateResponse>> call =
+        Call<internal::v1::AggregateResponse>(Get(kAggregatePath), timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(
+      std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::WorkerHealthResponse>> call =
+        Call<internal::v1::WorkerHealthResponse>(Get(kHealthPath), timeout);
+    co_return co_await std::move(call);
+  }
+
+  void Close() override { http_->Close(); }
+
+ private:
+  static http::Request Get(const char* path) {
+    http::Request request;
+    request.method = "GET";
+    request.target = path;
+    request.accept = std::string(kProtobufType);
+    return request;
+  }
+
+  static http::Request Post(const char* path) {
+    http::Request request = Get(path);
+    request.method = "POST";
+    request.content_type = std::string(kProtobufType);
+    request.has_content_type = true;
+    return request;
+  }
+
+  template <typename Message>
+  asio::awaitable<Result<Message>> Call(http::Request request, std::chrono::milliseconds timeout) {
+    asio::awaitable<Result<http::Response>> send = http_->Send(std::move(request), timeout);
+    Result<http::Response> answer = co_await std::move(send);
+    if (!answer.ok()) co_return std::move(answer).status();
+    if (answer->status != 200) co_return StatusFromResponse(*answer, peer());
+    Message message;
+    if (!message.ParseFromString(answer->body)) {
+      co_return Internal(peer() + " sent an undecodable " + message.GetTypeName());
+    }
+    co_return message;
+  }
+
+  const std::unique_ptr<http::Client> http_;
+};
+
+}  // namespace
+
+std::unique_ptr<WorkerClient> WorkerClient::Create(asio::any_io_executor executor,
+                                                   WorkerClientOptions options) {
+  return std::make_unique<WorkerClientImpl>(std::move(executor), options);
+}
+
+}  // namespace das::rpc

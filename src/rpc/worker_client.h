@@ -1,0 +1,53 @@
+// WorkerClient: the typed stub of one worker's internal API (rpc/routes.h), over a pool of
+// kept-alive HTTP connections. It owns the route names and the encoding; callers get decoded
+// messages or a Status whose code is the worker's own (rpc/status_wire.h), or kUnavailable /
+// kDeadlineExceeded when the worker could not be reached in time.
+// Thread-safety: every method may be called from any thread and coroutine concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "common/status.h"
+#include "das/v1/internal.pb.h"
+
+namespace das::rpc {
+
+struct WorkerClientOptions {
+  std::string host;
+  uint16_t port = 0;
+  size_t max_connections = 16;
+};
+
+class WorkerClient {
+ public:
+  static std::unique_ptr<WorkerClient> Create(boost::asio::any_io_executor executor,
+                                              WorkerClientOptions options);
+  virtual ~WorkerClient() = default;
+  WorkerClient(const WorkerClient&) = delete;
+  WorkerClient& operator=(const WorkerClient&) = delete;
+
+  // "host:port"
+  virtual const std::string& peer() const = 0;
+
+  virtual boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(
+      const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) = 0;
+  virtual boost::asio::awaitable<Result<internal::v1::AggregateResponse>> Aggregate(
+      std::chrono::milliseconds timeout) = 0;
+  virtual boost::asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(
+      std::chrono::milliseconds timeout) = 0;
+
+  // Closes idle connections; later calls fail with kShuttingDown.
+  virtual void Close() = 0;
+
+ protected:
+  WorkerClient() = default;
+};
+
+}  // namespace das::rpc
