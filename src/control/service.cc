@@ -7,6 +7,8 @@
 #include <utility>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 
 #include "control/aggregate.h"
 #include "control/codec.h"
@@ -169,8 +171,8 @@ class ControlServiceImpl final : public ControlService {
   // Splits a batch by worker. A batch with a key has a part for every worker, also those that
   // get none of its rows, each with the whole batch's fingerprint: every worker then remembers
   // the key, so a later reuse of it with other rows is refused by every part and stores
-  // nothing anywhere, wherever either batch's rows land. A part without rows is best effort:
-  // when its worker is down the batch still succeeds (CheckKey covers what that worker missed).
+  // nothing anywhere, wherever either batch's rows land. A part without rows is best effort
+  // (RecordKey); CheckKey covers what a worker that was down then missed.
   std::map<WorkerId, SubBatch> SplitBatch(internal::v1::InsertBatchWire& batch) const {
     const std::shared_ptr<const ClusterMap> map = Map();
     std::map<WorkerId, SubBatch> parts;
@@ -196,23 +198,42 @@ class ControlServiceImpl final : public ControlService {
   asio::awaitable<std::optional<ApiError>> CheckKey(const internal::v1::InsertBatchWire& batch) {
     const std::shared_ptr<const ClusterMap> map = Map();
     const uint64_t fingerprint = BatchFingerprint(batch);
-    std::vector<asio::awaitable<Result<SubBatchResult>>> checks;
+    std::vector<asio::awaitable<Result<internal::v1::WriteResponse>>> checks;
+    internal::v1::WriteRequest check;
+    SubBatch* part = check.add_batches();
+    part->set_idempotency_key(batch.idempotency_key());
+    part->set_batch_fingerprint(fingerprint);
+    part->set_check_only(true);
+    // Straight to each worker, not through its ShardWriter: a look-up must not hold the one
+    // insert request in flight that the writer allows per worker.
     for (const WorkerInfo& w : map->workers()) {
-      SubBatch check;
-      check.set_idempotency_key(batch.idempotency_key());
-      check.set_batch_fingerprint(fingerprint);
-      check.set_check_only(true);
-      checks.push_back(DestinationOf(w.id).writer->Write(std::move(check)));
+      checks.push_back(DestinationOf(w.id).client->Write(check, options_.insert_deadline));
     }
-    asio::awaitable<std::vector<Result<SubBatchResult>>> gather_checks =
-        GatherAll<SubBatchResult>(executor_, std::move(checks));
-    std::vector<Result<SubBatchResult>> results = co_await std::move(gather_checks);
-    for (const Result<SubBatchResult>& result : results) {
-      if (result.ok() && result->code() == SubBatchResult::KEY_CONFLICT) {
-        co_return Interpret(result, "").error;
+    asio::awaitable<std::vector<Result<internal::v1::WriteResponse>>> gather_checks =
+        GatherAll<internal::v1::WriteResponse>(executor_, std::move(checks));
+    std::vector<Result<internal::v1::WriteResponse>> results = co_await std::move(gather_checks);
+    for (const Result<internal::v1::WriteResponse>& result : results) {
+      if (result.ok() && result->results_size() == 1 &&
+          result->results(0).code() == SubBatchResult::KEY_CONFLICT) {
+        co_return Interpret(result->results(0), "").error;
       }
     }
     co_return std::nullopt;
+  }
+
+  // Records a keyed batch's key on a worker that gets none of its rows, without the client
+  // waiting for it: the answer depends on the parts with rows only, so a hung worker without
+  // rows does not delay it. The writer keeps one request in flight per worker by default, so a
+  // later CheckKey to that worker is sent after this part. A failure (the worker is down) costs
+  // the batch nothing; that worker then does not remember the key.
+  void RecordKey(Destination& destination, SubBatch part) {
+    asio::co_spawn(executor_, IgnoreOutcome(*destination.writer, std::move(part)), asio::detached);
+  }
+
+  static asio::awaitable<void> IgnoreOutcome(ShardWriter& writer, SubBatch part) {
+    asio::awaitable<Result<SubBatchResult>> write = writer.Write(std::move(part));
+    Result<SubBatchResult> result = co_await std::move(write);
+    (void)result;  // a failure was logged by the writer
   }
 
   asio::awaitable<http::Response> InsertBatch(http::Request request) {
@@ -231,12 +252,14 @@ class ControlServiceImpl final : public ControlService {
     }
     std::map<WorkerId, SubBatch> parts = SplitBatch(batch);
     std::vector<Destination*> targets;
-    std::vector<bool> has_rows;
     std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
     for (auto& [id, part] : parts) {
       Destination& destination = DestinationOf(id);
+      if (part.rows_size() == 0) {
+        RecordKey(destination, std::move(part));
+        continue;
+      }
       targets.push_back(&destination);
-      has_rows.push_back(part.rows_size() > 0);
       writes.push_back(destination.writer->Write(std::move(part)));
     }
     asio::awaitable<std::vector<Result<SubBatchResult>>> gather_writes =
@@ -249,11 +272,7 @@ class ControlServiceImpl final : public ControlService {
       PartAnswer part = Interpret(results[i], targets[i]->client->peer());
       if (part.stored) {
         rows += part.rows;
-      } else if (part.error.status == 422) {
-        first_error = part.error;
-      } else if (has_rows[i] && !first_error) {
-        // A part without rows that could not be recorded (its worker is down) costs the batch
-        // nothing: every row is stored; only that worker does not remember the key.
+      } else if (!first_error || part.error.status == 422) {
         first_error = part.error;
       }
     }

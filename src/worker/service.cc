@@ -1,5 +1,6 @@
 #include "worker/service.h"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 
@@ -126,6 +127,21 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
   }
   internal::v1::WriteResponse response;
   Prepared prepared = Prepare(write, response);
+  // Key look-ups alone are answered here from the committed keys: they must not wait behind a
+  // commit in the writer's queue (the control node asks before every keyed batch).
+  const bool only_checks = !prepared.batches.empty() &&
+                           std::all_of(prepared.batches.begin(), prepared.batches.end(),
+                                       [](const SubBatch& batch) { return batch.check_only; });
+  if (only_checks) {
+    for (size_t i = 0; i < prepared.sent.size(); ++i) {
+      const SubBatch& batch = prepared.batches[i];
+      const SubBatchOutcome outcome = store_.LookupKey(batch.idempotency_key, batch.fingerprint);
+      SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
+      result->set_code(ToWire(outcome.code));
+      result->set_rows_written(outcome.rows_written);
+    }
+    co_return rpc::ProtobufResponse(response);
+  }
   if (!prepared.batches.empty()) {
     // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
     auto start = [this, batches = std::move(prepared.batches)](auto done) mutable {

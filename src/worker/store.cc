@@ -131,11 +131,16 @@ Result<Aggregate> ReadAggregate(duckdb_connection conn) {
 
 class StoreImpl final : public Store {
  public:
-  StoreImpl(std::string db_path, size_t max_rows_per_commit, DirLock lock, duck::DatabaseHandle db,
-            std::unique_ptr<RunningAggregate> running)
+  StoreImpl(std::string db_path, const StoreOptions& options, DirLock lock, duck::DatabaseHandle db,
+            std::unique_ptr<RunningAggregate> running, std::unique_ptr<KeyIndex> keys)
       : db_path_(std::move(db_path)),
         running_(std::move(running)),
-        max_rows_per_commit_(max_rows_per_commit),
+        keys_(std::move(keys)),
+        clock_(options.clock),
+        retention_us_(
+            std::chrono::duration_cast<std::chrono::microseconds>(options.idempotency_retention)
+                .count()),
+        max_rows_per_commit_(std::max<size_t>(options.max_rows_per_commit, 1)),
         lock_(std::move(lock)),
         db_(std::move(db)) {}
   ~StoreImpl() override { Stop(); }
@@ -144,6 +149,7 @@ class StoreImpl final : public Store {
   void Start(Writer writer, std::vector<duck::ConnectionHandle> readers);
 
   void Write(std::vector<SubBatch> batches, WriteCallback done) override;
+  SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
   void Stop() override;
@@ -157,6 +163,9 @@ class StoreImpl final : public Store {
 
   const std::string db_path_;
   const std::unique_ptr<RunningAggregate> running_;  // shared with the writer thread
+  const std::unique_ptr<KeyIndex> keys_;             // changed by the writer thread only
+  const Clock* const clock_;
+  const int64_t retention_us_;
   const size_t max_rows_per_commit_;
   WorkQueue<WriteRequest> write_queue_;
   WorkQueue<ReadTask> read_queue_;
@@ -186,6 +195,17 @@ void StoreImpl::Write(std::vector<SubBatch> batches, WriteCallback done) {
   WriteRequest request{std::move(batches), std::move(done), rows};
   // Rejected work is answered on the caller's thread: no store thread will take it.
   if (!write_queue_.Push(request)) request.done(Stopping());
+}
+
+SubBatchOutcome StoreImpl::LookupKey(std::string_view key, uint64_t fingerprint) const {
+  std::optional<KeyRecord> record = keys_->Lookup(key);
+  // An expired key not yet pruned is forgotten all the same (the writer prunes it before use).
+  if (!record || record->committed_at_us < clock_->WallMicros() - retention_us_) {
+    return SubBatchOutcome{SubBatchOutcome::Code::kOk, 0};
+  }
+  if (record->fingerprint != fingerprint)
+    return SubBatchOutcome{SubBatchOutcome::Code::kKeyConflict, 0};
+  return SubBatchOutcome{SubBatchOutcome::Code::kDuplicate, record->rows_written};
 }
 
 void StoreImpl::ComputeAggregate(AggregateCallback done) {
@@ -254,9 +274,10 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
   ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads));
   ASSIGN_OR_RETURN(duck::ConnectionHandle write_conn, duck::Connect(db.get()));
   auto running = std::make_unique<RunningAggregate>();
+  auto keys = std::make_unique<KeyIndex>();
   ASSIGN_OR_RETURN(Writer writer,
                    Writer::Create(std::move(write_conn), db_path, options.idempotency_retention,
-                                  running.get(), options.clock));
+                                  running.get(), keys.get(), options.clock));
   std::vector<duck::ConnectionHandle> readers;
   for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
     ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));
@@ -265,9 +286,8 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
   // The running aggregate starts from the table; no writer runs yet, so nothing is missed.
   ASSIGN_OR_RETURN(Aggregate initial, ReadAggregate(readers.front().get()));
   running->Reset(initial);
-  auto store =
-      std::make_unique<StoreImpl>(db_path, std::max<size_t>(options.max_rows_per_commit, 1),
-                                  std::move(lock), std::move(db), std::move(running));
+  auto store = std::make_unique<StoreImpl>(db_path, options, std::move(lock), std::move(db),
+                                           std::move(running), std::move(keys));
   store->Start(std::move(writer), std::move(readers));
   spdlog::info("store {}: open", db_path);
   return std::unique_ptr<Store>(std::move(store));

@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -89,6 +90,11 @@ class Store {
 
   // REQUIRES: rows already validated (key 1..1024 bytes of UTF-8, finite value).
   virtual void Write(std::vector<SubBatch> batches, WriteCallback done) = 0;
+  // What a sub-batch with `key` and `fingerprint` would be answered, from the committed keys, on
+  // the caller's thread without waiting for the writer: kOk (the key is unknown or expired),
+  // kDuplicate (same fingerprint; rows_written of the first) or kKeyConflict. For check_only
+  // sub-batches that arrive alone.
+  virtual SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const = 0;
   // The aggregate over every committed row, from the running aggregate the writer keeps (no
   // table scan): every acknowledged write is in it. Calls `done` on the caller's thread.
   virtual void ComputeAggregate(AggregateCallback done) = 0;

@@ -28,19 +28,20 @@ constexpr std::chrono::seconds kMaxPruneInterval{60};
 }  // namespace
 
 Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
-               RunningAggregate* running, const Clock* clock)
+               RunningAggregate* running, KeyIndex* keys, const Clock* clock)
     : conn_(std::move(conn)),
       db_path_(std::move(db_path)),
       retention_us_(std::chrono::duration_cast<std::chrono::microseconds>(retention).count()),
       clock_(clock),
       prune_interval_(std::min<Clock::Monotonic::duration>(retention, kMaxPruneInterval)),
       last_prune_(clock->Now()),
-      running_(running) {}
+      running_(running),
+      keys_(*keys) {}
 
 Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
                               std::chrono::seconds retention, RunningAggregate* running,
-                              const Clock* clock) {
-  Writer writer(std::move(conn), std::move(db_path), retention, running, clock);
+                              KeyIndex* keys, const Clock* clock) {
+  Writer writer(std::move(conn), std::move(db_path), retention, running, keys, clock);
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateRows));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateKeys));
   RETURN_IF_ERROR(writer.PrepareStatements());

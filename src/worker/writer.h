@@ -33,10 +33,10 @@ class Writer {
   // Creates the tables if missing, deletes the expired idempotency keys and loads the live ones.
   // `db_path` names the database in logs.
   // `running` (owned by the store, outliving the writer) gets every committed row.
-  // `clock` (not owned) outlives the writer.
+  // `running`, `keys` and `clock` (not owned) outlive the writer; `keys` is filled here.
   static Result<Writer> Create(duck::ConnectionHandle conn, std::string db_path,
                                std::chrono::seconds retention, RunningAggregate* running,
-                               const Clock* clock);
+                               KeyIndex* keys, const Clock* clock);
 
   // Applies `group` in one transaction, each sub-batch atomically and in order, then calls
   // every request back: with its outcomes only after COMMIT returned (so they are durable), or
@@ -61,7 +61,7 @@ class Writer {
   };
 
   Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
-         RunningAggregate* running, const Clock* clock);
+         RunningAggregate* running, KeyIndex* keys, const Clock* clock);
   Status PrepareStatements();
   Status LoadKeys();
 
@@ -89,7 +89,7 @@ class Writer {
   duck::PreparedHandle delete_expired_keys_;
   Appenders appenders_;
   RunningAggregate* running_;
-  KeyIndex keys_;
+  KeyIndex& keys_;
 };
 
 }  // namespace das::worker

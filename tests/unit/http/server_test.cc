@@ -9,10 +9,15 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 namespace das::http {
@@ -231,6 +236,45 @@ TEST_F(ServerTest, StopClosesOpenConnectionsAndLetsRunReturn) {
 
   ASSERT_EQ(run_returned_.wait_for(5s), std::future_status::ready);
   for (auto& socket : sockets) EXPECT_TRUE(PeerClosed(socket));
+}
+
+// A handler that hands the test its timer and waits until the test cancels it.
+Handler Holding(std::promise<asio::steady_timer*>& entered) {
+  return [&entered](Request) -> asio::awaitable<Response> {
+    asio::steady_timer hold(co_await asio::this_coro::executor, std::chrono::hours(1));
+    entered.set_value(&hold);
+    auto [ec] = co_await hold.async_wait(asio::as_tuple(asio::use_awaitable));
+    (void)ec;
+    co_return Response{};
+  };
+}
+
+// Stop() returns only once no handler runs any more: a handler in flight holds it (bounded by
+// its wait), and it returns true once that handler finished.
+TEST_F(ServerTest, StopWaitsForHandlersInFlight) {
+  std::promise<asio::steady_timer*> entered;
+  StartServer(ServerOptions{}, Holding(entered));
+  tcp::socket socket = Connect();
+  asio::write(socket, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
+  asio::steady_timer* hold = entered.get_future().get();
+  EXPECT_EQ(server_->connections(), 1u);
+
+  auto stopped = std::async(std::launch::async, [this] { return server_->Stop(30s); });
+  EXPECT_EQ(stopped.wait_for(100ms), std::future_status::timeout) << "Stop() did not wait";
+  asio::post(hold->get_executor(), [hold] { hold->cancel(); });
+  EXPECT_TRUE(stopped.get());
+  EXPECT_EQ(server_->connections(), 0u);
+}
+
+TEST_F(ServerTest, StopGivesUpAfterItsWait) {
+  std::promise<asio::steady_timer*> entered;
+  StartServer(ServerOptions{}, Holding(entered));
+  tcp::socket socket = Connect();
+  asio::write(socket, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
+  asio::steady_timer* hold = entered.get_future().get();
+  EXPECT_FALSE(server_->Stop(0ms));
+  asio::post(hold->get_executor(), [hold] { hold->cancel(); });
+  EXPECT_TRUE(server_->Stop(30s));
 }
 
 TEST_F(ServerTest, CreateFailsWithUnavailableWhenThePortIsTaken) {

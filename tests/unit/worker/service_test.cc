@@ -180,6 +180,24 @@ TEST_F(WorkerServiceTest, EmptyKeyedPartRecordsTheKey) {
       response.ParseFromString(Call("POST", "/internal/v1/write", reuse.SerializeAsString()).body));
   EXPECT_EQ(response.results(0).code(), SubBatchResult::KEY_CONFLICT);
   EXPECT_EQ(Aggregate().count(), 0u);
+
+  // A look-up alone (check_only) is answered from the committed keys.
+  internal::v1::WriteRequest check;
+  internal::v1::SubBatch* look = check.add_batches();
+  look->set_idempotency_key("k");
+  look->set_batch_fingerprint(222);
+  look->set_check_only(true);
+  ASSERT_TRUE(
+      response.ParseFromString(Call("POST", "/internal/v1/write", check.SerializeAsString()).body));
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::KEY_CONFLICT);
+  look->set_batch_fingerprint(111);
+  ASSERT_TRUE(
+      response.ParseFromString(Call("POST", "/internal/v1/write", check.SerializeAsString()).body));
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::DUPLICATE);
+  look->set_idempotency_key("never-seen");
+  ASSERT_TRUE(
+      response.ParseFromString(Call("POST", "/internal/v1/write", check.SerializeAsString()).body));
+  EXPECT_EQ(response.results(0).code(), SubBatchResult::OK);
 }
 
 TEST_F(WorkerServiceTest, HealthReportsRows) {

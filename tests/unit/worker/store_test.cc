@@ -274,6 +274,44 @@ TEST(StoreTest, SameKeyWithOtherRowsIsKeyConflictAndStoresNothing) {
   EXPECT_EQ(aggregate.sum.Value(), 10.0);
 }
 
+// LookupKey answers from the committed keys, without the writer, and forgets expired ones.
+TEST(StoreTest, LookupKeyAnswersFromCommittedKeys) {
+  TempDir dir;
+  ManualClock clock;
+  StoreOptions options = Options(dir);
+  options.idempotency_retention = std::chrono::seconds(10);
+  options.clock = &clock;
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  const SubBatch batch = Batch({1, 2}, "looked-up");
+  EXPECT_EQ(store->LookupKey("looked-up", batch.fingerprint).code, Code::kOk);
+  ExpectOutcome(WriteSync(*store, {batch}), Code::kOk, 2);
+  const SubBatchOutcome same = store->LookupKey("looked-up", batch.fingerprint);
+  EXPECT_EQ(same.code, Code::kDuplicate);
+  EXPECT_EQ(same.rows_written, 2u);
+  EXPECT_EQ(store->LookupKey("looked-up", batch.fingerprint + 1).code, Code::kKeyConflict);
+  clock.Advance(std::chrono::seconds(11));
+  EXPECT_EQ(store->LookupKey("looked-up", batch.fingerprint + 1).code, Code::kOk);
+  EXPECT_EQ(CountSync(*store), 2u);
+}
+
+// A check_only sub-batch that reaches the writer (next to others) looks the key up and stores
+// nothing, not even its rows.
+TEST(StoreTest, CheckOnlySubBatchStoresNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  SubBatch check = Batch({5, 6}, "checked");
+  check.check_only = true;
+  Result<Outcomes> result = WriteSync(*store, {check, Batch({1})});
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ((*result)[0].code, Code::kOk);
+  EXPECT_EQ((*result)[0].rows_written, 0u);
+  EXPECT_EQ(CountSync(*store), 1u);
+  EXPECT_EQ(AggregateSync(*store).count, 1u);
+  EXPECT_EQ(store->LookupKey("checked", check.fingerprint).code, Code::kOk);  // not recorded
+}
+
 TEST(StoreTest, RestartKeepsRowsAndKeys) {
   TempDir dir;
   {
