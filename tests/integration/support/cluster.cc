@@ -168,6 +168,14 @@ testing::AssertionResult Cluster::KillWorker(int i, int signal) {
              << "worker " << i << " did not exit after signal " << signal;
     }
   }
+  // Returns once the kernel says the worker is stopped (or running again): the test's next
+  // request must not race the signal's delivery.
+  if (signal == SIGSTOP && !p->WaitStopped(std::chrono::seconds(10))) {
+    return testing::AssertionFailure() << "worker " << i << " did not stop after SIGSTOP";
+  }
+  if (signal == SIGCONT && !p->WaitContinued(std::chrono::seconds(10))) {
+    return testing::AssertionFailure() << "worker " << i << " did not continue after SIGCONT";
+  }
   return testing::AssertionSuccess();
 }
 

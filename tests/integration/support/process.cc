@@ -107,6 +107,24 @@ void Process::KillAndReap() {
 
 bool Process::Running() { return !Wait(std::chrono::milliseconds(0)).has_value(); }
 
+bool Process::WaitJobControl(int option, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!wait_status_) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid_, &status, option | WNOHANG);
+    if (r == pid_) {
+      if (option == WUNTRACED && WIFSTOPPED(status)) return true;
+      if (option == WCONTINUED && WIFCONTINUED(status)) return true;
+      if (WIFEXITED(status) || WIFSIGNALED(status)) wait_status_ = status;
+      continue;
+    }
+    if (r < 0 && errno != EINTR) return false;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
 std::string Process::LogTail(size_t max_bytes) const {
   std::ifstream in(log_path_, std::ios::binary);
   if (!in) return "(no log at " + log_path_ + ")";

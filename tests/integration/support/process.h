@@ -8,6 +8,8 @@
 // Thread-safety: Signal() may be called from any thread; the other methods from one thread.
 #pragma once
 
+#include <sys/wait.h>
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -46,6 +48,13 @@ class Process {
   void KillAndReap();
   // True while the child has not exited (reaps it if it has).
   bool Running();
+  // Waits up to `timeout` until the kernel reports the child stopped (every thread of it, after
+  // SIGSTOP) or, for WaitContinued, running again after SIGCONT. kill() returns before that
+  // happens; on a loaded machine a "stopped" process can still answer for a while.
+  bool WaitStopped(std::chrono::milliseconds timeout) { return WaitJobControl(WUNTRACED, timeout); }
+  bool WaitContinued(std::chrono::milliseconds timeout) {
+    return WaitJobControl(WCONTINUED, timeout);
+  }
 
   // True once this object sent SIGKILL or SIGTERM: an exit after that was asked for.
   bool termination_requested() const { return termination_requested_; }
@@ -56,6 +65,8 @@ class Process {
   Process(Key, pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
 
  private:
+  bool WaitJobControl(int option, std::chrono::milliseconds timeout);
+
   pid_t pid_;
   std::string log_path_;
   std::optional<int> wait_status_;
