@@ -20,8 +20,20 @@ packages=(
   libgtest-dev=1.12.1-0.2
   libgmock-dev=1.12.1-0.2
   libbenchmark-dev=1.7.1-1
+  # Raft: libraft 0.22.1 from bookworm-backports (bookworm's own 0.15 predates fixes for safety
+  # bugs Jepsen found), on libuv; liblz4 for its snapshot compression.
+  libraft0=0.22.1-1~bpo12+1
+  libraft-dev=0.22.1-1~bpo12+1
+  libuv1-dev=1.44.2-1+deb12u1
+  liblz4-dev=1.9.4-1
   ca-certificates
 )
+# bookworm-backports, for libraft only: apt prefers bookworm's own packages (backports have a
+# lower priority), so nothing else is taken from there.
+backports=/etc/apt/sources.list.d/das-bookworm-backports.list
+if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "deb http://deb.debian.org/debian bookworm-backports main" >"$backports"
+fi
 # npm fetches DuckDB; a machine that already has Node.js with its own npm keeps it (Debian's
 # npm package conflicts with the Node.js builds that bundle npm).
 command -v npm >/dev/null || packages+=(npm=9.2.0~ds1-1)
@@ -43,7 +55,12 @@ if ((${#missing[@]})); then
     # pins above, but a newer bookworm patch release of the same package is the safe fallback.
     echo "setup: WARNING: a pinned version is no longer in the archive; installing the current" \
       "bookworm versions of: ${missing[*]%%=*}" >&2
-    apt-get install -y -q --no-install-recommends "${missing[@]%%=*}"
+    names=()
+    for p in "${missing[@]%%=*}"; do
+      # The raft packages must never fall back to bookworm's older libraft.
+      if [[ $p == libraft* ]]; then names+=("$p/bookworm-backports"); else names+=("$p"); fi
+    done
+    apt-get install -y -q --no-install-recommends "${names[@]}"
   fi
 fi
 

@@ -1,0 +1,199 @@
+#include "raft/group.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <utility>
+
+#include "raft/internal/raft_c.h"
+
+namespace das::raft {
+
+struct Group::State {
+  GroupOptions options;
+  StateMachine* machine = nullptr;
+  das_raft_node* node = nullptr;  // owned by libraft until closed; loop thread only
+};
+
+namespace {
+
+void ApplyEntry(void* ctx, uint64_t index, const void* data, size_t len) {
+  static_cast<StateMachine*>(ctx)->Apply(index,
+                                         std::string_view(static_cast<const char*>(data), len));
+}
+
+int SnapshotState(void* ctx, void** data, size_t* len) {
+  const std::string snapshot = static_cast<StateMachine*>(ctx)->Snapshot();
+  *data = std::malloc(snapshot.size() > 0 ? snapshot.size() : 1);
+  if (*data == nullptr) return 1;
+  std::memcpy(*data, snapshot.data(), snapshot.size());
+  *len = snapshot.size();
+  return 0;
+}
+
+int RestoreState(void* ctx, const void* data, size_t len) {
+  Status restored = static_cast<StateMachine*>(ctx)->Restore(
+      std::string_view(static_cast<const char*>(data), len));
+  return restored.ok() ? 0 : 1;
+}
+
+// The error of a libraft call or completion, with the leader hint for kNotLeader.
+Status ToStatus(das_raft_node* node, int rv) {
+  if (rv == DAS_RAFT_NOT_LEADER) {
+    das_raft_info info;
+    das_raft_get_info(node, &info);
+    return NotLeader("this replica is not the leader", info.leader_address);
+  }
+  return Unavailable(std::string("raft: ") + das_raft_strerror(rv));
+}
+
+// A callback in flight through the C API: owned by the C side until it fires once.
+struct IndexPending {
+  das_raft_node* node;
+  IndexCallback done;
+};
+
+void IndexDone(void* arg, int status, uint64_t index) {
+  std::unique_ptr<IndexPending> pending(static_cast<IndexPending*>(arg));
+  if (status == 0) {
+    pending->done(index);
+  } else {
+    pending->done(ToStatus(pending->node, status));
+  }
+}
+
+struct TransferPending {
+  std::function<void(Status)> done;
+};
+
+void TransferDone(void* arg, int status, uint64_t) {
+  std::unique_ptr<TransferPending> pending(static_cast<TransferPending*>(arg));
+  pending->done(status == 0 ? Status::Ok() : Unavailable("leadership did not move"));
+}
+
+Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, StateMachine& machine) {
+  std::vector<das_raft_server> servers;
+  for (const Peer& p : o.voters) servers.push_back(das_raft_server{p.id, p.address.c_str()});
+  const das_raft_options c_options{o.id,
+                                   o.address.c_str(),
+                                   o.data_dir.c_str(),
+                                   o.election_timeout_ms,
+                                   o.heartbeat_timeout_ms,
+                                   o.snapshot_threshold,
+                                   o.snapshot_trailing,
+                                   o.segment_size};
+  const das_raft_fsm fsm{&machine, &ApplyEntry, &SnapshotState, &RestoreState};
+  das_raft_node* node = nullptr;
+  char errmsg[256] = {0};
+  int rv = 0;
+  loop.RunSync([&] {
+    rv = das_raft_open(static_cast<uv_loop_t*>(loop.uv_loop()), &c_options, &fsm, servers.data(),
+                       servers.size(), &node, errmsg, sizeof errmsg);
+  });
+  if (rv != 0) {
+    return Unavailable("raft group " + std::to_string(o.id) + " at " + o.address +
+                       " cannot start: " + errmsg);
+  }
+  return node;
+}
+
+}  // namespace
+
+std::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kUnavailable:
+      return "unavailable";
+    case Role::kFollower:
+      return "follower";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
+  }
+  return "unknown";
+}
+
+Group::Group(Loop& loop, std::unique_ptr<State> state) : loop_(loop), state_(std::move(state)) {}
+
+Group::~Group() { Close(); }
+
+Result<std::unique_ptr<Group>> Group::Open(Loop& loop, GroupOptions options,
+                                           StateMachine& machine) {
+  std::error_code error;
+  std::filesystem::create_directories(options.data_dir, error);
+  if (error) return Unavailable("cannot create " + options.data_dir + ": " + error.message());
+  ASSIGN_OR_RETURN(das_raft_node * node, OpenNode(loop, options, machine));
+  auto state = std::make_unique<State>();
+  state->options = std::move(options);
+  state->machine = &machine;
+  state->node = node;
+  return std::unique_ptr<Group>(new Group(loop, std::move(state)));
+}
+
+void Group::Propose(std::string entry, IndexCallback done) {
+  loop_.Post([state = state_.get(), entry = std::move(entry), done = std::move(done)]() mutable {
+    if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
+    auto pending = std::make_unique<IndexPending>(IndexPending{state->node, std::move(done)});
+    const int rv =
+        das_raft_propose(state->node, entry.data(), entry.size(), &IndexDone, pending.get());
+    if (rv != 0) return pending->done(ToStatus(state->node, rv));
+    (void)pending.release();  // IndexDone owns it now
+  });
+}
+
+void Group::Barrier(IndexCallback done) {
+  loop_.Post([state = state_.get(), done = std::move(done)]() mutable {
+    if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
+    auto pending = std::make_unique<IndexPending>(IndexPending{state->node, std::move(done)});
+    const int rv = das_raft_barrier(state->node, &IndexDone, pending.get());
+    if (rv != 0) return pending->done(ToStatus(state->node, rv));
+    (void)pending.release();
+  });
+}
+
+void Group::Transfer(uint64_t id, std::function<void(Status)> done) {
+  loop_.Post([state = state_.get(), id, done = std::move(done)]() mutable {
+    if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
+    auto pending = std::make_unique<TransferPending>(TransferPending{std::move(done)});
+    const int rv = das_raft_transfer(state->node, id, &TransferDone, pending.get());
+    if (rv != 0) return pending->done(ToStatus(state->node, rv));
+    (void)pending.release();
+  });
+}
+
+GroupInfo Group::Info() {
+  das_raft_info c_info{};
+  bool open = false;
+  loop_.RunSync([&] {
+    open = state_->node != nullptr;
+    if (open) das_raft_get_info(state_->node, &c_info);
+  });
+  GroupInfo info;
+  if (!open) return info;
+  info.role = static_cast<Role>(c_info.state);
+  info.term = c_info.term;
+  info.commit_index = c_info.commit_index;
+  info.applied_index = c_info.last_applied;
+  info.last_index = c_info.last_index;
+  info.leader_id = c_info.leader_id;
+  info.leader_address = c_info.leader_address;
+  return info;
+}
+
+void Group::Close() {
+  if (closed_) return;
+  closed_ = true;
+  std::promise<void> closed;
+  bool closing = false;
+  loop_.RunSync([&] {
+    if (state_->node == nullptr) return;
+    das_raft_node* node = std::exchange(state_->node, nullptr);
+    closing = true;
+    das_raft_close(
+        node, [](void* arg) { static_cast<std::promise<void>*>(arg)->set_value(); }, &closed);
+  });
+  if (closing) closed.get_future().get();
+}
+
+}  // namespace das::raft

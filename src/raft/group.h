@@ -1,0 +1,104 @@
+// Group: one Raft group (one shard's replica on this node) on libraft 0.22.1, behind a small
+// C++ interface that shows neither libuv nor raft types: propose an entry and learn its index
+// once committed and applied here, a linearizable read point (a barrier), leadership and
+// its transfer by name.
+//
+// The state machine is called on the loop thread, once per committed entry, in log order, with
+// the entry's index; it must not block (DESIGN.md section 11: a slow callback delays heartbeats
+// and costs leadership). A node restarted from its data directory replays its log from the last
+// snapshot, so Apply sees indexes it may have seen before.
+//
+// Thread-safety: Propose/Barrier/Transfer/Info may be called from any thread except the loop's
+// (they post to it); their callbacks run on the loop thread. Lifecycle: Open() starts the
+// replica; Close() stops it and waits; the destructor closes. The Loop outlives the group.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "raft/loop.h"
+
+namespace das::raft {
+
+struct Peer {
+  uint64_t id = 0;
+  std::string address;  // host:port of its raft transport
+};
+
+struct GroupOptions {
+  uint64_t id = 0;
+  std::string address;   // this replica's raft transport, host:port
+  std::string data_dir;  // its log and snapshots; created if missing
+  // The first voters, used only when data_dir holds no state yet (then it is bootstrapped).
+  std::vector<Peer> voters;
+  unsigned election_timeout_ms = 1000;
+  unsigned heartbeat_timeout_ms = 100;
+  unsigned snapshot_threshold = 1024;
+  // Entries kept after a snapshot, so that a briefly absent replica catches up from the log.
+  unsigned snapshot_trailing = 8192;
+  size_t segment_size = 1024 * 1024;  // libraft's default of 8 MiB per group is too much
+};
+
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // REQUIRES (for all three): on the loop thread; must not block.
+  virtual void Apply(uint64_t index, std::string_view entry) = 0;
+  virtual std::string Snapshot() = 0;
+  virtual Status Restore(std::string_view snapshot) = 0;
+};
+
+enum class Role { kUnavailable, kFollower, kCandidate, kLeader };
+std::string_view RoleName(Role role);
+
+struct GroupInfo {
+  Role role = Role::kUnavailable;
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+  uint64_t leader_id = 0;  // 0: none known
+  std::string leader_address;
+};
+
+// The index of a committed entry (or of a barrier), or why not: kNotLeader (detail: the
+// leader's raft address, when known), kUnavailable (leadership lost, shutting down, ...).
+using IndexCallback = std::function<void(Result<uint64_t>)>;
+
+class Group {
+ public:
+  // REQUIRES: not on the loop thread. `machine` outlives the group.
+  static Result<std::unique_ptr<Group>> Open(Loop& loop, GroupOptions options,
+                                             StateMachine& machine);
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  // Proposes one entry; `done` once it is committed and applied on this node.
+  void Propose(std::string entry, IndexCallback done);
+  // A read point: `done` with an index once this node confirmed it leads and applied every
+  // entry committed before the barrier.
+  void Barrier(IndexCallback done);
+  // Hands leadership to replica `id`, by name; `done` says whether it leads now.
+  void Transfer(uint64_t id, std::function<void(Status)> done);
+  // REQUIRES: not on the loop thread.
+  GroupInfo Info();
+  // Stops the replica and waits until libraft released it. Safe to call more than once.
+  // REQUIRES: not on the loop thread.
+  void Close();
+
+  struct State;  // defined in group.cc
+
+ private:
+  Group(Loop& loop, std::unique_ptr<State> state);
+  Loop& loop_;
+  std::unique_ptr<State> state_;
+  bool closed_ = false;  // Close() ran (it is called by the owner's thread only)
+};
+
+}  // namespace das::raft

@@ -1,0 +1,297 @@
+/* The one translation unit that includes raft.h (see raft_c.h). */
+#include "raft/internal/raft_c.h"
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct das_raft_node {
+  uv_loop_t *loop;
+  struct raft_uv_transport transport;
+  struct raft_io io;
+  struct raft_fsm fsm;
+  struct raft raft;
+  das_raft_fsm user;
+  das_raft_closed_cb closed_cb;
+  void *closed_arg;
+  char address[256];
+};
+
+/* One proposal, barrier or transfer in flight; freed by its callback. */
+typedef struct request {
+  union {
+    struct raft_apply apply;
+    struct raft_barrier barrier;
+    struct raft_transfer transfer;
+  } u;
+  das_raft_node *node;
+  das_raft_done_cb cb;
+  void *arg;
+} request;
+
+/* libraft's disk backend takes only entries whose length is a multiple of 8 (else
+ * RAFT_INVALID), so an entry is framed: the payload's length as a little-endian uint64, the
+ * payload, zero padding to the next multiple of 8. */
+enum { kFrameHeader = 8 };
+
+static size_t frame_len(size_t payload) { return (kFrameHeader + payload + 7) / 8 * 8; }
+
+static void frame(void *out, const void *payload, size_t len) {
+  unsigned char *p = out;
+  for (int i = 0; i < kFrameHeader; ++i) p[i] = (unsigned char)((uint64_t)len >> (8 * i));
+  if (len > 0) memcpy(p + kFrameHeader, payload, len);
+  memset(p + kFrameHeader + len, 0, frame_len(len) - kFrameHeader - len);
+}
+
+/* The payload's length, or -1 when the frame is malformed. */
+static int64_t unframe(const struct raft_buffer *buf) {
+  if (buf->len < kFrameHeader) return -1;
+  const unsigned char *p = buf->base;
+  uint64_t len = 0;
+  for (int i = 0; i < kFrameHeader; ++i) len |= (uint64_t)p[i] << (8 * i);
+  if (len > buf->len - kFrameHeader) return -1;
+  return (int64_t)len;
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
+  das_raft_node *node = fsm->data;
+  *result = NULL;
+  const int64_t len = unframe(buf);
+  if (len < 0) return RAFT_MALFORMED;
+  /* Inside apply, the entry's index is the one after the last applied. */
+  node->user.apply(node->user.ctx, raft_last_applied(&node->raft) + 1,
+                   (const unsigned char *)buf->base + kFrameHeader, (size_t)len);
+  return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs) {
+  das_raft_node *node = fsm->data;
+  void *data = NULL;
+  size_t len = 0;
+  int rv = node->user.snapshot(node->user.ctx, &data, &len);
+  if (rv != 0) return RAFT_IOERR;
+  *bufs = raft_malloc(sizeof **bufs);
+  if (*bufs == NULL) {
+    free(data);
+    return RAFT_NOMEM;
+  }
+  (*bufs)[0].base = raft_malloc(len > 0 ? len : 1);
+  if ((*bufs)[0].base == NULL) {
+    free(data);
+    raft_free(*bufs);
+    return RAFT_NOMEM;
+  }
+  if (len > 0) memcpy((*bufs)[0].base, data, len);
+  (*bufs)[0].len = len;
+  *n_bufs = 1;
+  free(data);
+  return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
+  das_raft_node *node = fsm->data;
+  int rv = node->user.restore(node->user.ctx, buf->base, buf->len);
+  if (rv != 0) return RAFT_MALFORMED;
+  raft_free(buf->base); /* restore owns the buffer once it succeeded */
+  return 0;
+}
+
+static int init_fsm(das_raft_node *node) {
+  node->fsm.version = 1;
+  node->fsm.data = node;
+  node->fsm.apply = fsm_apply;
+  node->fsm.snapshot = fsm_snapshot;
+  node->fsm.restore = fsm_restore;
+  return 0;
+}
+
+static int bootstrap(das_raft_node *node, const das_raft_server *servers, size_t n) {
+  struct raft_configuration conf;
+  raft_configuration_init(&conf);
+  int rv = 0;
+  for (size_t i = 0; i < n && rv == 0; ++i) {
+    rv = raft_configuration_add(&conf, servers[i].id, servers[i].address, RAFT_VOTER);
+  }
+  if (rv == 0) rv = raft_bootstrap(&node->raft, &conf);
+  raft_configuration_close(&conf);
+  return rv == RAFT_CANTBOOTSTRAP ? 0 : rv; /* already bootstrapped: its log says who is in */
+}
+
+static void tune(das_raft_node *node, const das_raft_options *o) {
+  raft_set_election_timeout(&node->raft, o->election_timeout_ms);
+  raft_set_heartbeat_timeout(&node->raft, o->heartbeat_timeout_ms);
+  raft_set_pre_vote(&node->raft, true);
+  raft_set_snapshot_threshold(&node->raft, o->snapshot_threshold);
+  raft_set_snapshot_trailing(&node->raft, o->snapshot_trailing);
+  /* The leader refuses proposals (RAFT_NOSPACE) when a majority reports less free log space
+   * than this, in KiB; its default of 4 MiB assumes 8 MiB segments, so a smaller segment size
+   * would refuse every proposal. One open segment is the threshold. */
+  if (o->segment_size > 0) {
+    size_t kib = o->segment_size / 1024;
+    raft_set_capacity_threshold(&node->raft, (unsigned short)(kib > 65535 ? 65535 : kib));
+  }
+}
+
+int das_raft_open(uv_loop_t *loop, const das_raft_options *o, const das_raft_fsm *fsm,
+                  const das_raft_server *servers, size_t n_servers, das_raft_node **out,
+                  char *errmsg, size_t errmsg_len) {
+  das_raft_node *node = calloc(1, sizeof *node);
+  if (node == NULL) return RAFT_NOMEM;
+  node->loop = loop;
+  node->user = *fsm;
+  snprintf(node->address, sizeof node->address, "%s", o->address);
+  node->transport.version = 1;
+  int rv = raft_uv_tcp_init(&node->transport, loop);
+  if (rv != 0) goto err;
+  rv = raft_uv_init(&node->io, loop, o->dir, &node->transport);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "%s", node->io.errmsg);
+    goto err_transport;
+  }
+  if (o->segment_size > 0) raft_uv_set_segment_size(&node->io, o->segment_size);
+  init_fsm(node);
+  rv = raft_init(&node->raft, &node->io, &node->fsm, o->id, node->address);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "%s", raft_errmsg(&node->raft));
+    goto err_io;
+  }
+  node->raft.data = node;
+  tune(node, o);
+  rv = bootstrap(node, servers, n_servers);
+  if (rv == 0) rv = raft_start(&node->raft);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "%s", raft_errmsg(&node->raft));
+    /* raft_init succeeded: the instance must be closed through raft_close. */
+    das_raft_close(node, NULL, NULL);
+    return rv;
+  }
+  *out = node;
+  return 0;
+err_io:
+  raft_uv_close(&node->io);
+err_transport:
+  raft_uv_tcp_close(&node->transport);
+err:
+  if (errmsg_len > 0 && errmsg[0] == '\0') snprintf(errmsg, errmsg_len, "%s", raft_strerror(rv));
+  free(node);
+  return rv;
+}
+
+static request *new_request(das_raft_node *node, das_raft_done_cb cb, void *arg) {
+  request *req = calloc(1, sizeof *req);
+  if (req == NULL) return NULL;
+  req->node = node;
+  req->cb = cb;
+  req->arg = arg;
+  return req;
+}
+
+static void apply_done(struct raft_apply *apply, int status, void *result) {
+  (void)result;
+  request *req = apply->data;
+  /* On success the last applied index is this entry's. */
+  uint64_t index = status == 0 ? raft_last_applied(&req->node->raft) : 0;
+  req->cb(req->arg, status, index);
+  free(req);
+}
+
+int das_raft_propose(das_raft_node *node, const void *data, size_t len, das_raft_done_cb cb,
+                     void *arg) {
+  if (raft_state(&node->raft) != RAFT_LEADER) return DAS_RAFT_NOT_LEADER;
+  request *req = new_request(node, cb, arg);
+  if (req == NULL) return RAFT_NOMEM;
+  struct raft_buffer buf;
+  buf.len = frame_len(len);
+  buf.base = raft_malloc(buf.len);
+  if (buf.base == NULL) {
+    free(req);
+    return RAFT_NOMEM;
+  }
+  frame(buf.base, data, len);
+  req->u.apply.data = req;
+  /* One buffer per entry: 0.22.1 silently drops every buffer after the first. */
+  int rv = raft_apply(&node->raft, &req->u.apply, &buf, 1, apply_done);
+  if (rv != 0) {
+    raft_free(buf.base);
+    free(req);
+    return rv == RAFT_NOTLEADER ? DAS_RAFT_NOT_LEADER : rv;
+  }
+  return 0;
+}
+
+static void barrier_done(struct raft_barrier *barrier, int status) {
+  request *req = barrier->data;
+  uint64_t index = status == 0 ? raft_last_applied(&req->node->raft) : 0;
+  req->cb(req->arg, status, index);
+  free(req);
+}
+
+int das_raft_barrier(das_raft_node *node, das_raft_done_cb cb, void *arg) {
+  if (raft_state(&node->raft) != RAFT_LEADER) return DAS_RAFT_NOT_LEADER;
+  request *req = new_request(node, cb, arg);
+  if (req == NULL) return RAFT_NOMEM;
+  req->u.barrier.data = req;
+  int rv = raft_barrier(&node->raft, &req->u.barrier, barrier_done);
+  if (rv != 0) {
+    free(req);
+    return rv == RAFT_NOTLEADER ? DAS_RAFT_NOT_LEADER : rv;
+  }
+  return 0;
+}
+
+static void transfer_done(struct raft_transfer *transfer) {
+  request *req = transfer->data;
+  raft_id leader = 0;
+  const char *address = NULL;
+  raft_leader(&req->node->raft, &leader, &address);
+  req->cb(req->arg, leader == req->u.transfer.id ? 0 : RAFT_NOTLEADER, 0);
+  free(req);
+}
+
+int das_raft_transfer(das_raft_node *node, uint64_t id, das_raft_done_cb cb, void *arg) {
+  if (raft_state(&node->raft) != RAFT_LEADER) return DAS_RAFT_NOT_LEADER;
+  request *req = new_request(node, cb, arg);
+  if (req == NULL) return RAFT_NOMEM;
+  req->u.transfer.data = req;
+  int rv = raft_transfer(&node->raft, &req->u.transfer, id, transfer_done);
+  if (rv != 0) free(req);
+  return rv;
+}
+
+void das_raft_get_info(das_raft_node *node, das_raft_info *info) {
+  memset(info, 0, sizeof *info);
+  info->state = (int)raft_state(&node->raft);
+  info->term = raft_current_term(&node->raft);
+  info->commit_index = raft_commit_index(&node->raft);
+  info->last_applied = raft_last_applied(&node->raft);
+  info->last_index = raft_last_index(&node->raft);
+  raft_id leader = 0;
+  const char *address = NULL;
+  raft_leader(&node->raft, &leader, &address);
+  info->leader_id = leader;
+  if (address != NULL) snprintf(info->leader_address, sizeof info->leader_address, "%s", address);
+}
+
+static void raft_closed(struct raft *raft) {
+  das_raft_node *node = raft->data;
+  raft_uv_close(&node->io);
+  raft_uv_tcp_close(&node->transport);
+  das_raft_closed_cb cb = node->closed_cb;
+  void *arg = node->closed_arg;
+  free(node);
+  if (cb != NULL) cb(arg);
+}
+
+void das_raft_close(das_raft_node *node, das_raft_closed_cb cb, void *arg) {
+  node->closed_cb = cb;
+  node->closed_arg = arg;
+  node->raft.data = node;
+  raft_close(&node->raft, raft_closed);
+}
+
+const char *das_raft_strerror(int status) {
+  if (status == DAS_RAFT_NOT_LEADER) return "not the leader";
+  return raft_strerror(status);
+}
