@@ -75,14 +75,17 @@ void TransferDone(void* arg, int status, uint64_t) {
 Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, StateMachine& machine) {
   std::vector<das_raft_server> servers;
   for (const Peer& p : o.voters) servers.push_back(das_raft_server{p.id, p.address.c_str()});
-  const das_raft_options c_options{o.id,
-                                   o.address.c_str(),
-                                   o.data_dir.c_str(),
-                                   o.election_timeout_ms,
-                                   o.heartbeat_timeout_ms,
-                                   o.snapshot_threshold,
-                                   o.snapshot_trailing,
-                                   o.segment_size};
+  const das_raft_options c_options{
+      o.hub != nullptr ? static_cast<das_raft_hub*>(o.hub->handle()) : nullptr,
+      o.group_id,
+      o.id,
+      o.address.c_str(),
+      o.data_dir.c_str(),
+      o.election_timeout_ms,
+      o.heartbeat_timeout_ms,
+      o.snapshot_threshold,
+      o.snapshot_trailing,
+      o.segment_size};
   const das_raft_fsm fsm{&machine, &ApplyEntry, &SnapshotState, &RestoreState};
   das_raft_node* node = nullptr;
   char errmsg[256] = {0};

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "raft/hub.h"
 #include "raft/loop.h"
 
 namespace das::raft {
@@ -31,8 +32,12 @@ struct Peer {
 };
 
 struct GroupOptions {
+  // The node's one raft port, shared by all its groups (null: libraft's stock transport, which
+  // listens on `address` for this group alone). Not owned; outlives the group.
+  Hub* hub = nullptr;
+  uint64_t group_id = 0;  // with a hub: the group's name in the connection handshake
   uint64_t id = 0;
-  std::string address;   // this replica's raft transport, host:port
+  std::string address;   // this replica's raft address, host:port (with a hub: the hub's)
   std::string data_dir;  // its log and snapshots; created if missing
   // The first voters, used only when data_dir holds no state yet (then it is bootstrapped).
   std::vector<Peer> voters;

@@ -1,6 +1,8 @@
 /* The one translation unit that includes raft.h (see raft_c.h). */
 #include "raft/internal/raft_c.h"
 
+#include "raft/internal/transport.h"
+
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdio.h>
@@ -16,8 +18,17 @@ struct das_raft_node {
   das_raft_fsm user;
   das_raft_closed_cb closed_cb;
   void *closed_arg;
+  int on_hub; /* the transport is the hub's (else libraft's stock TCP one) */
   char address[256];
 };
+
+static void release_transport(das_raft_node *node) {
+  if (node->on_hub) {
+    das_hub_transport_release(&node->transport);
+  } else {
+    raft_uv_tcp_close(&node->transport);
+  }
+}
 
 /* One proposal, barrier or transfer in flight; freed by its callback. */
 typedef struct request {
@@ -143,7 +154,9 @@ int das_raft_open(uv_loop_t *loop, const das_raft_options *o, const das_raft_fsm
   node->user = *fsm;
   snprintf(node->address, sizeof node->address, "%s", o->address);
   node->transport.version = 1;
-  int rv = raft_uv_tcp_init(&node->transport, loop);
+  node->on_hub = o->hub != NULL;
+  int rv = node->on_hub ? das_hub_transport_init(o->hub, o->group_id, &node->transport)
+                        : raft_uv_tcp_init(&node->transport, loop);
   if (rv != 0) goto err;
   rv = raft_uv_init(&node->io, loop, o->dir, &node->transport);
   if (rv != 0) {
@@ -172,7 +185,7 @@ int das_raft_open(uv_loop_t *loop, const das_raft_options *o, const das_raft_fsm
 err_io:
   raft_uv_close(&node->io);
 err_transport:
-  raft_uv_tcp_close(&node->transport);
+  release_transport(node);
 err:
   if (errmsg_len > 0 && errmsg[0] == '\0') snprintf(errmsg, errmsg_len, "%s", raft_strerror(rv));
   free(node);
@@ -277,7 +290,7 @@ void das_raft_get_info(das_raft_node *node, das_raft_info *info) {
 static void raft_closed(struct raft *raft) {
   das_raft_node *node = raft->data;
   raft_uv_close(&node->io);
-  raft_uv_tcp_close(&node->transport);
+  release_transport(node);
   das_raft_closed_cb cb = node->closed_cb;
   void *arg = node->closed_arg;
   free(node);

@@ -15,6 +15,16 @@ extern "C" {
 
 typedef struct das_raft_node das_raft_node;
 
+/* One TCP listener for every group of a node (see transport.h). */
+typedef struct das_raft_hub das_raft_hub;
+typedef void (*das_raft_hub_closed_cb)(void *arg);
+/* Listens on `address` (host:port, an IP literal). Returns 0 or a libuv error (message in
+ * `errmsg`). */
+int das_raft_hub_open(uv_loop_t *loop, const char *address, das_raft_hub **out, char *errmsg,
+                      size_t errmsg_len);
+/* REQUIRES: every group on the hub is closed. `cb` once its memory is released. */
+void das_raft_hub_close(das_raft_hub *hub, das_raft_hub_closed_cb cb, void *arg);
+
 /* The state machine, called on the loop thread. `apply` gets each committed entry once, in
  * log order, with its index; `snapshot` returns the state in one malloc'ed buffer (ownership
  * passes to the caller of snapshot); `restore` replaces the state (the buffer stays ours). */
@@ -26,6 +36,8 @@ typedef struct das_raft_fsm {
 } das_raft_fsm;
 
 typedef struct das_raft_options {
+  das_raft_hub *hub; /* NULL: libraft's stock TCP transport, listening on `address` itself */
+  uint64_t group_id; /* with a hub: names the group in the handshake */
   uint64_t id;
   const char *address; /* host:port this node's raft transport listens on */
   const char *dir;     /* its log and snapshots; created by the caller */

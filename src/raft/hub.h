@@ -1,0 +1,40 @@
+// Hub: one TCP port for every Raft group of this node. Peers connect to the node's one raft
+// address; a handshake names the group, and the connection is handed to that group's replica
+// (internal/transport.h). Every raft socket has TCP_NODELAY.
+// Thread-safety: Open/Close from any thread but the loop's. Lifecycle: the hub outlives the
+// groups on it (close them first); the Loop outlives the hub.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "raft/loop.h"
+
+namespace das::raft {
+
+class Hub {
+ public:
+  // Listens on `address` (host:port with an IP literal host). kUnavailable if it cannot.
+  static Result<std::unique_ptr<Hub>> Open(Loop& loop, std::string address);
+  ~Hub();
+  Hub(const Hub&) = delete;
+  Hub& operator=(const Hub&) = delete;
+
+  const std::string& address() const { return address_; }
+  // Stops listening and waits until the hub released its memory. Safe to call more than once.
+  // REQUIRES: every group on the hub is closed.
+  void Close();
+
+  // The C handle, for src/raft's own files.
+  void* handle() const { return handle_; }
+
+ private:
+  Hub(Loop& loop, std::string address, void* handle)
+      : loop_(loop), address_(std::move(address)), handle_(handle) {}
+  Loop& loop_;
+  const std::string address_;
+  void* handle_;  // das_raft_hub*; used on the loop thread only; null once closed
+};
+
+}  // namespace das::raft

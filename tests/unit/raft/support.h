@@ -1,0 +1,61 @@
+// Helpers of the raft tests: a state machine that records what it applies, and free ports.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "raft/group.h"
+
+namespace das::raft {
+
+using namespace std::chrono_literals;
+
+// Records every applied entry; other threads wait for an applied count.
+class Recorder final : public StateMachine {
+ public:
+  void Apply(uint64_t index, std::string_view entry) override {
+    std::lock_guard lock(mu_);
+    entries_.emplace_back(index, std::string(entry));
+    changed_.notify_all();
+  }
+  std::string Snapshot() override { return {}; }
+  Status Restore(std::string_view) override { return Status::Ok(); }
+
+  bool WaitApplied(size_t n, std::chrono::seconds timeout = 30s) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, timeout, [&] { return entries_.size() >= n; });
+  }
+  std::vector<std::pair<uint64_t, std::string>> entries() {
+    std::lock_guard lock(mu_);
+    return entries_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::vector<std::pair<uint64_t, std::string>> entries_;  // GUARDED_BY(mu_)
+};
+
+inline uint16_t FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace das::raft
