@@ -27,6 +27,17 @@ class RunningAggregate {
     sum_ = initial.sum;
     min_ = initial.min;
     max_ = initial.max;
+    applied_index_ = initial.applied_index;
+  }
+
+  // The last raft entry committed; set with the entry's rows, before anyone is answered.
+  void SetAppliedIndex(uint64_t index) {
+    std::lock_guard lock(mu_);
+    applied_index_ = std::max(applied_index_, index);
+  }
+  uint64_t applied_index() const {
+    std::lock_guard lock(mu_);
+    return applied_index_;
   }
 
   void Add(const std::vector<StoredRow>& rows) {
@@ -42,15 +53,16 @@ class RunningAggregate {
 
   Aggregate Snapshot() const {
     std::lock_guard lock(mu_);
-    return Aggregate{count_, sum_, min_, max_};
+    return Aggregate{count_, sum_, min_, max_, applied_index_};
   }
 
  private:
   mutable std::mutex mu_;
-  uint64_t count_ = 0;         // GUARDED_BY(mu_)
-  ExactSum sum_;               // GUARDED_BY(mu_)
-  std::optional<double> min_;  // GUARDED_BY(mu_)
-  std::optional<double> max_;  // GUARDED_BY(mu_)
+  uint64_t count_ = 0;          // GUARDED_BY(mu_)
+  ExactSum sum_;                // GUARDED_BY(mu_)
+  std::optional<double> min_;   // GUARDED_BY(mu_)
+  std::optional<double> max_;   // GUARDED_BY(mu_)
+  uint64_t applied_index_ = 0;  // GUARDED_BY(mu_)
 };
 
 }  // namespace das::worker

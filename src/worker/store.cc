@@ -149,6 +149,8 @@ class StoreImpl final : public Store {
   void Start(Writer writer, std::vector<duck::ConnectionHandle> readers);
 
   void Write(std::vector<SubBatch> batches, WriteCallback done) override;
+  void Apply(ReplicatedEntry entry, WriteCallback done) override;
+  uint64_t applied_index() const override { return running_->applied_index(); }
   SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
@@ -194,6 +196,14 @@ void StoreImpl::Write(std::vector<SubBatch> batches, WriteCallback done) {
   for (const SubBatch& batch : batches) rows += batch.rows.size();
   WriteRequest request{std::move(batches), std::move(done), rows};
   // Rejected work is answered on the caller's thread: no store thread will take it.
+  if (!write_queue_.Push(request)) request.done(Stopping());
+}
+
+void StoreImpl::Apply(ReplicatedEntry entry, WriteCallback done) {
+  size_t rows = 0;
+  for (const SubBatch& batch : entry.batches) rows += batch.rows.size();
+  WriteRequest request{std::move(entry.batches), std::move(done), rows, entry.index,
+                       entry.ingest_ts_us};
   if (!write_queue_.Push(request)) request.done(Stopping());
 }
 
@@ -285,6 +295,7 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
   }
   // The running aggregate starts from the table; no writer runs yet, so nothing is missed.
   ASSIGN_OR_RETURN(Aggregate initial, ReadAggregate(readers.front().get()));
+  initial.applied_index = writer.applied_index();
   running->Reset(initial);
   auto store = std::make_unique<StoreImpl>(db_path, options, std::move(lock), std::move(db),
                                            std::move(running), std::move(keys));

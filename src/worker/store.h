@@ -58,6 +58,8 @@ struct Aggregate {
   ExactSum sum;  // exact: no sum of finite values overflows or loses a bit in it
   std::optional<double> min;
   std::optional<double> max;
+  // The last raft entry these figures include (0: none, or not replicated).
+  uint64_t applied_index = 0;
 };
 
 struct StoreOptions {
@@ -71,6 +73,14 @@ struct StoreOptions {
   size_t duckdb_threads = 0;
   // Ingest timestamps, key commit times and the prune interval; not owned, outlives the store.
   const Clock* clock = &Clock::Real();
+};
+
+// A committed raft entry for Store::Apply: its index in the shard's log, the ingest time its
+// leader fixed (so that every replica stores the same timestamps), and its sub-batches.
+struct ReplicatedEntry {
+  uint64_t index = 0;
+  int64_t ingest_ts_us = 0;
+  std::vector<SubBatch> batches;
 };
 
 // The outcome of one Write(): one entry per sub-batch, in order, or a Status when the
@@ -90,6 +100,14 @@ class Store {
 
   // REQUIRES: rows already validated (key 1..1024 bytes of UTF-8, finite value).
   virtual void Write(std::vector<SubBatch> batches, WriteCallback done) = 0;
+  // Applies a committed raft entry like Write(), queued with the others (many entries share one
+  // transaction), with the entry's ingest time, and stores its index in the same transaction.
+  // An entry at or below applied_index() (a replay after a restart) is skipped: `done` gets an
+  // empty vector. REQUIRES: entries in increasing index order. A failed transaction stores
+  // nothing of the entry and leaves applied_index() as it was.
+  virtual void Apply(ReplicatedEntry entry, WriteCallback done) = 0;
+  // The index of the last raft entry committed in this store (0: none); survives restarts.
+  virtual uint64_t applied_index() const = 0;
   // What a sub-batch with `key` and `fingerprint` would be answered, from the committed keys, on
   // the caller's thread without waiting for the writer: kOk (the key is unknown or expired),
   // kDuplicate (same fingerprint; rows_written of the first) or kKeyConflict. For check_only

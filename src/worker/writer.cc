@@ -24,6 +24,13 @@ constexpr const char* kDeleteExpiredKeys = "DELETE FROM idempotency_keys WHERE c
 constexpr const char* kSelectKeys =
     "SELECT key, fingerprint, rows_written, committed_at FROM idempotency_keys";
 constexpr std::chrono::seconds kMaxPruneInterval{60};
+// The raft index of the last entry applied, in the same transaction as the entry's rows, so
+// that a replay after a restart skips what is already stored (DESIGN.md section 6).
+constexpr const char* kCreateApplied =
+    "CREATE TABLE IF NOT EXISTS raft_applied (id INTEGER PRIMARY KEY, applied_index UBIGINT "
+    "NOT NULL)";
+constexpr const char* kStoreApplied = "INSERT OR REPLACE INTO raft_applied VALUES (1, $1)";
+constexpr const char* kSelectApplied = "SELECT applied_index FROM raft_applied WHERE id = 1";
 
 }  // namespace
 
@@ -44,7 +51,9 @@ Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
   Writer writer(std::move(conn), std::move(db_path), retention, running, keys, clock);
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateRows));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateKeys));
+  RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateApplied));
   RETURN_IF_ERROR(writer.PrepareStatements());
+  RETURN_IF_ERROR(writer.LoadAppliedIndex());
   RETURN_IF_ERROR(writer.PruneExpiredKeys(clock->WallMicros()));
   RETURN_IF_ERROR(writer.LoadKeys());
   spdlog::info("store {}: {} live idempotency keys loaded", writer.db_path_, writer.keys_.size());
@@ -53,7 +62,31 @@ Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
 
 Status Writer::PrepareStatements() {
   ASSIGN_OR_RETURN(delete_expired_keys_, duck::Prepare(conn_.get(), kDeleteExpiredKeys));
+  ASSIGN_OR_RETURN(store_applied_index_, duck::Prepare(conn_.get(), kStoreApplied));
   return Status::Ok();
+}
+
+Status Writer::LoadAppliedIndex() {
+  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn_.get(), kSelectApplied));
+  if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
+    applied_index_ = chunk->Data<uint64_t>(0)[0];
+  }
+  return Status::Ok();
+}
+
+Status Writer::StoreAppliedIndex(uint64_t index) {
+  if (duckdb_bind_uint64(store_applied_index_.get(), 1, index) == DuckDBError) {
+    return duck::Error("bind the applied index", "invalid parameter");
+  }
+  ASSIGN_OR_RETURN(duck::QueryResult result,
+                   duck::Execute(store_applied_index_.get(), "store the applied index"));
+  return Status::Ok();
+}
+
+int64_t Writer::GroupTime(const std::vector<WriteRequest>& group) const {
+  int64_t latest = 0;
+  for (const WriteRequest& request : group) latest = std::max(latest, request.ingest_ts_us);
+  return latest != 0 ? latest : clock_->WallMicros();
 }
 
 Status Writer::LoadKeys() {
@@ -100,7 +133,7 @@ Status Writer::PruneExpiredKeys(int64_t now_us) {
 }
 
 void Writer::Apply(std::vector<WriteRequest>& group) {
-  const int64_t now_us = clock_->WallMicros();
+  const int64_t now_us = GroupTime(group);
   if (PruneDue(group, now_us)) {
     Status pruned = PruneExpiredKeys(now_us);
     if (!pruned.ok()) {
@@ -115,13 +148,15 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
     return;
   }
   for (const auto& [key, record] : result->new_keys) keys_.Insert(std::string(key), record);
+  applied_index_ = std::max(applied_index_, result->applied_index);
   AddCommittedRows(group, *result);  // before any acknowledgement
+  running_->SetAppliedIndex(applied_index_);
   for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(result->outcomes[i]));
 }
 
 void Writer::AddCommittedRows(const std::vector<WriteRequest>& group, const GroupResult& result) {
   for (size_t i = 0; i < group.size(); ++i) {
-    for (size_t b = 0; b < group[i].batches.size(); ++b) {
+    for (size_t b = 0; b < result.outcomes[i].size(); ++b) {  // none for a skipped replay
       const SubBatch& batch = group[i].batches[b];
       if (result.outcomes[i][b].code == Code::kOk && !batch.check_only) running_->Add(batch.rows);
     }
@@ -167,12 +202,19 @@ Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group
   result.outcomes.reserve(group.size());
   for (const WriteRequest& request : group) {
     std::vector<SubBatchOutcome>& outcomes = result.outcomes.emplace_back();
+    // A raft entry this store already committed (a replay after a restart): nothing to do, and
+    // no outcome (nobody waits for it).
+    if (request.raft_index != 0 && request.raft_index <= applied_index_) continue;
+    const int64_t ingest_us = request.ingest_ts_us != 0 ? request.ingest_ts_us : now_us;
     outcomes.reserve(request.batches.size());
     for (const SubBatch& batch : request.batches) {
-      ASSIGN_OR_RETURN(SubBatchOutcome outcome, ApplySubBatch(batch, now_us, result.new_keys));
+      ASSIGN_OR_RETURN(SubBatchOutcome outcome, ApplySubBatch(batch, ingest_us, result.new_keys));
       outcomes.push_back(outcome);
     }
+    result.applied_index = std::max(result.applied_index, request.raft_index);
   }
+  if (result.applied_index > applied_index_)
+    RETURN_IF_ERROR(StoreAppliedIndex(result.applied_index));
   return result;
 }
 

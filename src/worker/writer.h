@@ -26,6 +26,10 @@ struct WriteRequest {
   std::vector<SubBatch> batches;
   WriteCallback done;
   size_t rows = 0;  // over all sub-batches
+  // A committed raft entry (Store::Apply): its log index (0: a plain Write) and the ingest time
+  // its leader fixed (0: the writer's clock).
+  uint64_t raft_index = 0;
+  int64_t ingest_ts_us = 0;
 };
 
 class Writer {
@@ -37,6 +41,9 @@ class Writer {
   static Result<Writer> Create(duck::ConnectionHandle conn, std::string db_path,
                                std::chrono::seconds retention, RunningAggregate* running,
                                KeyIndex* keys, const Clock* clock);
+
+  // The highest raft index whose entry is committed in this store (0: none).
+  uint64_t applied_index() const { return applied_index_; }
 
   // Applies `group` in one transaction, each sub-batch atomically and in order, then calls
   // every request back: with its outcomes only after COMMIT returned (so they are durable), or
@@ -58,12 +65,18 @@ class Writer {
   struct GroupResult {
     std::vector<std::vector<SubBatchOutcome>> outcomes;  // per request
     PendingKeys new_keys;
+    uint64_t applied_index = 0;  // the highest raft index the group applies (0: none)
   };
 
   Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
          RunningAggregate* running, KeyIndex* keys, const Clock* clock);
   Status PrepareStatements();
   Status LoadKeys();
+  Status LoadAppliedIndex();
+  // The time a group is applied at: the latest ingest time its raft entries carry (so that
+  // every replica decides key expiry alike), else the writer's clock.
+  int64_t GroupTime(const std::vector<WriteRequest>& group) const;
+  Status StoreAppliedIndex(uint64_t index);
 
   // Keys are forgotten (table and index) when older than the retention: every prune interval
   // (the retention, at most 60 s) and before a group that retries an expired key, so that its
@@ -87,6 +100,8 @@ class Writer {
   Clock::Monotonic::duration prune_interval_;
   Clock::Monotonic last_prune_;
   duck::PreparedHandle delete_expired_keys_;
+  duck::PreparedHandle store_applied_index_;
+  uint64_t applied_index_ = 0;  // committed
   Appenders appenders_;
   RunningAggregate* running_;
   KeyIndex& keys_;

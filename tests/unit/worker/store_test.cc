@@ -312,6 +312,87 @@ TEST(StoreTest, CheckOnlySubBatchStoresNothing) {
   EXPECT_EQ(store->LookupKey("checked", check.fingerprint).code, Code::kOk);  // not recorded
 }
 
+void CreateRowsTableWithCheck(const std::string& data_dir);
+
+Result<Outcomes> ApplySync(Store& store, uint64_t index, int64_t ingest_us,
+                           std::vector<SubBatch> batches) {
+  std::promise<Result<Outcomes>> done;
+  std::future<Result<Outcomes>> result = done.get_future();
+  store.Apply(ReplicatedEntry{index, ingest_us, std::move(batches)},
+              [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
+  return result.get();
+}
+
+// The ingest timestamps in the table, distinct, in microseconds.
+std::vector<int64_t> IngestTimes(const StoreOptions& options) {
+  Result<duck::DatabaseHandle> db = duck::OpenDatabase(options.data_dir + "/worker.duckdb", 1);
+  EXPECT_TRUE(db.ok()) << db.status().ToString();
+  std::vector<int64_t> out;
+  if (!db.ok()) return out;
+  Result<duck::ConnectionHandle> conn = duck::Connect(db->get());
+  Result<duck::QueryResult> rows =
+      duck::Query(conn->get(), "SELECT DISTINCT epoch_us(ingest_ts) AS t FROM rows ORDER BY t");
+  EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+  while (std::optional<duck::Chunk> chunk = rows->NextChunk()) {
+    for (size_t i = 0; i < chunk->size(); ++i) out.push_back(chunk->Data<int64_t>(0)[i]);
+  }
+  return out;
+}
+
+// Committed raft entries: stored with the ingest time their leader fixed, their index stored in
+// the same transaction, so a replay after a restart stores nothing twice.
+TEST(StoreTest, AppliedEntriesKeepTheirIngestTimeAndAReplaySkipsThem) {
+  TempDir dir;
+  const StoreOptions options = Options(dir);
+  // Leader times within the key retention of this machine's clock (a reopen prunes older keys).
+  const int64_t kT1 = Clock::Real().WallMicros() - 60'000'000;
+  const int64_t kT2 = kT1 + 1'500'000;
+  {
+    auto store = OpenOrDie(options);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->applied_index(), 0u);
+    ExpectOutcome(ApplySync(*store, 1, kT1, {Batch({1, 2})}), Code::kOk, 2);
+    ExpectOutcome(ApplySync(*store, 2, kT2, {Batch({4}, "entry-key")}), Code::kOk, 1);
+    EXPECT_EQ(store->applied_index(), 2u);
+    EXPECT_EQ(AggregateSync(*store).applied_index, 2u);
+  }
+  EXPECT_EQ(IngestTimes(options), (std::vector<int64_t>{kT1, kT2}));
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->applied_index(), 2u);
+  // The log replays from the start: both entries are skipped, not stored or deduplicated.
+  Result<Outcomes> replay1 = ApplySync(*store, 1, kT1, {Batch({1, 2})});
+  ASSERT_TRUE(replay1.ok());
+  EXPECT_TRUE(replay1->empty());
+  Result<Outcomes> replay2 = ApplySync(*store, 2, kT2, {Batch({4}, "entry-key")});
+  ASSERT_TRUE(replay2.ok());
+  EXPECT_TRUE(replay2->empty());
+  ExpectOutcome(ApplySync(*store, 3, kT2, {Batch({4}, "entry-key")}), Code::kDuplicate, 1);
+  ExpectOutcome(ApplySync(*store, 4, kT2, {Batch({8})}), Code::kOk, 1);
+  EXPECT_EQ(store->applied_index(), 4u);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 4u);
+  EXPECT_EQ(aggregate.sum.Value(), 15.0);
+  EXPECT_EQ(CountSync(*store), 4u);
+}
+
+// A failed transaction stores nothing of its entries and keeps the applied index.
+TEST(StoreTest, FailedApplyLeavesTheAppliedIndex) {
+  TempDir dir;
+  StoreOptions options = Options(dir);
+  ASSERT_NO_FATAL_FAILURE(CreateRowsTableWithCheck(options.data_dir));
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(ApplySync(*store, 1, 0, {Batch({1})}), Code::kOk, 1);
+  ASSERT_FALSE(ApplySync(*store, 2, 0, {Batch({1e301})}).ok());
+  EXPECT_EQ(store->applied_index(), 1u);
+  store.reset();
+  auto reopened = OpenOrDie(options);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->applied_index(), 1u);
+  EXPECT_EQ(CountSync(*reopened), 1u);
+}
+
 TEST(StoreTest, RestartKeepsRowsAndKeys) {
   TempDir dir;
   {
