@@ -1,0 +1,125 @@
+#include "worker/shard_replica.h"
+
+#include <chrono>
+#include <random>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "das/v1/internal.pb.h"
+
+namespace das::worker {
+namespace {
+
+// Request ids are random 64-bit numbers: unique across leaders and restarts in practice, so a
+// late or replayed entry never completes another proposer.
+uint64_t RandomSeed() {
+  std::random_device device;
+  return (static_cast<uint64_t>(device()) << 32) ^ device() ^
+         static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+internal::v1::RaftEntry Encode(uint64_t request_id, int64_t ingest_us,
+                               std::vector<SubBatch>& batches) {
+  internal::v1::RaftEntry entry;
+  entry.set_request_id(request_id);
+  entry.set_ingest_ts_us(ingest_us);
+  for (SubBatch& batch : batches) {
+    internal::v1::SubBatch* out = entry.add_batches();
+    for (StoredRow& row : batch.rows) {
+      internal::v1::RowWire* wire = out->add_rows();
+      wire->set_partition_key(std::move(row.partition_key));
+      wire->set_value(row.value);
+    }
+    out->set_idempotency_key(std::move(batch.idempotency_key));
+    out->set_batch_fingerprint(batch.fingerprint);
+  }
+  return entry;
+}
+
+std::vector<SubBatch> Decode(internal::v1::RaftEntry& entry) {
+  std::vector<SubBatch> batches;
+  batches.reserve(entry.batches_size());
+  for (internal::v1::SubBatch& in : *entry.mutable_batches()) {
+    SubBatch batch;
+    batch.rows.reserve(in.rows_size());
+    for (internal::v1::RowWire& row : *in.mutable_rows()) {
+      batch.rows.push_back(StoredRow{std::move(*row.mutable_partition_key()), row.value()});
+    }
+    batch.idempotency_key = std::move(*in.mutable_idempotency_key());
+    batch.fingerprint = in.batch_fingerprint();
+    batches.push_back(std::move(batch));
+  }
+  return batches;
+}
+
+// The snapshot is a manifest, never the data (DESIGN.md section 11): shard and applied index.
+std::string Manifest(uint64_t shard_id, uint64_t applied_index) {
+  std::string out(16, '\0');
+  for (int i = 0; i < 8; ++i) {
+    out[i] = static_cast<char>(shard_id >> (8 * i));
+    out[8 + i] = static_cast<char>(applied_index >> (8 * i));
+  }
+  return out;
+}
+
+}  // namespace
+
+ShardReplica::ShardReplica(uint64_t shard_id, Store& store, const Clock& clock)
+    : shard_id_(shard_id), store_(store), clock_(clock), next_request_id_(RandomSeed()) {}
+
+void ShardReplica::Propose(std::vector<SubBatch> batches, WriteCallback done) {
+  const uint64_t request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mu_);
+    waiting_.emplace(request_id, std::move(done));
+  }
+  internal::v1::RaftEntry entry = Encode(request_id, clock_.WallMicros(), batches);
+  group_->Propose(entry.SerializeAsString(), [this, request_id](Result<uint64_t> index) {
+    // Committed: the outcome comes from Apply's store callback (it may already have come).
+    if (!index.ok()) Complete(request_id, std::move(index).status());
+  });
+}
+
+void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
+  internal::v1::RaftEntry entry;
+  if (!entry.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    // Every replica refuses it alike, so they stay equal; nobody proposes such an entry.
+    spdlog::error("shard {}: raft entry {} does not decode; skipped", shard_id_, index);
+    return;
+  }
+  const uint64_t request_id = entry.request_id();
+  ReplicatedEntry replicated{index, entry.ingest_ts_us(), Decode(entry)};
+  store_.Apply(std::move(replicated), [this, request_id](Result<std::vector<SubBatchOutcome>> r) {
+    Complete(request_id, std::move(r));
+  });
+}
+
+void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome) {
+  WriteCallback done;
+  {
+    std::lock_guard lock(mu_);
+    auto it = waiting_.find(request_id);
+    if (it == waiting_.end()) return;  // a follower, a replay, or answered already
+    done = std::move(it->second);
+    waiting_.erase(it);
+  }
+  done(std::move(outcome));
+}
+
+std::string ShardReplica::Snapshot() { return Manifest(shard_id_, store_.applied_index()); }
+
+Status ShardReplica::Restore(std::string_view snapshot) {
+  if (snapshot.size() != 16) return Malformed("shard snapshot manifest of the wrong size");
+  uint64_t index = 0;
+  for (int i = 0; i < 8; ++i) {
+    index |= static_cast<uint64_t>(static_cast<unsigned char>(snapshot[8 + i])) << (8 * i);
+  }
+  // A replica whose store already covers the manifest restores nothing.
+  if (store_.applied_index() >= index) return Status::Ok();
+  return Unavailable("shard " + std::to_string(shard_id_) + ": catching up from index " +
+                     std::to_string(store_.applied_index()) + " to " + std::to_string(index) +
+                     " needs a copy of a data replica (not built yet)");
+}
+
+}  // namespace das::worker

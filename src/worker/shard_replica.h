@@ -1,0 +1,64 @@
+// ShardReplica: a shard's replicated state machine on this worker. It is the raft::StateMachine
+// of the shard's group: each committed entry (a das.internal.v1.RaftEntry) goes to the store's
+// Apply (queued off the raft loop thread, many entries per DuckDB transaction, the applied index
+// in the same transaction). Propose() turns a write into an entry with the leader's ingest time
+// and a request id, and answers with that entry's outcomes once this replica applied it.
+//
+// Thread-safety: Propose from any thread; Apply/Snapshot/Restore on the raft loop thread;
+// callbacks on the store's writer thread (or, for a refused proposal, on the loop thread).
+// Lifecycle: create, open the raft::Group with it, Attach() the group; close the group before
+// destroying the replica. The store outlives both.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "raft/group.h"
+#include "worker/store.h"
+
+namespace das::worker {
+
+class ShardReplica final : public raft::StateMachine {
+ public:
+  // `store` and `clock` (not owned) outlive the replica.
+  ShardReplica(uint64_t shard_id, Store& store, const Clock& clock = Clock::Real());
+  ShardReplica(const ShardReplica&) = delete;
+  ShardReplica& operator=(const ShardReplica&) = delete;
+
+  // REQUIRES: before Propose; `group` replicates this replica's shard and outlives its use.
+  void Attach(raft::Group* group) { group_ = group; }
+
+  // Proposes `batches` as one entry; `done` gets one outcome per sub-batch once this replica
+  // applied the entry, or kNotLeader (detail: the leader's raft address) / kUnavailable when
+  // the entry was not committed through this leader (it may still be later: only an
+  // idempotency key makes a retry safe).
+  void Propose(std::vector<SubBatch> batches, WriteCallback done);
+
+  // raft::StateMachine, on the loop thread.
+  void Apply(uint64_t index, std::string_view entry) override;
+  std::string Snapshot() override;
+  Status Restore(std::string_view snapshot) override;
+
+ private:
+  // Completes the proposer of `request_id`, if it is waiting here (only on the proposing
+  // leader, never for a replay).
+  void Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome);
+
+  const uint64_t shard_id_;
+  Store& store_;
+  const Clock& clock_;
+  raft::Group* group_ = nullptr;
+  std::atomic<uint64_t> next_request_id_;
+
+  std::mutex mu_;
+  std::unordered_map<uint64_t, WriteCallback> waiting_;  // by request id; GUARDED_BY(mu_)
+};
+
+}  // namespace das::worker
