@@ -223,9 +223,11 @@ class ControlServiceImpl final : public ControlService {
 
   // Records a keyed batch's key on a worker that gets none of its rows, without the client
   // waiting for it: the answer depends on the parts with rows only, so a hung worker without
-  // rows does not delay it. The writer keeps one request in flight per worker by default, so a
-  // later CheckKey to that worker is sent after this part. A failure (the worker is down) costs
-  // the batch nothing; that worker then does not remember the key.
+  // rows does not delay it (CheckKey still waits for every worker up to the insert deadline). A
+  // failure (the worker is down) costs the batch nothing; that worker then does not remember the
+  // key. CheckKey goes straight to the worker, so a reuse checked while this part still waits in
+  // the writer's queue may not see it there; the reuse's parts with rows are refused wherever
+  // the key is recorded, and the window is written down in the README's limits.
   void RecordKey(Destination& destination, SubBatch part) {
     asio::co_spawn(executor_, IgnoreOutcome(*destination.writer, std::move(part)), asio::detached);
   }

@@ -24,7 +24,9 @@ void ApplyEntry(void* ctx, uint64_t index, const void* data, size_t len) {
 }
 
 int SnapshotState(void* ctx, void** data, size_t* len) {
-  const std::string snapshot = static_cast<StateMachine*>(ctx)->Snapshot();
+  Result<std::string> taken = static_cast<StateMachine*>(ctx)->Snapshot();
+  if (!taken.ok()) return 1;
+  const std::string& snapshot = *taken;
   *data = std::malloc(snapshot.size() > 0 ? snapshot.size() : 1);
   if (*data == nullptr) return 1;
   std::memcpy(*data, snapshot.data(), snapshot.size());
@@ -134,35 +136,53 @@ Result<std::unique_ptr<Group>> Group::Open(Loop& loop, GroupOptions options,
   return std::unique_ptr<Group>(new Group(loop, std::move(state)));
 }
 
+namespace {
+
+// Posts `fn` to the loop, or answers `done` kShuttingDown when the loop is stopping (the posted
+// closure, and with it `done`, would be dropped).
+template <typename Done, typename Fn>
+void PostOr(Loop& loop, std::shared_ptr<Done> done, Fn fn) {
+  if (!loop.Post([done, fn = std::move(fn)]() mutable { fn(*done); })) {
+    (*done)(ShuttingDown("the raft loop is stopping"));
+  }
+}
+
+}  // namespace
+
 void Group::Propose(std::string entry, IndexCallback done) {
-  loop_.Post([state = state_.get(), entry = std::move(entry), done = std::move(done)]() mutable {
-    if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
-    auto pending = std::make_unique<IndexPending>(IndexPending{state->node, std::move(done)});
-    const int rv =
-        das_raft_propose(state->node, entry.data(), entry.size(), &IndexDone, pending.get());
-    if (rv != 0) return pending->done(ToStatus(state->node, rv));
-    (void)pending.release();  // IndexDone owns it now
-  });
+  PostOr(
+      loop_, std::make_shared<IndexCallback>(std::move(done)),
+      [state = state_.get(), entry = std::move(entry)](IndexCallback& done) mutable {
+        if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
+        auto pending = std::make_unique<IndexPending>(IndexPending{state->node, std::move(done)});
+        const int rv =
+            das_raft_propose(state->node, entry.data(), entry.size(), &IndexDone, pending.get());
+        if (rv != 0) return pending->done(ToStatus(state->node, rv));
+        (void)pending.release();  // IndexDone owns it now
+      });
 }
 
 void Group::Barrier(IndexCallback done) {
-  loop_.Post([state = state_.get(), done = std::move(done)]() mutable {
-    if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
-    auto pending = std::make_unique<IndexPending>(IndexPending{state->node, std::move(done)});
-    const int rv = das_raft_barrier(state->node, &IndexDone, pending.get());
-    if (rv != 0) return pending->done(ToStatus(state->node, rv));
-    (void)pending.release();
-  });
+  PostOr(
+      loop_, std::make_shared<IndexCallback>(std::move(done)),
+      [state = state_.get()](IndexCallback& done) {
+        if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
+        auto pending = std::make_unique<IndexPending>(IndexPending{state->node, std::move(done)});
+        const int rv = das_raft_barrier(state->node, &IndexDone, pending.get());
+        if (rv != 0) return pending->done(ToStatus(state->node, rv));
+        (void)pending.release();
+      });
 }
 
 void Group::Transfer(uint64_t id, std::function<void(Status)> done) {
-  loop_.Post([state = state_.get(), id, done = std::move(done)]() mutable {
-    if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
-    auto pending = std::make_unique<TransferPending>(TransferPending{std::move(done)});
-    const int rv = das_raft_transfer(state->node, id, &TransferDone, pending.get());
-    if (rv != 0) return pending->done(ToStatus(state->node, rv));
-    (void)pending.release();
-  });
+  PostOr(loop_, std::make_shared<std::function<void(Status)>>(std::move(done)),
+         [state = state_.get(), id](std::function<void(Status)>& done) {
+           if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
+           auto pending = std::make_unique<TransferPending>(TransferPending{std::move(done)});
+           const int rv = das_raft_transfer(state->node, id, &TransferDone, pending.get());
+           if (rv != 0) return pending->done(ToStatus(state->node, rv));
+           (void)pending.release();
+         });
 }
 
 GroupInfo Group::Info() {

@@ -54,7 +54,8 @@ class StateMachine {
   virtual ~StateMachine() = default;
   // REQUIRES (for all three): on the loop thread; must not block.
   virtual void Apply(uint64_t index, std::string_view entry) = 0;
-  virtual std::string Snapshot() = 0;
+  // A failure skips this snapshot (libraft tries again at the next threshold).
+  virtual Result<std::string> Snapshot() = 0;
   virtual Status Restore(std::string_view snapshot) = 0;
 };
 

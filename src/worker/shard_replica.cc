@@ -1,6 +1,7 @@
 #include "worker/shard_replica.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <random>
 #include <utility>
 
@@ -33,6 +34,7 @@ internal::v1::RaftEntry Encode(uint64_t request_id, int64_t ingest_us,
     }
     out->set_idempotency_key(std::move(batch.idempotency_key));
     out->set_batch_fingerprint(batch.fingerprint);
+    out->set_check_only(batch.check_only);
   }
   return entry;
 }
@@ -48,6 +50,7 @@ std::vector<SubBatch> Decode(internal::v1::RaftEntry& entry) {
     }
     batch.idempotency_key = std::move(*in.mutable_idempotency_key());
     batch.fingerprint = in.batch_fingerprint();
+    batch.check_only = in.check_only();
     batches.push_back(std::move(batch));
   }
   return batches;
@@ -89,10 +92,19 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
     return;
   }
   const uint64_t request_id = entry.request_id();
+  last_seen_index_.store(index, std::memory_order_release);
   ReplicatedEntry replicated{index, entry.ingest_ts_us(), Decode(entry)};
-  store_.Apply(std::move(replicated), [this, request_id](Result<std::vector<SubBatchOutcome>> r) {
-    Complete(request_id, std::move(r));
-  });
+  store_.Apply(
+      std::move(replicated), [this, index, request_id](Result<std::vector<SubBatchOutcome>> r) {
+        if (!r.ok() && r.status().code() != StatusCode::kShuttingDown) {
+          // libraft counts the entry applied; skipping it would leave this replica without it for
+          // good. A restart replays it from the log (the store's applied index did not move).
+          spdlog::critical("shard {}: committed entry {} could not be applied: {}; stopping",
+                           shard_id_, index, r.status().ToString());
+          std::abort();
+        }
+        Complete(request_id, std::move(r));
+      });
 }
 
 void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome) {
@@ -107,7 +119,17 @@ void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutc
   done(std::move(outcome));
 }
 
-std::string ShardReplica::Snapshot() { return Manifest(shard_id_, store_.applied_index()); }
+Result<std::string> ShardReplica::Snapshot() {
+  // The store applies asynchronously: a manifest must not claim entries it does not hold yet,
+  // or raft would drop them from its log while this store still lacks them.
+  const uint64_t seen = last_seen_index_.load(std::memory_order_acquire);
+  const uint64_t applied = store_.applied_index();
+  if (applied < seen) {
+    return Unavailable("shard " + std::to_string(shard_id_) + ": store at " +
+                       std::to_string(applied) + " behind raft's " + std::to_string(seen));
+  }
+  return Manifest(shard_id_, applied);
+}
 
 Status ShardReplica::Restore(std::string_view snapshot) {
   if (snapshot.size() != 16) return Malformed("shard snapshot manifest of the wrong size");

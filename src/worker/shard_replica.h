@@ -6,8 +6,10 @@
 //
 // Thread-safety: Propose from any thread; Apply/Snapshot/Restore on the raft loop thread;
 // callbacks on the store's writer thread (or, for a refused proposal, on the loop thread).
-// Lifecycle: create, open the raft::Group with it, Attach() the group; close the group before
-// destroying the replica. The store outlives both.
+// Lifecycle: create, open the raft::Group with it, Attach() the group. To stop: close the
+// group (no more Apply), then stop the store (it runs the callbacks of what Apply queued, which
+// use the replica), then destroy the replica. A committed entry the store fails to apply stops
+// the process (a restart replays it): a replica never skips one.
 #pragma once
 
 #include <atomic>
@@ -43,7 +45,8 @@ class ShardReplica final : public raft::StateMachine {
 
   // raft::StateMachine, on the loop thread.
   void Apply(uint64_t index, std::string_view entry) override;
-  std::string Snapshot() override;
+  // Fails while the store has not applied every entry handed to it (libraft retries later).
+  Result<std::string> Snapshot() override;
   Status Restore(std::string_view snapshot) override;
 
  private:
@@ -56,6 +59,7 @@ class ShardReplica final : public raft::StateMachine {
   const Clock& clock_;
   raft::Group* group_ = nullptr;
   std::atomic<uint64_t> next_request_id_;
+  std::atomic<uint64_t> last_seen_index_{0};  // the last entry handed to the store
 
   std::mutex mu_;
   std::unordered_map<uint64_t, WriteCallback> waiting_;  // by request id; GUARDED_BY(mu_)

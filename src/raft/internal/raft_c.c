@@ -70,7 +70,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
   das_raft_node *node = fsm->data;
   *result = NULL;
   const int64_t len = unframe(buf);
-  if (len < 0) return RAFT_MALFORMED;
+  if (len < 0) {
+    /* Every replica sees the same bytes and skips them alike; refusing would block the log. */
+    fprintf(stderr, "raft: entry %llu is not a frame of ours; skipped\n",
+            (unsigned long long)(raft_last_applied(&node->raft) + 1));
+    return 0;
+  }
   /* Inside apply, the entry's index is the one after the last applied. */
   node->user.apply(node->user.ctx, raft_last_applied(&node->raft) + 1,
                    (const unsigned char *)buf->base + kFrameHeader, (size_t)len);
@@ -270,7 +275,7 @@ int das_raft_transfer(das_raft_node *node, uint64_t id, das_raft_done_cb cb, voi
   req->u.transfer.data = req;
   int rv = raft_transfer(&node->raft, &req->u.transfer, id, transfer_done);
   if (rv != 0) free(req);
-  return rv;
+  return rv == RAFT_NOTLEADER ? DAS_RAFT_NOT_LEADER : rv;
 }
 
 void das_raft_get_info(das_raft_node *node, das_raft_info *info) {

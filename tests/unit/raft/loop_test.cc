@@ -44,5 +44,16 @@ TEST(LoopTest, PostFromManyThreadsRunsEveryClosure) {
   EXPECT_EQ(ran.load(), 2000);
 }
 
+// After Stop(), work is refused (and says so), never silently queued forever.
+TEST(LoopTest, PostAfterStopIsRefused) {
+  Result<std::unique_ptr<Loop>> loop = Loop::Start("test");
+  ASSERT_TRUE(loop.ok());
+  (*loop)->Stop();
+  bool ran = false;
+  EXPECT_FALSE((*loop)->Post([&] { ran = true; }));
+  EXPECT_FALSE((*loop)->RunSync([&] { ran = true; }));
+  EXPECT_FALSE(ran);
+}
+
 }  // namespace
 }  // namespace das::raft

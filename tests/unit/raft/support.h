@@ -28,7 +28,7 @@ class Recorder final : public StateMachine {
     entries_.emplace_back(index, std::string(entry));
     changed_.notify_all();
   }
-  std::string Snapshot() override { return {}; }
+  Result<std::string> Snapshot() override { return std::string(); }
   Status Restore(std::string_view) override { return Status::Ok(); }
 
   bool WaitApplied(size_t n, std::chrono::seconds timeout = 30s) {

@@ -166,6 +166,23 @@ TEST_F(ShardReplicaTest, EveryReplicaStoresEveryCommittedWriteOnce) {
   }
 }
 
+// A key look-up (check_only) goes through the log as a look-up: it stores nothing, not even
+// the key, so the real write after it is stored.
+TEST_F(ShardReplicaTest, ACheckOnlyEntryStoresNothing) {
+  const int leader = WaitForLeader();
+  SubBatch check = Rows("checked", {3}, "CK");
+  check.check_only = true;
+  Result<Outcomes> looked = Propose(leader, {check});
+  ASSERT_TRUE(looked.ok()) << looked.status().ToString();
+  EXPECT_EQ((*looked)[0].code, Code::kOk);
+  EXPECT_EQ((*looked)[0].rows_written, 0u);
+  Result<Outcomes> written = Propose(leader, {Rows("checked", {3}, "CK")});
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  EXPECT_EQ((*written)[0].code, Code::kOk);
+  EXPECT_EQ((*written)[0].rows_written, 1u);
+  for (int i = 0; i < kReplicas; ++i) EXPECT_EQ(WaitForRows(i, 1).count, 1u);
+}
+
 TEST_F(ShardReplicaTest, AFollowerRefusesWritesNamingTheLeader) {
   const int leader = WaitForLeader();
   const int follower = (leader + 1) % kReplicas;
