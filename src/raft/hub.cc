@@ -7,12 +7,14 @@
 
 namespace das::raft {
 
-Result<std::unique_ptr<Hub>> Hub::Open(Loop& loop, std::string address) {
+Result<std::unique_ptr<Hub>> Hub::Open(Loop& loop, std::string address,
+                                       std::chrono::milliseconds handshake_timeout) {
   das_raft_hub* hub = nullptr;
   char errmsg[256] = {0};
   int rv = 0;
   loop.RunSync([&] {
-    rv = das_raft_hub_open(static_cast<uv_loop_t*>(loop.uv_loop()), address.c_str(), &hub, errmsg,
+    rv = das_raft_hub_open(static_cast<uv_loop_t*>(loop.uv_loop()), address.c_str(),
+                           static_cast<unsigned>(handshake_timeout.count()), &hub, errmsg,
                            sizeof errmsg);
   });
   if (rv != 0) return Unavailable("raft transport: " + std::string(errmsg));

@@ -5,6 +5,7 @@
 // groups on it (close them first); the Loop outlives the hub.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -15,8 +16,12 @@ namespace das::raft {
 
 class Hub {
  public:
-  // Listens on `address` (host:port with an IP literal host). kUnavailable if it cannot.
-  static Result<std::unique_ptr<Hub>> Open(Loop& loop, std::string address);
+  // Listens on `address` (host:port with an IP literal host). kUnavailable if it cannot. A
+  // handshake, either way, that does not complete within `handshake_timeout` is given up (a
+  // silent peer is dropped; a connect whose peer never acknowledges fails and raft retries).
+  static Result<std::unique_ptr<Hub>> Open(
+      Loop& loop, std::string address,
+      std::chrono::milliseconds handshake_timeout = std::chrono::seconds(5));
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;

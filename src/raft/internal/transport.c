@@ -25,6 +25,7 @@ struct das_raft_hub {
   incoming *incomings;     /* connections still in their handshake */
   das_raft_hub_closed_cb closed_cb;
   void *closed_arg;
+  unsigned handshake_timeout_ms; /* for each handshake, either way */
 };
 
 struct group_transport {
@@ -47,7 +48,9 @@ struct outgoing {
   struct raft_uv_connect *req;
   raft_uv_connect_cb cb;
   enum stage stage;
-  int canceled;
+  int canceled;  /* the transport is closing: answer RAFT_CANCELED */
+  int stopping;  /* canceled or timed out: every callback from now on finishes */
+  uv_timer_t timer;
   uv_getaddrinfo_t resolve;
   uv_connect_t connect;
   uv_write_t write;
@@ -66,7 +69,8 @@ struct incoming {
   size_t have;
   size_t need;
   int writing;
-  int orphaned; /* its hub closed while the ack was being written: free it in the callback */
+  int orphaned; /* its socket was closed while the ack was being written: the callback frees */
+  uv_timer_t timer; /* the handshake's deadline; its close callback frees the struct */
   incoming *next;
 };
 
@@ -112,17 +116,37 @@ static void unlink_incoming(incoming *in) {
   }
 }
 
+static void incoming_timer_closed(uv_handle_t *handle) { free(handle->data); }
+
+/* Frees `in`, once its timer is closed (its socket is raft's or closed by then). */
+static void release_incoming(incoming *in) {
+  uv_timer_stop(&in->timer);
+  uv_close((uv_handle_t *)&in->timer, incoming_timer_closed);
+}
+
 static void drop_incoming(incoming *in) {
   unlink_incoming(in);
   uv_close((uv_handle_t *)in->tcp, free_handle);
-  free(in);
+  release_incoming(in);
+}
+
+/* A peer that does not finish its handshake in time is dropped. */
+static void incoming_timed_out(uv_timer_t *timer) {
+  incoming *in = timer->data;
+  if (in->writing) { /* the ack write completes with UV_ECANCELED and frees it */
+    unlink_incoming(in);
+    uv_close((uv_handle_t *)in->tcp, free_handle);
+    in->orphaned = 1;
+    return;
+  }
+  drop_incoming(in);
 }
 
 static void incoming_acked(uv_write_t *write, int status) {
   incoming *in = write->data;
   in->writing = 0;
-  if (in->orphaned) { /* the hub closed the socket already */
-    free(in);
+  if (in->orphaned) { /* its socket is closed already */
+    release_incoming(in);
     return;
   }
   group_transport *g = status == 0 ? find_group(in->hub, get_le(in->buf + 8, 8)) : NULL;
@@ -137,7 +161,7 @@ static void incoming_acked(uv_write_t *write, int status) {
   address[len] = '\0';
   uv_tcp_t *tcp = in->tcp;
   unlink_incoming(in);
-  free(in);
+  release_incoming(in);
   g->accept_cb(g->t, peer, address, (uv_stream_t *)tcp); /* the stream is raft's now */
 }
 
@@ -209,6 +233,9 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   uv_tcp_nodelay(tcp, 1);
+  uv_timer_init(hub->loop, &in->timer);
+  in->timer.data = in;
+  uv_timer_start(&in->timer, incoming_timed_out, hub->handshake_timeout_ms, 0);
   in->next = hub->incomings;
   hub->incomings = in;
   if (uv_read_start((uv_stream_t *)tcp, incoming_alloc, incoming_read) != 0) drop_incoming(in);
@@ -216,8 +243,8 @@ static void on_connection(uv_stream_t *listener, int status) {
 
 static void hub_listener_closed(uv_handle_t *handle);
 
-int das_raft_hub_open(uv_loop_t *loop, const char *address, das_raft_hub **out, char *errmsg,
-                      size_t errmsg_len) {
+int das_raft_hub_open(uv_loop_t *loop, const char *address, unsigned handshake_timeout_ms,
+                      das_raft_hub **out, char *errmsg, size_t errmsg_len) {
   char host[256];
   char port[16];
   struct sockaddr_storage addr;
@@ -234,6 +261,7 @@ int das_raft_hub_open(uv_loop_t *loop, const char *address, das_raft_hub **out, 
   das_raft_hub *hub = calloc(1, sizeof *hub);
   if (hub == NULL) return UV_ENOMEM;
   hub->loop = loop;
+  hub->handshake_timeout_ms = handshake_timeout_ms;
   uv_tcp_init(loop, &hub->listener);
   hub->listener.data = hub;
   rv = uv_tcp_bind(&hub->listener, (const struct sockaddr *)&addr, 0);
@@ -265,9 +293,10 @@ void das_raft_hub_close(das_raft_hub *hub, das_raft_hub_closed_cb cb, void *arg)
     hub->incomings = in->next;
     uv_close((uv_handle_t *)in->tcp, free_handle);
     if (in->writing) {
-      in->orphaned = 1;
+      in->orphaned = 1; /* the ack's callback frees it */
+      uv_timer_stop(&in->timer);
     } else {
-      free(in);
+      release_incoming(in);
     }
   }
   uv_close((uv_handle_t *)&hub->listener, hub_listener_closed);
@@ -301,6 +330,8 @@ static void maybe_closed(group_transport *g) {
   cb(g->t);
 }
 
+static void outgoing_timer_closed(uv_handle_t *handle) { free(handle->data); }
+
 /* Answers a connect request: with the stream (status 0) or an error; closes the socket then. */
 static void finish(outgoing *out, int status) {
   group_transport *g = out->g;
@@ -310,7 +341,8 @@ static void finish(outgoing *out, int status) {
   unlink_outgoing(out);
   struct raft_uv_connect *req = out->req;
   raft_uv_connect_cb cb = out->cb;
-  free(out);
+  uv_timer_stop(&out->timer);
+  uv_close((uv_handle_t *)&out->timer, outgoing_timer_closed); /* frees `out` */
   cb(req, status == 0 ? (uv_stream_t *)tcp : NULL, status);
   maybe_closed(g);
 }
@@ -332,7 +364,7 @@ static void outgoing_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *bu
 
 static void handshake_written(uv_write_t *write, int status) {
   outgoing *out = write->data;
-  if (status != 0 || out->canceled) {
+  if (status != 0 || out->stopping) {
     finish(out, RAFT_NOCONNECTION);
     return;
   }
@@ -344,7 +376,7 @@ static void handshake_written(uv_write_t *write, int status) {
 
 static void connected(uv_connect_t *connect, int status) {
   outgoing *out = connect->data;
-  if (status != 0 || out->canceled) {
+  if (status != 0 || out->stopping) {
     finish(out, RAFT_NOCONNECTION);
     return;
   }
@@ -359,7 +391,7 @@ static void connected(uv_connect_t *connect, int status) {
 
 static void resolved(uv_getaddrinfo_t *resolve, int status, struct addrinfo *res) {
   outgoing *out = resolve->data;
-  if (status != 0 || out->canceled || res == NULL) {
+  if (status != 0 || out->stopping || res == NULL) {
     if (res != NULL) uv_freeaddrinfo(res);
     finish(out, RAFT_NOCONNECTION);
     return;
@@ -378,6 +410,25 @@ static void resolved(uv_getaddrinfo_t *resolve, int status, struct addrinfo *res
   uv_freeaddrinfo(res);
   if (rv != 0) finish(out, RAFT_NOCONNECTION);
 }
+
+/* Stops a connect request in flight: one resolving is cancelled in libuv's pool (or finishes
+ * when its result comes); one connecting or writing completes with UV_ECANCELED once its socket
+ * is closed; one reading is answered now. */
+static void abort_outgoing(outgoing *out) {
+  out->stopping = 1;
+  if (out->stage == kResolving) {
+    uv_cancel((uv_req_t *)&out->resolve);
+  } else if (out->stage == kReading) {
+    finish(out, RAFT_NOCONNECTION); /* closes its socket */
+  } else {
+    uv_close((uv_handle_t *)out->tcp, free_handle);
+    out->tcp = NULL; /* closed: finish must not close it again */
+  }
+}
+
+/* A peer that does not acknowledge in time (connected but hung, or partitioned) is given up:
+ * raft's client retries later. */
+static void outgoing_timed_out(uv_timer_t *timer) { abort_outgoing(timer->data); }
 
 static void fill_handshake(outgoing *out) {
   group_transport *g = out->g;
@@ -417,6 +468,9 @@ static int transport_connect(struct raft_uv_transport *t, struct raft_uv_connect
     free(out);
     return RAFT_NOCONNECTION;
   }
+  uv_timer_init(g->hub->loop, &out->timer);
+  out->timer.data = out;
+  uv_timer_start(&out->timer, outgoing_timed_out, g->hub->handshake_timeout_ms, 0);
   out->next = g->pending;
   g->pending = out;
   return 0;
@@ -436,8 +490,7 @@ static int transport_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
   return 0;
 }
 
-/* Cancels every connect request: one resolving is cancelled in libuv's pool; one connecting or
- * writing completes with UV_ECANCELED once its socket is closed; one reading is answered now. */
+/* Cancels every connect request (see abort_outgoing). */
 static void transport_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb) {
   group_transport *g = t->impl;
   g->closing = 1;
@@ -448,14 +501,7 @@ static void transport_close(struct raft_uv_transport *t, raft_uv_transport_close
   while (out != NULL) {
     outgoing *next = out->next;
     out->canceled = 1;
-    if (out->stage == kResolving) {
-      uv_cancel((uv_req_t *)&out->resolve);
-    } else if (out->stage == kReading) {
-      finish(out, RAFT_CANCELED); /* closes its socket */
-    } else {
-      uv_close((uv_handle_t *)out->tcp, free_handle);
-      out->tcp = NULL; /* closed: finish must not close it again */
-    }
+    if (!out->stopping) abort_outgoing(out);
     out = next;
   }
   maybe_closed(g);

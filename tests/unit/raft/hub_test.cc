@@ -5,6 +5,7 @@
 #include "raft/hub.h"
 
 #include <stdlib.h>
+#include <sys/select.h>
 
 #include <filesystem>
 #include <future>
@@ -50,7 +51,8 @@ class HubTest : public ::testing::Test {
   }
 
   void StartNode(int n) {
-    Result<std::unique_ptr<Hub>> hub = Hub::Open(*loops_[n], peers_[n].address);
+    Result<std::unique_ptr<Hub>> hub =
+        Hub::Open(*loops_[n], peers_[n].address, std::chrono::milliseconds(500));
     ASSERT_TRUE(hub.ok()) << hub.status().ToString();
     hubs_[n] = std::move(hub).value();
     for (int g = 0; g < kGroups; ++g) {
@@ -184,6 +186,82 @@ TEST_F(HubTest, StrangersOnTheRaftPortAreDropped) {
     ::close(fd);
   }
   EXPECT_EQ(ProposeMany(0, "still", 5).size(), 5u);
+}
+
+// A peer that connects and says nothing is dropped after the handshake timeout (500 ms here),
+// and meanwhile the groups go on.
+TEST_F(HubTest, ASilentPeerIsDroppedAfterTheHandshakeTimeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval limit{30, 0};  // a bound for the test itself, far above the hub's timeout
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string& a = peers_[1].address;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1))));
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  char c;
+  EXPECT_EQ(::read(fd, &c, 1), 0) << "the hub should close a silent connection";
+  ::close(fd);
+  EXPECT_EQ(ProposeMany(1, "go-on", 3).size(), 3u);
+}
+
+// A voter whose port accepts but never acknowledges (a hung node): each connect to it is given
+// up after the handshake timeout, so raft keeps retrying it (without the timeout the first
+// attempt would hang forever), while the other two replicas elect a leader and commit.
+TEST(HubTimeoutTest, APeerThatNeverAcknowledgesIsRetried) {
+  char tmpl[] = "/tmp/das-hub-timeout-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const int hung = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(hung, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(hung, 16), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(hung, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::vector<Peer> peers = {{1, "127.0.0.1:" + std::to_string(FreePort())},
+                             {2, "127.0.0.1:" + std::to_string(FreePort())},
+                             {3, "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))}};
+  std::vector<std::unique_ptr<Loop>> loops;
+  std::vector<std::unique_ptr<Hub>> hubs;
+  std::vector<std::unique_ptr<Recorder>> machines;
+  std::vector<std::unique_ptr<Group>> groups;
+  for (int n = 0; n < 2; ++n) {
+    loops.push_back(std::move(Loop::Start("node")).value());
+    hubs.push_back(std::move(Hub::Open(*loops[n], peers[n].address, 300ms)).value());
+    machines.push_back(std::make_unique<Recorder>());
+    GroupOptions options;
+    options.hub = hubs[n].get();
+    options.group_id = 1;
+    options.id = peers[n].id;
+    options.address = peers[n].address;
+    options.data_dir = dir + "/node-" + std::to_string(n + 1);
+    options.voters = peers;
+    Result<std::unique_ptr<Group>> group = Group::Open(*loops[n], options, *machines[n]);
+    ASSERT_TRUE(group.ok()) << group.status().ToString();
+    groups.push_back(std::move(group).value());
+  }
+  // Count the connections the hung voter receives, holding each open and silent.
+  std::vector<int> held;
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (held.size() < 4 && std::chrono::steady_clock::now() < until) {
+    timeval wait{0, 100'000};
+    fd_set ready;
+    FD_ZERO(&ready);
+    FD_SET(hung, &ready);
+    if (::select(hung + 1, &ready, nullptr, nullptr, &wait) > 0)
+      held.push_back(::accept(hung, nullptr, nullptr));
+  }
+  // Two replicas (each connects at least once) and a retry after a timeout.
+  EXPECT_GE(held.size(), 4u) << "connections from the replicas to the hung voter";
+  for (int fd : held) ::close(fd);
+  ::close(hung);
+  for (auto& group : groups) group->Close();
+  for (auto& hub : hubs) hub->Close();
+  for (auto& loop : loops) loop->Stop();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
