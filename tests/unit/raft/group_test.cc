@@ -32,13 +32,8 @@ class GroupTest : public ::testing::Test {
   static constexpr int kReplicas = 3;
 
   void SetUp() override {
-    char tmpl[] = "/tmp/das-raft-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    for (int i = 0; i < kReplicas; ++i) {
-      peers_.push_back(
-          Peer{static_cast<uint64_t>(i + 1), "127.0.0.1:" + std::to_string(FreePort())});
-    }
+    dir_ = MakeTempDir("das-raft-test");
+    peers_ = LoopbackPeers(kReplicas);
     for (int i = 0; i < kReplicas; ++i) {
       Result<std::unique_ptr<Loop>> loop = Loop::Start("node-" + std::to_string(i + 1));
       ASSERT_TRUE(loop.ok()) << loop.status().ToString();

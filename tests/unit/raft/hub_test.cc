@@ -25,13 +25,8 @@ constexpr int kGroups = 2;
 class HubTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/das-hub-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    for (int n = 0; n < kNodes; ++n) {
-      peers_.push_back(
-          Peer{static_cast<uint64_t>(n + 1), "127.0.0.1:" + std::to_string(FreePort())});
-    }
+    dir_ = MakeTempDir("das-hub-test");
+    peers_ = LoopbackPeers(kNodes);
     for (int n = 0; n < kNodes; ++n) {
       Result<std::unique_ptr<Loop>> loop = Loop::Start("node-" + std::to_string(n + 1));
       ASSERT_TRUE(loop.ok()) << loop.status().ToString();

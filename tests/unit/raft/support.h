@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -56,6 +58,25 @@ inline uint16_t FreePort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// A fresh directory under /tmp ("<prefix>-XXXXXX"); empty on failure (the test then fails).
+inline std::string MakeTempDir(const std::string& prefix) {
+  std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return {};
+  }
+  return pattern;
+}
+
+// `n` replicas with ids 1..n on free loopback ports.
+inline std::vector<Peer> LoopbackPeers(int n) {
+  std::vector<Peer> peers;
+  for (int i = 0; i < n; ++i) {
+    peers.push_back(Peer{static_cast<uint64_t>(i + 1), "127.0.0.1:" + std::to_string(FreePort())});
+  }
+  return peers;
 }
 
 }  // namespace das::raft

@@ -39,13 +39,8 @@ SubBatch Rows(const std::string& prefix, std::vector<double> values, std::string
 class ShardReplicaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/das-replica-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    for (int i = 0; i < kReplicas; ++i) {
-      peers_.push_back(
-          Peer{static_cast<uint64_t>(i + 1), "127.0.0.1:" + std::to_string(raft::FreePort())});
-    }
+    dir_ = raft::MakeTempDir("das-replica-test");
+    peers_ = raft::LoopbackPeers(kReplicas);
     replicas_.resize(kReplicas);
     for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(StartReplica(i));
   }
