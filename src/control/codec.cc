@@ -35,6 +35,7 @@ std::string MediaType(std::string_view header) {
 // The decoded value of the query parameter `name`, or "" when absent or the target is bad (the
 // router answers a bad target before any handler runs).
 std::string QueryParameter(std::string_view target, std::string_view name) {
+  if (target.find('?') == std::string_view::npos) return {};  // the usual case: nothing to parse
   Result<http::Target> parsed = http::ParseTarget(target);
   if (!parsed.ok()) return {};
   for (const http::QueryParam& param : parsed->params) {

@@ -173,12 +173,12 @@ class ControlServiceImpl final : public ControlService {
   // the key, so a later reuse of it with other rows is refused by every part and stores
   // nothing anywhere, wherever either batch's rows land. A part without rows is best effort
   // (RecordKey); CheckKey covers what a worker that was down then missed.
-  std::map<WorkerId, SubBatch> SplitBatch(internal::v1::InsertBatchWire& batch) const {
+  // REQUIRES: `fingerprint` is BatchFingerprint(batch) when the batch has a key.
+  std::map<WorkerId, SubBatch> SplitBatch(internal::v1::InsertBatchWire& batch,
+                                          uint64_t fingerprint) const {
     const std::shared_ptr<const ClusterMap> map = Map();
     std::map<WorkerId, SubBatch> parts;
-    const bool keyed = !batch.idempotency_key().empty();
-    if (keyed) {
-      const uint64_t fingerprint = BatchFingerprint(batch);
+    if (!batch.idempotency_key().empty()) {
       for (const WorkerInfo& w : map->workers()) {
         SubBatch& part = parts[w.id];
         part.set_idempotency_key(batch.idempotency_key());
@@ -195,9 +195,9 @@ class ControlServiceImpl final : public ControlService {
   // anything is written: then a reuse is refused whole even where a worker missed the first
   // batch (it was down then). A worker that does not answer is skipped: its part, if it has
   // rows, fails on its own. Returns the 422 to answer, if any.
-  asio::awaitable<std::optional<ApiError>> CheckKey(const internal::v1::InsertBatchWire& batch) {
+  asio::awaitable<std::optional<ApiError>> CheckKey(const internal::v1::InsertBatchWire& batch,
+                                                    uint64_t fingerprint) {
     const std::shared_ptr<const ClusterMap> map = Map();
-    const uint64_t fingerprint = BatchFingerprint(batch);
     std::vector<asio::awaitable<Result<internal::v1::WriteResponse>>> checks;
     internal::v1::WriteRequest check;
     SubBatch* part = check.add_batches();
@@ -246,13 +246,15 @@ class ControlServiceImpl final : public ControlService {
     if (auto* e = std::get_if<ApiError>(&decoded)) co_return EncodeError(*e, answer);
 
     auto& batch = std::get<internal::v1::InsertBatchWire>(decoded);
-    if (!batch.idempotency_key().empty()) {
-      asio::awaitable<std::optional<ApiError>> check = CheckKey(batch);
+    const bool keyed = !batch.idempotency_key().empty();
+    const uint64_t fingerprint = keyed ? BatchFingerprint(batch) : 0;
+    if (keyed) {
+      asio::awaitable<std::optional<ApiError>> check = CheckKey(batch, fingerprint);
       if (std::optional<ApiError> conflict = co_await std::move(check)) {
         co_return EncodeError(*conflict, answer);
       }
     }
-    std::map<WorkerId, SubBatch> parts = SplitBatch(batch);
+    std::map<WorkerId, SubBatch> parts = SplitBatch(batch, fingerprint);
     std::vector<Destination*> targets;
     std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
     for (auto& [id, part] : parts) {

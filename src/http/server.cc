@@ -369,6 +369,11 @@ class ServerImpl final : public Server {
     asio::co_spawn(state_->acceptor.get_executor(), AcceptLoop(state_), asio::detached);
   }
 
+  bool WaitForNoConnections(std::chrono::milliseconds wait) const override {
+    std::unique_lock lock(state_->mu);
+    return state_->drained.wait_for(lock, wait, [this] { return state_->connections.empty(); });
+  }
+
   bool Stop(std::chrono::milliseconds wait) override {
     Close();
     std::unique_lock lock(state_->mu);

@@ -1,4 +1,4 @@
-// WorkerClient: the typed stub of one worker's internal API (rpc/routes.h), over a pool of
+// WorkerClient: the typed client of one worker's internal API (rpc/routes.h), over a pool of
 // kept-alive HTTP connections. It owns the route names and the encoding; callers get decoded
 // messages or a Status whose code is the worker's own (rpc/status_wire.h), or kUnavailable /
 // kDeadlineExceeded when the worker could not be reached in time.

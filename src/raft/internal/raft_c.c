@@ -10,19 +10,19 @@
 #include <string.h>
 
 struct das_raft_node {
-  uv_loop_t *loop;
+  uv_loop_t* loop;
   struct raft_uv_transport transport;
   struct raft_io io;
   struct raft_fsm fsm;
   struct raft raft;
   das_raft_fsm user;
   das_raft_closed_cb closed_cb;
-  void *closed_arg;
+  void* closed_arg;
   int on_hub; /* the transport is the hub's (else libraft's stock TCP one) */
   char address[256];
 };
 
-static void release_transport(das_raft_node *node) {
+static void release_transport(das_raft_node* node) {
   if (node->on_hub) {
     das_hub_transport_release(&node->transport);
   } else {
@@ -37,9 +37,9 @@ typedef struct request {
     struct raft_barrier barrier;
     struct raft_transfer transfer;
   } u;
-  das_raft_node *node;
+  das_raft_node* node;
   das_raft_done_cb cb;
-  void *arg;
+  void* arg;
 } request;
 
 /* libraft's disk backend takes only entries whose length is a multiple of 8 (else
@@ -49,25 +49,25 @@ enum { kFrameHeader = 8 };
 
 static size_t frame_len(size_t payload) { return (kFrameHeader + payload + 7) / 8 * 8; }
 
-static void frame(void *out, const void *payload, size_t len) {
-  unsigned char *p = out;
+static void frame(void* out, const void* payload, size_t len) {
+  unsigned char* p = out;
   for (int i = 0; i < kFrameHeader; ++i) p[i] = (unsigned char)((uint64_t)len >> (8 * i));
   if (len > 0) memcpy(p + kFrameHeader, payload, len);
   memset(p + kFrameHeader + len, 0, frame_len(len) - kFrameHeader - len);
 }
 
 /* The payload's length, or -1 when the frame is malformed. */
-static int64_t unframe(const struct raft_buffer *buf) {
+static int64_t unframe(const struct raft_buffer* buf) {
   if (buf->len < kFrameHeader) return -1;
-  const unsigned char *p = buf->base;
+  const unsigned char* p = buf->base;
   uint64_t len = 0;
   for (int i = 0; i < kFrameHeader; ++i) len |= (uint64_t)p[i] << (8 * i);
   if (len > buf->len - kFrameHeader) return -1;
   return (int64_t)len;
 }
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
-  das_raft_node *node = fsm->data;
+static int fsm_apply(struct raft_fsm* fsm, const struct raft_buffer* buf, void** result) {
+  das_raft_node* node = fsm->data;
   *result = NULL;
   const int64_t len = unframe(buf);
   if (len < 0) {
@@ -78,13 +78,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
   }
   /* Inside apply, the entry's index is the one after the last applied. */
   node->user.apply(node->user.ctx, raft_last_applied(&node->raft) + 1,
-                   (const unsigned char *)buf->base + kFrameHeader, (size_t)len);
+                   (const unsigned char*)buf->base + kFrameHeader, (size_t)len);
   return 0;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs) {
-  das_raft_node *node = fsm->data;
-  void *data = NULL;
+static int fsm_snapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], unsigned* n_bufs) {
+  das_raft_node* node = fsm->data;
+  void* data = NULL;
   size_t len = 0;
   int rv = node->user.snapshot(node->user.ctx, &data, &len);
   if (rv != 0) return RAFT_IOERR;
@@ -106,15 +106,15 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
   return 0;
 }
 
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
-  das_raft_node *node = fsm->data;
+static int fsm_restore(struct raft_fsm* fsm, struct raft_buffer* buf) {
+  das_raft_node* node = fsm->data;
   int rv = node->user.restore(node->user.ctx, buf->base, buf->len);
   if (rv != 0) return RAFT_MALFORMED;
   raft_free(buf->base); /* restore owns the buffer once it succeeded */
   return 0;
 }
 
-static int init_fsm(das_raft_node *node) {
+static int init_fsm(das_raft_node* node) {
   node->fsm.version = 1;
   node->fsm.data = node;
   node->fsm.apply = fsm_apply;
@@ -123,7 +123,7 @@ static int init_fsm(das_raft_node *node) {
   return 0;
 }
 
-static int bootstrap(das_raft_node *node, const das_raft_server *servers, size_t n) {
+static int bootstrap(das_raft_node* node, const das_raft_server* servers, size_t n) {
   struct raft_configuration conf;
   raft_configuration_init(&conf);
   int rv = 0;
@@ -135,7 +135,7 @@ static int bootstrap(das_raft_node *node, const das_raft_server *servers, size_t
   return rv == RAFT_CANTBOOTSTRAP ? 0 : rv; /* already bootstrapped: its log says who is in */
 }
 
-static void tune(das_raft_node *node, const das_raft_options *o) {
+static void tune(das_raft_node* node, const das_raft_options* o) {
   raft_set_election_timeout(&node->raft, o->election_timeout_ms);
   raft_set_heartbeat_timeout(&node->raft, o->heartbeat_timeout_ms);
   raft_set_pre_vote(&node->raft, true);
@@ -150,10 +150,10 @@ static void tune(das_raft_node *node, const das_raft_options *o) {
   }
 }
 
-int das_raft_open(uv_loop_t *loop, const das_raft_options *o, const das_raft_fsm *fsm,
-                  const das_raft_server *servers, size_t n_servers, das_raft_node **out,
-                  char *errmsg, size_t errmsg_len) {
-  das_raft_node *node = calloc(1, sizeof *node);
+int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm* fsm,
+                  const das_raft_server* servers, size_t n_servers, das_raft_node** out,
+                  char* errmsg, size_t errmsg_len) {
+  das_raft_node* node = calloc(1, sizeof *node);
   if (node == NULL) return RAFT_NOMEM;
   node->loop = loop;
   node->user = *fsm;
@@ -197,8 +197,8 @@ err:
   return rv;
 }
 
-static request *new_request(das_raft_node *node, das_raft_done_cb cb, void *arg) {
-  request *req = calloc(1, sizeof *req);
+static request* new_request(das_raft_node* node, das_raft_done_cb cb, void* arg) {
+  request* req = calloc(1, sizeof *req);
   if (req == NULL) return NULL;
   req->node = node;
   req->cb = cb;
@@ -206,19 +206,19 @@ static request *new_request(das_raft_node *node, das_raft_done_cb cb, void *arg)
   return req;
 }
 
-static void apply_done(struct raft_apply *apply, int status, void *result) {
+static void apply_done(struct raft_apply* apply, int status, void* result) {
   (void)result;
-  request *req = apply->data;
+  request* req = apply->data;
   /* On success the last applied index is this entry's. */
   uint64_t index = status == 0 ? raft_last_applied(&req->node->raft) : 0;
   req->cb(req->arg, status, index);
   free(req);
 }
 
-int das_raft_propose(das_raft_node *node, const void *data, size_t len, das_raft_done_cb cb,
-                     void *arg) {
+int das_raft_propose(das_raft_node* node, const void* data, size_t len, das_raft_done_cb cb,
+                     void* arg) {
   if (raft_state(&node->raft) != RAFT_LEADER) return DAS_RAFT_NOT_LEADER;
-  request *req = new_request(node, cb, arg);
+  request* req = new_request(node, cb, arg);
   if (req == NULL) return RAFT_NOMEM;
   struct raft_buffer buf;
   buf.len = frame_len(len);
@@ -239,16 +239,16 @@ int das_raft_propose(das_raft_node *node, const void *data, size_t len, das_raft
   return 0;
 }
 
-static void barrier_done(struct raft_barrier *barrier, int status) {
-  request *req = barrier->data;
+static void barrier_done(struct raft_barrier* barrier, int status) {
+  request* req = barrier->data;
   uint64_t index = status == 0 ? raft_last_applied(&req->node->raft) : 0;
   req->cb(req->arg, status, index);
   free(req);
 }
 
-int das_raft_barrier(das_raft_node *node, das_raft_done_cb cb, void *arg) {
+int das_raft_barrier(das_raft_node* node, das_raft_done_cb cb, void* arg) {
   if (raft_state(&node->raft) != RAFT_LEADER) return DAS_RAFT_NOT_LEADER;
-  request *req = new_request(node, cb, arg);
+  request* req = new_request(node, cb, arg);
   if (req == NULL) return RAFT_NOMEM;
   req->u.barrier.data = req;
   int rv = raft_barrier(&node->raft, &req->u.barrier, barrier_done);
@@ -259,18 +259,18 @@ int das_raft_barrier(das_raft_node *node, das_raft_done_cb cb, void *arg) {
   return 0;
 }
 
-static void transfer_done(struct raft_transfer *transfer) {
-  request *req = transfer->data;
+static void transfer_done(struct raft_transfer* transfer) {
+  request* req = transfer->data;
   raft_id leader = 0;
-  const char *address = NULL;
+  const char* address = NULL;
   raft_leader(&req->node->raft, &leader, &address);
   req->cb(req->arg, leader == req->u.transfer.id ? 0 : RAFT_NOTLEADER, 0);
   free(req);
 }
 
-int das_raft_transfer(das_raft_node *node, uint64_t id, das_raft_done_cb cb, void *arg) {
+int das_raft_transfer(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg) {
   if (raft_state(&node->raft) != RAFT_LEADER) return DAS_RAFT_NOT_LEADER;
-  request *req = new_request(node, cb, arg);
+  request* req = new_request(node, cb, arg);
   if (req == NULL) return RAFT_NOMEM;
   req->u.transfer.data = req;
   int rv = raft_transfer(&node->raft, &req->u.transfer, id, transfer_done);
@@ -278,7 +278,7 @@ int das_raft_transfer(das_raft_node *node, uint64_t id, das_raft_done_cb cb, voi
   return rv == RAFT_NOTLEADER ? DAS_RAFT_NOT_LEADER : rv;
 }
 
-void das_raft_get_info(das_raft_node *node, das_raft_info *info) {
+void das_raft_get_info(das_raft_node* node, das_raft_info* info) {
   memset(info, 0, sizeof *info);
   info->state = (int)raft_state(&node->raft);
   info->term = raft_current_term(&node->raft);
@@ -286,30 +286,30 @@ void das_raft_get_info(das_raft_node *node, das_raft_info *info) {
   info->last_applied = raft_last_applied(&node->raft);
   info->last_index = raft_last_index(&node->raft);
   raft_id leader = 0;
-  const char *address = NULL;
+  const char* address = NULL;
   raft_leader(&node->raft, &leader, &address);
   info->leader_id = leader;
   if (address != NULL) snprintf(info->leader_address, sizeof info->leader_address, "%s", address);
 }
 
-static void raft_closed(struct raft *raft) {
-  das_raft_node *node = raft->data;
+static void raft_closed(struct raft* raft) {
+  das_raft_node* node = raft->data;
   raft_uv_close(&node->io);
   release_transport(node);
   das_raft_closed_cb cb = node->closed_cb;
-  void *arg = node->closed_arg;
+  void* arg = node->closed_arg;
   free(node);
   if (cb != NULL) cb(arg);
 }
 
-void das_raft_close(das_raft_node *node, das_raft_closed_cb cb, void *arg) {
+void das_raft_close(das_raft_node* node, das_raft_closed_cb cb, void* arg) {
   node->closed_cb = cb;
   node->closed_arg = arg;
   node->raft.data = node;
   raft_close(&node->raft, raft_closed);
 }
 
-const char *das_raft_strerror(int status) {
+const char* das_raft_strerror(int status) {
   if (status == DAS_RAFT_NOT_LEADER) return "not the leader";
   return raft_strerror(status);
 }

@@ -17,31 +17,31 @@ typedef struct das_raft_node das_raft_node;
 
 /* One TCP listener for every group of a node (see transport.h). */
 typedef struct das_raft_hub das_raft_hub;
-typedef void (*das_raft_hub_closed_cb)(void *arg);
+typedef void (*das_raft_hub_closed_cb)(void* arg);
 /* Listens on `address` (host:port, an IP literal). A handshake, either way, that does not
  * complete within `handshake_timeout_ms` is given up. Returns 0 or a libuv error (message in
  * `errmsg`). */
-int das_raft_hub_open(uv_loop_t *loop, const char *address, unsigned handshake_timeout_ms,
-                      das_raft_hub **out, char *errmsg, size_t errmsg_len);
+int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_timeout_ms,
+                      das_raft_hub** out, char* errmsg, size_t errmsg_len);
 /* REQUIRES: every group on the hub is closed. `cb` once its memory is released. */
-void das_raft_hub_close(das_raft_hub *hub, das_raft_hub_closed_cb cb, void *arg);
+void das_raft_hub_close(das_raft_hub* hub, das_raft_hub_closed_cb cb, void* arg);
 
 /* The state machine, called on the loop thread. `apply` gets each committed entry once, in
  * log order, with its index; `snapshot` returns the state in one malloc'ed buffer (ownership
  * passes to the caller of snapshot); `restore` replaces the state (the buffer stays ours). */
 typedef struct das_raft_fsm {
-  void *ctx;
-  void (*apply)(void *ctx, uint64_t index, const void *data, size_t len);
-  int (*snapshot)(void *ctx, void **data, size_t *len);
-  int (*restore)(void *ctx, const void *data, size_t len);
+  void* ctx;
+  void (*apply)(void* ctx, uint64_t index, const void* data, size_t len);
+  int (*snapshot)(void* ctx, void** data, size_t* len);
+  int (*restore)(void* ctx, const void* data, size_t len);
 } das_raft_fsm;
 
 typedef struct das_raft_options {
-  das_raft_hub *hub; /* NULL: libraft's stock TCP transport, listening on `address` itself */
+  das_raft_hub* hub; /* NULL: libraft's stock TCP transport, listening on `address` itself */
   uint64_t group_id; /* with a hub: names the group in the handshake */
   uint64_t id;
-  const char *address; /* host:port this node's raft transport listens on */
-  const char *dir;     /* its log and snapshots; created by the caller */
+  const char* address; /* host:port this node's raft transport listens on */
+  const char* dir;     /* its log and snapshots; created by the caller */
   unsigned election_timeout_ms;
   unsigned heartbeat_timeout_ms;
   unsigned snapshot_threshold;
@@ -51,7 +51,7 @@ typedef struct das_raft_options {
 
 typedef struct das_raft_server {
   uint64_t id;
-  const char *address;
+  const char* address;
 } das_raft_server;
 
 typedef struct das_raft_info {
@@ -65,32 +65,32 @@ typedef struct das_raft_info {
 } das_raft_info;
 
 /* Completion of a proposal or barrier: status 0 with the entry's index, or a libraft error. */
-typedef void (*das_raft_done_cb)(void *arg, int status, uint64_t index);
-typedef void (*das_raft_closed_cb)(void *arg);
+typedef void (*das_raft_done_cb)(void* arg, int status, uint64_t index);
+typedef void (*das_raft_closed_cb)(void* arg);
 
 enum { DAS_RAFT_NOT_LEADER = 1001 };
 
 /* Creates, bootstraps (when `dir` holds no state yet: `servers` are the first voters) and
  * starts a node. Returns 0, or an error with a message in `errmsg`. */
-int das_raft_open(uv_loop_t *loop, const das_raft_options *options, const das_raft_fsm *fsm,
-                  const das_raft_server *servers, size_t n_servers, das_raft_node **out,
-                  char *errmsg, size_t errmsg_len);
+int das_raft_open(uv_loop_t* loop, const das_raft_options* options, const das_raft_fsm* fsm,
+                  const das_raft_server* servers, size_t n_servers, das_raft_node** out,
+                  char* errmsg, size_t errmsg_len);
 
 /* Proposes one entry (copied). DAS_RAFT_NOT_LEADER when this node is not the leader; else 0
  * and `cb` later, or a libraft error now. */
-int das_raft_propose(das_raft_node *node, const void *data, size_t len, das_raft_done_cb cb,
-                     void *arg);
+int das_raft_propose(das_raft_node* node, const void* data, size_t len, das_raft_done_cb cb,
+                     void* arg);
 /* A barrier: `cb` once every entry before it is committed and applied here. */
-int das_raft_barrier(das_raft_node *node, das_raft_done_cb cb, void *arg);
+int das_raft_barrier(das_raft_node* node, das_raft_done_cb cb, void* arg);
 /* Hands leadership to `id` (0: libraft picks). `cb` with status 0 when done. */
-int das_raft_transfer(das_raft_node *node, uint64_t id, das_raft_done_cb cb, void *arg);
+int das_raft_transfer(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg);
 
-void das_raft_get_info(das_raft_node *node, das_raft_info *info);
+void das_raft_get_info(das_raft_node* node, das_raft_info* info);
 
 /* Stops the node; `cb` once its memory is released. */
-void das_raft_close(das_raft_node *node, das_raft_closed_cb cb, void *arg);
+void das_raft_close(das_raft_node* node, das_raft_closed_cb cb, void* arg);
 
-const char *das_raft_strerror(int status);
+const char* das_raft_strerror(int status);
 
 #ifdef __cplusplus
 }

@@ -19,76 +19,76 @@ typedef struct outgoing outgoing;
 typedef struct incoming incoming;
 
 struct das_raft_hub {
-  uv_loop_t *loop;
+  uv_loop_t* loop;
   uv_tcp_t listener;
-  group_transport *groups; /* registered transports */
-  incoming *incomings;     /* connections still in their handshake */
+  group_transport* groups; /* registered transports */
+  incoming* incomings;     /* connections still in their handshake */
   das_raft_hub_closed_cb closed_cb;
-  void *closed_arg;
+  void* closed_arg;
   unsigned handshake_timeout_ms; /* for each handshake, either way */
 };
 
 struct group_transport {
-  das_raft_hub *hub;
-  struct raft_uv_transport *t;
+  das_raft_hub* hub;
+  struct raft_uv_transport* t;
   uint64_t group_id;
   raft_id id;
   char address[kMaxAddress + 1];
   raft_uv_accept_cb accept_cb; /* set by listen */
-  outgoing *pending;           /* connect requests in flight */
+  outgoing* pending;           /* connect requests in flight */
   raft_uv_transport_close_cb close_cb;
   int closing;
-  group_transport *next;
+  group_transport* next;
 };
 
 enum stage { kResolving, kConnecting, kWriting, kReading };
 
 struct outgoing {
-  group_transport *g;
-  struct raft_uv_connect *req;
+  group_transport* g;
+  struct raft_uv_connect* req;
   raft_uv_connect_cb cb;
   enum stage stage;
-  int canceled;  /* the transport is closing: answer RAFT_CANCELED */
-  int stopping;  /* canceled or timed out: every callback from now on finishes */
+  int canceled; /* the transport is closing: answer RAFT_CANCELED */
+  int stopping; /* canceled or timed out: every callback from now on finishes */
   uv_timer_t timer;
   uv_getaddrinfo_t resolve;
   uv_connect_t connect;
   uv_write_t write;
-  uv_tcp_t *tcp; /* raft_malloc'ed: handed to raft on success */
+  uv_tcp_t* tcp; /* raft_malloc'ed: handed to raft on success */
   unsigned char handshake[kFixedHeader + kMaxAddress];
   size_t handshake_len;
   unsigned char ack;
-  outgoing *next;
+  outgoing* next;
 };
 
 struct incoming {
-  das_raft_hub *hub;
-  uv_tcp_t *tcp;
+  das_raft_hub* hub;
+  uv_tcp_t* tcp;
   uv_write_t write;
   unsigned char buf[kFixedHeader + kMaxAddress];
   size_t have;
   size_t need;
   int writing;
-  int orphaned; /* its socket was closed while the ack was being written: the callback frees */
+  int orphaned;     /* its socket was closed while the ack was being written: the callback frees */
   uv_timer_t timer; /* the handshake's deadline; its close callback frees the struct */
-  incoming *next;
+  incoming* next;
 };
 
-static void put_le(unsigned char *p, uint64_t v, int n) {
+static void put_le(unsigned char* p, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) p[i] = (unsigned char)(v >> (8 * i));
 }
-static uint64_t get_le(const unsigned char *p, int n) {
+static uint64_t get_le(const unsigned char* p, int n) {
   uint64_t v = 0;
   for (int i = 0; i < n; ++i) v |= (uint64_t)p[i] << (8 * i);
   return v;
 }
 
-static void free_handle(uv_handle_t *handle) { raft_free(handle); }
+static void free_handle(uv_handle_t* handle) { raft_free(handle); }
 
 /* "host:port" -> host and port strings; 0 or RAFT_INVALID. */
-static int split_address(const char *address, char *host, size_t host_len, char *port,
+static int split_address(const char* address, char* host, size_t host_len, char* port,
                          size_t port_len) {
-  const char *colon = strrchr(address, ':');
+  const char* colon = strrchr(address, ':');
   if (colon == NULL || colon == address || (size_t)(colon - address) >= host_len) {
     return RAFT_INVALID;
   }
@@ -100,15 +100,15 @@ static int split_address(const char *address, char *host, size_t host_len, char 
 
 /* --- the hub's side: accepting, the handshake, handing the stream to the group ----------- */
 
-static group_transport *find_group(das_raft_hub *hub, uint64_t group_id) {
-  for (group_transport *g = hub->groups; g != NULL; g = g->next) {
+static group_transport* find_group(das_raft_hub* hub, uint64_t group_id) {
+  for (group_transport* g = hub->groups; g != NULL; g = g->next) {
     if (g->group_id == group_id && g->accept_cb != NULL && !g->closing) return g;
   }
   return NULL;
 }
 
-static void unlink_incoming(incoming *in) {
-  for (incoming **p = &in->hub->incomings; *p != NULL; p = &(*p)->next) {
+static void unlink_incoming(incoming* in) {
+  for (incoming** p = &in->hub->incomings; *p != NULL; p = &(*p)->next) {
     if (*p == in) {
       *p = in->next;
       return;
@@ -116,40 +116,40 @@ static void unlink_incoming(incoming *in) {
   }
 }
 
-static void incoming_timer_closed(uv_handle_t *handle) { free(handle->data); }
+static void incoming_timer_closed(uv_handle_t* handle) { free(handle->data); }
 
 /* Frees `in`, once its timer is closed (its socket is raft's or closed by then). */
-static void release_incoming(incoming *in) {
+static void release_incoming(incoming* in) {
   uv_timer_stop(&in->timer);
-  uv_close((uv_handle_t *)&in->timer, incoming_timer_closed);
+  uv_close((uv_handle_t*)&in->timer, incoming_timer_closed);
 }
 
-static void drop_incoming(incoming *in) {
+static void drop_incoming(incoming* in) {
   unlink_incoming(in);
-  uv_close((uv_handle_t *)in->tcp, free_handle);
+  uv_close((uv_handle_t*)in->tcp, free_handle);
   release_incoming(in);
 }
 
 /* A peer that does not finish its handshake in time is dropped. */
-static void incoming_timed_out(uv_timer_t *timer) {
-  incoming *in = timer->data;
+static void incoming_timed_out(uv_timer_t* timer) {
+  incoming* in = timer->data;
   if (in->writing) { /* the ack write completes with UV_ECANCELED and frees it */
     unlink_incoming(in);
-    uv_close((uv_handle_t *)in->tcp, free_handle);
+    uv_close((uv_handle_t*)in->tcp, free_handle);
     in->orphaned = 1;
     return;
   }
   drop_incoming(in);
 }
 
-static void incoming_acked(uv_write_t *write, int status) {
-  incoming *in = write->data;
+static void incoming_acked(uv_write_t* write, int status) {
+  incoming* in = write->data;
   in->writing = 0;
   if (in->orphaned) { /* its socket is closed already */
     release_incoming(in);
     return;
   }
-  group_transport *g = status == 0 ? find_group(in->hub, get_le(in->buf + 8, 8)) : NULL;
+  group_transport* g = status == 0 ? find_group(in->hub, get_le(in->buf + 8, 8)) : NULL;
   if (g == NULL) {
     drop_incoming(in);
     return;
@@ -159,22 +159,22 @@ static void incoming_acked(uv_write_t *write, int status) {
   char address[kMaxAddress + 1];
   memcpy(address, in->buf + kFixedHeader, len);
   address[len] = '\0';
-  uv_tcp_t *tcp = in->tcp;
+  uv_tcp_t* tcp = in->tcp;
   unlink_incoming(in);
   release_incoming(in);
-  g->accept_cb(g->t, peer, address, (uv_stream_t *)tcp); /* the stream is raft's now */
+  g->accept_cb(g->t, peer, address, (uv_stream_t*)tcp); /* the stream is raft's now */
 }
 
-static void incoming_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+static void incoming_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
   (void)suggested;
-  incoming *in = handle->data;
+  incoming* in = handle->data;
   /* Exactly what the handshake still lacks: never a byte of what follows it. */
-  buf->base = (char *)in->buf + in->have;
+  buf->base = (char*)in->buf + in->have;
   buf->len = in->need - in->have;
 }
 
 /* The header is complete: check it and learn how long the address is. 0 or -1. */
-static int parse_header(incoming *in) {
+static int parse_header(incoming* in) {
   if (memcmp(in->buf, kMagic, kMagicLen) != 0) return -1;
   if (get_le(in->buf + 4, 4) != kVersion) return -1;
   const size_t len = (size_t)get_le(in->buf + 24, 2);
@@ -183,9 +183,9 @@ static int parse_header(incoming *in) {
   return 0;
 }
 
-static void incoming_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   (void)buf;
-  incoming *in = stream->data;
+  incoming* in = stream->data;
   if (nread == 0) return;
   if (nread < 0) {
     drop_incoming(in);
@@ -203,7 +203,7 @@ static void incoming_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *bu
     return;
   }
   static unsigned char ack = kAck;
-  uv_buf_t reply = uv_buf_init((char *)&ack, 1);
+  uv_buf_t reply = uv_buf_init((char*)&ack, 1);
   in->write.data = in;
   in->writing = 1;
   if (uv_write(&in->write, stream, &reply, 1, incoming_acked) != 0) {
@@ -212,11 +212,11 @@ static void incoming_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *bu
   }
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  das_raft_hub *hub = listener->data;
+static void on_connection(uv_stream_t* listener, int status) {
+  das_raft_hub* hub = listener->data;
   if (status != 0) return;
-  incoming *in = calloc(1, sizeof *in);
-  uv_tcp_t *tcp = raft_malloc(sizeof *tcp);
+  incoming* in = calloc(1, sizeof *in);
+  uv_tcp_t* tcp = raft_malloc(sizeof *tcp);
   if (in == NULL || tcp == NULL) {
     free(in);
     raft_free(tcp);
@@ -227,8 +227,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   in->hub = hub;
   in->tcp = tcp;
   in->need = kFixedHeader;
-  if (uv_accept(listener, (uv_stream_t *)tcp) != 0) {
-    uv_close((uv_handle_t *)tcp, free_handle);
+  if (uv_accept(listener, (uv_stream_t*)tcp) != 0) {
+    uv_close((uv_handle_t*)tcp, free_handle);
     free(in);
     return;
   }
@@ -238,13 +238,13 @@ static void on_connection(uv_stream_t *listener, int status) {
   uv_timer_start(&in->timer, incoming_timed_out, hub->handshake_timeout_ms, 0);
   in->next = hub->incomings;
   hub->incomings = in;
-  if (uv_read_start((uv_stream_t *)tcp, incoming_alloc, incoming_read) != 0) drop_incoming(in);
+  if (uv_read_start((uv_stream_t*)tcp, incoming_alloc, incoming_read) != 0) drop_incoming(in);
 }
 
-static void hub_listener_closed(uv_handle_t *handle);
+static void hub_listener_closed(uv_handle_t* handle);
 
-int das_raft_hub_open(uv_loop_t *loop, const char *address, unsigned handshake_timeout_ms,
-                      das_raft_hub **out, char *errmsg, size_t errmsg_len) {
+int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_timeout_ms,
+                      das_raft_hub** out, char* errmsg, size_t errmsg_len) {
   char host[256];
   char port[16];
   struct sockaddr_storage addr;
@@ -252,46 +252,46 @@ int das_raft_hub_open(uv_loop_t *loop, const char *address, unsigned handshake_t
     snprintf(errmsg, errmsg_len, "'%s' is not host:port", address);
     return UV_EINVAL;
   }
-  int rv = uv_ip4_addr(host, atoi(port), (struct sockaddr_in *)&addr);
-  if (rv != 0) rv = uv_ip6_addr(host, atoi(port), (struct sockaddr_in6 *)&addr);
+  int rv = uv_ip4_addr(host, atoi(port), (struct sockaddr_in*)&addr);
+  if (rv != 0) rv = uv_ip6_addr(host, atoi(port), (struct sockaddr_in6*)&addr);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "'%s' is not an IP address", host);
     return rv;
   }
-  das_raft_hub *hub = calloc(1, sizeof *hub);
+  das_raft_hub* hub = calloc(1, sizeof *hub);
   if (hub == NULL) return UV_ENOMEM;
   hub->loop = loop;
   hub->handshake_timeout_ms = handshake_timeout_ms;
   uv_tcp_init(loop, &hub->listener);
   hub->listener.data = hub;
-  rv = uv_tcp_bind(&hub->listener, (const struct sockaddr *)&addr, 0);
-  if (rv == 0) rv = uv_listen((uv_stream_t *)&hub->listener, 128, on_connection);
+  rv = uv_tcp_bind(&hub->listener, (const struct sockaddr*)&addr, 0);
+  if (rv == 0) rv = uv_listen((uv_stream_t*)&hub->listener, 128, on_connection);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "cannot listen on %s: %s", address, uv_strerror(rv));
-    uv_close((uv_handle_t *)&hub->listener, hub_listener_closed); /* frees the hub */
+    uv_close((uv_handle_t*)&hub->listener, hub_listener_closed); /* frees the hub */
     return rv;
   }
   *out = hub;
   return 0;
 }
 
-static void hub_listener_closed(uv_handle_t *handle) {
-  das_raft_hub *hub = handle->data;
+static void hub_listener_closed(uv_handle_t* handle) {
+  das_raft_hub* hub = handle->data;
   das_raft_hub_closed_cb cb = hub->closed_cb;
-  void *arg = hub->closed_arg;
+  void* arg = hub->closed_arg;
   free(hub);
   if (cb != NULL) cb(arg);
 }
 
-void das_raft_hub_close(das_raft_hub *hub, das_raft_hub_closed_cb cb, void *arg) {
+void das_raft_hub_close(das_raft_hub* hub, das_raft_hub_closed_cb cb, void* arg) {
   hub->closed_cb = cb;
   hub->closed_arg = arg;
   /* Connections still in their handshake are dropped; one waiting for its ack write is closed
    * too (the write then completes with UV_ECANCELED, after the hub is gone: detach it). */
   while (hub->incomings != NULL) {
-    incoming *in = hub->incomings;
+    incoming* in = hub->incomings;
     hub->incomings = in->next;
-    uv_close((uv_handle_t *)in->tcp, free_handle);
+    uv_close((uv_handle_t*)in->tcp, free_handle);
     if (in->writing) {
       in->orphaned = 1; /* the ack's callback frees it */
       uv_timer_stop(&in->timer);
@@ -299,13 +299,13 @@ void das_raft_hub_close(das_raft_hub *hub, das_raft_hub_closed_cb cb, void *arg)
       release_incoming(in);
     }
   }
-  uv_close((uv_handle_t *)&hub->listener, hub_listener_closed);
+  uv_close((uv_handle_t*)&hub->listener, hub_listener_closed);
 }
 
 /* --- a group's side: raft's transport interface ----------------------------------------- */
 
-static void unlink_outgoing(outgoing *out) {
-  for (outgoing **p = &out->g->pending; *p != NULL; p = &(*p)->next) {
+static void unlink_outgoing(outgoing* out) {
+  for (outgoing** p = &out->g->pending; *p != NULL; p = &(*p)->next) {
     if (*p == out) {
       *p = out->next;
       return;
@@ -313,8 +313,8 @@ static void unlink_outgoing(outgoing *out) {
   }
 }
 
-static void unregister_group(group_transport *g) {
-  for (group_transport **p = &g->hub->groups; *p != NULL; p = &(*p)->next) {
+static void unregister_group(group_transport* g) {
+  for (group_transport** p = &g->hub->groups; *p != NULL; p = &(*p)->next) {
     if (*p == g) {
       *p = g->next;
       return;
@@ -323,59 +323,59 @@ static void unregister_group(group_transport *g) {
 }
 
 /* Closing, once the last connect request is answered: raft may release the transport. */
-static void maybe_closed(group_transport *g) {
+static void maybe_closed(group_transport* g) {
   if (!g->closing || g->pending != NULL || g->close_cb == NULL) return;
   raft_uv_transport_close_cb cb = g->close_cb;
   g->close_cb = NULL;
   cb(g->t);
 }
 
-static void outgoing_timer_closed(uv_handle_t *handle) { free(handle->data); }
+static void outgoing_timer_closed(uv_handle_t* handle) { free(handle->data); }
 
 /* Answers a connect request: with the stream (status 0) or an error; closes the socket then. */
-static void finish(outgoing *out, int status) {
-  group_transport *g = out->g;
-  uv_tcp_t *tcp = out->tcp;
+static void finish(outgoing* out, int status) {
+  group_transport* g = out->g;
+  uv_tcp_t* tcp = out->tcp;
   if (out->canceled) status = RAFT_CANCELED;
-  if (status != 0 && tcp != NULL) uv_close((uv_handle_t *)tcp, free_handle);
+  if (status != 0 && tcp != NULL) uv_close((uv_handle_t*)tcp, free_handle);
   unlink_outgoing(out);
-  struct raft_uv_connect *req = out->req;
+  struct raft_uv_connect* req = out->req;
   raft_uv_connect_cb cb = out->cb;
   uv_timer_stop(&out->timer);
-  uv_close((uv_handle_t *)&out->timer, outgoing_timer_closed); /* frees `out` */
-  cb(req, status == 0 ? (uv_stream_t *)tcp : NULL, status);
+  uv_close((uv_handle_t*)&out->timer, outgoing_timer_closed); /* frees `out` */
+  cb(req, status == 0 ? (uv_stream_t*)tcp : NULL, status);
   maybe_closed(g);
 }
 
-static void outgoing_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+static void outgoing_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
   (void)suggested;
-  outgoing *out = handle->data;
-  buf->base = (char *)&out->ack; /* one byte: nothing of raft's traffic is read here */
+  outgoing* out = handle->data;
+  buf->base = (char*)&out->ack; /* one byte: nothing of raft's traffic is read here */
   buf->len = 1;
 }
 
-static void outgoing_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+static void outgoing_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   (void)buf;
-  outgoing *out = stream->data;
+  outgoing* out = stream->data;
   if (nread == 0) return;
   uv_read_stop(stream);
   finish(out, nread == 1 && out->ack == kAck ? 0 : RAFT_NOCONNECTION);
 }
 
-static void handshake_written(uv_write_t *write, int status) {
-  outgoing *out = write->data;
+static void handshake_written(uv_write_t* write, int status) {
+  outgoing* out = write->data;
   if (status != 0 || out->stopping) {
     finish(out, RAFT_NOCONNECTION);
     return;
   }
   out->stage = kReading;
-  if (uv_read_start((uv_stream_t *)out->tcp, outgoing_alloc, outgoing_read) != 0) {
+  if (uv_read_start((uv_stream_t*)out->tcp, outgoing_alloc, outgoing_read) != 0) {
     finish(out, RAFT_NOCONNECTION);
   }
 }
 
-static void connected(uv_connect_t *connect, int status) {
-  outgoing *out = connect->data;
+static void connected(uv_connect_t* connect, int status) {
+  outgoing* out = connect->data;
   if (status != 0 || out->stopping) {
     finish(out, RAFT_NOCONNECTION);
     return;
@@ -383,14 +383,14 @@ static void connected(uv_connect_t *connect, int status) {
   uv_tcp_nodelay(out->tcp, 1);
   out->stage = kWriting;
   out->write.data = out;
-  uv_buf_t buf = uv_buf_init((char *)out->handshake, (unsigned)out->handshake_len);
-  if (uv_write(&out->write, (uv_stream_t *)out->tcp, &buf, 1, handshake_written) != 0) {
+  uv_buf_t buf = uv_buf_init((char*)out->handshake, (unsigned)out->handshake_len);
+  if (uv_write(&out->write, (uv_stream_t*)out->tcp, &buf, 1, handshake_written) != 0) {
     finish(out, RAFT_NOCONNECTION);
   }
 }
 
-static void resolved(uv_getaddrinfo_t *resolve, int status, struct addrinfo *res) {
-  outgoing *out = resolve->data;
+static void resolved(uv_getaddrinfo_t* resolve, int status, struct addrinfo* res) {
+  outgoing* out = resolve->data;
   if (status != 0 || out->stopping || res == NULL) {
     if (res != NULL) uv_freeaddrinfo(res);
     finish(out, RAFT_NOCONNECTION);
@@ -414,26 +414,26 @@ static void resolved(uv_getaddrinfo_t *resolve, int status, struct addrinfo *res
 /* Stops a connect request in flight: one resolving is cancelled in libuv's pool (or finishes
  * when its result comes); one connecting or writing completes with UV_ECANCELED once its socket
  * is closed; one reading is answered now. */
-static void abort_outgoing(outgoing *out) {
+static void abort_outgoing(outgoing* out) {
   out->stopping = 1;
   if (out->stage == kResolving) {
-    uv_cancel((uv_req_t *)&out->resolve);
+    uv_cancel((uv_req_t*)&out->resolve);
   } else if (out->stage == kReading) {
     finish(out, RAFT_NOCONNECTION); /* closes its socket */
   } else {
-    uv_close((uv_handle_t *)out->tcp, free_handle);
+    uv_close((uv_handle_t*)out->tcp, free_handle);
     out->tcp = NULL; /* closed: finish must not close it again */
   }
 }
 
 /* A peer that does not acknowledge in time (connected but hung, or partitioned) is given up:
  * raft's client retries later. */
-static void outgoing_timed_out(uv_timer_t *timer) { abort_outgoing(timer->data); }
+static void outgoing_timed_out(uv_timer_t* timer) { abort_outgoing(timer->data); }
 
-static void fill_handshake(outgoing *out) {
-  group_transport *g = out->g;
+static void fill_handshake(outgoing* out) {
+  group_transport* g = out->g;
   const size_t len = strlen(g->address);
-  unsigned char *p = out->handshake;
+  unsigned char* p = out->handshake;
   memcpy(p, kMagic, kMagicLen);
   put_le(p + 4, kVersion, 4);
   put_le(p + 8, g->group_id, 8);
@@ -443,15 +443,15 @@ static void fill_handshake(outgoing *out) {
   out->handshake_len = kFixedHeader + len;
 }
 
-static int transport_connect(struct raft_uv_transport *t, struct raft_uv_connect *req,
-                             raft_id id, const char *address, raft_uv_connect_cb cb) {
+static int transport_connect(struct raft_uv_transport* t, struct raft_uv_connect* req, raft_id id,
+                             const char* address, raft_uv_connect_cb cb) {
   (void)id;
-  group_transport *g = t->impl;
+  group_transport* g = t->impl;
   char host[256];
   char port[16];
   if (g->closing) return RAFT_CANCELED;
   if (split_address(address, host, sizeof host, port, sizeof port) != 0) return RAFT_INVALID;
-  outgoing *out = calloc(1, sizeof *out);
+  outgoing* out = calloc(1, sizeof *out);
   if (out == NULL) return RAFT_NOMEM;
   out->g = g;
   out->req = req;
@@ -476,30 +476,30 @@ static int transport_connect(struct raft_uv_transport *t, struct raft_uv_connect
   return 0;
 }
 
-static int transport_init(struct raft_uv_transport *t, raft_id id, const char *address) {
-  group_transport *g = t->impl;
+static int transport_init(struct raft_uv_transport* t, raft_id id, const char* address) {
+  group_transport* g = t->impl;
   if (strlen(address) > kMaxAddress) return RAFT_NAMETOOLONG;
   g->id = id;
   snprintf(g->address, sizeof g->address, "%s", address);
   return 0;
 }
 
-static int transport_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
-  group_transport *g = t->impl;
+static int transport_listen(struct raft_uv_transport* t, raft_uv_accept_cb cb) {
+  group_transport* g = t->impl;
   g->accept_cb = cb;
   return 0;
 }
 
 /* Cancels every connect request (see abort_outgoing). */
-static void transport_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb) {
-  group_transport *g = t->impl;
+static void transport_close(struct raft_uv_transport* t, raft_uv_transport_close_cb cb) {
+  group_transport* g = t->impl;
   g->closing = 1;
   g->close_cb = cb;
   g->accept_cb = NULL;
   unregister_group(g);
-  outgoing *out = g->pending;
+  outgoing* out = g->pending;
   while (out != NULL) {
-    outgoing *next = out->next;
+    outgoing* next = out->next;
     out->canceled = 1;
     if (!out->stopping) abort_outgoing(out);
     out = next;
@@ -507,8 +507,8 @@ static void transport_close(struct raft_uv_transport *t, raft_uv_transport_close
   maybe_closed(g);
 }
 
-int das_hub_transport_init(das_raft_hub *hub, uint64_t group_id, struct raft_uv_transport *t) {
-  group_transport *g = calloc(1, sizeof *g);
+int das_hub_transport_init(das_raft_hub* hub, uint64_t group_id, struct raft_uv_transport* t) {
+  group_transport* g = calloc(1, sizeof *g);
   if (g == NULL) return RAFT_NOMEM;
   g->hub = hub;
   g->t = t;
@@ -524,8 +524,8 @@ int das_hub_transport_init(das_raft_hub *hub, uint64_t group_id, struct raft_uv_
   return 0;
 }
 
-void das_hub_transport_release(struct raft_uv_transport *t) {
-  group_transport *g = t->impl;
+void das_hub_transport_release(struct raft_uv_transport* t) {
+  group_transport* g = t->impl;
   if (g == NULL) return;
   if (!g->closing) unregister_group(g);
   free(g);

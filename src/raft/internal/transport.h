@@ -17,7 +17,7 @@
 
 /* Fills `t` as the transport of group `group_id` on `hub`; raft then calls its init, listen,
  * connect and close. das_hub_transport_release frees what init allocated, after raft's close. */
-int das_hub_transport_init(das_raft_hub *hub, uint64_t group_id, struct raft_uv_transport *t);
-void das_hub_transport_release(struct raft_uv_transport *t);
+int das_hub_transport_init(das_raft_hub* hub, uint64_t group_id, struct raft_uv_transport* t);
+void das_hub_transport_release(struct raft_uv_transport* t);
 
 #endif /* DAS_RAFT_INTERNAL_TRANSPORT_H_ */

@@ -170,10 +170,10 @@ testing::AssertionResult Cluster::KillWorker(int i, int signal) {
   }
   // Returns once the kernel says the worker is stopped (or running again): the test's next
   // request must not race the signal's delivery.
-  if (signal == SIGSTOP && !p->WaitStopped(std::chrono::seconds(10))) {
+  if (signal == SIGSTOP && !p->WaitStopped()) {
     return testing::AssertionFailure() << "worker " << i << " did not stop after SIGSTOP";
   }
-  if (signal == SIGCONT && !p->WaitContinued(std::chrono::seconds(10))) {
+  if (signal == SIGCONT && !p->WaitContinued()) {
     return testing::AssertionFailure() << "worker " << i << " did not continue after SIGCONT";
   }
   return testing::AssertionSuccess();

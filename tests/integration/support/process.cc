@@ -107,20 +107,17 @@ void Process::KillAndReap() {
 
 bool Process::Running() { return !Wait(std::chrono::milliseconds(0)).has_value(); }
 
-bool Process::WaitJobControl(int option, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+bool Process::WaitJobControl(int option) {
   while (!wait_status_) {
     int status = 0;
-    const pid_t r = ::waitpid(pid_, &status, option | WNOHANG);
-    if (r == pid_) {
-      if (option == WUNTRACED && WIFSTOPPED(status)) return true;
-      if (option == WCONTINUED && WIFCONTINUED(status)) return true;
-      if (WIFEXITED(status) || WIFSIGNALED(status)) wait_status_ = status;
-      continue;
+    const pid_t r = ::waitpid(pid_, &status, option);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return false;
     }
-    if (r < 0 && errno != EINTR) return false;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (option == WUNTRACED && WIFSTOPPED(status)) return true;
+    if (option == WCONTINUED && WIFCONTINUED(status)) return true;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) wait_status_ = status;
   }
   return false;
 }

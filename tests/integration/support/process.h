@@ -48,13 +48,12 @@ class Process {
   void KillAndReap();
   // True while the child has not exited (reaps it if it has).
   bool Running();
-  // Waits up to `timeout` until the kernel reports the child stopped (every thread of it, after
-  // SIGSTOP) or, for WaitContinued, running again after SIGCONT. kill() returns before that
-  // happens; on a loaded machine a "stopped" process can still answer for a while.
-  bool WaitStopped(std::chrono::milliseconds timeout) { return WaitJobControl(WUNTRACED, timeout); }
-  bool WaitContinued(std::chrono::milliseconds timeout) {
-    return WaitJobControl(WCONTINUED, timeout);
-  }
+  // Blocks until the kernel reports the child stopped (every thread of it, after SIGSTOP) or,
+  // for WaitContinued, running again after SIGCONT; false if it exited instead. kill() returns
+  // before that happens; on a loaded machine a "stopped" process can still answer for a while.
+  // REQUIRES: the signal was sent (else this waits for the child's next stop or exit).
+  bool WaitStopped() { return WaitJobControl(WUNTRACED); }
+  bool WaitContinued() { return WaitJobControl(WCONTINUED); }
 
   // True once this object sent SIGKILL or SIGTERM: an exit after that was asked for.
   bool termination_requested() const { return termination_requested_; }
@@ -65,7 +64,7 @@ class Process {
   Process(Key, pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
 
  private:
-  bool WaitJobControl(int option, std::chrono::milliseconds timeout);
+  bool WaitJobControl(int option);
 
   pid_t pid_;
   std::string log_path_;

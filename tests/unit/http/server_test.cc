@@ -238,6 +238,26 @@ TEST_F(ServerTest, StopClosesOpenConnectionsAndLetsRunReturn) {
   for (auto& socket : sockets) EXPECT_TRUE(PeerClosed(socket));
 }
 
+// Every header reaches the handler as sent; Header() finds one whatever its case.
+TEST_F(ServerTest, RequestCarriesEveryHeader) {
+  std::promise<Request> seen;
+  StartServer(ServerOptions{}, [&seen](Request request) -> asio::awaitable<Response> {
+    seen.set_value(std::move(request));
+    co_return Response{};
+  });
+  tcp::socket socket = Connect();
+  asio::write(socket,
+              asio::buffer(std::string("GET /h HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k\r\n"
+                                       "X-Request-Id: 42\r\n\r\n")));
+  const Request request = seen.get_future().get();
+  ASSERT_NE(request.Header("authorization"), nullptr);
+  EXPECT_EQ(*request.Header("authorization"), "Bearer t0k");
+  ASSERT_NE(request.Header("X-REQUEST-ID"), nullptr);
+  EXPECT_EQ(*request.Header("X-REQUEST-ID"), "42");
+  EXPECT_EQ(request.Header("Cookie"), nullptr);
+  EXPECT_EQ(request.headers.size(), 3u);
+}
+
 // A handler that hands the test its timer and waits until the test cancels it.
 Handler Holding(std::promise<asio::steady_timer*>& entered) {
   return [&entered](Request) -> asio::awaitable<Response> {

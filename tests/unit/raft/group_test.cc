@@ -65,23 +65,11 @@ class GroupTest : public ::testing::Test {
     groups_[i] = std::move(group).value();
   }
 
-  // The replica (index into groups_) that leads with every other open replica agreeing.
-  int WaitForLeader(std::chrono::seconds timeout = 30s) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      int leader = -1;
-      bool agreed = true;
-      for (int i = 0; i < kReplicas; ++i) {
-        if (!groups_[i]) continue;
-        const GroupInfo info = groups_[i]->Info();
-        if (info.role == Role::kLeader) leader = i;
-        agreed = agreed && info.leader_id != 0;
-      }
-      if (leader >= 0 && agreed) return leader;
-      std::this_thread::sleep_for(10ms);
-    }
-    ADD_FAILURE() << "no leader within " << timeout.count() << " s";
-    return -1;
+  // The replica (index into groups_) that leads, with every other open replica agreeing.
+  int WaitForLeader() {
+    std::vector<Group*> replicas;
+    for (auto& group : groups_) replicas.push_back(group.get());
+    return raft::WaitForLeader(replicas);
   }
 
   Result<uint64_t> ProposeSync(int replica, std::string entry) {

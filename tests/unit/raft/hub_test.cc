@@ -77,22 +77,10 @@ class HubTest : public ::testing::Test {
   }
 
   // The node leading group g, once every running replica of it knows a leader.
-  int WaitForLeader(int g, std::chrono::seconds timeout = 30s) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      int leader = -1;
-      bool agreed = true;
-      for (int n = 0; n < kNodes; ++n) {
-        if (!groups_[n][g]) continue;
-        const GroupInfo info = groups_[n][g]->Info();
-        if (info.role == Role::kLeader) leader = n;
-        agreed = agreed && info.leader_id != 0;
-      }
-      if (leader >= 0 && agreed) return leader;
-      std::this_thread::sleep_for(10ms);
-    }
-    ADD_FAILURE() << "group " << g + 1 << ": no leader within " << timeout.count() << " s";
-    return -1;
+  int WaitForLeader(int g) {
+    std::vector<Group*> replicas;
+    for (int n = 0; n < kNodes; ++n) replicas.push_back(groups_[n][g].get());
+    return raft::WaitForLeader(replicas);
   }
 
   // Proposes `n` entries "<prefix>-i" to group g at its leader; returns them.

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -58,6 +59,28 @@ inline uint16_t FreePort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// The index in `replicas` (null: not running) of the leader, once one leads and every running
+// replica knows a leader; -1 (and a test failure) after `timeout`. libraft 0.22 has no callback
+// on leadership change, so this asks each replica's Info() until the event happened; the bound
+// only ends a test that would otherwise hang.
+inline int WaitForLeader(const std::vector<Group*>& replicas, std::chrono::seconds timeout = 30s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    int leader = -1;
+    bool agreed = true;
+    for (size_t i = 0; i < replicas.size(); ++i) {
+      if (replicas[i] == nullptr) continue;
+      const GroupInfo info = replicas[i]->Info();
+      if (info.role == Role::kLeader) leader = static_cast<int>(i);
+      agreed = agreed && info.leader_id != 0;
+    }
+    if (leader >= 0 && agreed) return leader;
+    std::this_thread::sleep_for(10ms);
+  }
+  ADD_FAILURE() << "no leader within " << timeout.count() << " s";
+  return -1;
 }
 
 // A fresh directory under /tmp ("<prefix>-XXXXXX"); empty on failure (the test then fails).

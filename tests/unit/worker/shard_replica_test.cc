@@ -92,15 +92,9 @@ class ShardReplicaTest : public ::testing::Test {
   }
 
   int WaitForLeader() {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (std::chrono::steady_clock::now() < until) {
-      for (int i = 0; i < kReplicas; ++i) {
-        if (replicas_[i].group && replicas_[i].group->Info().role == raft::Role::kLeader) return i;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ADD_FAILURE() << "no leader";
-    return -1;
+    std::vector<raft::Group*> groups;
+    for (Replica& r : replicas_) groups.push_back(r.group.get());
+    return raft::WaitForLeader(groups);
   }
 
   Result<Outcomes> Propose(int i, std::vector<SubBatch> batches) {
