@@ -20,7 +20,7 @@ RUN scripts/setup.sh \
 # The exact versions of the shared libraries the binaries will link (setup.sh pins them, or falls
 # back to the current bookworm version), for the runtime stage to install the same ones.
 RUN dpkg-query -W -f='${Package}=${Version}\n' libprotobuf32 libspdlog1.10 libfmt9 libxxhash0 \
-      >/runtime-packages.txt \
+      libraft0 libuv1 liblz4-1 >/runtime-packages.txt \
  && cat /runtime-packages.txt
 
 # Then the sources (.dockerignore admits only what the build needs).
@@ -40,10 +40,13 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER
 FROM debian:bookworm-slim
 
 # What `ldd` shows beyond the base system (libc, libstdc++, libgcc, zlib): protobuf, spdlog,
-# fmt and xxHash, at the versions the builder compiled against. Boost is header-only here.
-# (This layer is rebuilt only when those versions change, not on a source change.)
+# fmt, xxHash, and libraft 0.22.1 (from bookworm-backports, as scripts/setup.sh installs it)
+# with libuv and liblz4, at the versions the builder compiled against. Boost is header-only
+# here. (This layer is rebuilt only when those versions change, not on a source change.)
 COPY --from=builder /runtime-packages.txt /tmp/runtime-packages.txt
-RUN apt-get update -q \
+RUN echo "deb http://deb.debian.org/debian bookworm-backports main" \
+      >/etc/apt/sources.list.d/das-bookworm-backports.list \
+ && apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive xargs -a /tmp/runtime-packages.txt \
       apt-get install -y -q --no-install-recommends \
  && apt-get clean \
@@ -60,7 +63,8 @@ COPY --from=builder /opt/das /opt/das
 ENV PATH=/opt/das/bin:$PATH \
     DAS_HOST=0.0.0.0 \
     WORKER_HOST=0.0.0.0 \
-    WORKER_DATA_DIR=/data
+    WORKER_DATA_DIR=/data \
+    DAS_DATA_DIR=/data
 WORKDIR /data
 USER das:das
 EXPOSE 8080 8081 8082

@@ -4,11 +4,14 @@
 #   2. waits until the three containers are healthy;
 #   3. inserts 16 rows through :8080 (JSON single rows, a JSON batch, protobuf single rows) and
 #      checks the exact count, sum, average, min and max from /analytics?format=json;
-#   4. freezes worker2 (docker pause: a hung worker) and then stops it: /analytics must answer
-#      200, is_partial true, responding_nodes 1, with worker1's rows, within 1.5 s + slack;
-#   5. starts worker2 again: every row is back;
-#   6. `docker-compose down` (volumes kept) and `up` again: every row survived the full restart;
-#   7. `docker-compose down -v`: the volumes are gone.
+#   4. every worker holds a replica of every shard (16 rows each: two workers and the control
+#      node as witness, replication factor 3);
+#   5. freezes worker2 (docker pause: a hung worker), then kills it (docker kill: SIGKILL):
+#      /analytics must stay complete and exact (is_partial false, count 16, responding_nodes 1)
+#      within 1.5 s + slack once the shards it led have a new leader, and inserts go on;
+#   6. starts worker2 again: it catches up and holds every row;
+#   7. `docker-compose down` (volumes kept) and `up` again: every row survived the full restart;
+#   8. `docker-compose down -v`: the volumes are gone.
 # Exits non-zero on the first mismatch; always removes its containers, network and volumes.
 #
 #   scripts/compose-smoke.sh
@@ -122,19 +125,26 @@ analytics() { # prints "HTTP_CODE SECONDS BODY"
 
 # The full data set's answer: 16 rows, sum 50, average 3.125, min -1, max 8 (all exact in
 # binary, so any summation order gives these digits).
-check_all_rows() { # check_all_rows WHEN
-  local code secs body
-  read -r code secs body < <(analytics)
+expected_count=16 expected_sum=50 expected_average=3.125
+check_all_rows() { # check_all_rows WHEN: complete, both workers answering, exact figures
+  local code secs body i
+  # A worker back from a pause or a restart counts as responding once the control node's
+  # once-a-second health check saw it again.
+  for ((i = 0; i < 100; i++)); do
+    read -r code secs body < <(analytics)
+    [[ $code == 200 && $body == *'"responding_nodes":2'* ]] && break
+    sleep 0.2
+  done
   [[ $code == 200 ]] || fail "$1: /analytics HTTP $code: $body"
   expect_field is_partial false "$body"
   expect_field total_nodes 2 "$body"
   expect_field responding_nodes 2 "$body"
-  expect_field count 16 "$body"
-  expect_field sum 50 "$body"
-  expect_field average 3.125 "$body"
+  expect_field count "$expected_count" "$body"
+  expect_field sum "$expected_sum" "$body"
+  expect_field average "$expected_average" "$body"
   expect_field min -1 "$body"
   expect_field max 8 "$body"
-  log "$1: all 16 rows: $body"
+  log "$1: all $expected_count rows: $body"
 }
 
 log "project $COMPOSE_PROJECT_NAME: starting from a clean state"
@@ -171,49 +181,67 @@ if command -v protoc >/dev/null; then
 fi
 check_all_rows "after the inserts"
 
-# Rows per worker, from the control node's /health (both must hold some for the next step).
-health=$(curl -sS -m 10 "$base/health?format=json")
-rows1=$(grep -o '"worker_id":1,[^}]*' <<<"$health" | grep -o '"rows":"[0-9]*"' | tr -dc 0-9)
-rows2=$(grep -o '"worker_id":2,[^}]*' <<<"$health" | grep -o '"rows":"[0-9]*"' | tr -dc 0-9)
-[[ -n $rows1 && -n $rows2 ]] || fail "no per-worker rows in /health: $health"
-((rows1 > 0 && rows2 > 0 && rows1 + rows2 == 16)) ||
-  fail "rows per worker: worker1 $rows1, worker2 $rows2 (want both > 0, 16 in all)"
-log "placement: worker1 holds $rows1 rows, worker2 $rows2"
+# Rows per worker, from the control node's /health: replicated, each holds all 16.
+rows_of() { # rows_of WORKER_ID: that worker's rows in the control node's /health
+  curl -sS -m 10 "$base/health?format=json" | grep -o "\"worker_id\":$1,[^}]*" |
+    grep -o '"rows":"[0-9]*"' | tr -dc 0-9
+}
+wait_rows() { # wait_rows WORKER_ID COUNT: a restarted replica catches up from the log
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $(rows_of "$1") == "$2" ]] && return 0
+    sleep 0.2
+  done
+  fail "worker$1 holds $(rows_of "$1") rows, want $2"
+}
+wait_rows 1 16
+wait_rows 2 16
+log "placement: worker1 and worker2 each hold a replica of all 16 rows"
 
-check_partial() { # check_partial WHAT
-  local code secs body
-  read -r code secs body < <(analytics)
+check_complete() { # check_complete WHAT COUNT: complete and exact, once the shards have leaders
+  local code secs body i
+  for ((i = 0; i < 100; i++)); do
+    read -r code secs body < <(analytics)
+    [[ $code == 200 && $body == *'"is_partial":false'* ]] && break
+    sleep 0.2
+  done
   [[ $code == 200 ]] || fail "$1: /analytics HTTP $code (want 200): $body"
-  expect_field is_partial true "$body"
+  expect_field is_partial false "$body"
   expect_field total_nodes 2 "$body"
   expect_field responding_nodes 1 "$body"
-  expect_field count "$rows1" "$body"
+  expect_field count "$2" "$body"
   awk -v s="$secs" -v d="$deadline_s" -v k="$slack_s" 'BEGIN { exit !(s <= d + k) }' ||
     fail "$1: /analytics took $secs s (deadline $deadline_s s + slack $slack_s s)"
-  log "$1: partial in ${secs}s: $body"
+  log "$1: complete in ${secs}s: $body"
 }
 
-# ---- a hung worker, then a stopped one --------------------------------------------------------
+# ---- a hung worker, then a killed one: nothing is missing ------------------------------------
 dc pause worker2 >/dev/null 2>&1
-check_partial "worker2 paused (hung)"
+check_complete "worker2 paused (hung)" 16
 dc unpause worker2 >/dev/null 2>&1
 check_all_rows "worker2 unpaused"
 
-dc stop worker2 >/dev/null 2>&1
-check_partial "worker2 stopped"
+dc kill worker2 >/dev/null 2>&1
+check_complete "worker2 killed" 16
+answer=$(post_json /insert '{"partition_key": "while-down", "value": 1}')
+expect_field rows_written 1 "$answer"
+check_complete "an insert while worker2 is down" 17
 expect_field status degraded "$(curl -sS -m 10 "$base/health?format=json")"
 log "control /health says degraded while worker2 is down"
 
 dc start worker2 >/dev/null 2>&1
 wait_healthy worker2
-check_all_rows "worker2 started again"
+wait_rows 2 17
+log "worker2 caught up: it holds all 17 rows"
+# The row written while worker2 was down (value 1) is in every answer from now on.
+expected_count=17 expected_sum=51 expected_average=3
 
 # ---- a full restart keeps the data (named volumes) ----------------------------------------------
 dc down >/dev/null 2>&1
 [[ -z $(dc ps -q) ]] || fail "containers left after docker-compose down"
 volumes=$(docker volume ls -q --filter "name=${COMPOSE_PROJECT_NAME}_")
 log "down (volumes kept): $(tr '\n' ' ' <<<"$volumes")"
-[[ $(wc -w <<<"$volumes") == 2 ]] || fail "want the 2 worker volumes after down, got: $volumes"
+[[ $(wc -w <<<"$volumes") == 3 ]] || fail "want 3 volumes (2 workers, control) after down, got: $volumes"
 dc up -d >/dev/null 2>&1
 wait_healthy worker1 worker2 control
 check_all_rows "after down and up"

@@ -24,6 +24,12 @@ struct Flags {
   size_t max_inflight_per_worker = 1;
   unsigned threads = 2;
   std::string log_level;
+  uint32_t replication_factor = 3;
+  uint32_t shards = 16;
+  std::string data_dir = "./data/control";
+  uint16_t raft_port = 9080;
+  std::string advertise_host;
+  unsigned election_timeout_ms = 500;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -65,6 +71,31 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_THREADS")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--replication-factor", f.replication_factor,
+                 "Votes per shard: 1 is the unreplicated system (one partition per worker); 3 "
+                 "keeps every shard on min(3, workers) workers, plus this node as a witness "
+                 "when there are two")
+      ->envname("DAS_REPLICATION_FACTOR")
+      ->capture_default_str();
+  app.add_option("--shards", f.shards,
+                 "Replicated shards (slot ranges), fixed when the cluster is created")
+      ->envname("DAS_SHARDS")
+      ->capture_default_str();
+  app.add_option("--data-dir", f.data_dir, "The cluster's state and the witness's raft logs")
+      ->envname("DAS_DATA_DIR")
+      ->capture_default_str();
+  app.add_option("--raft-port", f.raft_port, "Port of the witness's raft transport, on --host")
+      ->envname("DAS_RAFT_PORT")
+      ->capture_default_str();
+  app.add_option("--advertise-host", f.advertise_host,
+                 "The address workers reach this node's raft port at (default: --host; needed "
+                 "when --host is 0.0.0.0)")
+      ->envname("DAS_ADVERTISE_HOST");
+  app.add_option("--raft-election-timeout-ms", f.election_timeout_ms,
+                 "Raft election timeout of the witness (heartbeats at a tenth of it)")
+      ->envname("DAS_RAFT_ELECTION_TIMEOUT_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(50, 60000));
   app.add_option("--log-level", f.log_level,
                  "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
 }
@@ -98,6 +129,13 @@ int main(int argc, char** argv) {
   options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);
   options.connections_per_worker = flags.connections_per_worker;
   options.max_inflight_per_worker = flags.max_inflight_per_worker;
+  options.replication.replication_factor = flags.replication_factor;
+  options.replication.shards = flags.shards;
+  options.replication.data_dir = flags.data_dir;
+  options.replication.raft_host = flags.host;
+  options.replication.raft_port = flags.raft_port;
+  options.replication.advertise_host = flags.advertise_host;
+  options.replication.election_timeout_ms = flags.election_timeout_ms;
   auto service = das::control::ControlService::Create(io.get_executor(), options);
   if (!service.ok()) {
     spdlog::critical("cannot start: {}", service.status().ToString());
@@ -122,8 +160,8 @@ int main(int argc, char** argv) {
   std::string worker_list;
   for (const auto& w : options.workers)
     worker_list += (worker_list.empty() ? "" : ",") + w.ToString();
-  spdlog::info("control node listening on {}:{}, workers {}", flags.host, (*server)->port(),
-               worker_list);
+  spdlog::info("control node listening on {}:{}, workers {}, replication factor {}", flags.host,
+               (*server)->port(), worker_list, flags.replication_factor);
 
   das::http::RunUntilSignal(io, flags.threads, [&server, &svc] {
     // Inserts in flight finish or fail first, so that no connection waits on them; then the

@@ -1,6 +1,8 @@
 // worker: a worker node. Keeps its hash partition of the rows in one DuckDB file and serves
 // the internal API (src/worker/service.h) to the control node.
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -8,6 +10,7 @@
 #include "common/log.h"
 #include "http/run.h"
 #include "http/server.h"
+#include "worker/replica_host.h"
 #include "worker/service.h"
 #include "worker/store.h"
 
@@ -17,6 +20,8 @@ struct Flags {
   uint32_t id = 0;
   std::string host = "127.0.0.1";
   uint16_t port = 0;
+  uint16_t raft_port = 0;
+  unsigned election_timeout_ms = 500;
   std::string data_dir;
   size_t body_limit = 64 * 1024 * 1024;
   uint64_t idempotency_retention_s = 24 * 3600;
@@ -36,6 +41,15 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->capture_default_str();
   app.add_option("--port", f.port, "Port of the internal API (default: 8080 + id)")
       ->envname("WORKER_PORT");
+  app.add_option("--raft-port", f.raft_port,
+                 "Port of the raft transport, on --host, for every shard replica (default: "
+                 "--port + 1000)")
+      ->envname("WORKER_RAFT_PORT");
+  app.add_option("--raft-election-timeout-ms", f.election_timeout_ms,
+                 "Raft election timeout of the shard replicas (heartbeats at a tenth of it)")
+      ->envname("WORKER_RAFT_ELECTION_TIMEOUT_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(50, 60000));
   app.add_option("--data-dir", f.data_dir,
                  "Directory of this worker's DuckDB file (default: ./data/worker-<id>)")
       ->envname("WORKER_DATA_DIR");
@@ -77,6 +91,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (flags.port == 0) flags.port = static_cast<uint16_t>(8080 + flags.id);
   if (flags.data_dir.empty()) flags.data_dir = "./data/worker-" + std::to_string(flags.id);
+  if (flags.raft_port == 0) flags.raft_port = static_cast<uint16_t>(flags.port + 1000);
 
   auto level = das::ResolveLogLevel(flags.log_level);
   if (!level) {
@@ -95,7 +110,24 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot open the store in {}: {}", flags.data_dir, store.status().ToString());
     return 1;
   }
-  das::worker::WorkerService service(flags.id, **store);
+  // The replicated shards: opened now if the data directory keeps a topology, else when the
+  // control node sends one.
+  das::worker::ReplicaHostOptions replica_options;
+  replica_options.node_id = flags.id;
+  replica_options.data_dir = flags.data_dir;
+  replica_options.listen_host = flags.host;
+  replica_options.raft_port = flags.raft_port;
+  replica_options.store = store_options;
+  replica_options.store.reader_threads = 1;
+  replica_options.election_timeout_ms = flags.election_timeout_ms;
+  replica_options.heartbeat_timeout_ms = std::max(10u, flags.election_timeout_ms / 10);
+  std::unique_ptr<das::worker::ReplicaHost> replicas =
+      das::worker::ReplicaHost::Create(replica_options);
+  if (das::Status loaded = replicas->LoadSaved(); !loaded.ok()) {
+    spdlog::critical("cannot open the shard replicas in {}: {}", flags.data_dir, loaded.ToString());
+    return 1;
+  }
+  das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_port);
 
   boost::asio::io_context io(static_cast<int>(flags.threads));
   das::http::ServerOptions server_options;
@@ -118,6 +150,7 @@ int main(int argc, char** argv) {
     // The store still runs, so handlers waiting on it finish; it stops after them.
     if (!(*server)->Stop()) spdlog::warn("connections still open after 5 s; stopping anyway");
   });
+  replicas->Close();
   (*store)->Stop();
   spdlog::info("stopped");
   return 0;

@@ -7,6 +7,9 @@
 
 namespace das {
 
+// The key space: slot = HashPartitionKey(key) mod kSlots. Fixed forever (DESIGN.md section 6).
+inline constexpr uint32_t kSlots = 4096;
+
 // XXH3_64bits of the key's bytes, seed 0.
 uint64_t HashPartitionKey(std::string_view key);
 

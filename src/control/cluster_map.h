@@ -15,11 +15,12 @@
 #include <string_view>
 #include <vector>
 
+#include "common/hash.h"
 #include "common/status.h"
 
 namespace das::control {
 
-inline constexpr uint32_t kSlots = 4096;
+using das::kSlots;
 
 using WorkerId = uint32_t;
 

@@ -78,10 +78,9 @@ asio::awaitable<http::Response> CheckFormat(http::Request request, http::Target 
   co_return co_await std::move(answer);
 }
 
-// Everything the control node keeps per worker, looked up by the worker's id.
+// Where the inserts of one worker (unreplicated) or one shard (replicated) go, by its id.
 struct Destination {
-  WorkerInfo info;
-  std::unique_ptr<rpc::WorkerClient> client;
+  rpc::WriteTarget* target = nullptr;  // a WorkerClient of clients_, or a ShardLeader
   std::unique_ptr<ShardWriter> writer;
 };
 
@@ -93,20 +92,30 @@ class ControlServiceImpl final : public ControlService {
         map_(std::make_shared<const ClusterMap>(std::move(map))),
         router_(&RouterError) {
     for (const WorkerInfo& w : map_.load()->workers()) {
-      auto destination = std::make_unique<Destination>();
-      destination->info = w;
-      destination->client = rpc::WorkerClient::Create(
-          executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
-                                             options_.connections_per_worker});
-      ShardWriterOptions writer_options;
-      writer_options.max_inflight = options_.max_inflight_per_worker;
-      writer_options.deadline = options_.insert_deadline;
-      writer_options.clock = options_.clock;
-      destination->writer =
-          std::make_unique<ShardWriter>(executor, *destination->client, writer_options);
-      destinations_.emplace(w.id, std::move(destination));
+      clients_.emplace(w.id,
+                       rpc::WorkerClient::Create(
+                           executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
+                                                              options_.connections_per_worker}));
     }
     AddRoutes();
+  }
+
+  // Unreplicated: one destination per worker.
+  void AddWorkerDestinations() {
+    for (auto& [id, client] : clients_) AddDestination(id, *client, std::nullopt);
+  }
+
+  // Replicated: one destination per shard, written through its leader.
+  Status StartReplication() {
+    std::map<uint64_t, rpc::WorkerClient*> clients;
+    for (auto& [id, client] : clients_) clients.emplace(id, client.get());
+    ASSIGN_OR_RETURN(replication_, Replication::Create(executor_, options_.replication,
+                                                       map_.load()->workers(), clients));
+    for (uint32_t s = 0; s < replication_->shards(); ++s) {
+      AddDestination(s, replication_->LeaderOf(s), s);
+    }
+    replication_->Start();
+    return Status::Ok();
   }
 
   asio::awaitable<http::Response> Handle(http::Request request) override {
@@ -122,7 +131,8 @@ class ControlServiceImpl final : public ControlService {
           until - std::chrono::steady_clock::now());
       idle = destination->writer->Stop(std::max(left, std::chrono::milliseconds(0))) && idle;
     }
-    for (auto& [id, destination] : destinations_) destination->client->Close();
+    if (replication_) replication_->Stop();
+    for (auto& [id, client] : clients_) client->Close();
     return idle;
   }
 
@@ -146,7 +156,24 @@ class ControlServiceImpl final : public ControlService {
   // The current cluster map: an immutable snapshot, swapped whole when membership changes.
   std::shared_ptr<const ClusterMap> Map() const { return map_.load(); }
 
-  Destination& DestinationOf(WorkerId id) const { return *destinations_.at(id); }
+  void AddDestination(uint32_t id, rpc::WriteTarget& target, std::optional<uint32_t> shard) {
+    auto destination = std::make_unique<Destination>();
+    destination->target = &target;
+    ShardWriterOptions writer_options;
+    writer_options.max_inflight = options_.max_inflight_per_worker;
+    writer_options.deadline = options_.insert_deadline;
+    writer_options.clock = options_.clock;
+    writer_options.shard = shard;
+    destination->writer = std::make_unique<ShardWriter>(executor_, target, writer_options);
+    destinations_.emplace(id, std::move(destination));
+  }
+
+  Destination& DestinationOf(uint32_t id) const { return *destinations_.at(id); }
+  // The destination of a key: its worker, or (replicated) its shard.
+  uint32_t DestinationIdOf(std::string_view partition_key) const {
+    if (replication_) return replication_->ShardOf(partition_key);
+    return Map()->WorkerFor(partition_key);
+  }
 
   asio::awaitable<http::Response> Insert(http::Request request) {
     Decoded<Encoding> body = BodyEncoding(request);
@@ -156,12 +183,12 @@ class ControlServiceImpl final : public ControlService {
     if (auto* e = std::get_if<ApiError>(&row)) co_return EncodeError(*e, answer);
 
     auto& decoded = std::get<internal::v1::RowWire>(row);
-    Destination& destination = DestinationOf(Map()->WorkerFor(decoded.partition_key()));
+    Destination& destination = DestinationOf(DestinationIdOf(decoded.partition_key()));
     SubBatch part;
     *part.add_rows() = std::move(decoded);
     asio::awaitable<Result<SubBatchResult>> write = destination.writer->Write(std::move(part));
     Result<SubBatchResult> written = co_await std::move(write);
-    PartAnswer result = Interpret(written, destination.client->peer());
+    PartAnswer result = Interpret(written, destination.target->peer());
     if (!result.stored) co_return EncodeError(result.error, answer);
     das::v1::InsertResponse response;
     response.set_rows_written(result.rows);
@@ -174,19 +201,29 @@ class ControlServiceImpl final : public ControlService {
   // nothing anywhere, wherever either batch's rows land. A part without rows is best effort
   // (RecordKey); CheckKey covers what a worker that was down then missed.
   // REQUIRES: `fingerprint` is BatchFingerprint(batch) when the batch has a key.
-  std::map<WorkerId, SubBatch> SplitBatch(internal::v1::InsertBatchWire& batch,
+  // Replicated, a keyed batch has a part for each shard with rows and for the key's home
+  // shard (the shard of the key itself), which always records it: CheckKey asks the home shard
+  // through its log, so every acknowledged batch's key is seen there.
+  std::map<uint32_t, SubBatch> SplitBatch(internal::v1::InsertBatchWire& batch,
                                           uint64_t fingerprint) const {
     const std::shared_ptr<const ClusterMap> map = Map();
-    std::map<WorkerId, SubBatch> parts;
+    std::map<uint32_t, SubBatch> parts;
     if (!batch.idempotency_key().empty()) {
-      for (const WorkerInfo& w : map->workers()) {
-        SubBatch& part = parts[w.id];
+      auto keyed = [&](uint32_t id) {
+        SubBatch& part = parts[id];
         part.set_idempotency_key(batch.idempotency_key());
         part.set_batch_fingerprint(fingerprint);
+      };
+      if (replication_) {
+        keyed(replication_->ShardOf(batch.idempotency_key()));
+        for (const internal::v1::RowWire& row : batch.rows())
+          keyed(DestinationIdOf(row.partition_key()));
+      } else {
+        for (const WorkerInfo& w : map->workers()) keyed(w.id);
       }
     }
     for (internal::v1::RowWire& row : *batch.mutable_rows()) {
-      parts[map->WorkerFor(row.partition_key())].mutable_rows()->Add(std::move(row));
+      parts[DestinationIdOf(row.partition_key())].mutable_rows()->Add(std::move(row));
     }
     return parts;
   }
@@ -197,6 +234,10 @@ class ControlServiceImpl final : public ControlService {
   // rows, fails on its own. Returns the 422 to answer, if any.
   asio::awaitable<std::optional<ApiError>> CheckKey(const internal::v1::InsertBatchWire& batch,
                                                     uint64_t fingerprint) {
+    if (replication_) {
+      asio::awaitable<std::optional<ApiError>> home = CheckKeyAtHome(batch, fingerprint);
+      co_return co_await std::move(home);
+    }
     const std::shared_ptr<const ClusterMap> map = Map();
     std::vector<asio::awaitable<Result<internal::v1::WriteResponse>>> checks;
     internal::v1::WriteRequest check;
@@ -207,7 +248,7 @@ class ControlServiceImpl final : public ControlService {
     // Straight to each worker, not through its ShardWriter: a look-up must not hold the one
     // insert request in flight that the writer allows per worker.
     for (const WorkerInfo& w : map->workers()) {
-      checks.push_back(DestinationOf(w.id).client->Write(check, options_.insert_deadline));
+      checks.push_back(clients_.at(w.id)->Write(check, options_.insert_deadline));
     }
     asio::awaitable<std::vector<Result<internal::v1::WriteResponse>>> gather_checks =
         GatherAll<internal::v1::WriteResponse>(executor_, std::move(checks));
@@ -217,6 +258,24 @@ class ControlServiceImpl final : public ControlService {
           result->results(0).code() == SubBatchResult::KEY_CONFLICT) {
         co_return Interpret(result->results(0), "").error;
       }
+    }
+    co_return std::nullopt;
+  }
+
+  // Replicated: the key's home shard decides, through its log (so the answer is linearizable);
+  // a shard that cannot answer lets the batch go on (its parts fail on their own, or store
+  // once: each part is keyed).
+  asio::awaitable<std::optional<ApiError>> CheckKeyAtHome(
+      const internal::v1::InsertBatchWire& batch, uint64_t fingerprint) {
+    SubBatch check;
+    check.set_idempotency_key(batch.idempotency_key());
+    check.set_batch_fingerprint(fingerprint);
+    check.set_check_only(true);
+    Destination& home = DestinationOf(replication_->ShardOf(batch.idempotency_key()));
+    asio::awaitable<Result<SubBatchResult>> write = home.writer->Write(std::move(check));
+    Result<SubBatchResult> result = co_await std::move(write);
+    if (result.ok() && result->code() == SubBatchResult::KEY_CONFLICT) {
+      co_return Interpret(*result, "").error;
     }
     co_return std::nullopt;
   }
@@ -254,12 +313,12 @@ class ControlServiceImpl final : public ControlService {
         co_return EncodeError(*conflict, answer);
       }
     }
-    std::map<WorkerId, SubBatch> parts = SplitBatch(batch, fingerprint);
+    std::map<uint32_t, SubBatch> parts = SplitBatch(batch, fingerprint);
     std::vector<Destination*> targets;
     std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
     for (auto& [id, part] : parts) {
       Destination& destination = DestinationOf(id);
-      if (part.rows_size() == 0) {
+      if (part.rows_size() == 0 && !replication_) {
         RecordKey(destination, std::move(part));
         continue;
       }
@@ -273,7 +332,7 @@ class ControlServiceImpl final : public ControlService {
     uint64_t rows = 0;
     std::optional<ApiError> first_error;
     for (size_t i = 0; i < results.size(); ++i) {
-      PartAnswer part = Interpret(results[i], targets[i]->client->peer());
+      PartAnswer part = Interpret(results[i], targets[i]->target->peer());
       if (part.stored) {
         rows += part.rows;
       } else if (!first_error || part.error.status == 422) {
@@ -286,24 +345,55 @@ class ControlServiceImpl final : public ControlService {
     co_return Encode(200, response, answer);
   }
 
-  asio::awaitable<Result<PartialAggregate>> FetchAggregate(Destination& destination) {
+  asio::awaitable<Result<PartialAggregate>> FetchAggregate(rpc::WorkerClient& client) {
     asio::awaitable<Result<internal::v1::AggregateResponse>> call =
-        destination.client->Aggregate(options_.analytics_deadline);
+        client.Aggregate(options_.analytics_deadline);
     Result<internal::v1::AggregateResponse> body = co_await std::move(call);
     if (!body.ok()) co_return std::move(body).status();
     std::optional<ExactSum> sum = ExactSum::FromBytes(body->exact_sum());
-    if (!sum) co_return Internal("worker " + destination.client->peer() + " sent a bad exact sum");
+    if (!sum) co_return Internal("worker " + client.peer() + " sent a bad exact sum");
     PartialAggregate partial{body->count(), *sum, std::nullopt, std::nullopt};
     if (body->has_min()) partial.min = body->min();
     if (body->has_max()) partial.max = body->max();
     co_return partial;
   }
 
+  static http::Response AnalyticsAnswer(const http::Request& request, AggregateMerger& merger,
+                                        bool partial, uint32_t total, uint32_t responding,
+                                        bool nothing) {
+    MergedAggregate merged = merger.Finish();
+    das::v1::AnalyticsResponse response;
+    if (merged.average) response.set_average(*merged.average);
+    response.set_is_partial(partial);
+    response.set_total_nodes(total);
+    response.set_responding_nodes(responding);
+    response.set_count(merged.count);
+    response.set_sum(merged.sum);
+    if (merged.min) response.set_min(*merged.min);
+    if (merged.max) response.set_max(*merged.max);
+    return Encode(nothing ? 503 : 200, response, AnswerEncoding(request, Encoding::kProtobuf));
+  }
+
+  // Replicated: every shard read at its leader; partial exactly when a shard is missing.
+  asio::awaitable<http::Response> ShardedAnalytics(http::Request request) {
+    asio::awaitable<ShardedAggregate> read = replication_->ReadAll(options_.analytics_deadline);
+    ShardedAggregate all = co_await std::move(read);
+    AggregateMerger merger;
+    for (const PartialAggregate& partial : all.partials) merger.Add(partial);
+    co_return AnalyticsAnswer(request, merger, all.shards_missing > 0,
+                              static_cast<uint32_t>(clients_.size()), all.responding_workers,
+                              all.partials.empty());
+  }
+
   asio::awaitable<http::Response> Analytics(http::Request request) {
+    if (replication_) {
+      asio::awaitable<http::Response> sharded = ShardedAnalytics(std::move(request));
+      co_return co_await std::move(sharded);
+    }
     const std::shared_ptr<const ClusterMap> map = Map();
     std::vector<asio::awaitable<Result<PartialAggregate>>> fetches;
     for (const WorkerInfo& w : map->workers())
-      fetches.push_back(FetchAggregate(DestinationOf(w.id)));
+      fetches.push_back(FetchAggregate(*clients_.at(w.id)));
     asio::awaitable<std::vector<Result<PartialAggregate>>> gather_fetches =
         GatherAll<PartialAggregate>(executor_, std::move(fetches));
     std::vector<Result<PartialAggregate>> partials = co_await std::move(gather_fetches);
@@ -319,25 +409,15 @@ class ControlServiceImpl final : public ControlService {
       ++responding;
       merger.Add(*partials[i]);
     }
-    MergedAggregate merged = merger.Finish();
-    das::v1::AnalyticsResponse response;
-    if (merged.average) response.set_average(*merged.average);
-    response.set_is_partial(responding < partials.size());
-    response.set_total_nodes(static_cast<uint32_t>(partials.size()));
-    response.set_responding_nodes(responding);
-    response.set_count(merged.count);
-    response.set_sum(merged.sum);
-    if (merged.min) response.set_min(*merged.min);
-    if (merged.max) response.set_max(*merged.max);
-    co_return Encode(responding == 0 ? 503 : 200, response,
-                     AnswerEncoding(request, Encoding::kProtobuf));
+    co_return AnalyticsAnswer(request, merger, responding < partials.size(),
+                              static_cast<uint32_t>(partials.size()), responding, responding == 0);
   }
 
   asio::awaitable<http::Response> Health(http::Request request) {
     const std::shared_ptr<const ClusterMap> map = Map();
     std::vector<asio::awaitable<Result<internal::v1::WorkerHealthResponse>>> fetches;
     for (const WorkerInfo& w : map->workers()) {
-      fetches.push_back(DestinationOf(w.id).client->Health(options_.health_deadline));
+      fetches.push_back(clients_.at(w.id)->Health(options_.health_deadline));
     }
     asio::awaitable<std::vector<Result<internal::v1::WorkerHealthResponse>>> gather_fetches =
         GatherAll<internal::v1::WorkerHealthResponse>(executor_, std::move(fetches));
@@ -358,6 +438,17 @@ class ControlServiceImpl final : public ControlService {
         status->set_error(results[i].status().ToString());
       }
     }
+    if (replication_) {
+      std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> by_id;
+      for (size_t i = 0; i < results.size(); ++i) by_id.emplace(map->workers()[i].id, results[i]);
+      all_healthy = replication_->DescribeShards(by_id, response) && all_healthy;
+      if (!replication_->ready()) {
+        // Until every shard first had a leader, the node cannot serve: 503, so that whoever
+        // waits for a 200 (a container health check, a test) waits until it can.
+        response.set_status("starting");
+        co_return Encode(503, response, AnswerEncoding(request, Encoding::kProtobuf));
+      }
+    }
     response.set_status(all_healthy ? "ok" : "degraded");
     co_return Encode(200, response, AnswerEncoding(request, Encoding::kProtobuf));
   }
@@ -365,8 +456,11 @@ class ControlServiceImpl final : public ControlService {
   asio::any_io_executor executor_;
   const ControlOptions options_;
   std::atomic<std::shared_ptr<const ClusterMap>> map_;
-  // One per worker id of the map; built once (membership will add and remove entries).
-  std::map<WorkerId, std::unique_ptr<Destination>> destinations_;
+  std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>> clients_;
+  std::unique_ptr<Replication> replication_;  // null: unreplicated
+  // By worker id (unreplicated) or shard id (replicated); built once (membership will add and
+  // remove entries).
+  std::map<uint32_t, std::unique_ptr<Destination>> destinations_;
   http::Router router_;
 };
 
@@ -375,8 +469,15 @@ class ControlServiceImpl final : public ControlService {
 Result<std::unique_ptr<ControlService>> ControlService::Create(asio::any_io_executor executor,
                                                                ControlOptions options) {
   ASSIGN_OR_RETURN(ClusterMap map, ClusterMap::Create(options.workers));
-  return std::unique_ptr<ControlService>(std::make_unique<ControlServiceImpl>(
-      std::move(executor), std::move(options), std::move(map)));
+  const bool replicated = options.replication.replication_factor > 1;
+  auto service =
+      std::make_unique<ControlServiceImpl>(std::move(executor), std::move(options), std::move(map));
+  if (replicated) {
+    RETURN_IF_ERROR(service->StartReplication());
+  } else {
+    service->AddWorkerDestinations();
+  }
+  return std::unique_ptr<ControlService>(std::move(service));
 }
 
 }  // namespace das::control

@@ -2,12 +2,13 @@
 //
 // Inserts are validated, routed by the cluster map to the owning worker (by id) and written
 // through one ShardWriter per worker; analytics are scattered to every worker with a deadline
-// and merged exactly; health asks every worker. Routes, 404/405 and the query parameters each
-// route accepts live in one http::Router. Handle() is what the HTTP server calls; tests call it
-// without a socket.
-// Thread-safety: Handle() may run concurrently on any number of threads. Lifecycle: Stop()
-// answers queued and later inserts kShuttingDown (503), waits (bounded) for the internal
-// requests in flight and closes the connections to the workers.
+// and merged exactly; health asks every worker. With replicated shards (replication factor
+// above 1), a ShardWriter per shard writes to the shard's leader (control/shard_leader.h),
+// analytics read every shard at its leader, and health adds every shard's replicas. Routes, 404/405
+// and the query parameters each route accepts live in one http::Router. Handle() is what the HTTP
+// server calls; tests call it without a socket. Thread-safety: Handle() may run concurrently on any
+// number of threads. Lifecycle: Stop() answers queued and later inserts kShuttingDown (503), waits
+// (bounded) for the internal requests in flight and closes the connections to the workers.
 #pragma once
 
 #include <chrono>
@@ -21,6 +22,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "control/cluster_map.h"
+#include "control/replication.h"
 #include "http/message.h"
 
 namespace das::control {
@@ -33,6 +35,9 @@ struct ControlOptions {
   size_t connections_per_worker = 16;
   size_t max_inflight_per_worker = 1;
   const Clock* clock = &Clock::Real();  // not owned; outlives the service
+  // replication.replication_factor 1: today's unreplicated system (each worker one partition);
+  // more: replicated shards (DESIGN.md section 6).
+  ReplicationOptions replication;
 };
 
 class ControlService {

@@ -1,5 +1,9 @@
 #include "control/shard_writer.h"
 
+#include <atomic>
+#include <chrono>
+#include <random>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/append.hpp>
 #include <boost/asio/async_result.hpp>
@@ -14,12 +18,28 @@ namespace asio = boost::asio;
 using internal::v1::SubBatch;
 using internal::v1::SubBatchResult;
 
+namespace {
+
+// Request ids: a random 64-bit start per process, then counted up, so ids of two control-node
+// runs (a restart) practically never meet inside a shard's request window.
+uint64_t NewRequestId() {
+  static std::atomic<uint64_t> next{[] {
+    std::random_device device;
+    return (static_cast<uint64_t>(device()) << 32) ^ device() ^
+           static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  }()};
+  uint64_t id = next.fetch_add(1, std::memory_order_relaxed);
+  return id != 0 ? id : next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
 void ShardWriter::Complete(Pending& pending, Result<SubBatchResult> result) {
   // Resume the waiting coroutine on its own executor, never inline in the drain loop.
   asio::post(pending.resume_on, asio::append(std::move(pending.handler), std::move(result)));
 }
 
-ShardWriter::ShardWriter(asio::any_io_executor executor, rpc::WorkerClient& client,
+ShardWriter::ShardWriter(asio::any_io_executor executor, rpc::WriteTarget& client,
                          ShardWriterOptions options)
     : executor_(std::move(executor)), client_(client), options_(options) {}
 
@@ -121,6 +141,10 @@ asio::awaitable<void> ShardWriter::Exchange(std::vector<Pending>& group) {
   internal::v1::WriteRequest request;
   request.mutable_batches()->Reserve(static_cast<int>(group.size()));
   for (Pending& p : group) *request.add_batches() = std::move(p.part);
+  if (options_.shard) {
+    request.set_shard(*options_.shard);
+    request.set_request_id(NewRequestId());
+  }
 
   asio::awaitable<Result<internal::v1::WriteResponse>> send =
       client_.Write(request, options_.deadline);

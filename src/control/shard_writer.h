@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -26,7 +27,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
-#include "rpc/worker_client.h"
+#include "rpc/write_target.h"
 
 namespace das::control {
 
@@ -37,12 +38,15 @@ struct ShardWriterOptions {
   size_t max_request_bytes = 4 * 1024 * 1024;
   std::chrono::milliseconds deadline{2000};
   const Clock* clock = &Clock::Real();  // not owned; outlives the writer
+  // A replicated shard: every request names it and gets a fresh request id (the state machine
+  // answers a retried id with its first outcome, so retries of a request are safe).
+  std::optional<uint32_t> shard;
 };
 
 class ShardWriter {
  public:
   // `client` must outlive the writer.
-  ShardWriter(boost::asio::any_io_executor executor, rpc::WorkerClient& client,
+  ShardWriter(boost::asio::any_io_executor executor, rpc::WriteTarget& client,
               ShardWriterOptions options);
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
@@ -78,7 +82,7 @@ class ShardWriter {
   Status Stopping() const;
 
   boost::asio::any_io_executor executor_;
-  rpc::WorkerClient& client_;
+  rpc::WriteTarget& client_;
   const ShardWriterOptions options_;
 
   mutable std::mutex mu_;

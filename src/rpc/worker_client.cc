@@ -22,10 +22,8 @@ class WorkerClientImpl final : public WorkerClient {
 
   asio::awaitable<Result<internal::v1::WriteResponse>> Write(
       const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) override {
-    http::Request http_request = Post(kWritePath);
-    request.SerializeToString(&http_request.body);
     asio::awaitable<Result<internal::v1::WriteResponse>> call =
-        Call<internal::v1::WriteResponse>(std::move(http_request), timeout);
+        PostMessage<internal::v1::WriteResponse>(kWritePath, request, timeout);
     co_return co_await std::move(call);
   }
 
@@ -40,6 +38,32 @@ class WorkerClientImpl final : public WorkerClient {
       std::chrono::milliseconds timeout) override {
     asio::awaitable<Result<internal::v1::WorkerHealthResponse>> call =
         Call<internal::v1::WorkerHealthResponse>(Get(kHealthPath), timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::TopologyResponse>> Topology(
+      const internal::v1::TopologyRequest& request, std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::TopologyResponse>> call =
+        PostMessage<internal::v1::TopologyResponse>(kTopologyPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::AggregateResponse>> ShardRead(
+      uint32_t shard, std::chrono::milliseconds timeout) override {
+    internal::v1::ShardReadRequest request;
+    request.set_shard(shard);
+    asio::awaitable<Result<internal::v1::AggregateResponse>> call =
+        PostMessage<internal::v1::AggregateResponse>(kShardReadPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::TransferResponse>> Transfer(
+      uint32_t shard, uint64_t to, std::chrono::milliseconds timeout) override {
+    internal::v1::TransferRequest request;
+    request.set_shard(shard);
+    request.set_to(to);
+    asio::awaitable<Result<internal::v1::TransferResponse>> call =
+        PostMessage<internal::v1::TransferResponse>(kTransferPath, request, timeout);
     co_return co_await std::move(call);
   }
 
@@ -60,6 +84,16 @@ class WorkerClientImpl final : public WorkerClient {
     request.content_type = std::string(kProtobufType);
     request.has_content_type = true;
     return request;
+  }
+
+  template <typename Answer>
+  asio::awaitable<Result<Answer>> PostMessage(const char* path,
+                                              const google::protobuf::MessageLite& body,
+                                              std::chrono::milliseconds timeout) {
+    http::Request http_request = Post(path);
+    body.SerializeToString(&http_request.body);
+    asio::awaitable<Result<Answer>> call = Call<Answer>(std::move(http_request), timeout);
+    co_return co_await std::move(call);
   }
 
   template <typename Message>

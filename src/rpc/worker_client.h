@@ -16,6 +16,7 @@
 
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
+#include "rpc/write_target.h"
 
 namespace das::rpc {
 
@@ -25,7 +26,7 @@ struct WorkerClientOptions {
   size_t max_connections = 16;
 };
 
-class WorkerClient {
+class WorkerClient : public WriteTarget {
  public:
   static std::unique_ptr<WorkerClient> Create(boost::asio::any_io_executor executor,
                                               WorkerClientOptions options);
@@ -33,15 +34,18 @@ class WorkerClient {
   WorkerClient(const WorkerClient&) = delete;
   WorkerClient& operator=(const WorkerClient&) = delete;
 
-  // "host:port"
-  virtual const std::string& peer() const = 0;
-
-  virtual boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(
-      const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) = 0;
+  // peer(): "host:port"; Write(): POST /internal/v1/write (WriteTarget).
   virtual boost::asio::awaitable<Result<internal::v1::AggregateResponse>> Aggregate(
       std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(
       std::chrono::milliseconds timeout) = 0;
+  // Replicated shards: the topology, a shard's linearizable read, a leadership transfer.
+  virtual boost::asio::awaitable<Result<internal::v1::TopologyResponse>> Topology(
+      const internal::v1::TopologyRequest& request, std::chrono::milliseconds timeout) = 0;
+  virtual boost::asio::awaitable<Result<internal::v1::AggregateResponse>> ShardRead(
+      uint32_t shard, std::chrono::milliseconds timeout) = 0;
+  virtual boost::asio::awaitable<Result<internal::v1::TransferResponse>> Transfer(
+      uint32_t shard, uint64_t to, std::chrono::milliseconds timeout) = 0;
 
   // Closes idle connections; later calls fail with kShuttingDown.
   virtual void Close() = 0;

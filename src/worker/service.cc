@@ -100,10 +100,49 @@ SubBatchResult::Code ToWire(SubBatchOutcome::Code code) {
   return SubBatchResult::INVALID_ARGUMENT;
 }
 
+internal::v1::AggregateResponse ToWire(const worker::Aggregate& aggregate, uint32_t worker_id) {
+  internal::v1::AggregateResponse response;
+  response.set_count(aggregate.count);
+  response.set_sum(aggregate.sum.Value());
+  response.set_exact_sum(aggregate.sum.ToBytes());
+  if (aggregate.min) response.set_min(*aggregate.min);
+  if (aggregate.max) response.set_max(*aggregate.max);
+  response.set_worker_id(worker_id);
+  response.set_applied_index(aggregate.applied_index);
+  return response;
+}
+
+template <typename Message>
+std::optional<Message> Parse(const http::Request& request) {
+  Message message;
+  if (!message.ParseFromString(request.body)) return std::nullopt;
+  return message;
+}
+
+http::Response Undecodable(const google::protobuf::MessageLite& message) {
+  return rpc::ErrorResponse(Malformed("body is not a valid " + message.GetTypeName()));
+}
+
 }  // namespace
 
-WorkerService::WorkerService(uint32_t worker_id, Store& store)
-    : worker_id_(worker_id), store_(store), router_(&RouterError) {
+WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas,
+                             uint16_t raft_port)
+    : worker_id_(worker_id),
+      store_(store),
+      replicas_(replicas),
+      raft_port_(raft_port),
+      router_(&RouterError) {
+  if (replicas_ != nullptr) {
+    router_.Add("POST", rpc::kTopologyPath, [this](http::Request request, http::Target) {
+      return Topology(std::move(request));
+    });
+    router_.Add("POST", rpc::kShardReadPath, [this](http::Request request, http::Target) {
+      return ShardRead(std::move(request));
+    });
+    router_.Add("POST", rpc::kTransferPath, [this](http::Request request, http::Target) {
+      return Transfer(std::move(request));
+    });
+  }
   router_.Add("POST", rpc::kWritePath,
               [this](http::Request request, http::Target) { return Write(std::move(request)); });
   router_.Add("GET", rpc::kAggregatePath,
@@ -124,6 +163,13 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
   internal::v1::WriteRequest write;
   if (!write.ParseFromString(request.body)) {
     co_return rpc::ErrorResponse(Malformed("body is not a valid das.internal.v1.WriteRequest"));
+  }
+  if (write.has_shard()) {
+    if (replicas_ == nullptr) {
+      co_return rpc::ErrorResponse(InvalidArgument("this worker holds no replicated shards"));
+    }
+    asio::awaitable<http::Response> replicated = WriteReplicated(write);
+    co_return co_await std::move(replicated);
   }
   internal::v1::WriteResponse response;
   Prepared prepared = Prepare(write, response);
@@ -168,14 +214,7 @@ asio::awaitable<http::Response> WorkerService::Aggregate() {
   asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
   Result<worker::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
-  internal::v1::AggregateResponse response;
-  response.set_count(aggregate->count);
-  response.set_sum(aggregate->sum.Value());
-  response.set_exact_sum(aggregate->sum.ToBytes());
-  if (aggregate->min) response.set_min(*aggregate->min);
-  if (aggregate->max) response.set_max(*aggregate->max);
-  response.set_worker_id(worker_id_);
-  co_return rpc::ProtobufResponse(response);
+  co_return rpc::ProtobufResponse(ToWire(*aggregate, worker_id_));
 }
 
 asio::awaitable<http::Response> WorkerService::Health(bool internal) {
@@ -184,11 +223,19 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
   Result<worker::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
-  const uint64_t rows = aggregate->count;
+  uint64_t rows = aggregate->count;
+  // Group::Info waits briefly for the raft loop thread (no I/O).
+  std::vector<internal::v1::ReplicaHealth> replicas;
+  if (replicas_ != nullptr) replicas = replicas_->Health();
+  for (const internal::v1::ReplicaHealth& replica : replicas) rows += replica.rows();
   if (internal) {
     internal::v1::WorkerHealthResponse response;
     response.set_worker_id(worker_id_);
     response.set_rows(rows);
+    response.set_raft_port(raft_port_);
+    if (replicas_ != nullptr) response.set_cluster_id(replicas_->cluster_id());
+    for (internal::v1::ReplicaHealth& replica : replicas)
+      *response.add_replicas() = std::move(replica);
     co_return rpc::ProtobufResponse(response);
   }
   // For people and container health checks: JSON, whatever was asked.
@@ -205,6 +252,76 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(response, &r.body, options);
   co_return r;
+}
+
+asio::awaitable<http::Response> WorkerService::WriteReplicated(internal::v1::WriteRequest& write) {
+  internal::v1::WriteResponse response;
+  Prepared prepared = Prepare(write, response);
+  if (prepared.batches.empty()) co_return rpc::ProtobufResponse(response);
+  auto start = [this, shard = write.shard(), request_id = write.request_id(),
+                batches = std::move(prepared.batches)](auto done) mutable {
+    replicas_->Write(shard, request_id, std::move(batches), std::move(done));
+  };
+  asio::awaitable<Result<std::vector<SubBatchOutcome>>> op =
+      AwaitStore<std::vector<SubBatchOutcome>>(std::move(start));
+  Result<std::vector<SubBatchOutcome>> outcomes = co_await std::move(op);
+  if (!outcomes.ok()) co_return rpc::ErrorResponse(outcomes.status());
+  if (outcomes->size() != prepared.sent.size()) {
+    co_return rpc::ErrorResponse(Internal("the shard answered " + std::to_string(outcomes->size()) +
+                                          " outcomes for " + std::to_string(prepared.sent.size()) +
+                                          " sub-batches"));
+  }
+  for (size_t i = 0; i < prepared.sent.size(); ++i) {
+    SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
+    result->set_code(ToWire((*outcomes)[i].code));
+    result->set_rows_written((*outcomes)[i].rows_written);
+  }
+  co_return rpc::ProtobufResponse(response);
+}
+
+asio::awaitable<http::Response> WorkerService::Topology(http::Request request) {
+  std::optional<internal::v1::TopologyRequest> topology =
+      Parse<internal::v1::TopologyRequest>(request);
+  if (!topology) co_return Undecodable(internal::v1::TopologyRequest());
+  // Opening the replicas the first time takes a while (DuckDB files, raft logs); it runs on
+  // this HTTP thread, once.
+  Status adopted = replicas_->Adopt(*topology);
+  if (!adopted.ok()) {
+    spdlog::error("topology refused: {}", adopted.ToString());
+    co_return rpc::ErrorResponse(adopted);
+  }
+  co_return rpc::ProtobufResponse(internal::v1::TopologyResponse());
+}
+
+asio::awaitable<http::Response> WorkerService::ShardRead(http::Request request) {
+  std::optional<internal::v1::ShardReadRequest> read =
+      Parse<internal::v1::ShardReadRequest>(request);
+  if (!read) co_return Undecodable(internal::v1::ShardReadRequest());
+  auto start = [this, shard = read->shard()](auto done) {
+    replicas_->Read(shard, std::move(done));
+  };
+  asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
+  Result<worker::Aggregate> aggregate = co_await std::move(op);
+  if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
+  internal::v1::AggregateResponse response = ToWire(*aggregate, worker_id_);
+  response.set_shard(read->shard());
+  co_return rpc::ProtobufResponse(response);
+}
+
+asio::awaitable<http::Response> WorkerService::Transfer(http::Request request) {
+  std::optional<internal::v1::TransferRequest> transfer =
+      Parse<internal::v1::TransferRequest>(request);
+  if (!transfer) co_return Undecodable(internal::v1::TransferRequest());
+  auto start = [this, shard = transfer->shard(), to = transfer->to()](auto done) {
+    replicas_->Transfer(shard, to, [done = std::move(done)](Status status) mutable {
+      if (status.ok()) return done(Result<bool>(true));
+      done(Result<bool>(std::move(status)));
+    });
+  };
+  asio::awaitable<Result<bool>> op = AwaitStore<bool>(std::move(start));
+  Result<bool> transferred = co_await std::move(op);
+  if (!transferred.ok()) co_return rpc::ErrorResponse(transferred.status());
+  co_return rpc::ProtobufResponse(internal::v1::TransferResponse());
 }
 
 }  // namespace das::worker

@@ -6,6 +6,13 @@
 //   GET  /internal/v1/health     -> WorkerHealthResponse
 //   GET  /health                 -> das.v1.HealthResponse as JSON, for people and containers
 //
+// and for replicated shards (DESIGN.md section 6; `replicas`):
+//
+//   POST /internal/v1/topology         TopologyRequest -> TopologyResponse (kept, replicas open)
+//   POST /internal/v1/write            with `shard`: proposed on the shard's raft group
+//   POST /internal/v1/shard/aggregate  ShardReadRequest -> AggregateResponse (at the leader)
+//   POST /internal/v1/shard/transfer   TransferRequest -> TransferResponse
+//
 // Every failure is answered with an ErrorStatus (rpc/status_wire.h) whose code the control node
 // acts on. Rows are re-validated here (the same limits as the public API): a sub-batch with a
 // bad row is rejected alone, without touching the others. Handle() never blocks: store work
@@ -17,15 +24,19 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "das/v1/internal.pb.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "worker/replica_host.h"
 #include "worker/store.h"
 
 namespace das::worker {
 
 class WorkerService {
  public:
-  WorkerService(uint32_t worker_id, Store& store);
+  // `replicas` (may be null: no replicated shards) and `store` outlive the service.
+  WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas = nullptr,
+                uint16_t raft_port = 0);
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
 
@@ -35,9 +46,15 @@ class WorkerService {
   boost::asio::awaitable<http::Response> Write(http::Request request);
   boost::asio::awaitable<http::Response> Aggregate();
   boost::asio::awaitable<http::Response> Health(bool internal);
+  boost::asio::awaitable<http::Response> Topology(http::Request request);
+  boost::asio::awaitable<http::Response> ShardRead(http::Request request);
+  boost::asio::awaitable<http::Response> Transfer(http::Request request);
+  boost::asio::awaitable<http::Response> WriteReplicated(internal::v1::WriteRequest& write);
 
   const uint32_t worker_id_;
   Store& store_;
+  ReplicaHost* const replicas_;
+  const uint16_t raft_port_;
   http::Router router_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <utility>
 
@@ -71,8 +72,8 @@ std::string Manifest(uint64_t shard_id, uint64_t applied_index) {
 ShardReplica::ShardReplica(uint64_t shard_id, Store& store, const Clock& clock)
     : shard_id_(shard_id), store_(store), clock_(clock), next_request_id_(RandomSeed()) {}
 
-void ShardReplica::Propose(std::vector<SubBatch> batches, WriteCallback done) {
-  const uint64_t request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
+void ShardReplica::Propose(uint64_t request_id, std::vector<SubBatch> batches, WriteCallback done) {
+  if (request_id == 0) request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(mu_);
     waiting_.emplace(request_id, std::move(done));
@@ -93,7 +94,7 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
   }
   const uint64_t request_id = entry.request_id();
   last_seen_index_.store(index, std::memory_order_release);
-  ReplicatedEntry replicated{index, entry.ingest_ts_us(), Decode(entry)};
+  ReplicatedEntry replicated{index, entry.ingest_ts_us(), Decode(entry), request_id};
   store_.Apply(
       std::move(replicated), [this, index, request_id](Result<std::vector<SubBatchOutcome>> r) {
         if (!r.ok() && r.status().code() != StatusCode::kShuttingDown) {
@@ -104,19 +105,93 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
           std::abort();
         }
         Complete(request_id, std::move(r));
+        ReleaseReads();
       });
 }
 
 void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome) {
-  WriteCallback done;
+  std::vector<WriteCallback> done;
   {
     std::lock_guard lock(mu_);
-    auto it = waiting_.find(request_id);
-    if (it == waiting_.end()) return;  // a follower, a replay, or answered already
-    done = std::move(it->second);
-    waiting_.erase(it);
+    auto [first, last] = waiting_.equal_range(request_id);
+    // None: a follower, a replay, or answered already.
+    for (auto it = first; it != last; ++it) done.push_back(std::move(it->second));
+    waiting_.erase(first, last);
   }
-  done(std::move(outcome));
+  for (WriteCallback& callback : done) callback(outcome);
+}
+
+void ShardReplica::Read(AggregateCallback done) {
+  std::vector<AggregateCallback> batch;
+  {
+    std::lock_guard lock(mu_);
+    next_reads_.push_back(std::move(done));
+    // A read that arrives while a barrier runs waits for the next one: only a barrier begun
+    // after the read arrived vouches for every write acknowledged before it.
+    if (barrier_running_) return;
+    barrier_running_ = true;
+    batch.swap(next_reads_);
+  }
+  StartBarrier(std::move(batch));
+}
+
+void ShardReplica::StartBarrier(std::vector<AggregateCallback> reads) {
+  auto shared = std::make_shared<std::vector<AggregateCallback>>(std::move(reads));
+  group_->Barrier([this, shared](Result<uint64_t> index) {
+    if (!index.ok()) {
+      for (AggregateCallback& done : *shared) done(index.status());
+    } else {
+      // On the loop thread: every entry before the barrier was handed to the store.
+      ReadWhenApplied(last_seen_index_.load(std::memory_order_acquire), std::move(*shared));
+    }
+    std::vector<AggregateCallback> next;
+    {
+      std::lock_guard lock(mu_);
+      next.swap(next_reads_);
+      barrier_running_ = !next.empty();
+    }
+    if (!next.empty()) StartBarrier(std::move(next));
+  });
+}
+
+void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<AggregateCallback> reads) {
+  {
+    std::lock_guard lock(mu_);
+    // Checked under the lock ReleaseReads takes after the store moved its index, so no read
+    // registers after the release that would have answered it.
+    if (store_.applied_index() < target) {
+      for (AggregateCallback& done : reads) applied_waiters_.emplace(target, std::move(done));
+      return;
+    }
+  }
+  for (AggregateCallback& done : reads) store_.ComputeAggregate(std::move(done));
+}
+
+void ShardReplica::ReleaseReads() {
+  std::vector<AggregateCallback> ready;
+  {
+    std::lock_guard lock(mu_);
+    const uint64_t applied = store_.applied_index();
+    auto end = applied_waiters_.upper_bound(applied);
+    for (auto it = applied_waiters_.begin(); it != end; ++it)
+      ready.push_back(std::move(it->second));
+    applied_waiters_.erase(applied_waiters_.begin(), end);
+  }
+  for (AggregateCallback& done : ready) store_.ComputeAggregate(std::move(done));
+}
+
+void ShardReplica::CancelReads() {
+  std::vector<AggregateCallback> cancelled;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [target, done] : applied_waiters_) cancelled.push_back(std::move(done));
+    applied_waiters_.clear();
+    for (AggregateCallback& done : next_reads_) cancelled.push_back(std::move(done));
+    next_reads_.clear();
+  }
+  for (AggregateCallback& done : cancelled) {
+    done(ShuttingDown("shard " + std::to_string(shard_id_) + " is closing"));
+  }
 }
 
 Result<std::string> ShardReplica::Snapshot() {

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -37,11 +38,23 @@ class ShardReplica final : public raft::StateMachine {
   // REQUIRES: before Propose; `group` replicates this replica's shard and outlives its use.
   void Attach(raft::Group* group) { group_ = group; }
 
-  // Proposes `batches` as one entry; `done` gets one outcome per sub-batch once this replica
-  // applied the entry, or kNotLeader (detail: the leader's raft address) / kUnavailable when
-  // the entry was not committed through this leader (it may still be later: only an
-  // idempotency key makes a retry safe).
-  void Propose(std::vector<SubBatch> batches, WriteCallback done);
+  // Proposes `batches` as one entry named `request_id` (0: a random id); `done` gets one
+  // outcome per sub-batch once this replica applied the entry, or kNotLeader (detail: the
+  // leader's raft address) / kUnavailable when the entry was not committed through this leader
+  // (it may still be later). A retry with the same request id within the store's request
+  // window is answered with the first entry's outcomes and stores nothing again.
+  void Propose(uint64_t request_id, std::vector<SubBatch> batches, WriteCallback done);
+  void Propose(std::vector<SubBatch> batches, WriteCallback done) {
+    Propose(0, std::move(batches), std::move(done));
+  }
+
+  // A linearizable read of the shard's aggregate: `done` once this replica confirmed it leads
+  // (one raft barrier shared by the reads waiting at that moment) and its store applied every
+  // entry committed before that barrier, or with why not (kNotLeader with the leader's raft
+  // address, kUnavailable). Callbacks run on the store's writer thread or the loop thread.
+  void Read(AggregateCallback done);
+  // Fails the reads still waiting with kShuttingDown. REQUIRES: the group is closed.
+  void CancelReads();
 
   // raft::StateMachine, on the loop thread.
   void Apply(uint64_t index, std::string_view entry) override;
@@ -53,6 +66,12 @@ class ShardReplica final : public raft::StateMachine {
   // Completes the proposer of `request_id`, if it is waiting here (only on the proposing
   // leader, never for a replay).
   void Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome);
+  // On the loop thread: one barrier for `reads`, then the next batch of reads, if any.
+  void StartBarrier(std::vector<AggregateCallback> reads);
+  // Answers `reads` once the store applied `target` (now, or from ReleaseReads).
+  void ReadWhenApplied(uint64_t target, std::vector<AggregateCallback> reads);
+  // After the store applied an entry: answers the reads waiting for it.
+  void ReleaseReads();
 
   const uint64_t shard_id_;
   Store& store_;
@@ -62,7 +81,12 @@ class ShardReplica final : public raft::StateMachine {
   std::atomic<uint64_t> last_seen_index_{0};  // the last entry handed to the store
 
   std::mutex mu_;
-  std::unordered_map<uint64_t, WriteCallback> waiting_;  // by request id; GUARDED_BY(mu_)
+  // Proposers by request id (a retry on the same leader may wait beside the first); GUARDED_BY(mu_)
+  std::unordered_multimap<uint64_t, WriteCallback> waiting_;
+  std::vector<AggregateCallback> next_reads_;  // for the next barrier; GUARDED_BY(mu_)
+  bool barrier_running_ = false;               // GUARDED_BY(mu_)
+  // Reads whose barrier passed, by the store index they wait for; GUARDED_BY(mu_)
+  std::multimap<uint64_t, AggregateCallback> applied_waiters_;
 };
 
 }  // namespace das::worker

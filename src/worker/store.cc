@@ -203,7 +203,7 @@ void StoreImpl::Apply(ReplicatedEntry entry, WriteCallback done) {
   size_t rows = 0;
   for (const SubBatch& batch : entry.batches) rows += batch.rows.size();
   WriteRequest request{std::move(entry.batches), std::move(done), rows, entry.index,
-                       entry.ingest_ts_us};
+                       entry.ingest_ts_us,       entry.request_id};
   if (!write_queue_.Push(request)) request.done(Stopping());
 }
 
@@ -280,14 +280,15 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
     return Unavailable("cannot create " + dir.string() + ": " + error.message());
   }
   ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir));
-  const std::string db_path = (dir / "worker.duckdb").string();
+  const std::string db_path = (dir / options.file_name).string();
   ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads));
   ASSIGN_OR_RETURN(duck::ConnectionHandle write_conn, duck::Connect(db.get()));
   auto running = std::make_unique<RunningAggregate>();
   auto keys = std::make_unique<KeyIndex>();
-  ASSIGN_OR_RETURN(Writer writer,
-                   Writer::Create(std::move(write_conn), db_path, options.idempotency_retention,
-                                  running.get(), keys.get(), options.clock));
+  ASSIGN_OR_RETURN(
+      Writer writer,
+      Writer::Create(std::move(write_conn), db_path, options.idempotency_retention, running.get(),
+                     keys.get(), options.clock, options.request_window));
   std::vector<duck::ConnectionHandle> readers;
   for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
     ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));

@@ -63,7 +63,8 @@ struct Aggregate {
 };
 
 struct StoreOptions {
-  std::string data_dir;  // created if missing; holds worker.duckdb
+  std::string data_dir;  // created if missing; holds `file_name`
+  std::string file_name = "worker.duckdb";
   // How long an idempotency key is remembered after its batch committed.
   std::chrono::seconds idempotency_retention{24 * 3600};
   // Upper bound of rows the writer puts in one transaction.
@@ -73,6 +74,8 @@ struct StoreOptions {
   size_t duckdb_threads = 0;
   // Ingest timestamps, key commit times and the prune interval; not owned, outlives the store.
   const Clock* clock = &Clock::Real();
+  // How many raft entries a request id is remembered for (worker/request_window.h).
+  uint64_t request_window = 65536;
 };
 
 // A committed raft entry for Store::Apply: its index in the shard's log, the ingest time its
@@ -81,6 +84,10 @@ struct ReplicatedEntry {
   uint64_t index = 0;
   int64_t ingest_ts_us = 0;
   std::vector<SubBatch> batches;
+  // The control node's id of the request (0: none). An id seen in the last
+  // StoreOptions::request_window entries is an internal retry: answered with the first
+  // entry's outcomes, nothing stored.
+  uint64_t request_id = 0;
 };
 
 // The outcome of one Write(): one entry per sub-batch, in order, or a Status when the

@@ -47,13 +47,17 @@ Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::se
 
 Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
                               std::chrono::seconds retention, RunningAggregate* running,
-                              KeyIndex* keys, const Clock* clock) {
+                              KeyIndex* keys, const Clock* clock, uint64_t request_window) {
   Writer writer(std::move(conn), std::move(db_path), retention, running, keys, clock);
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateRows));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateKeys));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateApplied));
   RETURN_IF_ERROR(writer.PrepareStatements());
   RETURN_IF_ERROR(writer.LoadAppliedIndex());
+  ASSIGN_OR_RETURN(
+      RequestWindow requests,
+      RequestWindow::Create(writer.conn_.get(), writer.applied_index_, request_window));
+  writer.requests_.emplace(std::move(requests));
   RETURN_IF_ERROR(writer.PruneExpiredKeys(clock->WallMicros()));
   RETURN_IF_ERROR(writer.LoadKeys());
   spdlog::info("store {}: {} live idempotency keys loaded", writer.db_path_, writer.keys_.size());
@@ -147,6 +151,7 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
     for (WriteRequest& request : group) request.done(result.status());
     return;
   }
+  requests_->Committed();
   for (const auto& [key, record] : result->new_keys) keys_.Insert(std::string(key), record);
   applied_index_ = std::max(applied_index_, result->applied_index);
   AddCommittedRows(group, *result);  // before any acknowledgement
@@ -156,6 +161,7 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
 
 void Writer::AddCommittedRows(const std::vector<WriteRequest>& group, const GroupResult& result) {
   for (size_t i = 0; i < group.size(); ++i) {
+    if (result.repeated[i]) continue;
     for (size_t b = 0; b < result.outcomes[i].size(); ++b) {  // none for a skipped replay
       const SubBatch& batch = group[i].batches[b];
       if (result.outcomes[i][b].code == Code::kOk && !batch.check_only) running_->Add(batch.rows);
@@ -171,6 +177,7 @@ Result<Writer::GroupResult> Writer::RunTransaction(std::vector<WriteRequest>& gr
     Status committed = duck::Exec(conn_.get(), "COMMIT");
     if (committed.ok()) return result;
     result = std::move(committed);
+    requests_->RolledBack();
   }
   // Also after a failed COMMIT: DuckDB may keep the failed transaction open until ROLLBACK.
   Status rolled_back = duck::Exec(conn_.get(), "ROLLBACK");
@@ -186,11 +193,13 @@ Result<Writer::GroupResult> Writer::AppendAndFlush(std::vector<WriteRequest>& gr
     if (flushed.ok() && appenders_.keys) {
       flushed = duck::FlushAppender(appenders_.keys.get(), kKeysTable);
     }
+    if (flushed.ok()) flushed = requests_->Flush();
     if (flushed.ok()) return result;
     result = std::move(flushed);
   }
   // Destroyed inside the failed transaction, so whatever they still buffer is rolled back.
   appenders_ = Appenders{};
+  requests_->RolledBack();
   return result;
 }
 
@@ -200,22 +209,43 @@ Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group
   }
   GroupResult result;
   result.outcomes.reserve(group.size());
-  for (const WriteRequest& request : group) {
+  result.repeated.assign(group.size(), false);
+  for (size_t i = 0; i < group.size(); ++i) {
+    const WriteRequest& request = group[i];
     std::vector<SubBatchOutcome>& outcomes = result.outcomes.emplace_back();
     // A raft entry this store already committed (a replay after a restart): nothing to do, and
     // no outcome (nobody waits for it).
     if (request.raft_index != 0 && request.raft_index <= applied_index_) continue;
-    const int64_t ingest_us = request.ingest_ts_us != 0 ? request.ingest_ts_us : now_us;
-    outcomes.reserve(request.batches.size());
-    for (const SubBatch& batch : request.batches) {
-      ASSIGN_OR_RETURN(SubBatchOutcome outcome, ApplySubBatch(batch, ingest_us, result.new_keys));
-      outcomes.push_back(outcome);
+    if (request.request_id != 0) {
+      if (std::optional<std::vector<SubBatchOutcome>> first = requests_->Find(request.request_id)) {
+        // An internal retry of an entry already applied: its first outcome, nothing stored.
+        outcomes = std::move(*first);
+        result.repeated[i] = true;
+        result.applied_index = std::max(result.applied_index, request.raft_index);
+        continue;
+      }
     }
-    result.applied_index = std::max(result.applied_index, request.raft_index);
+    ASSIGN_OR_RETURN(outcomes, ApplyRequest(request, now_us, result));
   }
   if (result.applied_index > applied_index_)
     RETURN_IF_ERROR(StoreAppliedIndex(result.applied_index));
   return result;
+}
+
+Result<std::vector<SubBatchOutcome>> Writer::ApplyRequest(const WriteRequest& request,
+                                                          int64_t now_us, GroupResult& result) {
+  const int64_t ingest_us = request.ingest_ts_us != 0 ? request.ingest_ts_us : now_us;
+  std::vector<SubBatchOutcome> outcomes;
+  outcomes.reserve(request.batches.size());
+  for (const SubBatch& batch : request.batches) {
+    ASSIGN_OR_RETURN(SubBatchOutcome outcome, ApplySubBatch(batch, ingest_us, result.new_keys));
+    outcomes.push_back(outcome);
+  }
+  result.applied_index = std::max(result.applied_index, request.raft_index);
+  if (request.request_id != 0) {
+    RETURN_IF_ERROR(requests_->Record(request.request_id, request.raft_index, outcomes));
+  }
+  return outcomes;
 }
 
 Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, int64_t now_us,

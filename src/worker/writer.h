@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -16,6 +17,7 @@
 #include "common/status.h"
 #include "worker/duckdb_util.h"
 #include "worker/idempotency_keys.h"
+#include "worker/request_window.h"
 #include "worker/running_aggregate.h"
 #include "worker/store.h"
 
@@ -30,6 +32,8 @@ struct WriteRequest {
   // its leader fixed (0: the writer's clock).
   uint64_t raft_index = 0;
   int64_t ingest_ts_us = 0;
+  // The control node's id of the request (0: none); see RequestWindow.
+  uint64_t request_id = 0;
 };
 
 class Writer {
@@ -40,7 +44,7 @@ class Writer {
   // `running`, `keys` and `clock` (not owned) outlive the writer; `keys` is filled here.
   static Result<Writer> Create(duck::ConnectionHandle conn, std::string db_path,
                                std::chrono::seconds retention, RunningAggregate* running,
-                               KeyIndex* keys, const Clock* clock);
+                               KeyIndex* keys, const Clock* clock, uint64_t request_window);
 
   // The highest raft index whose entry is committed in this store (0: none).
   uint64_t applied_index() const { return applied_index_; }
@@ -66,10 +70,14 @@ class Writer {
     std::vector<std::vector<SubBatchOutcome>> outcomes;  // per request
     PendingKeys new_keys;
     uint64_t applied_index = 0;  // the highest raft index the group applies (0: none)
+    // Per request: answered from the request window (its rows were stored by an earlier entry).
+    std::vector<bool> repeated;
   };
 
   Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
          RunningAggregate* running, KeyIndex* keys, const Clock* clock);
+  Result<std::vector<SubBatchOutcome>> ApplyRequest(const WriteRequest& request, int64_t now_us,
+                                                    GroupResult& result);
   Status PrepareStatements();
   Status LoadKeys();
   Status LoadAppliedIndex();
@@ -105,6 +113,7 @@ class Writer {
   Appenders appenders_;
   RunningAggregate* running_;
   KeyIndex& keys_;
+  std::optional<RequestWindow> requests_;  // set by Create
 };
 
 }  // namespace das::worker

@@ -55,9 +55,10 @@ class ConfigTest : public testing::Test {
     return text.str();
   }
 
-  static constexpr const char* kVariables[] = {"WORKER_ID",       "WORKER_HOST", "WORKER_PORT",
-                                               "WORKER_DATA_DIR", "DAS_HOST",    "DAS_PORT",
-                                               "DAS_WORKERS",     "LOG_LEVEL"};
+  static constexpr const char* kVariables[] = {"WORKER_ID",       "WORKER_HOST",      "WORKER_PORT",
+                                               "WORKER_DATA_DIR", "WORKER_RAFT_PORT", "DAS_HOST",
+                                               "DAS_PORT",        "DAS_WORKERS",      "LOG_LEVEL",
+                                               "DAS_RAFT_PORT",   "DAS_DATA_DIR",     "DAS_SHARDS"};
   std::string dir_;
   std::vector<std::unique_ptr<Process>> processes_;
 };
@@ -69,6 +70,7 @@ TEST_F(ConfigTest, EnvironmentTwinsConfigureBothBinaries) {
     setenv("WORKER_HOST", "127.0.0.1", 1);
     setenv("WORKER_PORT", std::to_string(ports[i]).c_str(), 1);
     setenv("WORKER_DATA_DIR", (dir_ + "/w" + std::to_string(i + 1)).c_str(), 1);
+    setenv("WORKER_RAFT_PORT", std::to_string(FreePort()).c_str(), 1);
     ASSERT_NE(StartBare(WorkerBinary(), "worker" + std::to_string(i + 1)), nullptr);
   }
   const int control = FreePort();
@@ -79,6 +81,9 @@ TEST_F(ConfigTest, EnvironmentTwinsConfigureBothBinaries) {
       ("127.0.0.1:" + std::to_string(ports[0]) + ",127.0.0.1:" + std::to_string(ports[1])).c_str(),
       1);
   setenv("LOG_LEVEL", "warn", 1);
+  setenv("DAS_RAFT_PORT", std::to_string(FreePort()).c_str(), 1);
+  setenv("DAS_DATA_DIR", (dir_ + "/control").c_str(), 1);
+  setenv("DAS_SHARDS", "4", 1);
   ASSERT_NE(StartBare(ControlBinary(), "control"), nullptr);
 
   ASSERT_TRUE(AnswersHealth(ports[0]));
@@ -93,8 +98,10 @@ TEST_F(ConfigTest, EnvironmentTwinsConfigureBothBinaries) {
   EXPECT_EQ(a->body.sum(), 4.0);
   // The data went where WORKER_DATA_DIR said, and LOG_LEVEL=warn silenced the control node's
   // info lines (the workers, started before it was set, still log theirs).
-  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w1/worker.duckdb"));
-  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w2/worker.duckdb"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w1/shards/0/shard.duckdb"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w2/shards/3/shard.duckdb"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/w1/shards/4"));  // DAS_SHARDS=4
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/control/cluster.pb"));
   EXPECT_EQ(Output(dir_ + "/control.log").find("listening"), std::string::npos)
       << Output(dir_ + "/control.log");
   EXPECT_NE(Output(dir_ + "/worker1.log")

@@ -130,7 +130,7 @@ bool SubsetWithCountAndSum(const std::vector<double>& values, size_t k, double t
 }
 
 TEST_F(CrashTest, KillDuringConcurrentInsertsLosesNoAcknowledgedRow) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   Clock::time_point dead_at;
   const std::vector<Attempt> attempts = WriteThroughAKill(/*idempotent=*/false, &dead_at);
   ASSERT_NO_FATAL_FAILURE(CheckAnswers(attempts, dead_at));
@@ -163,7 +163,7 @@ TEST_F(CrashTest, KillDuringConcurrentInsertsLosesNoAcknowledgedRow) {
 }
 
 TEST_F(CrashTest, KillDuringConcurrentBatchesThenRetriesStoreEachRowOnce) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   Clock::time_point dead_at;
   const std::vector<Attempt> attempts = WriteThroughAKill(/*idempotent=*/true, &dead_at);
   ASSERT_NO_FATAL_FAILURE(CheckAnswers(attempts, dead_at));
@@ -188,7 +188,7 @@ TEST_F(CrashTest, KillDuringConcurrentBatchesThenRetriesStoreEachRowOnce) {
 }
 
 TEST_F(CrashTest, KillControlNodeDuringBatchesThenRetriesStoreEachRowOnce) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   const std::vector<std::string> keys[2] = {KeysOnWorker(0, 2, 8, "cc0"),
                                             KeysOnWorker(1, 2, 8, "cc1")};
   // Each batch spans both workers: the control node may die between its two parts.

@@ -23,8 +23,9 @@ constexpr auto kInsertBound = std::chrono::milliseconds(6000);
 class FailureTest : public ClusterTest {
  protected:
   // The binaries' default deadlines, which these tests measure.
+  // These tests are about the unreplicated system: a dead worker's rows are missing.
   static ClusterOptions DefaultDeadlines() {
-    ClusterOptions options;
+    ClusterOptions options = Unreplicated();
     options.relaxed_deadlines = false;
     return options;
   }

@@ -62,7 +62,7 @@ std::vector<TestRow> SpanningBatch(const std::string& prefix) {
 }
 
 TEST_F(IdempotencyTest, BatchSpanningADownWorkerIs503ThenRetryStoresEachRowOnce) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   const std::vector<TestRow> batch = SpanningBatch("span");
   Expected live_part;
   for (const TestRow& row : batch) {
@@ -160,7 +160,7 @@ TEST_F(IdempotencyTest, DeduplicationIsByKeyNotByContent) {
 // Regression: a batch with key K whose rows all landed on worker 0, then a batch with K and
 // other rows on both workers: 422, but worker 1 (which never saw K) stored its part.
 TEST_F(IdempotencyTest, ReusedKeyWithOtherRowsStoresNothingOnAnyWorker) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   const std::vector<std::string> on0 = KeysOnWorker(0, 2, 3, "reuse0");
   const std::vector<std::string> on1 = KeysOnWorker(1, 2, 2, "reuse1");
   const std::vector<TestRow> first = {{on0[0], 1.0}, {on0[1], 2.0}};
@@ -172,7 +172,7 @@ TEST_F(IdempotencyTest, ReusedKeyWithOtherRowsStoresNothingOnAnyWorker) {
 
 // The reuse's rows land only on the worker that got none of the first batch's rows.
 TEST_F(IdempotencyTest, ReuseOnTheWorkerThatGotNoRowsIsRefused) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   const std::string on0 = KeysOnWorker(0, 2, 1, "only0")[0];
   const std::vector<std::string> on1 = KeysOnWorker(1, 2, 2, "only1");
   ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, "K2", 1));
@@ -183,7 +183,7 @@ TEST_F(IdempotencyTest, ReuseOnTheWorkerThatGotNoRowsIsRefused) {
 // Keys, also on the workers that got no rows, are durable: every worker restarted, every
 // reuse is still refused whole, and the first batch's retry is still a 200 that stores nothing.
 TEST_F(IdempotencyTest, ReuseIsRefusedAfterEveryWorkerRestartedAndTheRetryStillWorks) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   const std::vector<std::string> on0 = KeysOnWorker(0, 2, 2, "restart0");
   const std::vector<std::string> on1 = KeysOnWorker(1, 2, 2, "restart1");
   const std::vector<TestRow> first = {{on0[0], 1.0}, {on0[1], 2.0}};
@@ -205,7 +205,7 @@ TEST_F(IdempotencyTest, ReuseIsRefusedAfterEveryWorkerRestartedAndTheRetryStillW
 // A worker that was down when the first batch was stored never recorded the key; the reuse is
 // refused whole all the same, because the control node asks every worker first.
 TEST_F(IdempotencyTest, ReuseIsRefusedWhereAWorkerMissedTheFirstBatch) {
-  ASSERT_TRUE(cluster_.Start());
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
   const std::string on0 = KeysOnWorker(0, 2, 1, "missed0")[0];
   const std::vector<std::string> on1 = KeysOnWorker(1, 2, 1, "missed1");
   ASSERT_TRUE(cluster_.KillWorker(1));

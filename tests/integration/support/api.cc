@@ -92,6 +92,27 @@ std::vector<std::string> KeysOnWorker(int worker, int num_workers, int n, std::s
   return keys;
 }
 
+int ShardOf(std::string_view key, int shards) {
+  const uint64_t slot = HashPartitionKey(key) % kSlots;
+  int shard = 0;
+  while (shard + 1 < shards && static_cast<uint64_t>(shard + 1) * kSlots / shards <= slot) ++shard;
+  return shard;
+}
+
+std::vector<std::string> KeyPerShard(int shards, std::string_view prefix) {
+  std::vector<std::string> keys(shards);
+  int found = 0;
+  for (int i = 0; found < shards; ++i) {
+    std::string key = std::string(prefix) + "-" + std::to_string(i);
+    std::string& slot = keys[ShardOf(key, shards)];
+    if (slot.empty()) {
+      slot = std::move(key);
+      ++found;
+    }
+  }
+  return keys;
+}
+
 std::string EncodeInsert(std::string_view key, double value) { return RowFields(key, value); }
 
 std::string EncodeBatch(const std::vector<TestRow>& rows, std::string_view idempotency_key) {

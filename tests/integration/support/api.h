@@ -36,6 +36,11 @@ int WorkerOf(std::string_view key, int num_workers);
 // `n` distinct keys "<prefix>-<i>" that land on worker `worker` of `num_workers`.
 std::vector<std::string> KeysOnWorker(int worker, int num_workers, int n, std::string_view prefix);
 
+// Replicated shards: slots [s * 4096 / S, (s + 1) * 4096 / S) form shard s.
+int ShardOf(std::string_view key, int shards);
+// One key "<prefix>-<i>" per shard, in shard order.
+std::vector<std::string> KeyPerShard(int shards, std::string_view prefix);
+
 // --- Encodings ---
 
 // Protobuf InsertRequest, encoded by hand so that any key bytes (invalid UTF-8) and any double

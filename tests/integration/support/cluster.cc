@@ -93,15 +93,43 @@ testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
   if (dir_.empty()) return testing::AssertionFailure() << "mkdtemp failed";
   options_ = options;
   worker_ports_.clear();
-  for (int i = 0; i < options.workers; ++i) worker_ports_.push_back(FreePort());
+  worker_raft_ports_.clear();
+  for (int i = 0; i < options.workers; ++i) {
+    worker_ports_.push_back(FreePort());
+    worker_raft_ports_.push_back(FreePort());
+  }
   workers_.resize(options.workers);
   control_port_ = FreePort();
+  control_raft_port_ = FreePort();
   if (options.start_workers) {
     for (int i = 0; i < options.workers; ++i) {
       if (auto r = StartWorker(i); !r) return r;
     }
   }
-  return StartControl();
+  if (auto r = StartControl(); !r) return r;
+  if (replicated() && options.start_workers && options.wait_ready) return WaitClusterOk();
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult Cluster::WaitClusterOk(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string last = "no answer yet";
+  while (std::chrono::steady_clock::now() < deadline) {
+    Result<HttpResponse> r = HttpGet(control_port_, "/health", {}, std::chrono::seconds(3));
+    if (r.ok() && r->status == 200) {
+      v1::HealthResponse health;
+      if (!health.ParseFromString(r->body)) {
+        return testing::AssertionFailure() << "control /health body is not a HealthResponse";
+      }
+      if (health.status() == "ok") return testing::AssertionSuccess();
+      last = health.ShortDebugString();
+    } else {
+      last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return testing::AssertionFailure()
+         << "the control node's /health did not say ok in time; last: " << last;
 }
 
 pid_t Cluster::worker_pid(int i) const { return workers_.at(i) ? workers_.at(i)->pid() : -1; }
@@ -110,10 +138,11 @@ testing::AssertionResult Cluster::StartWorker(int i) {
   const std::string name = "worker-" + std::to_string(i + 1);
   const std::string data_dir = dir_ + "/" + name;
   std::filesystem::create_directories(data_dir);
-  std::vector<std::string> args = {"--id",       std::to_string(i + 1),
-                                   "--host",     "127.0.0.1",
-                                   "--port",     std::to_string(worker_ports_[i]),
-                                   "--data-dir", data_dir};
+  std::vector<std::string> args = {"--id",        std::to_string(i + 1),
+                                   "--host",      "127.0.0.1",
+                                   "--port",      std::to_string(worker_ports_[i]),
+                                   "--raft-port", std::to_string(worker_raft_ports_[i]),
+                                   "--data-dir",  data_dir};
   args.insert(args.end(), options_.worker_flags.begin(), options_.worker_flags.end());
   std::string error;
   workers_[i] = Process::Start(WorkerBinary(), args, dir_ + "/" + name + ".log", &error);
@@ -122,9 +151,19 @@ testing::AssertionResult Cluster::StartWorker(int i) {
 }
 
 testing::AssertionResult Cluster::StartControl() {
-  std::vector<std::string> args = {"--host",    "127.0.0.1",
-                                   "--port",    std::to_string(control_port_),
-                                   "--workers", WorkerList(worker_ports_)};
+  std::vector<std::string> args = {"--host",
+                                   "127.0.0.1",
+                                   "--port",
+                                   std::to_string(control_port_),
+                                   "--workers",
+                                   WorkerList(worker_ports_),
+                                   "--replication-factor",
+                                   std::to_string(options_.replication_factor),
+                                   "--raft-port",
+                                   std::to_string(control_raft_port_),
+                                   "--data-dir",
+                                   dir_ + "/control"};
+  if (options_.shards > 0) args.insert(args.end(), {"--shards", std::to_string(options_.shards)});
   if (options_.relaxed_deadlines) {
     for (const char* flag : {"--analytics-deadline-ms", "--insert-deadline-ms"}) {
       args.insert(args.end(), {flag, "10000"});

@@ -32,7 +32,22 @@ struct ClusterOptions {
   // builds) does not turn a slow answer into a partial one. Tests of the deadlines themselves
   // set false and get the binaries' defaults (1.5 s and 2 s).
   bool relaxed_deadlines = true;
+  // The control node's --replication-factor (3, the binary's default: replicated shards, the
+  // control node the witness of a two-worker cluster; 1: the unreplicated system) and --shards
+  // (0: the binary's default).
+  int replication_factor = 3;
+  int shards = 0;
+  // Replicated: Start() also waits until /health says "ok" (every shard led by a data replica
+  // and every replica caught up).
+  bool wait_ready = true;
 };
+
+// Options for a test of the unreplicated system (--replication-factor 1: each worker one
+// partition; a dead worker's rows are missing from answers).
+inline ClusterOptions Unreplicated(ClusterOptions options = {}) {
+  options.replication_factor = 1;
+  return options;
+}
 
 // True when the binaries are known (built by CMake or named in the environment); tests skip
 // otherwise.
@@ -53,6 +68,9 @@ class Cluster {
 
   int control_port() const { return control_port_; }
   int worker_port(int i) const { return worker_ports_.at(i); }
+  int worker_raft_port(int i) const { return worker_raft_ports_.at(i); }
+  int control_raft_port() const { return control_raft_port_; }
+  bool replicated() const { return options_.replication_factor > 1; }
   int num_workers() const { return static_cast<int>(worker_ports_.size()); }
   const std::string& dir() const { return dir_; }
   pid_t worker_pid(int i) const;
@@ -81,6 +99,11 @@ class Cluster {
   testing::AssertionResult WaitControlSeesHealthy(
       int worker, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+  // Polls the control node's /health until its status is "ok" (replicated: every shard led by a
+  // data replica, every replica live and caught up).
+  testing::AssertionResult WaitClusterOk(
+      std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
   // The tails of all logs, for failure messages.
   std::string LogTails(size_t max_bytes_each = 3000) const;
 
@@ -92,7 +115,9 @@ class Cluster {
   std::string dir_;
   ClusterOptions options_;
   std::vector<int> worker_ports_;
+  std::vector<int> worker_raft_ports_;
   int control_port_ = 0;
+  int control_raft_port_ = 0;
   std::vector<std::unique_ptr<Process>> workers_;
   std::unique_ptr<Process> control_;
 };

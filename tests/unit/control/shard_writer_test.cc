@@ -2,6 +2,7 @@
 // when the test releases it, and a ManualClock: every outcome here follows from the order of
 // events the test sets up, never from how fast the machine is.
 #include "control/shard_writer.h"
+#include "rpc/worker_client.h"
 
 #include <condition_variable>
 #include <deque>

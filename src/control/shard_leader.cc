@@ -1,0 +1,127 @@
+#include "control/shard_leader.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace das::control {
+namespace {
+
+namespace asio = boost::asio;
+using Ms = std::chrono::milliseconds;
+
+// One attempt gets at most this share of what is left of the deadline (and at least the floor),
+// so a hung leader (SIGSTOP) leaves time to find the new one.
+constexpr int kAttemptShare = 3;
+constexpr Ms kAttemptFloor{400};
+// Pauses between attempts: while an election runs, or while the witness hands leadership on.
+constexpr Ms kElectionPause{25};
+
+uint64_t ParseHint(const std::string& detail) {
+  uint64_t node = 0;
+  auto [end, error] = std::from_chars(detail.data(), detail.data() + detail.size(), node);
+  return error == std::errc() && end == detail.data() + detail.size() ? node : 0;
+}
+
+// Codes after which another replica may well succeed.
+bool Retryable(StatusCode code) {
+  return code == StatusCode::kNotLeader || code == StatusCode::kUnavailable ||
+         code == StatusCode::kDeadlineExceeded || code == StatusCode::kShuttingDown ||
+         code == StatusCode::kNotFound;
+}
+
+asio::awaitable<void> Pause(asio::any_io_executor executor, Ms pause) {
+  asio::steady_timer timer(executor, pause);
+  auto [ignored] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  (void)ignored;
+}
+
+}  // namespace
+
+ShardLeader::ShardLeader(asio::any_io_executor executor, uint32_t shard,
+                         std::vector<uint64_t> replicas,
+                         const std::map<uint64_t, rpc::WorkerClient*>& clients)
+    : executor_(std::move(executor)),
+      shard_(shard),
+      replicas_(std::move(replicas)),
+      clients_(clients),
+      name_("shard " + std::to_string(shard)),
+      leader_(replicas_.empty() ? 0 : replicas_.front()) {}
+
+void ShardLeader::NoteLeader(uint64_t node) {
+  if (std::find(replicas_.begin(), replicas_.end(), node) != replicas_.end()) {
+    leader_.store(node, std::memory_order_relaxed);
+  }
+}
+
+uint64_t ShardLeader::NextAfter(uint64_t node) const {
+  auto it = std::find(replicas_.begin(), replicas_.end(), node);
+  if (it == replicas_.end() || ++it == replicas_.end()) return replicas_.front();
+  return *it;
+}
+
+template <typename T, typename Call>
+asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
+                                                   std::vector<uint64_t>* failed) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  uint64_t target = leader();
+  if (target == 0) target = replicas_.front();
+  Status last = Unavailable(name_ + ": no replica tried");
+  for (;;) {
+    const Ms left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now());
+    if (left <= Ms(0)) break;
+    const Ms attempt = std::min(left, std::max(kAttemptFloor, left / kAttemptShare));
+    rpc::WorkerClient* client = clients_.at(target);
+    asio::awaitable<Result<T>> sent = call(*client, attempt);
+    Result<T> answer = co_await std::move(sent);
+    if (answer.ok()) {
+      NoteLeader(target);
+      co_return answer;
+    }
+    last = std::move(answer).status();
+    if (!Retryable(last.code())) co_return last;
+    if (last.code() == StatusCode::kNotLeader) {
+      const uint64_t hint = ParseHint(last.detail());
+      const bool usable = hint != 0 && hint != target &&
+                          std::find(replicas_.begin(), replicas_.end(), hint) != replicas_.end();
+      // No usable hint: an election runs, or the witness leads; ask the next replica after a
+      // pause.
+      target = usable ? hint : NextAfter(target);
+      if (!usable) co_await Pause(executor_, kElectionPause);
+      continue;
+    }
+    if (failed != nullptr && last.code() != StatusCode::kNotFound) failed->push_back(target);
+    target = NextAfter(target);
+    co_await Pause(executor_, kElectionPause);
+  }
+  co_return Status(last.code() == StatusCode::kNotLeader ? StatusCode::kUnavailable : last.code(),
+                   name_ + " has no reachable leader within " + std::to_string(timeout.count()) +
+                       " ms: " + last.ToString());
+}
+
+asio::awaitable<Result<internal::v1::WriteResponse>> ShardLeader::Write(
+    const internal::v1::WriteRequest& request, Ms timeout) {
+  auto call = [&request](rpc::WorkerClient& client, Ms attempt) {
+    return client.Write(request, attempt);
+  };
+  asio::awaitable<Result<internal::v1::WriteResponse>> written =
+      WithLeader<internal::v1::WriteResponse>(call, timeout, nullptr);
+  co_return co_await std::move(written);
+}
+
+asio::awaitable<ShardLeader::ReadOutcome> ShardLeader::Read(Ms timeout) {
+  ReadOutcome outcome;
+  auto call = [this](rpc::WorkerClient& client, Ms attempt) {
+    return client.ShardRead(shard_, attempt);
+  };
+  asio::awaitable<Result<internal::v1::AggregateResponse>> read =
+      WithLeader<internal::v1::AggregateResponse>(call, timeout, &outcome.failed);
+  outcome.aggregate = co_await std::move(read);
+  co_return outcome;
+}
+
+}  // namespace das::control

@@ -1,0 +1,67 @@
+// ShardLeader: the way to one replicated shard's leader (DESIGN.md section 6). It remembers
+// the leader it last found, follows NOT_LEADER hints (a worker's node id), and when a replica
+// cannot be reached tries the next data replica, until the call's deadline. A hint that names
+// the witness (which never serves) is waited out: the balancer hands leadership to a data
+// replica. Every retry of a write carries the same request id, so a write that reached a leader
+// before a failure is answered from the shard's request window, never stored twice.
+// Thread-safety: every method may be called from any thread and coroutine concurrently.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "common/status.h"
+#include "das/v1/internal.pb.h"
+#include "rpc/worker_client.h"
+#include "rpc/write_target.h"
+
+namespace das::control {
+
+class ShardLeader final : public rpc::WriteTarget {
+ public:
+  // `replicas`: the shard's data replicas, the preferred leader first; `clients` (not owned)
+  // holds a client for each of them and outlives this object.
+  ShardLeader(boost::asio::any_io_executor executor, uint32_t shard, std::vector<uint64_t> replicas,
+              const std::map<uint64_t, rpc::WorkerClient*>& clients);
+
+  const std::string& peer() const override { return name_; }
+  uint32_t shard() const { return shard_; }
+  const std::vector<uint64_t>& replicas() const { return replicas_; }
+
+  boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(
+      const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) override;
+
+  // The shard's aggregate, read at its leader. `failed` gets the nodes tried that did not
+  // answer (not reachable in time), for responding_nodes.
+  struct ReadOutcome {
+    Result<internal::v1::AggregateResponse> aggregate = Unavailable("not read");
+    std::vector<uint64_t> failed;
+  };
+  boost::asio::awaitable<ReadOutcome> Read(std::chrono::milliseconds timeout);
+
+  // The leader last seen (0: unknown).
+  uint64_t leader() const { return leader_.load(std::memory_order_relaxed); }
+  void NoteLeader(uint64_t node);
+
+ private:
+  template <typename T, typename Call>
+  boost::asio::awaitable<Result<T>> WithLeader(Call call, std::chrono::milliseconds timeout,
+                                               std::vector<uint64_t>* failed);
+  uint64_t NextAfter(uint64_t node) const;
+
+  boost::asio::any_io_executor executor_;
+  const uint32_t shard_;
+  const std::vector<uint64_t> replicas_;
+  const std::map<uint64_t, rpc::WorkerClient*>& clients_;
+  const std::string name_;
+  std::atomic<uint64_t> leader_;
+};
+
+}  // namespace das::control

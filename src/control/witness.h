@@ -1,0 +1,50 @@
+// Witness: the control node's voter in every shard of a two-worker cluster (DESIGN.md
+// section 6): it keeps each shard's raft log (in <data-dir>/witness/<shard>) but no DuckDB data,
+// applies nothing, and never serves a read. It may win an election; the control node's
+// balancer then hands leadership to a caught-up data replica by name (Transfer).
+// Thread-safety: every method from any thread but the raft loop's. Lifecycle: Open, Close
+// (the destructor closes).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "das/v1/internal.pb.h"
+
+namespace das::control {
+
+struct WitnessOptions {
+  std::string data_dir;        // the control node's --data-dir
+  std::string listen_address;  // host:port its raft transport listens on
+  unsigned election_timeout_ms = 500;
+  unsigned heartbeat_timeout_ms = 50;
+  unsigned snapshot_threshold = 1024;
+  // Kept long, so that a data replica the witness has to bring up to date finds the entries.
+  unsigned snapshot_trailing = 65536;
+};
+
+class Witness {
+ public:
+  // Opens the witness's replica of every shard whose voters include it.
+  static Result<std::unique_ptr<Witness>> Open(WitnessOptions options,
+                                               const internal::v1::Topology& topology);
+  virtual ~Witness() = default;
+  Witness(const Witness&) = delete;
+  Witness& operator=(const Witness&) = delete;
+
+  // One entry per shard it votes in (stored_index = applied_index: there is no store).
+  virtual std::vector<internal::v1::ReplicaHealth> Health() = 0;
+  // Hands leadership of `shard` to node `to`; `done` on the raft loop thread.
+  virtual void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) = 0;
+  virtual void Close() = 0;
+
+ protected:
+  Witness() = default;
+};
+
+}  // namespace das::control

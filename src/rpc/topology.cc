@@ -1,0 +1,54 @@
+#include "rpc/topology.h"
+
+#include <set>
+
+namespace das::rpc {
+
+std::string NodeName(uint64_t node_id) {
+  if (node_id == kWitnessNodeId) return "witness";
+  return "worker-" + std::to_string(node_id);
+}
+
+Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots) {
+  if (topology.shards() == 0 || topology.placements_size() != static_cast<int>(topology.shards())) {
+    return InvalidArgument("topology: " + std::to_string(topology.placements_size()) +
+                           " placements for " + std::to_string(topology.shards()) + " shards");
+  }
+  uint32_t next_slot = 0;
+  for (int s = 0; s < topology.placements_size(); ++s) {
+    const internal::v1::ShardPlacement& p = topology.placements(s);
+    if (p.shard() != static_cast<uint32_t>(s) || p.first_slot() != next_slot ||
+        p.end_slot() <= p.first_slot()) {
+      return InvalidArgument("topology: shard " + std::to_string(s) + " is out of order");
+    }
+    next_slot = p.end_slot();
+    std::set<uint64_t> voters;
+    for (uint64_t voter : p.voters()) {
+      if (!voters.insert(voter).second || FindNode(topology, voter) == nullptr) {
+        return InvalidArgument("topology: shard " + std::to_string(s) + " has a bad voter " +
+                               std::to_string(voter));
+      }
+    }
+    if (voters.empty())
+      return InvalidArgument("topology: shard " + std::to_string(s) + " has no voter");
+  }
+  if (next_slot != slots) return InvalidArgument("topology: the shards do not cover every slot");
+  return Status::Ok();
+}
+
+const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology,
+                                          uint64_t node_id) {
+  for (const internal::v1::NodeAddress& node : topology.nodes()) {
+    if (node.node_id() == node_id) return &node;
+  }
+  return nullptr;
+}
+
+uint64_t NodeByRaftAddress(const internal::v1::Topology& topology, std::string_view address) {
+  for (const internal::v1::NodeAddress& node : topology.nodes()) {
+    if (node.raft_address() == address) return node.node_id();
+  }
+  return 0;
+}
+
+}  // namespace das::rpc

@@ -1,0 +1,30 @@
+// The cluster topology on the wire (das.internal.v1.Topology, DESIGN.md section 6): helpers
+// that the control node (which computes it) and the workers (which keep it) share.
+// Thread-safety: plain functions over immutable messages.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "das/v1/internal.pb.h"
+
+namespace das::rpc {
+
+// The raft id of the control node's witness; worker ids are 32-bit, so it never collides.
+inline constexpr uint64_t kWitnessNodeId = uint64_t{1} << 32;
+
+// "worker-<id>", or "witness".
+std::string NodeName(uint64_t node_id);
+
+// Checks what every consumer relies on: shards 1.., placements 0..shards-1 in order, covering
+// the slots contiguously, voters distinct and named in `nodes`. kInvalidArgument naming why.
+Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots);
+
+// nullptr when no node has `node_id`.
+const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology, uint64_t node_id);
+// The node whose raft address is `address` (0: none).
+uint64_t NodeByRaftAddress(const internal::v1::Topology& topology, std::string_view address);
+
+}  // namespace das::rpc

@@ -1,0 +1,76 @@
+// ReplicaHost: this worker's replicas of the replicated shards (DESIGN.md section 6): one raft
+// loop and one raft port (a Hub) for all of them, and per shard replica a DuckDB store of its
+// own (<data-dir>/shards/<shard>/shard.duckdb, its raft log beside it in raft/), its
+// ShardReplica state machine and its raft::Group.
+//
+// The topology comes from the control node (Adopt) and is kept in <data-dir>/topology.pb, so a
+// restarted worker opens its replicas again without waiting for the control node. A topology
+// from another cluster, or one that places this worker differently, is refused (membership
+// changes are not built yet).
+//
+// A NOT_LEADER answer carries the leader's node id (decimal) as its detail, never a raft
+// address: the control node knows nodes by id.
+// Thread-safety: every method may be called from any thread but the raft loop's; callbacks run
+// on the stores' writer threads or the raft loop thread and must not block. Lifecycle: Create,
+// then Adopt (or LoadSaved) opens the replicas; Close() closes them, and the destructor closes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "das/v1/internal.pb.h"
+#include "worker/store.h"
+
+namespace das::worker {
+
+struct ReplicaHostOptions {
+  uint64_t node_id = 0;     // this worker's id (its --id)
+  std::string data_dir;     // the worker's data directory
+  std::string listen_host;  // the raft port listens here (the worker's --host)
+  uint16_t raft_port = 0;
+  StoreOptions store;  // for every replica's store (data_dir and file name are set here)
+  unsigned election_timeout_ms = 500;
+  unsigned heartbeat_timeout_ms = 50;
+  unsigned snapshot_threshold = 1024;
+  unsigned snapshot_trailing = 8192;
+};
+
+class ReplicaHost {
+ public:
+  static std::unique_ptr<ReplicaHost> Create(ReplicaHostOptions options);
+  virtual ~ReplicaHost() = default;
+  ReplicaHost(const ReplicaHost&) = delete;
+  ReplicaHost& operator=(const ReplicaHost&) = delete;
+
+  // Opens the replicas of a topology kept in the data directory, if there is one.
+  virtual Status LoadSaved() = 0;
+  // Takes the control node's topology: the first one is stored and opened; the same one again
+  // is a no-op. kInvalidArgument for another cluster's, for a node id that is not this worker's,
+  // or for a changed one.
+  virtual Status Adopt(const internal::v1::TopologyRequest& request) = 0;
+  // The cluster id of the topology held (0: none yet).
+  virtual uint64_t cluster_id() const = 0;
+
+  // Proposes `batches` on `shard` (see ShardReplica::Propose). kUnavailable before a topology;
+  // kNotFound for a shard this worker holds no replica of.
+  virtual void Write(uint32_t shard, uint64_t request_id, std::vector<SubBatch> batches,
+                     WriteCallback done) = 0;
+  // A linearizable read of `shard`'s aggregate at this replica, which must lead it.
+  virtual void Read(uint32_t shard, AggregateCallback done) = 0;
+  // Hands leadership of `shard` to node `to`.
+  virtual void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) = 0;
+  // One entry per replica held, and the rows over all of them.
+  virtual std::vector<internal::v1::ReplicaHealth> Health() = 0;
+
+  virtual void Close() = 0;
+
+ protected:
+  ReplicaHost() = default;
+};
+
+}  // namespace das::worker

@@ -1,0 +1,67 @@
+// RequestWindow: the ids of a shard replica's recent raft entries and their outcomes, so that
+// an internal retry (the control node sends a request again after an ambiguous failure, through
+// the same or a new leader) is answered with the first outcome and never stored twice
+// (DESIGN.md section 6). An id is remembered for the `window` entries that follow it: every
+// replica applies the same log, so every replica decides alike. The ids are stored in the
+// store's own DuckDB file, in the transaction of their entry, so the window survives restarts.
+//
+// Not thread-safe: the store's writer thread owns it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/duckdb_util.h"
+#include "worker/store.h"
+
+namespace das::worker {
+
+class RequestWindow {
+ public:
+  // Creates the table if missing and loads the ids of the last `window` entries up to
+  // `applied_index`. `conn` (not owned) is the writer's connection and outlives the window.
+  static Result<RequestWindow> Create(duckdb_connection conn, uint64_t applied_index,
+                                      uint64_t window);
+
+  // The outcomes of the entry that carried `request_id`, if it is in the window (committed, or
+  // recorded in the transaction running now).
+  std::optional<std::vector<SubBatchOutcome>> Find(uint64_t request_id) const;
+
+  // In the running transaction: remembers `request_id` (entry `index`) with its outcomes, and
+  // forgets, now and then, ids that fell out of the window.
+  Status Record(uint64_t request_id, uint64_t index, const std::vector<SubBatchOutcome>& outcomes);
+  // Flushes what Record() appended, inside the transaction.
+  Status Flush();
+  // After COMMIT: what Record() did becomes the window. On a failure, before ROLLBACK: it is
+  // forgotten, and the appender (which buffered into the failed transaction) is dropped.
+  void Committed();
+  void RolledBack();
+
+  size_t size() const { return by_id_.size(); }
+
+ private:
+  struct Entry {
+    uint64_t index = 0;
+    std::vector<SubBatchOutcome> outcomes;
+  };
+  RequestWindow(duckdb_connection conn, uint64_t window) : conn_(conn), window_(window) {}
+  Status Load(uint64_t applied_index);
+  Status Prune(uint64_t newest_index);
+
+  duckdb_connection conn_;
+  uint64_t window_;
+  std::unordered_map<uint64_t, Entry> by_id_;
+  std::deque<std::pair<uint64_t, uint64_t>> order_;  // (index, request id), oldest first
+  std::unordered_map<uint64_t, Entry> pending_;      // recorded in the running transaction
+  std::vector<std::pair<uint64_t, uint64_t>> pending_order_;
+  uint64_t pruned_below_ = 0;    // committed: ids of entries at or below it left the table
+  uint64_t pending_cutoff_ = 0;  // the running transaction's prune (>= pruned_below_)
+  duck::AppenderHandle appender_;
+  duck::PreparedHandle delete_old_;
+};
+
+}  // namespace das::worker

@@ -1,0 +1,287 @@
+// Replicated shards (DESIGN.md section 6) through the real binaries: the default two workers
+// with the control node as witness, and three workers. Every kill is SIGKILL or SIGSTOP; every
+// answer after it must be complete and exact once it says it is complete, and writes to every
+// shard must go on.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "support/api.h"
+#include "support/cluster.h"
+
+namespace das::it {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kShards = 16;  // the binary's default
+// Bounds for liveness only (an answer that never comes); the failover time itself is measured
+// by bench/, not asserted.
+constexpr auto kRecoveryBound = std::chrono::seconds(30);
+
+class ReplicationTest : public ClusterTest {
+ protected:
+  // One keyed single-row batch per shard, retried until 200 (a retry of a key never stores
+  // twice). Adds what was stored to `expected`.
+  testing::AssertionResult WriteEveryShard(const std::string& round, double value,
+                                           Expected& expected) {
+    const std::vector<std::string> keys = KeyPerShard(kShards, "shard-" + round);
+    const auto deadline = Clock::now() + kRecoveryBound;
+    for (int s = 0; s < kShards; ++s) {
+      const std::vector<TestRow> rows = {{keys[s], value + s}};
+      const std::string key = "every-" + round + "-" + std::to_string(s);
+      std::string last;
+      for (;;) {
+        Result<HttpResponse> r = PostBatch(port(), rows, key);
+        if (r.ok() && r->status == 200) break;
+        last = r.ok() ? std::to_string(r->status) + " " + r->body.substr(0, 200)
+                      : r.status().ToString();
+        if (Clock::now() > deadline) {
+          return testing::AssertionFailure() << "shard " << s << " took no write: " << last;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      expected.Add(rows);
+    }
+    return testing::AssertionSuccess();
+  }
+
+  // Polls /analytics until it says it is complete; that answer (and every complete one before
+  // it: none) must be exact. A partial answer while an election runs is allowed.
+  testing::AssertionResult ExpectCompleteAndExact(const Expected& expected, uint32_t total_nodes) {
+    const auto deadline = Clock::now() + kRecoveryBound;
+    std::string last;
+    while (Clock::now() < deadline) {
+      Result<Analytics> a = GetAnalytics(port());
+      if (a.ok() && a->http_status == 200 && !a->body.is_partial()) {
+        if (a->body.total_nodes() != total_nodes) {
+          return testing::AssertionFailure() << "total_nodes " << a->body.ShortDebugString();
+        }
+        return expected.Matches(a->body);
+      }
+      last = a.ok() ? a->body.ShortDebugString() : a.status().ToString();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return testing::AssertionFailure() << "no complete answer in time; last: " << last;
+  }
+
+  v1::HealthResponse Health() {
+    Result<HttpResponse> r = HttpGet(port(), "/health");
+    v1::HealthResponse health;
+    EXPECT_TRUE(r.ok() && health.ParseFromString(r->body)) << r.status().ToString();
+    return health;
+  }
+
+  // Polls until every worker's /health reports `rows` over its replicas (each worker holds a
+  // replica of every shard here): a restarted replica catches up from the log.
+  testing::AssertionResult EveryWorkerHolds(uint64_t rows) {
+    const auto deadline = Clock::now() + kRecoveryBound;
+    std::string last;
+    while (Clock::now() < deadline) {
+      const v1::HealthResponse health = Health();
+      bool all = health.workers_size() == cluster_.num_workers();
+      for (const v1::WorkerStatus& w : health.workers()) all = all && w.rows() == rows;
+      if (all) return testing::AssertionSuccess();
+      last = health.ShortDebugString().substr(0, 600);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return testing::AssertionFailure() << "not every worker holds " << rows << " rows: " << last;
+  }
+
+  // Polls /analytics until responding_nodes is `n`: a worker no shard's read needed counts as
+  // responding while its health answers (the control node checks every second).
+  testing::AssertionResult EventuallyResponding(uint32_t n) {
+    const auto deadline = Clock::now() + kRecoveryBound;
+    std::string last;
+    while (Clock::now() < deadline) {
+      Result<Analytics> a = GetAnalytics(port());
+      if (a.ok() && a->body.responding_nodes() == n) return testing::AssertionSuccess();
+      last = a.ok() ? a->body.ShortDebugString() : a.status().ToString();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return testing::AssertionFailure() << "responding_nodes never " << n << ": " << last;
+  }
+};
+
+TEST_F(ReplicationTest, HealthListsEveryShardWithItsReplicasAndLeadersSpreadEvenly) {
+  ASSERT_TRUE(cluster_.Start());
+  // The balancer hands every shard to its preferred worker (s mod 2) once it is caught up.
+  const auto deadline = Clock::now() + kRecoveryBound;
+  std::map<std::string, int> leaders;
+  v1::HealthResponse health;
+  while (Clock::now() < deadline) {
+    health = Health();
+    leaders.clear();
+    for (const v1::ShardStatus& shard : health.shards()) ++leaders[shard.leader()];
+    if (leaders["worker-1"] == 8 && leaders["worker-2"] == 8) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(leaders["worker-1"], 8) << health.ShortDebugString();
+  EXPECT_EQ(leaders["worker-2"], 8) << health.ShortDebugString();
+  EXPECT_EQ(health.status(), "ok");
+  EXPECT_EQ(health.replication_factor(), 3u);
+  ASSERT_EQ(health.shards_size(), kShards);
+  for (int s = 0; s < kShards; ++s) {
+    const v1::ShardStatus& shard = health.shards(s);
+    EXPECT_EQ(shard.shard(), static_cast<uint32_t>(s));
+    EXPECT_EQ(shard.first_slot(), static_cast<uint32_t>(s * 256));
+    EXPECT_EQ(shard.end_slot(), static_cast<uint32_t>((s + 1) * 256));
+    EXPECT_TRUE(shard.healthy());
+    EXPECT_GE(shard.term(), 1u);
+    ASSERT_EQ(shard.replicas_size(), 3);
+    EXPECT_EQ(shard.replicas(0).node(), "worker-" + std::to_string(s % 2 + 1));
+    EXPECT_EQ(shard.replicas(1).node(), "worker-" + std::to_string((s + 1) % 2 + 1));
+    EXPECT_EQ(shard.replicas(2).node(), "witness");
+    for (const v1::ReplicaStatus& replica : shard.replicas()) EXPECT_TRUE(replica.live());
+  }
+}
+
+// Two workers and the witness: any one of the three killed, every answer complete and exact,
+// every shard takes writes; the restarted worker catches up, the restarted control node
+// reloads its witness logs and topology from its data dir.
+TEST_F(ReplicationTest, TwoWorkersWithWitnessSurviveTheKillOfEachNode) {
+  ASSERT_TRUE(cluster_.Start());
+  Expected expected;
+  ASSERT_TRUE(WriteEveryShard("before", 1.0, expected));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+
+  for (int victim = 0; victim < 2; ++victim) {
+    ASSERT_TRUE(cluster_.KillWorker(victim));
+    ASSERT_TRUE(
+        WriteEveryShard("without" + std::to_string(victim), 100.0 * (victim + 1), expected));
+    ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+    EXPECT_TRUE(EventuallyResponding(1));
+    ASSERT_TRUE(cluster_.RestartWorker(victim));
+    ASSERT_TRUE(cluster_.WaitClusterOk());
+    EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+    EXPECT_TRUE(EventuallyResponding(2));
+  }
+
+  ASSERT_TRUE(cluster_.KillControl());
+  ASSERT_TRUE(cluster_.RestartControl());
+  ASSERT_TRUE(cluster_.WaitClusterOk());
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+  ASSERT_TRUE(WriteEveryShard("after-control", 1000.0, expected));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+}
+
+// Three workers: each one killed in turn (each leads some shards and follows in others).
+TEST_F(ReplicationTest, ThreeWorkersSurviveTheKillOfAnyWorkerAndCatchUp) {
+  ClusterOptions options;
+  options.workers = 3;
+  ASSERT_TRUE(cluster_.Start(options));
+  Expected expected;
+  ASSERT_TRUE(WriteEveryShard("three", 1.0, expected));
+  for (int victim = 0; victim < 3; ++victim) {
+    ASSERT_TRUE(cluster_.KillWorker(victim));
+    ASSERT_TRUE(
+        WriteEveryShard("three-without" + std::to_string(victim), 10.0 * (victim + 1), expected));
+    ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
+    ASSERT_TRUE(cluster_.RestartWorker(victim));
+    ASSERT_TRUE(cluster_.WaitClusterOk());
+  }
+  EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+}
+
+// A hung leader (SIGSTOP): its shards elect new leaders, writes and complete reads go on; once
+// it runs again it follows and catches up.
+TEST_F(ReplicationTest, StoppedLeaderIsReplacedAndCatchesUpWhenContinued) {
+  ASSERT_TRUE(cluster_.Start());
+  Expected expected;
+  ASSERT_TRUE(WriteEveryShard("stop-before", 1.0, expected));
+  ASSERT_TRUE(cluster_.StopWorker(0));
+  ASSERT_TRUE(WriteEveryShard("stopped", 50.0, expected));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+  ASSERT_TRUE(cluster_.ContinueWorker(0));
+  ASSERT_TRUE(cluster_.WaitClusterOk());
+  EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+}
+
+// Six writers send keyed batches, each retried until 200, while workers are killed and
+// restarted at random; afterwards every acknowledged row is there exactly once, on every
+// worker.
+TEST_F(ReplicationTest, ChurnOfKilledWorkersLosesAndDuplicatesNoAcknowledgedRow) {
+  ClusterOptions options;
+  options.workers = 3;
+  ASSERT_TRUE(cluster_.Start(options));
+  constexpr int kWriters = 6;
+  constexpr int kBatches = 25;
+  constexpr int kRowsPerBatch = 4;
+  std::atomic<int> failures{0};
+  std::atomic<int> done{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<TestRow> rows;
+        for (int r = 0; r < kRowsPerBatch; ++r) {
+          rows.push_back({"churn-" + std::to_string(w) + "-" + std::to_string(b * 7 + r),
+                          0.25 * (w * 1000 + b * kRowsPerBatch + r + 1)});
+        }
+        const std::string key = "churn-" + std::to_string(w) + "-" + std::to_string(b);
+        const auto deadline = Clock::now() + std::chrono::seconds(60);
+        for (;;) {
+          Result<HttpResponse> r = PostBatch(port(), rows, key);
+          if (r.ok() && r->status == 200) break;
+          if (Clock::now() > deadline) {
+            ++failures;
+            return;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      }
+      ++done;
+    });
+  }
+  std::mt19937 random(7);
+  for (int round = 0; round < 3 && done.load() < kWriters; ++round) {
+    const int victim = static_cast<int>(random() % 3);
+    EXPECT_TRUE(cluster_.KillWorker(victim));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_TRUE(cluster_.RestartWorker(victim));
+  }
+  for (std::thread& t : writers) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  Expected expected;
+  for (int w = 0; w < kWriters; ++w) {
+    for (int b = 0; b < kBatches; ++b) {
+      for (int r = 0; r < kRowsPerBatch; ++r)
+        expected.Add(0.25 * (w * 1000 + b * kRowsPerBatch + r + 1));
+    }
+  }
+  ASSERT_TRUE(cluster_.WaitClusterOk());
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
+  EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+}
+
+// A key reused with other rows is refused whole through the key's home shard, also after every
+// node restarted; the first batch's retry is still a 200 that stores nothing.
+TEST_F(ReplicationTest, ReusedKeyIsRefusedThroughTheLogAcrossRestarts) {
+  ASSERT_TRUE(cluster_.Start());
+  const std::vector<std::string> keys = KeyPerShard(kShards, "reuse");
+  const std::vector<TestRow> first = {{keys[0], 1.0}, {keys[5], 2.0}};
+  ASSERT_TRUE(BatchOk(port(), first, "R1", 2));
+  Expected expected;
+  expected.Add(first);
+  auto refused = [&](const std::vector<TestRow>& rows) {
+    v1::ErrorResponse error;
+    EXPECT_TRUE(IsError(PostBatch(port(), rows, "R1"), 422, Encoding::kProtobuf, &error));
+    EXPECT_EQ(error.rows_written(), 0u);
+  };
+  refused({{keys[9], 3.0}, {keys[12], 4.0}});
+  refused({{keys[0], 1.0}});
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+  ASSERT_TRUE(cluster_.RestartWorker(0));
+  ASSERT_TRUE(cluster_.RestartWorker(1));
+  ASSERT_TRUE(cluster_.RestartControl());
+  ASSERT_TRUE(cluster_.WaitClusterOk());
+  refused({{keys[3], 3.0}});
+  ASSERT_TRUE(BatchOk(port(), first, "R1", 2));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+}
+
+}  // namespace
+}  // namespace das::it
