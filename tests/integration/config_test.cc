@@ -121,8 +121,11 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
   const std::string help = Output(dir_ + "/c.log");
-  for (const char* text : {"--port", "DAS_PORT", "--workers", "DAS_WORKERS", "--body-limit",
-                           "--analytics-deadline-ms", "--insert-deadline-ms", "--log-level"}) {
+  for (const char* text :
+       {"--port", "DAS_PORT", "--workers", "DAS_WORKERS", "--body-limit", "--analytics-deadline-ms",
+        "--insert-deadline-ms", "--log-level", "--replication-factor", "DAS_REPLICATION_FACTOR",
+        "--shards", "DAS_SHARDS", "--data-dir", "DAS_DATA_DIR", "--raft-port", "DAS_RAFT_PORT",
+        "--advertise-host", "DAS_ADVERTISE_HOST"}) {
     EXPECT_NE(help.find(text), std::string::npos) << text << " missing from:\n" << help;
   }
   std::string error;
@@ -131,7 +134,7 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
   ASSERT_TRUE(processes_.back()->Wait(std::chrono::seconds(10)).has_value());
   const std::string worker_help = Output(dir_ + "/w.log");
   for (const char* text : {"--id", "WORKER_ID", "--port", "--data-dir", "WORKER_DATA_DIR",
-                           "--idempotency-retention-s"}) {
+                           "--idempotency-retention-s", "--raft-port", "WORKER_RAFT_PORT"}) {
     EXPECT_NE(worker_help.find(text), std::string::npos) << text << " missing";
   }
 }
@@ -145,6 +148,57 @@ TEST_F(ConfigTest, BadFlagsStopTheBinaryWithAnError) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
   EXPECT_NE(Output(dir_ + "/bad.log").find("worker 'nohost' is not host:port"), std::string::npos);
+}
+
+// Runs the control node with `args` until it exits; returns its exit code (-1: it did not exit).
+int ControlExitCode(std::vector<std::unique_ptr<Process>>& processes, std::vector<std::string> args,
+                    const std::string& log) {
+  std::string error;
+  processes.push_back(Process::Start(ControlBinary(), std::move(args), log, &error));
+  if (processes.back() == nullptr) return -1;
+  std::optional<int> status = processes.back()->Wait(std::chrono::seconds(10));
+  if (!status || !WIFEXITED(*status)) return -1;
+  return WEXITSTATUS(*status);
+}
+
+// A replication factor the workers cannot honour is refused at start, naming why.
+TEST_F(ConfigTest, ImpossibleReplicationIsRefusedAtStart) {
+  const std::string one = "127.0.0.1:" + std::to_string(FreePort());
+  EXPECT_EQ(ControlExitCode(processes_,
+                            {"--workers", one, "--port", std::to_string(FreePort()), "--data-dir",
+                             dir_ + "/c1"},
+                            dir_ + "/r1.log"),
+            2);
+  EXPECT_NE(Output(dir_ + "/r1.log").find("--replication-factor 3 needs at least 2 workers"),
+            std::string::npos)
+      << Output(dir_ + "/r1.log");
+  EXPECT_EQ(ControlExitCode(processes_,
+                            {"--workers", one + ",127.0.0.1:1", "--replication-factor", "2",
+                             "--port", std::to_string(FreePort()), "--data-dir", dir_ + "/c2"},
+                            dir_ + "/r2.log"),
+            2);
+  EXPECT_NE(Output(dir_ + "/r2.log").find("--replication-factor 2 is even"), std::string::npos);
+}
+
+// The shards are fixed when the cluster is created: a later start with another count is
+// refused, and the kept cluster is untouched.
+TEST_F(ConfigTest, AnotherShardCountThanTheKeptClusterIsRefused) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start());
+  ASSERT_TRUE(cluster.KillControl());
+  const std::string workers = "127.0.0.1:" + std::to_string(cluster.worker_port(0)) +
+                              ",127.0.0.1:" + std::to_string(cluster.worker_port(1));
+  EXPECT_EQ(
+      ControlExitCode(processes_,
+                      {"--workers", workers, "--shards", "8", "--port", std::to_string(FreePort()),
+                       "--raft-port", std::to_string(cluster.control_raft_port()), "--data-dir",
+                       cluster.dir() + "/control"},
+                      dir_ + "/shards.log"),
+      2);
+  EXPECT_NE(Output(dir_ + "/shards.log").find("keeps a cluster of 16 shards"), std::string::npos)
+      << Output(dir_ + "/shards.log");
+  ASSERT_TRUE(cluster.RestartControl());
+  ASSERT_TRUE(cluster.WaitClusterOk());
 }
 
 }  // namespace

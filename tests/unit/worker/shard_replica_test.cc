@@ -97,10 +97,16 @@ class ShardReplicaTest : public ::testing::Test {
     return raft::WaitForLeader(groups);
   }
 
-  Result<Outcomes> Propose(int i, std::vector<SubBatch> batches) {
+  Result<Outcomes> Propose(int i, std::vector<SubBatch> batches, uint64_t request_id = 0) {
     std::promise<Result<Outcomes>> done;
-    replicas_[i].machine->Propose(std::move(batches),
+    replicas_[i].machine->Propose(request_id, std::move(batches),
                                   [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
+    return done.get_future().get();
+  }
+
+  Result<Aggregate> Read(int i) {
+    std::promise<Result<Aggregate>> done;
+    replicas_[i].machine->Read([&done](Result<Aggregate> r) { done.set_value(std::move(r)); });
     return done.get_future().get();
   }
 
@@ -179,6 +185,60 @@ TEST_F(ShardReplicaTest, AFollowerRefusesWritesNamingTheLeader) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kNotLeader);
   EXPECT_EQ(refused.status().detail(), peers_[leader].address);
+}
+
+// A read at the leader follows a barrier and waits until the store applied what preceded it:
+// every acknowledged write is counted, by every one of many concurrent reads.
+TEST_F(ShardReplicaTest, ReadsAtTheLeaderCountEveryAcknowledgedWrite) {
+  ASSERT_NO_FATAL_FAILURE(WriteMany("r", 5));
+  const int leader = WaitForLeader();
+  constexpr int kReads = 16;
+  std::vector<std::promise<Result<Aggregate>>> done(kReads);
+  for (int k = 0; k < kReads; ++k) {
+    replicas_[leader].machine->Read(
+        [&done, k](Result<Aggregate> r) { done[k].set_value(std::move(r)); });
+  }
+  for (int k = 0; k < kReads; ++k) {
+    Result<Aggregate> a = done[k].get_future().get();
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_EQ(a->count, 10u);
+    EXPECT_EQ(a->sum.Value(), 15.0);
+  }
+  Result<Outcomes> more = Propose(leader, {Rows("r-more", {0.25})});
+  ASSERT_TRUE(more.ok());
+  Result<Aggregate> after = Read(leader);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->count, 11u);
+  EXPECT_EQ(after->sum.Value(), 15.25);
+}
+
+TEST_F(ShardReplicaTest, AFollowerRefusesReadsNamingTheLeader) {
+  const int leader = WaitForLeader();
+  const int follower = (leader + 1) % kReplicas;
+  Result<Aggregate> refused = Read(follower);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kNotLeader);
+  EXPECT_EQ(refused.status().detail(), peers_[leader].address);
+}
+
+// The control node retries a request whose answer it lost, with the same id: the retry is
+// answered with the first outcome and nothing is stored twice, on any replica.
+TEST_F(ShardReplicaTest, ARetriedRequestIdIsStoredOnceOnEveryReplica) {
+  const int leader = WaitForLeader();
+  Result<Outcomes> first = Propose(leader, {Rows("retried", {1, 2, 3})}, 4242);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ((*first)[0].rows_written, 3u);
+  Result<Outcomes> retry = Propose(leader, {Rows("retried", {1, 2, 3})}, 4242);
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ((*retry)[0].code, Code::kOk);
+  EXPECT_EQ((*retry)[0].rows_written, 3u);
+  Result<Outcomes> marker = Propose(leader, {Rows("marker", {10})}, 4243);
+  ASSERT_TRUE(marker.ok());
+  for (int i = 0; i < kReplicas; ++i) {
+    const Aggregate a = WaitForRows(i, 4);
+    EXPECT_EQ(a.count, 4u) << "replica " << i + 1;
+    EXPECT_EQ(a.sum.Value(), 16.0) << "replica " << i + 1;
+  }
 }
 
 // The leader dies; writes go on through a new one; the old leader restarts from its files: it

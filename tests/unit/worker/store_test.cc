@@ -376,6 +376,68 @@ TEST(StoreTest, AppliedEntriesKeepTheirIngestTimeAndAReplaySkipsThem) {
   EXPECT_EQ(CountSync(*store), 4u);
 }
 
+Result<Outcomes> ApplyRequest(Store& store, uint64_t index, uint64_t request_id,
+                              std::vector<SubBatch> batches) {
+  std::promise<Result<Outcomes>> done;
+  std::future<Result<Outcomes>> result = done.get_future();
+  store.Apply(ReplicatedEntry{index, 0, std::move(batches), request_id},
+              [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
+  return result.get();
+}
+
+// An internal retry (the same request id in a later entry, through the same or a new leader)
+// is answered with the first entry's outcomes and stores nothing, also after a restart.
+TEST(StoreTest, RepeatedRequestIdIsAnsweredWithTheFirstOutcomeAcrossRestarts) {
+  TempDir dir;
+  const StoreOptions options = Options(dir);
+  {
+    auto store = OpenOrDie(options);
+    ASSERT_NE(store, nullptr);
+    Result<Outcomes> first = ApplyRequest(*store, 1, 77, {Batch({1, 2}), Batch({4}, "rk")});
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    ASSERT_EQ(first->size(), 2u);
+    EXPECT_EQ((*first)[0].code, Code::kOk);
+    EXPECT_EQ((*first)[0].rows_written, 2u);
+    EXPECT_EQ((*first)[1].rows_written, 1u);
+    Result<Outcomes> retry = ApplyRequest(*store, 2, 77, {Batch({1, 2}), Batch({4}, "rk")});
+    ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+    ASSERT_EQ(retry->size(), 2u);
+    EXPECT_EQ((*retry)[0].code, Code::kOk);  // the first answer, not a DUPLICATE of the key
+    EXPECT_EQ((*retry)[0].rows_written, 2u);
+    EXPECT_EQ((*retry)[1].code, Code::kOk);
+    EXPECT_EQ(AggregateSync(*store).count, 3u);
+    EXPECT_EQ(store->applied_index(), 2u);
+    // Another id with the same rows is another request: stored.
+    ExpectOutcome(ApplyRequest(*store, 3, 78, {Batch({1, 2})}), Code::kOk, 2);
+  }
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  Result<Outcomes> late = ApplyRequest(*store, 4, 77, {Batch({1, 2}), Batch({4}, "rk")});
+  ASSERT_TRUE(late.ok()) << late.status().ToString();
+  ASSERT_EQ(late->size(), 2u);
+  EXPECT_EQ((*late)[0].rows_written, 2u);
+  Aggregate aggregate = AggregateSync(*store);
+  EXPECT_EQ(aggregate.count, 5u);
+  EXPECT_EQ(aggregate.sum.Value(), 10.0);
+  EXPECT_EQ(CountSync(*store), 5u);
+}
+
+// Two entries of one transaction with the same id: the second is the retry.
+TEST(StoreTest, RepeatedRequestIdInOneGroupIsStoredOnce) {
+  TempDir dir;
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_NE(store, nullptr);
+  std::promise<Result<Outcomes>> first_done, second_done;
+  store->Apply(ReplicatedEntry{1, 0, {Batch({3})}, 9},
+               [&](Result<Outcomes> r) { first_done.set_value(std::move(r)); });
+  store->Apply(ReplicatedEntry{2, 0, {Batch({3})}, 9},
+               [&](Result<Outcomes> r) { second_done.set_value(std::move(r)); });
+  ExpectOutcome(first_done.get_future().get(), Code::kOk, 1);
+  ExpectOutcome(second_done.get_future().get(), Code::kOk, 1);
+  EXPECT_EQ(AggregateSync(*store).count, 1u);
+  EXPECT_EQ(CountSync(*store), 1u);
+}
+
 // A failed transaction stores nothing of its entries and keeps the applied index.
 TEST(StoreTest, FailedApplyLeavesTheAppliedIndex) {
   TempDir dir;
