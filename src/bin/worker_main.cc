@@ -21,6 +21,7 @@ struct Flags {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   uint16_t raft_port = 0;
+  uint16_t raft_advertise_port = 0;
   unsigned election_timeout_ms = 500;
   std::string data_dir;
   size_t body_limit = 64 * 1024 * 1024;
@@ -45,6 +46,10 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "Port of the raft transport, on --host, for every shard replica (default: "
                  "--port + 1000)")
       ->envname("WORKER_RAFT_PORT");
+  app.add_option("--raft-advertise-port", f.raft_advertise_port,
+                 "The raft port peers dial, when it differs from --raft-port (a port mapping or "
+                 "a proxy in front of it; default: --raft-port)")
+      ->envname("WORKER_RAFT_ADVERTISE_PORT");
   app.add_option("--raft-election-timeout-ms", f.election_timeout_ms,
                  "Raft election timeout of the shard replicas (heartbeats at a tenth of it)")
       ->envname("WORKER_RAFT_ELECTION_TIMEOUT_MS")
@@ -92,6 +97,7 @@ int main(int argc, char** argv) {
   if (flags.port == 0) flags.port = static_cast<uint16_t>(8080 + flags.id);
   if (flags.data_dir.empty()) flags.data_dir = "./data/worker-" + std::to_string(flags.id);
   if (flags.raft_port == 0) flags.raft_port = static_cast<uint16_t>(flags.port + 1000);
+  if (flags.raft_advertise_port == 0) flags.raft_advertise_port = flags.raft_port;
 
   auto level = das::ResolveLogLevel(flags.log_level);
   if (!level) {
@@ -127,7 +133,7 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot open the shard replicas in {}: {}", flags.data_dir, loaded.ToString());
     return 1;
   }
-  das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_port);
+  das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port);
 
   boost::asio::io_context io(static_cast<int>(flags.threads));
   das::http::ServerOptions server_options;

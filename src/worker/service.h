@@ -35,6 +35,7 @@ namespace das::worker {
 class WorkerService {
  public:
   // `replicas` (may be null: no replicated shards) and `store` outlive the service.
+  // `raft_port` is the port its health tells the control node (the one peers dial).
   WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas = nullptr,
                 uint16_t raft_port = 0);
   WorkerService(const WorkerService&) = delete;

@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "das/v1/internal.pb.h"
 #include "support/api.h"
 #include "support/cluster.h"
 
@@ -255,6 +256,47 @@ TEST_F(ReplicationTest, ChurnOfKilledWorkersLosesAndDuplicatesNoAcknowledgedRow)
   ASSERT_TRUE(cluster_.WaitClusterOk());
   ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
   EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+}
+
+// A network partition cuts off a worker that leads shards (a proxy in front of every raft port
+// drops its traffic both ways): the majority elects new leaders and goes on, complete and
+// exact; the cut-off worker answers no read (it cannot confirm it leads, so it would be stale);
+// healed, it catches up.
+TEST_F(ReplicationTest, APartitionedLeaderServesNoStaleReadAndTheMajorityGoesOn) {
+  ClusterOptions options;
+  options.workers = 3;
+  options.raft_proxies = true;
+  ASSERT_TRUE(cluster_.Start(options));
+  // Worker 1 is shard 0's preferred leader; wait until it leads it.
+  const auto deadline = Clock::now() + kRecoveryBound;
+  while (Clock::now() < deadline && Health().shards(0).leader() != "worker-1") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(Health().shards(0).leader(), "worker-1");
+  Expected expected;
+  ASSERT_TRUE(WriteEveryShard("partition-before", 1.0, expected));
+
+  cluster_.raft_proxy(0).Isolate();
+  cluster_.raft_proxy(1).DropFrom(1);
+  cluster_.raft_proxy(2).DropFrom(1);
+  ASSERT_TRUE(WriteEveryShard("partitioned", 100.0, expected));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
+
+  internal::v1::ShardReadRequest read;
+  read.set_shard(0);
+  Result<HttpResponse> stale =
+      HttpPost(cluster_.worker_port(0), "/internal/v1/shard/aggregate", read.SerializeAsString(),
+               kProtobuf, std::chrono::seconds(5));
+  if (stale.ok() && stale->status == 200) {
+    internal::v1::AggregateResponse body;
+    ASSERT_TRUE(body.ParseFromString(stale->body));
+    ADD_FAILURE() << "the cut-off worker served a read of shard 0: " << body.ShortDebugString();
+  }
+
+  for (int i = 0; i < 3; ++i) cluster_.raft_proxy(i).Heal();
+  ASSERT_TRUE(cluster_.WaitClusterOk());
+  EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
 }
 
 // A key reused with other rows is refused whole through the key's home shard, also after every

@@ -99,6 +99,12 @@ testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
     worker_raft_ports_.push_back(FreePort());
   }
   workers_.resize(options.workers);
+  proxies_.clear();
+  if (options.raft_proxies) {
+    for (int i = 0; i < options.workers; ++i) {
+      proxies_.push_back(std::make_unique<RaftProxy>(worker_raft_ports_[i]));
+    }
+  }
   control_port_ = FreePort();
   control_raft_port_ = FreePort();
   if (options.start_workers) {
@@ -143,6 +149,9 @@ testing::AssertionResult Cluster::StartWorker(int i) {
                                    "--port",      std::to_string(worker_ports_[i]),
                                    "--raft-port", std::to_string(worker_raft_ports_[i]),
                                    "--data-dir",  data_dir};
+  if (!proxies_.empty()) {
+    args.insert(args.end(), {"--raft-advertise-port", std::to_string(proxies_.at(i)->port())});
+  }
   args.insert(args.end(), options_.worker_flags.begin(), options_.worker_flags.end());
   std::string error;
   workers_[i] = Process::Start(WorkerBinary(), args, dir_ + "/" + name + ".log", &error);

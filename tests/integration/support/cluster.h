@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/raft_proxy.h"
 
 namespace das::it {
 
@@ -40,6 +41,9 @@ struct ClusterOptions {
   // Replicated: Start() also waits until /health says "ok" (every shard led by a data replica
   // and every replica caught up).
   bool wait_ready = true;
+  // A RaftProxy in front of every worker's raft port (partition tests); the workers advertise
+  // the proxy's port.
+  bool raft_proxies = false;
 };
 
 // Options for a test of the unreplicated system (--replication-factor 1: each worker one
@@ -71,6 +75,8 @@ class Cluster {
   int worker_raft_port(int i) const { return worker_raft_ports_.at(i); }
   int control_raft_port() const { return control_raft_port_; }
   bool replicated() const { return options_.replication_factor > 1; }
+  // REQUIRES: started with raft_proxies.
+  RaftProxy& raft_proxy(int i) { return *proxies_.at(i); }
   int num_workers() const { return static_cast<int>(worker_ports_.size()); }
   const std::string& dir() const { return dir_; }
   pid_t worker_pid(int i) const;
@@ -120,6 +126,7 @@ class Cluster {
   int control_raft_port_ = 0;
   std::vector<std::unique_ptr<Process>> workers_;
   std::unique_ptr<Process> control_;
+  std::vector<std::unique_ptr<RaftProxy>> proxies_;
 };
 
 // The base fixture of the integration tests: a fresh Cluster per test. Missing binaries fail
