@@ -10,6 +10,8 @@
 # Processes run on free loopback ports with data in a temp dir; they are killed by PID on exit.
 # During 2 and 3 it counts, with `perf stat` when available, the workers' fsync/fdatasync calls
 # (commits) and sendmsg calls (internal answers), and reads every process's CPU time.
+# The cluster is unreplicated (--replication-factor 1, as these figures always were) unless
+# REPLICATION_FACTOR says otherwise; bench/replication.sh compares the replicated setups.
 # Env: DURATION (10), ROWS_LARGE (10000000), ANALYTICS_N (30), PHASES (default
 # "ceiling insert batch analytics nginx"), WORKER_ARGS / CONTROL_ARGS (extra flags for the
 # binaries, for experiments), PERF=1 records a CPU profile of the insert phase (perf record),
@@ -59,12 +61,14 @@ start_cluster() {
     local port="$w1"
     [[ "$id" == 2 ]] && port="$w2"
     "$BUILD/src/bin/worker" --id "$id" --port "$port" --data-dir "$dir/worker-$id" \
-      "${WORKER_EXTRA[@]}" >"$dir/worker-$id.log" 2>&1 &
+      --raft-port "$(free_port)" "${WORKER_EXTRA[@]}" >"$dir/worker-$id.log" 2>&1 &
     PIDS+=($!)
     WORKER_PIDS+=($!)
   done
   "$BUILD/src/bin/distributed_analytics_system" --port "$CONTROL_PORT" \
-    --workers "127.0.0.1:$w1,127.0.0.1:$w2" "${CONTROL_EXTRA[@]}" >"$dir/control.log" 2>&1 &
+    --workers "127.0.0.1:$w1,127.0.0.1:$w2" --replication-factor "${REPLICATION_FACTOR:-1}" \
+    --data-dir "$dir/control" --raft-port "$(free_port)" \
+    "${CONTROL_EXTRA[@]}" >"$dir/control.log" 2>&1 &
   CONTROL_PID=$!
   PIDS+=($!)
   for _ in $(seq 1 100); do

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <iostream>
 #include <map>
 #include <random>
 #include <thread>
@@ -201,31 +203,45 @@ TEST_F(ReplicationTest, StoppedLeaderIsReplacedAndCatchesUpWhenContinued) {
   ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
 }
 
-// Six writers send keyed batches, each retried until 200, while workers are killed and
-// restarted at random; afterwards every acknowledged row is there exactly once, on every
-// worker.
-TEST_F(ReplicationTest, ChurnOfKilledWorkersLosesAndDuplicatesNoAcknowledgedRow) {
+// Rounds of kills in a churn test: DAS_CHURN_ROUNDS (bench/soak.sh runs many), else 3.
+int ChurnRounds() {
+  const char* rounds = std::getenv("DAS_CHURN_ROUNDS");
+  return rounds != nullptr && std::atoi(rounds) > 0 ? std::atoi(rounds) : 3;
+}
+
+// Six writers send keyed batches, each retried until 200, while nodes are killed (SIGKILL) and
+// restarted at random (the workers, and with `kill_control` the control node, which is the
+// witness of a two-worker cluster); afterwards every acknowledged row is there exactly once, on
+// every worker.
+class ReplicationChurnTest : public ReplicationTest {
+ protected:
+  void Churn(int workers, bool kill_control);
+};
+
+void ReplicationChurnTest::Churn(int workers, bool kill_control) {
+  Cluster& cluster = cluster_;
   ClusterOptions options;
-  options.workers = 3;
-  ASSERT_TRUE(cluster_.Start(options));
+  options.workers = workers;
+  ASSERT_TRUE(cluster.Start(options));
   constexpr int kWriters = 6;
-  constexpr int kBatches = 25;
   constexpr int kRowsPerBatch = 4;
+  auto value = [](int w, int b, int r) { return 0.25 * (w * 100000 + b * kRowsPerBatch + r + 1); };
+  std::atomic<bool> stop{false};
   std::atomic<int> failures{0};
-  std::atomic<int> done{0};
+  std::vector<int> batches(kWriters, 0);  // acknowledged, per writer
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
-      for (int b = 0; b < kBatches; ++b) {
+      for (int b = 0; !stop.load() || b < 5; ++b) {
         std::vector<TestRow> rows;
         for (int r = 0; r < kRowsPerBatch; ++r) {
           rows.push_back({"churn-" + std::to_string(w) + "-" + std::to_string(b * 7 + r),
-                          0.25 * (w * 1000 + b * kRowsPerBatch + r + 1)});
+                          value(w, b, r)});
         }
         const std::string key = "churn-" + std::to_string(w) + "-" + std::to_string(b);
         const auto deadline = Clock::now() + std::chrono::seconds(60);
         for (;;) {
-          Result<HttpResponse> r = PostBatch(port(), rows, key);
+          Result<HttpResponse> r = PostBatch(cluster.control_port(), rows, key);
           if (r.ok() && r->status == 200) break;
           if (Clock::now() > deadline) {
             ++failures;
@@ -233,29 +249,45 @@ TEST_F(ReplicationTest, ChurnOfKilledWorkersLosesAndDuplicatesNoAcknowledgedRow)
           }
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
+        batches[w] = b + 1;
       }
-      ++done;
     });
   }
   std::mt19937 random(7);
-  for (int round = 0; round < 3 && done.load() < kWriters; ++round) {
-    const int victim = static_cast<int>(random() % 3);
-    EXPECT_TRUE(cluster_.KillWorker(victim));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    EXPECT_TRUE(cluster_.RestartWorker(victim));
+  const int kinds = workers + (kill_control ? 1 : 0);
+  for (int round = 0; round < ChurnRounds(); ++round) {
+    const int victim = static_cast<int>(random() % kinds);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (victim == workers) {
+      EXPECT_TRUE(cluster.KillControl());
+      EXPECT_TRUE(cluster.RestartControl());
+    } else {
+      EXPECT_TRUE(cluster.KillWorker(victim));
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      EXPECT_TRUE(cluster.RestartWorker(victim));
+    }
   }
+  stop = true;
   for (std::thread& t : writers) t.join();
   ASSERT_EQ(failures.load(), 0);
   Expected expected;
   for (int w = 0; w < kWriters; ++w) {
-    for (int b = 0; b < kBatches; ++b) {
-      for (int r = 0; r < kRowsPerBatch; ++r)
-        expected.Add(0.25 * (w * 1000 + b * kRowsPerBatch + r + 1));
+    for (int b = 0; b < batches[w]; ++b) {
+      for (int r = 0; r < kRowsPerBatch; ++r) expected.Add(value(w, b, r));
     }
   }
-  ASSERT_TRUE(cluster_.WaitClusterOk());
-  ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
+  std::cout << expected.count() << " rows acknowledged in " << ChurnRounds() << " rounds\n";
+  ASSERT_TRUE(cluster.WaitClusterOk());
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, static_cast<uint32_t>(workers)));
   EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+}
+
+TEST_F(ReplicationChurnTest, KilledWorkersLoseAndDuplicateNoAcknowledgedRow) {
+  ASSERT_NO_FATAL_FAILURE(Churn(3, false));
+}
+
+TEST_F(ReplicationChurnTest, KilledWorkersAndWitnessLoseAndDuplicateNoAcknowledgedRow) {
+  ASSERT_NO_FATAL_FAILURE(Churn(2, true));
 }
 
 // A network partition cuts off a worker that leads shards (a proxy in front of every raft port
