@@ -62,14 +62,19 @@ boost::asio::awaitable<std::vector<Result<T>>> GatherAll(
   if (tasks.empty()) co_return std::vector<Result<T>>{};
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
                                                  void(std::vector<Result<T>>)>(
-      [&executor, &tasks](auto handler) {
+      [executor, &tasks](auto handler) {
+        // Everything the loop needs is moved out of the coroutine's frame first: once the last
+        // task finished (on another thread, possibly before this loop ends) the awaiting
+        // coroutine resumes and its frame, `tasks` with it, is gone.
+        std::vector<boost::asio::awaitable<Result<T>>> local = std::move(tasks);
+        const size_t n = local.size();
         // Shared by the tasks' completions; the last one to finish hands the results over.
         boost::asio::any_io_executor resume_on =
             boost::asio::get_associated_executor(handler, executor);
-        auto state = std::make_shared<detail::GatherState<T>>(tasks.size(), std::move(handler),
-                                                              std::move(resume_on));
-        for (size_t i = 0; i < tasks.size(); ++i) {
-          boost::asio::co_spawn(executor, detail::RunInto(std::move(tasks[i]), state->slots[i]),
+        auto state =
+            std::make_shared<detail::GatherState<T>>(n, std::move(handler), std::move(resume_on));
+        for (size_t i = 0; i < n; ++i) {
+          boost::asio::co_spawn(executor, detail::RunInto(std::move(local[i]), state->slots[i]),
                                 [state](std::exception_ptr) { state->Done(); });
         }
       },

@@ -41,6 +41,9 @@ constexpr Ms kFormingTick{200};
 constexpr Ms kBalanceTick{1000};
 // A leader is asked to hand a shard back to its preferred worker at most this often.
 constexpr auto kTransferBackoff = std::chrono::seconds(5);
+constexpr auto kStopWait = std::chrono::seconds(5);
+// A worker no read needed counts as responding if its health answered this recently.
+constexpr auto kLivenessAge = std::chrono::seconds(3);
 
 uint64_t NewClusterId() {
   std::random_device device;
@@ -85,21 +88,30 @@ class ReplicationImpl final : public Replication {
       leaders_.push_back(std::make_unique<ShardLeader>(executor_, p.shard(), data, clients_));
     }
   }
-  ~ReplicationImpl() override { Stop(); }
+  ~ReplicationImpl() override {
+    Stop();
+    // Here, not in Stop(): /health may still read the witness until the server has stopped,
+    // and the service (which owns this object) is destroyed after the server.
+    witness_view_.store(nullptr, std::memory_order_release);
+    if (witness_) witness_->Close();
+  }
 
   void Start() override {
-    running_ = true;
+    {
+      std::lock_guard lock(mu_);
+      running_ = true;
+    }
     asio::co_spawn(executor_, Run(), asio::detached);
   }
 
+  // The background loop sees stopping_ at its next pause (at most a tick) or between shards;
+  // the wait is bounded, since a push or a transfer in flight may take seconds.
   void Stop() override {
-    {
-      std::unique_lock lock(mu_);
-      stopping_ = true;
-      if (timer_) timer_->cancel();
-      stopped_.wait(lock, [this] { return !running_; });
+    std::unique_lock lock(mu_);
+    stopping_ = true;
+    if (!stopped_.wait_for(lock, kStopWait, [this] { return !running_; })) {
+      spdlog::warn("replication: the background loop is still busy; stopping anyway");
     }
-    if (witness_) witness_->Close();
   }
 
   bool ready() const override { return ready_.load(std::memory_order_acquire); }
@@ -127,6 +139,8 @@ class ReplicationImpl final : public Replication {
       const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
   asio::awaitable<void> Balance(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
   std::vector<ShardView> Views(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
+  // Notes the workers whose health answered now (the balancer's ticks and every /health).
+  void NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
   // Latches ready_ once every shard of `views` has a data replica as its leader.
   void NoteReady(const std::vector<ShardView>& views);
   Status SaveStateLocked();
@@ -138,16 +152,15 @@ class ReplicationImpl final : public Replication {
 
   std::mutex mu_;
   std::condition_variable stopped_;
-  ControlState state_;                   // GUARDED_BY(mu_) once Start() ran
-  bool formed_ = false;                  // GUARDED_BY(mu_): the workers' raft addresses are known
-  bool stopping_ = false;                // GUARDED_BY(mu_)
-  bool running_ = false;                 // GUARDED_BY(mu_): Run() has not returned
-  asio::steady_timer* timer_ = nullptr;  // GUARDED_BY(mu_): Run()'s pause, to cancel it
-  std::unique_ptr<Witness> witness_;     // set once by Run(); closed by Stop()
+  ControlState state_;                // GUARDED_BY(mu_) once Start() ran
+  bool formed_ = false;               // GUARDED_BY(mu_): the workers' raft addresses are known
+  bool stopping_ = false;             // GUARDED_BY(mu_)
+  bool running_ = false;              // GUARDED_BY(mu_): Run() has not returned
+  std::unique_ptr<Witness> witness_;  // set once by Run(); closed by Stop()
   std::atomic<Witness*> witness_view_{nullptr};
   std::atomic<bool> ready_{false};
-  // Workers whose health answered at the last tick, for responding_nodes.
-  std::set<uint64_t> live_workers_;  // GUARDED_BY(mu_)
+  // When each worker's health last answered, for responding_nodes; GUARDED_BY(mu_)
+  std::map<uint64_t, std::chrono::steady_clock::time_point> last_alive_;
   const std::vector<uint32_t> shard_of_slot_;
   std::vector<std::chrono::steady_clock::time_point> last_transfer_;  // Run() only
 };
@@ -166,12 +179,10 @@ asio::awaitable<void> ReplicationImpl::Run() {
       if (stopping_) break;
       const bool settled = formed_ && state_.adopted_size() == static_cast<int>(clients_.size());
       timer.expires_after(settled ? kBalanceTick : kFormingTick);
-      timer_ = &timer;
     }
     auto [ignored] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     (void)ignored;
     std::lock_guard lock(mu_);
-    timer_ = nullptr;
     if (stopping_) break;
   }
   std::lock_guard lock(mu_);
@@ -182,13 +193,10 @@ asio::awaitable<void> ReplicationImpl::Run() {
 asio::awaitable<void> ReplicationImpl::Tick() {
   asio::awaitable<std::map<uint64_t, Result<WorkerHealthResponse>>> gather = GatherHealth();
   std::map<uint64_t, Result<WorkerHealthResponse>> health = co_await std::move(gather);
+  NoteAlive(health);
   bool formed = false;
   {
     std::lock_guard lock(mu_);
-    live_workers_.clear();
-    for (const auto& [id, result] : health) {
-      if (result.ok()) live_workers_.insert(id);
-    }
     if (!formed_) Form(health);
     formed = formed_;
   }
@@ -248,9 +256,6 @@ void ReplicationImpl::OpenWitness() {
   options.listen_address = options_.raft_host + ":" + std::to_string(options_.raft_port);
   options.election_timeout_ms = options_.election_timeout_ms;
   options.heartbeat_timeout_ms = std::max(10u, options_.election_timeout_ms / 10);
-  // A witness that leads serves nothing until it hands over: with a longer election timeout
-  // it stands only when no data replica did (it then holds the newest log).
-  options.election_timeout_ms = 3 * options_.election_timeout_ms;
   Result<std::unique_ptr<Witness>> witness = Witness::Open(options, topology);
   if (!witness.ok()) {
     spdlog::error("cannot open the witness: {}", witness.status().ToString());
@@ -304,8 +309,17 @@ Status ReplicationImpl::SaveStateLocked() {
   return WriteFileDurably(StatePath(), state_.SerializeAsString());
 }
 
+void ReplicationImpl::NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, result] : health) {
+    if (result.ok()) last_alive_[id] = now;
+  }
+}
+
 std::vector<ShardView> ReplicationImpl::Views(
     const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
+  NoteAlive(health);
   std::vector<ShardView> views(leaders_.size());
   auto add = [&](uint64_t node, const ReplicaHealth& report) {
     if (report.shard() >= views.size()) return;
@@ -343,7 +357,13 @@ asio::awaitable<void> ReplicationImpl::Balance(
     const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
   std::vector<ShardView> views = Views(health);
   const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<uint32_t, uint64_t>> moves;  // (shard, to)
+  std::vector<asio::awaitable<Result<internal::v1::TransferResponse>>> calls;
   for (size_t s = 0; s < views.size(); ++s) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) co_return;
+    }
     const ShardView& view = views[s];
     if (view.leader == 0) continue;
     ShardLeader& shard = *leaders_[s];
@@ -354,40 +374,29 @@ asio::awaitable<void> ReplicationImpl::Balance(
       return it != view.reports.end() &&
              it->second.stored_index() + kCaughtUpEntries >= view.commit_index;
     };
-    if (view.leader == rpc::kWitnessNodeId) {
-      // The witness never stays leader: hand over to the most advanced live data replica
-      // (raft_transfer catches it up first).
-      uint64_t target = 0;
-      uint64_t best = 0;
-      for (uint64_t node : data) {
-        auto it = view.reports.find(node);
-        if (it == view.reports.end()) continue;
-        if (target == 0 || it->second.stored_index() > best) {
-          target = node;
-          best = it->second.stored_index();
-        }
-      }
-      if (target == 0 || now - last_transfer_[s] < std::chrono::seconds(1)) continue;
-      last_transfer_[s] = now;
-      spdlog::info("shard {}: the witness leads; handing leadership to {}", s,
-                   rpc::NodeName(target));
-      witness_view_.load()->Transfer(static_cast<uint32_t>(s), target, [s, target](Status st) {
-        if (!st.ok()) spdlog::warn("shard {}: transfer to {} failed: {}", s, target, st.ToString());
-      });
-      continue;
-    }
+    // The witness hands its shards on by itself (control/witness.h).
+    if (view.leader == rpc::kWitnessNodeId) continue;
     const uint64_t preferred = data.front();
     if (view.leader == preferred || !caught_up(preferred)) continue;
     if (now - last_transfer_[s] < kTransferBackoff) continue;
     last_transfer_[s] = now;
-    asio::awaitable<Result<internal::v1::TransferResponse>> call =
-        clients_.at(view.leader)->Transfer(static_cast<uint32_t>(s), preferred, Ms(2000));
-    Result<internal::v1::TransferResponse> moved = co_await std::move(call);
-    if (moved.ok()) {
-      spdlog::info("shard {}: leadership back on its preferred {}", s, rpc::NodeName(preferred));
-      shard.NoteLeader(preferred);
+    moves.emplace_back(static_cast<uint32_t>(s), preferred);
+    calls.push_back(
+        clients_.at(view.leader)->Transfer(static_cast<uint32_t>(s), preferred, Ms(2000)));
+  }
+  // All at once, so that a tick lasts one transfer at most, not one per shard.
+  asio::awaitable<std::vector<Result<internal::v1::TransferResponse>>> gather =
+      GatherAll<internal::v1::TransferResponse>(executor_, std::move(calls));
+  std::vector<Result<internal::v1::TransferResponse>> moved = co_await std::move(gather);
+  for (size_t i = 0; i < moved.size(); ++i) {
+    const auto [shard, preferred] = moves[i];
+    if (moved[i].ok()) {
+      spdlog::info("shard {}: leadership back on its preferred {}", shard,
+                   rpc::NodeName(preferred));
+      leaders_[shard]->NoteLeader(preferred);
     } else {
-      spdlog::debug("shard {}: transfer to {} failed: {}", s, preferred, moved.status().ToString());
+      spdlog::debug("shard {}: transfer to {} failed: {}", shard, preferred,
+                    moved[i].status().ToString());
     }
   }
 }
@@ -429,10 +438,13 @@ asio::awaitable<ShardedAggregate> ReplicationImpl::ReadAll(Ms timeout) {
     if (body.has_max()) partial.max = body.max();
     out.partials.push_back(partial);
   }
-  // A worker no read needed counts when its health answered at the balancer's last tick.
+  // A worker no read needed counts when its health answered within kLivenessAge.
   std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
   for (const auto& [id, client] : clients_) {
-    const bool not_needed_and_live = failed.count(id) == 0 && live_workers_.count(id) > 0;
+    auto alive = last_alive_.find(id);
+    const bool live = alive != last_alive_.end() && now - alive->second <= kLivenessAge;
+    const bool not_needed_and_live = failed.count(id) == 0 && live;
     if (answered.count(id) > 0 || not_needed_and_live) ++out.responding_workers;
   }
   co_return out;

@@ -262,22 +262,29 @@ class ControlServiceImpl final : public ControlService {
     co_return std::nullopt;
   }
 
-  // Replicated: the key's home shard decides, through its log (so the answer is linearizable);
-  // a shard that cannot answer lets the batch go on (its parts fail on their own, or store
-  // once: each part is keyed).
+  // Replicated: the key's home shard decides, through its log (so the answer is linearizable).
+  // Nothing is written unless it answered: a shard that never saw the key cannot refuse a
+  // reuse itself, so without the home shard's word a reuse could be stored where the first
+  // batch had no rows. Returns the error to answer (422 reuse, 503 no answer), if any.
   asio::awaitable<std::optional<ApiError>> CheckKeyAtHome(
       const internal::v1::InsertBatchWire& batch, uint64_t fingerprint) {
     SubBatch check;
     check.set_idempotency_key(batch.idempotency_key());
     check.set_batch_fingerprint(fingerprint);
     check.set_check_only(true);
-    Destination& home = DestinationOf(replication_->ShardOf(batch.idempotency_key()));
+    const uint32_t home_shard = replication_->ShardOf(batch.idempotency_key());
+    Destination& home = DestinationOf(home_shard);
     asio::awaitable<Result<SubBatchResult>> write = home.writer->Write(std::move(check));
     Result<SubBatchResult> result = co_await std::move(write);
-    if (result.ok() && result->code() == SubBatchResult::KEY_CONFLICT) {
-      co_return Interpret(*result, "").error;
+    if (!result.ok()) {
+      co_return ApiError{503, "shard " + std::to_string(home_shard) +
+                                  ", which decides this idempotency_key, cannot answer: " +
+                                  result.status().ToString() + "; nothing was stored"};
     }
-    co_return std::nullopt;
+    if (result->code() == SubBatchResult::OK || result->code() == SubBatchResult::DUPLICATE) {
+      co_return std::nullopt;
+    }
+    co_return Interpret(*result, home.target->peer()).error;
   }
 
   // Records a keyed batch's key on a worker that gets none of its rows, without the client

@@ -27,11 +27,11 @@ uint64_t ParseHint(const std::string& detail) {
   return error == std::errc() && end == detail.data() + detail.size() ? node : 0;
 }
 
-// Codes after which another replica may well succeed.
+// Codes after which another replica may well succeed. (kNotFound is no such route or no such
+// replica: a misconfiguration that a retry does not mend.)
 bool Retryable(StatusCode code) {
   return code == StatusCode::kNotLeader || code == StatusCode::kUnavailable ||
-         code == StatusCode::kDeadlineExceeded || code == StatusCode::kShuttingDown ||
-         code == StatusCode::kNotFound;
+         code == StatusCode::kDeadlineExceeded || code == StatusCode::kShuttingDown;
 }
 
 asio::awaitable<void> Pause(asio::any_io_executor executor, Ms pause) {
@@ -83,7 +83,10 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
       co_return answer;
     }
     last = std::move(answer).status();
-    if (!Retryable(last.code())) co_return last;
+    if (!Retryable(last.code())) {
+      if (failed != nullptr) failed->push_back(target);
+      co_return last;
+    }
     if (last.code() == StatusCode::kNotLeader) {
       const uint64_t hint = ParseHint(last.detail());
       const bool usable = hint != 0 && hint != target &&
@@ -94,7 +97,7 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
       if (!usable) co_await Pause(executor_, kElectionPause);
       continue;
     }
-    if (failed != nullptr && last.code() != StatusCode::kNotFound) failed->push_back(target);
+    if (failed != nullptr) failed->push_back(target);
     target = NextAfter(target);
     co_await Pause(executor_, kElectionPause);
   }

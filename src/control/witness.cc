@@ -1,7 +1,10 @@
 #include "control/witness.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -36,7 +39,14 @@ class WitnessMachine final : public raft::StateMachine {
 struct Replica {
   WitnessMachine machine;
   std::unique_ptr<raft::Group> group;
+  std::vector<uint64_t> data_voters;  // transfer targets, in the shard's order
+  size_t next_target = 0;             // handoff thread only
+  std::chrono::steady_clock::time_point last_try{};
+  std::atomic<bool> transferring{false};
 };
+
+// A transfer that has not completed within this is tried again (with the next target).
+constexpr auto kTransferRetry = std::chrono::milliseconds(600);
 
 class WitnessImpl final : public Witness {
  public:
@@ -69,13 +79,48 @@ class WitnessImpl final : public Witness {
       for (uint64_t voter : placement.voters()) {
         group.voters.push_back(raft::Peer{voter, rpc::FindNode(topology, voter)->raft_address()});
       }
+      for (uint64_t voter : placement.voters()) {
+        if (voter != rpc::kWitnessNodeId) replica->data_voters.push_back(voter);
+      }
       ASSIGN_OR_RETURN(replica->group,
                        raft::Group::Open(*witness->loop_, std::move(group), replica->machine));
       witness->replicas_.emplace(placement.shard(), std::move(replica));
     }
     spdlog::info("witness of {} shards, raft on {}", witness->replicas_.size(),
                  self->raft_address());
+    witness->handoff_ = std::thread(
+        [w = witness.get(), every = options.handoff_interval] { w->HandOffLoop(every); });
     return std::unique_ptr<Witness>(std::move(witness));
+  }
+
+  // Transfers every shard the witness leads to one of its data replicas.
+  void HandOffLoop(std::chrono::milliseconds every) {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      for (auto& [shard, replica] : replicas_) HandOff(shard, *replica);
+      lock.lock();
+      wake_.wait_for(lock, every, [this] { return stopping_; });
+    }
+  }
+
+  void HandOff(uint32_t shard, Replica& replica) {
+    if (replica.data_voters.empty() || replica.transferring.load()) return;
+    if (replica.group->Info().role != raft::Role::kLeader) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - replica.last_try < kTransferRetry) return;
+    replica.last_try = now;
+    const uint64_t target = replica.data_voters[replica.next_target++ % replica.data_voters.size()];
+    spdlog::info("shard {}: the witness leads; handing leadership to {}", shard,
+                 rpc::NodeName(target));
+    replica.transferring = true;
+    replica.group->Transfer(target, [&replica, shard, target](Status status) {
+      if (!status.ok()) {
+        spdlog::warn("shard {}: transfer to {} failed: {}", shard, rpc::NodeName(target),
+                     status.ToString());
+      }
+      replica.transferring = false;
+    });
   }
 
   std::vector<internal::v1::ReplicaHealth> Health() override {
@@ -101,6 +146,12 @@ class WitnessImpl final : public Witness {
   }
 
   void Close() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (handoff_.joinable()) handoff_.join();
     for (auto& [shard, replica] : replicas_) replica->group->Close();
     replicas_.clear();
     if (hub_) hub_->Close();
@@ -110,7 +161,11 @@ class WitnessImpl final : public Witness {
  private:
   std::unique_ptr<raft::Loop> loop_;
   std::unique_ptr<raft::Hub> hub_;
-  std::map<uint32_t, std::unique_ptr<Replica>> replicas_;
+  std::map<uint32_t, std::unique_ptr<Replica>> replicas_;  // fixed once Open returned
+  std::thread handoff_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // GUARDED_BY(mu_)
 };
 
 }  // namespace

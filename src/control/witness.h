@@ -1,11 +1,15 @@
 // Witness: the control node's voter in every shard of a two-worker cluster (DESIGN.md
 // section 6): it keeps each shard's raft log (in <data-dir>/witness/<shard>) but no DuckDB data,
-// applies nothing, and never serves a read. It may win an election; the control node's
-// balancer then hands leadership to a caught-up data replica by name (Transfer).
+// applies nothing, and never serves a read. It may win an election (its log can be the newest);
+// then it hands leadership on by itself, at once: a thread of its own checks its replicas every
+// few tens of milliseconds and transfers each shard it leads to a data replica, by name (the
+// next one in the shard's voter list after each failed try; raft_transfer catches the target
+// up first).
 // Thread-safety: every method from any thread but the raft loop's. Lifecycle: Open, Close
 // (the destructor closes).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -26,6 +30,8 @@ struct WitnessOptions {
   unsigned snapshot_threshold = 1024;
   // Kept long, so that a data replica the witness has to bring up to date finds the entries.
   unsigned snapshot_trailing = 65536;
+  // How often the witness checks whether it leads a shard (and hands it on).
+  std::chrono::milliseconds handoff_interval{50};
 };
 
 class Witness {

@@ -121,9 +121,12 @@ class ReplicaHostImpl final : public ReplicaHost {
     return out;
   }
 
+  // REQUIRES: no Write/Read/Transfer/Health call runs or follows (the worker stops its HTTP
+  // server first): they use the replicas without the lock.
   void Close() override {
     std::lock_guard lock(mu_);
     if (!open_.exchange(false)) return;
+    for (auto& [shard, replica] : replicas_) replica->machine->BeginClose();
     for (auto& [shard, replica] : replicas_) replica->group->Close();  // no more Apply
     for (auto& [shard, replica] : replicas_) {
       replica->machine->CancelReads();

@@ -85,10 +85,16 @@ Status RequestWindow::Load(uint64_t applied_index) {
   return Status::Ok();
 }
 
-std::optional<std::vector<SubBatchOutcome>> RequestWindow::Find(uint64_t request_id) const {
-  if (auto it = pending_.find(request_id); it != pending_.end()) return it->second.outcomes;
-  if (auto it = by_id_.find(request_id); it != by_id_.end()) return it->second.outcomes;
-  return std::nullopt;
+std::optional<std::vector<SubBatchOutcome>> RequestWindow::Find(uint64_t request_id,
+                                                                uint64_t index) const {
+  const Entry* entry = nullptr;
+  if (auto it = pending_.find(request_id); it != pending_.end()) {
+    entry = &it->second;
+  } else if (auto it = by_id_.find(request_id); it != by_id_.end()) {
+    entry = &it->second;
+  }
+  if (entry == nullptr || index - entry->index > window_) return std::nullopt;
+  return entry->outcomes;
 }
 
 Status RequestWindow::Record(uint64_t request_id, uint64_t index,

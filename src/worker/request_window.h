@@ -27,9 +27,10 @@ class RequestWindow {
   static Result<RequestWindow> Create(duckdb_connection conn, uint64_t applied_index,
                                       uint64_t window);
 
-  // The outcomes of the entry that carried `request_id`, if it is in the window (committed, or
-  // recorded in the transaction running now).
-  std::optional<std::vector<SubBatchOutcome>> Find(uint64_t request_id) const;
+  // The outcomes of the entry that carried `request_id`, if that entry is at most `window`
+  // entries before `index` (committed, or recorded in the transaction running now). The
+  // distance alone decides, never how far pruning got, so every replica decides alike.
+  std::optional<std::vector<SubBatchOutcome>> Find(uint64_t request_id, uint64_t index) const;
 
   // In the running transaction: remembers `request_id` (entry `index`) with its outcomes, and
   // forgets, now and then, ids that fell out of the window.

@@ -123,14 +123,24 @@ void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutc
 
 void ShardReplica::Read(AggregateCallback done) {
   std::vector<AggregateCallback> batch;
+  bool closing = false;
   {
     std::lock_guard lock(mu_);
-    next_reads_.push_back(std::move(done));
-    // A read that arrives while a barrier runs waits for the next one: only a barrier begun
-    // after the read arrived vouches for every write acknowledged before it.
-    if (barrier_running_) return;
-    barrier_running_ = true;
-    batch.swap(next_reads_);
+    closing = closing_;
+    if (closing) {
+      batch.push_back(std::move(done));
+    } else {
+      next_reads_.push_back(std::move(done));
+      // A read that arrives while a barrier runs waits for the next one: only a barrier begun
+      // after the read arrived vouches for every write acknowledged before it.
+      if (barrier_running_) return;
+      barrier_running_ = true;
+      batch.swap(next_reads_);
+    }
+  }
+  if (closing) {
+    batch.front()(ShuttingDown("shard " + std::to_string(shard_id_) + " is closing"));
+    return;
   }
   StartBarrier(std::move(batch));
 }
@@ -147,7 +157,8 @@ void ShardReplica::StartBarrier(std::vector<AggregateCallback> reads) {
     std::vector<AggregateCallback> next;
     {
       std::lock_guard lock(mu_);
-      next.swap(next_reads_);
+      // Closing: no new barrier (the group goes away); CancelReads answers what waits.
+      if (!closing_) next.swap(next_reads_);
       barrier_running_ = !next.empty();
     }
     if (!next.empty()) StartBarrier(std::move(next));
@@ -167,10 +178,16 @@ void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<AggregateCallbac
   for (AggregateCallback& done : reads) store_.ComputeAggregate(std::move(done));
 }
 
+void ShardReplica::BeginClose() {
+  std::lock_guard lock(mu_);
+  closing_ = true;
+}
+
 void ShardReplica::ReleaseReads() {
   std::vector<AggregateCallback> ready;
   {
     std::lock_guard lock(mu_);
+    applied_.notify_all();
     const uint64_t applied = store_.applied_index();
     auto end = applied_waiters_.upper_bound(applied);
     for (auto it = applied_waiters_.begin(); it != end; ++it)
@@ -196,9 +213,18 @@ void ShardReplica::CancelReads() {
 
 Result<std::string> ShardReplica::Snapshot() {
   // The store applies asynchronously: a manifest must not claim entries it does not hold yet,
-  // or raft would drop them from its log while this store still lacks them.
+  // or raft would drop them from its log while this store still lacks them. While this waits
+  // (the loop thread, so no new entry arrives), the store commits what it was handed; under a
+  // steady load it would otherwise always be a few entries behind, and no snapshot would ever
+  // be taken. The wait is bounded, well below the election timeout.
   const uint64_t seen = last_seen_index_.load(std::memory_order_acquire);
-  const uint64_t applied = store_.applied_index();
+  uint64_t applied = store_.applied_index();
+  if (applied < seen) {
+    std::unique_lock lock(mu_);
+    applied_.wait_for(lock, std::chrono::milliseconds(100),
+                      [&] { return store_.applied_index() >= seen; });
+    applied = store_.applied_index();
+  }
   if (applied < seen) {
     return Unavailable("shard " + std::to_string(shard_id_) + ": store at " +
                        std::to_string(applied) + " behind raft's " + std::to_string(seen));

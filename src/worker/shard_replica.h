@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -53,6 +54,9 @@ class ShardReplica final : public raft::StateMachine {
   // entry committed before that barrier, or with why not (kNotLeader with the leader's raft
   // address, kUnavailable). Callbacks run on the store's writer thread or the loop thread.
   void Read(AggregateCallback done);
+  // Before the group is closed: no barrier is started any more, and reads arriving from now on
+  // fail with kShuttingDown.
+  void BeginClose();
   // Fails the reads still waiting with kShuttingDown. REQUIRES: the group is closed.
   void CancelReads();
 
@@ -85,6 +89,8 @@ class ShardReplica final : public raft::StateMachine {
   std::unordered_multimap<uint64_t, WriteCallback> waiting_;
   std::vector<AggregateCallback> next_reads_;  // for the next barrier; GUARDED_BY(mu_)
   bool barrier_running_ = false;               // GUARDED_BY(mu_)
+  bool closing_ = false;                       // GUARDED_BY(mu_)
+  std::condition_variable applied_;            // signalled after the store applied an entry
   // Reads whose barrier passed, by the store index they wait for; GUARDED_BY(mu_)
   std::multimap<uint64_t, AggregateCallback> applied_waiters_;
 };

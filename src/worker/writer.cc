@@ -217,7 +217,8 @@ Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group
     // no outcome (nobody waits for it).
     if (request.raft_index != 0 && request.raft_index <= applied_index_) continue;
     if (request.request_id != 0) {
-      if (std::optional<std::vector<SubBatchOutcome>> first = requests_->Find(request.request_id)) {
+      if (std::optional<std::vector<SubBatchOutcome>> first =
+              requests_->Find(request.request_id, request.raft_index)) {
         // An internal retry of an entry already applied: its first outcome, nothing stored.
         outcomes = std::move(*first);
         result.repeated[i] = true;
