@@ -23,6 +23,7 @@ struct Flags {
   uint16_t raft_port = 0;
   uint16_t raft_advertise_port = 0;
   unsigned election_timeout_ms = 500;
+  unsigned replica_commit_interval_ms = 0;
   std::string data_dir;
   size_t body_limit = 64 * 1024 * 1024;
   uint64_t idempotency_retention_s = 24 * 3600;
@@ -55,6 +56,12 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("WORKER_RAFT_ELECTION_TIMEOUT_MS")
       ->capture_default_str()
       ->check(CLI::Range(50, 60000));
+  app.add_option("--replica-commit-interval-ms", f.replica_commit_interval_ms,
+                 "At least this long between two DuckDB commits of a shard replica: entries "
+                 "committed on the raft log meanwhile share the next one (0: commit at once)")
+      ->envname("WORKER_REPLICA_COMMIT_INTERVAL_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   app.add_option("--data-dir", f.data_dir,
                  "Directory of this worker's DuckDB file (default: ./data/worker-<id>)")
       ->envname("WORKER_DATA_DIR");
@@ -125,6 +132,8 @@ int main(int argc, char** argv) {
   replica_options.raft_port = flags.raft_port;
   replica_options.store = store_options;
   replica_options.store.reader_threads = 1;
+  replica_options.store.min_commit_interval =
+      std::chrono::milliseconds(flags.replica_commit_interval_ms);
   replica_options.election_timeout_ms = flags.election_timeout_ms;
   replica_options.heartbeat_timeout_ms = std::max(10u, flags.election_timeout_ms / 10);
   std::unique_ptr<das::worker::ReplicaHost> replicas =

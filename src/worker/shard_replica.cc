@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -67,6 +68,18 @@ std::string Manifest(uint64_t shard_id, uint64_t applied_index) {
   return out;
 }
 
+// The outcomes of an entry whose sub-batches carry no idempotency key (and are no look-ups):
+// each stores all its rows. nullopt when some part's outcome depends on the stored keys.
+std::optional<std::vector<SubBatchOutcome>> StatelessOutcomes(const ReplicatedEntry& entry) {
+  std::vector<SubBatchOutcome> outcomes;
+  outcomes.reserve(entry.batches.size());
+  for (const SubBatch& batch : entry.batches) {
+    if (!batch.idempotency_key.empty() || batch.check_only) return std::nullopt;
+    outcomes.push_back(SubBatchOutcome{SubBatchOutcome::Code::kOk, batch.rows.size()});
+  }
+  return outcomes;
+}
+
 }  // namespace
 
 ShardReplica::ShardReplica(uint64_t shard_id, Store& store, const Clock& clock)
@@ -95,6 +108,14 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
   const uint64_t request_id = entry.request_id();
   last_seen_index_.store(index, std::memory_order_release);
   ReplicatedEntry replicated{index, entry.ingest_ts_us(), Decode(entry), request_id};
+  // An entry without idempotency keys has one outcome whatever the state: every row stored
+  // (a retry of its request id was answered so the first time too). It is committed on a
+  // majority's log now, so its proposer is answered now, not after the DuckDB commit: the log
+  // is the durable point, a restart applies it again from there, and a read waits until the
+  // store applied it. Keyed parts are decided by the store's state, so they wait for it.
+  if (std::optional<std::vector<SubBatchOutcome>> known = StatelessOutcomes(replicated)) {
+    Complete(request_id, std::move(*known));
+  }
   store_.Apply(
       std::move(replicated), [this, index, request_id](Result<std::vector<SubBatchOutcome>> r) {
         if (!r.ok() && r.status().code() != StatusCode::kShuttingDown) {

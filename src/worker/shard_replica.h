@@ -2,7 +2,9 @@
 // of the shard's group: each committed entry (a das.internal.v1.RaftEntry) goes to the store's
 // Apply (queued off the raft loop thread, many entries per DuckDB transaction, the applied index
 // in the same transaction). Propose() turns a write into an entry with the leader's ingest time
-// and a request id, and answers with that entry's outcomes once this replica applied it.
+// and a request id, and answers with that entry's outcomes: once the entry is committed when
+// it has no idempotency key (every row is stored, whatever the state; the log is the durable
+// point), else once this replica's store applied it (keys are decided by the stored state).
 //
 // Thread-safety: Propose from any thread; Apply/Snapshot/Restore on the raft loop thread;
 // callbacks on the store's writer thread (or, for a refused proposal, on the loop thread).
@@ -40,7 +42,8 @@ class ShardReplica final : public raft::StateMachine {
   void Attach(raft::Group* group) { group_ = group; }
 
   // Proposes `batches` as one entry named `request_id` (0: a random id); `done` gets one
-  // outcome per sub-batch once this replica applied the entry, or kNotLeader (detail: the
+  // outcome per sub-batch once the entry is committed (no idempotency key) or once this replica
+  // applied it (keyed parts), or kNotLeader (detail: the
   // leader's raft address) / kUnavailable when the entry was not committed through this leader
   // (it may still be later). A retry with the same request id within the store's request
   // window is answered with the first entry's outcomes and stores nothing again.

@@ -76,6 +76,9 @@ struct StoreOptions {
   const Clock* clock = &Clock::Real();
   // How many raft entries a request id is remembered for (worker/request_window.h).
   uint64_t request_window = 65536;
+  // At least this long between the starts of two transactions (0: none): what is queued
+  // meanwhile shares the next one. For replicas, whose writers are answered at raft commit.
+  std::chrono::milliseconds min_commit_interval{0};
 };
 
 // A committed raft entry for Store::Apply: its index in the shard's log, the ingest time its
