@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -138,10 +139,6 @@ int main(int argc, char** argv) {
   replica_options.heartbeat_timeout_ms = std::max(10u, flags.election_timeout_ms / 10);
   std::unique_ptr<das::worker::ReplicaHost> replicas =
       das::worker::ReplicaHost::Create(replica_options);
-  if (das::Status loaded = replicas->LoadSaved(); !loaded.ok()) {
-    spdlog::critical("cannot open the shard replicas in {}: {}", flags.data_dir, loaded.ToString());
-    return 1;
-  }
   das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port);
 
   boost::asio::io_context io(static_cast<int>(flags.threads));
@@ -160,11 +157,24 @@ int main(int argc, char** argv) {
   (*server)->Start();
   spdlog::info("worker {} listening on {}:{}, data in {}", flags.id, flags.host, (*server)->port(),
                flags.data_dir);
+  // The replicas a restarted worker keeps open behind the running server (16 DuckDB files and
+  // raft logs take a while on a loaded machine): meanwhile it answers /health, and shard
+  // requests with UNAVAILABLE, which the control node retries elsewhere. A replica that cannot
+  // be opened stops the worker.
+  std::thread opener([&replicas, &flags] {
+    if (das::Status loaded = replicas->LoadSaved(); !loaded.ok()) {
+      spdlog::critical("cannot open the shard replicas in {}: {}", flags.data_dir,
+                       loaded.ToString());
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
+  });
 
   das::http::RunUntilSignal(io, flags.threads, [&server] {
     // The store still runs, so handlers waiting on it finish; it stops after them.
     if (!(*server)->Stop()) spdlog::warn("connections still open after 5 s; stopping anyway");
   });
+  opener.join();
   replicas->Close();
   (*store)->Stop();
   spdlog::info("stopped");

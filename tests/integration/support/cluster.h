@@ -108,7 +108,7 @@ class Cluster {
   // Polls the control node's /health until its status is "ok" (replicated: every shard led by a
   // data replica, every replica live and caught up).
   testing::AssertionResult WaitClusterOk(
-      std::chrono::milliseconds timeout = std::chrono::seconds(30));
+      std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
   // The tails of all logs, for failure messages.
   std::string LogTails(size_t max_bytes_each = 3000) const;
