@@ -9,6 +9,7 @@
 # of shard 0 and of every other shard it leads), each timed by das-failover from the kill until
 # every shard took a write, worker 1 restarted and the cluster "ok" again between trials; then,
 # on a fresh cluster loaded with ROWS rows by das-bench load, sequential /analytics.
+# First, in-process DuckDB over the same number of rows (duckdb-ceiling), the analytics target.
 # Processes run on free loopback ports with data in a temp dir; they are stopped by PID on exit.
 # nginx-light is installed (pinned, from Debian) when missing.
 # Env: DURATION (10), ROWS (10000000), ANALYTICS_N (30), FAILOVER_TRIALS (5),
@@ -174,6 +175,9 @@ main() {
   ninja -C "$BUILD" >/dev/null
   log "machine: $(nproc) cores; $(uname -r)"
   run_nginx
+  "$BUILD/bench/duckdb-ceiling" --rows "$ROWS" --small-rows 1000000 -n "$ANALYTICS_N" \
+    >"$TMP/ceiling.out"
+  echo "duckdb-ceiling: $(grep -i 'avg' "$TMP/ceiling.out" | tail -n 2 | tr '\n' ' ')"
   for name in $CONFIGS; do run_config "$name"; done
 }
 

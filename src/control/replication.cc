@@ -42,8 +42,8 @@ constexpr Ms kBalanceTick{1000};
 // A leader is asked to hand a shard back to its preferred worker at most this often.
 constexpr auto kTransferBackoff = std::chrono::seconds(5);
 constexpr auto kStopWait = std::chrono::seconds(5);
-// A worker no read needed counts as responding if its health answered this recently.
-constexpr auto kLivenessAge = std::chrono::seconds(3);
+// The balancer's health checks: background work, so a loaded worker is given time.
+constexpr Ms kBalancerHealthDeadline{3000};
 
 uint64_t NewClusterId() {
   std::random_device device;
@@ -139,8 +139,11 @@ class ReplicationImpl final : public Replication {
       const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
   asio::awaitable<void> Balance(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
   std::vector<ShardView> Views(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
-  // Notes the workers whose health answered now (the balancer's ticks and every /health).
-  void NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
+  // Notes which workers' health answered: the balancer's checks (`failures_count`: a worker
+  // that did not answer in kBalancerHealthDeadline is down) and every /health (whose shorter
+  // deadline only ever proves a worker alive).
+  void NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health,
+                 bool failures_count);
   // Latches ready_ once every shard of `views` has a data replica as its leader.
   void NoteReady(const std::vector<ShardView>& views);
   Status SaveStateLocked();
@@ -159,8 +162,8 @@ class ReplicationImpl final : public Replication {
   std::unique_ptr<Witness> witness_;  // set once by Run(); closed by Stop()
   std::atomic<Witness*> witness_view_{nullptr};
   std::atomic<bool> ready_{false};
-  // When each worker's health last answered, for responding_nodes; GUARDED_BY(mu_)
-  std::map<uint64_t, std::chrono::steady_clock::time_point> last_alive_;
+  // Whether each worker's latest health check answered, for responding_nodes; GUARDED_BY(mu_)
+  std::map<uint64_t, bool> alive_;
   const std::vector<uint32_t> shard_of_slot_;
   std::vector<std::chrono::steady_clock::time_point> last_transfer_;  // Run() only
 };
@@ -193,7 +196,7 @@ asio::awaitable<void> ReplicationImpl::Run() {
 asio::awaitable<void> ReplicationImpl::Tick() {
   asio::awaitable<std::map<uint64_t, Result<WorkerHealthResponse>>> gather = GatherHealth();
   std::map<uint64_t, Result<WorkerHealthResponse>> health = co_await std::move(gather);
-  NoteAlive(health);
+  NoteAlive(health, true);
   bool formed = false;
   {
     std::lock_guard lock(mu_);
@@ -213,7 +216,7 @@ asio::awaitable<std::map<uint64_t, Result<WorkerHealthResponse>>> ReplicationImp
   std::vector<asio::awaitable<Result<WorkerHealthResponse>>> calls;
   for (const auto& [id, client] : clients_) {
     ids.push_back(id);
-    calls.push_back(client->Health(options_.health_deadline));
+    calls.push_back(client->Health(kBalancerHealthDeadline));
   }
   asio::awaitable<std::vector<Result<WorkerHealthResponse>>> gather =
       GatherAll<WorkerHealthResponse>(executor_, std::move(calls));
@@ -309,17 +312,17 @@ Status ReplicationImpl::SaveStateLocked() {
   return WriteFileDurably(StatePath(), state_.SerializeAsString());
 }
 
-void ReplicationImpl::NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
+void ReplicationImpl::NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health,
+                                bool failures_count) {
   std::lock_guard lock(mu_);
-  const auto now = std::chrono::steady_clock::now();
   for (const auto& [id, result] : health) {
-    if (result.ok()) last_alive_[id] = now;
+    if (result.ok() || failures_count) alive_[id] = result.ok();
   }
 }
 
 std::vector<ShardView> ReplicationImpl::Views(
     const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
-  NoteAlive(health);
+  NoteAlive(health, false);
   std::vector<ShardView> views(leaders_.size());
   auto add = [&](uint64_t node, const ReplicaHealth& report) {
     if (report.shard() >= views.size()) return;
@@ -438,12 +441,12 @@ asio::awaitable<ShardedAggregate> ReplicationImpl::ReadAll(Ms timeout) {
     if (body.has_max()) partial.max = body.max();
     out.partials.push_back(partial);
   }
-  // A worker no read needed counts when its health answered within kLivenessAge.
+  // A worker no read needed counts when its latest health check (the balancer's, once a
+  // second, or a /health) answered.
   std::lock_guard lock(mu_);
-  const auto now = std::chrono::steady_clock::now();
   for (const auto& [id, client] : clients_) {
-    auto alive = last_alive_.find(id);
-    const bool live = alive != last_alive_.end() && now - alive->second <= kLivenessAge;
+    auto alive = alive_.find(id);
+    const bool live = alive != alive_.end() && alive->second;
     const bool not_needed_and_live = failed.count(id) == 0 && live;
     if (answered.count(id) > 0 || not_needed_and_live) ++out.responding_workers;
   }

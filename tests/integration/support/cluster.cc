@@ -15,7 +15,9 @@
 namespace das::it {
 namespace {
 
-constexpr auto kStartTimeout = std::chrono::seconds(10);
+// Generous: a replicated cluster forms (16 shards elect leaders) before the control node's
+// /health says 200, and the suite runs with both cores busy.
+constexpr auto kStartTimeout = std::chrono::seconds(60);
 
 std::string FromEnvOr(const char* name, const char* fallback) {
   const char* value = std::getenv(name);
@@ -194,7 +196,7 @@ testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const 
              << name << " exited while starting (" << DescribeWaitStatus(*status) << "); log:\n"
              << process.LogTail();
     }
-    Result<HttpResponse> r = HttpGet(port, "/health", {}, std::chrono::seconds(1));
+    Result<HttpResponse> r = HttpGet(port, "/health", {}, std::chrono::seconds(5));
     if (r.ok() && r->status == 200) return testing::AssertionSuccess();
     last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
