@@ -41,6 +41,9 @@ class ReplicaHostImpl final : public ReplicaHost {
     if (!request.ParseFromString(*saved)) {
       return Internal(TopologyPath() + " does not decode; move it away to start afresh");
     }
+    // Known before the replicas are open (that takes a while): the control node must not take
+    // this worker for one that lost its data.
+    saved_cluster_id_.store(request.topology().cluster_id(), std::memory_order_release);
     std::lock_guard lock(mu_);
     return OpenLocked(request);
   }
@@ -70,7 +73,9 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   uint64_t cluster_id() const override {
-    if (!open_.load(std::memory_order_acquire)) return 0;
+    if (!open_.load(std::memory_order_acquire)) {
+      return saved_cluster_id_.load(std::memory_order_acquire);
+    }
     return held_.topology().cluster_id();
   }
 
@@ -241,6 +246,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   std::unique_ptr<raft::Hub> hub_;
   std::map<uint32_t, std::unique_ptr<Replica>> replicas_;
   std::atomic<bool> open_{false};
+  std::atomic<uint64_t> saved_cluster_id_{0};  // of the kept topology, while it opens
 };
 
 }  // namespace

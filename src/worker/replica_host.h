@@ -53,7 +53,7 @@ class ReplicaHost {
   // is a no-op. kInvalidArgument for another cluster's, for a node id that is not this worker's,
   // or for a changed one.
   virtual Status Adopt(const internal::v1::TopologyRequest& request) = 0;
-  // The cluster id of the topology held (0: none yet).
+  // The cluster id of the topology held or being opened (0: none yet).
   virtual uint64_t cluster_id() const = 0;
 
   // Proposes `batches` on `shard` (see ShardReplica::Propose). kUnavailable before a topology;

@@ -264,7 +264,7 @@ void ReplicationChurnTest::Churn(int workers, bool kill_control) {
     } else {
       EXPECT_TRUE(cluster.KillWorker(victim));
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      EXPECT_TRUE(cluster.RestartWorker(victim));
+      EXPECT_TRUE(cluster.RestartWorker(victim, /*wait_ok=*/false));
     }
   }
   stop = true;

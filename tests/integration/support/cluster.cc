@@ -229,11 +229,15 @@ testing::AssertionResult Cluster::KillWorker(int i, int signal) {
   return testing::AssertionSuccess();
 }
 
-testing::AssertionResult Cluster::RestartWorker(int i) {
+testing::AssertionResult Cluster::RestartWorker(int i, bool wait_ok) {
   if (auto r = CheckNotCrashed(workers_.at(i).get(), "worker " + std::to_string(i)); !r) return r;
   if (workers_.at(i)) workers_[i]->KillAndReap();
   if (auto r = StartWorker(i); !r) return r;
-  if (control_ && control_->Running()) return WaitControlSeesHealthy(i);
+  if (control_ && control_->Running()) {
+    if (auto r = WaitControlSeesHealthy(i); !r) return r;
+    // Replicated: back means its replicas are open and caught up, as /health says "ok".
+    if (replicated() && wait_ok) return WaitClusterOk();
+  }
   return testing::AssertionSuccess();
 }
 

@@ -89,8 +89,10 @@ class Cluster {
   testing::AssertionResult StopWorker(int i) { return KillWorker(i, SIGSTOP); }
   testing::AssertionResult ContinueWorker(int i) { return KillWorker(i, SIGCONT); }
   // Kills worker i if it runs, starts it again on the same port and data directory, waits for
-  // its /health, then until the control node's /health reports it healthy.
-  testing::AssertionResult RestartWorker(int i);
+  // its /health, then until the control node's /health reports it healthy (replicated: until
+  // it says "ok", every replica open and caught up).
+  // `wait_ok` false: only until the control node sees its health (churn under load).
+  testing::AssertionResult RestartWorker(int i, bool wait_ok = true);
 
   testing::AssertionResult KillControl(int signal = SIGKILL);
   // Kills the control node if it runs and starts it again on the same port.
