@@ -119,6 +119,35 @@ testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
   return testing::AssertionSuccess();
 }
 
+testing::AssertionResult Cluster::WaitReplicasCaughtUp(int worker,
+                                                       std::chrono::milliseconds timeout) {
+  const std::string node = "worker-" + std::to_string(worker + 1);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string last = "no answer yet";
+  while (std::chrono::steady_clock::now() < deadline) {
+    Result<HttpResponse> r = HttpGet(control_port_, "/health", {}, std::chrono::seconds(3));
+    v1::HealthResponse health;
+    if (r.ok() && health.ParseFromString(r->body) && health.shards_size() > 0) {
+      bool caught_up = true;
+      for (const v1::ShardStatus& shard : health.shards()) {
+        for (const v1::ReplicaStatus& replica : shard.replicas()) {
+          if (replica.node() != node) continue;
+          // The control node's own notion of caught up: within 16 entries of the commit index.
+          caught_up = caught_up && replica.live() && !shard.leader().empty() &&
+                      replica.applied_index() + 16 >= shard.commit_index();
+        }
+      }
+      if (caught_up) return testing::AssertionSuccess();
+      last = health.ShortDebugString().substr(0, 2000);
+    } else {
+      last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return testing::AssertionFailure()
+         << node << "'s replicas did not catch up in time; last: " << last;
+}
+
 testing::AssertionResult Cluster::WaitClusterOk(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string last = "no answer yet";
@@ -235,8 +264,8 @@ testing::AssertionResult Cluster::RestartWorker(int i, bool wait_ok) {
   if (auto r = StartWorker(i); !r) return r;
   if (control_ && control_->Running()) {
     if (auto r = WaitControlSeesHealthy(i); !r) return r;
-    // Replicated: back means its replicas are open and caught up, as /health says "ok".
-    if (replicated() && wait_ok) return WaitClusterOk();
+    // Replicated: back means its replicas are open and caught up.
+    if (replicated() && wait_ok) return WaitReplicasCaughtUp(i);
   }
   return testing::AssertionSuccess();
 }

@@ -90,7 +90,7 @@ class Cluster {
   testing::AssertionResult ContinueWorker(int i) { return KillWorker(i, SIGCONT); }
   // Kills worker i if it runs, starts it again on the same port and data directory, waits for
   // its /health, then until the control node's /health reports it healthy (replicated: until
-  // it says "ok", every replica open and caught up).
+  // its replicas are open and caught up, WaitReplicasCaughtUp).
   // `wait_ok` false: only until the control node sees its health (churn under load).
   testing::AssertionResult RestartWorker(int i, bool wait_ok = true);
 
@@ -107,6 +107,10 @@ class Cluster {
   testing::AssertionResult WaitControlSeesHealthy(
       int worker, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+  // Polls the control node's /health until every replica on worker i is live and within 16
+  // entries of its shard's commit index, and every shard has a leader.
+  testing::AssertionResult WaitReplicasCaughtUp(
+      int worker, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // Polls the control node's /health until its status is "ok" (replicated: every shard led by a
   // data replica, every replica live and caught up).
   testing::AssertionResult WaitClusterOk(
