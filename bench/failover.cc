@@ -126,9 +126,10 @@ int main(int argc, char** argv) {
     if (elapsed[s] < 0) ++missing;
     worst = std::max(worst, elapsed[s]);
   }
-  std::printf("failover trial %d: every shard took a write %.1f ms after the kill (%d shards "
-              "never did)\n",
-              trial, worst / 1e6, missing);
+  std::printf(
+      "failover trial %d: every shard took a write %.1f ms after the kill (%d shards "
+      "never did)\n",
+      trial, worst / 1e6, missing);
   std::printf("SUMMARY mode=failover trial=%d worst_ms=%.1f missing=%d\n", trial, worst / 1e6,
               missing);
   return missing == 0 ? 0 : 1;

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/nginx.sh
+source "$ROOT/bench/nginx.sh"
 BUILD="$ROOT/build-bench"
 DURATION="${DURATION:-10}"
 ROWS="${ROWS:-10000000}"
@@ -108,31 +110,13 @@ run_nginx() {
   fi
   local port dir="$TMP/nginx"
   port="$(free_port)"
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  keepalive_requests 100000000;
-  server {
-    listen 127.0.0.1:$port;
-    location / { return 204; }
-  }
-}
-CONF
-  nginx -c "$dir/nginx.conf" -p "$dir" &
-  local pid=$!
-  PIDS+=("$pid")
-  sleep 0.5
+  start_nginx "$dir" "$port"
+  local nginx_pid=$NGINX_PID
+  PIDS+=("$nginx_pid")
   "$BUILD/bench/das-bench" insert -c 64 -d "$DURATION" --http-only --port "$port" \
     >"$TMP/nginx.out"
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  kill -TERM "$nginx_pid" 2>/dev/null || true
+  wait "$nginx_pid" 2>/dev/null || true
   echo "nginx-204 insert: $(summary "$TMP/nginx.out")"
 }
 

@@ -19,6 +19,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/nginx.sh
+source "$ROOT/bench/nginx.sh"
 BUILD="$ROOT/build-bench"
 DURATION="${DURATION:-10}"
 ROWS_SMALL=1000000
@@ -129,27 +131,9 @@ perf_count() {  # perf_count LABEL EVENT
 run_nginx() {
   local port dir="$TMP/nginx"
   port="$(free_port)"
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  keepalive_requests 100000000;
-  server {
-    listen 127.0.0.1:$port;
-    location / { return 204; }
-  }
-}
-EOF
-  nginx -c "$dir/nginx.conf" -p "$dir" &
-  local nginx_pid=$!
+  start_nginx "$dir" "$port"
+  local nginx_pid=$NGINX_PID
   PIDS+=("$nginx_pid")
-  sleep 0.5
   "$BUILD/bench/das-bench" insert -c 64 -d "$DURATION" --http-only --port "$port" \
     | tee "$TMP/nginx.out"
   kill -TERM "$nginx_pid" 2>/dev/null || true

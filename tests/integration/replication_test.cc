@@ -228,6 +228,7 @@ void ReplicationChurnTest::Churn(int workers, bool kill_control) {
   auto value = [](int w, int b, int r) { return 0.25 * (w * 100000 + b * kRowsPerBatch + r + 1); };
   std::atomic<bool> stop{false};
   std::atomic<int> failures{0};
+  std::atomic<int> acked{0};              // batches acknowledged, over all writers
   std::vector<int> batches(kWriters, 0);  // acknowledged, per writer
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; ++w) {
@@ -250,20 +251,32 @@ void ReplicationChurnTest::Churn(int workers, bool kill_control) {
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
         batches[w] = b + 1;
+        ++acked;
       }
     });
   }
+  // Orders the kills by events, not by the clock: each waits for this many more acknowledged
+  // batches (bounded, in case no write gets through at all).
+  auto writes_progress = [&](int more) {
+    const int target = acked.load() + more;
+    const auto until = Clock::now() + kRecoveryBound;
+    while (acked.load() < target && failures.load() == 0 && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return acked.load() >= target;
+  };
   std::mt19937 random(7);
   const int kinds = workers + (kill_control ? 1 : 0);
   for (int round = 0; round < ChurnRounds(); ++round) {
     const int victim = static_cast<int>(random() % kinds);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_TRUE(writes_progress(kWriters)) << "no writes before the kill of round " << round;
     if (victim == workers) {
       EXPECT_TRUE(cluster.KillControl());
       EXPECT_TRUE(cluster.RestartControl());
     } else {
       EXPECT_TRUE(cluster.KillWorker(victim));
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      // Writes go on with the worker down (the other replicas hold every shard's majority).
+      EXPECT_TRUE(writes_progress(kWriters)) << "no writes with worker " << victim << " down";
       // Back and caught up before the next kill: one node down at a time, the loss the
       // cluster claims to survive.
       EXPECT_TRUE(cluster.RestartWorker(victim));

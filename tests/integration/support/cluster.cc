@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <thread>
@@ -119,54 +120,50 @@ testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
   return testing::AssertionSuccess();
 }
 
-testing::AssertionResult Cluster::WaitReplicasCaughtUp(int worker,
-                                                       std::chrono::milliseconds timeout) {
-  const std::string node = "worker-" + std::to_string(worker + 1);
+testing::AssertionResult Cluster::PollControlHealth(
+    std::chrono::milliseconds timeout, const std::function<bool(const v1::HealthResponse&)>& done,
+    const std::string& what) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string last = "no answer yet";
   while (std::chrono::steady_clock::now() < deadline) {
     Result<HttpResponse> r = HttpGet(control_port_, "/health", {}, std::chrono::seconds(3));
     v1::HealthResponse health;
-    if (r.ok() && health.ParseFromString(r->body) && health.shards_size() > 0) {
-      bool caught_up = true;
-      for (const v1::ShardStatus& shard : health.shards()) {
-        for (const v1::ReplicaStatus& replica : shard.replicas()) {
-          if (replica.node() != node) continue;
-          // The control node's own notion of caught up: within 16 entries of the commit index.
-          caught_up = caught_up && replica.live() && !shard.leader().empty() &&
-                      replica.applied_index() + 16 >= shard.commit_index();
-        }
-      }
-      if (caught_up) return testing::AssertionSuccess();
+    if (r.ok() && health.ParseFromString(r->body)) {
+      if (done(health)) return testing::AssertionSuccess();
       last = health.ShortDebugString().substr(0, 2000);
     } else {
       last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return testing::AssertionFailure()
-         << node << "'s replicas did not catch up in time; last: " << last;
+  return testing::AssertionFailure() << what << " did not happen in time; last /health: " << last;
+}
+
+testing::AssertionResult Cluster::WaitReplicasCaughtUp(int worker,
+                                                       std::chrono::milliseconds timeout) {
+  const std::string node = "worker-" + std::to_string(worker + 1);
+  return PollControlHealth(
+      timeout,
+      [&node](const v1::HealthResponse& health) {
+        if (health.shards_size() == 0) return false;
+        for (const v1::ShardStatus& shard : health.shards()) {
+          for (const v1::ReplicaStatus& replica : shard.replicas()) {
+            // The control node's own notion of caught up: within 16 entries of the commit index.
+            if (replica.node() == node && (!replica.live() || shard.leader().empty() ||
+                                           replica.applied_index() + 16 < shard.commit_index())) {
+              return false;
+            }
+          }
+        }
+        return true;
+      },
+      node + "'s replicas catching up");
 }
 
 testing::AssertionResult Cluster::WaitClusterOk(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string last = "no answer yet";
-  while (std::chrono::steady_clock::now() < deadline) {
-    Result<HttpResponse> r = HttpGet(control_port_, "/health", {}, std::chrono::seconds(3));
-    if (r.ok() && r->status == 200) {
-      v1::HealthResponse health;
-      if (!health.ParseFromString(r->body)) {
-        return testing::AssertionFailure() << "control /health body is not a HealthResponse";
-      }
-      if (health.status() == "ok") return testing::AssertionSuccess();
-      last = health.ShortDebugString();
-    } else {
-      last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return testing::AssertionFailure()
-         << "the control node's /health did not say ok in time; last: " << last;
+  return PollControlHealth(
+      timeout, [](const v1::HealthResponse& health) { return health.status() == "ok"; },
+      "the control node's /health saying ok");
 }
 
 pid_t Cluster::worker_pid(int i) const { return workers_.at(i) ? workers_.at(i)->pid() : -1; }
@@ -288,35 +285,22 @@ testing::AssertionResult Cluster::RestartControl() {
 
 testing::AssertionResult Cluster::WaitControlSeesHealthy(int worker,
                                                          std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string last = "no answer yet";
-  while (std::chrono::steady_clock::now() < deadline) {
-    Result<HttpResponse> r = HttpGet(control_port_, "/health", {}, std::chrono::seconds(3));
-    if (r.ok() && r->status == 200) {
-      v1::HealthResponse health;
-      if (!health.ParseFromString(r->body)) {
-        return testing::AssertionFailure() << "control /health body is not a HealthResponse";
-      }
-      int healthy = 0;
-      bool that_one = false;
-      for (const v1::WorkerStatus& w : health.workers()) {
-        healthy += w.healthy() ? 1 : 0;
-        if (worker >= 0 && w.healthy() &&
-            w.address() == "127.0.0.1:" + std::to_string(worker_ports_.at(worker))) {
-          that_one = true;
+  const std::string address =
+      worker < 0 ? "" : "127.0.0.1:" + std::to_string(worker_ports_.at(worker));
+  return PollControlHealth(
+      timeout,
+      [this, &address](const v1::HealthResponse& health) {
+        int healthy = 0;
+        for (const v1::WorkerStatus& w : health.workers()) {
+          if (!w.healthy()) continue;
+          ++healthy;
+          if (!address.empty() && w.address() == address) return true;
         }
-      }
-      if (worker < 0 ? healthy == num_workers() : that_one) return testing::AssertionSuccess();
-      last = health.ShortDebugString();
-    } else {
-      last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return testing::AssertionFailure()
-         << "the control node did not report "
-         << (worker < 0 ? "all workers" : "worker " + std::to_string(worker))
-         << " healthy within the timeout; last /health: " << last;
+        return address.empty() && healthy == num_workers();
+      },
+      "the control node reporting " +
+          (worker < 0 ? std::string("all workers") : "worker " + std::to_string(worker)) +
+          " healthy");
 }
 
 std::string Cluster::LogTails(size_t max_bytes_each) const {

@@ -14,10 +14,12 @@
 #include <signal.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "das/v1/das.pb.h"
 #include "support/process.h"
 #include "support/raft_proxy.h"
 
@@ -123,6 +125,10 @@ class Cluster {
   testing::AssertionResult StartWorker(int i);
   testing::AssertionResult StartControl();
   testing::AssertionResult WaitHealthy(Process& process, int port, const std::string& name);
+  // Polls the control node's /health (any status with a HealthResponse body) until `done`.
+  testing::AssertionResult PollControlHealth(
+      std::chrono::milliseconds timeout, const std::function<bool(const v1::HealthResponse&)>& done,
+      const std::string& what);
 
   std::string dir_;
   ClusterOptions options_;
