@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "http/run.h"
 #include "http/server.h"
+#include "worker/copy_fetcher.h"
 #include "worker/replica_host.h"
 #include "worker/service.h"
 #include "worker/store.h"
@@ -25,6 +26,8 @@ struct Flags {
   uint16_t raft_advertise_port = 0;
   unsigned election_timeout_ms = 500;
   unsigned replica_commit_interval_ms = 0;
+  unsigned snapshot_threshold = 1024;
+  unsigned snapshot_trailing = 8192;
   std::string data_dir;
   size_t body_limit = 64 * 1024 * 1024;
   uint64_t idempotency_retention_s = 24 * 3600;
@@ -63,6 +66,18 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("WORKER_REPLICA_COMMIT_INTERVAL_MS")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
+  app.add_option("--raft-snapshot-threshold", f.snapshot_threshold,
+                 "Entries between two snapshots of a shard replica (a manifest; the log before "
+                 "it is dropped, but for --raft-snapshot-trailing entries)")
+      ->envname("WORKER_RAFT_SNAPSHOT_THRESHOLD")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 1 << 24));
+  app.add_option("--raft-snapshot-trailing", f.snapshot_trailing,
+                 "Entries kept after a snapshot, so that a replica that was away catches up from "
+                 "the log; one further behind catches up from a copy of another replica's data")
+      ->envname("WORKER_RAFT_SNAPSHOT_TRAILING")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 1 << 24));
   app.add_option("--data-dir", f.data_dir,
                  "Directory of this worker's DuckDB file (default: ./data/worker-<id>)")
       ->envname("WORKER_DATA_DIR");
@@ -124,6 +139,9 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot open the store in {}: {}", flags.data_dir, store.status().ToString());
     return 1;
   }
+  // Runs the HTTP server, and the fetches of copies for replicas behind their leader's log.
+  boost::asio::io_context io(static_cast<int>(flags.threads));
+  std::unique_ptr<das::worker::CopyFetcher> copies = das::worker::CopyFetcher::Create(io);
   // The replicated shards: opened now if the data directory keeps a topology, else when the
   // control node sends one.
   das::worker::ReplicaHostOptions replica_options;
@@ -137,11 +155,13 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds(flags.replica_commit_interval_ms);
   replica_options.election_timeout_ms = flags.election_timeout_ms;
   replica_options.heartbeat_timeout_ms = std::max(10u, flags.election_timeout_ms / 10);
+  replica_options.snapshot_threshold = flags.snapshot_threshold;
+  replica_options.snapshot_trailing = flags.snapshot_trailing;
+  replica_options.copies = copies.get();
   std::unique_ptr<das::worker::ReplicaHost> replicas =
       das::worker::ReplicaHost::Create(replica_options);
   das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port);
 
-  boost::asio::io_context io(static_cast<int>(flags.threads));
   das::http::ServerOptions server_options;
   server_options.host = flags.host;
   server_options.port = flags.port;

@@ -8,8 +8,10 @@ inline constexpr char kWritePath[] = "/internal/v1/write";          // POST Writ
 inline constexpr char kAggregatePath[] = "/internal/v1/aggregate";  // GET AggregateResponse
 inline constexpr char kHealthPath[] = "/internal/v1/health";        // GET WorkerHealthResponse
 // Replicated shards (DESIGN.md section 6).
-inline constexpr char kTopologyPath[] = "/internal/v1/topology";          // POST TopologyRequest
-inline constexpr char kShardReadPath[] = "/internal/v1/shard/aggregate";  // POST ShardReadRequest
-inline constexpr char kTransferPath[] = "/internal/v1/shard/transfer";    // POST TransferRequest
+inline constexpr char kTopologyPath[] = "/internal/v1/topology";           // POST TopologyRequest
+inline constexpr char kShardReadPath[] = "/internal/v1/shard/aggregate";   // POST ShardReadRequest
+inline constexpr char kTransferPath[] = "/internal/v1/shard/transfer";     // POST TransferRequest
+inline constexpr char kCopyPath[] = "/internal/v1/shard/copy";             // POST CopyRequest
+inline constexpr char kCopyChunkPath[] = "/internal/v1/shard/copy/chunk";  // POST CopyChunkRequest
 
 }  // namespace das::rpc

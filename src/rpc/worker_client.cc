@@ -67,6 +67,28 @@ class WorkerClientImpl final : public WorkerClient {
     co_return co_await std::move(call);
   }
 
+  asio::awaitable<Result<internal::v1::CopyResponse>> StartCopy(
+      uint32_t shard, uint64_t min_index, std::chrono::milliseconds timeout) override {
+    internal::v1::CopyRequest request;
+    request.set_shard(shard);
+    request.set_min_index(min_index);
+    asio::awaitable<Result<internal::v1::CopyResponse>> call =
+        PostMessage<internal::v1::CopyResponse>(kCopyPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::CopyChunkResponse>> CopyChunk(
+      uint32_t shard, uint64_t copy_id, uint64_t offset,
+      std::chrono::milliseconds timeout) override {
+    internal::v1::CopyChunkRequest request;
+    request.set_shard(shard);
+    request.set_copy_id(copy_id);
+    request.set_offset(offset);
+    asio::awaitable<Result<internal::v1::CopyChunkResponse>> call =
+        PostMessage<internal::v1::CopyChunkResponse>(kCopyChunkPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
   void Close() override { http_->Close(); }
 
  private:

@@ -46,6 +46,12 @@ class WorkerClient : public WriteTarget {
       uint32_t shard, std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::TransferResponse>> Transfer(
       uint32_t shard, uint64_t to, std::chrono::milliseconds timeout) = 0;
+  // A copy of the worker's replica of `shard` (at an applied index of at least `min_index`),
+  // then its bytes, chunk by chunk (worker/copy_fetcher.h).
+  virtual boost::asio::awaitable<Result<internal::v1::CopyResponse>> StartCopy(
+      uint32_t shard, uint64_t min_index, std::chrono::milliseconds timeout) = 0;
+  virtual boost::asio::awaitable<Result<internal::v1::CopyChunkResponse>> CopyChunk(
+      uint32_t shard, uint64_t copy_id, uint64_t offset, std::chrono::milliseconds timeout) = 0;
 
   // Closes idle connections; later calls fail with kShuttingDown.
   virtual void Close() = 0;

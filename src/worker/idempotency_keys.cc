@@ -31,6 +31,11 @@ size_t KeyIndex::EraseCommittedBefore(int64_t cutoff_us) {
       map_, [cutoff_us](const auto& entry) { return entry.second.committed_at_us < cutoff_us; });
 }
 
+void KeyIndex::Clear() {
+  std::unique_lock lock(mu_);
+  map_.clear();
+}
+
 size_t KeyIndex::size() const {
   std::shared_lock lock(mu_);
   return map_.size();

@@ -37,6 +37,8 @@ class KeyIndex {
   void Insert(std::string key, KeyRecord record);
   // Forgets the keys committed before `cutoff_us`; returns how many.
   size_t EraseCommittedBefore(int64_t cutoff_us);
+  // Forgets every key (before loading another store's).
+  void Clear();
   size_t size() const;
 
  private:

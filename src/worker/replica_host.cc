@@ -1,6 +1,12 @@
 #include "worker/replica_host.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <utility>
@@ -13,6 +19,7 @@
 #include "raft/hub.h"
 #include "raft/loop.h"
 #include "rpc/topology.h"
+#include "worker/copy_fetcher.h"
 #include "worker/shard_replica.h"
 
 namespace das::worker {
@@ -21,13 +28,46 @@ namespace {
 using internal::v1::TopologyRequest;
 
 constexpr char kTopologyFile[] = "topology.pb";
+// In a replica's directory: copies made for other workers, and the one fetched for this one.
+constexpr char kCopyOutPrefix[] = "copy-out-";
+constexpr char kCopyIn[] = "copy-in.duckdb";
+constexpr size_t kCopiesKept = 2;
+
+// A copy made for another worker, until it was fully read (or a newer one replaced it).
+struct OutgoingCopy {
+  std::string path;
+  uint64_t size = 0;
+};
 
 struct Replica {
   uint32_t shard = 0;
+  std::filesystem::path dir;
   std::unique_ptr<Store> store;
   std::unique_ptr<ShardReplica> machine;
   std::unique_ptr<raft::Group> group;
+  // The other data replicas' internal API addresses, where a copy can come from.
+  std::vector<std::string> peers;
+  std::mutex copy_mu;
+  std::map<uint64_t, OutgoingCopy> outgoing;  // by copy id; GUARDED_BY(copy_mu)
+  std::atomic<uint64_t> copies_served{0};
 };
+
+Result<std::string> ReadAt(const std::string& path, uint64_t offset, size_t length) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Unavailable("cannot open " + path + ": " + std::strerror(errno));
+  std::string data(length, '\0');
+  size_t got = 0;
+  while (got < length) {
+    const ssize_t n =
+        ::pread(fd, data.data() + got, length - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (got != length) return Unavailable("cannot read " + path + " at " + std::to_string(offset));
+  return data;
+}
 
 class ReplicaHostImpl final : public ReplicaHost {
  public:
@@ -106,6 +146,73 @@ class ReplicaHostImpl final : public ReplicaHost {
     (*replica)->group->Transfer(to, std::move(done));
   }
 
+  void StartCopy(uint32_t shard, uint64_t min_index,
+                 std::function<void(Result<internal::v1::CopyResponse>)> done) override {
+    Result<Replica*> found = Find(shard);
+    if (!found.ok()) return done(std::move(found).status());
+    Replica* replica = *found;
+    const uint64_t applied = replica->store->applied_index();
+    if (applied < min_index) {
+      return done(Unavailable("worker " + std::to_string(options_.node_id) +
+                              "'s replica of shard " + std::to_string(shard) +
+                              " holds the entries up to " + std::to_string(applied) +
+                              ", not up to " + std::to_string(min_index)));
+    }
+    const uint64_t id = next_copy_id_.fetch_add(1, std::memory_order_relaxed);
+    std::string path = (replica->dir / (kCopyOutPrefix + std::to_string(id) + ".duckdb")).string();
+    replica->store->ExportCopy(
+        path, [replica, id, path, done = std::move(done)](Result<uint64_t> exported) {
+          std::error_code error;
+          Result<uint64_t> checksum = exported.ok() ? HashFile(path) : exported.status();
+          const uint64_t size = std::filesystem::file_size(path, error);
+          if (!checksum.ok() || error) {
+            std::filesystem::remove(path, error);
+            return done(checksum.ok() ? Unavailable("cannot size " + path) : checksum.status());
+          }
+          {
+            std::lock_guard lock(replica->copy_mu);
+            replica->outgoing.emplace(id, OutgoingCopy{path, size});
+            while (replica->outgoing.size() > kCopiesKept) {
+              std::filesystem::remove(replica->outgoing.begin()->second.path, error);
+              replica->outgoing.erase(replica->outgoing.begin());
+            }
+          }
+          spdlog::info("shard {}: made copy {} at entry {} ({} bytes) for another replica",
+                       replica->shard, id, *exported, size);
+          internal::v1::CopyResponse response;
+          response.set_copy_id(id);
+          response.set_applied_index(*exported);
+          response.set_size_bytes(size);
+          response.set_checksum(*checksum);
+          done(std::move(response));
+        });
+  }
+
+  Result<std::string> ReadCopyChunk(uint32_t shard, uint64_t copy_id, uint64_t offset) override {
+    ASSIGN_OR_RETURN(Replica * replica, Find(shard));
+    std::lock_guard lock(replica->copy_mu);
+    auto it = replica->outgoing.find(copy_id);
+    if (it == replica->outgoing.end()) {
+      return NotFound("copy " + std::to_string(copy_id) + " of shard " + std::to_string(shard) +
+                      " is gone; ask for a new one");
+    }
+    const OutgoingCopy& copy = it->second;
+    if (offset >= copy.size) {
+      return InvalidArgument("offset " + std::to_string(offset) + " is past the copy's " +
+                             std::to_string(copy.size) + " bytes");
+    }
+    const size_t length =
+        static_cast<size_t>(std::min<uint64_t>(kCopyChunkBytes, copy.size - offset));
+    ASSIGN_OR_RETURN(std::string data, ReadAt(copy.path, offset, length));
+    if (offset + length == copy.size) {  // read to the end: done with it
+      std::error_code error;
+      std::filesystem::remove(copy.path, error);
+      replica->outgoing.erase(it);
+      replica->copies_served.fetch_add(1, std::memory_order_relaxed);
+    }
+    return data;
+  }
+
   std::vector<internal::v1::ReplicaHealth> Health() override {
     std::vector<internal::v1::ReplicaHealth> out;
     if (!open_.load(std::memory_order_acquire)) return out;
@@ -119,6 +226,8 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_applied_index(info.applied_index);
       health.set_stored_index(replica->store->applied_index());
       health.set_leader_id(info.leader_id);
+      health.set_copies_installed(replica->machine->copies_installed());
+      health.set_copies_served(replica->copies_served.load(std::memory_order_relaxed));
       replica->store->ComputeAggregate([&health](Result<Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);
       });
@@ -200,11 +309,23 @@ class ReplicaHostImpl final : public ReplicaHost {
         std::filesystem::path(options_.data_dir) / "shards" / std::to_string(placement.shard());
     auto replica = std::make_unique<Replica>();
     replica->shard = placement.shard();
+    replica->dir = dir;
+    RemoveStaleCopies(dir);
     StoreOptions store_options = options_.store;
     store_options.data_dir = dir.string();
     store_options.file_name = "shard.duckdb";
     ASSIGN_OR_RETURN(replica->store, Store::Open(store_options));
-    replica->machine = std::make_unique<ShardReplica>(placement.shard(), *replica->store);
+    for (uint64_t voter : placement.voters()) {
+      const internal::v1::NodeAddress* node = rpc::FindNode(topology, voter);
+      if (voter != self.node_id() && node != nullptr && !node->http_address().empty()) {
+        replica->peers.push_back(node->http_address());
+      }
+    }
+    replica->machine = std::make_unique<ShardReplica>(
+        placement.shard(), *replica->store,
+        [this, replica = replica.get()](uint64_t min_index, const std::atomic<bool>& stopping) {
+          return FetchCopy(*replica, min_index, stopping);
+        });
     raft::GroupOptions group;
     group.hub = hub_.get();
     group.group_id = placement.shard();
@@ -229,6 +350,35 @@ class ReplicaHostImpl final : public ReplicaHost {
     return replica;
   }
 
+  // For a replica behind its leader's log: a copy from one of the other data replicas.
+  Result<std::string> FetchCopy(Replica& replica, uint64_t min_index,
+                                const std::atomic<bool>& stopping) {
+    if (options_.copies == nullptr) return Unavailable("this worker fetches no copies");
+    const std::string path = (replica.dir / kCopyIn).string();
+    Status last = Unavailable("shard " + std::to_string(replica.shard) +
+                              " has no other data replica to copy from");
+    for (const std::string& peer : replica.peers) {
+      Result<uint64_t> fetched =
+          options_.copies->Fetch(peer, replica.shard, min_index, path, stopping);
+      if (fetched.ok()) return path;
+      last = std::move(fetched).status();
+      if (stopping.load(std::memory_order_acquire)) break;
+      spdlog::info("shard {}: no copy from {}: {}", replica.shard, peer, last.ToString());
+    }
+    return last;
+  }
+
+  // Copies a previous run made or fetched and did not finish with.
+  static void RemoveStaleCopies(const std::filesystem::path& dir) {
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with(kCopyOutPrefix) || name.starts_with(kCopyIn)) {
+        std::filesystem::remove(entry.path(), error);
+      }
+    }
+  }
+
   void CloseOpenedLocked() {
     for (auto& [shard, replica] : replicas_) replica->group->Close();
     for (auto& [shard, replica] : replicas_) replica->store->Stop();
@@ -247,6 +397,9 @@ class ReplicaHostImpl final : public ReplicaHost {
   std::map<uint32_t, std::unique_ptr<Replica>> replicas_;
   std::atomic<bool> open_{false};
   std::atomic<uint64_t> saved_cluster_id_{0};  // of the kept topology, while it opens
+  // Copy ids: distinct across restarts too, so a fetch never reads another run's copy.
+  std::atomic<uint64_t> next_copy_id_{static_cast<uint64_t>(
+      std::chrono::system_clock::now().time_since_epoch() / std::chrono::microseconds(1))};
 };
 
 }  // namespace

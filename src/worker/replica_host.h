@@ -28,6 +28,11 @@
 
 namespace das::worker {
 
+class CopyFetcher;
+
+// The most a copy chunk carries (ReplicaHost::ReadCopyChunk).
+inline constexpr size_t kCopyChunkBytes = 4 << 20;
+
 struct ReplicaHostOptions {
   uint64_t node_id = 0;     // this worker's id (its --id)
   std::string data_dir;     // the worker's data directory
@@ -38,6 +43,9 @@ struct ReplicaHostOptions {
   unsigned heartbeat_timeout_ms = 50;
   unsigned snapshot_threshold = 1024;
   unsigned snapshot_trailing = 8192;
+  // Fetches copies from other workers for replicas behind their leader's log (not owned; null:
+  // such a replica cannot catch up).
+  CopyFetcher* copies = nullptr;
 };
 
 class ReplicaHost {
@@ -64,6 +72,14 @@ class ReplicaHost {
   virtual void Read(uint32_t shard, AggregateCallback done) = 0;
   // Hands leadership of `shard` to node `to`.
   virtual void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) = 0;
+  // Makes a copy of this worker's replica of `shard` at an applied index of at least
+  // `min_index` for another worker to fetch (ReadCopyChunk); kUnavailable when this replica is
+  // behind that. The two newest copies of a shard are kept until fully read.
+  virtual void StartCopy(uint32_t shard, uint64_t min_index,
+                         std::function<void(Result<internal::v1::CopyResponse>)> done) = 0;
+  // Up to kCopyChunkBytes of copy `copy_id` from `offset`; the copy is deleted once its last
+  // byte was read. kNotFound when it is gone.
+  virtual Result<std::string> ReadCopyChunk(uint32_t shard, uint64_t copy_id, uint64_t offset) = 0;
   // One entry per replica held, and the rows over all of them.
   virtual std::vector<internal::v1::ReplicaHealth> Health() = 0;
 

@@ -142,6 +142,12 @@ WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* repl
     router_.Add("POST", rpc::kTransferPath, [this](http::Request request, http::Target) {
       return Transfer(std::move(request));
     });
+    router_.Add("POST", rpc::kCopyPath, [this](http::Request request, http::Target) {
+      return StartCopy(std::move(request));
+    });
+    router_.Add("POST", rpc::kCopyChunkPath, [this](http::Request request, http::Target) {
+      return CopyChunk(std::move(request));
+    });
   }
   router_.Add("POST", rpc::kWritePath,
               [this](http::Request request, http::Target) { return Write(std::move(request)); });
@@ -322,6 +328,32 @@ asio::awaitable<http::Response> WorkerService::Transfer(http::Request request) {
   Result<bool> transferred = co_await std::move(op);
   if (!transferred.ok()) co_return rpc::ErrorResponse(transferred.status());
   co_return rpc::ProtobufResponse(internal::v1::TransferResponse());
+}
+
+asio::awaitable<http::Response> WorkerService::StartCopy(http::Request request) {
+  std::optional<internal::v1::CopyRequest> copy = Parse<internal::v1::CopyRequest>(request);
+  if (!copy) co_return Undecodable(internal::v1::CopyRequest());
+  auto start = [this, shard = copy->shard(), min_index = copy->min_index()](auto done) {
+    replicas_->StartCopy(shard, min_index, std::move(done));
+  };
+  asio::awaitable<Result<internal::v1::CopyResponse>> op =
+      AwaitStore<internal::v1::CopyResponse>(std::move(start));
+  Result<internal::v1::CopyResponse> made = co_await std::move(op);
+  if (!made.ok()) co_return rpc::ErrorResponse(made.status());
+  co_return rpc::ProtobufResponse(*made);
+}
+
+asio::awaitable<http::Response> WorkerService::CopyChunk(http::Request request) {
+  std::optional<internal::v1::CopyChunkRequest> chunk =
+      Parse<internal::v1::CopyChunkRequest>(request);
+  if (!chunk) co_return Undecodable(internal::v1::CopyChunkRequest());
+  // At most 4 MiB read from a file the page cache most likely holds: done on this thread.
+  Result<std::string> data =
+      replicas_->ReadCopyChunk(chunk->shard(), chunk->copy_id(), chunk->offset());
+  if (!data.ok()) co_return rpc::ErrorResponse(data.status());
+  internal::v1::CopyChunkResponse response;
+  response.set_data(std::move(*data));
+  co_return rpc::ProtobufResponse(response);
 }
 
 }  // namespace das::worker

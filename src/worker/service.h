@@ -12,6 +12,9 @@
 //   POST /internal/v1/write            with `shard`: proposed on the shard's raft group
 //   POST /internal/v1/shard/aggregate  ShardReadRequest -> AggregateResponse (at the leader)
 //   POST /internal/v1/shard/transfer   TransferRequest -> TransferResponse
+//   POST /internal/v1/shard/copy       CopyRequest -> CopyResponse (a copy made for a replica
+//                                      behind its leader's log)
+//   POST /internal/v1/shard/copy/chunk CopyChunkRequest -> CopyChunkResponse (its bytes)
 //
 // Every failure is answered with an ErrorStatus (rpc/status_wire.h) whose code the control node
 // acts on. Rows are re-validated here (the same limits as the public API): a sub-batch with a
@@ -50,6 +53,8 @@ class WorkerService {
   boost::asio::awaitable<http::Response> Topology(http::Request request);
   boost::asio::awaitable<http::Response> ShardRead(http::Request request);
   boost::asio::awaitable<http::Response> Transfer(http::Request request);
+  boost::asio::awaitable<http::Response> StartCopy(http::Request request);
+  boost::asio::awaitable<http::Response> CopyChunk(http::Request request);
   boost::asio::awaitable<http::Response> WriteReplicated(internal::v1::WriteRequest& write);
 
   const uint32_t worker_id_;

@@ -82,8 +82,12 @@ std::optional<std::vector<SubBatchOutcome>> StatelessOutcomes(const ReplicatedEn
 
 }  // namespace
 
-ShardReplica::ShardReplica(uint64_t shard_id, Store& store, const Clock& clock)
-    : shard_id_(shard_id), store_(store), clock_(clock), next_request_id_(RandomSeed()) {}
+ShardReplica::ShardReplica(uint64_t shard_id, Store& store, CopySource copies, const Clock& clock)
+    : shard_id_(shard_id),
+      store_(store),
+      copies_(std::move(copies)),
+      clock_(clock),
+      next_request_id_(RandomSeed()) {}
 
 void ShardReplica::Propose(uint64_t request_id, std::vector<SubBatch> batches, WriteCallback done) {
   if (request_id == 0) request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
@@ -239,6 +243,10 @@ Result<std::string> ShardReplica::Snapshot() {
   // steady load it would otherwise always be a few entries behind, and no snapshot would ever
   // be taken. The wait is bounded, well below the election timeout.
   const uint64_t seen = last_seen_index_.load(std::memory_order_acquire);
+  // A copy in flight can take long: no wait on the loop thread for it.
+  if (restoring_.load(std::memory_order_acquire) > 0) {
+    return Unavailable("shard " + std::to_string(shard_id_) + ": installing a copy");
+  }
   uint64_t applied = store_.applied_index();
   if (applied < seen) {
     std::unique_lock lock(mu_);
@@ -259,11 +267,34 @@ Status ShardReplica::Restore(std::string_view snapshot) {
   for (int i = 0; i < 8; ++i) {
     index |= static_cast<uint64_t>(static_cast<unsigned char>(snapshot[8 + i])) << (8 * i);
   }
+  // Raft's log now starts after `index`: whatever the store did not apply, a copy brings.
+  uint64_t seen = last_seen_index_.load(std::memory_order_acquire);
+  while (seen < index && !last_seen_index_.compare_exchange_weak(seen, index)) {
+  }
   // A replica whose store already covers the manifest restores nothing.
-  if (store_.applied_index() >= index) return Status::Ok();
-  return Unavailable("shard " + std::to_string(shard_id_) + ": catching up from index " +
-                     std::to_string(store_.applied_index()) + " to " + std::to_string(index) +
-                     " needs a copy of a data replica (not built yet)");
+  const uint64_t applied = store_.applied_index();
+  if (applied >= index) return Status::Ok();
+  if (!copies_) {
+    return Unavailable("shard " + std::to_string(shard_id_) + ": catching up from index " +
+                       std::to_string(applied) + " to " + std::to_string(index) +
+                       " needs a copy of a data replica, and this replica has no source of one");
+  }
+  spdlog::info(
+      "shard {}: the log resumes after entry {}, the store holds up to {}: fetching a "
+      "copy of another data replica",
+      shard_id_, index, applied);
+  restoring_.fetch_add(1, std::memory_order_acq_rel);
+  store_.ReplaceFromCopy(
+      index, [this, index](const std::atomic<bool>& stopping) { return copies_(index, stopping); },
+      [this, index](Status installed) {
+        restoring_.fetch_sub(1, std::memory_order_acq_rel);
+        if (installed.ok()) {
+          copies_installed_.fetch_add(1, std::memory_order_relaxed);
+          spdlog::info("shard {}: caught up from a copy (at least entry {})", shard_id_, index);
+          ReleaseReads();
+        }
+      });
+  return Status::Ok();
 }
 
 }  // namespace das::worker

@@ -31,10 +31,17 @@
 
 namespace das::worker {
 
+// Fetches a copy of the shard's store at an applied index of at least `min_index` from another
+// data replica, into a local file whose path it returns (Store::ReplaceFromCopy's CopyFetch).
+using CopySource =
+    std::function<Result<std::string>(uint64_t min_index, const std::atomic<bool>& stopping)>;
+
 class ShardReplica final : public raft::StateMachine {
  public:
-  // `store` and `clock` (not owned) outlive the replica.
-  ShardReplica(uint64_t shard_id, Store& store, const Clock& clock = Clock::Real());
+  // `store` and `clock` (not owned) outlive the replica. Without `copies` a replica behind a
+  // snapshot cannot catch up (Restore fails).
+  ShardReplica(uint64_t shard_id, Store& store, CopySource copies = nullptr,
+               const Clock& clock = Clock::Real());
   ShardReplica(const ShardReplica&) = delete;
   ShardReplica& operator=(const ShardReplica&) = delete;
 
@@ -67,7 +74,13 @@ class ShardReplica final : public raft::StateMachine {
   void Apply(uint64_t index, std::string_view entry) override;
   // Fails while the store has not applied every entry handed to it (libraft retries later).
   Result<std::string> Snapshot() override;
+  // A manifest this replica's store covers restores nothing; else the store is replaced by a
+  // copy of another data replica's (fetched off the loop thread, on the store's writer, before
+  // any later entry is applied there: reads and keyed writes wait for it).
   Status Restore(std::string_view snapshot) override;
+
+  // How many copies this replica installed since it started.
+  uint64_t copies_installed() const { return copies_installed_.load(std::memory_order_relaxed); }
 
  private:
   // Completes the proposer of `request_id`, if it is waiting here (only on the proposing
@@ -82,8 +95,11 @@ class ShardReplica final : public raft::StateMachine {
 
   const uint64_t shard_id_;
   Store& store_;
+  const CopySource copies_;
   const Clock& clock_;
   raft::Group* group_ = nullptr;
+  std::atomic<int> restoring_{0};  // copies being fetched or installed
+  std::atomic<uint64_t> copies_installed_{0};
   std::atomic<uint64_t> next_request_id_;
   std::atomic<uint64_t> last_seen_index_{0};  // the last entry handed to the store
 

@@ -129,6 +129,47 @@ Result<Aggregate> ReadAggregate(duckdb_connection conn) {
   return aggregate;
 }
 
+// A consistent copy of the store's tables in a new DuckDB file (Store::ExportCopy): one read
+// transaction, so the rows, keys, request ids and applied index are of one moment; the writer
+// goes on meanwhile (MVCC). Its applied index, or 0 for a store that never applied an entry.
+Result<uint64_t> WriteCopy(duckdb_connection conn, const std::string& path) {
+  std::error_code error;
+  std::filesystem::remove(path, error);
+  std::filesystem::remove(path + ".wal", error);
+  std::string quoted;  // a SQL string literal: ATTACH takes no parameters
+  for (char c : path) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  RETURN_IF_ERROR(duck::Exec(conn, ("ATTACH '" + quoted + "' AS das_copy_out").c_str()));
+  auto copy = [conn]() -> Result<uint64_t> {
+    RETURN_IF_ERROR(duck::Exec(conn, "BEGIN TRANSACTION"));
+    for (const char* table : {"rows", "idempotency_keys", "raft_requests", "raft_applied"}) {
+      const std::string sql =
+          std::string("CREATE TABLE das_copy_out.") + table + " AS SELECT * FROM " + table;
+      if (Status copied = duck::Exec(conn, sql.c_str()); !copied.ok()) {
+        (void)duck::Exec(conn, "ROLLBACK");
+        return copied;
+      }
+    }
+    RETURN_IF_ERROR(duck::Exec(conn, "COMMIT"));
+    ASSIGN_OR_RETURN(duck::QueryResult result,
+                     duck::Query(conn, "SELECT applied_index FROM das_copy_out.raft_applied"));
+    uint64_t index = 0;
+    if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
+      index = chunk->Data<uint64_t>(0)[0];
+    }
+    RETURN_IF_ERROR(duck::Exec(conn, "CHECKPOINT das_copy_out"));
+    return index;
+  };
+  Result<uint64_t> copied = copy();
+  Status detached = duck::Exec(conn, "DETACH das_copy_out");
+  if (!copied.ok()) return copied;
+  RETURN_IF_ERROR(detached);
+  // Checkpointed and closed: the file alone is the copy.
+  if (std::filesystem::exists(path + ".wal", error)) {
+    return Internal("the copy " + path + " kept a write-ahead log after DETACH");
+  }
+  return copied;
+}
+
 class StoreImpl final : public Store {
  public:
   StoreImpl(std::string db_path, const StoreOptions& options, DirLock lock, duck::DatabaseHandle db,
@@ -155,12 +196,18 @@ class StoreImpl final : public Store {
   SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
+  void ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) override;
+  void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) override;
   void Stop() override;
 
  private:
   template <typename T>
   void SubmitRead(std::function<void(Result<T>)> done, Result<T> (*query)(duckdb_connection));
   void WriterLoop(Writer& writer);
+  // On the writer thread: `group`'s writes in one transaction, unless a replacement failed.
+  void ApplyWrites(Writer& writer, std::vector<WriteRequest>& group);
+  void RunReplace(Writer& writer, WriteRequest::Replace& replace);
+  Status InstallCopy(Writer& writer, const std::string& path, uint64_t min_index);
   void ReaderLoop(duck::ConnectionHandle conn);
   Status Stopping() const { return ShuttingDown("store " + db_path_ + " is stopping"); }
 
@@ -177,6 +224,11 @@ class StoreImpl final : public Store {
   std::mutex stop_mu_;
   bool stopped_ = false;  // GUARDED_BY(stop_mu_)
   std::atomic<bool> stopping_{false};
+  // Wakes the writer from a pause between two attempts to install a copy.
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+  // A replacement gave up (the store stops): no later entry may be applied over the gap.
+  bool replace_failed_ = false;  // writer thread only
   // Released in Stop(), in this order: threads (and with them the connections), database, lock.
   DirLock lock_;
   duck::DatabaseHandle db_;
@@ -240,13 +292,84 @@ void StoreImpl::SubmitRead(std::function<void(Result<T>)> done,
   if (!read_queue_.Push(task)) done(Stopping());
 }
 
+void StoreImpl::ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) {
+  ReadTask task = [done, path = std::move(path)](duckdb_connection conn) {
+    done(WriteCopy(conn, path));
+  };
+  if (!read_queue_.Push(task)) done(Stopping());
+}
+
+void StoreImpl::ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) {
+  WriteRequest request;
+  request.replace = std::make_shared<WriteRequest::Replace>(
+      WriteRequest::Replace{min_index, std::move(fetch), std::move(done)});
+  if (!write_queue_.Push(request)) request.replace->done(Stopping());
+}
+
+void StoreImpl::ApplyWrites(Writer& writer, std::vector<WriteRequest>& group) {
+  if (group.empty()) return;
+  if (replace_failed_) {
+    for (WriteRequest& request : group) request.done(Stopping());
+    return;
+  }
+  writer.Apply(group);
+}
+
+void StoreImpl::RunReplace(Writer& writer, WriteRequest::Replace& replace) {
+  if (writer.applied_index() >= replace.min_index) return replace.done(Status::Ok());
+  std::chrono::milliseconds pause(100);
+  while (!stopping_.load(std::memory_order_acquire)) {
+    Result<std::string> path = replace.fetch(stopping_);
+    Status installed = path.ok() ? InstallCopy(writer, *path, replace.min_index) : path.status();
+    if (path.ok()) {
+      std::error_code error;
+      std::filesystem::remove(*path, error);
+    }
+    if (installed.ok()) return replace.done(Status::Ok());
+    if (stopping_.load(std::memory_order_acquire)) break;
+    spdlog::warn("store {}: no copy at index {} installed yet: {}; again in {} ms", db_path_,
+                 replace.min_index, installed.ToString(), pause.count());
+    std::unique_lock lock(wake_mu_);
+    wake_.wait_for(lock, pause, [this] { return stopping_.load(std::memory_order_acquire); });
+    pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(5));
+  }
+  replace_failed_ = true;
+  replace.done(Stopping());
+}
+
+Status StoreImpl::InstallCopy(Writer& writer, const std::string& path, uint64_t min_index) {
+  RETURN_IF_ERROR(writer.ImportCopy(path, min_index));
+  // The running aggregate starts again from the new rows; reads meanwhile see the old ones.
+  ASSIGN_OR_RETURN(Aggregate initial, ReadAggregate(writer.connection()));
+  initial.applied_index = writer.applied_index();
+  running_->Reset(initial);
+  return Status::Ok();
+}
+
 void StoreImpl::WriterLoop(Writer& writer) {
   auto weight = [](const WriteRequest& request) { return request.rows; };
   for (;;) {
     std::vector<WriteRequest> group = write_queue_.PopGroup(max_rows_per_commit_, weight);
     if (group.empty()) return;  // closed and drained
     const auto started = std::chrono::steady_clock::now();
-    writer.Apply(group);
+    const bool replaces = std::any_of(group.begin(), group.end(),
+                                      [](const WriteRequest& request) { return request.replace; });
+    if (!replaces) {
+      ApplyWrites(writer, group);
+    } else {
+      // In order: the writes before a replacement, the replacement, the writes after it.
+      std::vector<WriteRequest> writes;
+      for (WriteRequest& request : group) {
+        if (!request.replace) {
+          writes.push_back(std::move(request));
+          continue;
+        }
+        ApplyWrites(writer, writes);
+        writes.clear();
+        RunReplace(writer, *request.replace);
+      }
+      ApplyWrites(writer, writes);
+    }
     // What arrives meanwhile waits for the next transaction: fewer, larger commits (each costs
     // DuckDB a few milliseconds of CPU, whatever its size).
     if (min_commit_interval_.count() > 0 && !stopping_.load(std::memory_order_acquire)) {
@@ -268,6 +391,8 @@ void StoreImpl::Stop() {
   if (stopped_) return;
   stopped_ = true;
   stopping_.store(true, std::memory_order_release);
+  { std::lock_guard wake(wake_mu_); }
+  wake_.notify_all();
   write_queue_.Close();
   read_queue_.Close();
   if (writer_thread_.joinable()) writer_thread_.join();

@@ -14,6 +14,7 @@
 // caller's) and must not block.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -97,6 +98,11 @@ struct ReplicatedEntry {
 // transaction failed (nothing of it was stored).
 using WriteCallback = std::function<void(Result<std::vector<SubBatchOutcome>>)>;
 using AggregateCallback = std::function<void(Result<Aggregate>)>;
+using StatusCallback = std::function<void(Status)>;
+// For Store::ReplaceFromCopy: fetches a copy of another replica's store and returns the path of
+// the local DuckDB file it wrote (durable under that name), or why not. `stopping` turns true
+// when the store stops: give up then.
+using CopyFetch = std::function<Result<std::string>(const std::atomic<bool>& stopping)>;
 
 class Store {
  public:
@@ -130,6 +136,18 @@ class Store {
   // added exactly), on a reader thread. What the running aggregate starts from; tests compare
   // the two.
   virtual void ScanAggregate(AggregateCallback done) = 0;
+
+  // Writes a consistent copy of this store's data (rows, idempotency keys, request window,
+  // applied index) to a new DuckDB file at `path`, in one read transaction on a reader thread:
+  // the writer goes on meanwhile. `done` gets the copy's applied index.
+  virtual void ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) = 0;
+  // Replaces this store's data by a copy (ExportCopy's, fetched by `fetch`) at an applied index
+  // of at least `min_index`, in order with Apply: entries queued after it wait for it, and
+  // those the copy already holds are skipped. On the writer thread, `fetch` is called until a
+  // copy is installed (again after a pause when it or the copy fails), or the store stops:
+  // then `done` gets kShuttingDown, and no entry queued after it is applied. A store already
+  // at `min_index` installs nothing. The copy file is deleted after use.
+  virtual void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) = 0;
 
   // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
   // closes the database. Safe to call more than once; the destructor calls it.

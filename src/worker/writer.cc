@@ -32,10 +32,26 @@ constexpr const char* kCreateApplied =
 constexpr const char* kStoreApplied = "INSERT OR REPLACE INTO raft_applied VALUES (1, $1)";
 constexpr const char* kSelectApplied = "SELECT applied_index FROM raft_applied WHERE id = 1";
 
+// A copy of another replica's store (Store::ExportCopy), attached read-only while its tables
+// replace this store's. The keys and the applied index go in with INSERT OR REPLACE: a key
+// deleted and inserted again in one transaction trips DuckDB's unique index.
+constexpr const char* kCopyAlias = "das_copy";
+constexpr const char* kCopyApplied = "SELECT applied_index FROM das_copy.raft_applied WHERE id = 1";
+constexpr const char* kImportCopy[] = {
+    "DELETE FROM rows",
+    "INSERT INTO rows SELECT * FROM das_copy.rows",
+    "DELETE FROM idempotency_keys WHERE key NOT IN (SELECT key FROM das_copy.idempotency_keys)",
+    "INSERT OR REPLACE INTO idempotency_keys SELECT * FROM das_copy.idempotency_keys",
+    "DELETE FROM raft_requests",
+    "INSERT INTO raft_requests SELECT * FROM das_copy.raft_requests",
+    "INSERT OR REPLACE INTO raft_applied SELECT * FROM das_copy.raft_applied",
+};
+
 }  // namespace
 
 Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
-               RunningAggregate* running, KeyIndex* keys, const Clock* clock)
+               RunningAggregate* running, KeyIndex* keys, const Clock* clock,
+               uint64_t request_window)
     : conn_(std::move(conn)),
       db_path_(std::move(db_path)),
       retention_us_(std::chrono::duration_cast<std::chrono::microseconds>(retention).count()),
@@ -43,12 +59,14 @@ Writer::Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::se
       prune_interval_(std::min<Clock::Monotonic::duration>(retention, kMaxPruneInterval)),
       last_prune_(clock->Now()),
       running_(running),
-      keys_(*keys) {}
+      keys_(*keys),
+      request_window_(request_window) {}
 
 Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
                               std::chrono::seconds retention, RunningAggregate* running,
                               KeyIndex* keys, const Clock* clock, uint64_t request_window) {
-  Writer writer(std::move(conn), std::move(db_path), retention, running, keys, clock);
+  Writer writer(std::move(conn), std::move(db_path), retention, running, keys, clock,
+                request_window);
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateRows));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateKeys));
   RETURN_IF_ERROR(duck::Exec(writer.conn_.get(), kCreateApplied));
@@ -159,6 +177,56 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
   for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(result->outcomes[i]));
 }
 
+Status Writer::ImportCopy(const std::string& path, uint64_t min_index) {
+  std::string quoted;  // a SQL string literal: ATTACH takes no parameters
+  for (char c : path) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  const std::string attach = "ATTACH '" + quoted + "' AS " + kCopyAlias + " (READ_ONLY)";
+  RETURN_IF_ERROR(duck::Exec(conn_.get(), attach.c_str()));
+  Status imported = ImportAttached(min_index);
+  Status detached = duck::Exec(conn_.get(), (std::string("DETACH ") + kCopyAlias).c_str());
+  RETURN_IF_ERROR(imported);
+  return detached;
+}
+
+Status Writer::ImportAttached(uint64_t min_index) {
+  uint64_t copy_index = 0;
+  {
+    ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn_.get(), kCopyApplied));
+    if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
+      copy_index = chunk->Data<uint64_t>(0)[0];
+    }
+  }
+  if (copy_index < min_index) {
+    return Unavailable("the copy holds the entries up to " + std::to_string(copy_index) +
+                       ", not up to " + std::to_string(min_index));
+  }
+  // No appender buffers anything between transactions; new ones follow the new contents.
+  appenders_ = Appenders{};
+  RETURN_IF_ERROR(duck::Exec(conn_.get(), "BEGIN TRANSACTION"));
+  Status copied = Status::Ok();
+  for (const char* sql : kImportCopy) {
+    copied = duck::Exec(conn_.get(), sql);
+    if (!copied.ok()) break;
+  }
+  if (copied.ok()) copied = duck::Exec(conn_.get(), "COMMIT");
+  if (!copied.ok()) {
+    Status rolled_back = duck::Exec(conn_.get(), "ROLLBACK");
+    if (!rolled_back.ok()) spdlog::debug("store {}: {}", db_path_, rolled_back.ToString());
+    return copied;
+  }
+  // The committed contents are the copy's: everything in memory follows them.
+  applied_index_ = copy_index;
+  keys_.Clear();
+  RETURN_IF_ERROR(LoadKeys());
+  requests_.reset();
+  ASSIGN_OR_RETURN(RequestWindow requests,
+                   RequestWindow::Create(conn_.get(), applied_index_, request_window_));
+  requests_.emplace(std::move(requests));
+  spdlog::info("store {}: installed a copy at applied index {} ({} idempotency keys)", db_path_,
+               applied_index_, keys_.size());
+  return Status::Ok();
+}
+
 void Writer::AddCommittedRows(const std::vector<WriteRequest>& group, const GroupResult& result) {
   for (size_t i = 0; i < group.size(); ++i) {
     if (result.repeated[i]) continue;
@@ -213,9 +281,18 @@ Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group
   for (size_t i = 0; i < group.size(); ++i) {
     const WriteRequest& request = group[i];
     std::vector<SubBatchOutcome>& outcomes = result.outcomes.emplace_back();
-    // A raft entry this store already committed (a replay after a restart): nothing to do, and
-    // no outcome (nobody waits for it).
-    if (request.raft_index != 0 && request.raft_index <= applied_index_) continue;
+    // A raft entry this store already committed (a replay after a restart, or an entry a copy
+    // brought): nothing to store. Its outcomes, when the window has them, are for a proposer
+    // that may wait for it (a leader whose entry arrived in a copy); else none (nobody waits).
+    if (request.raft_index != 0 && request.raft_index <= applied_index_) {
+      result.repeated[i] = true;
+      if (request.request_id == 0) continue;
+      if (std::optional<std::vector<SubBatchOutcome>> first =
+              requests_->Find(request.request_id, request.raft_index)) {
+        outcomes = std::move(*first);
+      }
+      continue;
+    }
     if (request.request_id != 0) {
       if (std::optional<std::vector<SubBatchOutcome>> first =
               requests_->Find(request.request_id, request.raft_index)) {

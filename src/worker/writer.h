@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +35,13 @@ struct WriteRequest {
   int64_t ingest_ts_us = 0;
   // The control node's id of the request (0: none); see RequestWindow.
   uint64_t request_id = 0;
+  // Set: no write but Store::ReplaceFromCopy (`batches` and `done` unused).
+  struct Replace {
+    uint64_t min_index = 0;
+    CopyFetch fetch;
+    StatusCallback done;
+  };
+  std::shared_ptr<Replace> replace = nullptr;
 };
 
 class Writer {
@@ -55,6 +63,14 @@ class Writer {
   // stored). May first forget expired keys (see PruneDue).
   void Apply(std::vector<WriteRequest>& group);
 
+  // Replaces every table's contents by those of the DuckDB file at `path` (a copy of another
+  // replica's store, Store::ExportCopy) in one transaction, and reloads the keys, the request
+  // window and the applied index from them. kUnavailable when the copy's applied index is below
+  // `min_index` (nothing changes then).
+  Status ImportCopy(const std::string& path, uint64_t min_index);
+  // The write connection, for a scan on the writer thread.
+  duckdb_connection connection() const { return conn_.get(); }
+
  private:
   // Keys this transaction stored so far; they point into the group's sub-batches.
   using PendingKeys = std::unordered_map<std::string_view, KeyRecord>;
@@ -75,7 +91,8 @@ class Writer {
   };
 
   Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
-         RunningAggregate* running, KeyIndex* keys, const Clock* clock);
+         RunningAggregate* running, KeyIndex* keys, const Clock* clock, uint64_t request_window);
+  Status ImportAttached(uint64_t min_index);
   Result<std::vector<SubBatchOutcome>> ApplyRequest(const WriteRequest& request, int64_t now_us,
                                                     GroupResult& result);
   Status PrepareStatements();
@@ -113,6 +130,7 @@ class Writer {
   Appenders appenders_;
   RunningAggregate* running_;
   KeyIndex& keys_;
+  uint64_t request_window_;
   std::optional<RequestWindow> requests_;  // set by Create
 };
 

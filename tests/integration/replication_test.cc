@@ -188,6 +188,69 @@ TEST_F(ReplicationTest, ThreeWorkersSurviveTheKillOfAnyWorkerAndCatchUp) {
   EXPECT_TRUE(EveryWorkerHolds(expected.count()));
 }
 
+// A worker's replicas per shard, from its internal health (protobuf).
+std::map<uint32_t, internal::v1::ReplicaHealth> ReplicasOf(int worker_port) {
+  std::map<uint32_t, internal::v1::ReplicaHealth> out;
+  Result<HttpResponse> r = HttpGet(worker_port, "/internal/v1/health");
+  internal::v1::WorkerHealthResponse health;
+  EXPECT_TRUE(r.ok() && r->status == 200 && health.ParseFromString(r->body))
+      << (r.ok() ? r->body.substr(0, 300) : r.status().ToString());
+  for (const internal::v1::ReplicaHealth& replica : health.replicas())
+    out[replica.shard()] = replica;
+  return out;
+}
+
+// A worker away while its shards' logs moved past what the leaders keep (each snapshot drops
+// all but 16 entries here) cannot catch up from the log: its replicas fetch a copy of another
+// data replica's DuckDB data out of band, install it and follow the log from there. Every copy
+// is counted, the copied replicas hold what the others hold, apply what comes after, and serve
+// complete, exact answers once they lead.
+TEST_F(ReplicationTest, ReplicaBehindTheLeadersLogCatchesUpFromACopy) {
+  ClusterOptions options;
+  options.workers = 3;
+  options.worker_flags = {"--raft-snapshot-threshold", "16", "--raft-snapshot-trailing", "16"};
+  ASSERT_TRUE(cluster_.Start(options));
+  Expected expected;
+  ASSERT_TRUE(WriteEveryShard("copy-before", 1.0, expected));
+  ASSERT_TRUE(cluster_.KillWorker(2));
+  // One entry per shard per batch: 64 of them put every shard's log well past worker 3's end.
+  const std::vector<std::string> keys = KeyPerShard(kShards, "copy");
+  for (int round = 0; round < 64; ++round) {
+    std::vector<TestRow> rows;
+    for (int s = 0; s < kShards; ++s) rows.push_back({keys[s], round * 100.0 + s});
+    ASSERT_TRUE(BatchOk(port(), rows, "", rows.size()));
+    expected.Add(rows);
+  }
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
+
+  ASSERT_TRUE(cluster_.RestartWorker(2));  // until its replicas are live and caught up
+  const std::map<uint32_t, internal::v1::ReplicaHealth> copied =
+      ReplicasOf(cluster_.worker_port(2));
+  ASSERT_EQ(copied.size(), static_cast<size_t>(kShards));
+  uint64_t served = 0;
+  for (int w = 0; w < 2; ++w) {
+    for (const auto& [shard, replica] : ReplicasOf(cluster_.worker_port(w))) {
+      served += replica.copies_served();
+    }
+  }
+  for (const auto& [shard, replica] : copied) {
+    EXPECT_GE(replica.copies_installed(), 1u) << "shard " << shard << " caught up from the log";
+  }
+  EXPECT_GE(served, static_cast<uint64_t>(kShards));
+
+  ASSERT_TRUE(WriteEveryShard("copy-after", 10000.0, expected));
+  EXPECT_TRUE(EveryWorkerHolds(expected.count()));
+  // Shard by shard, the copied replica holds the rows the others hold.
+  const std::map<uint32_t, internal::v1::ReplicaHealth> first = ReplicasOf(cluster_.worker_port(0));
+  for (const auto& [shard, replica] : ReplicasOf(cluster_.worker_port(2))) {
+    EXPECT_EQ(replica.rows(), first.at(shard).rows()) << "shard " << shard;
+  }
+  // Without worker 1, worker 3's copies lead some shards (the balancer's choice): exact still.
+  ASSERT_TRUE(cluster_.KillWorker(0));
+  ASSERT_TRUE(WriteEveryShard("copy-without-1", 20000.0, expected));
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
+}
+
 // A hung leader (SIGSTOP): its shards elect new leaders, writes and complete reads go on; once
 // it runs again it follows and catches up.
 TEST_F(ReplicationTest, StoppedLeaderIsReplacedAndCatchesUpWhenContinued) {

@@ -750,5 +750,156 @@ TEST_F(AppenderTransactionTest, CommittedAppenderRowsStay) {
   EXPECT_EQ(Count(), 3000);
 }
 
+// --- Catching up from a copy of another replica's store (Store::ExportCopy, ReplaceFromCopy).
+
+Result<uint64_t> ExportSync(Store& store, const std::string& path) {
+  std::promise<Result<uint64_t>> done;
+  std::future<Result<uint64_t>> result = done.get_future();
+  store.ExportCopy(path, [&done](Result<uint64_t> r) { done.set_value(std::move(r)); });
+  return result.get();
+}
+
+StoreOptions ReplicaOptions(const TempDir& dir, const std::string& name) {
+  StoreOptions options;
+  options.data_dir = dir.path() + "/" + name;
+  return options;
+}
+
+// A replica behind (entry 1 of 3) takes a copy of one ahead: entries queued after the
+// replacement wait for it; those the copy holds are skipped, a proposer of one gets its first
+// outcome from the copied request window, and later ones apply on the copied state (its keys,
+// its request ids), across a restart too.
+TEST(StoreTest, CopyReplacesTheStoreAndLaterEntriesApplyOnIt) {
+  TempDir dir;
+  auto source = OpenOrDie(ReplicaOptions(dir, "source"));
+  ASSERT_NE(source, nullptr);
+  ASSERT_TRUE(ApplyRequest(*source, 1, 11, {Batch({1, 2}), Batch({4}, "ck")}).ok());
+  ASSERT_TRUE(ApplyRequest(*source, 2, 12, {Batch({8})}).ok());
+  ASSERT_TRUE(ApplyRequest(*source, 3, 13, {Batch({16, 32})}).ok());
+  const std::string copy = dir.path() + "/copy.duckdb";
+  Result<uint64_t> exported = ExportSync(*source, copy);
+  ASSERT_TRUE(exported.ok()) << exported.status().ToString();
+  EXPECT_EQ(*exported, 3u);
+  // The source goes on after the copy: none of this is in it.
+  ASSERT_TRUE(ApplyRequest(*source, 4, 14, {Batch({1000})}).ok());
+
+  const StoreOptions options = ReplicaOptions(dir, "target");
+  {
+    auto target = OpenOrDie(options);
+    ASSERT_NE(target, nullptr);
+    ASSERT_TRUE(ApplyRequest(*target, 1, 11, {Batch({1, 2}), Batch({4}, "ck")}).ok());
+    std::promise<Status> replaced;
+    int fetches = 0;
+    target->ReplaceFromCopy(
+        3,
+        [&](const std::atomic<bool>&) -> Result<std::string> {
+          ++fetches;
+          return copy;
+        },
+        [&replaced](Status status) { replaced.set_value(std::move(status)); });
+    // Entry 3 is in the copy: its proposer is answered from the copied window, nothing stored.
+    Result<Outcomes> repeated = ApplyRequest(*target, 3, 13, {Batch({16, 32})});
+    Status installed = replaced.get_future().get();
+    ASSERT_TRUE(installed.ok()) << installed.ToString();
+    EXPECT_EQ(fetches, 1);
+    ExpectOutcome(repeated, Code::kOk, 2);
+    ExpectOutcome(ApplyRequest(*target, 4, 14, {Batch({1000})}), Code::kOk, 1);
+    EXPECT_FALSE(std::filesystem::exists(copy));  // deleted after use
+    EXPECT_EQ(target->applied_index(), 4u);
+    // The copied key and request ids decide as they did on the source.
+    EXPECT_EQ(target->LookupKey("ck", Batch({4}, "ck").fingerprint).code, Code::kDuplicate);
+    ExpectOutcome(ApplyRequest(*target, 5, 12, {Batch({8})}), Code::kOk, 1);  // a retry
+    const Aggregate aggregate = AggregateSync(*target);
+    EXPECT_EQ(aggregate.count, 7u);
+    EXPECT_EQ(aggregate.sum.Value(), 1063.0);
+    EXPECT_EQ(aggregate.applied_index, 5u);
+    EXPECT_EQ(CountSync(*target), 7u);
+  }
+  auto reopened = OpenOrDie(options);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->applied_index(), 5u);
+  EXPECT_EQ(AggregateSync(*reopened).count, 7u);
+  EXPECT_EQ(AggregateSync(*reopened).sum.Value(), 1063.0);
+  EXPECT_EQ(reopened->LookupKey("ck", Batch({4}, "ck").fingerprint).code, Code::kDuplicate);
+  const Result<Outcomes> retried =
+      ApplyRequest(*reopened, 6, 11, {Batch({1, 2}), Batch({4}, "ck")});
+  ASSERT_TRUE(retried.ok()) << retried.status().ToString();
+  ASSERT_EQ(retried->size(), 2u);
+  EXPECT_EQ((*retried)[0].rows_written, 2u);
+  EXPECT_EQ(AggregateSync(*reopened).count, 7u);
+}
+
+// A fetch that fails, then one whose copy is older than the index asked for, are tried again;
+// the store changes only once a copy covers it. A store already there fetches nothing.
+TEST(StoreTest, ReplaceTriesAgainUntilACopyCoversTheIndex) {
+  TempDir dir;
+  auto source = OpenOrDie(ReplicaOptions(dir, "source"));
+  ASSERT_NE(source, nullptr);
+  ASSERT_TRUE(ApplySync(*source, 1, 0, {Batch({1})}).ok());
+  const std::string old_copy = dir.path() + "/old.duckdb";
+  ASSERT_TRUE(ExportSync(*source, old_copy).ok());
+  ASSERT_TRUE(ApplySync(*source, 2, 0, {Batch({2})}).ok());
+  const std::string new_copy = dir.path() + "/new.duckdb";
+  ASSERT_TRUE(ExportSync(*source, new_copy).ok());
+
+  auto target = OpenOrDie(ReplicaOptions(dir, "target"));
+  ASSERT_NE(target, nullptr);
+  std::vector<std::string> answers = {"", old_copy, new_copy};
+  size_t fetches = 0;
+  std::promise<Status> replaced;
+  target->ReplaceFromCopy(
+      2,
+      [&](const std::atomic<bool>&) -> Result<std::string> {
+        const std::string answer = answers.at(fetches++);
+        if (answer.empty()) return Unavailable("no peer answered");
+        return answer;
+      },
+      [&replaced](Status status) { replaced.set_value(std::move(status)); });
+  Status installed = replaced.get_future().get();
+  ASSERT_TRUE(installed.ok()) << installed.ToString();
+  EXPECT_EQ(fetches, 3u);
+  EXPECT_EQ(target->applied_index(), 2u);
+  EXPECT_EQ(AggregateSync(*target).count, 2u);
+
+  std::promise<Status> again;
+  target->ReplaceFromCopy(
+      2, [](const std::atomic<bool>&) -> Result<std::string> { return Internal("not called"); },
+      [&again](Status status) { again.set_value(std::move(status)); });
+  EXPECT_TRUE(again.get_future().get().ok());
+}
+
+// A store stopped while no copy can be had applies nothing queued after the replacement: an
+// entry after the gap must never be stored over it. The next run finds the store as it was.
+TEST(StoreTest, StopWhileWaitingForACopyAppliesNothingAfterIt) {
+  TempDir dir;
+  const StoreOptions options = ReplicaOptions(dir, "target");
+  {
+    auto target = OpenOrDie(options);
+    ASSERT_NE(target, nullptr);
+    ASSERT_TRUE(ApplySync(*target, 1, 0, {Batch({1})}).ok());
+    std::promise<void> first_fetch;
+    std::atomic<bool> fetched{false};
+    std::promise<Status> replaced;
+    target->ReplaceFromCopy(
+        9,
+        [&](const std::atomic<bool>&) -> Result<std::string> {
+          if (!fetched.exchange(true)) first_fetch.set_value();
+          return Unavailable("no peer answered");
+        },
+        [&replaced](Status status) { replaced.set_value(std::move(status)); });
+    std::promise<Result<Outcomes>> after;
+    target->Apply(ReplicatedEntry{10, 0, {Batch({5})}},
+                  [&after](Result<Outcomes> r) { after.set_value(std::move(r)); });
+    first_fetch.get_future().get();
+    target->Stop();
+    EXPECT_EQ(replaced.get_future().get().code(), StatusCode::kShuttingDown);
+    EXPECT_EQ(after.get_future().get().status().code(), StatusCode::kShuttingDown);
+  }
+  auto reopened = OpenOrDie(options);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->applied_index(), 1u);
+  EXPECT_EQ(CountSync(*reopened), 1u);
+}
+
 }  // namespace
 }  // namespace das::worker
