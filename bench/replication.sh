@@ -13,7 +13,9 @@
 # Processes run on free loopback ports with data in a temp dir; they are stopped by PID on exit.
 # nginx-light is installed (pinned, from Debian) when missing.
 # Env: DURATION (10), ROWS (10000000), ANALYTICS_N (30), FAILOVER_TRIALS (5),
-# CONFIGS ("r1 r3w r3"), KEEP=1 keeps the temp dir.
+# CONFIGS ("r1 r3w r3"), KEEP=1 keeps the temp dir. BEFORE_WORKER=PATH adds nothing by itself:
+# a config named NAME-before (e.g. "r3-before r3") runs NAME with that worker binary (an older
+# build), so that a change is measured side by side with what it changes, in one run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,7 +48,7 @@ summary() { grep '^SUMMARY' "$1" | tail -n 1; }
 # start_worker DIR ID: (re)starts worker ID of the cluster in DIR on its recorded ports.
 start_worker() {
   local dir="$1" id="$2"
-  "$BUILD/src/bin/worker" --id "$id" --port "${WPORT[$id]}" --raft-port "${WRAFT[$id]}" \
+  "${WORKER_BIN:-$BUILD/src/bin/worker}" --id "$id" --port "${WPORT[$id]}" --raft-port "${WRAFT[$id]}" \
     --data-dir "$dir/worker-$id" >>"$dir/worker-$id.log" 2>&1 &
   WPID[$id]=$!
   PIDS+=($!)
@@ -122,7 +124,11 @@ run_nginx() {
 
 run_config() {
   local name="$1" n r
-  read -r n r <<<"$(config "$name")"
+  WORKER_BIN=""
+  if [[ "$name" == *-before ]]; then
+    WORKER_BIN="${BEFORE_WORKER:?BEFORE_WORKER names the older worker binary}"
+  fi
+  read -r n r <<<"$(config "${name%-before}")"
   start_cluster "$name" "$n" "$r"
   "$BUILD/bench/das-bench" insert -c 64 -d "$DURATION" --port "$CONTROL_PORT" \
     >"$TMP/$name.insert.out" || true

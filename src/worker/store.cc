@@ -129,6 +129,12 @@ Result<Aggregate> ReadAggregate(duckdb_connection conn) {
   return aggregate;
 }
 
+// The copy's applied index: the highest of the stored one and the newest recorded request's
+// (see Writer::LoadAppliedIndex).
+constexpr const char* kCopyApplied =
+    "SELECT greatest((SELECT coalesce(max(applied_index), 0) FROM das_copy_out.raft_applied), "
+    "(SELECT coalesce(max(raft_index), 0) FROM das_copy_out.raft_requests))::UBIGINT";
+
 // A consistent copy of the store's tables in a new DuckDB file (Store::ExportCopy): one read
 // transaction, so the rows, keys, request ids and applied index are of one moment; the writer
 // goes on meanwhile (MVCC). Its applied index, or 0 for a store that never applied an entry.
@@ -150,8 +156,7 @@ Result<uint64_t> WriteCopy(duckdb_connection conn, const std::string& path) {
       }
     }
     RETURN_IF_ERROR(duck::Exec(conn, "COMMIT"));
-    ASSIGN_OR_RETURN(duck::QueryResult result,
-                     duck::Query(conn, "SELECT applied_index FROM das_copy_out.raft_applied"));
+    ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kCopyApplied));
     uint64_t index = 0;
     if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
       index = chunk->Data<uint64_t>(0)[0];

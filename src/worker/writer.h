@@ -85,7 +85,8 @@ class Writer {
   struct GroupResult {
     std::vector<std::vector<SubBatchOutcome>> outcomes;  // per request
     PendingKeys new_keys;
-    uint64_t applied_index = 0;  // the highest raft index the group applies (0: none)
+    uint64_t applied_index = 0;   // the highest raft index the group applies (0: none)
+    uint64_t recorded_index = 0;  // the highest raft index recorded with its request id
     // Per request: answered from the request window (its rows were stored by an earlier entry).
     std::vector<bool> repeated;
   };
@@ -126,6 +127,8 @@ class Writer {
   Clock::Monotonic last_prune_;
   duck::PreparedHandle delete_expired_keys_;
   duck::PreparedHandle store_applied_index_;
+  duck::PreparedHandle begin_;
+  duck::PreparedHandle commit_;
   uint64_t applied_index_ = 0;  // committed
   Appenders appenders_;
   RunningAggregate* running_;

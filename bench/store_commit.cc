@@ -1,0 +1,80 @@
+// store-commit: the cost of one replica store transaction (bench/RESULTS.md). Applies `entries`
+// raft entries of `rows` rows each to a fresh store, one at a time (each waits for the last:
+// one entry per DuckDB transaction, as a replica under a trickle of small entries commits), or
+// all queued at once (`--queued`: the writer groups them), and prints the entries and rows per
+// second and the microseconds per transaction.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "src/worker/store.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"store-commit: the cost of a replica store's transactions"};
+  size_t entries = 2000;
+  size_t rows = 4;
+  bool queued = false;
+  unsigned commit_interval_ms = 0;
+  std::string dir = "/tmp/das-store-commit";
+  app.add_option("--entries", entries)->capture_default_str();
+  app.add_option("--rows", rows, "rows per entry")->capture_default_str();
+  app.add_flag("--queued", queued, "queue every entry at once (the writer groups them)");
+  app.add_option("--commit-interval-ms", commit_interval_ms)->capture_default_str();
+  app.add_option("--dir", dir, "removed first")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  std::filesystem::remove_all(dir);
+
+  das::worker::StoreOptions options;
+  options.data_dir = dir;
+  options.file_name = "shard.duckdb";
+  options.duckdb_threads = 1;
+  options.min_commit_interval = std::chrono::milliseconds(commit_interval_ms);
+  auto store = das::worker::Store::Open(options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  auto entry = [rows](uint64_t index) {
+    das::worker::ReplicatedEntry e;
+    e.index = index;
+    e.ingest_ts_us = 1'700'000'000'000'000 + static_cast<int64_t>(index);
+    e.request_id = 0x9e3779b97f4a7c15ULL * index;
+    das::worker::SubBatch batch;
+    for (size_t r = 0; r < rows; ++r) {
+      batch.rows.push_back({"key-" + std::to_string(index) + "-" + std::to_string(r), 1.0});
+    }
+    e.batches.push_back(std::move(batch));
+    return e;
+  };
+  const auto started = std::chrono::steady_clock::now();
+  if (queued) {
+    std::vector<std::future<void>> done;
+    for (uint64_t i = 1; i <= entries; ++i) {
+      auto promise = std::make_shared<std::promise<void>>();
+      done.push_back(promise->get_future());
+      (*store)->Apply(entry(i), [promise](auto) { promise->set_value(); });
+    }
+    for (auto& d : done) d.get();
+  } else {
+    for (uint64_t i = 1; i <= entries; ++i) {
+      std::promise<void> promise;
+      (*store)->Apply(entry(i), [&promise](auto) { promise.set_value(); });
+      promise.get_future().get();
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf(
+      "SUMMARY entries=%zu rows_per_entry=%zu queued=%d entries_per_s=%.0f rows_per_s=%.0f "
+      "us_per_entry=%.1f\n",
+      entries, rows, queued ? 1 : 0, entries / seconds, entries * rows / seconds,
+      seconds * 1e6 / entries);
+  (*store)->Stop();
+  std::filesystem::remove_all(dir);
+  return 0;
+}
