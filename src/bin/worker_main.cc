@@ -25,7 +25,7 @@ struct Flags {
   uint16_t raft_port = 0;
   uint16_t raft_advertise_port = 0;
   unsigned election_timeout_ms = 500;
-  unsigned replica_commit_interval_ms = 0;
+  unsigned replica_commit_interval_ms = 50;
   unsigned snapshot_threshold = 1024;
   unsigned snapshot_trailing = 8192;
   std::string data_dir;
@@ -62,7 +62,9 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->check(CLI::Range(50, 60000));
   app.add_option("--replica-commit-interval-ms", f.replica_commit_interval_ms,
                  "At least this long between two DuckDB commits of a shard replica: entries "
-                 "committed on the raft log meanwhile share the next one (0: commit at once)")
+                 "committed on the raft log meanwhile share the next one (a plain insert is "
+                 "answered at raft commit; a read or a keyed batch that waits for the store "
+                 "ends the wait at once; 0: commit at once)")
       ->envname("WORKER_REPLICA_COMMIT_INTERVAL_MS")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));

@@ -117,9 +117,8 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
   // majority's log now, so its proposer is answered now, not after the DuckDB commit: the log
   // is the durable point, a restart applies it again from there, and a read waits until the
   // store applied it. Keyed parts are decided by the store's state, so they wait for it.
-  if (std::optional<std::vector<SubBatchOutcome>> known = StatelessOutcomes(replicated)) {
-    Complete(request_id, std::move(*known));
-  }
+  std::optional<std::vector<SubBatchOutcome>> known = StatelessOutcomes(replicated);
+  if (known) Complete(request_id, std::move(*known));
   store_.Apply(
       std::move(replicated), [this, index, request_id](Result<std::vector<SubBatchOutcome>> r) {
         if (!r.ok() && r.status().code() != StatusCode::kShuttingDown) {
@@ -132,6 +131,8 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
         Complete(request_id, std::move(r));
         ReleaseReads();
       });
+  // A keyed entry's proposer (on the leader) waits for the store's decision: no batching delay.
+  if (!known) store_.Expedite();
 }
 
 void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome) {
@@ -197,8 +198,12 @@ void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<AggregateCallbac
     // registers after the release that would have answered it.
     if (store_.applied_index() < target) {
       for (AggregateCallback& done : reads) applied_waiters_.emplace(target, std::move(done));
-      return;
+      reads.clear();
     }
+  }
+  if (reads.empty()) {
+    store_.Expedite();  // the reads wait for the store: no batching delay
+    return;
   }
   for (AggregateCallback& done : reads) store_.ComputeAggregate(std::move(done));
 }
@@ -249,6 +254,7 @@ Result<std::string> ShardReplica::Snapshot() {
   }
   uint64_t applied = store_.applied_index();
   if (applied < seen) {
+    store_.Expedite();  // this waits on the loop thread: no batching delay
     std::unique_lock lock(mu_);
     applied_.wait_for(lock, std::chrono::milliseconds(100),
                       [&] { return store_.applied_index() >= seen; });

@@ -203,6 +203,7 @@ class StoreImpl final : public Store {
   void ScanAggregate(AggregateCallback done) override;
   void ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) override;
   void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) override;
+  void Expedite() override;
   void Stop() override;
 
  private:
@@ -229,9 +230,11 @@ class StoreImpl final : public Store {
   std::mutex stop_mu_;
   bool stopped_ = false;  // GUARDED_BY(stop_mu_)
   std::atomic<bool> stopping_{false};
-  // Wakes the writer from a pause between two attempts to install a copy.
+  // Wakes the writer from a pause: between two transactions (Expedite, Stop), between two
+  // attempts to install a copy (Stop).
   std::mutex wake_mu_;
   std::condition_variable wake_;
+  bool expedite_ = false;  // GUARDED_BY(wake_mu_)
   // A replacement gave up (the store stops): no later entry may be applied over the gap.
   bool replace_failed_ = false;  // writer thread only
   // Released in Stop(), in this order: threads (and with them the connections), database, lock.
@@ -311,6 +314,15 @@ void StoreImpl::ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallb
   if (!write_queue_.Push(request)) request.replace->done(Stopping());
 }
 
+void StoreImpl::Expedite() {
+  if (min_commit_interval_.count() == 0) return;
+  {
+    std::lock_guard lock(wake_mu_);
+    expedite_ = true;
+  }
+  wake_.notify_all();
+}
+
 void StoreImpl::ApplyWrites(Writer& writer, std::vector<WriteRequest>& group) {
   if (group.empty()) return;
   if (replace_failed_) {
@@ -377,8 +389,12 @@ void StoreImpl::WriterLoop(Writer& writer) {
     }
     // What arrives meanwhile waits for the next transaction: fewer, larger commits (each costs
     // DuckDB a few milliseconds of CPU, whatever its size).
-    if (min_commit_interval_.count() > 0 && !stopping_.load(std::memory_order_acquire)) {
-      std::this_thread::sleep_until(started + min_commit_interval_);
+    if (min_commit_interval_.count() > 0) {
+      std::unique_lock lock(wake_mu_);
+      wake_.wait_until(lock, started + min_commit_interval_, [this] {
+        return expedite_ || stopping_.load(std::memory_order_acquire);
+      });
+      expedite_ = false;
     }
   }
 }

@@ -78,7 +78,8 @@ struct StoreOptions {
   // How many raft entries a request id is remembered for (worker/request_window.h).
   uint64_t request_window = 65536;
   // At least this long between the starts of two transactions (0: none): what is queued
-  // meanwhile shares the next one. For replicas, whose writers are answered at raft commit.
+  // meanwhile shares the next one. For replicas, whose writers are answered at raft commit;
+  // what someone waits for (a read, a keyed entry) is committed at once (Expedite).
   std::chrono::milliseconds min_commit_interval{0};
 };
 
@@ -148,6 +149,10 @@ class Store {
   // then `done` gets kShuttingDown, and no entry queued after it is applied. A store already
   // at `min_index` installs nothing. The copy file is deleted after use.
   virtual void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) = 0;
+
+  // Someone waits for what is queued now (a read for the applied index, a keyed entry for its
+  // outcome): the next transaction starts without waiting out min_commit_interval.
+  virtual void Expedite() = 0;
 
   // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
   // closes the database. Safe to call more than once; the destructor calls it.

@@ -901,5 +901,31 @@ TEST(StoreTest, StopWhileWaitingForACopyAppliesNothingAfterIt) {
   EXPECT_EQ(CountSync(*reopened), 1u);
 }
 
+// A replica store pauses between transactions (min_commit_interval) so that entries queued
+// meanwhile share one; Expedite() ends the pause for an entry someone waits for, and Stop()
+// ends it too. The interval is far longer than the test's timeout: only those two can finish
+// the waits below.
+TEST(StoreTest, ExpediteAndStopEndTheCommitInterval) {
+  TempDir dir;
+  StoreOptions options = ReplicaOptions(dir, "replica");
+  options.min_commit_interval = std::chrono::minutes(10);
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(ApplySync(*store, 1, 0, {Batch({1})}), Code::kOk, 1);  // the first: at once
+  std::promise<Result<Outcomes>> second;
+  store->Apply(ReplicatedEntry{2, 0, {Batch({2})}},
+               [&second](Result<Outcomes> r) { second.set_value(std::move(r)); });
+  EXPECT_EQ(store->applied_index(), 1u);  // the writer pauses, for minutes
+  store->Expedite();
+  ExpectOutcome(second.get_future().get(), Code::kOk, 1);
+  EXPECT_EQ(store->applied_index(), 2u);
+
+  std::promise<Result<Outcomes>> third;
+  store->Apply(ReplicatedEntry{3, 0, {Batch({3})}},
+               [&third](Result<Outcomes> r) { third.set_value(std::move(r)); });
+  store->Stop();  // finishes what is queued without waiting out the pause
+  ExpectOutcome(third.get_future().get(), Code::kOk, 1);
+}
+
 }  // namespace
 }  // namespace das::worker
