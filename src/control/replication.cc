@@ -379,13 +379,25 @@ asio::awaitable<void> ReplicationImpl::Balance(
     };
     // The witness hands its shards on by itself (control/witness.h).
     if (view.leader == rpc::kWitnessNodeId) continue;
-    const uint64_t preferred = data.front();
-    if (view.leader == preferred || !caught_up(preferred)) continue;
+    // The preferred data replica once it is caught up; or, while the leader's own store is
+    // behind (it is installing a copy, so its reads and keyed writes wait), any data replica
+    // that is caught up.
+    uint64_t target = 0;
+    if (caught_up(data.front())) {
+      target = data.front();
+    } else if (!caught_up(view.leader)) {
+      for (uint64_t node : data) {
+        if (node != view.leader && caught_up(node)) {
+          target = node;
+          break;
+        }
+      }
+    }
+    if (target == 0 || target == view.leader) continue;
     if (now - last_transfer_[s] < kTransferBackoff) continue;
     last_transfer_[s] = now;
-    moves.emplace_back(static_cast<uint32_t>(s), preferred);
-    calls.push_back(
-        clients_.at(view.leader)->Transfer(static_cast<uint32_t>(s), preferred, Ms(2000)));
+    moves.emplace_back(static_cast<uint32_t>(s), target);
+    calls.push_back(clients_.at(view.leader)->Transfer(static_cast<uint32_t>(s), target, Ms(2000)));
   }
   // All at once, so that a tick lasts one transfer at most, not one per shard.
   asio::awaitable<std::vector<Result<internal::v1::TransferResponse>>> gather =
@@ -394,8 +406,7 @@ asio::awaitable<void> ReplicationImpl::Balance(
   for (size_t i = 0; i < moved.size(); ++i) {
     const auto [shard, preferred] = moves[i];
     if (moved[i].ok()) {
-      spdlog::info("shard {}: leadership back on its preferred {}", shard,
-                   rpc::NodeName(preferred));
+      spdlog::info("shard {}: leadership handed to {}", shard, rpc::NodeName(preferred));
       leaders_[shard]->NoteLeader(preferred);
     } else {
       spdlog::debug("shard {}: transfer to {} failed: {}", shard, preferred,

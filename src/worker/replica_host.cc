@@ -33,11 +33,41 @@ constexpr char kCopyOutPrefix[] = "copy-out-";
 constexpr char kCopyIn[] = "copy-in.duckdb";
 constexpr size_t kCopiesKept = 2;
 
-// A copy made for another worker, until it was fully read (or a newer one replaced it).
+// A copy made for another worker, until it was fully read, a newer one replaced it, or it
+// expired.
 struct OutgoingCopy {
   std::string path;
   uint64_t size = 0;
+  uint64_t applied_index = 0;
+  uint64_t checksum = 0;
+  std::chrono::steady_clock::time_point made;
 };
+// A copy nobody finished reading in this long is deleted; until then a fetcher that retries is
+// given the same one (no second export).
+constexpr std::chrono::minutes kCopyLifetime{10};
+
+internal::v1::CopyResponse Describe(uint64_t id, const OutgoingCopy& copy) {
+  internal::v1::CopyResponse response;
+  response.set_copy_id(id);
+  response.set_applied_index(copy.applied_index);
+  response.set_size_bytes(copy.size);
+  response.set_checksum(copy.checksum);
+  return response;
+}
+
+// REQUIRES: the replica's copy_mu held. Deletes the copies past their lifetime.
+void ExpireCopies(std::map<uint64_t, OutgoingCopy>& outgoing) {
+  const auto now = std::chrono::steady_clock::now();
+  std::error_code error;
+  for (auto it = outgoing.begin(); it != outgoing.end();) {
+    if (now - it->second.made < kCopyLifetime) {
+      ++it;
+      continue;
+    }
+    std::filesystem::remove(it->second.path, error);
+    it = outgoing.erase(it);
+  }
+}
 
 struct Replica {
   uint32_t shard = 0;
@@ -158,34 +188,38 @@ class ReplicaHostImpl final : public ReplicaHost {
                               " holds the entries up to " + std::to_string(applied) +
                               ", not up to " + std::to_string(min_index)));
     }
+    {
+      std::lock_guard lock(replica->copy_mu);
+      ExpireCopies(replica->outgoing);
+      // A retry (its last attempt timed out, or lost a chunk) gets the copy made for it.
+      for (auto it = replica->outgoing.rbegin(); it != replica->outgoing.rend(); ++it) {
+        if (it->second.applied_index >= min_index) return done(Describe(it->first, it->second));
+      }
+    }
     const uint64_t id = next_copy_id_.fetch_add(1, std::memory_order_relaxed);
     std::string path = (replica->dir / (kCopyOutPrefix + std::to_string(id) + ".duckdb")).string();
-    replica->store->ExportCopy(
-        path, [replica, id, path, done = std::move(done)](Result<uint64_t> exported) {
-          std::error_code error;
-          Result<uint64_t> checksum = exported.ok() ? HashFile(path) : exported.status();
-          const uint64_t size = std::filesystem::file_size(path, error);
-          if (!checksum.ok() || error) {
-            std::filesystem::remove(path, error);
-            return done(checksum.ok() ? Unavailable("cannot size " + path) : checksum.status());
-          }
-          {
-            std::lock_guard lock(replica->copy_mu);
-            replica->outgoing.emplace(id, OutgoingCopy{path, size});
-            while (replica->outgoing.size() > kCopiesKept) {
-              std::filesystem::remove(replica->outgoing.begin()->second.path, error);
-              replica->outgoing.erase(replica->outgoing.begin());
-            }
-          }
-          spdlog::info("shard {}: made copy {} at entry {} ({} bytes) for another replica",
-                       replica->shard, id, *exported, size);
-          internal::v1::CopyResponse response;
-          response.set_copy_id(id);
-          response.set_applied_index(*exported);
-          response.set_size_bytes(size);
-          response.set_checksum(*checksum);
-          done(std::move(response));
-        });
+    replica->store->ExportCopy(path, [replica, id, path,
+                                      done = std::move(done)](Result<uint64_t> exported) {
+      std::error_code error;
+      Result<uint64_t> checksum = exported.ok() ? HashFile(path) : exported.status();
+      const uint64_t size = std::filesystem::file_size(path, error);
+      if (!checksum.ok() || error) {
+        std::filesystem::remove(path, error);
+        return done(checksum.ok() ? Unavailable("cannot size " + path) : checksum.status());
+      }
+      const OutgoingCopy copy{path, size, *exported, *checksum, std::chrono::steady_clock::now()};
+      {
+        std::lock_guard lock(replica->copy_mu);
+        replica->outgoing.emplace(id, copy);
+        while (replica->outgoing.size() > kCopiesKept) {
+          std::filesystem::remove(replica->outgoing.begin()->second.path, error);
+          replica->outgoing.erase(replica->outgoing.begin());
+        }
+      }
+      spdlog::info("shard {}: made copy {} at entry {} ({} bytes) for another replica",
+                   replica->shard, id, *exported, size);
+      done(Describe(id, copy));
+    });
   }
 
   Result<std::string> ReadCopyChunk(uint32_t shard, uint64_t copy_id, uint64_t offset) override {

@@ -74,7 +74,8 @@ class ReplicaHost {
   virtual void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) = 0;
   // Makes a copy of this worker's replica of `shard` at an applied index of at least
   // `min_index` for another worker to fetch (ReadCopyChunk); kUnavailable when this replica is
-  // behind that. The two newest copies of a shard are kept until fully read.
+  // behind that. The two newest copies of a shard are kept until fully read
+  // (for 10 minutes at most); a request that one of them covers is answered with it.
   virtual void StartCopy(uint32_t shard, uint64_t min_index,
                          std::function<void(Result<internal::v1::CopyResponse>)> done) = 0;
   // Up to kCopyChunkBytes of copy `copy_id` from `offset`; the copy is deleted once its last

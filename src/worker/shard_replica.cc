@@ -131,8 +131,16 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
         Complete(request_id, std::move(r));
         ReleaseReads();
       });
-  // A keyed entry's proposer (on the leader) waits for the store's decision: no batching delay.
-  if (!known) store_.Expedite();
+  // A keyed entry's proposer (on the leader that proposed it) waits for the store's decision:
+  // no batching delay there. Followers keep batching.
+  if (!known) {
+    bool waited = false;
+    {
+      std::lock_guard lock(mu_);
+      waited = waiting_.count(request_id) > 0;
+    }
+    if (waited) store_.Expedite();
+  }
 }
 
 void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -135,6 +136,16 @@ constexpr const char* kCopyApplied =
     "SELECT greatest((SELECT coalesce(max(applied_index), 0) FROM das_copy_out.raft_applied), "
     "(SELECT coalesce(max(raft_index), 0) FROM das_copy_out.raft_requests))::UBIGINT";
 
+// The tables a copy holds, columns named (Writer::ImportCopy reads them by name).
+constexpr const char* kExportCopy[] = {
+    "CREATE TABLE das_copy_out.rows AS SELECT partition_key, value, ingest_ts FROM rows",
+    "CREATE TABLE das_copy_out.idempotency_keys AS "
+    "SELECT key, fingerprint, rows_written, committed_at FROM idempotency_keys",
+    "CREATE TABLE das_copy_out.raft_requests AS "
+    "SELECT request_id, raft_index, outcomes FROM raft_requests",
+    "CREATE TABLE das_copy_out.raft_applied AS SELECT id, applied_index FROM raft_applied",
+};
+
 // A consistent copy of the store's tables in a new DuckDB file (Store::ExportCopy): one read
 // transaction, so the rows, keys, request ids and applied index are of one moment; the writer
 // goes on meanwhile (MVCC). Its applied index, or 0 for a store that never applied an entry.
@@ -144,13 +155,13 @@ Result<uint64_t> WriteCopy(duckdb_connection conn, const std::string& path) {
   std::filesystem::remove(path + ".wal", error);
   std::string quoted;  // a SQL string literal: ATTACH takes no parameters
   for (char c : path) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  // One a failed DETACH may have left behind would refuse every later copy.
+  RETURN_IF_ERROR(duck::Exec(conn, "DETACH DATABASE IF EXISTS das_copy_out"));
   RETURN_IF_ERROR(duck::Exec(conn, ("ATTACH '" + quoted + "' AS das_copy_out").c_str()));
   auto copy = [conn]() -> Result<uint64_t> {
     RETURN_IF_ERROR(duck::Exec(conn, "BEGIN TRANSACTION"));
-    for (const char* table : {"rows", "idempotency_keys", "raft_requests", "raft_applied"}) {
-      const std::string sql =
-          std::string("CREATE TABLE das_copy_out.") + table + " AS SELECT * FROM " + table;
-      if (Status copied = duck::Exec(conn, sql.c_str()); !copied.ok()) {
+    for (const char* sql : kExportCopy) {
+      if (Status copied = duck::Exec(conn, sql); !copied.ok()) {
         (void)duck::Exec(conn, "ROLLBACK");
         return copied;
       }
@@ -166,6 +177,10 @@ Result<uint64_t> WriteCopy(duckdb_connection conn, const std::string& path) {
   };
   Result<uint64_t> copied = copy();
   Status detached = duck::Exec(conn, "DETACH das_copy_out");
+  if (!copied.ok() || !detached.ok()) {
+    std::filesystem::remove(path, error);
+    std::filesystem::remove(path + ".wal", error);
+  }
   if (!copied.ok()) return copied;
   RETURN_IF_ERROR(detached);
   // Checkpointed and closed: the file alone is the copy.
@@ -356,10 +371,16 @@ void StoreImpl::RunReplace(Writer& writer, WriteRequest::Replace& replace) {
 
 Status StoreImpl::InstallCopy(Writer& writer, const std::string& path, uint64_t min_index) {
   RETURN_IF_ERROR(writer.ImportCopy(path, min_index));
-  // The running aggregate starts again from the new rows; reads meanwhile see the old ones.
-  ASSIGN_OR_RETURN(Aggregate initial, ReadAggregate(writer.connection()));
-  initial.applied_index = writer.applied_index();
-  running_->Reset(initial);
+  // The running aggregate starts again from the new rows; reads meanwhile see the old ones. The
+  // copy is committed: a scan that fails leaves a restart to start from the table.
+  Result<Aggregate> initial = ReadAggregate(writer.connection());
+  if (!initial.ok()) {
+    spdlog::critical("store {}: installed a copy but cannot scan it: {}; stopping", db_path_,
+                     initial.status().ToString());
+    std::abort();
+  }
+  initial->applied_index = writer.applied_index();
+  running_->Reset(*initial);
   return Status::Ok();
 }
 
@@ -391,9 +412,8 @@ void StoreImpl::WriterLoop(Writer& writer) {
     // DuckDB a few milliseconds of CPU, whatever its size).
     if (min_commit_interval_.count() > 0) {
       std::unique_lock lock(wake_mu_);
-      wake_.wait_until(lock, started + min_commit_interval_, [this] {
-        return expedite_ || stopping_.load(std::memory_order_acquire);
-      });
+      wake_.wait_until(lock, started + min_commit_interval_,
+                       [this] { return expedite_ || stopping_.load(std::memory_order_acquire); });
       expedite_ = false;
     }
   }

@@ -1,6 +1,7 @@
 #include "worker/writer.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
@@ -44,14 +45,20 @@ constexpr const char* kCopyAlias = "das_copy";
 constexpr const char* kCopyApplied =
     "SELECT greatest((SELECT coalesce(max(applied_index), 0) FROM das_copy.raft_applied), "
     "(SELECT coalesce(max(raft_index), 0) FROM das_copy.raft_requests))::UBIGINT";
+// Columns by name, never by position, so a copy made by another version of this layout cannot
+// mix them up (store.cc's WriteCopy names the same ones).
 constexpr const char* kImportCopy[] = {
     "DELETE FROM rows",
-    "INSERT INTO rows SELECT * FROM das_copy.rows",
+    "INSERT INTO rows (partition_key, value, ingest_ts) "
+    "SELECT partition_key, value, ingest_ts FROM das_copy.rows",
     "DELETE FROM idempotency_keys WHERE key NOT IN (SELECT key FROM das_copy.idempotency_keys)",
-    "INSERT OR REPLACE INTO idempotency_keys SELECT * FROM das_copy.idempotency_keys",
+    "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, rows_written, committed_at) "
+    "SELECT key, fingerprint, rows_written, committed_at FROM das_copy.idempotency_keys",
     "DELETE FROM raft_requests",
-    "INSERT INTO raft_requests SELECT * FROM das_copy.raft_requests",
-    "INSERT OR REPLACE INTO raft_applied SELECT * FROM das_copy.raft_applied",
+    "INSERT INTO raft_requests (request_id, raft_index, outcomes) "
+    "SELECT request_id, raft_index, outcomes FROM das_copy.raft_requests",
+    "INSERT OR REPLACE INTO raft_applied (id, applied_index) "
+    "SELECT id, applied_index FROM das_copy.raft_applied",
 };
 
 }  // namespace
@@ -197,6 +204,9 @@ Status Writer::ImportCopy(const std::string& path, uint64_t min_index) {
   std::string quoted;  // a SQL string literal: ATTACH takes no parameters
   for (char c : path) quoted += c == '\'' ? std::string("''") : std::string(1, c);
   const std::string attach = "ATTACH '" + quoted + "' AS " + kCopyAlias + " (READ_ONLY)";
+  // One a failed DETACH may have left behind would refuse every later attempt.
+  RETURN_IF_ERROR(
+      duck::Exec(conn_.get(), (std::string("DETACH DATABASE IF EXISTS ") + kCopyAlias).c_str()));
   RETURN_IF_ERROR(duck::Exec(conn_.get(), attach.c_str()));
   Status imported = ImportAttached(min_index);
   Status detached = duck::Exec(conn_.get(), (std::string("DETACH ") + kCopyAlias).c_str());
@@ -230,14 +240,26 @@ Status Writer::ImportAttached(uint64_t min_index) {
     if (!rolled_back.ok()) spdlog::debug("store {}: {}", db_path_, rolled_back.ToString());
     return copied;
   }
-  // The committed contents are the copy's: everything in memory follows them.
+  // The committed contents are the copy's: everything in memory follows them. Past COMMIT a
+  // failure would leave memory and table apart; a restart loads them again, as at any open.
   applied_index_ = copy_index;
   keys_.Clear();
-  RETURN_IF_ERROR(LoadKeys());
-  requests_.reset();
-  ASSIGN_OR_RETURN(RequestWindow requests,
-                   RequestWindow::Create(conn_.get(), applied_index_, request_window_));
-  requests_.emplace(std::move(requests));
+  Status reloaded = LoadKeys();
+  if (reloaded.ok()) {
+    requests_.reset();
+    Result<RequestWindow> requests =
+        RequestWindow::Create(conn_.get(), applied_index_, request_window_);
+    if (requests.ok()) {
+      requests_.emplace(std::move(requests).value());
+    } else {
+      reloaded = std::move(requests).status();
+    }
+  }
+  if (!reloaded.ok()) {
+    spdlog::critical("store {}: installed a copy but cannot reload it: {}; stopping", db_path_,
+                     reloaded.ToString());
+    std::abort();
+  }
   spdlog::info("store {}: installed a copy at applied index {} ({} idempotency keys)", db_path_,
                applied_index_, keys_.size());
   return Status::Ok();
