@@ -146,4 +146,10 @@ Status AppenderError(duckdb_appender appender, std::string_view table) {
   return Error("append to " + std::string(table), OrUnknown(message));
 }
 
+std::string Quote(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
 }  // namespace das::worker::duck

@@ -132,4 +132,8 @@ Status AppenderError(duckdb_appender appender, std::string_view table);
 
 inline duckdb_timestamp Timestamp(int64_t micros) { return duckdb_timestamp{micros}; }
 
+// `text` as a SQL string literal ('it''s'), for the statements that take no parameters (ATTACH
+// of a file path); never for what a client sent.
+std::string Quote(std::string_view text);
+
 }  // namespace das::worker::duck

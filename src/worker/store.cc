@@ -153,11 +153,9 @@ Result<uint64_t> WriteCopy(duckdb_connection conn, const std::string& path) {
   std::error_code error;
   std::filesystem::remove(path, error);
   std::filesystem::remove(path + ".wal", error);
-  std::string quoted;  // a SQL string literal: ATTACH takes no parameters
-  for (char c : path) quoted += c == '\'' ? std::string("''") : std::string(1, c);
   // One a failed DETACH may have left behind would refuse every later copy.
   RETURN_IF_ERROR(duck::Exec(conn, "DETACH DATABASE IF EXISTS das_copy_out"));
-  RETURN_IF_ERROR(duck::Exec(conn, ("ATTACH '" + quoted + "' AS das_copy_out").c_str()));
+  RETURN_IF_ERROR(duck::Exec(conn, ("ATTACH " + duck::Quote(path) + " AS das_copy_out").c_str()));
   auto copy = [conn]() -> Result<uint64_t> {
     RETURN_IF_ERROR(duck::Exec(conn, "BEGIN TRANSACTION"));
     for (const char* sql : kExportCopy) {

@@ -201,9 +201,7 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
 }
 
 Status Writer::ImportCopy(const std::string& path, uint64_t min_index) {
-  std::string quoted;  // a SQL string literal: ATTACH takes no parameters
-  for (char c : path) quoted += c == '\'' ? std::string("''") : std::string(1, c);
-  const std::string attach = "ATTACH '" + quoted + "' AS " + kCopyAlias + " (READ_ONLY)";
+  const std::string attach = "ATTACH " + duck::Quote(path) + " AS " + kCopyAlias + " (READ_ONLY)";
   // One a failed DETACH may have left behind would refuse every later attempt.
   RETURN_IF_ERROR(
       duck::Exec(conn_.get(), (std::string("DETACH DATABASE IF EXISTS ") + kCopyAlias).c_str()));

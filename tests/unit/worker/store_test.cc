@@ -927,5 +927,26 @@ TEST(StoreTest, ExpediteAndStopEndTheCommitInterval) {
   ExpectOutcome(third.get_future().get(), Code::kOk, 1);
 }
 
+// ATTACH takes no parameters: a copy's path goes into the SQL as a quoted literal, so a path
+// with a quote in it must still work.
+TEST(StoreTest, CopyPathWithAQuoteWorks) {
+  TempDir dir;
+  auto source = OpenOrDie(ReplicaOptions(dir, "source"));
+  ASSERT_NE(source, nullptr);
+  ASSERT_TRUE(ApplySync(*source, 1, 0, {Batch({7})}).ok());
+  const std::string copy = dir.path() + "/it's a copy.duckdb";
+  Result<uint64_t> exported = ExportSync(*source, copy);
+  ASSERT_TRUE(exported.ok()) << exported.status().ToString();
+  auto target = OpenOrDie(ReplicaOptions(dir, "target"));
+  ASSERT_NE(target, nullptr);
+  std::promise<Status> replaced;
+  target->ReplaceFromCopy(
+      1, [&](const std::atomic<bool>&) -> Result<std::string> { return copy; },
+      [&replaced](Status status) { replaced.set_value(std::move(status)); });
+  Status installed = replaced.get_future().get();
+  ASSERT_TRUE(installed.ok()) << installed.ToString();
+  EXPECT_EQ(AggregateSync(*target).sum.Value(), 7.0);
+}
+
 }  // namespace
 }  // namespace das::worker
