@@ -134,7 +134,10 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
   ASSERT_TRUE(processes_.back()->Wait(std::chrono::seconds(10)).has_value());
   const std::string worker_help = Output(dir_ + "/w.log");
   for (const char* text : {"--id", "WORKER_ID", "--port", "--data-dir", "WORKER_DATA_DIR",
-                           "--idempotency-retention-s", "--raft-port", "WORKER_RAFT_PORT"}) {
+                           "--idempotency-retention-s", "--raft-port", "WORKER_RAFT_PORT",
+                           "--replica-commit-interval-ms", "WORKER_REPLICA_COMMIT_INTERVAL_MS",
+                           "--raft-snapshot-threshold", "WORKER_RAFT_SNAPSHOT_THRESHOLD",
+                           "--raft-snapshot-trailing", "WORKER_RAFT_SNAPSHOT_TRAILING"}) {
     EXPECT_NE(worker_help.find(text), std::string::npos) << text << " missing";
   }
 }
@@ -148,6 +151,26 @@ TEST_F(ConfigTest, BadFlagsStopTheBinaryWithAnError) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
   EXPECT_NE(Output(dir_ + "/bad.log").find("worker 'nohost' is not host:port"), std::string::npos);
+}
+
+// The worker's raft and commit tuning has named limits: a value outside them stops the worker
+// at start, naming the flag.
+TEST_F(ConfigTest, WorkerTuningOutsideItsLimitsIsRefused) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--raft-snapshot-threshold", "15"},
+      {"--raft-snapshot-trailing", "15"},
+      {"--replica-commit-interval-ms", "1001"},
+      {"--raft-election-timeout-ms", "49"}};
+  for (const auto& [flag, value] : bad) {
+    const std::string log = dir_ + "/bad-worker" + flag + ".log";
+    std::string error;
+    processes_.push_back(Process::Start(WorkerBinary(), {"--id", "1", flag, value}, log, &error));
+    ASSERT_NE(processes_.back(), nullptr) << error;
+    std::optional<int> status = processes_.back()->Wait(std::chrono::seconds(10));
+    ASSERT_TRUE(status.has_value()) << flag << " " << value << " was accepted";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << flag;
+    EXPECT_NE(Output(log).find(flag), std::string::npos) << Output(log);
+  }
 }
 
 // Runs the control node with `args` until it exits; returns its exit code (-1: it did not exit).
