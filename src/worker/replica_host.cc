@@ -262,6 +262,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_leader_id(info.leader_id);
       health.set_copies_installed(replica->machine->copies_installed());
       health.set_copies_served(replica->copies_served.load(std::memory_order_relaxed));
+      health.set_snapshot_index(replica->machine->snapshot_index());
       replica->store->ComputeAggregate([&health](Result<Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);
       });

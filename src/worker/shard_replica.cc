@@ -272,6 +272,7 @@ Result<std::string> ShardReplica::Snapshot() {
     return Unavailable("shard " + std::to_string(shard_id_) + ": store at " +
                        std::to_string(applied) + " behind raft's " + std::to_string(seen));
   }
+  snapshot_index_.store(applied, std::memory_order_relaxed);
   return Manifest(shard_id_, applied);
 }
 

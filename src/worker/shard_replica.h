@@ -81,6 +81,8 @@ class ShardReplica final : public raft::StateMachine {
 
   // How many copies this replica installed since it started.
   uint64_t copies_installed() const { return copies_installed_.load(std::memory_order_relaxed); }
+  // The applied index of the last manifest Snapshot() returned (0: none since the start).
+  uint64_t snapshot_index() const { return snapshot_index_.load(std::memory_order_relaxed); }
 
  private:
   // Completes the proposer of `request_id`, if it is waiting here (only on the proposing
@@ -100,6 +102,7 @@ class ShardReplica final : public raft::StateMachine {
   raft::Group* group_ = nullptr;
   std::atomic<int> restoring_{0};  // copies being fetched or installed
   std::atomic<uint64_t> copies_installed_{0};
+  std::atomic<uint64_t> snapshot_index_{0};
   std::atomic<uint64_t> next_request_id_;
   std::atomic<uint64_t> last_seen_index_{0};  // the last entry handed to the store
 
