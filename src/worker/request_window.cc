@@ -15,7 +15,6 @@ constexpr const char* kCreate =
 constexpr const char* kSelect =
     "SELECT request_id, raft_index, outcomes FROM raft_requests WHERE raft_index > $1 "
     "ORDER BY raft_index";
-constexpr const char* kNewest = "SELECT coalesce(max(raft_index), 0)::UBIGINT FROM raft_requests";
 constexpr const char* kDeleteOld = "DELETE FROM raft_requests WHERE raft_index <= $1";
 // Ids leave the table in steps of this many entries, not one by one.
 constexpr uint64_t kPruneStep = 1024;
@@ -55,12 +54,7 @@ std::optional<std::vector<SubBatchOutcome>> DecodeOutcomes(std::string_view text
 
 }  // namespace
 
-Result<uint64_t> RequestWindow::NewestIndex(duckdb_connection conn) {
-  RETURN_IF_ERROR(duck::Exec(conn, kCreate));
-  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kNewest));
-  std::optional<duck::Chunk> chunk = result.NextChunk();
-  return chunk && chunk->size() == 1 ? chunk->Data<uint64_t>(0)[0] : 0;
-}
+Status RequestWindow::CreateTable(duckdb_connection conn) { return duck::Exec(conn, kCreate); }
 
 Result<RequestWindow> RequestWindow::Create(duckdb_connection conn, uint64_t applied_index,
                                             uint64_t window) {

@@ -26,10 +26,9 @@ class RequestWindow {
   // `applied_index`. `conn` (not owned) is the writer's connection and outlives the window.
   static Result<RequestWindow> Create(duckdb_connection conn, uint64_t applied_index,
                                       uint64_t window);
-  // The highest raft index an id was stored with (0: none), creating the table if missing. The
-  // newest id always stays in the window, so this is a durable applied index in itself: the
-  // store writes its own only when a transaction's last entry records no id.
-  static Result<uint64_t> NewestIndex(duckdb_connection conn);
+  // Creates the table if missing. Its newest id always stays in the window, so the highest
+  // raft_index in it is a durable applied index in itself (worker/writer.h, ReadAppliedIndex).
+  static Status CreateTable(duckdb_connection conn);
 
   // The outcomes of the entry that carried `request_id`, if that entry is at most `window`
   // entries before `index` (committed, or recorded in the transaction running now). The

@@ -283,8 +283,9 @@ Status ShardReplica::Restore(std::string_view snapshot) {
     index |= static_cast<uint64_t>(static_cast<unsigned char>(snapshot[8 + i])) << (8 * i);
   }
   // Raft's log now starts after `index`: whatever the store did not apply, a copy brings.
-  uint64_t seen = last_seen_index_.load(std::memory_order_acquire);
-  while (seen < index && !last_seen_index_.compare_exchange_weak(seen, index)) {
+  // On the loop thread, like Apply, the only other writer of it.
+  if (last_seen_index_.load(std::memory_order_acquire) < index) {
+    last_seen_index_.store(index, std::memory_order_release);
   }
   // A replica whose store already covers the manifest restores nothing.
   const uint64_t applied = store_.applied_index();

@@ -130,12 +130,6 @@ Result<Aggregate> ReadAggregate(duckdb_connection conn) {
   return aggregate;
 }
 
-// The copy's applied index: the highest of the stored one and the newest recorded request's
-// (see Writer::LoadAppliedIndex).
-constexpr const char* kCopyApplied =
-    "SELECT greatest((SELECT coalesce(max(applied_index), 0) FROM das_copy_out.raft_applied), "
-    "(SELECT coalesce(max(raft_index), 0) FROM das_copy_out.raft_requests))::UBIGINT";
-
 // The tables a copy holds, columns named (Writer::ImportCopy reads them by name).
 constexpr const char* kExportCopy[] = {
     "CREATE TABLE das_copy_out.rows AS SELECT partition_key, value, ingest_ts FROM rows",
@@ -165,11 +159,7 @@ Result<uint64_t> WriteCopy(duckdb_connection conn, const std::string& path) {
       }
     }
     RETURN_IF_ERROR(duck::Exec(conn, "COMMIT"));
-    ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, kCopyApplied));
-    uint64_t index = 0;
-    if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
-      index = chunk->Data<uint64_t>(0)[0];
-    }
+    ASSIGN_OR_RETURN(const uint64_t index, ReadAppliedIndex(conn, "das_copy_out."));
     RETURN_IF_ERROR(duck::Exec(conn, "CHECKPOINT das_copy_out"));
     return index;
   };

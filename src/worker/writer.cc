@@ -35,16 +35,11 @@ constexpr const char* kCreateApplied =
 constexpr const char* kSeedApplied =
     "INSERT INTO raft_applied SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM raft_applied)";
 constexpr const char* kStoreApplied = "UPDATE raft_applied SET applied_index = $1 WHERE id = 1";
-constexpr const char* kSelectApplied = "SELECT applied_index FROM raft_applied WHERE id = 1";
 
 // A copy of another replica's store (Store::ExportCopy), attached read-only while its tables
 // replace this store's. The keys and the applied index go in with INSERT OR REPLACE: a key
 // deleted and inserted again in one transaction trips DuckDB's unique index.
 constexpr const char* kCopyAlias = "das_copy";
-// Its applied index, as LoadAppliedIndex reads a store's own.
-constexpr const char* kCopyApplied =
-    "SELECT greatest((SELECT coalesce(max(applied_index), 0) FROM das_copy.raft_applied), "
-    "(SELECT coalesce(max(raft_index), 0) FROM das_copy.raft_requests))::UBIGINT";
 // Columns by name, never by position, so a copy made by another version of this layout cannot
 // mix them up (store.cc's WriteCopy names the same ones).
 constexpr const char* kImportCopy[] = {
@@ -106,16 +101,18 @@ Status Writer::PrepareStatements() {
   return Status::Ok();
 }
 
+Result<uint64_t> ReadAppliedIndex(duckdb_connection conn, const std::string& catalog) {
+  const std::string sql = "SELECT greatest((SELECT coalesce(max(applied_index), 0) FROM " +
+                          catalog + "raft_applied), (SELECT coalesce(max(raft_index), 0) FROM " +
+                          catalog + "raft_requests))::UBIGINT";
+  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, sql.c_str()));
+  std::optional<duck::Chunk> chunk = result.NextChunk();
+  return chunk && chunk->size() == 1 ? chunk->Data<uint64_t>(0)[0] : 0;
+}
+
 Status Writer::LoadAppliedIndex() {
-  {
-    ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn_.get(), kSelectApplied));
-    if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
-      applied_index_ = chunk->Data<uint64_t>(0)[0];
-    }
-  }
-  // A transaction whose last entry recorded its request id stored no index of its own.
-  ASSIGN_OR_RETURN(uint64_t newest_request, RequestWindow::NewestIndex(conn_.get()));
-  applied_index_ = std::max(applied_index_, newest_request);
+  RETURN_IF_ERROR(RequestWindow::CreateTable(conn_.get()));
+  ASSIGN_OR_RETURN(applied_index_, ReadAppliedIndex(conn_.get(), ""));
   return Status::Ok();
 }
 
@@ -213,13 +210,8 @@ Status Writer::ImportCopy(const std::string& path, uint64_t min_index) {
 }
 
 Status Writer::ImportAttached(uint64_t min_index) {
-  uint64_t copy_index = 0;
-  {
-    ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn_.get(), kCopyApplied));
-    if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
-      copy_index = chunk->Data<uint64_t>(0)[0];
-    }
-  }
+  ASSIGN_OR_RETURN(const uint64_t copy_index,
+                   ReadAppliedIndex(conn_.get(), std::string(kCopyAlias) + "."));
   if (copy_index < min_index) {
     return Unavailable("the copy holds the entries up to " + std::to_string(copy_index) +
                        ", not up to " + std::to_string(min_index));

@@ -44,6 +44,11 @@ struct WriteRequest {
   std::shared_ptr<Replace> replace = nullptr;
 };
 
+// The applied index of the store whose tables `catalog` names ("" for the connection's own
+// database, "das_copy." for an attached copy): the larger of raft_applied's and the newest
+// recorded request id's (a transaction whose last entry records its id stores no other).
+Result<uint64_t> ReadAppliedIndex(duckdb_connection conn, const std::string& catalog);
+
 class Writer {
  public:
   // Creates the tables if missing, deletes the expired idempotency keys and loads the live ones.
