@@ -61,6 +61,12 @@ Result<RequestWindow> RequestWindow::Create(duckdb_connection conn, uint64_t app
   RequestWindow requests(conn, window);
   RETURN_IF_ERROR(duck::Exec(conn, kCreate));
   ASSIGN_OR_RETURN(requests.delete_old_, duck::Prepare(conn, kDeleteOld));
+  ASSIGN_OR_RETURN(duck::StagedInsert insert,
+                   duck::StagedInsert::Create(conn, kTable,
+                                              {{"request_id", duck::ColumnType::kUBigInt},
+                                               {"raft_index", duck::ColumnType::kUBigInt},
+                                               {"outcomes", duck::ColumnType::kVarchar}}));
+  requests.insert_.emplace(std::move(insert));
   RETURN_IF_ERROR(requests.Load(applied_index));
   return requests;
 }
@@ -101,17 +107,10 @@ std::optional<std::vector<SubBatchOutcome>> RequestWindow::Find(uint64_t request
 
 Status RequestWindow::Record(uint64_t request_id, uint64_t index,
                              const std::vector<SubBatchOutcome>& outcomes) {
-  if (!appender_) {
-    ASSIGN_OR_RETURN(appender_, duck::CreateAppender(conn_, kTable));
-  }
-  const std::string encoded = EncodeOutcomes(outcomes);
-  if (duckdb_append_uint64(appender_.get(), request_id) == DuckDBError ||
-      duckdb_append_uint64(appender_.get(), index) == DuckDBError ||
-      duckdb_append_varchar_length(appender_.get(), encoded.data(), encoded.size()) ==
-          DuckDBError ||
-      duckdb_appender_end_row(appender_.get()) == DuckDBError) {
-    return duck::AppenderError(appender_.get(), kTable);
-  }
+  insert_->Add(request_id);
+  insert_->Add(index);
+  insert_->Add(EncodeOutcomes(outcomes));
+  insert_->EndRow();
   pending_[request_id] = Entry{index, outcomes};
   pending_order_.emplace_back(index, request_id);
   return Prune(index);
@@ -132,10 +131,7 @@ Status RequestWindow::Prune(uint64_t newest_index) {
   return Status::Ok();
 }
 
-Status RequestWindow::Flush() {
-  if (!appender_) return Status::Ok();
-  return duck::FlushAppender(appender_.get(), kTable);
-}
+Status RequestWindow::Flush() { return insert_->Flush(); }
 
 void RequestWindow::Committed() {
   for (auto& [id, entry] : pending_) by_id_[id] = std::move(entry);
@@ -153,7 +149,7 @@ void RequestWindow::Committed() {
 void RequestWindow::RolledBack() {
   pending_.clear();
   pending_order_.clear();
-  appender_.reset();
+  insert_->Clear();
   pending_cutoff_ = pruned_below_;  // a rolled-back prune left the rows in the table
 }
 

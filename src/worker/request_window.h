@@ -16,6 +16,7 @@
 
 #include "common/status.h"
 #include "worker/duckdb_util.h"
+#include "worker/staged_insert.h"
 #include "worker/store.h"
 
 namespace das::worker {
@@ -41,7 +42,7 @@ class RequestWindow {
   // Flushes what Record() appended, inside the transaction.
   Status Flush();
   // After COMMIT: what Record() did becomes the window. On a failure, before ROLLBACK: it is
-  // forgotten, and the appender (which buffered into the failed transaction) is dropped.
+  // forgotten, with the rows staged for the failed transaction.
   void Committed();
   void RolledBack();
 
@@ -64,7 +65,7 @@ class RequestWindow {
   std::vector<std::pair<uint64_t, uint64_t>> pending_order_;
   uint64_t pruned_below_ = 0;    // committed: ids of entries at or below it left the table
   uint64_t pending_cutoff_ = 0;  // the running transaction's prune (>= pruned_below_)
-  duck::AppenderHandle appender_;
+  std::optional<duck::StagedInsert> insert_;  // set by Create
   duck::PreparedHandle delete_old_;
 };
 

@@ -1,7 +1,7 @@
 // The worker's storage: one DuckDB database file, used only through DuckDB's C API.
 //
 // One writer thread owns the write connection. Write() queues sub-batches; the writer takes
-// everything queued, applies it in one transaction with the Appender (group commit) and calls
+// everything queued, applies it in one transaction (group commit; worker/staged_insert.h) and calls
 // each caller back only after COMMIT returned, so an acknowledged row is durable (DuckDB syncs
 // its WAL on commit). Each sub-batch is atomic; its idempotency key (if any) is stored in the
 // same transaction as its rows, so a retried key is answered from the table and never stored

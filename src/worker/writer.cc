@@ -98,6 +98,19 @@ Status Writer::PrepareStatements() {
   // Parsed once: parsing BEGIN and COMMIT anew costs a tenth of a small transaction.
   ASSIGN_OR_RETURN(begin_, duck::Prepare(conn_.get(), "BEGIN TRANSACTION"));
   ASSIGN_OR_RETURN(commit_, duck::Prepare(conn_.get(), "COMMIT"));
+  ASSIGN_OR_RETURN(duck::StagedInsert rows,
+                   duck::StagedInsert::Create(conn_.get(), "rows",
+                                              {{"partition_key", duck::ColumnType::kVarchar},
+                                               {"value", duck::ColumnType::kDouble},
+                                               {"ingest_ts", duck::ColumnType::kTimestamp}}));
+  rows_insert_.emplace(std::move(rows));
+  ASSIGN_OR_RETURN(duck::StagedInsert keys,
+                   duck::StagedInsert::Create(conn_.get(), kKeysTable,
+                                              {{"key", duck::ColumnType::kVarchar},
+                                               {"fingerprint", duck::ColumnType::kUBigInt},
+                                               {"rows_written", duck::ColumnType::kUBigInt},
+                                               {"committed_at", duck::ColumnType::kTimestamp}}));
+  keys_insert_.emplace(std::move(keys));
   return Status::Ok();
 }
 
@@ -216,8 +229,6 @@ Status Writer::ImportAttached(uint64_t min_index) {
     return Unavailable("the copy holds the entries up to " + std::to_string(copy_index) +
                        ", not up to " + std::to_string(min_index));
   }
-  // No appender buffers anything between transactions; new ones follow the new contents.
-  appenders_ = Appenders{};
   RETURN_IF_ERROR(duck::Exec(conn_.get(), "BEGIN TRANSACTION"));
   Status copied = Status::Ok();
   for (const char* sql : kImportCopy) {
@@ -286,24 +297,19 @@ Result<Writer::GroupResult> Writer::AppendAndFlush(std::vector<WriteRequest>& gr
                                                    int64_t now_us) {
   Result<GroupResult> result = AppendGroup(group, now_us);
   if (result.ok()) {
-    Status flushed = duck::FlushAppender(appenders_.rows.get(), "rows");
-    if (flushed.ok() && appenders_.keys) {
-      flushed = duck::FlushAppender(appenders_.keys.get(), kKeysTable);
-    }
+    Status flushed = rows_insert_->Flush();
+    if (flushed.ok()) flushed = keys_insert_->Flush();
     if (flushed.ok()) flushed = requests_->Flush();
     if (flushed.ok()) return result;
     result = std::move(flushed);
   }
-  // Destroyed inside the failed transaction, so whatever they still buffer is rolled back.
-  appenders_ = Appenders{};
+  rows_insert_->Clear();
+  keys_insert_->Clear();
   requests_->RolledBack();
   return result;
 }
 
 Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group, int64_t now_us) {
-  if (!appenders_.rows) {
-    ASSIGN_OR_RETURN(appenders_.rows, duck::CreateAppender(conn_.get(), "rows"));
-  }
   GroupResult result;
   result.outcomes.reserve(group.size());
   result.repeated.assign(group.size(), false);
@@ -363,7 +369,7 @@ Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, int64_t now
   const uint64_t rows = batch.rows.size();
   if (batch.idempotency_key.empty()) {
     if (batch.check_only) return SubBatchOutcome{Code::kOk, 0};
-    RETURN_IF_ERROR(AppendRows(appenders_.rows.get(), batch.rows, now_us));
+    StageRows(batch.rows, now_us);
     return SubBatchOutcome{Code::kOk, rows};
   }
   const KeyRecord* earlier = keys_.Find(batch.idempotency_key);
@@ -377,39 +383,27 @@ Result<SubBatchOutcome> Writer::ApplySubBatch(const SubBatch& batch, int64_t now
   }
   if (batch.check_only) return SubBatchOutcome{Code::kOk, 0};
   const KeyRecord record{batch.fingerprint, rows, now_us};
-  RETURN_IF_ERROR(AppendRows(appenders_.rows.get(), batch.rows, now_us));
-  if (!appenders_.keys) {
-    ASSIGN_OR_RETURN(appenders_.keys, duck::CreateAppender(conn_.get(), kKeysTable));
-  }
-  RETURN_IF_ERROR(AppendKey(appenders_.keys.get(), batch.idempotency_key, record));
+  StageRows(batch.rows, now_us);
+  StageKey(batch.idempotency_key, record);
   new_keys.emplace(batch.idempotency_key, record);
   return SubBatchOutcome{Code::kOk, rows};
 }
 
-Status Writer::AppendRows(duckdb_appender appender, const std::vector<StoredRow>& rows,
-                          int64_t now_us) {
-  const duckdb_timestamp ingest_ts = duck::Timestamp(now_us);
+void Writer::StageRows(const std::vector<StoredRow>& rows, int64_t now_us) {
   for (const StoredRow& row : rows) {
-    const std::string& key = row.partition_key;
-    if (duckdb_append_varchar_length(appender, key.data(), key.size()) == DuckDBError ||
-        duckdb_append_double(appender, row.value) == DuckDBError ||
-        duckdb_append_timestamp(appender, ingest_ts) == DuckDBError ||
-        duckdb_appender_end_row(appender) == DuckDBError) {
-      return duck::AppenderError(appender, "rows");
-    }
+    rows_insert_->Add(row.partition_key);
+    rows_insert_->Add(row.value);
+    rows_insert_->AddTimestamp(now_us);
+    rows_insert_->EndRow();
   }
-  return Status::Ok();
 }
 
-Status Writer::AppendKey(duckdb_appender appender, std::string_view key, const KeyRecord& record) {
-  if (duckdb_append_varchar_length(appender, key.data(), key.size()) == DuckDBError ||
-      duckdb_append_uint64(appender, record.fingerprint) == DuckDBError ||
-      duckdb_append_uint64(appender, record.rows_written) == DuckDBError ||
-      duckdb_append_timestamp(appender, duck::Timestamp(record.committed_at_us)) == DuckDBError ||
-      duckdb_appender_end_row(appender) == DuckDBError) {
-    return duck::AppenderError(appender, kKeysTable);
-  }
-  return Status::Ok();
+void Writer::StageKey(std::string_view key, const KeyRecord& record) {
+  keys_insert_->Add(key);
+  keys_insert_->Add(record.fingerprint);
+  keys_insert_->Add(record.rows_written);
+  keys_insert_->AddTimestamp(record.committed_at_us);
+  keys_insert_->EndRow();
 }
 
 }  // namespace das::worker

@@ -20,6 +20,7 @@
 #include "worker/idempotency_keys.h"
 #include "worker/request_window.h"
 #include "worker/running_aggregate.h"
+#include "worker/staged_insert.h"
 #include "worker/store.h"
 
 namespace das::worker {
@@ -79,14 +80,6 @@ class Writer {
  private:
   // Keys this transaction stored so far; they point into the group's sub-batches.
   using PendingKeys = std::unordered_map<std::string_view, KeyRecord>;
-  // The writer's appenders, kept across transactions: creating one costs about as much as a
-  // small commit. Each transaction flushes them before COMMIT, so they hold no rows between
-  // transactions; after a failure they are destroyed before ROLLBACK (an appender destroyed
-  // later would flush its buffer into a new, autocommitted transaction) and created anew.
-  struct Appenders {
-    duck::AppenderHandle rows;
-    duck::AppenderHandle keys;
-  };
   struct GroupResult {
     std::vector<std::vector<SubBatchOutcome>> outcomes;  // per request
     PendingKeys new_keys;
@@ -121,8 +114,8 @@ class Writer {
   Result<SubBatchOutcome> ApplySubBatch(const SubBatch& batch, int64_t now_us,
                                         PendingKeys& new_keys);
   void AddCommittedRows(const std::vector<WriteRequest>& group, const GroupResult& result);
-  Status AppendRows(duckdb_appender appender, const std::vector<StoredRow>& rows, int64_t now_us);
-  Status AppendKey(duckdb_appender appender, std::string_view key, const KeyRecord& record);
+  void StageRows(const std::vector<StoredRow>& rows, int64_t now_us);
+  void StageKey(std::string_view key, const KeyRecord& record);
 
   duck::ConnectionHandle conn_;
   std::string db_path_;
@@ -135,7 +128,10 @@ class Writer {
   duck::PreparedHandle begin_;
   duck::PreparedHandle commit_;
   uint64_t applied_index_ = 0;  // committed
-  Appenders appenders_;
+  // The transaction's rows and new keys, staged until it flushes them before COMMIT (so they
+  // hold nothing between transactions), and cleared after a failure.
+  std::optional<duck::StagedInsert> rows_insert_;  // set by PrepareStatements
+  std::optional<duck::StagedInsert> keys_insert_;
   RunningAggregate* running_;
   KeyIndex& keys_;
   uint64_t request_window_;
