@@ -25,7 +25,7 @@ struct Flags {
   uint16_t raft_port = 0;
   uint16_t raft_advertise_port = 0;
   unsigned election_timeout_ms = 500;
-  unsigned replica_commit_interval_ms = 50;
+  unsigned replica_commit_interval_ms = 200;
   unsigned snapshot_threshold = 1024;
   unsigned snapshot_trailing = 8192;
   std::string data_dir;

@@ -34,9 +34,6 @@ using internal::v1::WorkerHealthResponse;
 using Ms = std::chrono::milliseconds;
 
 constexpr char kStateFile[] = "cluster.pb";
-// A replica is caught up when its applied index is within this many entries of the leader's
-// commit index (DESIGN.md section 6: "within a few entries").
-constexpr uint64_t kCaughtUpEntries = 16;
 constexpr Ms kFormingTick{200};
 constexpr Ms kBalanceTick{1000};
 // A leader is asked to hand a shard back to its preferred worker at most this often.
@@ -374,8 +371,7 @@ asio::awaitable<void> ReplicationImpl::Balance(
     const std::vector<uint64_t>& data = shard.replicas();
     auto caught_up = [&](uint64_t node) {
       auto it = view.reports.find(node);
-      return it != view.reports.end() &&
-             it->second.stored_index() + kCaughtUpEntries >= view.commit_index;
+      return it != view.reports.end() && CaughtUp(it->second, view.commit_index);
     };
     // The witness hands its shards on by itself (control/witness.h).
     if (view.leader == rpc::kWitnessNodeId) continue;
@@ -499,8 +495,7 @@ bool ReplicationImpl::DescribeShards(
       replica->set_applied_index(it->second.stored_index());
       const bool live = it->second.role() != "unavailable";
       replica->set_live(live);
-      healthy =
-          healthy && live && it->second.stored_index() + kCaughtUpEntries >= view.commit_index;
+      healthy = healthy && live && CaughtUp(it->second, view.commit_index);
     }
     shard->set_healthy(healthy);
     all_healthy = all_healthy && healthy;

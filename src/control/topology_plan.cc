@@ -69,4 +69,9 @@ std::vector<uint32_t> ShardOfSlot(const internal::v1::Topology& topology) {
   return shard_of;
 }
 
+bool CaughtUp(const internal::v1::ReplicaHealth& report, uint64_t commit_index) {
+  if (report.stored_index() + kCaughtUpEntries >= commit_index) return true;
+  return !report.restoring() && report.applied_index() + kCaughtUpEntries >= commit_index;
+}
+
 }  // namespace das::control

@@ -29,6 +29,15 @@ internal::v1::Topology PlanTopology(const std::vector<internal::v1::NodeAddress>
                                     const std::string& witness_raft_address, uint64_t cluster_id);
 
 // slot -> shard, kSlots entries.
+// A replica is caught up when its applied index is within this many entries of the leader's
+// commit index (DESIGN.md section 6: "within a few entries").
+inline constexpr uint64_t kCaughtUpEntries = 16;
+
+// Whether a replica can serve its shard's reads and keyed writes at once: it holds the entries
+// up to within kCaughtUpEntries of the commit index, and its store has them too or has them
+// queued behind no more than its commit pause (a store installing a copy does not).
+bool CaughtUp(const internal::v1::ReplicaHealth& report, uint64_t commit_index);
+
 std::vector<uint32_t> ShardOfSlot(const internal::v1::Topology& topology);
 
 }  // namespace das::control

@@ -263,6 +263,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_copies_installed(replica->machine->copies_installed());
       health.set_copies_served(replica->copies_served.load(std::memory_order_relaxed));
       health.set_snapshot_index(replica->machine->snapshot_index());
+      health.set_restoring(replica->machine->restoring());
       replica->store->ComputeAggregate([&health](Result<Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);
       });

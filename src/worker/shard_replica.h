@@ -83,6 +83,8 @@ class ShardReplica final : public raft::StateMachine {
   uint64_t copies_installed() const { return copies_installed_.load(std::memory_order_relaxed); }
   // The applied index of the last manifest Snapshot() returned (0: none since the start).
   uint64_t snapshot_index() const { return snapshot_index_.load(std::memory_order_relaxed); }
+  // A copy is being fetched or installed.
+  bool restoring() const { return restoring_.load(std::memory_order_acquire) > 0; }
 
  private:
   // Completes the proposer of `request_id`, if it is waiting here (only on the proposing

@@ -94,5 +94,24 @@ TEST(TopologyPlanTest, ValidateRefusesGapsAndUnknownVoters) {
             "topology: shard 2 has a bad voter 99");
 }
 
+TEST(TopologyPlanTest, CaughtUpCountsEntriesQueuedBehindTheCommitPauseButNotACopy) {
+  internal::v1::ReplicaHealth report;
+  report.set_applied_index(1000);
+  report.set_stored_index(1000);
+  EXPECT_TRUE(CaughtUp(report, 1000));
+  EXPECT_TRUE(CaughtUp(report, 1000 + kCaughtUpEntries));
+  EXPECT_FALSE(CaughtUp(report, 1001 + kCaughtUpEntries)) << "raft itself is behind";
+  // The store commits every few hundred milliseconds: raft handed it the entries, it has them
+  // queued.
+  report.set_stored_index(500);
+  EXPECT_TRUE(CaughtUp(report, 1000));
+  EXPECT_FALSE(CaughtUp(report, 1001 + kCaughtUpEntries));
+  // The store is replacing its data by a copy: the entries raft handed it wait behind that.
+  report.set_restoring(true);
+  EXPECT_FALSE(CaughtUp(report, 1000));
+  report.set_stored_index(1000 - kCaughtUpEntries);
+  EXPECT_TRUE(CaughtUp(report, 1000)) << "the copy is installed up to within a few entries";
+}
+
 }  // namespace
 }  // namespace das::control
