@@ -1,9 +1,13 @@
 // distributed_analytics_system: the control node. Takes the public HTTP API (DESIGN.md
 // section 3), routes inserts to the workers and merges their analytics.
+#include <csignal>
 #include <cstdio>
+#include <functional>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
 #include "control/codec.h"
@@ -30,6 +34,7 @@ struct Flags {
   uint16_t raft_port = 9080;
   std::string advertise_host;
   unsigned election_timeout_ms = 500;
+  std::string auth_tokens_file;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -96,6 +101,11 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_RAFT_ELECTION_TIMEOUT_MS")
       ->capture_default_str()
       ->check(CLI::Range(50, 60000));
+  app.add_option("--auth-tokens-file", f.auth_tokens_file,
+                 "Require a bearer token on the public API: a file of 'TOKEN NAME ROLE' lines "
+                 "(roles read, write, admin; '#' starts a comment), read again on SIGHUP "
+                 "(default: none, the API is open)")
+      ->envname("DAS_AUTH_TOKENS_FILE");
   app.add_option("--log-level", f.log_level,
                  "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
 }
@@ -123,7 +133,34 @@ int main(int argc, char** argv) {
     return 2;
   }
   boost::asio::io_context io(static_cast<int>(flags.threads));
+  std::unique_ptr<das::control::TokenFile> tokens;
+  if (!flags.auth_tokens_file.empty()) {
+    auto loaded = das::control::TokenFile::Load(flags.auth_tokens_file);
+    if (!loaded.ok()) {
+      spdlog::critical("cannot start: {}", loaded.status().message());
+      return 2;
+    }
+    tokens = std::move(loaded).value();
+    spdlog::info("public API requires a token: {} tokens from {}", tokens->size(), tokens->path());
+  }
+  // SIGHUP reads the token file again (and is never the default action: termination).
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> await_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& error, int) {
+      if (error) return;
+      if (!tokens) {
+        spdlog::info("SIGHUP: no --auth-tokens-file to read again");
+      } else if (das::Status reloaded = tokens->Reload(); reloaded.ok()) {
+        spdlog::info("SIGHUP: {} tokens from {}", tokens->size(), tokens->path());
+      } else {
+        spdlog::error("SIGHUP: kept the tokens as they were: {}", reloaded.message());
+      }
+      await_hangup();
+    });
+  };
+  await_hangup();
   das::control::ControlOptions options;
+  options.tokens = tokens.get();
   options.workers = std::move(workers).value();
   options.analytics_deadline = std::chrono::milliseconds(flags.analytics_deadline_ms);
   options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);

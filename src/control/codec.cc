@@ -150,8 +150,8 @@ Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request,
   return decoded;
 }
 
-http::Response Encode(unsigned status, const google::protobuf::Message& message,
-                      Encoding encoding) {
+http::Response Encode(unsigned status, const google::protobuf::Message& message, Encoding encoding,
+                      bool print_defaults) {
   http::Response response;
   response.status = status;
   if (encoding == Encoding::kProtobuf) {
@@ -161,7 +161,7 @@ http::Response Encode(unsigned status, const google::protobuf::Message& message,
   }
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
+  options.always_print_primitive_fields = print_defaults;
   response.content_type = kJsonType;
   (void)google::protobuf::util::MessageToJsonString(message, &response.body, options);
   return response;

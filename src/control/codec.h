@@ -43,8 +43,10 @@ Decoded<internal::v1::RowWire> DecodeInsert(const http::Request& request, Encodi
 // whole batch (422) and names its index.
 Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request, Encoding encoding);
 
-// An answer with `message` as its body, in `encoding`.
-http::Response Encode(unsigned status, const google::protobuf::Message& message, Encoding encoding);
+// An answer with `message` as its body, in `encoding`. JSON prints every field, also those at
+// their default, unless `print_defaults` is false (then, as protobuf, only those set).
+http::Response Encode(unsigned status, const google::protobuf::Message& message, Encoding encoding,
+                      bool print_defaults = true);
 
 // The encoding of an error answer: ?format= or Accept when they name one; else protobuf for a
 // protobuf request (a protobuf Content-Type, or a POST without Content-Type, whose body the

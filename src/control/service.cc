@@ -78,6 +78,38 @@ asio::awaitable<http::Response> CheckFormat(http::Request request, http::Target 
   co_return co_await std::move(answer);
 }
 
+// What each route needs of a caller's token (--auth-tokens-file); /health needs none.
+std::optional<Access> AccessOf(const std::string& route) {
+  if (route == "/insert" || route == "/insert/batch") return Access::kWrite;
+  if (route == "/analytics" || route == "/v1/query") return Access::kRead;
+  if (route == "/health") return std::nullopt;
+  return Access::kAdmin;  // anything else, /admin/... among them
+}
+
+http::Response Unauthorized(const http::Request& request, std::string message,
+                            std::string_view challenge) {
+  http::Response response = EncodeError(ApiError{401, std::move(message)}, ErrorEncoding(request));
+  response.headers.emplace_back("WWW-Authenticate", std::string(challenge));
+  return response;
+}
+
+// The caller a request's token names; an http::Response (401) when it shows none that is valid.
+std::variant<Caller, http::Response> Authenticate(const TokenFile& tokens,
+                                                  const http::Request& request) {
+  const std::string* header = request.Header("Authorization");
+  if (header == nullptr) {
+    return Unauthorized(request, "this API requires a token: Authorization: Bearer TOKEN",
+                        "Bearer realm=\"das\"");
+  }
+  const std::optional<std::string_view> token = BearerToken(*header);
+  std::optional<Caller> caller = token ? tokens.Find(*token) : std::nullopt;
+  if (!caller) {
+    return Unauthorized(request, "the bearer token is not valid",
+                        "Bearer realm=\"das\", error=\"invalid_token\"");
+  }
+  return std::move(*caller);
+}
+
 // Where the inserts of one worker (unreplicated) or one shard (replicated) go, by its id.
 struct Destination {
   rpc::WriteTarget* target = nullptr;  // a WorkerClient of clients_, or a ShardLeader
@@ -138,6 +170,32 @@ class ControlServiceImpl final : public ControlService {
 
  private:
   void AddRoutes() {
+    // Outermost: a caller without a valid token learns nothing about its request.
+    if (options_.tokens != nullptr) {
+      router_.Use([tokens = options_.tokens](
+                      http::Request request, http::Target target,
+                      const http::RouteHandler& next) -> asio::awaitable<http::Response> {
+        if (std::optional<Access> access = AccessOf(target.route)) {
+          std::variant<Caller, http::Response> who = Authenticate(*tokens, request);
+          if (auto* refused = std::get_if<http::Response>(&who)) {
+            spdlog::debug("refused {} {}: no valid token", request.method, target.route);
+            co_return std::move(*refused);
+          }
+          const Caller& caller = std::get<Caller>(who);
+          if (!Permits(caller.role, *access)) {
+            spdlog::info("refused {} {} to '{}': role {}", request.method, target.route,
+                         caller.name, RoleName(caller.role));
+            co_return EncodeError(
+                ApiError{403, "token '" + caller.name + "' has role " +
+                                  std::string(RoleName(caller.role)) + ", which may not " +
+                                  request.method + " " + target.route},
+                ErrorEncoding(request));
+          }
+        }
+        asio::awaitable<http::Response> answer = next(std::move(request), std::move(target));
+        co_return co_await std::move(answer);
+      });
+    }
     router_.Use(&CheckFormat);
     router_.Add(
         "POST", "/insert", [this](http::Request r, http::Target) { return Insert(std::move(r)); },
@@ -421,6 +479,15 @@ class ControlServiceImpl final : public ControlService {
   }
 
   asio::awaitable<http::Response> Health(http::Request request) {
+    // With tokens, a caller without a valid one learns the status only (DESIGN.md section 10).
+    const bool status_only =
+        options_.tokens != nullptr &&
+        std::holds_alternative<http::Response>(Authenticate(*options_.tokens, request));
+    asio::awaitable<http::Response> answer = FullHealth(std::move(request), status_only);
+    co_return co_await std::move(answer);
+  }
+
+  asio::awaitable<http::Response> FullHealth(http::Request request, bool status_only) {
     const std::shared_ptr<const ClusterMap> map = Map();
     std::vector<asio::awaitable<Result<internal::v1::WorkerHealthResponse>>> fetches;
     for (const WorkerInfo& w : map->workers()) {
@@ -453,11 +520,22 @@ class ControlServiceImpl final : public ControlService {
         // Until every shard first had a leader, the node cannot serve: 503, so that whoever
         // waits for a 200 (a container health check, a test) waits until it can.
         response.set_status("starting");
-        co_return Encode(503, response, AnswerEncoding(request, Encoding::kProtobuf));
+        co_return EncodeHealth(503, response, request, status_only);
       }
     }
     response.set_status(all_healthy ? "ok" : "degraded");
-    co_return Encode(200, response, AnswerEncoding(request, Encoding::kProtobuf));
+    co_return EncodeHealth(200, response, request, status_only);
+  }
+
+  static http::Response EncodeHealth(unsigned status, das::v1::HealthResponse& response,
+                                     const http::Request& request, bool status_only) {
+    if (status_only) {
+      das::v1::HealthResponse bare;
+      bare.set_status(response.status());
+      return Encode(status, bare, AnswerEncoding(request, Encoding::kProtobuf),
+                    /*print_defaults=*/false);
+    }
+    return Encode(status, response, AnswerEncoding(request, Encoding::kProtobuf));
   }
 
   asio::any_io_executor executor_;

@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "control/auth.h"
 #include "control/cluster_map.h"
 #include "control/replication.h"
 #include "http/message.h"
@@ -35,6 +36,9 @@ struct ControlOptions {
   size_t connections_per_worker = 16;
   size_t max_inflight_per_worker = 1;
   const Clock* clock = &Clock::Real();  // not owned; outlives the service
+  // Set: the public API requires a bearer token of it (control/auth.h); /health answers only
+  // its status without one. Not owned; outlives the service.
+  const TokenFile* tokens = nullptr;
   // replication.replication_factor 1: today's unreplicated system (each worker one partition);
   // more: replicated shards (DESIGN.md section 6).
   ReplicationOptions replication;

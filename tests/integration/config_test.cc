@@ -121,11 +121,26 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
   const std::string help = Output(dir_ + "/c.log");
-  for (const char* text :
-       {"--port", "DAS_PORT", "--workers", "DAS_WORKERS", "--body-limit", "--analytics-deadline-ms",
-        "--insert-deadline-ms", "--log-level", "--replication-factor", "DAS_REPLICATION_FACTOR",
-        "--shards", "DAS_SHARDS", "--data-dir", "DAS_DATA_DIR", "--raft-port", "DAS_RAFT_PORT",
-        "--advertise-host", "DAS_ADVERTISE_HOST"}) {
+  for (const char* text : {"--port",
+                           "DAS_PORT",
+                           "--workers",
+                           "DAS_WORKERS",
+                           "--body-limit",
+                           "--analytics-deadline-ms",
+                           "--insert-deadline-ms",
+                           "--log-level",
+                           "--replication-factor",
+                           "DAS_REPLICATION_FACTOR",
+                           "--shards",
+                           "DAS_SHARDS",
+                           "--data-dir",
+                           "DAS_DATA_DIR",
+                           "--raft-port",
+                           "DAS_RAFT_PORT",
+                           "--advertise-host",
+                           "DAS_ADVERTISE_HOST",
+                           "--auth-tokens-file",
+                           "DAS_AUTH_TOKENS_FILE"}) {
     EXPECT_NE(help.find(text), std::string::npos) << text << " missing from:\n" << help;
   }
   std::string error;
