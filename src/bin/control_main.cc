@@ -35,6 +35,8 @@ struct Flags {
   std::string advertise_host;
   unsigned election_timeout_ms = 500;
   std::string auth_tokens_file;
+  size_t max_connections = 1024;
+  size_t header_limit = 16 * 1024;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -52,6 +54,16 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_BODY_LIMIT")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-connections", f.max_connections,
+                 "Client connections served at once; one more is answered 503 and closed")
+      ->envname("DAS_MAX_CONNECTIONS")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--header-limit", f.header_limit,
+                 "Largest request head (request line and headers) in bytes (else 431)")
+      ->envname("DAS_HEADER_LIMIT")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 20));
   app.add_option("--analytics-deadline-ms", f.analytics_deadline_ms,
                  "How long each worker gets to answer an analytics request")
       ->envname("DAS_ANALYTICS_DEADLINE_MS")
@@ -182,6 +194,8 @@ int main(int argc, char** argv) {
   server_options.host = flags.host;
   server_options.port = flags.port;
   server_options.body_limit = flags.body_limit;
+  server_options.max_connections = flags.max_connections;
+  server_options.header_limit = flags.header_limit;
   server_options.too_large = [limit = flags.body_limit](const das::http::Request& header) {
     return das::control::TooLarge(header, limit);
   };

@@ -1,7 +1,11 @@
 #include "http/server.h"
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -42,6 +46,12 @@ using WireResponse = bhttp::response<bhttp::string_body>;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kTooLargeText = "request body too large\n";
 constexpr std::string_view kMalformedText = "malformed request\n";
+constexpr std::string_view kHeaderTooLargeText = "request header fields too large\n";
+constexpr std::string_view kTooManyConnectionsText = "too many connections\n";
+// How long a connection refused for the cap gets for its 503.
+constexpr std::chrono::seconds kRefusalTimeout{1};
+// A refused connection is logged at most this often (with the count refused meanwhile).
+constexpr std::chrono::seconds kRefusalLogInterval{10};
 // How much to read while waiting for the first byte of a request.
 constexpr size_t kFirstReadSize = 16 * 1024;
 
@@ -78,6 +88,8 @@ struct ServerState {
   bool stopped = false;             // GUARDED_BY(mu)
   bool accepting = false;           // the accept loop runs; GUARDED_BY(mu)
   std::unordered_set<std::shared_ptr<Connection>> connections;  // GUARDED_BY(mu)
+  uint64_t refused = 0;                                         // GUARDED_BY(mu); not logged yet
+  std::chrono::steady_clock::time_point refusal_logged{};       // GUARDED_BY(mu)
 };
 
 // Keeps a connection in ServerState::connections while its coroutine runs, so Stop() finds it.
@@ -86,7 +98,22 @@ class Registration {
   Registration(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn)
       : state_(std::move(state)), conn_(std::move(conn)) {
     std::lock_guard lock(state_->mu);
-    registered_ = !state_->stopped && state_->connections.insert(conn_).second;
+    if (state_->stopped) return;
+    if (state_->connections.size() >= state_->options.max_connections) {
+      over_limit_ = true;
+      ++state_->refused;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - state_->refusal_logged >= kRefusalLogInterval) {
+        spdlog::warn(
+            "http: {} connections are open, the most this node allows: refused {} "
+            "with 503",
+            state_->connections.size(), state_->refused);
+        state_->refused = 0;
+        state_->refusal_logged = now;
+      }
+      return;
+    }
+    registered_ = state_->connections.insert(conn_).second;
   }
   ~Registration() {
     if (!registered_) return;
@@ -97,16 +124,19 @@ class Registration {
   Registration(const Registration&) = delete;
   Registration& operator=(const Registration&) = delete;
 
-  // False once the server is stopping: the connection must not be served.
+  // False once the server is stopping, or when the connection is over the cap: it must not be
+  // served.
   bool registered() const { return registered_; }
+  bool over_limit() const { return over_limit_; }
 
  private:
   std::shared_ptr<ServerState> state_;
   std::shared_ptr<Connection> conn_;
   bool registered_ = false;
+  bool over_limit_ = false;
 };
 
-enum class ReadOutcome { kRequest, kClose, kTooLarge, kMalformed };
+enum class ReadOutcome { kRequest, kClose, kTooLarge, kHeaderTooLarge, kMalformed };
 
 // Errors of the HTTP grammar (as opposed to the socket) mean the peer sent bad HTTP.
 bool IsParseError(const error_code& ec) {
@@ -117,6 +147,7 @@ bool IsParseError(const error_code& ec) {
 ReadOutcome Classify(const error_code& ec) {
   if (!ec) return ReadOutcome::kRequest;
   if (ec == bhttp::error::body_limit) return ReadOutcome::kTooLarge;
+  if (ec == bhttp::error::header_limit) return ReadOutcome::kHeaderTooLarge;
   if (IsParseError(ec)) return ReadOutcome::kMalformed;
   return ReadOutcome::kClose;
 }
@@ -218,14 +249,16 @@ asio::awaitable<void> Refuse(beast::tcp_stream& stream, bhttp::status status, st
 // reset the connection and the client could lose the answer while it is still sending. So the
 // server half-closes, then reads and discards what comes for a bounded time and amount
 // ("lingering close", as nginx does), and only then closes.
-asio::awaitable<void> LingerAndDrain(beast::tcp_stream& stream) {
-  constexpr std::chrono::seconds kLinger{2};
-  constexpr size_t kMaxDrain = 64 * 1024 * 1024;
+asio::awaitable<void> LingerAndDrain(beast::tcp_stream& stream,
+                                     std::chrono::milliseconds linger = std::chrono::seconds(2),
+                                     size_t max_drain = 64 * 1024 * 1024,
+                                     size_t scratch_size = 64 * 1024) {
+  const size_t kMaxDrain = max_drain;
   error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  std::vector<char> scratch(64 * 1024);
+  std::vector<char> scratch(scratch_size);
   size_t drained = 0;
-  stream.expires_after(kLinger);
+  stream.expires_after(linger);
   while (drained < kMaxDrain) {
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kNoThrow);
     if (ec) break;  // the client closed, or the linger time is over
@@ -240,6 +273,8 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(state.options.body_limit);
+    parser.header_limit(static_cast<std::uint32_t>(
+        std::min<size_t>(state.options.header_limit, std::numeric_limits<std::uint32_t>::max())));
     switch (co_await ReadRequest(stream, buffer, parser, state.options)) {
       case ReadOutcome::kRequest: {
         asio::awaitable<bool> respond = Respond(state, stream, parser.release());
@@ -264,6 +299,12 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
         co_await LingerAndDrain(stream);
         co_return;
       }
+      case ReadOutcome::kHeaderTooLarge:
+        // The rest of the head may still be arriving: drain it, as after a 413.
+        co_await Refuse(stream, bhttp::status::request_header_fields_too_large, kHeaderTooLargeText,
+                        state.options);
+        co_await LingerAndDrain(stream);
+        co_return;
       case ReadOutcome::kMalformed:
         co_await Refuse(stream, bhttp::status::bad_request, kMalformedText, state.options);
         co_return;
@@ -276,6 +317,20 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
 // The connection coroutine: the edge where exceptions stop.
 asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn) {
   Registration registration(state, conn);
+  if (registration.over_limit()) {
+    ServerOptions refusal = state->options;
+    refusal.io_timeout = kRefusalTimeout;
+    try {
+      co_await Refuse(conn->stream, bhttp::status::service_unavailable, kTooManyConnectionsText,
+                      refusal);
+      // Briefly, and little: a request already on its way must not turn the 503 into a reset.
+      co_await LingerAndDrain(conn->stream, kRefusalTimeout, 64 * 1024, 4 * 1024);
+    } catch (const std::exception& e) {
+      spdlog::debug("http: refusing a connection failed: {}", e.what());
+    }
+    conn->Close();
+    co_return;
+  }
   if (!registration.registered()) co_return;
   try {
     co_await ServeRequests(*state, conn->stream);

@@ -31,6 +31,11 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: pick a free port (see Server::port())
   size_t body_limit = 16 * 1024 * 1024;
+  // Largest request head (request line and headers) in bytes; a longer one is answered 431
+  // and the connection closed.
+  size_t header_limit = 16 * 1024;
+  // Connections served at once; one more is answered 503 and closed at once, unread.
+  size_t max_connections = 1024;
   // Deadline for reading one whole request (header and body), and for writing a response.
   std::chrono::milliseconds io_timeout{30'000};
   // An idle keep-alive connection is closed after this long.

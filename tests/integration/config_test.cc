@@ -140,7 +140,11 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
                            "--advertise-host",
                            "DAS_ADVERTISE_HOST",
                            "--auth-tokens-file",
-                           "DAS_AUTH_TOKENS_FILE"}) {
+                           "DAS_AUTH_TOKENS_FILE",
+                           "--max-connections",
+                           "DAS_MAX_CONNECTIONS",
+                           "--header-limit",
+                           "DAS_HEADER_LIMIT"}) {
     EXPECT_NE(help.find(text), std::string::npos) << text << " missing from:\n" << help;
   }
   std::string error;

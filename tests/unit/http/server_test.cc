@@ -195,6 +195,63 @@ TEST_F(ServerTest, MalformedRequestIsAnswered400AndClosed) {
   EXPECT_TRUE(PeerClosed(socket));
 }
 
+TEST_F(ServerTest, HeadOverTheHeaderLimitIsAnswered431AndClosed) {
+  ServerOptions options;
+  options.header_limit = 1024;
+  StartServer(options, Echo);
+  {
+    tcp::socket socket = Connect();
+    std::string pending;
+    const std::string head =
+        "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n";
+    asio::write(socket, asio::buffer(head));
+    Answer answer = ReadAnswer(socket, pending);
+    EXPECT_EQ(answer.head.substr(0, 12), "HTTP/1.1 431") << answer.head;
+    EXPECT_EQ(answer.body, "request header fields too large\n");
+    EXPECT_TRUE(PeerClosed(socket));
+  }
+  // A head within the limit is served.
+  tcp::socket socket = Connect();
+  std::string pending;
+  asio::write(
+      socket,
+      asio::buffer("GET /y HTTP/1.1\r\nHost: x\r\nX-Small: " + std::string(500, 'b') + "\r\n\r\n"));
+  EXPECT_EQ(ReadAnswer(socket, pending).body, "GET /y ");
+}
+
+TEST_F(ServerTest, AConnectionOverTheCapIsAnswered503AndTheCapFreesWithAClose) {
+  ServerOptions options;
+  options.max_connections = 2;
+  StartServer(options, Echo);
+  std::string pending;
+  // Two connections, each known to be served (answered) before the next is opened.
+  tcp::socket first = Connect();
+  asio::write(first, asio::buffer(std::string("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  EXPECT_EQ(ReadAnswer(first, pending).body, "GET /1 ");
+  tcp::socket second = Connect();
+  asio::write(second, asio::buffer(std::string("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  EXPECT_EQ(ReadAnswer(second, pending).body, "GET /2 ");
+  ASSERT_EQ(server_->connections(), 2u);
+
+  tcp::socket third = Connect();
+  Answer refused = ReadAnswer(third, pending);  // sent unasked: the request is never read
+  EXPECT_EQ(refused.head.substr(0, 12), "HTTP/1.1 503") << refused.head;
+  EXPECT_EQ(refused.body, "too many connections\n");
+  EXPECT_TRUE(PeerClosed(third));
+  EXPECT_EQ(server_->connections(), 2u);
+
+  // The open ones are still served; once one closes, a new connection is.
+  asio::write(first, asio::buffer(std::string("GET /1b HTTP/1.1\r\nHost: x\r\n\r\n")));
+  EXPECT_EQ(ReadAnswer(first, pending).body, "GET /1b ");
+  first.close();
+  // The server sees the close when its read of the next request ends.
+  for (int i = 0; i < 500 && server_->connections() > 1; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(server_->connections(), 1u);
+  tcp::socket fourth = Connect();
+  asio::write(fourth, asio::buffer(std::string("GET /4 HTTP/1.1\r\nHost: x\r\n\r\n")));
+  EXPECT_EQ(ReadAnswer(fourth, pending).body, "GET /4 ");
+}
+
 TEST_F(ServerTest, ThrowingHandlerIsAnswered500) {
   StartServer(ServerOptions{}, [](Request request) -> asio::awaitable<Response> {
     throw std::runtime_error("boom");
