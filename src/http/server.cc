@@ -119,7 +119,7 @@ class Registration {
     if (!registered_) return;
     std::lock_guard lock(state_->mu);
     state_->connections.erase(conn_);
-    if (state_->connections.empty()) state_->drained.notify_all();
+    state_->drained.notify_all();
   }
   Registration(const Registration&) = delete;
   Registration& operator=(const Registration&) = delete;
@@ -424,9 +424,10 @@ class ServerImpl final : public Server {
     asio::co_spawn(state_->acceptor.get_executor(), AcceptLoop(state_), asio::detached);
   }
 
-  bool WaitForNoConnections(std::chrono::milliseconds wait) const override {
+  bool WaitForConnections(size_t at_most, std::chrono::milliseconds wait) const override {
     std::unique_lock lock(state_->mu);
-    return state_->drained.wait_for(lock, wait, [this] { return state_->connections.empty(); });
+    return state_->drained.wait_for(
+        lock, wait, [this, at_most] { return state_->connections.size() <= at_most; });
   }
 
   bool Stop(std::chrono::milliseconds wait) override {

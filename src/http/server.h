@@ -58,9 +58,9 @@ class Server {
   virtual uint16_t port() const = 0;
   // Connections open now (accepted and not yet closed).
   virtual size_t connections() const = 0;
-  // Waits up to `wait` until no connection is open (e.g. idle ones closed by the idle timeout);
-  // returns whether none is.
-  virtual bool WaitForNoConnections(std::chrono::milliseconds wait) const = 0;
+  // Waits up to `wait` until at most `at_most` connections are open (e.g. after idle ones were
+  // closed by the idle timeout, or by their clients); returns whether so few are.
+  virtual bool WaitForConnections(size_t at_most, std::chrono::milliseconds wait) const = 0;
   // Starts accepting. Returns at once; the work runs on the io_context.
   virtual void Start() = 0;
   // Stops accepting, closes every connection and waits up to `wait` for their coroutines to

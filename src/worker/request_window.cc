@@ -71,6 +71,15 @@ Result<RequestWindow> RequestWindow::Create(duckdb_connection conn, uint64_t app
   return requests;
 }
 
+Status RequestWindow::Reload(uint64_t applied_index) {
+  by_id_.clear();
+  order_.clear();
+  pending_.clear();
+  pending_order_.clear();
+  insert_->Clear();
+  return Load(applied_index);
+}
+
 Status RequestWindow::Load(uint64_t applied_index) {
   const uint64_t oldest = applied_index > window_ ? applied_index - window_ : 0;
   ASSIGN_OR_RETURN(duck::PreparedHandle select, duck::Prepare(conn_, kSelect));

@@ -31,6 +31,9 @@ class RequestWindow {
   // raft_index in it is a durable applied index in itself (worker/writer.h, ReadAppliedIndex).
   static Status CreateTable(duckdb_connection conn);
 
+  // Forgets what it holds and loads the table again (after a copy replaced its contents).
+  Status Reload(uint64_t applied_index);
+
   // The outcomes of the entry that carried `request_id`, if that entry is at most `window`
   // entries before `index` (committed, or recorded in the transaction running now). The
   // distance alone decides, never how far pruning got, so every replica decides alike.

@@ -40,8 +40,8 @@ duckdb_type CType(ColumnType type) {
   return DUCKDB_TYPE_INVALID;
 }
 
-// A name no other table function in this process has: a store's database may register anew
-// (a request window reloaded after a copy was installed), and registering a taken name fails.
+// A name no other table function in this process has: registering a taken name fails, and
+// nothing stops two StagedInserts into one table of one database.
 std::string FunctionName(const std::string& table) {
   static std::atomic<uint64_t> next{0};
   std::string name = "das_staged_";

@@ -246,16 +246,7 @@ Status Writer::ImportAttached(uint64_t min_index) {
   applied_index_ = copy_index;
   keys_.Clear();
   Status reloaded = LoadKeys();
-  if (reloaded.ok()) {
-    requests_.reset();
-    Result<RequestWindow> requests =
-        RequestWindow::Create(conn_.get(), applied_index_, request_window_);
-    if (requests.ok()) {
-      requests_.emplace(std::move(requests).value());
-    } else {
-      reloaded = std::move(requests).status();
-    }
-  }
+  if (reloaded.ok()) reloaded = requests_->Reload(applied_index_);
   if (!reloaded.ok()) {
     spdlog::critical("store {}: installed a copy but cannot reload it: {}; stopping", db_path_,
                      reloaded.ToString());

@@ -273,14 +273,15 @@ TEST_F(ReplicationTest, ReplicaBehindTheLeadersLogCatchesUpFromACopy) {
   // keys it only knows from its copies are duplicates, never stored again.
   ASSERT_TRUE(cluster_.KillWorker(0));
   ASSERT_TRUE(WriteEveryShard("copy-without-1", 20000.0, expected));
-  const auto deadline = Clock::now() + kRecoveryBound;
-  int led = 0;
-  while (Clock::now() < deadline && led == 0) {
-    const v1::HealthResponse health = Health();
-    for (const v1::ShardStatus& shard : health.shards()) led += shard.leader() == "worker-3";
-    if (led == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_GT(led, 0) << "worker 3 leads no shard";
+  ASSERT_TRUE(cluster_.PollControlHealth(
+      kRecoveryBound,
+      [](const v1::HealthResponse& health) {
+        for (const v1::ShardStatus& shard : health.shards()) {
+          if (shard.leader() == "worker-3") return true;
+        }
+        return false;
+      },
+      "worker 3 leading a shard"));
   Expected retried;
   ASSERT_TRUE(WriteEveryShard("copy-during", 5.0, retried));
   ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));

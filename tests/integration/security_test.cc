@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
-#include <thread>
 
 #include "support/api.h"
 #include "support/cluster.h"
@@ -61,10 +61,7 @@ class SecurityTest : public ClusterTest {
   static std::string Bearer(const char* token) { return std::string("Bearer ") + token; }
 
   std::string ControlLog() const {
-    std::ifstream in(cluster_.control_process()->log_path());
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
+    return cluster_.control_process()->LogTail(std::numeric_limits<size_t>::max());
   }
 };
 
@@ -135,29 +132,24 @@ TEST_F(SecurityTest, HealthIsOpenButSaysOnlyTheStatusWithoutAToken) {
 
 TEST_F(SecurityTest, TheTokenFileIsReadAgainOnSighup) {
   ASSERT_TRUE(StartWithTokens());
+  Process& control = *cluster_.control_process();
   constexpr char kNewToken[] = "n-51aa09";
   WriteTokens(std::string(kNewToken) + " rotated write\n");
-  ASSERT_TRUE(cluster_.control_process()->Signal(SIGHUP));
-  // The reload is done when the new token is accepted; the old one is refused from then on.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  ASSERT_TRUE(control.Signal(SIGHUP));
+  // The node logs the reload once it is done: from then on the new token is accepted and the
+  // old one refused.
+  ASSERT_TRUE(control.WaitForLog("SIGHUP: 1 tokens from", 1, std::chrono::seconds(20)))
+      << control.LogTail();
   Result<HttpResponse> insert = Insert(Bearer(kNewToken));
-  while (insert.ok() && insert->status == 401 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    insert = Insert(Bearer(kNewToken));
-  }
   ASSERT_TRUE(insert.ok());
   EXPECT_EQ(insert->status, 200) << insert->body;
   EXPECT_TRUE(IsError(Insert(Bearer(kWriteToken)), 401, Encoding::kJson));
 
   // A broken file is refused and the tokens stay as they were; the node keeps serving.
   WriteTokens("n-51aa09 rotated superuser\n");
-  ASSERT_TRUE(cluster_.control_process()->Signal(SIGHUP));
-  const auto logged = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (ControlLog().find("kept the tokens as they were") == std::string::npos &&
-         std::chrono::steady_clock::now() < logged) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_NE(ControlLog().find("kept the tokens as they were"), std::string::npos);
+  ASSERT_TRUE(control.Signal(SIGHUP));
+  ASSERT_TRUE(control.WaitForLog("kept the tokens as they were", 1, std::chrono::seconds(20)))
+      << control.LogTail();
   Result<HttpResponse> still = Insert(Bearer(kNewToken));
   ASSERT_TRUE(still.ok());
   EXPECT_EQ(still->status, 200);

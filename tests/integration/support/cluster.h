@@ -117,6 +117,10 @@ class Cluster {
   // data replica, every replica live and caught up).
   testing::AssertionResult WaitClusterOk(
       std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // Polls the control node's /health (any status with a HealthResponse body) until `done`.
+  testing::AssertionResult PollControlHealth(
+      std::chrono::milliseconds timeout, const std::function<bool(const v1::HealthResponse&)>& done,
+      const std::string& what);
 
   // The tails of all logs, for failure messages.
   std::string LogTails(size_t max_bytes_each = 3000) const;
@@ -125,10 +129,6 @@ class Cluster {
   testing::AssertionResult StartWorker(int i);
   testing::AssertionResult StartControl();
   testing::AssertionResult WaitHealthy(Process& process, int port, const std::string& name);
-  // Polls the control node's /health (any status with a HealthResponse body) until `done`.
-  testing::AssertionResult PollControlHealth(
-      std::chrono::milliseconds timeout, const std::function<bool(const v1::HealthResponse&)>& done,
-      const std::string& what);
 
   std::string dir_;
   ClusterOptions options_;

@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <set>
@@ -130,6 +133,37 @@ std::string Process::LogTail(size_t max_bytes) const {
   std::string all = ss.str();
   if (all.size() <= max_bytes) return all;
   return "...\n" + all.substr(all.size() - max_bytes);
+}
+
+bool Process::WaitForLog(std::string_view text, size_t count,
+                         std::chrono::milliseconds timeout) const {
+  auto holds = [&] {
+    const std::string log = LogTail(std::numeric_limits<size_t>::max());
+    size_t found = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) {
+      ++found;
+    }
+    return found >= count;
+  };
+  // Woken by the kernel whenever the log is written to, never by a timer.
+  const int inotify = ::inotify_init1(IN_CLOEXEC);
+  if (inotify < 0) return holds();
+  const bool watched = ::inotify_add_watch(inotify, log_path_.c_str(), IN_MODIFY) >= 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool done = holds();  // after the watch is set, so no write falls between the two
+  while (!done && watched) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd wait{inotify, POLLIN, 0};
+    if (::poll(&wait, 1, static_cast<int>(left.count())) > 0) {
+      char events[4096];
+      (void)!::read(inotify, events, sizeof(events));
+    }
+    done = holds();
+  }
+  ::close(inotify);
+  return done;
 }
 
 std::string DescribeWaitStatus(int status) {

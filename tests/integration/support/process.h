@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace das::it {
@@ -60,6 +61,10 @@ class Process {
 
   // The last `max_bytes` of the log, for failure messages.
   std::string LogTail(size_t max_bytes = 4000) const;
+  // Waits up to `timeout` until the log holds `text` `count` times: for an event the process
+  // reports only there (a reload after SIGHUP). It wakes on each write to the log (inotify),
+  // not on a timer. Returns whether the log holds it.
+  bool WaitForLog(std::string_view text, size_t count, std::chrono::milliseconds timeout) const;
 
   Process(Key, pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
 

@@ -90,7 +90,7 @@ class ClientTest : public ::testing::Test {
 
   // Waits until the server has closed every connection (its idle timeout ran out): an event,
   // not a guess at how long that takes on a loaded machine.
-  void WaitServerClosedAll() { ASSERT_TRUE(server_->WaitForNoConnections(30s)); }
+  void WaitServerClosedAll() { ASSERT_TRUE(server_->WaitForConnections(0, 30s)); }
 
   static Request Get(std::string target) {
     Request request;
