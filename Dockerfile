@@ -20,7 +20,7 @@ RUN scripts/setup.sh \
 # The exact versions of the shared libraries the binaries will link (setup.sh pins them, or falls
 # back to the current bookworm version), for the runtime stage to install the same ones.
 RUN dpkg-query -W -f='${Package}=${Version}\n' libprotobuf32 libspdlog1.10 libfmt9 libxxhash0 \
-      libraft0 libuv1 liblz4-1 >/runtime-packages.txt \
+      libraft0 libuv1 liblz4-1 libssl3 >/runtime-packages.txt \
  && cat /runtime-packages.txt
 
 # Then the sources (.dockerignore admits only what the build needs).
@@ -41,8 +41,9 @@ FROM debian:bookworm-slim
 
 # What `ldd` shows beyond the base system (libc, libstdc++, libgcc, zlib): protobuf, spdlog,
 # fmt, xxHash, and libraft 0.22.1 (from bookworm-backports, as scripts/setup.sh installs it)
-# with libuv and liblz4, at the versions the builder compiled against. Boost is header-only
-# here. (This layer is rebuilt only when those versions change, not on a source change.)
+# with libuv and liblz4, and OpenSSL's libssl3, at the versions the builder compiled against.
+# Boost is header-only here. (This layer is rebuilt only when those versions change, not on a
+# source change.)
 COPY --from=builder /runtime-packages.txt /tmp/runtime-packages.txt
 RUN echo "deb http://deb.debian.org/debian bookworm-backports main" \
       >/etc/apt/sources.list.d/das-bookworm-backports.list \
@@ -52,11 +53,12 @@ RUN echo "deb http://deb.debian.org/debian bookworm-backports main" \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
 
-# A non-root user owns /data, so a fresh named volume mounted there is writable by it.
+# A non-root user owns /data and /secret, so a fresh named volume mounted there is writable by
+# it (docker-compose.yml keeps the cluster secret on one at /secret).
 RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin das \
- && mkdir -p /data \
- && chown das:das /data
+ && mkdir -p /data /secret \
+ && chown das:das /data /secret
 
 COPY --from=builder /opt/das /opt/das
 

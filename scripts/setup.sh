@@ -26,6 +26,8 @@ packages=(
   libraft-dev=0.22.1-1~bpo12+1
   libuv1-dev=1.44.2-1+deb12u1
   liblz4-dev=1.9.4-1
+  # OpenSSL 3.0: the cluster secret's HMAC-SHA256 (internal HTTP and the raft handshake).
+  libssl-dev=3.0.22-1~deb12u2
   ca-certificates
 )
 # bookworm-backports, for libraft only: apt prefers bookworm's own packages (backports have a

@@ -14,6 +14,7 @@
 #include "control/service.h"
 #include "http/run.h"
 #include "http/server.h"
+#include "rpc/cluster_auth.h"
 
 namespace {
 
@@ -27,6 +28,7 @@ struct Flags {
   size_t connections_per_worker = 16;
   size_t max_inflight_per_worker = 1;
   unsigned threads = 2;
+  std::string cluster_secret_file;
   std::string log_level;
   uint32_t replication_factor = 3;
   uint32_t shards = 16;
@@ -118,6 +120,11 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "(roles read, write, admin; '#' starts a comment), read again on SIGHUP "
                  "(default: none, the API is open)")
       ->envname("DAS_AUTH_TOKENS_FILE");
+  app.add_option("--cluster-secret-file", f.cluster_secret_file,
+                 "A file whose contents (16 to 4096 bytes, trailing whitespace ignored) every node "
+                 "of the cluster shares: requests to the workers and raft connections prove it "
+                 "(default: none, internal traffic is unauthenticated)")
+      ->envname("DAS_CLUSTER_SECRET_FILE");
   app.add_option("--log-level", f.log_level,
                  "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
 }
@@ -172,6 +179,21 @@ int main(int argc, char** argv) {
   };
   await_hangup();
   das::control::ControlOptions options;
+  if (flags.cluster_secret_file.empty()) {
+    spdlog::warn(
+        "no --cluster-secret-file: internal traffic (to the workers' APIs and raft ports, and "
+        "to this node's) is unauthenticated");
+  } else {
+    auto secret = das::rpc::ReadClusterSecret(flags.cluster_secret_file);
+    if (!secret.ok()) {
+      spdlog::critical("cannot start: {}", secret.status().message());
+      return 2;
+    }
+    options.cluster_secret = std::move(secret).value();
+    options.replication.cluster_secret = options.cluster_secret;
+    spdlog::info("internal requests and raft connections prove the cluster secret from {}",
+                 flags.cluster_secret_file);
+  }
   options.tokens = tokens.get();
   options.workers = std::move(workers).value();
   options.analytics_deadline = std::chrono::milliseconds(flags.analytics_deadline_ms);

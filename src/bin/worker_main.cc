@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "http/run.h"
 #include "http/server.h"
+#include "rpc/cluster_auth.h"
 #include "worker/copy_fetcher.h"
 #include "worker/replica_host.h"
 #include "worker/service.h"
@@ -34,6 +35,7 @@ struct Flags {
   size_t reader_threads = 1;
   size_t duckdb_threads = 1;
   unsigned threads = 1;
+  std::string cluster_secret_file;
   std::string log_level;
 };
 
@@ -106,6 +108,11 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("WORKER_THREADS")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--cluster-secret-file", f.cluster_secret_file,
+                 "A file whose contents (16 to 4096 bytes, trailing whitespace ignored) every node "
+                 "of the cluster shares: internal requests and raft connections must prove it "
+                 "(default: none, internal traffic is unauthenticated)")
+      ->envname("WORKER_CLUSTER_SECRET_FILE");
   app.add_option("--log-level", f.log_level,
                  "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
 }
@@ -131,6 +138,25 @@ int main(int argc, char** argv) {
   }
   das::InitLogging("worker-" + std::to_string(flags.id), *level);
 
+  std::string cluster_secret;
+  std::shared_ptr<const das::rpc::ClusterKey> cluster_key;
+  if (flags.cluster_secret_file.empty()) {
+    spdlog::warn(
+        "no --cluster-secret-file: internal traffic (this worker's API and its raft port) is "
+        "unauthenticated; anyone who reaches port {} can write into its shards",
+        flags.port);
+  } else {
+    auto secret = das::rpc::ReadClusterSecret(flags.cluster_secret_file);
+    if (!secret.ok()) {
+      spdlog::critical("cannot start: {}", secret.status().message());
+      return 2;
+    }
+    cluster_secret = std::move(secret).value();
+    cluster_key = das::rpc::ClusterKey::Create(cluster_secret);
+    spdlog::info("internal requests and raft connections must prove the cluster secret from {}",
+                 flags.cluster_secret_file);
+  }
+
   das::worker::StoreOptions store_options;
   store_options.data_dir = flags.data_dir;
   store_options.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
@@ -143,7 +169,8 @@ int main(int argc, char** argv) {
   }
   // Runs the HTTP server, and the fetches of copies for replicas behind their leader's log.
   boost::asio::io_context io(static_cast<int>(flags.threads));
-  std::unique_ptr<das::worker::CopyFetcher> copies = das::worker::CopyFetcher::Create(io);
+  std::unique_ptr<das::worker::CopyFetcher> copies =
+      das::worker::CopyFetcher::Create(io, cluster_key);
   // The replicated shards: opened now if the data directory keeps a topology, else when the
   // control node sends one.
   das::worker::ReplicaHostOptions replica_options;
@@ -151,6 +178,7 @@ int main(int argc, char** argv) {
   replica_options.data_dir = flags.data_dir;
   replica_options.listen_host = flags.host;
   replica_options.raft_port = flags.raft_port;
+  replica_options.cluster_secret = cluster_secret;
   replica_options.store = store_options;
   replica_options.store.reader_threads = 1;
   replica_options.store.min_commit_interval =
@@ -162,7 +190,8 @@ int main(int argc, char** argv) {
   replica_options.copies = copies.get();
   std::unique_ptr<das::worker::ReplicaHost> replicas =
       das::worker::ReplicaHost::Create(replica_options);
-  das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port);
+  das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port,
+                                     cluster_key);
 
   das::http::ServerOptions server_options;
   server_options.host = flags.host;

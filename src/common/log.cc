@@ -54,4 +54,22 @@ void InitLogging(const std::string& node_name, spdlog::level::level_enum level) 
   spdlog::set_default_logger(std::move(logger));
 }
 
+std::optional<uint64_t> LogThrottle::Admit(std::string_view key,
+                                           std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    if (entries_.size() >= kMaxKeys) entries_.clear();  // many peers: forget, never grow
+    entries_.emplace(std::string(key), Entry{now, 0});
+    return 0;
+  }
+  if (now - it->second.written < every_) {
+    ++it->second.held_back;
+    return std::nullopt;
+  }
+  const uint64_t held_back = it->second.held_back;
+  it->second = Entry{now, 0};
+  return held_back;
+}
+
 }  // namespace das

@@ -256,6 +256,7 @@ void ReplicationImpl::OpenWitness() {
   options.listen_address = options_.raft_host + ":" + std::to_string(options_.raft_port);
   options.election_timeout_ms = options_.election_timeout_ms;
   options.heartbeat_timeout_ms = std::max(10u, options_.election_timeout_ms / 10);
+  options.cluster_secret = options_.cluster_secret;
   Result<std::unique_ptr<Witness>> witness = Witness::Open(options, topology);
   if (!witness.ok()) {
     spdlog::error("cannot open the witness: {}", witness.status().ToString());

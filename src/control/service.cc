@@ -123,11 +123,13 @@ class ControlServiceImpl final : public ControlService {
         options_(std::move(options)),
         map_(std::make_shared<const ClusterMap>(std::move(map))),
         router_(&RouterError) {
+    std::shared_ptr<const rpc::ClusterKey> key;
+    if (!options_.cluster_secret.empty()) key = rpc::ClusterKey::Create(options_.cluster_secret);
     for (const WorkerInfo& w : map_.load()->workers()) {
-      clients_.emplace(w.id,
-                       rpc::WorkerClient::Create(
-                           executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
-                                                              options_.connections_per_worker}));
+      clients_.emplace(
+          w.id, rpc::WorkerClient::Create(
+                    executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
+                                                       options_.connections_per_worker, key}));
     }
     AddRoutes();
   }

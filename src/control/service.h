@@ -39,6 +39,10 @@ struct ControlOptions {
   // Set: the public API requires a bearer token of it (control/auth.h); /health answers only
   // its status without one. Not owned; outlives the service.
   const TokenFile* tokens = nullptr;
+  // The cluster secret (empty: none): every request to a worker is signed with it
+  // (rpc/cluster_auth.h), and the witness's raft transport proves it (replication.cluster_secret
+  // is set from it).
+  std::string cluster_secret;
   // replication.replication_factor 1: today's unreplicated system (each worker one partition);
   // more: replicated shards (DESIGN.md section 6).
   ReplicationOptions replication;

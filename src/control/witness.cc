@@ -56,7 +56,9 @@ class WitnessImpl final : public Witness {
                                                const internal::v1::Topology& topology) {
     auto witness = std::make_unique<WitnessImpl>();
     ASSIGN_OR_RETURN(witness->loop_, raft::Loop::Start("witness"));
-    ASSIGN_OR_RETURN(witness->hub_, raft::Hub::Open(*witness->loop_, options.listen_address));
+    ASSIGN_OR_RETURN(witness->hub_,
+                     raft::Hub::Open(*witness->loop_, options.listen_address,
+                                     std::chrono::seconds(5), options.cluster_secret));
     const internal::v1::NodeAddress* self = rpc::FindNode(topology, rpc::kWitnessNodeId);
     if (self == nullptr) return InvalidArgument("the topology has no witness");
     for (const internal::v1::ShardPlacement& placement : topology.placements()) {

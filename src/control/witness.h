@@ -25,6 +25,7 @@ namespace das::control {
 struct WitnessOptions {
   std::string data_dir;        // the control node's --data-dir
   std::string listen_address;  // host:port its raft transport listens on
+  std::string cluster_secret;  // its raft handshakes prove it (empty: none)
   unsigned election_timeout_ms = 500;
   unsigned heartbeat_timeout_ms = 50;
   unsigned snapshot_threshold = 1024;

@@ -96,6 +96,7 @@ WireRequest ToWire(Request&& request, const std::string& host) {
   wire.set(bhttp::field::host, host);
   if (!request.content_type.empty()) wire.set(bhttp::field::content_type, request.content_type);
   if (!request.accept.empty()) wire.set(bhttp::field::accept, request.accept);
+  for (const auto& [name, value] : request.headers) wire.insert(name, value);
   wire.body() = std::move(request.body);
   wire.keep_alive(true);
   wire.prepare_payload();

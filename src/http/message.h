@@ -20,8 +20,10 @@ struct Request {
   std::string accept;  // empty when the header is absent
   std::string body;
   // Every header as received (names as sent), for what travels there: tokens, the cluster
-  // secret, request ids.
+  // secret, request ids. A client sends these too, after the fields above.
   std::vector<std::pair<std::string, std::string>> headers;
+  // Who sent it: "ip:port" of the connection's other end (servers fill it; empty otherwise).
+  std::string peer;
 
   // The first header named `name` (case-insensitive), or nullptr.
   const std::string* Header(std::string_view name) const;

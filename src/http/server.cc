@@ -171,8 +171,19 @@ asio::awaitable<ReadOutcome> ReadRequest(beast::tcp_stream& stream, beast::flat_
   co_return Classify(body_ec);
 }
 
-Request ToRequest(WireRequest&& wire) {
+// "ip:port" of the other end of `stream`, or "" when the socket no longer knows it.
+std::string PeerOf(beast::tcp_stream& stream) {
+  error_code ec;
+  const tcp::endpoint endpoint = stream.socket().remote_endpoint(ec);
+  if (ec) return {};
+  const std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
+                                                      : endpoint.address().to_string();
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+Request ToRequest(WireRequest&& wire, const std::string& peer) {
   Request request;
+  request.peer = peer;
   request.method = std::string(wire.method_string());
   request.target = std::string(wire.target());
   if (auto it = wire.find(bhttp::field::content_type); it != wire.end()) {
@@ -222,10 +233,11 @@ asio::awaitable<Response> CallHandler(const Handler& handler, Request request) {
 
 // Answers one request; returns whether the connection stays open for another.
 asio::awaitable<bool> Respond(const ServerState& state, beast::tcp_stream& stream,
-                              WireRequest wire_request) {
+                              WireRequest wire_request, const std::string& peer) {
   const bool keep_alive = wire_request.keep_alive();
   const unsigned version = wire_request.version();
-  asio::awaitable<Response> answer = CallHandler(state.handler, ToRequest(std::move(wire_request)));
+  asio::awaitable<Response> answer =
+      CallHandler(state.handler, ToRequest(std::move(wire_request), peer));
   Response response = co_await std::move(answer);
   WireResponse wire = ToWire(std::move(response), version, keep_alive);
   stream.expires_after(state.options.io_timeout);
@@ -270,6 +282,7 @@ asio::awaitable<void> LingerAndDrain(beast::tcp_stream& stream,
 // GCC 12 may destroy other temporaries of a co_await full-expression twice.
 asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream& stream) {
   beast::flat_buffer buffer;  // one per connection, reused by every request on it
+  const std::string peer = PeerOf(stream);
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(state.options.body_limit);
@@ -277,7 +290,7 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
         std::min<size_t>(state.options.header_limit, std::numeric_limits<std::uint32_t>::max())));
     switch (co_await ReadRequest(stream, buffer, parser, state.options)) {
       case ReadOutcome::kRequest: {
-        asio::awaitable<bool> respond = Respond(state, stream, parser.release());
+        asio::awaitable<bool> respond = Respond(state, stream, parser.release(), peer);
         if (!co_await std::move(respond)) co_return;
         break;
       }
@@ -290,7 +303,7 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
         // The application renders the 413 from the header alone (the body was never read).
         WireRequest wire_request = parser.release();
         const unsigned version = wire_request.version();
-        Request header = ToRequest(std::move(wire_request));
+        Request header = ToRequest(std::move(wire_request), peer);
         header.body.clear();
         WireResponse wire = ToWire(state.options.too_large(header), version, false);
         wire.result(bhttp::status::payload_too_large);

@@ -1,6 +1,8 @@
 // Hub: one TCP port for every Raft group of this node. Peers connect to the node's one raft
-// address; a handshake names the group, and the connection is handed to that group's replica
-// (internal/transport.h). Every raft socket has TCP_NODELAY.
+// address; a handshake names the group and proves the cluster secret both ways, and the
+// connection is handed to that group's replica (internal/transport.h). A connection that does
+// not prove the secret is refused with a warning naming the peer (at most one a peer every
+// 10 s). Every raft socket has TCP_NODELAY.
 // Thread-safety: Open/Close from any thread but the loop's. Lifecycle: the hub outlives the
 // groups on it (close them first); the Loop outlives the hub.
 #pragma once
@@ -9,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "common/log.h"
 #include "common/status.h"
 #include "raft/loop.h"
 
@@ -19,9 +22,11 @@ class Hub {
   // Listens on `address` (host:port with an IP literal host). kUnavailable if it cannot. A
   // handshake, either way, that does not complete within `handshake_timeout` is given up (a
   // silent peer is dropped; a connect whose peer never acknowledges fails and raft retries).
+  // `cluster_secret` empty: none (only peers without one are accepted).
   static Result<std::unique_ptr<Hub>> Open(
       Loop& loop, std::string address,
-      std::chrono::milliseconds handshake_timeout = std::chrono::seconds(5));
+      std::chrono::milliseconds handshake_timeout = std::chrono::seconds(5),
+      const std::string& cluster_secret = {});
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
@@ -35,11 +40,15 @@ class Hub {
   void* handle() const { return handle_; }
 
  private:
-  Hub(Loop& loop, std::string address, void* handle)
-      : loop_(loop), address_(std::move(address)), handle_(handle) {}
+  Hub(Loop& loop, std::string address, void* handle, std::unique_ptr<LogThrottle> refusals)
+      : loop_(loop),
+        address_(std::move(address)),
+        handle_(handle),
+        refusals_(std::move(refusals)) {}
   Loop& loop_;
   const std::string address_;
   void* handle_;  // das_raft_hub*; used on the loop thread only; null once closed
+  std::unique_ptr<LogThrottle> refusals_;  // the C hub's log argument: outlives it
 };
 
 }  // namespace das::raft

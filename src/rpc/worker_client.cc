@@ -16,7 +16,8 @@ class WorkerClientImpl final : public WorkerClient {
   WorkerClientImpl(asio::any_io_executor executor, const WorkerClientOptions& options)
       : http_(http::Client::Create(
             std::move(executor),
-            http::ClientOptions{options.host, options.port, options.max_connections})) {}
+            http::ClientOptions{options.host, options.port, options.max_connections})),
+        cluster_key_(options.cluster_key) {}
 
   const std::string& peer() const override { return http_->peer(); }
 
@@ -120,6 +121,7 @@ class WorkerClientImpl final : public WorkerClient {
 
   template <typename Message>
   asio::awaitable<Result<Message>> Call(http::Request request, std::chrono::milliseconds timeout) {
+    if (cluster_key_) cluster_key_->SignInPlace(request, std::chrono::system_clock::now());
     asio::awaitable<Result<http::Response>> send = http_->Send(std::move(request), timeout);
     Result<http::Response> answer = co_await std::move(send);
     if (!answer.ok()) co_return std::move(answer).status();
@@ -132,6 +134,7 @@ class WorkerClientImpl final : public WorkerClient {
   }
 
   const std::unique_ptr<http::Client> http_;
+  const std::shared_ptr<const ClusterKey> cluster_key_;
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
+#include "rpc/cluster_auth.h"
 #include "rpc/write_target.h"
 
 namespace das::rpc {
@@ -24,6 +25,8 @@ struct WorkerClientOptions {
   std::string host;
   uint16_t port = 0;
   size_t max_connections = 16;
+  // Signs every request with the cluster secret (null: none, for a worker without one).
+  std::shared_ptr<const ClusterKey> cluster_key;
 };
 
 class WorkerClient : public WriteTarget {

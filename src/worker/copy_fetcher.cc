@@ -44,7 +44,8 @@ Status WriteAll(int fd, const std::string& data, const std::string& path) {
 
 class CopyFetcherImpl final : public CopyFetcher {
  public:
-  explicit CopyFetcherImpl(asio::io_context& io) : io_(io) {}
+  CopyFetcherImpl(asio::io_context& io, std::shared_ptr<const rpc::ClusterKey> cluster_key)
+      : io_(io), cluster_key_(std::move(cluster_key)) {}
 
   Result<uint64_t> Fetch(const std::string& http_address, uint32_t shard, uint64_t min_index,
                          const std::string& path, const std::atomic<bool>& stopping) override {
@@ -89,8 +90,8 @@ class CopyFetcherImpl final : public CopyFetcher {
       return InvalidArgument("not a host:port: " + address);
     }
     std::shared_ptr<rpc::WorkerClient> client = rpc::WorkerClient::Create(
-        io_.get_executor(),
-        rpc::WorkerClientOptions{address.substr(0, colon), static_cast<uint16_t>(port), 2});
+        io_.get_executor(), rpc::WorkerClientOptions{address.substr(0, colon),
+                                                     static_cast<uint16_t>(port), 2, cluster_key_});
     clients_.emplace(address, client);
     return client;
   }
@@ -158,14 +159,16 @@ class CopyFetcherImpl final : public CopyFetcher {
   }
 
   asio::io_context& io_;
+  const std::shared_ptr<const rpc::ClusterKey> cluster_key_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<rpc::WorkerClient>> clients_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace
 
-std::unique_ptr<CopyFetcher> CopyFetcher::Create(asio::io_context& io) {
-  return std::make_unique<CopyFetcherImpl>(io);
+std::unique_ptr<CopyFetcher> CopyFetcher::Create(
+    asio::io_context& io, std::shared_ptr<const rpc::ClusterKey> cluster_key) {
+  return std::make_unique<CopyFetcherImpl>(io, std::move(cluster_key));
 }
 
 }  // namespace das::worker

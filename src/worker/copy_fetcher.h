@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "rpc/cluster_auth.h"
 
 namespace boost::asio {
 class io_context;
@@ -22,8 +23,10 @@ namespace das::worker {
 
 class CopyFetcher {
  public:
-  // `io` (not owned) runs the HTTP exchanges and outlives the fetcher's use.
-  static std::unique_ptr<CopyFetcher> Create(boost::asio::io_context& io);
+  // `io` (not owned) runs the HTTP exchanges and outlives the fetcher's use. `cluster_key`
+  // signs them (null: no cluster secret).
+  static std::unique_ptr<CopyFetcher> Create(
+      boost::asio::io_context& io, std::shared_ptr<const rpc::ClusterKey> cluster_key = {});
   virtual ~CopyFetcher() = default;
   CopyFetcher(const CopyFetcher&) = delete;
   CopyFetcher& operator=(const CopyFetcher&) = delete;

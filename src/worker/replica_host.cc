@@ -318,8 +318,10 @@ class ReplicaHostImpl final : public ReplicaHost {
     const internal::v1::NodeAddress* self = rpc::FindNode(request.topology(), request.node_id());
     if (self == nullptr) return InvalidArgument("the topology does not name this worker");
     ASSIGN_OR_RETURN(loop_, raft::Loop::Start("raft"));
-    ASSIGN_OR_RETURN(hub_, raft::Hub::Open(*loop_, options_.listen_host + ":" +
-                                                       std::to_string(options_.raft_port)));
+    ASSIGN_OR_RETURN(
+        hub_,
+        raft::Hub::Open(*loop_, options_.listen_host + ":" + std::to_string(options_.raft_port),
+                        std::chrono::seconds(5), options_.cluster_secret));
     for (const internal::v1::ShardPlacement& placement : request.topology().placements()) {
       bool mine = false;
       for (uint64_t voter : placement.voters()) mine = mine || voter == request.node_id();

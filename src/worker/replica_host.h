@@ -38,7 +38,8 @@ struct ReplicaHostOptions {
   std::string data_dir;     // the worker's data directory
   std::string listen_host;  // the raft port listens here (the worker's --host)
   uint16_t raft_port = 0;
-  StoreOptions store;  // for every replica's store (data_dir and file name are set here)
+  std::string cluster_secret;  // its raft handshakes prove it (empty: none)
+  StoreOptions store;          // for every replica's store (data_dir and file name are set here)
   unsigned election_timeout_ms = 500;
   unsigned heartbeat_timeout_ms = 50;
   unsigned snapshot_threshold = 1024;

@@ -126,12 +126,18 @@ http::Response Undecodable(const google::protobuf::MessageLite& message) {
 }  // namespace
 
 WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas,
-                             uint16_t raft_port)
+                             uint16_t raft_port, std::shared_ptr<const rpc::ClusterKey> cluster_key)
     : worker_id_(worker_id),
       store_(store),
       replicas_(replicas),
       raft_port_(raft_port),
+      cluster_key_(std::move(cluster_key)),
       router_(&RouterError) {
+  if (cluster_key_) {
+    router_.Use([this](http::Request request, http::Target target, const http::RouteHandler& next) {
+      return Authenticate(std::move(request), std::move(target), next);
+    });
+  }
   if (replicas_ != nullptr) {
     router_.Add("POST", rpc::kTopologyPath, [this](http::Request request, http::Target) {
       return Topology(std::move(request));
@@ -162,6 +168,33 @@ WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* repl
 
 asio::awaitable<http::Response> WorkerService::Handle(http::Request request) {
   asio::awaitable<http::Response> answer = router_.Handle(std::move(request));
+  co_return co_await std::move(answer);
+}
+
+asio::awaitable<http::Response> WorkerService::Authenticate(http::Request request,
+                                                            http::Target target,
+                                                            const http::RouteHandler& next) {
+  if (target.path.starts_with("/internal/")) {
+    const Status proven = cluster_key_->Verify(request, std::chrono::system_clock::now());
+    if (!proven.ok()) {
+      const std::string_view peer(request.peer);
+      const std::string_view host = peer.substr(0, peer.rfind(':'));
+      if (const std::optional<uint64_t> held_back =
+              refusals_.Admit(host, std::chrono::steady_clock::now())) {
+        spdlog::warn("refused {} {} from {}: {}{}", request.method, target.path,
+                     peer.empty() ? "an unknown peer" : peer, proven.message(),
+                     *held_back == 0 ? std::string()
+                                     : " (" + std::to_string(*held_back) +
+                                           " more from it since the last such line)");
+      }
+      http::Response refused = rpc::ErrorResponse(
+          Unavailable("refused by worker " + std::to_string(worker_id_) + ": " + proven.message()));
+      refused.status = 401;
+      refused.headers.emplace_back("WWW-Authenticate", std::string(rpc::kClusterAuthHeader));
+      co_return refused;
+    }
+  }
+  asio::awaitable<http::Response> answer = next(std::move(request), std::move(target));
   co_return co_await std::move(answer);
 }
 

@@ -16,6 +16,11 @@
 //                                      behind its leader's log)
 //   POST /internal/v1/shard/copy/chunk CopyChunkRequest -> CopyChunkResponse (its bytes)
 //
+// With a cluster secret (`cluster_key`), a request to any /internal/ route must carry its
+// signature (rpc/cluster_auth.h): one that does not is answered 401 (an ErrorStatus UNAVAILABLE
+// saying why) and logged with the peer's address, at most one line a peer every 10 s. /health
+// stays open, for orchestrators.
+//
 // Every failure is answered with an ErrorStatus (rpc/status_wire.h) whose code the control node
 // acts on. Rows are re-validated here (the same limits as the public API): a sub-batch with a
 // bad row is rejected alone, without touching the others. Handle() never blocks: store work
@@ -24,12 +29,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include <boost/asio/awaitable.hpp>
 
+#include "common/log.h"
 #include "das/v1/internal.pb.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "rpc/cluster_auth.h"
 #include "worker/replica_host.h"
 #include "worker/store.h"
 
@@ -40,7 +48,7 @@ class WorkerService {
   // `replicas` (may be null: no replicated shards) and `store` outlive the service.
   // `raft_port` is the port its health tells the control node (the one peers dial).
   WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas = nullptr,
-                uint16_t raft_port = 0);
+                uint16_t raft_port = 0, std::shared_ptr<const rpc::ClusterKey> cluster_key = {});
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
 
@@ -56,11 +64,16 @@ class WorkerService {
   boost::asio::awaitable<http::Response> StartCopy(http::Request request);
   boost::asio::awaitable<http::Response> CopyChunk(http::Request request);
   boost::asio::awaitable<http::Response> WriteReplicated(internal::v1::WriteRequest& write);
+  // The middleware that checks the cluster secret's signature on internal routes.
+  boost::asio::awaitable<http::Response> Authenticate(http::Request request, http::Target target,
+                                                      const http::RouteHandler& next);
 
   const uint32_t worker_id_;
   Store& store_;
   ReplicaHost* const replicas_;
   const uint16_t raft_port_;
+  const std::shared_ptr<const rpc::ClusterKey> cluster_key_;
+  LogThrottle refusals_{std::chrono::seconds(10)};
   http::Router router_;
 };
 

@@ -1,7 +1,13 @@
-// API tokens (DESIGN.md section 10) through the real binaries: --auth-tokens-file, bearer
-// tokens, roles, /health without a token, the file read again on SIGHUP.
+// Security (DESIGN.md section 10) through the real binaries. API tokens: --auth-tokens-file,
+// bearer tokens, roles, /health without a token, the file read again on SIGHUP. The cluster
+// secret: --cluster-secret-file on every node; workers refuse internal requests and raft
+// connections that cannot prove it, and say whom they refused.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -179,6 +185,199 @@ TEST_F(SecurityTest, AnUnreadableOrBrokenTokenFileStopsTheStart) {
       << text.str();
   EXPECT_NE(text.str().find(cluster_.dir() + "/missing: cannot be read"), std::string::npos)
       << text.str();
+}
+
+// --- The cluster secret ---
+
+class ClusterSecretTest : public ClusterTest {
+ protected:
+  std::string SecretPath() const { return cluster_.dir() + "/cluster-secret"; }
+
+  testing::AssertionResult StartWithSecret(bool control_has_it, bool wait_ready) {
+    std::ofstream(SecretPath()) << "the secret of this test's cluster\n";
+    ClusterOptions options;  // replicated: the control node is the witness of 2 workers
+    options.worker_flags = {"--cluster-secret-file", SecretPath()};
+    if (control_has_it) options.control_flags = {"--cluster-secret-file", SecretPath()};
+    options.wait_ready = wait_ready;
+    options.relaxed_deadlines = wait_ready;  // a cluster that cannot form fails inserts in 2 s
+    return cluster_.Start(options);
+  }
+
+  const Process& Worker(int i) const { return *cluster_.worker_process(i); }
+};
+
+// A raw connection to a raft port that sends a handshake with a proof of zeros; returns whether
+// the node closed it without an acknowledgement (after its 24-byte hello).
+testing::AssertionResult RaftHandshakeIsRefused(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval limit{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return testing::AssertionFailure() << "cannot connect to raft port " << port;
+  }
+  char hello[24];
+  size_t have = 0;
+  while (have < sizeof hello) {
+    const ssize_t n = ::read(fd, hello + have, sizeof hello - have);
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  const std::string address = "127.0.0.1:1";
+  std::string handshake("DASR\x02\0\0\0", 8);
+  handshake += std::string("\x01\0\0\0\0\0\0\0", 8);  // group (shard) 1
+  handshake += std::string("\x63\0\0\0\0\0\0\0", 8);  // raft id 99
+  handshake += std::string(1, static_cast<char>(address.size())) + std::string(1, '\0');
+  handshake += address + std::string(16, 'n') + std::string(32, '\0');
+  const bool written =
+      ::write(fd, handshake.data(), handshake.size()) == static_cast<ssize_t>(handshake.size());
+  char c;
+  const ssize_t after = ::read(fd, &c, 1);
+  ::close(fd);
+  if (have != sizeof hello) return testing::AssertionFailure() << "no hello from the node";
+  if (!written) return testing::AssertionFailure() << "could not send the handshake";
+  if (after > 0) return testing::AssertionFailure() << "the node acknowledged the handshake";
+  return testing::AssertionSuccess();
+}
+
+// With a secret on every node the replicated cluster forms (raft between the workers and the
+// witness, signed requests from the control node) and serves; a request to a worker's internal
+// API without the secret's signature, or with a forged one, is answered 401 and changes
+// nothing, and so is a raft connection that cannot prove the secret; each refusal is logged
+// with the peer's address, and the cluster stays healthy and exact.
+TEST_F(ClusterSecretTest, WorkersRefuseWhatCannotProveTheSecretAndTheClusterGoesOn) {
+  ASSERT_TRUE(StartWithSecret(true, true)) << cluster_.LogTails();
+  Expected expected;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(InsertOk(port(), "before-" + std::to_string(i), i));
+    expected.Add(i);
+  }
+  HttpRequest write;
+  write.method = "POST";
+  write.target = "/internal/v1/write";
+  write.body = "";
+  write.headers = {{"Content-Type", "application/x-protobuf"}};
+  Result<HttpResponse> unsigned_write = HttpDo(cluster_.worker_port(0), write);
+  ASSERT_TRUE(unsigned_write.ok()) << unsigned_write.status().ToString();
+  EXPECT_EQ(unsigned_write->status, 401);
+  EXPECT_NE(unsigned_write->body.find("carries no Das-Cluster-Auth header"), std::string::npos);
+  EXPECT_TRUE(Worker(0).WaitForLog("refused POST /internal/v1/write from 127.0.0.1:", 1,
+                                   std::chrono::seconds(10)))
+      << Worker(0).LogTail();
+
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  write.headers.emplace_back("Das-Cluster-Auth",
+                             "v1 " + std::to_string(now_ms) + " " + std::string(64, '0'));
+  for (int w = 0; w < 2; ++w) {
+    Result<HttpResponse> forged = HttpDo(cluster_.worker_port(w), write);
+    ASSERT_TRUE(forged.ok()) << forged.status().ToString();
+    EXPECT_EQ(forged->status, 401);
+    EXPECT_NE(forged->body.find("its signature does not prove the cluster secret"),
+              std::string::npos);
+  }
+  Result<HttpResponse> topology =
+      HttpPost(cluster_.worker_port(1), "/internal/v1/topology", "", "application/x-protobuf");
+  ASSERT_TRUE(topology.ok());
+  EXPECT_EQ(topology->status, 401);
+
+  EXPECT_TRUE(RaftHandshakeIsRefused(cluster_.worker_raft_port(0)));
+  EXPECT_TRUE(Worker(0).WaitForLog("refused a raft connection from 127.0.0.1:", 1,
+                                   std::chrono::seconds(10)))
+      << Worker(0).LogTail();
+  EXPECT_TRUE(RaftHandshakeIsRefused(cluster_.control_raft_port()));
+  EXPECT_TRUE(cluster_.control_process()->WaitForLog(
+      "does not prove the cluster secret (it names raft id 99 at 127.0.0.1:1, group 1)", 1,
+      std::chrono::seconds(10)))
+      << cluster_.control_process()->LogTail();
+
+  // /health stays open (orchestrators probe it without the secret).
+  Result<HttpResponse> health = HttpGet(cluster_.worker_port(0), "/health");
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(health->status, 200);
+
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(InsertOk(port(), "after-" + std::to_string(i), 100 + i));
+    expected.Add(100 + i);
+  }
+  Result<Analytics> analytics = GetAnalytics(port());
+  ASSERT_TRUE(analytics.ok()) << analytics.status().ToString();
+  EXPECT_TRUE(Completeness(*analytics, 200, false, 2, 2));
+  EXPECT_TRUE(expected.Matches(analytics->body));
+  EXPECT_TRUE(cluster_.WaitClusterOk()) << cluster_.LogTails();
+}
+
+// A control node started without the workers' secret warns at start that internal traffic is
+// unauthenticated, and the workers refuse it (saying why); it cannot store a row.
+TEST_F(ClusterSecretTest, AControlNodeWithoutTheSecretIsRefusedByTheWorkers) {
+  ASSERT_TRUE(StartWithSecret(false, false)) << cluster_.LogTails();
+  EXPECT_TRUE(cluster_.control_process()->WaitForLog("no --cluster-secret-file: internal traffic",
+                                                     1, std::chrono::seconds(10)));
+  for (int w = 0; w < 2; ++w) {
+    EXPECT_TRUE(
+        Worker(w).WaitForLog("carries no Das-Cluster-Auth header (is its "
+                             "--cluster-secret-file set?)",
+                             1, std::chrono::seconds(20)))
+        << Worker(w).LogTail();
+  }
+  Result<HttpResponse> insert = PostInsert(port(), "k", 1.0);
+  ASSERT_TRUE(insert.ok()) << insert.status().ToString();
+  EXPECT_EQ(insert->status, 503);
+  Result<HttpResponse> health = HttpGet(port(), "/health?format=json");
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(health->body.find("\"status\":\"ok\""), std::string::npos) << health->body;
+}
+
+// Without --cluster-secret-file every node says once, at start, that internal traffic is
+// unauthenticated.
+TEST_F(ClusterSecretTest, WithoutASecretEveryNodeWarnsOnce) {
+  ASSERT_TRUE(cluster_.Start(Unreplicated())) << cluster_.LogTails();
+  EXPECT_TRUE(cluster_.control_process()->WaitForLog("no --cluster-secret-file: internal traffic",
+                                                     1, std::chrono::seconds(10)));
+  for (int w = 0; w < 2; ++w) {
+    EXPECT_TRUE(Worker(w).WaitForLog("no --cluster-secret-file: internal traffic", 1,
+                                     std::chrono::seconds(10)));
+  }
+}
+
+// A secret file that cannot be read, or that is too short, stops a node at start with a clear
+// message that never includes the secret.
+TEST_F(ClusterSecretTest, ABadSecretFileStopsTheStart) {
+  const std::string log = cluster_.dir() + "/refused.log";
+  std::ofstream(SecretPath()) << "too-short\n";
+  for (const std::string& path : {SecretPath(), cluster_.dir() + "/missing"}) {
+    for (const std::string& binary : {ControlBinary(), WorkerBinary()}) {
+      std::vector<std::string> args = {"--cluster-secret-file", path, "--port",
+                                       std::to_string(FreePort())};
+      if (binary == ControlBinary()) {
+        args.insert(args.end(), {"--workers", "127.0.0.1:1,127.0.0.1:2"});
+      } else {
+        args.insert(args.end(), {"--id", "1", "--data-dir", cluster_.dir() + "/w"});
+      }
+      std::string error;
+      std::unique_ptr<Process> node = Process::Start(binary, args, log, &error);
+      ASSERT_NE(node, nullptr) << error;
+      std::optional<int> status = node->Wait(std::chrono::seconds(10));
+      ASSERT_TRUE(status.has_value());
+      EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << binary << " " << path;
+    }
+  }
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("the cluster secret in " + SecretPath() +
+                            " has 9 bytes; at least 16 are needed"),
+            std::string::npos)
+      << text.str();
+  EXPECT_NE(text.str().find("cannot read the cluster secret file " + cluster_.dir() + "/missing"),
+            std::string::npos)
+      << text.str();
+  EXPECT_EQ(text.str().find("too-short"), std::string::npos);
 }
 
 }  // namespace

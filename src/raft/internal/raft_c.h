@@ -18,11 +18,16 @@ typedef struct das_raft_node das_raft_node;
 /* One TCP listener for every group of a node (see transport.h). */
 typedef struct das_raft_hub das_raft_hub;
 typedef void (*das_raft_hub_closed_cb)(void* arg);
+/* A connection refused (in its handshake, either way): `peer` is "ip:port", `line` says why. */
+typedef void (*das_raft_hub_log_cb)(void* arg, const char* peer, const char* line);
 /* Listens on `address` (host:port, an IP literal). A handshake, either way, that does not
- * complete within `handshake_timeout_ms` is given up. Returns 0 or a libuv error (message in
+ * complete within `handshake_timeout_ms` is given up. Both sides of every handshake prove
+ * `secret` (the cluster secret; secret_len 0: none, and then only nodes without one are
+ * accepted); refusals go to `log_cb` (may be NULL). Returns 0 or a libuv error (message in
  * `errmsg`). */
 int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_timeout_ms,
-                      das_raft_hub** out, char* errmsg, size_t errmsg_len);
+                      const void* secret, size_t secret_len, das_raft_hub_log_cb log_cb,
+                      void* log_arg, das_raft_hub** out, char* errmsg, size_t errmsg_len);
 /* REQUIRES: every group on the hub is closed. `cb` once its memory is released. */
 void das_raft_hub_close(das_raft_hub* hub, das_raft_hub_closed_cb cb, void* arg);
 

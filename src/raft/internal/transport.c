@@ -1,18 +1,33 @@
 /* See transport.h. */
 #include "raft/internal/transport.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum {
   kMagicLen = 4,
-  kVersion = 1,
+  kVersion = 2,
+  kNonce = 16,
+  kMac = 32,                        /* HMAC-SHA256 */
+  kHello = 4 + 4 + kNonce,          /* magic, version, the accepting side's nonce */
   kFixedHeader = 4 + 4 + 8 + 8 + 2, /* magic, version, group id, raft id, address length */
   kMaxAddress = 255,
+  kMaxHandshake = kFixedHeader + kMaxAddress + kNonce + kMac,
+  kAckLen = 1 + kMac, /* kAck, then the accepting side's proof */
   kAck = 1,
+  kMaxKey = 4096,
 };
 static const char kMagic[kMagicLen] = {'D', 'A', 'S', 'R'};
+/* The key of a node without a cluster secret: its handshakes prove nothing, and it accepts no
+ * node that has a secret (nor does one with a secret accept it). */
+static const char kNoSecret[] = "das: no cluster secret";
+static const char kConnectorLabel[] = "das-raft-connect-v2";
+static const char kAcceptorLabel[] = "das-raft-accept-v2";
 
 typedef struct group_transport group_transport;
 typedef struct outgoing outgoing;
@@ -26,6 +41,10 @@ struct das_raft_hub {
   das_raft_hub_closed_cb closed_cb;
   void* closed_arg;
   unsigned handshake_timeout_ms; /* for each handshake, either way */
+  unsigned char key[kMaxKey];    /* the cluster secret (or kNoSecret) */
+  size_t key_len;
+  das_raft_hub_log_cb log_cb;
+  void* log_arg;
 };
 
 struct group_transport {
@@ -41,7 +60,7 @@ struct group_transport {
   group_transport* next;
 };
 
-enum stage { kResolving, kConnecting, kWriting, kReading };
+enum stage { kResolving, kConnecting, kReadingHello, kWriting, kReadingAck };
 
 struct outgoing {
   group_transport* g;
@@ -55,9 +74,11 @@ struct outgoing {
   uv_connect_t connect;
   uv_write_t write;
   uv_tcp_t* tcp; /* raft_malloc'ed: handed to raft on success */
-  unsigned char handshake[kFixedHeader + kMaxAddress];
+  unsigned char handshake[kMaxHandshake];
   size_t handshake_len;
-  unsigned char ack;
+  unsigned char hello[kHello]; /* then the ack, read into the same place */
+  unsigned char ack[kAckLen];
+  size_t have; /* of the hello or the ack */
   outgoing* next;
 };
 
@@ -65,10 +86,13 @@ struct incoming {
   das_raft_hub* hub;
   uv_tcp_t* tcp;
   uv_write_t write;
-  unsigned char buf[kFixedHeader + kMaxAddress];
+  unsigned char hello[kHello];
+  unsigned char buf[kMaxHandshake];
+  unsigned char ack[kAckLen];
   size_t have;
   size_t need;
   int writing;
+  int acking;       /* the write in flight is the ack (else the hello) */
   int orphaned;     /* its socket was closed while the ack was being written: the callback frees */
   uv_timer_t timer; /* the handshake's deadline; its close callback frees the struct */
   incoming* next;
@@ -84,6 +108,59 @@ static uint64_t get_le(const unsigned char* p, int n) {
 }
 
 static void free_handle(uv_handle_t* handle) { raft_free(handle); }
+
+/* HMAC-SHA256 with the hub's key over label, the acceptor's nonce, the connector's nonce and
+ * the connector's header (with its address): each side's proof binds both nonces, so neither
+ * a recorded handshake nor a reflected one proves anything. 0 or -1. */
+static int handshake_mac(const das_raft_hub* hub, const char* label, const unsigned char* hello,
+                         const unsigned char* header, size_t header_len,
+                         const unsigned char* connector_nonce, unsigned char* mac) {
+  unsigned char message[sizeof kConnectorLabel + kNonce * 2 + kFixedHeader + kMaxAddress];
+  const size_t label_len = strlen(label);
+  size_t n = 0;
+  memcpy(message + n, label, label_len);
+  n += label_len;
+  memcpy(message + n, hello + 8, kNonce);
+  n += kNonce;
+  memcpy(message + n, connector_nonce, kNonce);
+  n += kNonce;
+  memcpy(message + n, header, header_len);
+  n += header_len;
+  unsigned int mac_len = 0;
+  if (HMAC(EVP_sha256(), hub->key, (int)hub->key_len, message, n, mac, &mac_len) == NULL ||
+      mac_len != kMac) {
+    return -1;
+  }
+  return 0;
+}
+
+/* "ip:port" of the other end of `tcp`, or "an unknown peer". */
+static void peer_name(uv_tcp_t* tcp, char* out, size_t out_len) {
+  struct sockaddr_storage addr;
+  int len = sizeof addr;
+  char ip[64];
+  snprintf(out, out_len, "an unknown peer");
+  if (uv_tcp_getpeername(tcp, (struct sockaddr*)&addr, &len) != 0) return;
+  if (addr.ss_family == AF_INET) {
+    const struct sockaddr_in* in4 = (const struct sockaddr_in*)&addr;
+    uv_ip4_name(in4, ip, sizeof ip);
+    snprintf(out, out_len, "%s:%d", ip, ntohs(in4->sin_port));
+  } else if (addr.ss_family == AF_INET6) {
+    const struct sockaddr_in6* in6 = (const struct sockaddr_in6*)&addr;
+    uv_ip6_name(in6, ip, sizeof ip);
+    snprintf(out, out_len, "[%s]:%d", ip, ntohs(in6->sin6_port));
+  }
+}
+
+/* Tells the hub's owner that a connection was refused, and why. */
+static void log_refusal(das_raft_hub* hub, uv_tcp_t* tcp, const char* why) {
+  if (hub->log_cb == NULL) return;
+  char peer[128];
+  char line[1024];
+  peer_name(tcp, peer, sizeof peer);
+  snprintf(line, sizeof line, "refused a raft connection from %s: %s", peer, why);
+  hub->log_cb(hub->log_arg, peer, line);
+}
 
 /* "host:port" -> host and port strings; 0 or RAFT_INVALID. */
 static int split_address(const char* address, char* host, size_t host_len, char* port,
@@ -142,14 +219,28 @@ static void incoming_timed_out(uv_timer_t* timer) {
   drop_incoming(in);
 }
 
-static void incoming_acked(uv_write_t* write, int status) {
+static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+static void incoming_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+
+/* The hello is out: read the connector's handshake. The ack is out: the stream is raft's. */
+static void incoming_written(uv_write_t* write, int status) {
   incoming* in = write->data;
   in->writing = 0;
   if (in->orphaned) { /* its socket is closed already */
     release_incoming(in);
     return;
   }
-  group_transport* g = status == 0 ? find_group(in->hub, get_le(in->buf + 8, 8)) : NULL;
+  if (status != 0) {
+    drop_incoming(in);
+    return;
+  }
+  if (!in->acking) {
+    if (uv_read_start((uv_stream_t*)in->tcp, incoming_alloc, incoming_read) != 0) {
+      drop_incoming(in);
+    }
+    return;
+  }
+  group_transport* g = find_group(in->hub, get_le(in->buf + 8, 8));
   if (g == NULL) {
     drop_incoming(in);
     return;
@@ -165,6 +256,18 @@ static void incoming_acked(uv_write_t* write, int status) {
   g->accept_cb(g->t, peer, address, (uv_stream_t*)tcp); /* the stream is raft's now */
 }
 
+static int incoming_write(incoming* in, unsigned char* bytes, size_t len, int acking) {
+  uv_buf_t reply = uv_buf_init((char*)bytes, (unsigned)len);
+  in->write.data = in;
+  in->writing = 1;
+  in->acking = acking;
+  if (uv_write(&in->write, (uv_stream_t*)in->tcp, &reply, 1, incoming_written) != 0) {
+    in->writing = 0;
+    return -1;
+  }
+  return 0;
+}
+
 static void incoming_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
   (void)suggested;
   incoming* in = handle->data;
@@ -173,14 +276,14 @@ static void incoming_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf)
   buf->len = in->need - in->have;
 }
 
-/* The header is complete: check it and learn how long the address is. 0 or -1. */
-static int parse_header(incoming* in) {
-  if (memcmp(in->buf, kMagic, kMagicLen) != 0) return -1;
-  if (get_le(in->buf + 4, 4) != kVersion) return -1;
+/* The header is complete: check it and learn how long the address is. NULL or why not. */
+static const char* parse_header(incoming* in) {
+  if (memcmp(in->buf, kMagic, kMagicLen) != 0) return "it does not speak the raft handshake";
+  if (get_le(in->buf + 4, 4) != kVersion) return "its handshake is of another version";
   const size_t len = (size_t)get_le(in->buf + 24, 2);
-  if (len == 0 || len > kMaxAddress) return -1;
-  in->need = kFixedHeader + len;
-  return 0;
+  if (len == 0 || len > kMaxAddress) return "its handshake names no valid address";
+  in->need = kFixedHeader + len + kNonce + kMac;
+  return NULL;
 }
 
 static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
@@ -192,22 +295,40 @@ static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
     return;
   }
   in->have += (size_t)nread;
-  if (in->have == kFixedHeader && in->need == kFixedHeader && parse_header(in) != 0) {
-    drop_incoming(in);
-    return;
+  if (in->have == kFixedHeader && in->need == kFixedHeader) {
+    const char* why = parse_header(in);
+    if (why != NULL) {
+      log_refusal(in->hub, in->tcp, why);
+      drop_incoming(in);
+      return;
+    }
   }
   if (in->have < in->need) return;
   uv_read_stop(stream);
+  const size_t header_len = in->need - kNonce - kMac;
+  const unsigned char* nonce = in->buf + header_len;
+  unsigned char expected[kMac];
+  if (handshake_mac(in->hub, kConnectorLabel, in->hello, in->buf, header_len, nonce, expected) !=
+          0 ||
+      CRYPTO_memcmp(expected, nonce + kNonce, kMac) != 0) {
+    char why[kMaxAddress + 128];
+    const size_t len = (size_t)get_le(in->buf + 24, 2);
+    snprintf(why, sizeof why,
+             "it does not prove the cluster secret (it names raft id %llu at %.*s, group %llu)",
+             (unsigned long long)get_le(in->buf + 16, 8), (int)len,
+             (const char*)in->buf + kFixedHeader, (unsigned long long)get_le(in->buf + 8, 8));
+    log_refusal(in->hub, in->tcp, why);
+    drop_incoming(in);
+    return;
+  }
   if (find_group(in->hub, get_le(in->buf + 8, 8)) == NULL) {
     drop_incoming(in); /* no such group here (yet): the peer retries */
     return;
   }
-  static unsigned char ack = kAck;
-  uv_buf_t reply = uv_buf_init((char*)&ack, 1);
-  in->write.data = in;
-  in->writing = 1;
-  if (uv_write(&in->write, stream, &reply, 1, incoming_acked) != 0) {
-    in->writing = 0;
+  in->ack[0] = kAck;
+  if (handshake_mac(in->hub, kAcceptorLabel, in->hello, in->buf, header_len, nonce, in->ack + 1) !=
+          0 ||
+      incoming_write(in, in->ack, kAckLen, 1) != 0) {
     drop_incoming(in);
   }
 }
@@ -238,13 +359,19 @@ static void on_connection(uv_stream_t* listener, int status) {
   uv_timer_start(&in->timer, incoming_timed_out, hub->handshake_timeout_ms, 0);
   in->next = hub->incomings;
   hub->incomings = in;
-  if (uv_read_start((uv_stream_t*)tcp, incoming_alloc, incoming_read) != 0) drop_incoming(in);
+  /* The acceptor speaks first: a fresh nonce the connector's proof must cover. */
+  memcpy(in->hello, kMagic, kMagicLen);
+  put_le(in->hello + 4, kVersion, 4);
+  if (RAND_bytes(in->hello + 8, kNonce) != 1 || incoming_write(in, in->hello, kHello, 0) != 0) {
+    drop_incoming(in);
+  }
 }
 
 static void hub_listener_closed(uv_handle_t* handle);
 
 int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_timeout_ms,
-                      das_raft_hub** out, char* errmsg, size_t errmsg_len) {
+                      const void* secret, size_t secret_len, das_raft_hub_log_cb log_cb,
+                      void* log_arg, das_raft_hub** out, char* errmsg, size_t errmsg_len) {
   char host[256];
   char port[16];
   struct sockaddr_storage addr;
@@ -258,10 +385,23 @@ int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_t
     snprintf(errmsg, errmsg_len, "'%s' is not an IP address", host);
     return rv;
   }
+  if (secret_len > kMaxKey) {
+    snprintf(errmsg, errmsg_len, "the cluster secret is longer than %d bytes", kMaxKey);
+    return UV_EINVAL;
+  }
   das_raft_hub* hub = calloc(1, sizeof *hub);
   if (hub == NULL) return UV_ENOMEM;
   hub->loop = loop;
   hub->handshake_timeout_ms = handshake_timeout_ms;
+  if (secret_len > 0) {
+    memcpy(hub->key, secret, secret_len);
+    hub->key_len = secret_len;
+  } else {
+    memcpy(hub->key, kNoSecret, sizeof kNoSecret - 1);
+    hub->key_len = sizeof kNoSecret - 1;
+  }
+  hub->log_cb = log_cb;
+  hub->log_arg = log_arg;
   uv_tcp_init(loop, &hub->listener);
   hub->listener.data = hub;
   rv = uv_tcp_bind(&hub->listener, (const struct sockaddr*)&addr, 0);
@@ -350,16 +490,94 @@ static void finish(outgoing* out, int status) {
 static void outgoing_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
   (void)suggested;
   outgoing* out = handle->data;
-  buf->base = (char*)&out->ack; /* one byte: nothing of raft's traffic is read here */
-  buf->len = 1;
+  /* Exactly what the hello or the ack still lacks: nothing of raft's traffic is read here. */
+  if (out->stage == kReadingHello) {
+    buf->base = (char*)out->hello + out->have;
+    buf->len = kHello - out->have;
+  } else {
+    buf->base = (char*)out->ack + out->have;
+    buf->len = kAckLen - out->have;
+  }
+}
+
+static void handshake_written(uv_write_t* write, int status);
+
+/* The header, the connector's nonce and its proof over the acceptor's hello. 0 or -1. */
+static int fill_handshake(outgoing* out) {
+  group_transport* g = out->g;
+  const size_t len = strlen(g->address);
+  unsigned char* p = out->handshake;
+  memcpy(p, kMagic, kMagicLen);
+  put_le(p + 4, kVersion, 4);
+  put_le(p + 8, g->group_id, 8);
+  put_le(p + 16, g->id, 8);
+  put_le(p + 24, len, 2);
+  memcpy(p + kFixedHeader, g->address, len);
+  const size_t header_len = kFixedHeader + len;
+  unsigned char* nonce = p + header_len;
+  if (RAND_bytes(nonce, kNonce) != 1) return -1;
+  if (handshake_mac(g->hub, kConnectorLabel, out->hello, p, header_len, nonce, nonce + kNonce) !=
+      0) {
+    return -1;
+  }
+  out->handshake_len = header_len + kNonce + kMac;
+  return 0;
+}
+
+/* The acceptor's ack proves the secret too: a node that cannot is not sent raft traffic. */
+static int ack_proven(outgoing* out) {
+  const size_t header_len = out->handshake_len - kNonce - kMac;
+  unsigned char expected[kMac];
+  if (out->ack[0] != kAck) return 0;
+  if (handshake_mac(out->g->hub, kAcceptorLabel, out->hello, out->handshake, header_len,
+                    out->handshake + header_len, expected) != 0) {
+    return 0;
+  }
+  return CRYPTO_memcmp(expected, out->ack + 1, kMac) == 0;
 }
 
 static void outgoing_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   (void)buf;
   outgoing* out = stream->data;
   if (nread == 0) return;
+  if (nread < 0) {
+    uv_read_stop(stream);
+    finish(out, RAFT_NOCONNECTION);
+    return;
+  }
+  out->have += (size_t)nread;
+  if (out->stage == kReadingHello) {
+    if (out->have < kHello) return;
+    uv_read_stop(stream);
+    if (memcmp(out->hello, kMagic, kMagicLen) != 0 || get_le(out->hello + 4, 4) != kVersion ||
+        fill_handshake(out) != 0) {
+      finish(out, RAFT_NOCONNECTION);
+      return;
+    }
+    out->stage = kWriting;
+    out->have = 0;
+    out->write.data = out;
+    uv_buf_t bytes = uv_buf_init((char*)out->handshake, (unsigned)out->handshake_len);
+    if (uv_write(&out->write, (uv_stream_t*)out->tcp, &bytes, 1, handshake_written) != 0) {
+      finish(out, RAFT_NOCONNECTION);
+    }
+    return;
+  }
+  if (out->have < kAckLen) return;
   uv_read_stop(stream);
-  finish(out, nread == 1 && out->ack == kAck ? 0 : RAFT_NOCONNECTION);
+  if (!ack_proven(out)) {
+    if (out->g->hub->log_cb != NULL) {
+      char peer[128];
+      char line[256];
+      peer_name(out->tcp, peer, sizeof peer);
+      snprintf(line, sizeof line,
+               "refused the raft peer at %s: its answer does not prove the cluster secret", peer);
+      out->g->hub->log_cb(out->g->hub->log_arg, peer, line);
+    }
+    finish(out, RAFT_NOCONNECTION);
+    return;
+  }
+  finish(out, 0);
 }
 
 static void handshake_written(uv_write_t* write, int status) {
@@ -368,12 +586,13 @@ static void handshake_written(uv_write_t* write, int status) {
     finish(out, RAFT_NOCONNECTION);
     return;
   }
-  out->stage = kReading;
+  out->stage = kReadingAck;
   if (uv_read_start((uv_stream_t*)out->tcp, outgoing_alloc, outgoing_read) != 0) {
     finish(out, RAFT_NOCONNECTION);
   }
 }
 
+/* Connected: wait for the acceptor's hello, whose nonce our proof covers. */
 static void connected(uv_connect_t* connect, int status) {
   outgoing* out = connect->data;
   if (status != 0 || out->stopping) {
@@ -381,10 +600,8 @@ static void connected(uv_connect_t* connect, int status) {
     return;
   }
   uv_tcp_nodelay(out->tcp, 1);
-  out->stage = kWriting;
-  out->write.data = out;
-  uv_buf_t buf = uv_buf_init((char*)out->handshake, (unsigned)out->handshake_len);
-  if (uv_write(&out->write, (uv_stream_t*)out->tcp, &buf, 1, handshake_written) != 0) {
+  out->stage = kReadingHello;
+  if (uv_read_start((uv_stream_t*)out->tcp, outgoing_alloc, outgoing_read) != 0) {
     finish(out, RAFT_NOCONNECTION);
   }
 }
@@ -418,7 +635,7 @@ static void abort_outgoing(outgoing* out) {
   out->stopping = 1;
   if (out->stage == kResolving) {
     uv_cancel((uv_req_t*)&out->resolve);
-  } else if (out->stage == kReading) {
+  } else if (out->stage == kReadingHello || out->stage == kReadingAck) {
     finish(out, RAFT_NOCONNECTION); /* closes its socket */
   } else {
     uv_close((uv_handle_t*)out->tcp, free_handle);
@@ -429,19 +646,6 @@ static void abort_outgoing(outgoing* out) {
 /* A peer that does not acknowledge in time (connected but hung, or partitioned) is given up:
  * raft's client retries later. */
 static void outgoing_timed_out(uv_timer_t* timer) { abort_outgoing(timer->data); }
-
-static void fill_handshake(outgoing* out) {
-  group_transport* g = out->g;
-  const size_t len = strlen(g->address);
-  unsigned char* p = out->handshake;
-  memcpy(p, kMagic, kMagicLen);
-  put_le(p + 4, kVersion, 4);
-  put_le(p + 8, g->group_id, 8);
-  put_le(p + 16, g->id, 8);
-  put_le(p + 24, len, 2);
-  memcpy(p + kFixedHeader, g->address, len);
-  out->handshake_len = kFixedHeader + len;
-}
 
 static int transport_connect(struct raft_uv_transport* t, struct raft_uv_connect* req, raft_id id,
                              const char* address, raft_uv_connect_cb cb) {
@@ -458,7 +662,6 @@ static int transport_connect(struct raft_uv_transport* t, struct raft_uv_connect
   out->cb = cb;
   out->stage = kResolving;
   out->resolve.data = out;
-  fill_handshake(out);
   struct addrinfo hints;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;

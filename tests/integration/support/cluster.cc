@@ -210,10 +210,12 @@ testing::AssertionResult Cluster::StartControl() {
   std::string error;
   control_ = Process::Start(ControlBinary(), args, dir_ + "/control.log", &error);
   if (!control_) return testing::AssertionFailure() << "cannot start the control node: " << error;
-  return WaitHealthy(*control_, control_port_, "control");
+  // Not waiting for a ready cluster: any answer to /health (a 503 while shards form) will do.
+  return WaitHealthy(*control_, control_port_, "control", replicated() && !options_.wait_ready);
 }
 
-testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const std::string& name) {
+testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const std::string& name,
+                                              bool any_answer) {
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   std::string last = "no answer yet";
   while (std::chrono::steady_clock::now() < deadline) {
@@ -223,7 +225,9 @@ testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const 
              << process.LogTail();
     }
     Result<HttpResponse> r = HttpGet(port, "/health", {}, std::chrono::seconds(5));
-    if (r.ok() && r->status == 200) return testing::AssertionSuccess();
+    if (r.ok() && (r->status == 200 || (any_answer && r->status == 503))) {
+      return testing::AssertionSuccess();
+    }
     last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

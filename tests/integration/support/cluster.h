@@ -41,7 +41,7 @@ struct ClusterOptions {
   int replication_factor = 3;
   int shards = 0;
   // Replicated: Start() also waits until /health says "ok" (every shard led by a data replica
-  // and every replica caught up).
+  // and every replica caught up). False: only until the control node answers /health at all.
   bool wait_ready = true;
   // A RaftProxy in front of every worker's raft port (partition tests); the workers advertise
   // the proxy's port.
@@ -128,7 +128,9 @@ class Cluster {
  private:
   testing::AssertionResult StartWorker(int i);
   testing::AssertionResult StartControl();
-  testing::AssertionResult WaitHealthy(Process& process, int port, const std::string& name);
+  // Until `process` answers GET /health with 200 (or, with `any_answer`, 503 too).
+  testing::AssertionResult WaitHealthy(Process& process, int port, const std::string& name,
+                                       bool any_answer = false);
 
   std::string dir_;
   ClusterOptions options_;

@@ -13,6 +13,7 @@
 namespace das::it {
 namespace {
 
+constexpr size_t kHello = 24;   // the node's: magic 4, version 4, nonce 16
 constexpr size_t kHeader = 26;  // magic 4, version 4, group id 8, raft id 8, address length 2
 
 bool ReadFully(int fd, unsigned char* buf, size_t n) {
@@ -101,30 +102,47 @@ bool RaftProxy::Blocked(uint64_t sender) {
   return isolated_ || dropped_.count(sender) > 0;
 }
 
-void RaftProxy::Serve(int client) {
-  unsigned char header[kHeader];
-  if (!ReadFully(client, header, kHeader)) {
-    ::close(client);
-    return;
+// Waits until `fd` is readable; false when `watch` (which must stay silent meanwhile) closes,
+// or the proxy stops. Never blocks past a Cut (the shutdown makes `fd` readable).
+bool RaftProxy::AwaitReadable(int fd, int watch) {
+  while (!stopping_) {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {watch, POLLIN, 0}};
+    if (::poll(fds, 2, 200) < 0) return false;
+    if (fds[0].revents != 0) return true;
+    if (fds[1].revents != 0) return false;  // the silent side spoke or, rather, hung up
   }
-  uint64_t sender = 0;
-  for (int i = 0; i < 8; ++i) sender |= static_cast<uint64_t>(header[16 + i]) << (8 * i);
-  const int server = Blocked(sender) ? -1 : Connect(target_port_);
+  return false;
+}
+
+void RaftProxy::Serve(int client) {
+  const int server = Blocked(0) ? -1 : Connect(target_port_);
   if (server < 0) {
     ::close(client);
     return;
   }
-  auto link = std::make_shared<Link>(Link{client, server, sender});
+  auto link = std::make_shared<Link>(Link{client, server, 0});
   {
     std::lock_guard lock(mu_);
-    if (isolated_ || dropped_.count(sender) > 0) {
+    if (isolated_) {
       ::close(client);
       ::close(server);
       return;
     }
-    links_.push_back(link);
+    links_.push_back(link);  // from now on a Cut reaches it
   }
-  bool open = WriteFully(server, header, kHeader);
+  // The node speaks first (its hello); then the connector's header names the sender.
+  unsigned char hello[kHello];
+  unsigned char header[kHeader];
+  bool open = AwaitReadable(server, client) && ReadFully(server, hello, kHello) &&
+              WriteFully(client, hello, kHello) && ReadFully(client, header, kHeader);
+  if (open) {
+    uint64_t sender = 0;
+    for (int i = 0; i < 8; ++i) sender |= static_cast<uint64_t>(header[16 + i]) << (8 * i);
+    std::lock_guard lock(mu_);
+    link->sender = sender;
+    open = !isolated_ && dropped_.count(sender) == 0;
+  }
+  open = open && WriteFully(server, header, kHeader);
   unsigned char buf[16384];
   while (open && !stopping_) {
     pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};

@@ -1,8 +1,9 @@
 // RaftProxy: a TCP proxy in front of one node's raft port, for partition tests. Peers dial the
-// proxy (the node advertises its port with --raft-advertise-port); it reads the first 26 bytes
-// of each connection (our transport's handshake: magic, version, group id, the sender's raft
-// id, address length) and forwards everything to the node, both ways. A partition is made of
-// two rules: Isolate() on the cut-off node's own proxy drops every connection to it, and
+// proxy (the node advertises its port with --raft-advertise-port); it passes the node's hello
+// on, reads the first 26 bytes the peer sends (our transport's handshake: magic, version, group
+// id, the sender's raft id, address length) and forwards everything, both ways. It never
+// changes a byte, so the handshake's proofs of the cluster secret hold through it. A partition is
+// made of two rules: Isolate() on the cut-off node's own proxy drops every connection to it, and
 // DropFrom(id) on every other proxy drops connections the cut-off node opens. Heal() lifts both.
 // Thread-safety: every method from any thread. Lifecycle: the destructor stops the proxy and
 // joins its threads.
@@ -41,6 +42,7 @@ class RaftProxy {
   };
   void AcceptLoop();
   void Serve(int client);
+  bool AwaitReadable(int fd, int watch);
   bool Blocked(uint64_t sender);
   void CutLocked();
 

@@ -125,8 +125,8 @@ asio::awaitable<Written> WriteOne(ShardWriter& writer, int i) {
 class ShardWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    client_ = rpc::WorkerClient::Create(io_.get_executor(),
-                                        rpc::WorkerClientOptions{"127.0.0.1", worker_.port(), 4});
+    client_ = rpc::WorkerClient::Create(
+        io_.get_executor(), rpc::WorkerClientOptions{"127.0.0.1", worker_.port(), 4, nullptr});
     ShardWriterOptions options;
     options.max_inflight = 1;
     options.deadline = kDeadline;
@@ -224,8 +224,8 @@ TEST_F(ShardWriterTest, StopAnswersQueuedAndLaterWritesShuttingDown) {
 
 TEST(ShardWriterUnreachableTest, UnreachableWorkerFailsEveryCallerWithUnavailable) {
   asio::io_context io;
-  auto client =
-      rpc::WorkerClient::Create(io.get_executor(), rpc::WorkerClientOptions{"127.0.0.1", 1, 4});
+  auto client = rpc::WorkerClient::Create(io.get_executor(),
+                                          rpc::WorkerClientOptions{"127.0.0.1", 1, 4, nullptr});
   ShardWriter writer(io.get_executor(), *client, ShardWriterOptions{});
   auto future = asio::co_spawn(io, WriteOne(writer, 1), asio::use_future);
   io.run();

@@ -7,7 +7,12 @@
 #include <stdlib.h>
 #include <sys/select.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -21,6 +26,7 @@ namespace {
 
 constexpr int kNodes = 3;
 constexpr int kGroups = 2;
+const std::string kSecret = "the cluster's secret, 16+ bytes";
 
 class HubTest : public ::testing::Test {
  protected:
@@ -33,6 +39,7 @@ class HubTest : public ::testing::Test {
       loops_.push_back(std::move(loop).value());
       hubs_.emplace_back();
       groups_.emplace_back(kGroups);
+      secrets_.push_back(kSecret);
       machines_.emplace_back();
       for (int g = 0; g < kGroups; ++g) machines_[n].push_back(std::make_unique<Recorder>());
       ASSERT_NO_FATAL_FAILURE(StartNode(n));
@@ -47,7 +54,7 @@ class HubTest : public ::testing::Test {
 
   void StartNode(int n) {
     Result<std::unique_ptr<Hub>> hub =
-        Hub::Open(*loops_[n], peers_[n].address, std::chrono::milliseconds(500));
+        Hub::Open(*loops_[n], peers_[n].address, std::chrono::milliseconds(500), secrets_[n]);
     ASSERT_TRUE(hub.ok()) << hub.status().ToString();
     hubs_[n] = std::move(hub).value();
     for (int g = 0; g < kGroups; ++g) {
@@ -109,6 +116,7 @@ class HubTest : public ::testing::Test {
   std::vector<Peer> peers_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::vector<std::unique_ptr<Hub>> hubs_;
+  std::vector<std::string> secrets_;                              // each node's cluster secret
   std::vector<std::vector<std::unique_ptr<Group>>> groups_;       // [node][group]
   std::vector<std::vector<std::unique_ptr<Recorder>>> machines_;  // [node][group]
 };
@@ -148,41 +156,160 @@ TEST_F(HubTest, LosingANodeLosesNoEntryAndItsRestartCatchesEveryGroupUp) {
   }
 }
 
-// A stranger on the raft port: bytes that are no handshake, and a handshake for a group the
-// node does not have. Both are dropped; the groups go on.
+// A raw connection to node n's raft port, with a bound on every read (far above the hub's
+// handshake timeout) so that a hung test fails instead of hanging.
+int Dial(const std::string& address) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval limit{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+// Reads up to `n` bytes (fewer when the peer closes first).
+std::string ReadUpTo(int fd, size_t n) {
+  std::string out;
+  char buf[256];
+  while (out.size() < n) {
+    const ssize_t got = ::read(fd, buf, std::min(sizeof buf, n - out.size()));
+    if (got <= 0) break;
+    out.append(buf, static_cast<size_t>(got));
+  }
+  return out;
+}
+
+void WriteAll(int fd, const std::string& bytes) {
+  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+}
+
+std::string Le(uint64_t v, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+  return out;
+}
+
+std::string HmacSha256(const std::string& key, const std::string& message) {
+  unsigned char mac[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &len);
+  return std::string(reinterpret_cast<char*>(mac), len);
+}
+
+// The connector's half of the handshake (raft/internal/transport.h), written here from the
+// format's description: its header, nonce and proof for the acceptor's `hello`.
+struct Handshake {
+  std::string header;
+  std::string nonce;
+  std::string bytes;  // header + nonce + proof
+};
+Handshake Connect(const std::string& secret, const std::string& hello, uint64_t group,
+                  uint64_t raft_id, const std::string& address) {
+  Handshake h;
+  h.header = "DASR" + Le(2, 4) + Le(group, 8) + Le(raft_id, 8) + Le(address.size(), 2) + address;
+  h.nonce = std::string("0123456789abcdef");
+  h.bytes = h.header + h.nonce +
+            HmacSha256(secret, "das-raft-connect-v2" + hello.substr(8) + h.nonce + h.header);
+  return h;
+}
+
+// A stranger on the raft port: bytes that are no handshake, and one of the first version
+// (without a proof). The hub speaks first (its hello), then closes without an acknowledgement;
+// the groups go on.
 TEST_F(HubTest, StrangersOnTheRaftPortAreDropped) {
   for (const std::string& bytes :
        {std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-        std::string("DASR\x01\0\0\0\x63\0\0\0\0\0\0\0", 16) +
-            std::string("\x09\0\0\0\0\0\0\0\x09\0", 10) + "127.0.0.1:1"}) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const std::string& a = peers_[0].address;
-    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1))));
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+        "DASR" + Le(1, 4) + Le(1, 8) + Le(9, 8) + Le(11, 2) + "127.0.0.1:1"}) {
+    const int fd = Dial(peers_[0].address);
+    const std::string hello = ReadUpTo(fd, 24);
+    ASSERT_EQ(hello.size(), 24u);
+    EXPECT_EQ(hello.substr(0, 8), "DASR" + Le(2, 4));
+    WriteAll(fd, bytes);
     char c;
-    // The hub closes the connection without an acknowledgement.
-    EXPECT_LE(::read(fd, &c, 1), 0);
+    EXPECT_LE(::read(fd, &c, 1), 0) << "the hub should close without an acknowledgement";
     ::close(fd);
   }
   EXPECT_EQ(ProposeMany(0, "still", 5).size(), 5u);
 }
 
+// The handshake with the cluster secret: a proof made with the secret is acknowledged, and the
+// acknowledgement proves the secret back over both nonces; a proof made with another secret, a
+// handshake recorded on one connection and replayed on another (the hello's nonce differs), and
+// a valid one for a group the node does not have are all closed without an acknowledgement.
+TEST_F(HubTest, OnlyAHandshakeThatProvesTheClusterSecretIsAcknowledged) {
+  const std::string& address = peers_[0].address;
+  {
+    const int fd = Dial(address);
+    const std::string hello = ReadUpTo(fd, 24);
+    ASSERT_EQ(hello.size(), 24u);
+    const Handshake h = Connect(kSecret, hello, 1, 77, "127.0.0.1:1");
+    WriteAll(fd, h.bytes);
+    const std::string ack = ReadUpTo(fd, 33);
+    ASSERT_EQ(ack.size(), 33u);
+    EXPECT_EQ(ack[0], '\x01');
+    EXPECT_EQ(ack.substr(1),
+              HmacSha256(kSecret, "das-raft-accept-v2" + hello.substr(8) + h.nonce + h.header));
+    ::close(fd);
+  }
+  std::string recorded;
+  {
+    const int fd = Dial(address);
+    const std::string hello = ReadUpTo(fd, 24);
+    recorded = Connect(kSecret, hello, 1, 77, "127.0.0.1:1").bytes;
+    ::close(fd);  // never sent here: replayed below
+  }
+  for (const auto& make : std::vector<std::function<std::string(const std::string&)>>{
+           [](const std::string& hello) {
+             return Connect("another secret, as long", hello, 1, 77, "127.0.0.1:1").bytes;
+           },
+           [&recorded](const std::string&) { return recorded; },
+           [](const std::string& hello) {
+             return Connect(kSecret, hello, 99, 77, "127.0.0.1:1").bytes;
+           }}) {
+    const int fd = Dial(address);
+    const std::string hello = ReadUpTo(fd, 24);
+    ASSERT_EQ(hello.size(), 24u);
+    WriteAll(fd, make(hello));
+    char c;
+    EXPECT_LE(::read(fd, &c, 1), 0) << "the hub should close without an acknowledgement";
+    ::close(fd);
+  }
+  EXPECT_EQ(ProposeMany(0, "still", 3).size(), 3u);
+}
+
+// A node whose secret differs is kept out of every group: the other two elect leaders and
+// commit without it, and it receives none of their entries (there is no way in for them).
+TEST_F(HubTest, ANodeWithAnotherSecretReceivesNothing) {
+  StopNode(2);
+  secrets_[2] = "not the cluster's secret";
+  for (int g = 0; g < kGroups; ++g) machines_[2][g] = std::make_unique<Recorder>();
+  ASSERT_NO_FATAL_FAILURE(StartNode(2));
+  for (int g = 0; g < kGroups; ++g) {
+    for (int i = 0; i < 5; ++i) {
+      const int leader = raft::WaitForLeader({groups_[0][g].get(), groups_[1][g].get()});
+      ASSERT_GE(leader, 0);
+      std::promise<Result<uint64_t>> done;
+      groups_[leader][g]->Propose("kept-out-" + std::to_string(i),
+                                  [&done](Result<uint64_t> r) { done.set_value(r); });
+      Result<uint64_t> index = done.get_future().get();
+      ASSERT_TRUE(index.ok()) << index.status().ToString();
+    }
+    ASSERT_TRUE(machines_[0][g]->WaitApplied(5));
+    ASSERT_TRUE(machines_[1][g]->WaitApplied(5));
+    EXPECT_TRUE(Payloads(*machines_[2][g]).empty()) << "group " << g + 1;
+    EXPECT_NE(groups_[2][g]->Info().role, Role::kLeader);
+  }
+}
+
 // A peer that connects and says nothing is dropped after the handshake timeout (500 ms here),
 // and meanwhile the groups go on.
 TEST_F(HubTest, ASilentPeerIsDroppedAfterTheHandshakeTimeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval limit{30, 0};  // a bound for the test itself, far above the hub's timeout
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const std::string& a = peers_[1].address;
-  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1))));
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int fd = Dial(peers_[1].address);
+  EXPECT_EQ(ReadUpTo(fd, 24).size(), 24u) << "the hub's hello";
   char c;
   EXPECT_EQ(::read(fd, &c, 1), 0) << "the hub should close a silent connection";
   ::close(fd);
