@@ -31,5 +31,31 @@ TEST(LogLevelFromEnvironmentTest, RustLogBareDirectiveIsTheLevel) {
   unsetenv("RUST_LOG");
 }
 
+// One line per key per interval, on a clock the test sets: the lines held back are counted and
+// reported with the next one let through; keys do not hold each other back.
+TEST(LogThrottleTest, OneLineAKeyAnIntervalWithTheCountHeldBack) {
+  using std::chrono::seconds;
+  LogThrottle throttle(seconds(10));
+  const std::chrono::steady_clock::time_point t0{seconds(1000)};
+  EXPECT_EQ(throttle.Admit("10.0.0.1", t0), 0u);
+  EXPECT_EQ(throttle.Admit("10.0.0.1", t0 + seconds(1)), std::nullopt);
+  EXPECT_EQ(throttle.Admit("10.0.0.1", t0 + seconds(9)), std::nullopt);
+  EXPECT_EQ(throttle.Admit("10.0.0.2", t0 + seconds(9)), 0u);
+  EXPECT_EQ(throttle.Admit("10.0.0.1", t0 + seconds(10)), 2u);
+  EXPECT_EQ(throttle.Admit("10.0.0.1", t0 + seconds(21)), 0u);
+}
+
+// It never remembers more than kMaxKeys keys: a flood of addresses cannot grow it.
+TEST(LogThrottleTest, ManyKeysAreForgottenRatherThanKept) {
+  LogThrottle throttle(std::chrono::seconds(10));
+  const std::chrono::steady_clock::time_point t0{std::chrono::seconds(1000)};
+  for (size_t i = 0; i < LogThrottle::kMaxKeys; ++i) {
+    EXPECT_EQ(throttle.Admit("peer-" + std::to_string(i), t0), 0u);
+  }
+  EXPECT_EQ(throttle.Admit("peer-0", t0), std::nullopt);
+  EXPECT_EQ(throttle.Admit("one-too-many", t0), 0u);  // forgets the others
+  EXPECT_EQ(throttle.Admit("peer-0", t0), 0u);
+}
+
 }  // namespace
 }  // namespace das
