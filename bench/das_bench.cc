@@ -48,6 +48,7 @@ constexpr const char* kProtobuf = "application/x-protobuf";
 struct Flags {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;
+  std::string tls_ca = {};  // set: HTTPS, the server's certificate verified against this CA file
   size_t connections = 1;
   unsigned threads = 1;
   double duration_s = 10;
@@ -216,6 +217,8 @@ std::pair<Stats, double> RunLoops(const Flags& flags, LoopFn loop) {
   options.host = flags.host;
   options.port = flags.port;
   options.max_connections = flags.connections;
+  options.tls = !flags.tls_ca.empty();
+  options.tls_ca_file = flags.tls_ca;
   std::unique_ptr<das::http::Client> client = das::http::Client::Create(io.get_executor(), options);
   const Clock::time_point start = Clock::now();
   Shared shared{flags, *client,
@@ -371,6 +374,8 @@ int RunAnalytics(const Flags& flags) {
 void AddCommonFlags(CLI::App& app, Flags& f) {
   app.add_option("--host", f.host, "Control node address")->capture_default_str();
   app.add_option("--port", f.port, "Control node port")->capture_default_str();
+  app.add_option("--tls-ca", f.tls_ca,
+                 "HTTPS: verify the control node's certificate against this CA file (PEM)");
   app.add_option("--threads", f.threads, "Threads running the client's io_context")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

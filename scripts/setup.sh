@@ -28,6 +28,8 @@ packages=(
   liblz4-dev=1.9.4-1
   # OpenSSL 3.0: the cluster secret's HMAC-SHA256 (internal HTTP and the raft handshake).
   libssl-dev=3.0.22-1~deb12u2
+  # The openssl command: the TLS tests make their certificates with it.
+  openssl=3.0.22-1~deb12u2
   ca-certificates
 )
 # bookworm-backports, for libraft only: apt prefers bookworm's own packages (backports have a

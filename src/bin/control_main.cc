@@ -29,6 +29,8 @@ struct Flags {
   size_t max_inflight_per_worker = 1;
   unsigned threads = 2;
   std::string cluster_secret_file;
+  std::string tls_cert;
+  std::string tls_key;
   std::string log_level;
   uint32_t replication_factor = 3;
   uint32_t shards = 16;
@@ -120,6 +122,12 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "(roles read, write, admin; '#' starts a comment), read again on SIGHUP "
                  "(default: none, the API is open)")
       ->envname("DAS_AUTH_TOKENS_FILE");
+  app.add_option("--tls-cert", f.tls_cert,
+                 "Serve the public API over HTTPS only: the certificate chain, PEM (with "
+                 "--tls-key)")
+      ->envname("DAS_TLS_CERT");
+  app.add_option("--tls-key", f.tls_key, "The private key of --tls-cert, PEM, unencrypted")
+      ->envname("DAS_TLS_KEY");
   app.add_option("--cluster-secret-file", f.cluster_secret_file,
                  "A file whose contents (16 to 4096 bytes, trailing whitespace ignored) every node "
                  "of the cluster shares: requests to the workers and raft connections prove it "
@@ -218,12 +226,18 @@ int main(int argc, char** argv) {
   server_options.body_limit = flags.body_limit;
   server_options.max_connections = flags.max_connections;
   server_options.header_limit = flags.header_limit;
+  server_options.tls_cert_file = flags.tls_cert;
+  server_options.tls_key_file = flags.tls_key;
   server_options.too_large = [limit = flags.body_limit](const das::http::Request& header) {
     return das::control::TooLarge(header, limit);
   };
   das::control::ControlService& svc = **service;
   auto server = das::http::Server::Create(
       io, server_options, [&svc](das::http::Request r) { return svc.Handle(std::move(r)); });
+  if (!server.ok() && server.status().code() == das::StatusCode::kInvalidArgument) {
+    spdlog::critical("cannot start: {}", server.status().message());
+    return 2;
+  }
   if (!server.ok()) {
     spdlog::critical("cannot listen on {}:{}: {}", flags.host, flags.port,
                      server.status().ToString());
@@ -233,8 +247,9 @@ int main(int argc, char** argv) {
   std::string worker_list;
   for (const auto& w : options.workers)
     worker_list += (worker_list.empty() ? "" : ",") + w.ToString();
-  spdlog::info("control node listening on {}:{}, workers {}, replication factor {}", flags.host,
-               (*server)->port(), worker_list, flags.replication_factor);
+  spdlog::info("control node listening on {}:{} ({}), workers {}, replication factor {}",
+               flags.host, (*server)->port(), flags.tls_cert.empty() ? "HTTP" : "HTTPS",
+               worker_list, flags.replication_factor);
 
   das::http::RunUntilSignal(io, flags.threads, [&server, &svc] {
     // Inserts in flight finish or fail first, so that no connection waits on them; then the

@@ -12,6 +12,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -45,6 +48,7 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 struct Conn {
   explicit Conn(const asio::any_io_executor& executor) : stream(asio::make_strand(executor)) {}
   beast::tcp_stream stream;
+  std::unique_ptr<asio::ssl::stream<beast::tcp_stream&>> tls;  // over `stream`, for HTTPS
   beast::flat_buffer buffer;
   Clock::time_point idle_since;  // when it last went back to the pool
 };
@@ -146,6 +150,7 @@ class Pool {
     error_code ec;
     const auto address = asio::ip::make_address(options_.host, ec);
     if (!ec) literal_ = tcp::endpoint(address, options_.port);
+    if (options_.tls) MakeTlsContext();
   }
 
   const std::string& peer() const { return peer_; }
@@ -171,11 +176,17 @@ class Pool {
   void Discard(std::unique_ptr<Conn> conn);
   void GiveBack(Lease lease);
   Status ToStatus(const error_code& ec, std::chrono::milliseconds timeout) const;
+  void MakeTlsContext();
+  template <typename Stream>
+  asio::awaitable<Attempt> TransferOn(Stream& stream, beast::flat_buffer& buffer,
+                                      const WireRequest& wire);
 
   const asio::any_io_executor executor_;
   const ClientOptions options_;
   const std::string peer_;
-  std::optional<tcp::endpoint> literal_;  // set when host is an IP address
+  std::optional<tcp::endpoint> literal_;     // set when host is an IP address
+  std::unique_ptr<asio::ssl::context> tls_;  // options_.tls: verifies the server
+  Status tls_error_;                         // why tls_ could not be made (every Send fails)
 
   std::mutex mu_;
   bool closed_ = false;                          // GUARDED_BY(mu_)
@@ -308,15 +319,55 @@ asio::awaitable<Status> Pool::Connect(Conn& conn, Clock::time_point deadline,
   }
   if (ec) co_return ToStatus(ec, timeout);
   conn.stream.socket().set_option(tcp::no_delay(true), ec);
+  if (!options_.tls) co_return Status::Ok();
+  if (!tls_error_.ok()) co_return tls_error_;
+  conn.tls = std::make_unique<asio::ssl::stream<beast::tcp_stream&>>(conn.stream, *tls_);
+  conn.tls->set_verify_callback(asio::ssl::host_name_verification(options_.host));
+  if (!literal_) SSL_set_tlsext_host_name(conn.tls->native_handle(), options_.host.c_str());
+  auto [handshake_ec] =
+      co_await conn.tls->async_handshake(asio::ssl::stream_base::client, kNoThrow);
+  if (handshake_ec) {
+    co_return Unavailable(peer_ + ": TLS handshake failed: " + handshake_ec.message());
+  }
   co_return Status::Ok();
+}
+
+void Pool::MakeTlsContext() {
+  tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  error_code ec;
+  tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                        asio::ssl::context::no_tlsv1_1,
+                    ec);
+  tls_->set_verify_mode(asio::ssl::verify_peer, ec);
+  if (options_.tls_ca_file.empty()) {
+    tls_->set_default_verify_paths(ec);
+  } else {
+    tls_->load_verify_file(options_.tls_ca_file, ec);
+  }
+  if (ec) {
+    tls_error_ =
+        InvalidArgument("cannot use the TLS CA file " + options_.tls_ca_file + ": " + ec.message());
+  }
 }
 
 // REQUIRES: on conn's strand.
 asio::awaitable<Attempt> Pool::Transfer(Conn& conn, const WireRequest& wire,
                                         Clock::time_point deadline) {
-  Attempt attempt;
   conn.stream.expires_at(deadline);
-  auto [write_ec, written] = co_await bhttp::async_write(conn.stream, wire, kNoThrow);
+  if (conn.tls) {
+    asio::awaitable<Attempt> attempt = TransferOn(*conn.tls, conn.buffer, wire);
+    co_return co_await std::move(attempt);
+  }
+  asio::awaitable<Attempt> attempt = TransferOn(conn.stream, conn.buffer, wire);
+  co_return co_await std::move(attempt);
+}
+
+template <typename Stream>
+asio::awaitable<Attempt> Pool::TransferOn(Stream& stream, beast::flat_buffer& buffer,
+                                          const WireRequest& wire) {
+  Attempt attempt;
+  auto [write_ec, written] = co_await bhttp::async_write(stream, wire, kNoThrow);
   if (write_ec) {
     attempt.ec = write_ec;
     co_return attempt;
@@ -324,8 +375,8 @@ asio::awaitable<Attempt> Pool::Transfer(Conn& conn, const WireRequest& wire,
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(options_.body_limit);
   if (wire.method() == bhttp::verb::head) parser.skip(true);
-  auto [read_ec, read] = co_await bhttp::async_read(conn.stream, conn.buffer, parser, kNoThrow);
-  attempt.got_some = parser.got_some() || conn.buffer.size() > 0;
+  auto [read_ec, read] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+  attempt.got_some = parser.got_some() || buffer.size() > 0;
   attempt.ec = read_ec;
   if (read_ec) co_return attempt;
   attempt.keep_alive = parser.keep_alive();

@@ -26,6 +26,10 @@ struct ClientOptions {
   uint16_t port = 0;
   size_t max_connections = 8;
   size_t body_limit = 64 * 1024 * 1024;  // of an answer
+  // HTTPS: the server's certificate must verify against `tls_ca_file` (PEM; empty: the
+  // system's CAs) and name `host`. A CA file that cannot be read fails every Send.
+  bool tls = false;
+  std::string tls_ca_file = {};
 };
 
 class Client {

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -20,10 +22,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -48,6 +54,10 @@ constexpr std::string_view kTooLargeText = "request body too large\n";
 constexpr std::string_view kMalformedText = "malformed request\n";
 constexpr std::string_view kHeaderTooLargeText = "request header fields too large\n";
 constexpr std::string_view kTooManyConnectionsText = "too many connections\n";
+constexpr std::string_view kPlainOnTlsText =
+    "this port speaks HTTPS (TLS): use https://, not http://\n";
+// The first byte of every TLS record that opens a connection (a handshake record).
+constexpr unsigned char kTlsHandshakeRecord = 0x16;
 // How long a connection refused for the cap gets for its 503.
 constexpr std::chrono::seconds kRefusalTimeout{1};
 // A refused connection is logged at most this often (with the count refused meanwhile).
@@ -82,6 +92,8 @@ struct ServerState {
   const ServerOptions options;
   const Handler handler;
   tcp::acceptor acceptor;  // used on its own strand only, after Create
+  // Set: the port speaks TLS only (read-only after Create, shared by every connection).
+  std::unique_ptr<asio::ssl::context> tls;
 
   std::mutex mu;
   std::condition_variable drained;  // signalled when a connection or the accept loop ends
@@ -155,16 +167,17 @@ ReadOutcome Classify(const error_code& ec) {
 // Reads one request into `parser`. An idle keep-alive connection may wait idle_timeout for the
 // first byte; from then on the whole request must arrive within io_timeout. A Content-Length
 // over the body limit fails in the header, so the 413 goes out before any of the body is read.
-asio::awaitable<ReadOutcome> ReadRequest(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+template <typename Stream>
+asio::awaitable<ReadOutcome> ReadRequest(Stream& stream, beast::flat_buffer& buffer,
                                          bhttp::request_parser<bhttp::string_body>& parser,
                                          const ServerOptions& options) {
   if (buffer.size() == 0) {
-    stream.expires_after(options.idle_timeout);
+    beast::get_lowest_layer(stream).expires_after(options.idle_timeout);
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kFirstReadSize), kNoThrow);
     if (ec) co_return ReadOutcome::kClose;
     buffer.commit(n);
   }
-  stream.expires_after(options.io_timeout);
+  beast::get_lowest_layer(stream).expires_after(options.io_timeout);
   auto [header_ec, header_n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
   if (header_ec) co_return Classify(header_ec);
   auto [body_ec, body_n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
@@ -232,28 +245,30 @@ asio::awaitable<Response> CallHandler(const Handler& handler, Request request) {
 }
 
 // Answers one request; returns whether the connection stays open for another.
-asio::awaitable<bool> Respond(const ServerState& state, beast::tcp_stream& stream,
-                              WireRequest wire_request, const std::string& peer) {
+template <typename Stream>
+asio::awaitable<bool> Respond(const ServerState& state, Stream& stream, WireRequest wire_request,
+                              const std::string& peer) {
   const bool keep_alive = wire_request.keep_alive();
   const unsigned version = wire_request.version();
   asio::awaitable<Response> answer =
       CallHandler(state.handler, ToRequest(std::move(wire_request), peer));
   Response response = co_await std::move(answer);
   WireResponse wire = ToWire(std::move(response), version, keep_alive);
-  stream.expires_after(state.options.io_timeout);
+  beast::get_lowest_layer(stream).expires_after(state.options.io_timeout);
   auto [ec, n] = co_await bhttp::async_write(stream, wire, kNoThrow);
   co_return !ec && wire.keep_alive();
 }
 
 // Answers a request the server refuses to read further (413, 400); the caller then closes.
-asio::awaitable<void> Refuse(beast::tcp_stream& stream, bhttp::status status, std::string_view text,
+template <typename Stream>
+asio::awaitable<void> Refuse(Stream& stream, bhttp::status status, std::string_view text,
                              const ServerOptions& options) {
   WireResponse wire(status, 11);
   wire.set(bhttp::field::content_type, "text/plain");
   wire.body() = text;
   wire.keep_alive(false);
   wire.prepare_payload();
-  stream.expires_after(options.io_timeout);
+  beast::get_lowest_layer(stream).expires_after(options.io_timeout);
   co_await bhttp::async_write(stream, wire, kNoThrow);
 }
 
@@ -261,16 +276,17 @@ asio::awaitable<void> Refuse(beast::tcp_stream& stream, bhttp::status status, st
 // reset the connection and the client could lose the answer while it is still sending. So the
 // server half-closes, then reads and discards what comes for a bounded time and amount
 // ("lingering close", as nginx does), and only then closes.
-asio::awaitable<void> LingerAndDrain(beast::tcp_stream& stream,
+template <typename Stream>
+asio::awaitable<void> LingerAndDrain(Stream& stream,
                                      std::chrono::milliseconds linger = std::chrono::seconds(2),
                                      size_t max_drain = 64 * 1024 * 1024,
                                      size_t scratch_size = 64 * 1024) {
   const size_t kMaxDrain = max_drain;
   error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
   std::vector<char> scratch(scratch_size);
   size_t drained = 0;
-  stream.expires_after(linger);
+  beast::get_lowest_layer(stream).expires_after(linger);
   while (drained < kMaxDrain) {
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kNoThrow);
     if (ec) break;  // the client closed, or the linger time is over
@@ -280,9 +296,10 @@ asio::awaitable<void> LingerAndDrain(beast::tcp_stream& stream,
 
 // Every co_await below awaits a named awaitable or a call with trivial or reference arguments:
 // GCC 12 may destroy other temporaries of a co_await full-expression twice.
-asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream& stream) {
-  beast::flat_buffer buffer;  // one per connection, reused by every request on it
-  const std::string peer = PeerOf(stream);
+template <typename Stream>
+asio::awaitable<void> ServeRequests(const ServerState& state, Stream& stream,
+                                    beast::flat_buffer& buffer) {
+  const std::string peer = PeerOf(beast::get_lowest_layer(stream));
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(state.options.body_limit);
@@ -307,7 +324,7 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
         header.body.clear();
         WireResponse wire = ToWire(state.options.too_large(header), version, false);
         wire.result(bhttp::status::payload_too_large);
-        stream.expires_after(state.options.io_timeout);
+        beast::get_lowest_layer(stream).expires_after(state.options.io_timeout);
         co_await bhttp::async_write(stream, wire, kNoThrow);
         co_await LingerAndDrain(stream);
         co_return;
@@ -327,9 +344,44 @@ asio::awaitable<void> ServeRequests(const ServerState& state, beast::tcp_stream&
   }
 }
 
+// A connection to a TLS port: the first bytes must open a TLS handshake. Plain HTTP gets a
+// plain-text 400 saying to use https:// (as nginx does), anything else is closed; then the
+// handshake (within io_timeout), the requests over TLS, and a close_notify at the end.
+asio::awaitable<void> ServeTls(const ServerState& state, beast::tcp_stream& stream,
+                               beast::flat_buffer& buffer) {
+  stream.expires_after(state.options.idle_timeout);
+  auto [first_ec, first_n] =
+      co_await stream.async_read_some(buffer.prepare(kFirstReadSize), kNoThrow);
+  if (first_ec) co_return;
+  buffer.commit(first_n);
+  if (static_cast<const unsigned char*>(buffer.data().data())[0] != kTlsHandshakeRecord) {
+    co_await Refuse(stream, bhttp::status::bad_request, kPlainOnTlsText, state.options);
+    co_await LingerAndDrain(stream, std::chrono::seconds(1), 64 * 1024, 4 * 1024);
+    co_return;
+  }
+  asio::ssl::stream<beast::tcp_stream&> tls(stream, *state.tls);
+  stream.expires_after(state.options.io_timeout);
+  auto [handshake_ec, used] =
+      co_await tls.async_handshake(asio::ssl::stream_base::server, buffer.data(), kNoThrow);
+  if (handshake_ec) {
+    spdlog::debug("http: TLS handshake with {} failed: {}", PeerOf(stream), handshake_ec.message());
+    co_return;
+  }
+  buffer.consume(used);
+  buffer.consume(buffer.size());  // nothing of the requests travels before the handshake ends
+  asio::awaitable<void> serve = ServeRequests(state, tls, buffer);
+  co_await std::move(serve);
+  stream.expires_after(std::chrono::seconds(1));
+  co_await tls.async_shutdown(kNoThrow);
+}
+
 // The connection coroutine: the edge where exceptions stop.
 asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn) {
   Registration registration(state, conn);
+  if (registration.over_limit() && state->tls) {
+    conn->Close();  // a 503 would take a TLS handshake, the work the cap is there to refuse
+    co_return;
+  }
   if (registration.over_limit()) {
     ServerOptions refusal = state->options;
     refusal.io_timeout = kRefusalTimeout;
@@ -346,7 +398,14 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
   }
   if (!registration.registered()) co_return;
   try {
-    co_await ServeRequests(*state, conn->stream);
+    beast::flat_buffer buffer;  // one per connection, reused by every request on it
+    if (state->tls) {
+      asio::awaitable<void> serve = ServeTls(*state, conn->stream, buffer);
+      co_await std::move(serve);
+    } else {
+      asio::awaitable<void> serve = ServeRequests(*state, conn->stream, buffer);
+      co_await std::move(serve);
+    }
   } catch (const std::exception& e) {
     spdlog::debug("http: connection failed: {}", e.what());
   }
@@ -399,6 +458,36 @@ Result<tcp::endpoint> ResolveListenAddress(asio::io_context& io, const ServerOpt
     return Unavailable("cannot resolve " + options.host + ": " + ec.message());
   }
   return results.begin()->endpoint();
+}
+
+// The server's TLS context: TLS 1.2 or later, the certificate chain and key in PEM.
+Result<std::unique_ptr<asio::ssl::context>> MakeTlsContext(const ServerOptions& options) {
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return InvalidArgument("TLS needs both a certificate (--tls-cert) and its key (--tls-key)");
+  }
+  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  error_code ec;
+  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                           asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                           asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use,
+                       ec);
+  if (ec) return Internal("cannot set up TLS: " + ec.message());
+  context->use_certificate_chain_file(options.tls_cert_file, ec);
+  if (ec) {
+    return InvalidArgument("cannot use the TLS certificate " + options.tls_cert_file + ": " +
+                           ec.message());
+  }
+  context->use_private_key_file(options.tls_key_file, asio::ssl::context::pem, ec);
+  if ((ec && ec.category() == asio::error::get_ssl_category() &&
+       ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH) ||
+      (!ec && SSL_CTX_check_private_key(context->native_handle()) != 1)) {
+    return InvalidArgument("the TLS key " + options.tls_key_file +
+                           " does not belong to the certificate " + options.tls_cert_file);
+  }
+  if (ec) {
+    return InvalidArgument("cannot use the TLS key " + options.tls_key_file + ": " + ec.message());
+  }
+  return context;
 }
 
 Status Listen(ServerState& state) {
@@ -479,6 +568,9 @@ class ServerImpl final : public Server {
 Result<std::unique_ptr<Server>> Server::Create(boost::asio::io_context& io, ServerOptions options,
                                                Handler handler) {
   auto state = std::make_shared<ServerState>(io, std::move(options), std::move(handler));
+  if (!state->options.tls_cert_file.empty() || !state->options.tls_key_file.empty()) {
+    ASSIGN_OR_RETURN(state->tls, MakeTlsContext(state->options));
+  }
   RETURN_IF_ERROR(Listen(*state));
   std::unique_ptr<Server> server = std::make_unique<ServerImpl>(std::move(state));
   return Result<std::unique_ptr<Server>>(std::move(server));

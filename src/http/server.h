@@ -43,11 +43,16 @@ struct ServerOptions {
   // Renders the 413 answer from the request's header (its body is empty: it is never read),
   // so that it can use the application's error format. Unset: a text/plain 413.
   std::function<Response(const Request&)> too_large;
+  // Both set: the port speaks HTTPS only (TLS 1.2 or later; PEM files: the certificate chain,
+  // and its private key, unencrypted). A plain-HTTP request is answered 400 in plain text.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class Server {
  public:
-  // Binds and listens; fails with kUnavailable when the address cannot be bound.
+  // Binds and listens; fails with kUnavailable when the address cannot be bound, and with
+  // kInvalidArgument naming the file when the TLS certificate or key cannot be used.
   static Result<std::unique_ptr<Server>> Create(boost::asio::io_context& io, ServerOptions options,
                                                 Handler handler);
   virtual ~Server() = default;

@@ -1,7 +1,8 @@
 // Security (DESIGN.md section 10) through the real binaries. API tokens: --auth-tokens-file,
 // bearer tokens, roles, /health without a token, the file read again on SIGHUP. The cluster
 // secret: --cluster-secret-file on every node; workers refuse internal requests and raft
-// connections that cannot prove it, and say whom they refused.
+// connections that cannot prove it, and say whom they refused. TLS: --tls-cert and --tls-key on
+// the public port, with a certificate the test makes.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 #include "support/cluster.h"
 #include "support/http_client.h"
 #include "support/process.h"
+#include "support/tls_client.h"
 
 namespace das::it {
 namespace {
@@ -378,6 +380,106 @@ TEST_F(ClusterSecretTest, ABadSecretFileStopsTheStart) {
             std::string::npos)
       << text.str();
   EXPECT_EQ(text.str().find("too-short"), std::string::npos);
+}
+
+// --- TLS on the public port ---
+
+class TlsTest : public ClusterTest {
+ protected:
+  std::string Cert() const { return cluster_.dir() + "/public-cert.pem"; }
+  std::string Key() const { return cluster_.dir() + "/public-key.pem"; }
+};
+
+// With --tls-cert and --tls-key the public API is HTTPS: inserts and analytics over one
+// kept-alive TLS connection (the certificate verified against itself as CA, and for
+// 127.0.0.1); a plain-HTTP request to the port is answered 400 in plain text saying to use
+// https://, and changes nothing.
+TEST_F(TlsTest, ThePublicPortSpeaksHttpsAndTellsPlainHttpSo) {
+  ASSERT_TRUE(MakeTestCertificate(cluster_.dir(), "public"));
+  ClusterOptions options = Unreplicated();
+  options.control_flags = {"--tls-cert", Cert(), "--tls-key", Key()};
+  options.control_tls_ca = Cert();
+  ASSERT_TRUE(cluster_.Start(options)) << cluster_.LogTails();
+
+  Result<std::unique_ptr<TlsConnection>> tls =
+      TlsConnection::Connect(port(), Cert(), std::chrono::seconds(15));
+  ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+  for (int i = 0; i < 5; ++i) {
+    HttpRequest insert;
+    insert.method = "POST";
+    insert.target = "/insert";
+    insert.headers = {{"Content-Type", "application/json"}};
+    insert.body = InsertJson("tls-" + std::to_string(i), i);
+    Result<HttpResponse> inserted = (*tls)->RoundTrip(insert);
+    ASSERT_TRUE(inserted.ok()) << inserted.status().ToString();
+    EXPECT_EQ(inserted->status, 200) << inserted->body;
+  }
+  HttpRequest analytics;
+  analytics.target = "/analytics?format=json";
+  Result<HttpResponse> answer = (*tls)->RoundTrip(analytics);
+  ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_NE(answer->body.find("\"count\":\"5\""), std::string::npos) << answer->body;
+
+  HttpRequest plain;
+  plain.method = "POST";
+  plain.target = "/insert";
+  plain.headers = {{"Content-Type", "application/json"}};
+  plain.body = InsertJson("plain", 1);
+  Result<HttpResponse> refused = HttpDo(port(), plain);
+  ASSERT_TRUE(refused.ok()) << refused.status().ToString();
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_EQ(refused->body, "this port speaks HTTPS (TLS): use https://, not http://\n");
+  Result<HttpResponse> again = (*tls)->RoundTrip(analytics);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_NE(again->body.find("\"count\":\"5\""), std::string::npos) << again->body;
+
+  // A client that does not trust the certificate gets no answer at all.
+  ASSERT_TRUE(MakeTestCertificate(cluster_.dir(), "stranger"));
+  Result<std::unique_ptr<TlsConnection>> untrusting = TlsConnection::Connect(
+      port(), cluster_.dir() + "/stranger-cert.pem", std::chrono::seconds(15));
+  EXPECT_FALSE(untrusting.ok());
+}
+
+// A certificate or key that cannot be used stops the start with a message naming the file:
+// missing, not PEM, a key of another certificate, or only one of the two flags.
+TEST_F(TlsTest, ACertificateThatCannotBeUsedStopsTheStart) {
+  ASSERT_TRUE(MakeTestCertificate(cluster_.dir(), "public"));
+  ASSERT_TRUE(MakeTestCertificate(cluster_.dir(), "other"));
+  const std::string junk = cluster_.dir() + "/junk.pem";
+  std::ofstream(junk) << "not a certificate\n";
+  const std::string other_key = cluster_.dir() + "/other-key.pem";
+  const std::string missing = cluster_.dir() + "/missing.pem";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--tls-cert", missing, "--tls-key", Key()},
+       "cannot use the TLS certificate " + missing + ":"},
+      {{"--tls-cert", junk, "--tls-key", Key()}, "cannot use the TLS certificate " + junk + ":"},
+      {{"--tls-cert", Cert(), "--tls-key", junk}, "cannot use the TLS key " + junk + ":"},
+      {{"--tls-cert", Cert(), "--tls-key", other_key},
+       "the TLS key " + other_key + " does not belong to the certificate " + Cert()},
+      {{"--tls-cert", Cert()}, "TLS needs both a certificate (--tls-cert) and its key"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const std::string log = cluster_.dir() + "/tls-refused.log";
+    std::filesystem::remove(log);
+    std::vector<std::string> args = {"--port",
+                                     std::to_string(FreePort()),
+                                     "--workers",
+                                     "127.0.0.1:1,127.0.0.1:2",
+                                     "--replication-factor",
+                                     "1"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::string error;
+    std::unique_ptr<Process> control = Process::Start(ControlBinary(), args, log, &error);
+    ASSERT_NE(control, nullptr) << error;
+    std::optional<int> status = control->Wait(std::chrono::seconds(10));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << message;
+    std::ifstream in(log);
+    std::stringstream text;
+    text << in.rdbuf();
+    EXPECT_NE(text.str().find(message), std::string::npos) << text.str();
+  }
 }
 
 }  // namespace

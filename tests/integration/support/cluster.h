@@ -46,6 +46,9 @@ struct ClusterOptions {
   // A RaftProxy in front of every worker's raft port (partition tests); the workers advertise
   // the proxy's port.
   bool raft_proxies = false;
+  // Set: the control node serves HTTPS (its control_flags give --tls-cert and --tls-key), and
+  // Start() checks its /health over TLS, verifying against this CA file.
+  std::string control_tls_ca;
 };
 
 // Options for a test of the unreplicated system (--replication-factor 1: each worker one
@@ -128,6 +131,8 @@ class Cluster {
  private:
   testing::AssertionResult StartWorker(int i);
   testing::AssertionResult StartControl();
+  // Until the control node answers GET /health over TLS with 200.
+  testing::AssertionResult WaitHealthyTls();
   // Until `process` answers GET /health with 200 (or, with `any_answer`, 503 too).
   testing::AssertionResult WaitHealthy(Process& process, int port, const std::string& name,
                                        bool any_answer = false);

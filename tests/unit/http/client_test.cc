@@ -1,8 +1,12 @@
 // Client tests against a real Server, or against raw loopback sockets that misbehave on purpose.
 #include "http/client.h"
 
+#include <stdlib.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <optional>
@@ -40,7 +44,8 @@ asio::awaitable<Response> Echo(Request request) {
   response.headers = {{"X-Method", request.method},
                       {"X-Target", request.target},
                       {"X-Content-Type", request.content_type},
-                      {"X-Accept", request.accept}};
+                      {"X-Accept", request.accept},
+                      {"X-Peer", request.peer}};
   co_return response;
 }
 
@@ -65,11 +70,13 @@ class ClientTest : public ::testing::Test {
     server_->Start();
   }
 
-  void MakeClient(uint16_t port, size_t max_connections = 8) {
+  void MakeClient(uint16_t port, size_t max_connections = 8, std::string tls_ca_file = {}) {
     ClientOptions options;
     options.host = "127.0.0.1";
     options.port = port;
     options.max_connections = max_connections;
+    options.tls = !tls_ca_file.empty();
+    options.tls_ca_file = std::move(tls_ca_file);
     client_ = Client::Create(io_.get_executor(), options);
   }
 
@@ -135,6 +142,7 @@ TEST_F(ClientTest, RoundTripCarriesMethodTargetContentTypeBodyStatusAndHeaders) 
   EXPECT_EQ(Header(*response, "X-Accept"), "application/x-protobuf");
   EXPECT_FALSE(response->close);
   EXPECT_EQ(client_->peer(), "127.0.0.1:" + std::to_string(server_->port()));
+  EXPECT_EQ(Header(*response, "X-Peer").rfind("127.0.0.1:", 0), 0u) << "the server's Request.peer";
 }
 
 TEST_F(ClientTest, SequentialSendsReuseOneConnection) {
@@ -329,6 +337,84 @@ TEST_F(ClientTest, SendAfterCloseGivesShuttingDown) {
 
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), StatusCode::kShuttingDown);
+}
+
+// A self-signed certificate for 127.0.0.1 made by the openssl command (its own CA).
+class TlsClientTest : public ClientTest {
+ protected:
+  void SetUp() override {
+    ClientTest::SetUp();
+    char pattern[] = "/tmp/das-tls-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    for (const char* name : {"server", "stranger"}) {
+      const std::string command =
+          "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+          "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+          dir_ + "/" + name + "-key.pem -out " + dir_ + "/" + name + "-cert.pem >/dev/null 2>&1";
+      ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    }
+  }
+  void TearDown() override {
+    ClientTest::TearDown();
+    std::filesystem::remove_all(dir_);
+  }
+  void StartTlsServer() {
+    ServerOptions options;
+    options.tls_cert_file = dir_ + "/server-cert.pem";
+    options.tls_key_file = dir_ + "/server-key.pem";
+    StartServer(options);
+  }
+  std::string dir_;
+};
+
+TEST_F(TlsClientTest, HttpsRoundTripsKeepTheirConnectionAlive) {
+  StartTlsServer();
+  MakeClient(server_->port(), 8, dir_ + "/server-cert.pem");
+  for (int i = 0; i < 3; ++i) {
+    Request request;
+    request.method = "POST";
+    request.target = "/over-tls";
+    request.content_type = "text/plain";
+    request.body = "body " + std::to_string(i);
+    Result<Response> response = SendNow(request);
+    ASSERT_TRUE(response.ok()) << response.status().ToString();
+    EXPECT_EQ(response->status, 201u);
+    EXPECT_EQ(response->body, "body " + std::to_string(i));
+    EXPECT_EQ(Header(*response, "X-Target"), "/over-tls");
+  }
+  EXPECT_EQ(server_->connections(), 1u);
+}
+
+TEST_F(TlsClientTest, AServerTheClientDoesNotTrustIsUnavailable) {
+  StartTlsServer();
+  MakeClient(server_->port(), 8, dir_ + "/stranger-cert.pem");
+  Result<Response> response = SendNow(Get("/"));
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(response.status().message().find("TLS handshake failed"), std::string::npos)
+      << response.status().message();
+}
+
+TEST_F(TlsClientTest, PlainHttpToATlsPortIsToldToUseHttps) {
+  StartTlsServer();
+  MakeClient(server_->port());
+  Result<Response> response = SendNow(Get("/"));
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  EXPECT_EQ(response->status, 400u);
+  EXPECT_EQ(response->body, "this port speaks HTTPS (TLS): use https://, not http://\n");
+  EXPECT_TRUE(response->close);
+}
+
+TEST_F(TlsClientTest, ACaFileThatCannotBeReadFailsEverySend) {
+  StartTlsServer();
+  MakeClient(server_->port(), 8, dir_ + "/missing.pem");
+  Result<Response> response = SendNow(Get("/"));
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(response.status().message().find("cannot use the TLS CA file " + dir_ + "/missing.pem"),
+            std::string::npos)
+      << response.status().message();
 }
 
 }  // namespace
