@@ -1,12 +1,15 @@
 // worker: a worker node. Keeps its hash partition of the rows in one DuckDB file and serves
 // the internal API (src/worker/service.h) to the control node.
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
 #include "http/run.h"
@@ -169,6 +172,20 @@ int main(int argc, char** argv) {
   }
   // Runs the HTTP server, and the fetches of copies for replicas behind their leader's log.
   boost::asio::io_context io(static_cast<int>(flags.threads));
+  // SIGHUP (sent to a whole group of processes by an operator reloading the control node's
+  // tokens) is never the default action, termination: a worker has nothing to read
+  // again. Installed before the server answers, so no SIGHUP after its first /health kills it.
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> await_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& error, int) {
+      if (error) return;
+      spdlog::info(
+          "SIGHUP: a worker has nothing to read again (the cluster secret is read at "
+          "start only)");
+      await_hangup();
+    });
+  };
+  await_hangup();
   std::unique_ptr<das::worker::CopyFetcher> copies =
       das::worker::CopyFetcher::Create(io, cluster_key);
   // The replicated shards: opened now if the data directory keeps a topology, else when the

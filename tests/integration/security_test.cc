@@ -161,6 +161,20 @@ TEST_F(SecurityTest, TheTokenFileIsReadAgainOnSighup) {
   Result<HttpResponse> still = Insert(Bearer(kNewToken));
   ASSERT_TRUE(still.ok());
   EXPECT_EQ(still->status, 200);
+
+  // A worker has nothing to reload: SIGHUP (an operator signalling the whole group) is logged
+  // and the worker goes on.
+  Process& worker = *cluster_.worker_process(0);
+  ASSERT_TRUE(worker.Signal(SIGHUP));
+  ASSERT_TRUE(
+      worker.WaitForLog("SIGHUP: a worker has nothing to read again", 1, std::chrono::seconds(20)))
+      << worker.LogTail();
+  EXPECT_FALSE(worker.Wait(std::chrono::milliseconds(0)).has_value());
+  for (int i = 0; i < 4; ++i) {
+    Result<HttpResponse> after = Insert(Bearer(kNewToken));
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(after->status, 200);
+  }
 }
 
 TEST_F(SecurityTest, AnUnreadableOrBrokenTokenFileStopsTheStart) {

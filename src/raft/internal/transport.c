@@ -2,32 +2,19 @@
 #include "raft/internal/transport.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-  kMagicLen = 4,
-  kVersion = 2,
-  kNonce = 16,
-  kMac = 32,                        /* HMAC-SHA256 */
-  kHello = 4 + 4 + kNonce,          /* magic, version, the accepting side's nonce */
-  kFixedHeader = 4 + 4 + 8 + 8 + 2, /* magic, version, group id, raft id, address length */
-  kMaxAddress = 255,
-  kMaxHandshake = kFixedHeader + kMaxAddress + kNonce + kMac,
-  kAckLen = 1 + kMac, /* kAck, then the accepting side's proof */
-  kAck = 1,
-  kMaxKey = 4096,
-};
-static const char kMagic[kMagicLen] = {'D', 'A', 'S', 'R'};
-/* The key of a node without a cluster secret: its handshakes prove nothing, and it accepts no
- * node that has a secret (nor does one with a secret accept it). */
-static const char kNoSecret[] = "das: no cluster secret";
-static const char kConnectorLabel[] = "das-raft-connect-v2";
-static const char kAcceptorLabel[] = "das-raft-accept-v2";
+#include "raft/internal/handshake.h"
+
+#define kMagic das_hs_magic
+#define kNoSecret das_hs_no_secret
+#define kConnectorLabel das_hs_connector_label
+#define kAcceptorLabel das_hs_acceptor_label
+#define put_le das_hs_put_le
+#define get_le das_hs_get_le
 
 typedef struct group_transport group_transport;
 typedef struct outgoing outgoing;
@@ -98,40 +85,14 @@ struct incoming {
   incoming* next;
 };
 
-static void put_le(unsigned char* p, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint64_t get_le(const unsigned char* p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 static void free_handle(uv_handle_t* handle) { raft_free(handle); }
 
-/* HMAC-SHA256 with the hub's key over label, the acceptor's nonce, the connector's nonce and
- * the connector's header (with its address): each side's proof binds both nonces, so neither
- * a recorded handshake nor a reflected one proves anything. 0 or -1. */
+/* Each side's proof binds both nonces, so neither a recorded handshake nor a reflected one
+ * proves anything (handshake.h). */
 static int handshake_mac(const das_raft_hub* hub, const char* label, const unsigned char* hello,
                          const unsigned char* header, size_t header_len,
                          const unsigned char* connector_nonce, unsigned char* mac) {
-  unsigned char message[sizeof kConnectorLabel + kNonce * 2 + kFixedHeader + kMaxAddress];
-  const size_t label_len = strlen(label);
-  size_t n = 0;
-  memcpy(message + n, label, label_len);
-  n += label_len;
-  memcpy(message + n, hello + 8, kNonce);
-  n += kNonce;
-  memcpy(message + n, connector_nonce, kNonce);
-  n += kNonce;
-  memcpy(message + n, header, header_len);
-  n += header_len;
-  unsigned int mac_len = 0;
-  if (HMAC(EVP_sha256(), hub->key, (int)hub->key_len, message, n, mac, &mac_len) == NULL ||
-      mac_len != kMac) {
-    return -1;
-  }
-  return 0;
+  return das_hs_mac(hub->key, hub->key_len, label, hello, header, header_len, connector_nonce, mac);
 }
 
 /* "ip:port" of the other end of `tcp`, or "an unknown peer". */
@@ -276,15 +237,8 @@ static void incoming_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf)
   buf->len = in->need - in->have;
 }
 
-/* The header is complete: check it and learn how long the address is. NULL or why not. */
-static const char* parse_header(incoming* in) {
-  if (memcmp(in->buf, kMagic, kMagicLen) != 0) return "it does not speak the raft handshake";
-  if (get_le(in->buf + 4, 4) != kVersion) return "its handshake is of another version";
-  const size_t len = (size_t)get_le(in->buf + 24, 2);
-  if (len == 0 || len > kMaxAddress) return "its handshake names no valid address";
-  in->need = kFixedHeader + len + kNonce + kMac;
-  return NULL;
-}
+/* The header is complete: check it and learn how long the handshake is. NULL or why not. */
+static const char* parse_header(incoming* in) { return das_hs_header(in->buf, &in->need); }
 
 static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   (void)buf;
@@ -307,10 +261,7 @@ static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
   uv_read_stop(stream);
   const size_t header_len = in->need - kNonce - kMac;
   const unsigned char* nonce = in->buf + header_len;
-  unsigned char expected[kMac];
-  if (handshake_mac(in->hub, kConnectorLabel, in->hello, in->buf, header_len, nonce, expected) !=
-          0 ||
-      CRYPTO_memcmp(expected, nonce + kNonce, kMac) != 0) {
+  if (!das_hs_proven(in->hub->key, in->hub->key_len, in->hello, in->buf, in->need)) {
     char why[kMaxAddress + 128];
     const size_t len = (size_t)get_le(in->buf + 24, 2);
     snprintf(why, sizeof why,
@@ -397,8 +348,8 @@ int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_t
     memcpy(hub->key, secret, secret_len);
     hub->key_len = secret_len;
   } else {
-    memcpy(hub->key, kNoSecret, sizeof kNoSecret - 1);
-    hub->key_len = sizeof kNoSecret - 1;
+    memcpy(hub->key, kNoSecret, strlen(kNoSecret));
+    hub->key_len = strlen(kNoSecret);
   }
   hub->log_cb = log_cb;
   hub->log_arg = log_arg;
