@@ -1,9 +1,9 @@
 // What a public or internal HTTP port does with a stranger's bytes before any handler: Beast's
 // request parser with the server's limits (head 16 KiB, body 1 MiB here), then our reading of
-// the request: the target and its query parameters (http/query.h), the bearer token
-// (control/auth.h), the body's and the answer's encodings (control/codec.h), and the cluster
-// secret's header (rpc/cluster_auth.h). The input is fed in two pieces (its first byte says
-// where it splits), as a socket may deliver it.
+// the request: the server's own conversion (http/wire_request.h), the target and its query
+// parameters (http/query.h), the bearer token (control/auth.h), the body's and the answer's
+// encodings (control/codec.h), and the cluster secret's header (rpc/cluster_auth.h). The input is
+// fed in two pieces (its first byte says where it splits), as a socket may deliver it.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -16,6 +16,7 @@
 #include "control/codec.h"
 #include "http/message.h"
 #include "http/query.h"
+#include "http/wire_request.h"
 #include "rpc/cluster_auth.h"
 
 namespace bhttp = boost::beast::http;
@@ -46,21 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!parser.is_header_done()) return 0;
   bhttp::request<bhttp::string_body> wire = parser.release();
-  das::http::Request request;
-  request.method = std::string(wire.method_string());
-  request.target = std::string(wire.target());
-  if (auto it = wire.find(bhttp::field::content_type); it != wire.end()) {
-    request.content_type = std::string(it->value());
-    request.has_content_type = true;
-  }
-  if (auto it = wire.find(bhttp::field::accept); it != wire.end()) {
-    request.accept = std::string(it->value());
-  }
-  for (const auto& field : wire) {
-    request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  request.body = std::move(wire.body());
-  request.peer = "127.0.0.1:1";
+  das::http::Request request = das::http::FromWire(std::move(wire), "127.0.0.1:1");
 
   (void)das::http::ParseTarget(request.target);
   if (const std::string* authorization = request.Header("Authorization")) {

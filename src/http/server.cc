@@ -37,6 +37,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "http/wire_request.h"
+
 namespace das::http {
 namespace {
 
@@ -195,22 +197,7 @@ std::string PeerOf(beast::tcp_stream& stream) {
 }
 
 Request ToRequest(WireRequest&& wire, const std::string& peer) {
-  Request request;
-  request.peer = peer;
-  request.method = std::string(wire.method_string());
-  request.target = std::string(wire.target());
-  if (auto it = wire.find(bhttp::field::content_type); it != wire.end()) {
-    request.content_type = std::string(it->value());
-    request.has_content_type = true;
-  }
-  if (auto it = wire.find(bhttp::field::accept); it != wire.end()) {
-    request.accept = std::string(it->value());
-  }
-  for (const auto& field : wire) {
-    request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  request.body = std::move(wire.body());
-  return request;
+  return FromWire(std::move(wire), peer);
 }
 
 WireResponse ToWire(Response&& response, unsigned version, bool keep_alive) {
