@@ -198,7 +198,6 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.cluster_secret = std::move(secret).value();
-    options.replication.cluster_secret = options.cluster_secret;
     spdlog::info("internal requests and raft connections prove the cluster secret from {}",
                  flags.cluster_secret_file);
   }

@@ -44,7 +44,9 @@ struct ReplicationOptions {
   std::string advertise_host;  // how peers reach it (default: raft_host)
   unsigned election_timeout_ms = 500;
   std::chrono::milliseconds health_deadline{1000};
-  std::string cluster_secret;  // the witness's raft transport proves it (empty: none)
+  // The witness's raft transport proves it (empty: none); ControlService sets it from
+  // ControlOptions::cluster_secret.
+  std::string cluster_secret;
 };
 
 // Every shard's read for /analytics.

@@ -556,6 +556,7 @@ class ControlServiceImpl final : public ControlService {
 Result<std::unique_ptr<ControlService>> ControlService::Create(asio::any_io_executor executor,
                                                                ControlOptions options) {
   ASSIGN_OR_RETURN(ClusterMap map, ClusterMap::Create(options.workers));
+  options.replication.cluster_secret = options.cluster_secret;  // the witness proves it too
   const bool replicated = options.replication.replication_factor > 1;
   auto service =
       std::make_unique<ControlServiceImpl>(std::move(executor), std::move(options), std::move(map));

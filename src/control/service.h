@@ -40,8 +40,8 @@ struct ControlOptions {
   // its status without one. Not owned; outlives the service.
   const TokenFile* tokens = nullptr;
   // The cluster secret (empty: none): every request to a worker is signed with it
-  // (rpc/cluster_auth.h), and the witness's raft transport proves it (replication.cluster_secret
-  // is set from it).
+  // (rpc/cluster_auth.h), and the witness's raft transport proves it (Create sets
+  // replication.cluster_secret from it).
   std::string cluster_secret;
   // replication.replication_factor 1: today's unreplicated system (each worker one partition);
   // more: replicated shards (DESIGN.md section 6).

@@ -118,10 +118,9 @@ class Registration {
       ++state_->refused;
       const auto now = std::chrono::steady_clock::now();
       if (now - state_->refusal_logged >= kRefusalLogInterval) {
-        spdlog::warn(
-            "http: {} connections are open, the most this node allows: refused {} "
-            "with 503",
-            state_->connections.size(), state_->refused);
+        spdlog::warn("http: {} connections are open, the most this node allows: refused {} {}",
+                     state_->connections.size(), state_->refused,
+                     state_->tls ? "(closed unanswered: a TLS port)" : "with 503");
         state_->refused = 0;
         state_->refusal_logged = now;
       }
@@ -196,10 +195,6 @@ std::string PeerOf(beast::tcp_stream& stream) {
   return host + ":" + std::to_string(endpoint.port());
 }
 
-Request ToRequest(WireRequest&& wire, const std::string& peer) {
-  return FromWire(std::move(wire), peer);
-}
-
 WireResponse ToWire(Response&& response, unsigned version, bool keep_alive) {
   WireResponse wire;
   wire.version(version);
@@ -238,7 +233,7 @@ asio::awaitable<bool> Respond(const ServerState& state, Stream& stream, WireRequ
   const bool keep_alive = wire_request.keep_alive();
   const unsigned version = wire_request.version();
   asio::awaitable<Response> answer =
-      CallHandler(state.handler, ToRequest(std::move(wire_request), peer));
+      CallHandler(state.handler, FromWire(std::move(wire_request), peer));
   Response response = co_await std::move(answer);
   WireResponse wire = ToWire(std::move(response), version, keep_alive);
   beast::get_lowest_layer(stream).expires_after(state.options.io_timeout);
@@ -268,13 +263,12 @@ asio::awaitable<void> LingerAndDrain(Stream& stream,
                                      std::chrono::milliseconds linger = std::chrono::seconds(2),
                                      size_t max_drain = 64 * 1024 * 1024,
                                      size_t scratch_size = 64 * 1024) {
-  const size_t kMaxDrain = max_drain;
   error_code ignored;
   beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
   std::vector<char> scratch(scratch_size);
   size_t drained = 0;
   beast::get_lowest_layer(stream).expires_after(linger);
-  while (drained < kMaxDrain) {
+  while (drained < max_drain) {
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kNoThrow);
     if (ec) break;  // the client closed, or the linger time is over
     drained += n;
@@ -307,7 +301,7 @@ asio::awaitable<void> ServeRequests(const ServerState& state, Stream& stream,
         // The application renders the 413 from the header alone (the body was never read).
         WireRequest wire_request = parser.release();
         const unsigned version = wire_request.version();
-        Request header = ToRequest(std::move(wire_request), peer);
+        Request header = FromWire(std::move(wire_request), peer);
         header.body.clear();
         WireResponse wire = ToWire(state.options.too_large(header), version, false);
         wire.result(bhttp::status::payload_too_large);
@@ -348,14 +342,14 @@ asio::awaitable<void> ServeTls(const ServerState& state, beast::tcp_stream& stre
   }
   asio::ssl::stream<beast::tcp_stream&> tls(stream, *state.tls);
   stream.expires_after(state.options.io_timeout);
-  auto [handshake_ec, used] =
+  auto [handshake_ec, ignored_used] =
       co_await tls.async_handshake(asio::ssl::stream_base::server, buffer.data(), kNoThrow);
   if (handshake_ec) {
     spdlog::debug("http: TLS handshake with {} failed: {}", PeerOf(stream), handshake_ec.message());
     co_return;
   }
-  buffer.consume(used);
-  buffer.consume(buffer.size());  // nothing of the requests travels before the handshake ends
+  // The TLS engine took these bytes (the client's hello); the requests come from it decrypted.
+  buffer.consume(buffer.size());
   asio::awaitable<void> serve = ServeRequests(state, tls, buffer);
   co_await std::move(serve);
   stream.expires_after(std::chrono::seconds(1));

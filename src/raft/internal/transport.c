@@ -9,13 +9,6 @@
 
 #include "raft/internal/handshake.h"
 
-#define kMagic das_hs_magic
-#define kNoSecret das_hs_no_secret
-#define kConnectorLabel das_hs_connector_label
-#define kAcceptorLabel das_hs_acceptor_label
-#define put_le das_hs_put_le
-#define get_le das_hs_get_le
-
 typedef struct group_transport group_transport;
 typedef struct outgoing outgoing;
 typedef struct incoming incoming;
@@ -28,7 +21,7 @@ struct das_raft_hub {
   das_raft_hub_closed_cb closed_cb;
   void* closed_arg;
   unsigned handshake_timeout_ms; /* for each handshake, either way */
-  unsigned char key[kMaxKey];    /* the cluster secret (or kNoSecret) */
+  unsigned char key[kMaxKey];    /* the cluster secret (or das_hs_no_secret) */
   size_t key_len;
   das_raft_hub_log_cb log_cb;
   void* log_arg;
@@ -201,13 +194,13 @@ static void incoming_written(uv_write_t* write, int status) {
     }
     return;
   }
-  group_transport* g = find_group(in->hub, get_le(in->buf + 8, 8));
+  group_transport* g = find_group(in->hub, das_hs_get_le(in->buf + 8, 8));
   if (g == NULL) {
     drop_incoming(in);
     return;
   }
-  const raft_id peer = get_le(in->buf + 16, 8);
-  const size_t len = (size_t)get_le(in->buf + 24, 2);
+  const raft_id peer = das_hs_get_le(in->buf + 16, 8);
+  const size_t len = (size_t)das_hs_get_le(in->buf + 24, 2);
   char address[kMaxAddress + 1];
   memcpy(address, in->buf + kFixedHeader, len);
   address[len] = '\0';
@@ -263,22 +256,23 @@ static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
   const unsigned char* nonce = in->buf + header_len;
   if (!das_hs_proven(in->hub->key, in->hub->key_len, in->hello, in->buf, in->need)) {
     char why[kMaxAddress + 128];
-    const size_t len = (size_t)get_le(in->buf + 24, 2);
+    const size_t len = (size_t)das_hs_get_le(in->buf + 24, 2);
     snprintf(why, sizeof why,
              "it does not prove the cluster secret (it names raft id %llu at %.*s, group %llu)",
-             (unsigned long long)get_le(in->buf + 16, 8), (int)len,
-             (const char*)in->buf + kFixedHeader, (unsigned long long)get_le(in->buf + 8, 8));
+             (unsigned long long)das_hs_get_le(in->buf + 16, 8), (int)len,
+             (const char*)in->buf + kFixedHeader,
+             (unsigned long long)das_hs_get_le(in->buf + 8, 8));
     log_refusal(in->hub, in->tcp, why);
     drop_incoming(in);
     return;
   }
-  if (find_group(in->hub, get_le(in->buf + 8, 8)) == NULL) {
+  if (find_group(in->hub, das_hs_get_le(in->buf + 8, 8)) == NULL) {
     drop_incoming(in); /* no such group here (yet): the peer retries */
     return;
   }
   in->ack[0] = kAck;
-  if (handshake_mac(in->hub, kAcceptorLabel, in->hello, in->buf, header_len, nonce, in->ack + 1) !=
-          0 ||
+  if (handshake_mac(in->hub, das_hs_acceptor_label, in->hello, in->buf, header_len, nonce,
+                    in->ack + 1) != 0 ||
       incoming_write(in, in->ack, kAckLen, 1) != 0) {
     drop_incoming(in);
   }
@@ -311,8 +305,8 @@ static void on_connection(uv_stream_t* listener, int status) {
   in->next = hub->incomings;
   hub->incomings = in;
   /* The acceptor speaks first: a fresh nonce the connector's proof must cover. */
-  memcpy(in->hello, kMagic, kMagicLen);
-  put_le(in->hello + 4, kVersion, 4);
+  memcpy(in->hello, das_hs_magic, kMagicLen);
+  das_hs_put_le(in->hello + 4, kVersion, 4);
   if (RAND_bytes(in->hello + 8, kNonce) != 1 || incoming_write(in, in->hello, kHello, 0) != 0) {
     drop_incoming(in);
   }
@@ -348,8 +342,8 @@ int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_t
     memcpy(hub->key, secret, secret_len);
     hub->key_len = secret_len;
   } else {
-    memcpy(hub->key, kNoSecret, strlen(kNoSecret));
-    hub->key_len = strlen(kNoSecret);
+    memcpy(hub->key, das_hs_no_secret, strlen(das_hs_no_secret));
+    hub->key_len = strlen(das_hs_no_secret);
   }
   hub->log_cb = log_cb;
   hub->log_arg = log_arg;
@@ -458,17 +452,17 @@ static int fill_handshake(outgoing* out) {
   group_transport* g = out->g;
   const size_t len = strlen(g->address);
   unsigned char* p = out->handshake;
-  memcpy(p, kMagic, kMagicLen);
-  put_le(p + 4, kVersion, 4);
-  put_le(p + 8, g->group_id, 8);
-  put_le(p + 16, g->id, 8);
-  put_le(p + 24, len, 2);
+  memcpy(p, das_hs_magic, kMagicLen);
+  das_hs_put_le(p + 4, kVersion, 4);
+  das_hs_put_le(p + 8, g->group_id, 8);
+  das_hs_put_le(p + 16, g->id, 8);
+  das_hs_put_le(p + 24, len, 2);
   memcpy(p + kFixedHeader, g->address, len);
   const size_t header_len = kFixedHeader + len;
   unsigned char* nonce = p + header_len;
   if (RAND_bytes(nonce, kNonce) != 1) return -1;
-  if (handshake_mac(g->hub, kConnectorLabel, out->hello, p, header_len, nonce, nonce + kNonce) !=
-      0) {
+  if (handshake_mac(g->hub, das_hs_connector_label, out->hello, p, header_len, nonce,
+                    nonce + kNonce) != 0) {
     return -1;
   }
   out->handshake_len = header_len + kNonce + kMac;
@@ -480,7 +474,7 @@ static int ack_proven(outgoing* out) {
   const size_t header_len = out->handshake_len - kNonce - kMac;
   unsigned char expected[kMac];
   if (out->ack[0] != kAck) return 0;
-  if (handshake_mac(out->g->hub, kAcceptorLabel, out->hello, out->handshake, header_len,
+  if (handshake_mac(out->g->hub, das_hs_acceptor_label, out->hello, out->handshake, header_len,
                     out->handshake + header_len, expected) != 0) {
     return 0;
   }
@@ -500,8 +494,8 @@ static void outgoing_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
   if (out->stage == kReadingHello) {
     if (out->have < kHello) return;
     uv_read_stop(stream);
-    if (memcmp(out->hello, kMagic, kMagicLen) != 0 || get_le(out->hello + 4, 4) != kVersion ||
-        fill_handshake(out) != 0) {
+    if (memcmp(out->hello, das_hs_magic, kMagicLen) != 0 ||
+        das_hs_get_le(out->hello + 4, 4) != kVersion || fill_handshake(out) != 0) {
       finish(out, RAFT_NOCONNECTION);
       return;
     }

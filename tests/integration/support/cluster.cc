@@ -211,13 +211,13 @@ testing::AssertionResult Cluster::StartControl() {
   std::string error;
   control_ = Process::Start(ControlBinary(), args, dir_ + "/control.log", &error);
   if (!control_) return testing::AssertionFailure() << "cannot start the control node: " << error;
-  if (!options_.control_tls_ca.empty()) return WaitHealthyTls();
   // Not waiting for a ready cluster: any answer to /health (a 503 while shards form) will do.
-  return WaitHealthy(*control_, control_port_, "control", replicated() && !options_.wait_ready);
+  return WaitHealthy(*control_, control_port_, "control", replicated() && !options_.wait_ready,
+                     options_.control_tls_ca);
 }
 
 testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const std::string& name,
-                                              bool any_answer) {
+                                              bool any_answer, const std::string& tls_ca) {
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   std::string last = "no answer yet";
   while (std::chrono::steady_clock::now() < deadline) {
@@ -226,7 +226,18 @@ testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const 
              << name << " exited while starting (" << DescribeWaitStatus(*status) << "); log:\n"
              << process.LogTail();
     }
-    Result<HttpResponse> r = HttpGet(port, "/health", {}, std::chrono::seconds(5));
+    Result<HttpResponse> r = Unavailable("no TLS connection");
+    if (tls_ca.empty()) {
+      r = HttpGet(port, "/health", {}, std::chrono::seconds(5));
+    } else if (Result<std::unique_ptr<TlsConnection>> tls =
+                   TlsConnection::Connect(port, tls_ca, std::chrono::seconds(5));
+               tls.ok()) {
+      HttpRequest health;
+      health.target = "/health";
+      r = (*tls)->RoundTrip(health);
+    } else {
+      r = tls.status();
+    }
     if (r.ok() && (r->status == 200 || (any_answer && r->status == 503))) {
       return testing::AssertionSuccess();
     }
@@ -236,33 +247,6 @@ testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const 
   return testing::AssertionFailure() << name << " did not answer GET /health with 200 within "
                                      << kStartTimeout.count() << " s (last: " << last << "); log:\n"
                                      << process.LogTail();
-}
-
-testing::AssertionResult Cluster::WaitHealthyTls() {
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  std::string last = "no answer yet";
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (std::optional<int> status = control_->Wait(std::chrono::milliseconds(0))) {
-      return testing::AssertionFailure()
-             << "control exited while starting (" << DescribeWaitStatus(*status) << "); log:\n"
-             << control_->LogTail();
-    }
-    Result<std::unique_ptr<TlsConnection>> tls =
-        TlsConnection::Connect(control_port_, options_.control_tls_ca, std::chrono::seconds(5));
-    if (tls.ok()) {
-      HttpRequest health;
-      health.target = "/health";
-      Result<HttpResponse> r = (*tls)->RoundTrip(health);
-      if (r.ok() && r->status == 200) return testing::AssertionSuccess();
-      last = r.ok() ? "status " + std::to_string(r->status) : r.status().ToString();
-    } else {
-      last = tls.status().ToString();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return testing::AssertionFailure() << "control did not answer GET /health over TLS with 200 "
-                                     << "(last: " << last << "); log:\n"
-                                     << control_->LogTail();
 }
 
 testing::AssertionResult Cluster::KillWorker(int i, int signal) {

@@ -131,11 +131,10 @@ class Cluster {
  private:
   testing::AssertionResult StartWorker(int i);
   testing::AssertionResult StartControl();
-  // Until the control node answers GET /health over TLS with 200.
-  testing::AssertionResult WaitHealthyTls();
-  // Until `process` answers GET /health with 200 (or, with `any_answer`, 503 too).
+  // Until `process` answers GET /health with 200 (or, with `any_answer`, 503 too); over TLS,
+  // verified against `tls_ca`, when that is set.
   testing::AssertionResult WaitHealthy(Process& process, int port, const std::string& name,
-                                       bool any_answer = false);
+                                       bool any_answer = false, const std::string& tls_ca = {});
 
   std::string dir_;
   ClusterOptions options_;

@@ -4,8 +4,10 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -359,8 +361,9 @@ class TlsClientTest : public ClientTest {
     ClientTest::TearDown();
     std::filesystem::remove_all(dir_);
   }
-  void StartTlsServer() {
+  void StartTlsServer(size_t max_connections = 1024) {
     ServerOptions options;
+    options.max_connections = max_connections;
     options.tls_cert_file = dir_ + "/server-cert.pem";
     options.tls_key_file = dir_ + "/server-key.pem";
     StartServer(options);
@@ -404,6 +407,31 @@ TEST_F(TlsClientTest, PlainHttpToATlsPortIsToldToUseHttps) {
   EXPECT_EQ(response->status, 400u);
   EXPECT_EQ(response->body, "this port speaks HTTPS (TLS): use https://, not http://\n");
   EXPECT_TRUE(response->close);
+}
+
+// Over --max-connections a TLS port closes the connection unanswered (a 503 would take the
+// handshake the cap is there to refuse), while the connection it serves goes on.
+TEST_F(TlsClientTest, AConnectionOverTheCapIsClosedWithoutAHandshake) {
+  StartTlsServer(/*max_connections=*/1);
+  MakeClient(server_->port(), 1, dir_ + "/server-cert.pem");
+  ASSERT_TRUE(SendNow(Get("/first")).ok());  // its connection stays open, idle in the pool
+  ASSERT_EQ(server_->connections(), 1u);
+  asio::io_context io;
+  tcp::socket extra(io);
+  extra.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  // Far below the server's 30 s handshake deadline: a server that began a handshake instead of
+  // closing would leave this read waiting, not ended.
+  timeval limit{20, 0};
+  ::setsockopt(extra.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  const unsigned char client_hello_start[] = {0x16, 0x03, 0x01};
+  boost::system::error_code ec;
+  asio::write(extra, asio::buffer(client_hello_start), ec);
+  char c;
+  const ssize_t n = ::recv(extra.native_handle(), &c, 1, 0);  // not asio: it would poll past
+  EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n << " " << std::strerror(errno);
+  Result<Response> again = SendNow(Get("/second"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(Header(*again, "X-Target"), "/second");
 }
 
 TEST_F(TlsClientTest, ACaFileThatCannotBeReadFailsEverySend) {

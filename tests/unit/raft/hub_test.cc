@@ -316,62 +316,128 @@ TEST_F(HubTest, ASilentPeerIsDroppedAfterTheHandshakeTimeout) {
   EXPECT_EQ(ProposeMany(1, "go-on", 3).size(), 3u);
 }
 
-// A voter whose port accepts but never acknowledges (a hung node): each connect to it is given
-// up after the handshake timeout, so raft keeps retrying it (without the timeout the first
-// attempt would hang forever), while the other two replicas elect a leader and commit.
-TEST(HubTimeoutTest, APeerThatNeverAcknowledgesIsRetried) {
-  char tmpl[] = "/tmp/das-hub-timeout-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  const int hung = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(hung, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(hung, 16), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(hung, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::vector<Peer> peers = {{1, "127.0.0.1:" + std::to_string(FreePort())},
-                             {2, "127.0.0.1:" + std::to_string(FreePort())},
-                             {3, "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))}};
-  std::vector<std::unique_ptr<Loop>> loops;
-  std::vector<std::unique_ptr<Hub>> hubs;
-  std::vector<std::unique_ptr<Recorder>> machines;
-  std::vector<std::unique_ptr<Group>> groups;
-  for (int n = 0; n < 2; ++n) {
-    loops.push_back(std::move(Loop::Start("node")).value());
-    hubs.push_back(std::move(Hub::Open(*loops[n], peers[n].address, 300ms)).value());
-    machines.push_back(std::make_unique<Recorder>());
-    GroupOptions options;
-    options.hub = hubs[n].get();
-    options.group_id = 1;
-    options.id = peers[n].id;
-    options.address = peers[n].address;
-    options.data_dir = dir + "/node-" + std::to_string(n + 1);
-    options.voters = peers;
-    Result<std::unique_ptr<Group>> group = Group::Open(*loops[n], options, *machines[n]);
-    ASSERT_TRUE(group.ok()) << group.status().ToString();
-    groups.push_back(std::move(group).value());
+// Two real nodes (hubs proving kSecret, one group) whose third voter is a socket the test
+// holds: the test plays that voter's side of every connection the two open to it.
+class FakeThirdVoterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("das-hub-fake");
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(listener_, 16), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    std::vector<Peer> peers = {{1, "127.0.0.1:" + std::to_string(FreePort())},
+                               {2, "127.0.0.1:" + std::to_string(FreePort())},
+                               {3, "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))}};
+    for (int n = 0; n < 2; ++n) {
+      loops_.push_back(std::move(Loop::Start("node")).value());
+      hubs_.push_back(
+          std::move(Hub::Open(*loops_[n], peers[n].address, HandshakeTimeout(), kSecret)).value());
+      machines_.push_back(std::make_unique<Recorder>());
+      GroupOptions options;
+      options.hub = hubs_[n].get();
+      options.group_id = 1;
+      options.id = peers[n].id;
+      options.address = peers[n].address;
+      options.data_dir = dir_ + "/node-" + std::to_string(n + 1);
+      options.voters = peers;
+      Result<std::unique_ptr<Group>> group = Group::Open(*loops_[n], options, *machines_[n]);
+      ASSERT_TRUE(group.ok()) << group.status().ToString();
+      groups_.push_back(std::move(group).value());
+    }
   }
-  // Count the connections the hung voter receives, holding each open and silent.
-  std::vector<int> held;
-  const auto until = std::chrono::steady_clock::now() + 60s;
-  while (held.size() < 4 && std::chrono::steady_clock::now() < until) {
-    timeval wait{0, 100'000};
+
+  // Short, so that a hung voter's connections are retried often.
+  virtual std::chrono::milliseconds HandshakeTimeout() const { return 300ms; }
+
+  void TearDown() override {
+    ::close(listener_);
+    for (auto& group : groups_) group->Close();
+    for (auto& hub : hubs_) hub->Close();
+    for (auto& loop : loops_) loop->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // The next connection a real node opens to the fake voter (-1 after 60 s without one), with
+  // a 30 s bound on each read from it.
+  int AcceptOne() {
+    timeval wait{60, 0};
     fd_set ready;
     FD_ZERO(&ready);
-    FD_SET(hung, &ready);
-    if (::select(hung + 1, &ready, nullptr, nullptr, &wait) > 0)
-      held.push_back(::accept(hung, nullptr, nullptr));
+    FD_SET(listener_, &ready);
+    if (::select(listener_ + 1, &ready, nullptr, nullptr, &wait) <= 0) return -1;
+    const int fd = ::accept(listener_, nullptr, nullptr);
+    timeval limit{30, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    return fd;
   }
-  // Two replicas (each connects at least once) and a retry after a timeout.
-  EXPECT_GE(held.size(), 4u) << "connections from the replicas to the hung voter";
+
+  std::string dir_;
+  int listener_ = -1;
+  std::vector<std::unique_ptr<Loop>> loops_;
+  std::vector<std::unique_ptr<Hub>> hubs_;
+  std::vector<std::unique_ptr<Recorder>> machines_;
+  std::vector<std::unique_ptr<Group>> groups_;
+};
+
+// A voter whose port accepts but never acknowledges (a hung node): each connect to it is given
+// up after the handshake timeout, so raft keeps retrying it (without the timeout the first
+// attempt would hang forever).
+TEST_F(FakeThirdVoterTest, APeerThatNeverAcknowledgesIsRetried) {
+  // Hold each connection open and silent: two replicas connect at least once, then retry after
+  // a timeout.
+  std::vector<int> held;
+  for (int i = 0; i < 4; ++i) {
+    const int fd = AcceptOne();
+    ASSERT_GE(fd, 0) << "connection " << i + 1 << " from the replicas to the hung voter";
+    held.push_back(fd);
+  }
   for (int fd : held) ::close(fd);
-  ::close(hung);
-  for (auto& group : groups) group->Close();
-  for (auto& hub : hubs) hub->Close();
-  for (auto& loop : loops) loop->Stop();
-  std::filesystem::remove_all(dir);
+}
+
+// Long enough that no connector gives up while the test plays its part on a loaded machine.
+class FakeAcceptorTest : public FakeThirdVoterTest {
+ protected:
+  std::chrono::milliseconds HandshakeTimeout() const override { return 20s; }
+};
+
+// The connector checks the acceptor's proof too: an ack whose HMAC is not the secret's gets
+// the connection closed before a byte of raft traffic, and one whose HMAC holds gets raft
+// traffic at once (a vote request or a heartbeat for the third voter), so the check is what
+// tells the two apart.
+TEST_F(FakeAcceptorTest, AnAcceptorThatCannotProveTheSecretIsSentNothing) {
+  for (const bool prove : {false, true}) {
+    const int fd = AcceptOne();
+    ASSERT_GE(fd, 0);
+    std::string hello = "DASR" + Le(2, 4) + std::string(16, 'a');
+    WriteAll(fd, hello);
+    const std::string header = ReadUpTo(fd, 26);
+    ASSERT_EQ(header.size(), 26u);
+    const size_t address_len = static_cast<unsigned char>(header[24]) |
+                               static_cast<size_t>(static_cast<unsigned char>(header[25])) << 8;
+    const std::string rest = ReadUpTo(fd, address_len + 16 + 32);
+    ASSERT_EQ(rest.size(), address_len + 16 + 32);
+    const std::string full_header = header + rest.substr(0, address_len);
+    const std::string nonce = rest.substr(address_len, 16);
+    EXPECT_EQ(rest.substr(address_len + 16),
+              HmacSha256(kSecret, "das-raft-connect-v2" + hello.substr(8) + nonce + full_header))
+        << "the connector's own proof";
+    const std::string mac =
+        prove ? HmacSha256(kSecret, "das-raft-accept-v2" + hello.substr(8) + nonce + full_header)
+              : std::string(32, '\0');
+    WriteAll(fd, "\x01" + mac);
+    char c;
+    if (prove) {
+      EXPECT_EQ(::read(fd, &c, 1), 1) << "raft traffic after a proven ack";
+    } else {
+      EXPECT_EQ(::read(fd, &c, 1), 0) << "the connection closed after an unproven ack";
+    }
+    ::close(fd);
+  }
 }
 
 }  // namespace
