@@ -11,7 +11,9 @@
 #      within 1.5 s + slack once the shards it led have a new leader, and inserts go on;
 #   6. starts worker2 again: it catches up and holds every row;
 #   7. `docker-compose down` (volumes kept) and `up` again: every row survived the full restart;
+#      (with the cluster secret the one-shot `secret` service made on the first up);
 #   8. `docker-compose down -v`: the volumes are gone.
+# After 2, a worker's host port refuses an unsigned internal request (401: the cluster secret).
 # Exits non-zero on the first mismatch; always removes its containers, network and volumes.
 #
 #   scripts/compose-smoke.sh
@@ -157,6 +159,13 @@ log "built in $((SECONDS - started)) s: $(docker image ls distributed-analytics-
   --format '{{.Repository}}:{{.Tag}} {{.Size}}')"
 dc up -d
 wait_healthy worker1 worker2 control
+# The workers' host ports take no internal request without the cluster secret's signature.
+for port in "$WORKER1_PORT" "$WORKER2_PORT"; do
+  code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/x-protobuf' \
+    --data-binary '' "http://127.0.0.1:$port/internal/v1/write") || fail "POST to :$port failed"
+  [[ $code == 401 ]] || fail "an unsigned internal write to :$port got $code, not 401"
+done
+log "unsigned internal writes to :$WORKER1_PORT and :$WORKER2_PORT: 401 (cluster secret)"
 
 # ---- inserts: 8 JSON rows, a JSON batch of 4, 4 protobuf rows -------------------------------
 for i in 1 2 3 4 5 6 7 8; do
@@ -241,10 +250,17 @@ dc down >/dev/null 2>&1
 [[ -z $(dc ps -q) ]] || fail "containers left after docker-compose down"
 volumes=$(docker volume ls -q --filter "name=${COMPOSE_PROJECT_NAME}_")
 log "down (volumes kept): $(tr '\n' ' ' <<<"$volumes")"
-[[ $(wc -w <<<"$volumes") == 3 ]] || fail "want 3 volumes (2 workers, control) after down, got: $volumes"
+[[ $(wc -w <<<"$volumes") == 4 ]] ||
+  fail "want 4 volumes (2 workers, control, cluster secret) after down, got: $volumes"
+secret_before=$(docker run --rm -v "${COMPOSE_PROJECT_NAME}_cluster-secret:/secret:ro" \
+  --entrypoint sha256sum distributed-analytics-system:latest /secret/cluster-secret)
 dc up -d >/dev/null 2>&1
 wait_healthy worker1 worker2 control
 check_all_rows "after down and up"
+secret_after=$(docker run --rm -v "${COMPOSE_PROJECT_NAME}_cluster-secret:/secret:ro" \
+  --entrypoint sha256sum distributed-analytics-system:latest /secret/cluster-secret)
+[[ $secret_before == "$secret_after" ]] || fail "the cluster secret changed across down and up"
+log "the cluster secret was kept across down and up"
 
 # ---- down -v removes the volumes ----------------------------------------------------------------
 dc down -v >/dev/null 2>&1
