@@ -25,6 +25,8 @@ struct Flags {
   size_t body_limit = 16 * 1024 * 1024;
   unsigned analytics_deadline_ms = 1500;
   unsigned insert_deadline_ms = 2000;
+  unsigned query_deadline_ms = 5000;
+  uint32_t query_max_rows = 100'000;
   size_t connections_per_worker = 16;
   size_t max_inflight_per_worker = 1;
   unsigned threads = 2;
@@ -73,6 +75,17 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_ANALYTICS_DEADLINE_MS")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--query-deadline-ms", f.query_deadline_ms,
+                 "How long each shard gets to answer each round of a /v1/query (or a filtered "
+                 "/analytics) before it counts as missing")
+      ->envname("DAS_QUERY_DEADLINE_MS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--query-max-rows", f.query_max_rows,
+                 "The most rows a query's answer may have (else 422)")
+      ->envname("DAS_QUERY_MAX_ROWS")
+      ->capture_default_str()
+      ->check(CLI::Range(uint32_t{1}, uint32_t{10'000'000}));
   app.add_option("--insert-deadline-ms", f.insert_deadline_ms,
                  "How long a worker gets to commit an insert before the client gets 503")
       ->envname("DAS_INSERT_DEADLINE_MS")
@@ -205,6 +218,8 @@ int main(int argc, char** argv) {
   options.workers = std::move(workers).value();
   options.analytics_deadline = std::chrono::milliseconds(flags.analytics_deadline_ms);
   options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);
+  options.query_deadline = std::chrono::milliseconds(flags.query_deadline_ms);
+  options.query_max_rows = flags.query_max_rows;
   options.connections_per_worker = flags.connections_per_worker;
   options.max_inflight_per_worker = flags.max_inflight_per_worker;
   options.replication.replication_factor = flags.replication_factor;

@@ -49,6 +49,8 @@ class ClusterMap {
   WorkerId WorkerFor(std::string_view partition_key) const {
     return slot_owner_[SlotOf(partition_key)];
   }
+  // The id of the worker that owns `slot`. REQUIRES: slot < kSlots.
+  WorkerId WorkerOfSlot(uint32_t slot) const { return slot_owner_[slot]; }
   // Every worker, ordered by id.
   const std::vector<WorkerInfo>& workers() const { return workers_; }
   // nullptr when no worker has `id`.

@@ -1,5 +1,6 @@
 #include "control/replication.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -119,6 +120,16 @@ class ReplicationImpl final : public Replication {
   ShardLeader& LeaderOf(uint32_t shard) override { return *leaders_.at(shard); }
 
   asio::awaitable<ShardedAggregate> ReadAll(Ms timeout) override;
+  std::pair<uint32_t, uint32_t> SlotsOf(uint32_t shard) const override {
+    // A shard's slots are contiguous (rpc::ValidateTopology).
+    auto first = std::find(shard_of_slot_.begin(), shard_of_slot_.end(), shard);
+    auto end =
+        std::find_if(first, shard_of_slot_.end(), [shard](uint32_t s) { return s != shard; });
+    return {static_cast<uint32_t>(first - shard_of_slot_.begin()),
+            static_cast<uint32_t>(end - shard_of_slot_.begin())};
+  }
+  uint32_t RespondingWorkers(const std::set<uint64_t>& answered,
+                             const std::set<uint64_t>& failed) override;
   bool DescribeShards(const std::map<uint64_t, Result<WorkerHealthResponse>>& workers,
                       das::v1::HealthResponse& response) override;
 
@@ -449,16 +460,23 @@ asio::awaitable<ShardedAggregate> ReplicationImpl::ReadAll(Ms timeout) {
     if (body.has_max()) partial.max = body.max();
     out.partials.push_back(partial);
   }
+  out.responding_workers = RespondingWorkers(answered, failed);
+  co_return out;
+}
+
+uint32_t ReplicationImpl::RespondingWorkers(const std::set<uint64_t>& answered,
+                                            const std::set<uint64_t>& failed) {
   // A worker no read needed counts when its latest health check (the balancer's, once a
   // second, or a /health) answered.
+  uint32_t responding = 0;
   std::lock_guard lock(mu_);
   for (const auto& [id, client] : clients_) {
     auto alive = alive_.find(id);
     const bool live = alive != alive_.end() && alive->second;
     const bool not_needed_and_live = failed.count(id) == 0 && live;
-    if (answered.count(id) > 0 || not_needed_and_live) ++out.responding_workers;
+    if (answered.count(id) > 0 || not_needed_and_live) ++responding;
   }
-  co_return out;
+  return responding;
 }
 
 bool ReplicationImpl::DescribeShards(

@@ -18,7 +18,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -78,6 +80,12 @@ class Replication {
   virtual ShardLeader& LeaderOf(uint32_t shard) = 0;
 
   virtual boost::asio::awaitable<ShardedAggregate> ReadAll(std::chrono::milliseconds timeout) = 0;
+  // The slots of `shard`: [first, end).
+  virtual std::pair<uint32_t, uint32_t> SlotsOf(uint32_t shard) const = 0;
+  // responding_nodes of a read that `answered` (worker ids) answered and whose tries of
+  // `failed` did not: those, and the workers not needed whose latest health check answered.
+  virtual uint32_t RespondingWorkers(const std::set<uint64_t>& answered,
+                                     const std::set<uint64_t>& failed) = 0;
   // Adds the shards to `response` from the workers' health (by worker id; an error: not
   // reachable) and the witness's; returns whether every shard is healthy.
   virtual bool DescribeShards(

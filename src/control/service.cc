@@ -14,6 +14,7 @@
 #include "control/codec.h"
 #include "control/fingerprint.h"
 #include "control/gather.h"
+#include "control/query_api.h"
 #include "control/shard_writer.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
@@ -152,6 +153,12 @@ class ControlServiceImpl final : public ControlService {
     return Status::Ok();
   }
 
+  void StartQueries() {
+    QueryApiOptions query_options{options_.query_deadline, options_.query_max_rows};
+    queries_ = std::make_unique<QueryApi>(executor_, query_options, clients_, replication_.get(),
+                                          [this] { return Map(); });
+  }
+
   asio::awaitable<http::Response> Handle(http::Request request) override {
     asio::awaitable<http::Response> answer = router_.Handle(std::move(request));
     co_return co_await std::move(answer);
@@ -207,7 +214,20 @@ class ControlServiceImpl final : public ControlService {
         [this](http::Request r, http::Target) { return InsertBatch(std::move(r)); }, kFormatOnly);
     router_.Add(
         "GET", "/analytics",
-        [this](http::Request r, http::Target) { return Analytics(std::move(r)); }, kFormatOnly);
+        [this](http::Request r, http::Target target) -> asio::awaitable<http::Response> {
+          if (QueryApi::HasFilters(target.params)) {
+            asio::awaitable<http::Response> filtered =
+                queries_->FilteredAnalytics(std::move(r), std::move(target.params));
+            co_return co_await std::move(filtered);
+          }
+          asio::awaitable<http::Response> answer = Analytics(std::move(r));
+          co_return co_await std::move(answer);
+        },
+        http::RouteOptions{{"format", "key", "key_prefix", "from", "to"}});
+    router_.Add(
+        "POST", "/v1/query",
+        [this](http::Request r, http::Target) { return queries_->Query(std::move(r)); },
+        kFormatOnly);
     router_.Add(
         "GET", "/health", [this](http::Request r, http::Target) { return Health(std::move(r)); },
         kFormatOnly);
@@ -548,6 +568,7 @@ class ControlServiceImpl final : public ControlService {
   // By worker id (unreplicated) or shard id (replicated); built once (membership will add and
   // remove entries).
   std::map<uint32_t, std::unique_ptr<Destination>> destinations_;
+  std::unique_ptr<QueryApi> queries_;  // set by Create, after the destinations
   http::Router router_;
 };
 
@@ -565,6 +586,7 @@ Result<std::unique_ptr<ControlService>> ControlService::Create(asio::any_io_exec
   } else {
     service->AddWorkerDestinations();
   }
+  service->StartQueries();
   return std::unique_ptr<ControlService>(std::move(service));
 }
 

@@ -33,6 +33,10 @@ struct ControlOptions {
   std::chrono::milliseconds analytics_deadline{1500};
   std::chrono::milliseconds insert_deadline{2000};
   std::chrono::milliseconds health_deadline{1000};
+  // The query API (control/query_api.h): each round's deadline per shard, and the most rows an
+  // answer may have (--query-deadline-ms, --query-max-rows).
+  std::chrono::milliseconds query_deadline{5000};
+  uint32_t query_max_rows = 100'000;
   size_t connections_per_worker = 16;
   size_t max_inflight_per_worker = 1;
   const Clock* clock = &Clock::Real();  // not owned; outlives the service

@@ -127,4 +127,17 @@ asio::awaitable<ShardLeader::ReadOutcome> ShardLeader::Read(Ms timeout) {
   co_return outcome;
 }
 
+asio::awaitable<ShardLeader::QueryAnswer> ShardLeader::Query(internal::v1::ShardQuery query,
+                                                             Ms timeout) {
+  QueryAnswer outcome;
+  query.set_shard(shard_);
+  auto call = [&query](rpc::WorkerClient& client, Ms attempt) {
+    return client.Query(query, attempt);
+  };
+  asio::awaitable<Result<internal::v1::ShardQueryResponse>> asked =
+      WithLeader<internal::v1::ShardQueryResponse>(call, timeout, &outcome.failed);
+  outcome.answer = co_await std::move(asked);
+  co_return outcome;
+}
+
 }  // namespace das::control

@@ -46,6 +46,14 @@ class ShardLeader final : public rpc::WriteTarget {
   };
   boost::asio::awaitable<ReadOutcome> Read(std::chrono::milliseconds timeout);
 
+  // One round of a query on the shard, at its leader (query.shard is set here).
+  struct QueryAnswer {
+    Result<internal::v1::ShardQueryResponse> answer = Unavailable("not asked");
+    std::vector<uint64_t> failed;
+  };
+  boost::asio::awaitable<QueryAnswer> Query(internal::v1::ShardQuery query,
+                                            std::chrono::milliseconds timeout);
+
   // The leader last seen (0: unknown).
   uint64_t leader() const { return leader_.load(std::memory_order_relaxed); }
   void NoteLeader(uint64_t node);

@@ -7,6 +7,7 @@ namespace das::rpc {
 inline constexpr char kWritePath[] = "/internal/v1/write";          // POST WriteRequest
 inline constexpr char kAggregatePath[] = "/internal/v1/aggregate";  // GET AggregateResponse
 inline constexpr char kHealthPath[] = "/internal/v1/health";        // GET WorkerHealthResponse
+inline constexpr char kQueryPath[] = "/internal/v1/query";          // POST ShardQuery
 // Replicated shards (DESIGN.md section 6).
 inline constexpr char kTopologyPath[] = "/internal/v1/topology";           // POST TopologyRequest
 inline constexpr char kShardReadPath[] = "/internal/v1/shard/aggregate";   // POST ShardReadRequest

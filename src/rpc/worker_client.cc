@@ -49,6 +49,13 @@ class WorkerClientImpl final : public WorkerClient {
     co_return co_await std::move(call);
   }
 
+  asio::awaitable<Result<internal::v1::ShardQueryResponse>> Query(
+      const internal::v1::ShardQuery& query, std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::ShardQueryResponse>> call =
+        PostMessage<internal::v1::ShardQueryResponse>(kQueryPath, query, timeout);
+    co_return co_await std::move(call);
+  }
+
   asio::awaitable<Result<internal::v1::AggregateResponse>> ShardRead(
       uint32_t shard, std::chrono::milliseconds timeout) override {
     internal::v1::ShardReadRequest request;

@@ -42,6 +42,10 @@ class WorkerClient : public WriteTarget {
       std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(
       std::chrono::milliseconds timeout) = 0;
+  // A shard's part of a query (query.shard set: read at the shard's leader) or the
+  // unreplicated store's.
+  virtual boost::asio::awaitable<Result<internal::v1::ShardQueryResponse>> Query(
+      const internal::v1::ShardQuery& query, std::chrono::milliseconds timeout) = 0;
   // Replicated shards: the topology, a shard's linearizable read, a leadership transfer.
   virtual boost::asio::awaitable<Result<internal::v1::TopologyResponse>> Topology(
       const internal::v1::TopologyRequest& request, std::chrono::milliseconds timeout) = 0;

@@ -120,6 +120,18 @@ Result<QueryResult> Execute(duckdb_prepared_statement stmt, std::string_view wha
   return out;
 }
 
+Result<QueryResult> ExecuteStreaming(duckdb_prepared_statement stmt, std::string_view what) {
+  duckdb_pending_result raw = nullptr;
+  const duckdb_state prepared = duckdb_pending_prepared_streaming(stmt, &raw);
+  UniqueHandle<duckdb_pending_result, &duckdb_destroy_pending> pending(raw);  // destroyed always
+  if (prepared == DuckDBError) return Error(what, OrUnknown(duckdb_pending_error(raw)));
+  QueryResult out;
+  const duckdb_state state = duckdb_execute_pending(raw, &out.result_);
+  out.owned_ = true;
+  if (state == DuckDBError) return Error(what, OrUnknown(duckdb_result_error(&out.result_)));
+  return out;
+}
+
 Result<AppenderHandle> CreateAppender(duckdb_connection conn, const char* table) {
   duckdb_appender raw = nullptr;
   const duckdb_state state = duckdb_appender_create(conn, nullptr, table, &raw);

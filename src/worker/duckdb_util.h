@@ -101,6 +101,11 @@ class QueryResult {
  private:
   friend Result<QueryResult> Query(duckdb_connection conn, const char* sql);
   friend Result<QueryResult> Execute(duckdb_prepared_statement stmt, std::string_view what);
+  // The same, but the rows come chunk by chunk as NextChunk() asks for them, never all held at
+  // once (a scan of a whole table). The statement must outlive the result.
+  Result<QueryResult> ExecuteStreaming(duckdb_prepared_statement stmt, std::string_view what);
+  friend Result<QueryResult> ExecuteStreaming(duckdb_prepared_statement stmt,
+                                              std::string_view what);
   void Reset();
 
   duckdb_result result_{};
@@ -115,6 +120,9 @@ Status Exec(duckdb_connection conn, const char* sql);
 Result<PreparedHandle> Prepare(duckdb_connection conn, const char* sql);
 // Runs a prepared statement whose parameters are bound; `what` names it in errors.
 Result<QueryResult> Execute(duckdb_prepared_statement stmt, std::string_view what);
+// The same, but the rows come chunk by chunk as NextChunk() asks for them, never all held at
+// once (a scan of a whole table). The statement must outlive the result.
+Result<QueryResult> ExecuteStreaming(duckdb_prepared_statement stmt, std::string_view what);
 
 // Appends to `table` in the connection's open transaction, if there is one: rows reach the
 // table when the appender flushes (every few thousand rows, on Close(), on destruction), and

@@ -170,6 +170,16 @@ class ReplicaHostImpl final : public ReplicaHost {
     });
   }
 
+  void ReadWith(uint32_t shard, std::function<void(Result<Store*>)> ready) override {
+    Result<Replica*> found = Find(shard);
+    if (!found.ok()) return ready(std::move(found).status());
+    Replica* replica = *found;
+    replica->machine->ReadPoint([this, replica, ready = std::move(ready)](Status reached) {
+      if (!reached.ok()) return ready(NamedLeader(std::move(reached)));
+      ready(replica->store.get());
+    });
+  }
+
   void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) override {
     Result<Replica*> replica = Find(shard);
     if (!replica.ok()) return done(std::move(replica).status());

@@ -71,6 +71,9 @@ class ReplicaHost {
                      WriteCallback done) = 0;
   // A linearizable read of `shard`'s aggregate at this replica, which must lead it.
   virtual void Read(uint32_t shard, AggregateCallback done) = 0;
+  // The same read point for any read of `shard`'s store (ShardReplica::ReadPoint): `ready` gets
+  // the store once it is reached, and must submit its work to it before returning.
+  virtual void ReadWith(uint32_t shard, std::function<void(Result<Store*>)> ready) = 0;
   // Hands leadership of `shard` to node `to`.
   virtual void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) = 0;
   // Makes a copy of this worker's replica of `shard` at an applied index of at least

@@ -16,6 +16,7 @@
 #include "das/v1/internal.pb.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
+#include "worker/shard_query.h"
 
 namespace das::worker {
 
@@ -155,6 +156,8 @@ WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* repl
       return CopyChunk(std::move(request));
     });
   }
+  router_.Add("POST", rpc::kQueryPath,
+              [this](http::Request request, http::Target) { return Query(std::move(request)); });
   router_.Add("POST", rpc::kWritePath,
               [this](http::Request request, http::Target) { return Write(std::move(request)); });
   router_.Add("GET", rpc::kAggregatePath,
@@ -345,6 +348,29 @@ asio::awaitable<http::Response> WorkerService::ShardRead(http::Request request) 
   internal::v1::AggregateResponse response = ToWire(*aggregate, worker_id_);
   response.set_shard(read->shard());
   co_return rpc::ProtobufResponse(response);
+}
+
+asio::awaitable<http::Response> WorkerService::Query(http::Request request) {
+  std::optional<internal::v1::ShardQuery> query = Parse<internal::v1::ShardQuery>(request);
+  if (!query) co_return Undecodable(internal::v1::ShardQuery());
+  if (query->has_shard() && replicas_ == nullptr) {
+    co_return rpc::ErrorResponse(NotFound("worker " + std::to_string(worker_id_) +
+                                          " holds no shard replicas (replication factor 1)"));
+  }
+  using Answer = internal::v1::ShardQueryResponse;
+  auto start = [this, query = std::move(*query)](auto done) mutable {
+    if (!query.has_shard()) return QueryStore(store_, std::move(query), std::move(done));
+    const uint32_t shard = query.shard();
+    replicas_->ReadWith(shard, [query = std::move(query), done](Result<Store*> store) mutable {
+      if (!store.ok()) return done(Result<Answer>(std::move(store).status()));
+      QueryStore(**store, std::move(query), std::move(done));
+    });
+  };
+  asio::awaitable<Result<Answer>> op = AwaitStore<Answer>(std::move(start));
+  Result<Answer> answer = co_await std::move(op);
+  if (!answer.ok()) co_return rpc::ErrorResponse(answer.status());
+  answer->set_worker_id(worker_id_);
+  co_return rpc::ProtobufResponse(*answer);
 }
 
 asio::awaitable<http::Response> WorkerService::Transfer(http::Request request) {

@@ -11,6 +11,8 @@
 //   POST /internal/v1/topology         TopologyRequest -> TopologyResponse (kept, replicas open)
 //   POST /internal/v1/write            with `shard`: proposed on the shard's raft group
 //   POST /internal/v1/shard/aggregate  ShardReadRequest -> AggregateResponse (at the leader)
+//   POST /internal/v1/query        ShardQuery -> ShardQueryResponse (a shard's at its leader, or
+//                                  the unreplicated store's)
 //   POST /internal/v1/shard/transfer   TransferRequest -> TransferResponse
 //   POST /internal/v1/shard/copy       CopyRequest -> CopyResponse (a copy made for a replica
 //                                      behind its leader's log)
@@ -60,6 +62,7 @@ class WorkerService {
   boost::asio::awaitable<http::Response> Health(bool internal);
   boost::asio::awaitable<http::Response> Topology(http::Request request);
   boost::asio::awaitable<http::Response> ShardRead(http::Request request);
+  boost::asio::awaitable<http::Response> Query(http::Request request);
   boost::asio::awaitable<http::Response> Transfer(http::Request request);
   boost::asio::awaitable<http::Response> StartCopy(http::Request request);
   boost::asio::awaitable<http::Response> CopyChunk(http::Request request);

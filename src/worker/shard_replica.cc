@@ -156,15 +156,22 @@ void ShardReplica::Complete(uint64_t request_id, Result<std::vector<SubBatchOutc
 }
 
 void ShardReplica::Read(AggregateCallback done) {
-  std::vector<AggregateCallback> batch;
+  ReadPoint([this, done = std::move(done)](Status ready) {
+    if (!ready.ok()) return done(std::move(ready));
+    store_.ComputeAggregate(done);
+  });
+}
+
+void ShardReplica::ReadPoint(StatusCallback ready) {
+  std::vector<StatusCallback> batch;
   bool closing = false;
   {
     std::lock_guard lock(mu_);
     closing = closing_;
     if (closing) {
-      batch.push_back(std::move(done));
+      batch.push_back(std::move(ready));
     } else {
-      next_reads_.push_back(std::move(done));
+      next_reads_.push_back(std::move(ready));
       // A read that arrives while a barrier runs waits for the next one: only a barrier begun
       // after the read arrived vouches for every write acknowledged before it.
       if (barrier_running_) return;
@@ -179,16 +186,16 @@ void ShardReplica::Read(AggregateCallback done) {
   StartBarrier(std::move(batch));
 }
 
-void ShardReplica::StartBarrier(std::vector<AggregateCallback> reads) {
-  auto shared = std::make_shared<std::vector<AggregateCallback>>(std::move(reads));
+void ShardReplica::StartBarrier(std::vector<StatusCallback> reads) {
+  auto shared = std::make_shared<std::vector<StatusCallback>>(std::move(reads));
   group_->Barrier([this, shared](Result<uint64_t> index) {
     if (!index.ok()) {
-      for (AggregateCallback& done : *shared) done(index.status());
+      for (StatusCallback& done : *shared) done(index.status());
     } else {
       // On the loop thread: every entry before the barrier was handed to the store.
       ReadWhenApplied(last_seen_index_.load(std::memory_order_acquire), std::move(*shared));
     }
-    std::vector<AggregateCallback> next;
+    std::vector<StatusCallback> next;
     {
       std::lock_guard lock(mu_);
       // Closing: no new barrier (the group goes away); CancelReads answers what waits.
@@ -199,13 +206,13 @@ void ShardReplica::StartBarrier(std::vector<AggregateCallback> reads) {
   });
 }
 
-void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<AggregateCallback> reads) {
+void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<StatusCallback> reads) {
   {
     std::lock_guard lock(mu_);
     // Checked under the lock ReleaseReads takes after the store moved its index, so no read
     // registers after the release that would have answered it.
     if (store_.applied_index() < target) {
-      for (AggregateCallback& done : reads) applied_waiters_.emplace(target, std::move(done));
+      for (StatusCallback& done : reads) applied_waiters_.emplace(target, std::move(done));
       reads.clear();
     }
   }
@@ -213,7 +220,7 @@ void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<AggregateCallbac
     store_.Expedite();  // the reads wait for the store: no batching delay
     return;
   }
-  for (AggregateCallback& done : reads) store_.ComputeAggregate(std::move(done));
+  for (StatusCallback& done : reads) done(Status::Ok());
 }
 
 void ShardReplica::BeginClose() {
@@ -222,7 +229,7 @@ void ShardReplica::BeginClose() {
 }
 
 void ShardReplica::ReleaseReads() {
-  std::vector<AggregateCallback> ready;
+  std::vector<StatusCallback> ready;
   {
     std::lock_guard lock(mu_);
     applied_.notify_all();
@@ -232,19 +239,19 @@ void ShardReplica::ReleaseReads() {
       ready.push_back(std::move(it->second));
     applied_waiters_.erase(applied_waiters_.begin(), end);
   }
-  for (AggregateCallback& done : ready) store_.ComputeAggregate(std::move(done));
+  for (StatusCallback& done : ready) done(Status::Ok());
 }
 
 void ShardReplica::CancelReads() {
-  std::vector<AggregateCallback> cancelled;
+  std::vector<StatusCallback> cancelled;
   {
     std::lock_guard lock(mu_);
     for (auto& [target, done] : applied_waiters_) cancelled.push_back(std::move(done));
     applied_waiters_.clear();
-    for (AggregateCallback& done : next_reads_) cancelled.push_back(std::move(done));
+    for (StatusCallback& done : next_reads_) cancelled.push_back(std::move(done));
     next_reads_.clear();
   }
-  for (AggregateCallback& done : cancelled) {
+  for (StatusCallback& done : cancelled) {
     done(ShuttingDown("shard " + std::to_string(shard_id_) + " is closing"));
   }
 }

@@ -64,6 +64,10 @@ class ShardReplica final : public raft::StateMachine {
   // entry committed before that barrier, or with why not (kNotLeader with the leader's raft
   // address, kUnavailable). Callbacks run on the store's writer thread or the loop thread.
   void Read(AggregateCallback done);
+  // The same linearizable read point for any read: `ready` gets OK once it is reached (then it
+  // may read the store: it runs while the replica exists, and what it submits to the store
+  // before it returns is answered even if the replica closes next), or why not, as for Read.
+  void ReadPoint(StatusCallback ready);
   // Before the group is closed: no barrier is started any more, and reads arriving from now on
   // fail with kShuttingDown.
   void BeginClose();
@@ -91,9 +95,9 @@ class ShardReplica final : public raft::StateMachine {
   // leader, never for a replay).
   void Complete(uint64_t request_id, Result<std::vector<SubBatchOutcome>> outcome);
   // On the loop thread: one barrier for `reads`, then the next batch of reads, if any.
-  void StartBarrier(std::vector<AggregateCallback> reads);
+  void StartBarrier(std::vector<StatusCallback> reads);
   // Answers `reads` once the store applied `target` (now, or from ReleaseReads).
-  void ReadWhenApplied(uint64_t target, std::vector<AggregateCallback> reads);
+  void ReadWhenApplied(uint64_t target, std::vector<StatusCallback> reads);
   // After the store applied an entry: answers the reads waiting for it.
   void ReleaseReads();
 
@@ -111,12 +115,12 @@ class ShardReplica final : public raft::StateMachine {
   std::mutex mu_;
   // Proposers by request id (a retry on the same leader may wait beside the first); GUARDED_BY(mu_)
   std::unordered_multimap<uint64_t, WriteCallback> waiting_;
-  std::vector<AggregateCallback> next_reads_;  // for the next barrier; GUARDED_BY(mu_)
-  bool barrier_running_ = false;               // GUARDED_BY(mu_)
-  bool closing_ = false;                       // GUARDED_BY(mu_)
-  std::condition_variable applied_;            // signalled after the store applied an entry
+  std::vector<StatusCallback> next_reads_;  // for the next barrier; GUARDED_BY(mu_)
+  bool barrier_running_ = false;            // GUARDED_BY(mu_)
+  bool closing_ = false;                    // GUARDED_BY(mu_)
+  std::condition_variable applied_;         // signalled after the store applied an entry
   // Reads whose barrier passed, by the store index they wait for; GUARDED_BY(mu_)
-  std::multimap<uint64_t, AggregateCallback> applied_waiters_;
+  std::multimap<uint64_t, StatusCallback> applied_waiters_;
 };
 
 }  // namespace das::worker

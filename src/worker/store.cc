@@ -204,6 +204,7 @@ class StoreImpl final : public Store {
   SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
+  void RunOnReader(ReaderTask task) override;
   void ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) override;
   void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) override;
   void Expedite() override;
@@ -301,6 +302,11 @@ void StoreImpl::SubmitRead(std::function<void(Result<T>)> done,
   // The task holds a copy of `done`, so that a rejected task can still be answered here.
   ReadTask task = [done, query](duckdb_connection conn) { done(query(conn)); };
   if (!read_queue_.Push(task)) done(Stopping());
+}
+
+void StoreImpl::RunOnReader(ReaderTask task) {
+  ReadTask read = [task](duckdb_connection conn) { task(conn); };
+  if (!read_queue_.Push(read)) task(Stopping());
 }
 
 void StoreImpl::ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) {

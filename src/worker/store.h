@@ -29,6 +29,8 @@
 #include "common/exact_sum.h"
 #include "common/status.h"
 
+struct _duckdb_connection;  // duckdb.h's connection handle: readers get one (Store::RunOnReader)
+
 namespace das::worker {
 
 struct StoredRow {
@@ -85,6 +87,9 @@ struct StoreOptions {
 
 // A committed raft entry for Store::Apply: its index in the shard's log, the ingest time its
 // leader fixed (so that every replica stores the same timestamps), and its sub-batches.
+// The ingest time a store records is its leader's, raised where needed so that it increases
+// with every entry that stores rows (by 1 us at least): so the newest ingest time of a shard
+// names a snapshot of it (the rows at or before it), the same on every replica.
 struct ReplicatedEntry {
   uint64_t index = 0;
   int64_t ingest_ts_us = 0;
@@ -100,6 +105,9 @@ struct ReplicatedEntry {
 using WriteCallback = std::function<void(Result<std::vector<SubBatchOutcome>>)>;
 using AggregateCallback = std::function<void(Result<Aggregate>)>;
 using StatusCallback = std::function<void(Status)>;
+// A task for Store::RunOnReader: the reader thread's own connection (a duckdb_connection), or
+// kShuttingDown when the store stops before it runs.
+using ReaderTask = std::function<void(Result<_duckdb_connection*>)>;
 // For Store::ReplaceFromCopy: fetches a copy of another replica's store and returns the path of
 // the local DuckDB file it wrote (durable under that name), or why not. `stopping` turns true
 // when the store stops: give up then.
@@ -137,6 +145,11 @@ class Store {
   // added exactly), on a reader thread. What the running aggregate starts from; tests compare
   // the two.
   virtual void ScanAggregate(AggregateCallback done) = 0;
+
+  // Runs `task` on a reader thread with that thread's read-only use of its own connection
+  // (DuckDB MVCC: each statement sees what was committed when it began; the writer goes on).
+  // The task must not keep the connection past its return.
+  virtual void RunOnReader(ReaderTask task) = 0;
 
   // Writes a consistent copy of this store's data (rows, idempotency keys, request window,
   // applied index) to a new DuckDB file at `path`, in one read transaction on a reader thread:

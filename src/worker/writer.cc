@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -25,6 +26,8 @@ constexpr const char* kDeleteExpiredKeys = "DELETE FROM idempotency_keys WHERE c
 constexpr const char* kSelectKeys =
     "SELECT key, fingerprint, rows_written, committed_at FROM idempotency_keys";
 constexpr std::chrono::seconds kMaxPruneInterval{60};
+// NULL for an empty table.
+constexpr const char* kSelectNewestIngest = "SELECT epoch_us(max(ingest_ts)) FROM rows";
 // The raft index of the last entry applied, in the same transaction as the entry's rows, so
 // that a replay after a restart skips what is already stored (DESIGN.md section 6).
 constexpr const char* kCreateApplied =
@@ -88,6 +91,7 @@ Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
   writer.requests_.emplace(std::move(requests));
   RETURN_IF_ERROR(writer.PruneExpiredKeys(clock->WallMicros()));
   RETURN_IF_ERROR(writer.LoadKeys());
+  RETURN_IF_ERROR(writer.LoadNewestIngest());
   spdlog::info("store {}: {} live idempotency keys loaded", writer.db_path_, writer.keys_.size());
   return writer;
 }
@@ -142,6 +146,15 @@ int64_t Writer::GroupTime(const std::vector<WriteRequest>& group) const {
   int64_t latest = 0;
   for (const WriteRequest& request : group) latest = std::max(latest, request.ingest_ts_us);
   return latest != 0 ? latest : clock_->WallMicros();
+}
+
+Status Writer::LoadNewestIngest() {
+  ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn_.get(), kSelectNewestIngest));
+  newest_ingest_us_ = std::numeric_limits<int64_t>::min();
+  if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
+    newest_ingest_us_ = chunk->Get<int64_t>(0, 0).value_or(newest_ingest_us_);
+  }
+  return Status::Ok();
 }
 
 Status Writer::LoadKeys() {
@@ -205,6 +218,7 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
   requests_->Committed();
   for (const auto& [key, record] : result->new_keys) keys_.Insert(std::string(key), record);
   applied_index_ = std::max(applied_index_, result->applied_index);
+  newest_ingest_us_ = result->newest_ingest_us;
   AddCommittedRows(group, *result);  // before any acknowledgement
   running_->SetAppliedIndex(applied_index_);
   for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(result->outcomes[i]));
@@ -246,6 +260,7 @@ Status Writer::ImportAttached(uint64_t min_index) {
   applied_index_ = copy_index;
   keys_.Clear();
   Status reloaded = LoadKeys();
+  if (reloaded.ok()) reloaded = LoadNewestIngest();
   if (reloaded.ok()) reloaded = requests_->Reload(applied_index_);
   if (!reloaded.ok()) {
     spdlog::critical("store {}: installed a copy but cannot reload it: {}; stopping", db_path_,
@@ -302,6 +317,7 @@ Result<Writer::GroupResult> Writer::AppendAndFlush(std::vector<WriteRequest>& gr
 
 Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group, int64_t now_us) {
   GroupResult result;
+  result.newest_ingest_us = newest_ingest_us_;
   result.outcomes.reserve(group.size());
   result.repeated.assign(group.size(), false);
   for (size_t i = 0; i < group.size(); ++i) {
@@ -340,11 +356,15 @@ Result<Writer::GroupResult> Writer::AppendGroup(std::vector<WriteRequest>& group
 
 Result<std::vector<SubBatchOutcome>> Writer::ApplyRequest(const WriteRequest& request,
                                                           int64_t now_us, GroupResult& result) {
-  const int64_t ingest_us = request.ingest_ts_us != 0 ? request.ingest_ts_us : now_us;
+  // Later than every row stored before (see ReplicatedEntry): a function of the entries and
+  // the stored rows only, so every replica raises it alike.
+  const int64_t proposed = request.ingest_ts_us != 0 ? request.ingest_ts_us : now_us;
+  const int64_t ingest_us = std::max(proposed, result.newest_ingest_us + 1);
   std::vector<SubBatchOutcome> outcomes;
   outcomes.reserve(request.batches.size());
   for (const SubBatch& batch : request.batches) {
     ASSIGN_OR_RETURN(SubBatchOutcome outcome, ApplySubBatch(batch, ingest_us, result.new_keys));
+    if (outcome.code == Code::kOk && outcome.rows_written > 0) result.newest_ingest_us = ingest_us;
     outcomes.push_back(outcome);
   }
   result.applied_index = std::max(result.applied_index, request.raft_index);

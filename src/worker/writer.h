@@ -87,6 +87,7 @@ class Writer {
     uint64_t recorded_index = 0;  // the highest raft index recorded with its request id
     // Per request: answered from the request window (its rows were stored by an earlier entry).
     std::vector<bool> repeated;
+    int64_t newest_ingest_us = 0;  // the newest ingest time stored, with this group's rows
   };
 
   Writer(duck::ConnectionHandle conn, std::string db_path, std::chrono::seconds retention,
@@ -96,6 +97,7 @@ class Writer {
                                                     GroupResult& result);
   Status PrepareStatements();
   Status LoadKeys();
+  Status LoadNewestIngest();
   Status LoadAppliedIndex();
   // The time a group is applied at: the latest ingest time its raft entries carry (so that
   // every replica decides key expiry alike), else the writer's clock.
@@ -128,6 +130,8 @@ class Writer {
   duck::PreparedHandle begin_;
   duck::PreparedHandle commit_;
   uint64_t applied_index_ = 0;  // committed
+  // The newest ingest time committed (INT64_MIN: no row): every later row's is above it.
+  int64_t newest_ingest_us_ = 0;
   // The transaction's rows and new keys, staged until it flushes them before COMMIT (so they
   // hold nothing between transactions), and cleared after a failure.
   std::optional<duck::StagedInsert> rows_insert_;  // set by PrepareStatements

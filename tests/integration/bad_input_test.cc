@@ -200,11 +200,12 @@ TEST_F(BadInputTest, UnknownQueryParameterIs400NamingIt) {
   v1::ErrorResponse error;
   EXPECT_TRUE(IsError(HttpGet(port(), "/analytics?partition_key=a"), 400, Encoding::kJson, &error));
   EXPECT_EQ(error.error(),
-            "unknown query parameter 'partition_key' on /analytics; accepted: format");
+            "unknown query parameter 'partition_key' on /analytics; accepted: format, key, "
+            "key_prefix, from, to");
   EXPECT_TRUE(IsError(HttpGet(port(), "/health?verbose=1"), 400, Encoding::kJson, &error));
   EXPECT_NE(error.error().find("'verbose'"), std::string::npos) << error.error();
   // Asked for protobuf, the error is protobuf.
-  EXPECT_TRUE(IsError(HttpGet(port(), "/analytics?key=a", {{"Accept", kProtobuf}}), 400,
+  EXPECT_TRUE(IsError(HttpGet(port(), "/analytics?prefix=a", {{"Accept", kProtobuf}}), 400,
                       Encoding::kProtobuf, &error));
   EXPECT_TRUE(IsError(HttpGet(port(), "/analytics?format=xml"), 422, Encoding::kJson, &error));
   EXPECT_EQ(error.error(), "format must be json or protobuf, not 'xml'");

@@ -203,7 +203,8 @@ testing::AssertionResult Cluster::StartControl() {
                                    dir_ + "/control"};
   if (options_.shards > 0) args.insert(args.end(), {"--shards", std::to_string(options_.shards)});
   if (options_.relaxed_deadlines) {
-    for (const char* flag : {"--analytics-deadline-ms", "--insert-deadline-ms"}) {
+    for (const char* flag :
+         {"--analytics-deadline-ms", "--insert-deadline-ms", "--query-deadline-ms"}) {
       args.insert(args.end(), {flag, "10000"});
     }
   }

@@ -31,9 +31,9 @@ struct ClusterOptions {
   std::vector<std::string> worker_flags;   // extra flags for every worker
   // False: no worker process at all; the control node is given ports nobody listens on.
   bool start_workers = true;
-  // True: analytics and insert deadlines of 10 s, so that a loaded machine (2 cores, parallel
-  // builds) does not turn a slow answer into a partial one. Tests of the deadlines themselves
-  // set false and get the binaries' defaults (1.5 s and 2 s).
+  // True: analytics, insert and query deadlines of 10 s, so that a loaded machine (2 cores,
+  // parallel builds) does not turn a slow answer into a partial one. Tests of the deadlines
+  // themselves set false and get the binaries' defaults (1.5 s and 2 s).
   bool relaxed_deadlines = true;
   // The control node's --replication-factor (3, the binary's default: replicated shards, the
   // control node the witness of a two-worker cluster; 1: the unreplicated system) and --shards

@@ -105,7 +105,8 @@ TEST_F(ControlServiceTest, UnknownQueryParameterIs400NamingIt) {
   EXPECT_EQ(r.status, 400u);
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(ErrorOf(r).error(),
-            "unknown query parameter 'partition_key' on /analytics; accepted: format");
+            "unknown query parameter 'partition_key' on /analytics; accepted: format, key, "
+            "key_prefix, from, to");
   EXPECT_EQ(Call("GET", "/health?verbose=1").status, 400u);
   EXPECT_EQ(Call("POST", "/insert?x=1", "").status, 400u);
   EXPECT_EQ(ErrorOf(Call("GET", "/analytics?format=json&format=json")).error(),

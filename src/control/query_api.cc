@@ -1,0 +1,182 @@
+#include "control/query_api.h"
+
+#include <string>
+#include <utility>
+
+#include "common/hash.h"
+#include "control/codec.h"
+#include "das/v1/das.pb.h"
+
+namespace das::control {
+namespace {
+
+namespace asio = boost::asio;
+using internal::v1::ShardQuery;
+using Ms = std::chrono::milliseconds;
+
+asio::awaitable<UnitAnswer> SendToShard(Replication* replication, uint32_t shard, ShardQuery query,
+                                        Ms timeout) {
+  asio::awaitable<ShardLeader::QueryAnswer> asked =
+      replication->LeaderOf(shard).Query(std::move(query), timeout);
+  ShardLeader::QueryAnswer answer = co_await std::move(asked);
+  co_return UnitAnswer{std::move(answer.answer), std::move(answer.failed)};
+}
+
+asio::awaitable<UnitAnswer> SendToWorker(rpc::WorkerClient* client, WorkerId id, ShardQuery query,
+                                         Ms timeout) {
+  asio::awaitable<Result<internal::v1::ShardQueryResponse>> asked = client->Query(query, timeout);
+  Result<internal::v1::ShardQueryResponse> got = co_await std::move(asked);
+  // (Not a co_await inside a braced initializer: GCC 12 miscompiles that.)
+  UnitAnswer answer;
+  if (!got.ok()) answer.failed.push_back(id);
+  answer.answer = std::move(got);
+  co_return answer;
+}
+
+// The error answer of a query that could not be answered at all.
+ApiError QueryFailure(const Status& status) {
+  return ApiError{
+      status.code() == StatusCode::kInvalidArgument ? 422u : HttpStatusOf(status.code()),
+      status.message()};
+}
+
+}  // namespace
+
+QueryApi::QueryApi(asio::any_io_executor executor, QueryApiOptions options,
+                   const std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>>& clients,
+                   Replication* replication, std::function<std::shared_ptr<const ClusterMap>()> map)
+    : executor_(std::move(executor)),
+      options_(options),
+      clients_(clients),
+      replication_(replication),
+      map_(std::move(map)) {}
+
+bool QueryApi::HasFilters(const std::vector<http::QueryParam>& params) {
+  for (const http::QueryParam& param : params) {
+    if (param.name == "key" || param.name == "key_prefix" || param.name == "from" ||
+        param.name == "to") {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<QueryUnit> QueryApi::ShardUnits(const QueryPlan& plan) {
+  std::map<uint32_t, std::vector<std::string>> keys;
+  for (const std::string& key : plan.keys) keys[replication_->ShardOf(key)].push_back(key);
+  if (plan.keys.empty()) {
+    for (uint32_t s = 0; s < replication_->shards(); ++s) keys[s];
+  }
+  std::vector<QueryUnit> units;
+  for (auto& [shard, its_keys] : keys) {
+    QueryUnit& unit = units.emplace_back();
+    unit.shard = shard;
+    unit.slots.push_back(replication_->SlotsOf(shard));
+    unit.keys = std::move(its_keys);
+    unit.send = [replication = replication_, shard](ShardQuery query, Ms timeout) {
+      return SendToShard(replication, shard, std::move(query), timeout);
+    };
+  }
+  return units;
+}
+
+std::vector<QueryUnit> QueryApi::WorkerUnits(const QueryPlan& plan) {
+  const std::shared_ptr<const ClusterMap> map = map_();
+  std::map<WorkerId, std::vector<std::string>> keys;
+  for (const std::string& key : plan.keys) keys[map->WorkerFor(key)].push_back(key);
+  if (plan.keys.empty()) {
+    for (const WorkerInfo& worker : map->workers()) keys[worker.id];
+  }
+  std::vector<QueryUnit> units;
+  for (auto& [id, its_keys] : keys) {
+    QueryUnit& unit = units.emplace_back();
+    for (uint32_t slot = 0; slot < kSlots; ++slot) {
+      if (map->WorkerOfSlot(slot) != id) continue;
+      if (!unit.slots.empty() && unit.slots.back().second == slot) {
+        ++unit.slots.back().second;
+      } else {
+        unit.slots.emplace_back(slot, slot + 1);
+      }
+    }
+    unit.keys = std::move(its_keys);
+    unit.send = [client = clients_.at(id).get(), id](ShardQuery query, Ms timeout) {
+      return SendToWorker(client, id, std::move(query), timeout);
+    };
+  }
+  return units;
+}
+
+asio::awaitable<QueryApi::Answer> QueryApi::Run(const QueryPlan& plan) {
+  std::vector<QueryUnit> units = replication_ != nullptr ? ShardUnits(plan) : WorkerUnits(plan);
+  asio::awaitable<QueryOutcome> run =
+      RunQuery(executor_, plan, std::move(units), options_.deadline);
+  Answer answer;
+  answer.outcome = co_await std::move(run);
+  const das::v1::Coverage& coverage = answer.outcome.coverage;
+  answer.total_nodes = static_cast<uint32_t>(clients_.size());
+  if (replication_ != nullptr) {
+    answer.responding_nodes =
+        replication_->RespondingWorkers(answer.outcome.answered, answer.outcome.failed);
+  } else {
+    answer.responding_nodes =
+        answer.total_nodes - static_cast<uint32_t>(answer.outcome.failed.size());
+  }
+  answer.partial = coverage.shards_answered() < coverage.shards_needed();
+  const bool nothing = coverage.shards_answered() == 0 && coverage.shards_needed() > 0;
+  if (nothing || (plan.single_key && answer.partial)) answer.status = 503;
+  co_return answer;
+}
+
+asio::awaitable<http::Response> QueryApi::Query(http::Request request) {
+  Decoded<Encoding> body = BodyEncoding(request);
+  if (auto* e = std::get_if<ApiError>(&body)) co_return EncodeError(*e, ErrorEncoding(request));
+  const Encoding encoding = AnswerEncoding(request, std::get<Encoding>(body));
+  Decoded<das::v1::Query> query = DecodeQuery(request, std::get<Encoding>(body));
+  if (auto* e = std::get_if<ApiError>(&query)) co_return EncodeError(*e, encoding);
+  Decoded<QueryPlan> plan = PlanQuery(std::get<das::v1::Query>(query), options_.max_rows);
+  if (auto* e = std::get_if<ApiError>(&plan)) co_return EncodeError(*e, encoding);
+  const QueryPlan& planned = std::get<QueryPlan>(plan);
+
+  asio::awaitable<Answer> run = Run(planned);
+  Answer answer = co_await std::move(run);
+  if (!answer.outcome.rows.ok()) {
+    co_return EncodeError(QueryFailure(answer.outcome.rows.status()), encoding);
+  }
+  das::v1::QueryResponse response;
+  for (das::v1::QueryRow& row : *answer.outcome.rows) *response.add_rows() = std::move(row);
+  response.set_is_partial(answer.partial);
+  response.set_total_nodes(answer.total_nodes);
+  response.set_responding_nodes(answer.responding_nodes);
+  *response.mutable_coverage() = std::move(answer.outcome.coverage);
+  const unsigned status = answer.partial && !planned.allow_partial ? 503 : answer.status;
+  co_return Encode(status, response, encoding);
+}
+
+asio::awaitable<http::Response> QueryApi::FilteredAnalytics(http::Request request,
+                                                            std::vector<http::QueryParam> params) {
+  const Encoding encoding = AnswerEncoding(request, Encoding::kProtobuf);
+  Decoded<das::v1::Query> query = QueryFromParams(params);
+  if (auto* e = std::get_if<ApiError>(&query)) co_return EncodeError(*e, encoding);
+  Decoded<QueryPlan> plan = PlanQuery(std::get<das::v1::Query>(query), options_.max_rows);
+  if (auto* e = std::get_if<ApiError>(&plan)) co_return EncodeError(*e, encoding);
+
+  asio::awaitable<Answer> run = Run(std::get<QueryPlan>(plan));
+  Answer answer = co_await std::move(run);
+  if (!answer.outcome.rows.ok()) {
+    co_return EncodeError(QueryFailure(answer.outcome.rows.status()), encoding);
+  }
+  // Ungrouped over granularity "all": exactly one row.
+  const das::v1::QueryRow& row = answer.outcome.rows->front();
+  das::v1::AnalyticsResponse response;
+  if (row.has_average()) response.set_average(row.average());
+  response.set_is_partial(answer.partial);
+  response.set_total_nodes(answer.total_nodes);
+  response.set_responding_nodes(answer.responding_nodes);
+  response.set_count(row.count());
+  response.set_sum(row.sum());
+  if (row.has_min()) response.set_min(row.min());
+  if (row.has_max()) response.set_max(row.max());
+  co_return Encode(answer.status, response, encoding);
+}
+
+}  // namespace das::control

@@ -1,0 +1,71 @@
+// QueryApi: the control node's query endpoints (DESIGN.md section 8) as request -> response
+// functions: POST /v1/query, and GET /analytics with filters (key, key_prefix, from, to). It
+// plans the query (control/query_plan.h), picks the shards it needs (those that own its keys,
+// or all), runs its rounds (control/query_runner.h) and answers with the rows, the coverage,
+// and is_partial / total_nodes / responding_nodes as /analytics does.
+//
+// Status: 200; 503 (same body) when a `key` query's shard, or every shard, is missing, or when
+// allow_partial is false and the answer is partial; 422 for a value out of range or an answer
+// over --query-max-rows; 400 for an unknown field.
+// Thread-safety: the handlers may run concurrently. What it is given (not owned) outlives it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "control/cluster_map.h"
+#include "control/query_plan.h"
+#include "control/query_runner.h"
+#include "control/replication.h"
+#include "http/message.h"
+#include "http/query.h"
+#include "rpc/worker_client.h"
+
+namespace das::control {
+
+struct QueryApiOptions {
+  // Every round of a query gives each shard this long to answer (after which it is missing).
+  std::chrono::milliseconds deadline{5000};
+  uint32_t max_rows = kDefaultQueryMaxRows;
+};
+
+class QueryApi {
+ public:
+  // `replication` null: unreplicated (each worker one partition, by `map`).
+  QueryApi(boost::asio::any_io_executor executor, QueryApiOptions options,
+           const std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>>& clients,
+           Replication* replication, std::function<std::shared_ptr<const ClusterMap>()> map);
+
+  boost::asio::awaitable<http::Response> Query(http::Request request);
+  // GET /analytics when it has a filter (HasFilters), answered as an AnalyticsResponse.
+  boost::asio::awaitable<http::Response> FilteredAnalytics(http::Request request,
+                                                           std::vector<http::QueryParam> params);
+  static bool HasFilters(const std::vector<http::QueryParam>& params);
+
+ private:
+  // A query's outcome with the figures every answer carries.
+  struct Answer {
+    QueryOutcome outcome;
+    uint32_t total_nodes = 0;
+    uint32_t responding_nodes = 0;
+    bool partial = false;
+    unsigned status = 200;  // 503: a key's shard, or every shard, missing
+  };
+  boost::asio::awaitable<Answer> Run(const QueryPlan& plan);
+  std::vector<QueryUnit> ShardUnits(const QueryPlan& plan);
+  std::vector<QueryUnit> WorkerUnits(const QueryPlan& plan);
+
+  boost::asio::any_io_executor executor_;
+  const QueryApiOptions options_;
+  const std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>>& clients_;
+  Replication* const replication_;
+  const std::function<std::shared_ptr<const ClusterMap>()> map_;
+};
+
+}  // namespace das::control

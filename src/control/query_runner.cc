@@ -1,0 +1,199 @@
+#include "control/query_runner.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "control/gather.h"
+#include "control/quantile_search.h"
+#include "control/query_merge.h"
+
+namespace das::control {
+namespace {
+
+namespace asio = boost::asio;
+using internal::v1::ShardQuery;
+using internal::v1::ShardQueryResponse;
+using Ms = std::chrono::milliseconds;
+
+asio::awaitable<Result<UnitAnswer>> Ask(const QueryUnit& unit, ShardQuery query, Ms timeout) {
+  asio::awaitable<UnitAnswer> sent = unit.send(std::move(query), timeout);
+  co_return co_await std::move(sent);
+}
+
+// One round: `queries[i]` to units[indices[i]]. Answers in the same order.
+asio::awaitable<std::vector<UnitAnswer>> Round(asio::any_io_executor executor,
+                                               const std::vector<QueryUnit>& units,
+                                               const std::vector<size_t>& indices,
+                                               std::vector<ShardQuery> queries, Ms timeout) {
+  std::vector<asio::awaitable<Result<UnitAnswer>>> calls;
+  for (size_t i = 0; i < indices.size(); ++i) {
+    calls.push_back(Ask(units[indices[i]], std::move(queries[i]), timeout));
+  }
+  asio::awaitable<std::vector<Result<UnitAnswer>>> gather =
+      GatherAll<UnitAnswer>(executor, std::move(calls));
+  std::vector<Result<UnitAnswer>> results = co_await std::move(gather);
+  std::vector<UnitAnswer> out;
+  for (Result<UnitAnswer>& result : results) {
+    if (result.ok()) {
+      out.push_back(std::move(*result));
+    } else {
+      out.push_back(UnitAnswer{std::move(result).status(), {}});
+    }
+  }
+  co_return out;
+}
+
+// A shard's error that is the query's, not the shard's: every shard would answer it alike.
+bool QueryError(const Status& status) { return status.code() == StatusCode::kInvalidArgument; }
+
+struct State {
+  std::vector<std::optional<ShardQueryResponse>> first;  // per unit; nullopt: missing
+  QueryOutcome outcome;
+};
+
+// Notes a unit's answer to a round: the workers asked, and whether it answered.
+bool Note(State& state, size_t unit, UnitAnswer& answer, const char* round) {
+  state.outcome.failed.insert(answer.failed.begin(), answer.failed.end());
+  if (answer.answer.ok()) {
+    state.outcome.answered.insert(answer.answer->worker_id());
+    return true;
+  }
+  spdlog::warn("query: shard {} did not answer its {}: {}", unit, round,
+               answer.answer.status().ToString());
+  state.first[unit].reset();
+  return false;
+}
+
+// The quantile rounds over the units that answered the first round. Returns false when one
+// fails to answer (it is then missing; the caller merges again without it).
+asio::awaitable<Result<bool>> SearchQuantiles(asio::any_io_executor executor, const QueryPlan& plan,
+                                              const std::vector<QueryUnit>& units, State& state,
+                                              QuantileSearch& search, Ms timeout) {
+  while (!search.done()) {
+    const std::vector<internal::v1::QuantileProbe> probes = search.Probes();
+    std::vector<size_t> indices;
+    std::vector<ShardQuery> queries;
+    for (size_t u = 0; u < units.size(); ++u) {
+      if (!state.first[u] || !state.first[u]->has_as_of_us()) continue;  // no rows there
+      ShardQuery query = plan.shard_query;
+      *query.mutable_keys() = {units[u].keys.begin(), units[u].keys.end()};
+      query.set_as_of_us(state.first[u]->as_of_us());
+      *query.mutable_probes() = {probes.begin(), probes.end()};
+      indices.push_back(u);
+      queries.push_back(std::move(query));
+    }
+    asio::awaitable<std::vector<UnitAnswer>> round =
+        Round(executor, units, indices, std::move(queries), timeout);
+    std::vector<UnitAnswer> answers = co_await std::move(round);
+    bool complete = true;
+    std::vector<const ShardQueryResponse*> fed;
+    for (size_t i = 0; i < answers.size(); ++i) {
+      if (!answers[i].answer.ok() && QueryError(answers[i].answer.status())) {
+        co_return answers[i].answer.status();
+      }
+      if (Note(state, indices[i], answers[i], "quantile round")) {
+        fed.push_back(&*answers[i].answer);
+      } else {
+        complete = false;
+      }
+    }
+    if (!complete) co_return false;
+    if (Status fed_ok = search.Feed(fed); !fed_ok.ok()) co_return fed_ok;
+  }
+  co_return true;
+}
+
+Status MergeFirstRound(const State& state, QueryMerge& merge) {
+  for (const auto& answer : state.first) {
+    if (answer) RETURN_IF_ERROR(merge.Add(*answer));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<das::v1::SlotRange> MergeSlotRanges(std::vector<std::pair<uint32_t, uint32_t>> ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<das::v1::SlotRange> out;
+  for (const auto& [first, end] : ranges) {
+    if (first >= end) continue;
+    if (!out.empty() && out.back().last_slot() + 1 >= first) {
+      out.back().set_last_slot(std::max(out.back().last_slot(), end - 1));
+      continue;
+    }
+    das::v1::SlotRange& range = out.emplace_back();
+    range.set_first_slot(first);
+    range.set_last_slot(end - 1);
+  }
+  return out;
+}
+
+asio::awaitable<QueryOutcome> RunQuery(asio::any_io_executor executor, const QueryPlan& plan,
+                                       std::vector<QueryUnit> units, Ms timeout) {
+  State state;
+  state.first.resize(units.size());
+  std::vector<size_t> all;
+  std::vector<ShardQuery> queries;
+  for (size_t u = 0; u < units.size(); ++u) {
+    ShardQuery query = plan.shard_query;
+    *query.mutable_keys() = {units[u].keys.begin(), units[u].keys.end()};
+    all.push_back(u);
+    queries.push_back(std::move(query));
+  }
+  asio::awaitable<std::vector<UnitAnswer>> first =
+      Round(executor, units, all, std::move(queries), timeout);
+  std::vector<UnitAnswer> answers = co_await std::move(first);
+  for (size_t u = 0; u < answers.size(); ++u) {
+    if (!answers[u].answer.ok() && QueryError(answers[u].answer.status())) {
+      state.outcome.rows = answers[u].answer.status();
+      co_return std::move(state.outcome);
+    }
+    if (Note(state, u, answers[u], "first round")) state.first[u] = std::move(*answers[u].answer);
+  }
+  // Merged again each time a quantile round loses a shard.
+  std::optional<QueryMerge> merge;
+  std::optional<QuantileSearch> search;
+  for (;;) {
+    merge.emplace(plan);
+    Status merged = MergeFirstRound(state, *merge);
+    if (!merged.ok()) {
+      state.outcome.rows = merged;
+      break;
+    }
+    if (plan.grouped || plan.quantiles.empty()) {
+      state.outcome.rows = merge->Finish(nullptr);
+      break;
+    }
+    search.emplace(merge->Summaries(), plan.quantiles);
+    asio::awaitable<Result<bool>> searched =
+        SearchQuantiles(executor, plan, units, state, *search, timeout);
+    Result<bool> complete = co_await std::move(searched);
+    if (!complete.ok()) {
+      state.outcome.rows = std::move(complete).status();
+      break;
+    }
+    if (*complete) {
+      state.outcome.rows = merge->Finish(&*search);
+      break;
+    }
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> missing;
+  uint32_t answered = 0;
+  for (size_t u = 0; u < units.size(); ++u) {
+    if (state.first[u]) {
+      ++answered;
+    } else {
+      missing.insert(missing.end(), units[u].slots.begin(), units[u].slots.end());
+    }
+  }
+  das::v1::Coverage& coverage = state.outcome.coverage;
+  coverage.set_shards_needed(static_cast<uint32_t>(units.size()));
+  coverage.set_shards_answered(answered);
+  for (das::v1::SlotRange& range : MergeSlotRanges(std::move(missing))) {
+    *coverage.add_missing() = std::move(range);
+  }
+  co_return std::move(state.outcome);
+}
+
+}  // namespace das::control
