@@ -52,6 +52,7 @@ QuantileSearch::QuantileSearch(const std::map<int64_t, BucketSummary>& buckets,
 
 std::vector<QuantileProbe> QuantileSearch::Probes() const {
   std::vector<QuantileProbe> probes;
+  uint64_t fetching = 0;  // values asked for in this round, over every probe
   for (const auto& [start, bucket] : buckets_) {
     std::set<std::pair<uint64_t, uint64_t>> ranges;
     for (const auto& [rank, target] : bucket.targets) {
@@ -60,7 +61,9 @@ std::vector<QuantileProbe> QuantileSearch::Probes() const {
       probe.set_bucket_start_ms(start);
       probe.set_lo(target.lo);
       probe.set_hi(target.hi);
-      probe.set_bins(target.count <= fetch_values_ ? 0 : bins_);
+      const bool fetch = target.count <= fetch_values_ && fetching + target.count <= kFetchPerRound;
+      if (fetch) fetching += target.count;
+      probe.set_bins(fetch ? 0 : bins_);
     }
   }
   return probes;

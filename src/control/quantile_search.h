@@ -34,6 +34,9 @@ class QuantileSearch {
   static constexpr uint32_t kBins = 1024;
   // A range with at most this many rows (over every shard) is fetched as values.
   static constexpr uint64_t kFetchValues = 16384;
+  // The most values one round fetches over all its probes (the others are binned once more), so
+  // that no shard's answer grows past a few MiB with many buckets.
+  static constexpr uint64_t kFetchPerRound = 1 << 20;
 
   // `quantiles` in [0, 1]; `buckets` by bucket start, with count > 0.
   QuantileSearch(const std::map<int64_t, BucketSummary>& buckets, std::vector<double> quantiles,

@@ -24,6 +24,7 @@ asio::awaitable<UnitAnswer> SendToShard(Replication* replication, uint32_t shard
 
 asio::awaitable<UnitAnswer> SendToWorker(rpc::WorkerClient* client, WorkerId id, ShardQuery query,
                                          Ms timeout) {
+  query.set_timeout_ms(static_cast<uint32_t>(timeout.count()));
   asio::awaitable<Result<internal::v1::ShardQueryResponse>> asked = client->Query(query, timeout);
   Result<internal::v1::ShardQueryResponse> got = co_await std::move(asked);
   // (Not a co_await inside a braced initializer: GCC 12 miscompiles that.)
@@ -106,10 +107,9 @@ std::vector<QueryUnit> QueryApi::WorkerUnits(const QueryPlan& plan) {
   return units;
 }
 
-asio::awaitable<QueryApi::Answer> QueryApi::Run(const QueryPlan& plan) {
+asio::awaitable<QueryApi::Answer> QueryApi::Run(const QueryPlan& plan, Ms deadline) {
   std::vector<QueryUnit> units = replication_ != nullptr ? ShardUnits(plan) : WorkerUnits(plan);
-  asio::awaitable<QueryOutcome> run =
-      RunQuery(executor_, plan, std::move(units), options_.deadline);
+  asio::awaitable<QueryOutcome> run = RunQuery(executor_, plan, std::move(units), deadline);
   Answer answer;
   answer.outcome = co_await std::move(run);
   const das::v1::Coverage& coverage = answer.outcome.coverage;
@@ -137,7 +137,7 @@ asio::awaitable<http::Response> QueryApi::Query(http::Request request) {
   if (auto* e = std::get_if<ApiError>(&plan)) co_return EncodeError(*e, encoding);
   const QueryPlan& planned = std::get<QueryPlan>(plan);
 
-  asio::awaitable<Answer> run = Run(planned);
+  asio::awaitable<Answer> run = Run(planned, options_.deadline);
   Answer answer = co_await std::move(run);
   if (!answer.outcome.rows.ok()) {
     co_return EncodeError(QueryFailure(answer.outcome.rows.status()), encoding);
@@ -160,7 +160,8 @@ asio::awaitable<http::Response> QueryApi::FilteredAnalytics(http::Request reques
   Decoded<QueryPlan> plan = PlanQuery(std::get<das::v1::Query>(query), options_.max_rows);
   if (auto* e = std::get_if<ApiError>(&plan)) co_return EncodeError(*e, encoding);
 
-  asio::awaitable<Answer> run = Run(std::get<QueryPlan>(plan));
+  // /analytics keeps its own deadline (DESIGN.md section 3), filtered or not.
+  asio::awaitable<Answer> run = Run(std::get<QueryPlan>(plan), options_.analytics_deadline);
   Answer answer = co_await std::move(run);
   if (!answer.outcome.rows.ok()) {
     co_return EncodeError(QueryFailure(answer.outcome.rows.status()), encoding);

@@ -30,8 +30,10 @@
 namespace das::control {
 
 struct QueryApiOptions {
-  // Every round of a query gives each shard this long to answer (after which it is missing).
+  // A query's deadline (all its rounds; a shard that does not answer a round in what is left of
+  // it is missing), and a filtered /analytics's.
   std::chrono::milliseconds deadline{5000};
+  std::chrono::milliseconds analytics_deadline{1500};
   uint32_t max_rows = kDefaultQueryMaxRows;
 };
 
@@ -57,7 +59,7 @@ class QueryApi {
     bool partial = false;
     unsigned status = 200;  // 503: a key's shard, or every shard, missing
   };
-  boost::asio::awaitable<Answer> Run(const QueryPlan& plan);
+  boost::asio::awaitable<Answer> Run(const QueryPlan& plan, std::chrono::milliseconds deadline);
   std::vector<QueryUnit> ShardUnits(const QueryPlan& plan);
   std::vector<QueryUnit> WorkerUnits(const QueryPlan& plan);
 

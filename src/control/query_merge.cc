@@ -25,9 +25,13 @@ Status QueryMerge::Add(const internal::v1::ShardQueryResponse& shard) {
     std::optional<ExactSum> sum = ExactSum::FromBytes(row.exact_sum());
     if (!sum) return Internal("shard " + std::to_string(shard.shard()) + " sent a bad exact sum");
     if (plan_.grouped) {
-      groups_[row.bucket_start_ms()].push_back(
-          Group{row.key(), row.count(), *sum, row.min(), row.max(),
-                std::vector<double>(row.quantiles().begin(), row.quantiles().end())});
+      std::vector<Group>& groups = groups_[row.bucket_start_ms()];
+      groups.push_back(Group{row.key(), row.count(), *sum, row.min(), row.max(),
+                             std::vector<double>(row.quantiles().begin(), row.quantiles().end()),
+                             0});
+      // Only the top `limit` of a bucket can be answered: keep at most twice that.
+      const size_t limit = plan_.shard_query.limit();
+      if (groups.size() > 2 * limit) SortTop(groups, limit);
       continue;
     }
     auto [it, fresh] = buckets_.try_emplace(row.bucket_start_ms());
@@ -61,34 +65,39 @@ void QueryMerge::Fill(das::v1::QueryRow& row, uint64_t count, const ExactSum& su
   if (plan_.want_max) row.set_max(max);
 }
 
-std::vector<das::v1::QueryRow> QueryMerge::FinishGrouped() const {
-  std::vector<das::v1::QueryRow> rows;
+void QueryMerge::SortTop(std::vector<Group>& groups, size_t keep) const {
   const ShardQuery& query = plan_.shard_query;
   const RankBy by = RankByOf(query.order_by());
-  for (const auto& [start, groups] : groups_) {
-    struct Ranked {
-      const Group* group;
-      double metric;
-    };
-    std::vector<Ranked> ranked;
-    ranked.reserve(groups.size());
-    for (const Group& group : groups) {
-      double metric = 0;
-      if (query.order_by() == ShardQuery::SUM) metric = group.sum.Value();
-      if (query.order_by() == ShardQuery::AVG) metric = group.sum.Divide(group.count);
-      if (query.order_by() == ShardQuery::MIN) metric = group.min;
-      if (query.order_by() == ShardQuery::MAX) metric = group.max;
-      ranked.push_back(Ranked{&group, metric});
+  auto metric = [&query](const Group& group) {
+    switch (query.order_by()) {
+      case ShardQuery::SUM:
+        return group.sum.Value();
+      case ShardQuery::AVG:
+        return group.sum.Divide(group.count);
+      case ShardQuery::MIN:
+        return group.min;
+      case ShardQuery::MAX:
+        return group.max;
+      default:
+        return 0.0;
     }
-    const size_t keep = std::min<size_t>(query.limit(), ranked.size());
-    std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(keep),
-                      ranked.end(), [&](const Ranked& a, const Ranked& b) {
-                        return RanksBefore(by, query.descending(),
-                                           GroupRank{a.group->count, a.metric, a.group->key},
-                                           GroupRank{b.group->count, b.metric, b.group->key});
-                      });
-    for (size_t i = 0; i < keep; ++i) {
-      const Group& group = *ranked[i].group;
+  };
+  for (Group& group : groups) group.metric = metric(group);
+  keep = std::min(keep, groups.size());
+  std::partial_sort(groups.begin(), groups.begin() + static_cast<std::ptrdiff_t>(keep),
+                    groups.end(), [&](const Group& a, const Group& b) {
+                      return RanksBefore(by, query.descending(),
+                                         GroupRank{a.count, a.metric, a.key},
+                                         GroupRank{b.count, b.metric, b.key});
+                    });
+  groups.resize(keep);
+}
+
+std::vector<das::v1::QueryRow> QueryMerge::FinishGrouped() {
+  std::vector<das::v1::QueryRow> rows;
+  for (auto& [start, groups] : groups_) {
+    SortTop(groups, plan_.shard_query.limit());
+    for (const Group& group : groups) {
       das::v1::QueryRow& row = rows.emplace_back();
       if (plan_.width_ms != 0) row.set_bucket_start_ms(start);
       row.set_key(group.key);
@@ -100,7 +109,7 @@ std::vector<das::v1::QueryRow> QueryMerge::FinishGrouped() const {
   return rows;
 }
 
-Result<std::vector<das::v1::QueryRow>> QueryMerge::Finish(const QuantileSearch* quantiles) const {
+Result<std::vector<das::v1::QueryRow>> QueryMerge::Finish(const QuantileSearch* quantiles) {
   std::vector<das::v1::QueryRow> rows;
   if (plan_.grouped) {
     rows = FinishGrouped();

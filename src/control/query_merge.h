@@ -32,7 +32,7 @@ class QueryMerge {
 
   // The answer's rows (the quantiles from `quantiles`, when the plan has ungrouped ones):
   // kInvalidArgument when there are more than plan.max_rows.
-  Result<std::vector<das::v1::QueryRow>> Finish(const QuantileSearch* quantiles) const;
+  Result<std::vector<das::v1::QueryRow>> Finish(const QuantileSearch* quantiles);
 
  private:
   struct Bucket {
@@ -49,11 +49,14 @@ class QueryMerge {
     double min = 0;
     double max = 0;
     std::vector<double> quantiles;
+    double metric = 0;  // the order's metric (SortTop)
   };
 
   void Fill(das::v1::QueryRow& row, uint64_t count, const ExactSum& sum, double min,
             double max) const;
-  std::vector<das::v1::QueryRow> FinishGrouped() const;
+  // Orders `groups` as the shards ranked them and keeps the first `keep`.
+  void SortTop(std::vector<Group>& groups, size_t keep) const;
+  std::vector<das::v1::QueryRow> FinishGrouped();
 
   const QueryPlan& plan_;
   std::map<int64_t, Bucket> buckets_;

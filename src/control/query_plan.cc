@@ -311,6 +311,10 @@ Decoded<das::v1::Query> QueryFromParams(const std::vector<http::QueryParam>& par
     if (!seen.insert(param.name).second) {
       return ApiError{400, "query parameter '" + param.name + "' is given more than once"};
     }
+    // Unlike a protobuf field, a parameter can be present and empty: that is no filter at all.
+    if (param.value.empty()) {
+      return ApiError{422, param.name + ": empty; leave the parameter out for no filter"};
+    }
     if (param.name == "key") query.set_key(param.value);
     if (param.name == "key_prefix") query.set_key_prefix(param.value);
     if (param.name == "from") query.set_from(param.value);

@@ -1,6 +1,7 @@
 #include "control/query_runner.h"
 
 #include <algorithm>
+#include <map>
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +16,7 @@ namespace asio = boost::asio;
 using internal::v1::ShardQuery;
 using internal::v1::ShardQueryResponse;
 using Ms = std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
 
 asio::awaitable<Result<UnitAnswer>> Ask(const QueryUnit& unit, ShardQuery query, Ms timeout) {
   asio::awaitable<UnitAnswer> sent = unit.send(std::move(query), timeout);
@@ -44,6 +46,9 @@ asio::awaitable<std::vector<UnitAnswer>> Round(asio::any_io_executor executor,
   co_return out;
 }
 
+// Quantiles times buckets a query may ask for (each needs up to two ranks searched).
+constexpr size_t kMaxQuantileValues = 100'000;
+
 // A shard's error that is the query's, not the shard's: every shard would answer it alike.
 bool QueryError(const Status& status) { return status.code() == StatusCode::kInvalidArgument; }
 
@@ -69,8 +74,14 @@ bool Note(State& state, size_t unit, UnitAnswer& answer, const char* round) {
 // fails to answer (it is then missing; the caller merges again without it).
 asio::awaitable<Result<bool>> SearchQuantiles(asio::any_io_executor executor, const QueryPlan& plan,
                                               const std::vector<QueryUnit>& units, State& state,
-                                              QuantileSearch& search, Ms timeout) {
+                                              QuantileSearch& search, Clock::time_point deadline) {
   while (!search.done()) {
+    const Ms left = std::chrono::duration_cast<Ms>(deadline - Clock::now());
+    if (left <= Ms(0)) {
+      co_return DeadlineExceeded(
+          "the query's quantiles were not found within its deadline "
+          "(--query-deadline-ms)");
+    }
     const std::vector<internal::v1::QuantileProbe> probes = search.Probes();
     std::vector<size_t> indices;
     std::vector<ShardQuery> queries;
@@ -84,7 +95,7 @@ asio::awaitable<Result<bool>> SearchQuantiles(asio::any_io_executor executor, co
       queries.push_back(std::move(query));
     }
     asio::awaitable<std::vector<UnitAnswer>> round =
-        Round(executor, units, indices, std::move(queries), timeout);
+        Round(executor, units, indices, std::move(queries), left);
     std::vector<UnitAnswer> answers = co_await std::move(round);
     bool complete = true;
     std::vector<const ShardQueryResponse*> fed;
@@ -131,6 +142,7 @@ std::vector<das::v1::SlotRange> MergeSlotRanges(std::vector<std::pair<uint32_t, 
 
 asio::awaitable<QueryOutcome> RunQuery(asio::any_io_executor executor, const QueryPlan& plan,
                                        std::vector<QueryUnit> units, Ms timeout) {
+  const Clock::time_point deadline = Clock::now() + timeout;
   State state;
   state.first.resize(units.size());
   std::vector<size_t> all;
@@ -165,9 +177,17 @@ asio::awaitable<QueryOutcome> RunQuery(asio::any_io_executor executor, const Que
       state.outcome.rows = merge->Finish(nullptr);
       break;
     }
-    search.emplace(merge->Summaries(), plan.quantiles);
+    const std::map<int64_t, BucketSummary> summaries = merge->Summaries();
+    if (summaries.size() * plan.quantiles.size() > kMaxQuantileValues) {
+      state.outcome.rows =
+          InvalidArgument("quantiles: " + std::to_string(plan.quantiles.size()) + " quantiles of " +
+                          std::to_string(summaries.size()) + " buckets are more than the " +
+                          std::to_string(kMaxQuantileValues) + " a query may ask for");
+      break;
+    }
+    search.emplace(summaries, plan.quantiles);
     asio::awaitable<Result<bool>> searched =
-        SearchQuantiles(executor, plan, units, state, *search, timeout);
+        SearchQuantiles(executor, plan, units, state, *search, deadline);
     Result<bool> complete = co_await std::move(searched);
     if (!complete.ok()) {
       state.outcome.rows = std::move(complete).status();

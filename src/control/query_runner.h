@@ -48,6 +48,8 @@ struct QueryOutcome {
   std::set<uint64_t> failed;
 };
 
+// `timeout` bounds the whole query: each round gets what is left of it (a quantile round that
+// would start after it answers kDeadlineExceeded).
 boost::asio::awaitable<QueryOutcome> RunQuery(boost::asio::any_io_executor executor,
                                               const QueryPlan& plan, std::vector<QueryUnit> units,
                                               std::chrono::milliseconds timeout);

@@ -154,7 +154,8 @@ class ControlServiceImpl final : public ControlService {
   }
 
   void StartQueries() {
-    QueryApiOptions query_options{options_.query_deadline, options_.query_max_rows};
+    QueryApiOptions query_options{options_.query_deadline, options_.analytics_deadline,
+                                  options_.query_max_rows};
     queries_ = std::make_unique<QueryApi>(executor_, query_options, clients_, replication_.get(),
                                           [this] { return Map(); });
   }

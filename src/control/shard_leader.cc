@@ -14,9 +14,9 @@ namespace {
 namespace asio = boost::asio;
 using Ms = std::chrono::milliseconds;
 
-// One attempt gets at most this share of what is left of the deadline (and at least the floor),
-// so a hung leader (SIGSTOP) leaves time to find the new one.
-constexpr int kAttemptShare = 3;
+// One attempt gets at most a share of what is left of the deadline (a third; a query's scan,
+// a half) and at least the floor, so a hung leader (SIGSTOP) leaves time to find the new one.
+constexpr int kQueryAttemptShare = 2;
 constexpr Ms kAttemptFloor{400};
 // Pauses between attempts: while an election runs, or while the witness hands leadership on.
 constexpr Ms kElectionPause{25};
@@ -66,7 +66,8 @@ uint64_t ShardLeader::NextAfter(uint64_t node) const {
 
 template <typename T, typename Call>
 asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
-                                                   std::vector<uint64_t>* failed) {
+                                                   std::vector<uint64_t>* failed,
+                                                   int attempt_share) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   uint64_t target = leader();
   if (target == 0) target = replicas_.front();
@@ -74,7 +75,7 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
   for (;;) {
     const Ms left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now());
     if (left <= Ms(0)) break;
-    const Ms attempt = std::min(left, std::max(kAttemptFloor, left / kAttemptShare));
+    const Ms attempt = std::min(left, std::max(kAttemptFloor, left / attempt_share));
     rpc::WorkerClient* client = clients_.at(target);
     asio::awaitable<Result<T>> sent = call(*client, attempt);
     Result<T> answer = co_await std::move(sent);
@@ -131,11 +132,15 @@ asio::awaitable<ShardLeader::QueryAnswer> ShardLeader::Query(internal::v1::Shard
                                                              Ms timeout) {
   QueryAnswer outcome;
   query.set_shard(shard_);
+  // Each attempt serializes the query (with its own timeout) when it is awaited, before the
+  // next attempt changes it.
   auto call = [&query](rpc::WorkerClient& client, Ms attempt) {
+    query.set_timeout_ms(static_cast<uint32_t>(attempt.count()));
     return client.Query(query, attempt);
   };
   asio::awaitable<Result<internal::v1::ShardQueryResponse>> asked =
-      WithLeader<internal::v1::ShardQueryResponse>(call, timeout, &outcome.failed);
+      WithLeader<internal::v1::ShardQueryResponse>(call, timeout, &outcome.failed,
+                                                   kQueryAttemptShare);
   outcome.answer = co_await std::move(asked);
   co_return outcome;
 }

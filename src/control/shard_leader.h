@@ -46,7 +46,9 @@ class ShardLeader final : public rpc::WriteTarget {
   };
   boost::asio::awaitable<ReadOutcome> Read(std::chrono::milliseconds timeout);
 
-  // One round of a query on the shard, at its leader (query.shard is set here).
+  // One round of a query on the shard, at its leader (query.shard and timeout_ms are set
+  // here). A scan takes long: each attempt gets half of what is left, not a third, and the
+  // worker gives up on an attempt the control node no longer waits for.
   struct QueryAnswer {
     Result<internal::v1::ShardQueryResponse> answer = Unavailable("not asked");
     std::vector<uint64_t> failed;
@@ -59,9 +61,11 @@ class ShardLeader final : public rpc::WriteTarget {
   void NoteLeader(uint64_t node);
 
  private:
+  // Each attempt gets 1/attempt_share of what is left of `timeout` (at least a floor).
   template <typename T, typename Call>
   boost::asio::awaitable<Result<T>> WithLeader(Call call, std::chrono::milliseconds timeout,
-                                               std::vector<uint64_t>* failed);
+                                               std::vector<uint64_t>* failed,
+                                               int attempt_share = 3);
   uint64_t NextAfter(uint64_t node) const;
 
   boost::asio::any_io_executor executor_;

@@ -88,6 +88,12 @@ std::optional<Chunk> QueryResult::NextChunk() {
   return Chunk(ChunkHandle(chunk));
 }
 
+Status QueryResult::Error(std::string_view what) {
+  if (!owned_) return Status::Ok();
+  const char* message = duckdb_result_error(&result_);
+  return message == nullptr ? Status::Ok() : das::worker::duck::Error(what, message);
+}
+
 Result<QueryResult> Query(duckdb_connection conn, const char* sql) {
   QueryResult out;
   // The result must be destroyed even when the query failed.

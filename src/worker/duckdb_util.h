@@ -95,8 +95,10 @@ class QueryResult {
   QueryResult(QueryResult&& other) noexcept;
   QueryResult& operator=(QueryResult&& other) noexcept;
 
-  // The next chunk, or nullopt after the last one.
+  // The next chunk, or nullopt after the last one (or a failure: see Error).
   std::optional<Chunk> NextChunk();
+  // Why the rows stopped early (a streaming result can fail while it is read), else OK.
+  Status Error(std::string_view what);
 
  private:
   friend Result<QueryResult> Query(duckdb_connection conn, const char* sql);

@@ -8,6 +8,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -51,6 +54,11 @@ class RunningAggregate {
     count_ += rows.size();
   }
 
+  // The newest ingest time committed (INT64_MIN: no row yet); set after COMMIT, before anyone is
+  // answered. Every row committed later has a later one (Store::Apply), so it names a snapshot.
+  void SetNewestIngest(int64_t us) { newest_ingest_us_.store(us, std::memory_order_release); }
+  int64_t newest_ingest_us() const { return newest_ingest_us_.load(std::memory_order_acquire); }
+
   Aggregate Snapshot() const {
     std::lock_guard lock(mu_);
     return Aggregate{count_, sum_, min_, max_, applied_index_};
@@ -63,6 +71,7 @@ class RunningAggregate {
   std::optional<double> min_;   // GUARDED_BY(mu_)
   std::optional<double> max_;   // GUARDED_BY(mu_)
   uint64_t applied_index_ = 0;  // GUARDED_BY(mu_)
+  std::atomic<int64_t> newest_ingest_us_{std::numeric_limits<int64_t>::min()};
 };
 
 }  // namespace das::worker

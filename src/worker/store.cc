@@ -201,6 +201,7 @@ class StoreImpl final : public Store {
   void Write(std::vector<SubBatch> batches, WriteCallback done) override;
   void Apply(ReplicatedEntry entry, WriteCallback done) override;
   uint64_t applied_index() const override { return running_->applied_index(); }
+  int64_t newest_ingest_us() const override { return running_->newest_ingest_us(); }
   SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;

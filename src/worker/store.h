@@ -133,6 +133,9 @@ class Store {
   virtual void Apply(ReplicatedEntry entry, WriteCallback done) = 0;
   // The index of the last raft entry committed in this store (0: none); survives restarts.
   virtual uint64_t applied_index() const = 0;
+  // The newest ingest time committed (INT64_MIN: no row): rows committed later have later ones,
+  // so the rows at or before it are a snapshot (a query's, for all its rounds).
+  virtual int64_t newest_ingest_us() const = 0;
   // What a sub-batch with `key` and `fingerprint` would be answered, from the committed keys, on
   // the caller's thread without waiting for the writer: kOk (the key is unknown or expired),
   // kDuplicate (same fingerprint; rows_written of the first) or kKeyConflict. For check_only

@@ -154,6 +154,7 @@ Status Writer::LoadNewestIngest() {
   if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
     newest_ingest_us_ = chunk->Get<int64_t>(0, 0).value_or(newest_ingest_us_);
   }
+  running_->SetNewestIngest(newest_ingest_us_);
   return Status::Ok();
 }
 
@@ -219,6 +220,7 @@ void Writer::Apply(std::vector<WriteRequest>& group) {
   for (const auto& [key, record] : result->new_keys) keys_.Insert(std::string(key), record);
   applied_index_ = std::max(applied_index_, result->applied_index);
   newest_ingest_us_ = result->newest_ingest_us;
+  running_->SetNewestIngest(newest_ingest_us_);
   AddCommittedRows(group, *result);  // before any acknowledgement
   running_->SetAppliedIndex(applied_index_);
   for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(result->outcomes[i]));

@@ -147,6 +147,11 @@ TEST(QueryFromParamsTest, TakesTheFiltersOnceEach) {
   Decoded<das::v1::Query> twice = QueryFromParams({{"key", "a"}, {"key", "b"}});
   ASSERT_TRUE(std::holds_alternative<ApiError>(twice));
   EXPECT_EQ(std::get<ApiError>(twice).status, 400u);
+  // Present but empty is not "no filter" (a JSON field can only be absent).
+  Decoded<das::v1::Query> empty = QueryFromParams({{"key", ""}});
+  ASSERT_TRUE(std::holds_alternative<ApiError>(empty));
+  EXPECT_EQ(std::get<ApiError>(empty).status, 422u);
+  EXPECT_EQ(std::get<ApiError>(empty).message.rfind("key: empty", 0), 0u);
 }
 
 // --- merging the shards' rows -----------------------------------------------------------------

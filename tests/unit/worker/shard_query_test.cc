@@ -308,6 +308,65 @@ TEST_F(ShardQueryTest, AnAnswerOverTheRowCapIsInvalidArgument) {
   EXPECT_EQ(RunOk(*store, query).rows_size(), 3);
 }
 
+TEST_F(ShardQueryTest, TooManyBucketsStopTheReadWithInvalidArgument) {
+  auto store = Open();
+  Apply(*store, 1, kT0, {{"a", 1}});
+  Apply(*store, 2, kT0 + 1000, {{"a", 2}});
+  Apply(*store, 3, kT0 + 2000, {{"a", 3}});
+  ShardQuery query;
+  query.set_width_ms(1);
+  query.set_max_rows(2);
+  for (bool grouped : {false, true}) {
+    query.set_group_by_key(grouped);
+    query.set_limit(10);
+    Result<ShardQueryResponse> r = Run(*store, query);
+    ASSERT_FALSE(r.ok()) << grouped;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  }
+  query.set_max_rows(3);
+  EXPECT_EQ(RunOk(*store, query).rows_size(), 3);
+}
+
+TEST_F(ShardQueryTest, AReadPastItsDeadlineIsNotRun) {
+  auto store = Open();
+  Apply(*store, 1, kT0, {{"a", 1}});
+  std::promise<Result<ShardQueryResponse>> done;
+  auto future = done.get_future();
+  store->RunOnReader([&](Result<_duckdb_connection*> conn) {
+    ASSERT_TRUE(conn.ok());
+    done.set_value(RunShardQuery(*conn, ShardQuery(), store->newest_ingest_us(),
+                                 std::chrono::steady_clock::now() - std::chrono::seconds(1)));
+  });
+  Result<ShardQueryResponse> r = future.get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
+}
+
+// Regression guard: DuckDB's rounded sum of a group with cancellation (1e16 + 1 - 1e16) is not
+// its exact sum; ranked by it, the group would fall behind one whose sum is exactly the same.
+TEST_F(ShardQueryTest, TopGroupsBySumAreRankedByTheirExactSums) {
+  auto store = Open();
+  Apply(*store, 1, kT0,
+        {{"a", 1e16}, {"a", 1}, {"a", -1e16}, {"b", 0.5}, {"b", 0.5}, {"c", 1.5}, {"d", 0.25}});
+  ShardQuery query;
+  query.set_group_by_key(true);
+  query.set_order_by(ShardQuery::SUM);
+  query.set_descending(true);
+  query.set_limit(2);
+  ShardQueryResponse r = RunOk(*store, query);
+  ASSERT_EQ(r.rows_size(), 2);
+  EXPECT_EQ(r.rows(0).key(), "c");
+  EXPECT_EQ(r.rows(1).key(), "a");  // 1 exactly, tied with b: a first
+  EXPECT_EQ(ExactSum::FromBytes(r.rows(1).exact_sum())->Value(), 1.0);
+  query.set_order_by(ShardQuery::AVG);
+  query.set_descending(false);
+  r = RunOk(*store, query);
+  ASSERT_EQ(r.rows_size(), 2);
+  EXPECT_EQ(r.rows(0).key(), "d");  // 0.25
+  EXPECT_EQ(r.rows(1).key(), "a");  // 1/3 exactly rounded
+  EXPECT_EQ(ExactSum::FromBytes(r.rows(1).exact_sum())->Divide(3), 1.0 / 3);
+}
+
 TEST_F(ShardQueryTest, ProbesCountBinsOrSendTheValuesOfARange) {
   auto store = Open();
   std::vector<Row> rows;

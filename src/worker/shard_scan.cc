@@ -1,0 +1,77 @@
+#include "worker/shard_scan.h"
+
+#include <duckdb.h>
+
+#include <utility>
+
+namespace das::worker {
+namespace {
+
+int64_t FloorDiv(int64_t a, int64_t b) {
+  const int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+std::string Param(int n) { return "$" + std::to_string(n); }
+
+}  // namespace
+
+int64_t BucketOf(int64_t ts_us, int64_t width_ms) {
+  if (width_ms == 0) return 0;
+  return FloorDiv(FloorDiv(ts_us, 1000), width_ms) * width_ms;
+}
+
+Status CheckDeadline(const ScanContext& context) {
+  if (std::chrono::steady_clock::now() <= context.deadline) return Status::Ok();
+  return DeadlineExceeded("the query's deadline passed while this shard read its rows");
+}
+
+Status TooManyRows(uint32_t cap) {
+  return InvalidArgument("the answer would have more than " + std::to_string(cap) +
+                         " rows (--query-max-rows)");
+}
+
+std::string WhereSql(const internal::v1::ShardQuery& query, int first) {
+  int n = first;
+  std::string sql = "ingest_ts <= " + Param(n++);
+  if (query.has_from_us()) sql += " AND ingest_ts >= " + Param(n++);
+  if (query.has_to_us()) sql += " AND ingest_ts < " + Param(n++);
+  if (query.keys_size() > 0) {
+    sql += " AND partition_key IN (";
+    for (int i = 0; i < query.keys_size(); ++i) sql += (i == 0 ? "" : ", ") + Param(n++);
+    sql += ")";
+  }
+  if (!query.key_prefix().empty()) sql += " AND starts_with(partition_key, " + Param(n++) + ")";
+  return sql;
+}
+
+Status BindWhere(duckdb_prepared_statement stmt, const internal::v1::ShardQuery& query,
+                 int64_t as_of_us, int first) {
+  idx_t param = static_cast<idx_t>(first);
+  auto bind_ts = [&](int64_t us) {
+    return duckdb_bind_timestamp(stmt, param++, duck::Timestamp(us)) == DuckDBSuccess;
+  };
+  auto bind_text = [&](const std::string& text) {
+    return duckdb_bind_varchar_length(stmt, param++, text.data(), text.size()) == DuckDBSuccess;
+  };
+  bool ok = bind_ts(as_of_us);
+  if (query.has_from_us()) ok = ok && bind_ts(query.from_us());
+  if (query.has_to_us()) ok = ok && bind_ts(query.to_us());
+  for (const std::string& key : query.keys()) ok = ok && bind_text(key);
+  if (!query.key_prefix().empty()) ok = ok && bind_text(query.key_prefix());
+  return ok ? Status::Ok() : duck::Error("bind the query's filters", "invalid parameter");
+}
+
+Result<Scan> Scan::Start(const ScanContext& context, Columns columns) {
+  std::string sql = "SELECT value";
+  if (columns.ts) sql += ", ingest_ts";
+  if (columns.key) sql += ", partition_key";
+  sql += " FROM rows WHERE " + WhereSql(*context.query);
+  ASSIGN_OR_RETURN(duck::PreparedHandle stmt, duck::Prepare(context.conn, sql.c_str()));
+  RETURN_IF_ERROR(BindWhere(stmt.get(), *context.query, context.as_of_us));
+  Scan scan(context, std::move(stmt), columns);
+  ASSIGN_OR_RETURN(scan.result_, duck::ExecuteStreaming(scan.stmt_.get(), "scan for a query"));
+  return scan;
+}
+
+}  // namespace das::worker
