@@ -1,12 +1,14 @@
-// The public API's bodies: POST /insert and POST /insert/batch, in protobuf and in JSON, through
-// the control node's own decoding and validation (control/codec.h); what decodes is encoded
-// back as the answer would be. The first byte chooses the route and the encoding.
+// The public API's bodies: POST /insert, POST /insert/batch and POST /v1/query, in protobuf and in
+// JSON, through the control node's own decoding and validation (control/codec.h,
+// control/query_plan.h); what decodes is encoded back as the answer would be. The first byte
+// chooses the route and the encoding.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <variant>
 
 #include "control/codec.h"
+#include "control/query_plan.h"
 #include "das/v1/das.pb.h"
 
 using das::control::Encoding;
@@ -22,7 +24,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       encoding == Encoding::kJson ? "application/json" : "application/x-protobuf";
   request.has_content_type = true;
   request.body.assign(reinterpret_cast<const char*>(data) + 1, size - 1);
-  if (batch) {
+  if (data[0] & 4) {
+    request.target = "/v1/query";
+    auto decoded = das::control::DecodeQuery(request, encoding);
+    if (const auto* query = std::get_if<das::v1::Query>(&decoded)) {
+      auto plan = das::control::PlanQuery(*query, das::control::kDefaultQueryMaxRows);
+      if (const auto* error = std::get_if<das::control::ApiError>(&plan)) {
+        (void)das::control::EncodeError(*error, encoding);
+      }
+    }
+  } else if (batch) {
     auto decoded = das::control::DecodeBatch(request, encoding);
     if (const auto* rows = std::get_if<das::internal::v1::InsertBatchWire>(&decoded)) {
       das::v1::InsertResponse answer;
