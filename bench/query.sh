@@ -14,20 +14,9 @@ ROWS="${ROWS:-10000000}"
 KEYS="${KEYS:-100000}"
 N="${N:-20}"
 CONFIG="${CONFIG:-r3w}"
-TMP="$(mktemp -d /tmp/das-query-bench.XXXXXX)"
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-log() { echo "== $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+bench_init das-query-bench
 
 case "$CONFIG" in
   r1) R=1 ;;

@@ -28,21 +28,9 @@ ANALYTICS_N="${ANALYTICS_N:-30}"
 FAILOVER_TRIALS="${FAILOVER_TRIALS:-5}"
 CONFIGS="${CONFIGS:-r1 r3w r3}"
 NGINX_VERSION=1.22.1-9+deb12u11
-TMP="$(mktemp -d /tmp/das-replication-bench.XXXXXX)"
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-log() { echo "== $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+bench_init das-replication-bench
 summary() { grep '^SUMMARY' "$1" | tail -n 1; }
 
 # start_worker DIR ID: (re)starts worker ID of the cluster in DIR on its recorded ports.

@@ -29,22 +29,10 @@ ANALYTICS_N="${ANALYTICS_N:-30}"
 PHASES=" ${PHASES:-ceiling insert batch analytics nginx} "
 read -r -a WORKER_EXTRA <<<"${WORKER_ARGS:-}"
 read -r -a CONTROL_EXTRA <<<"${CONTROL_ARGS:-}"
-TMP="$(mktemp -d /tmp/das-bench-run.XXXXXX)"
-PIDS=()
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 CLK_TCK="$(getconf CLK_TCK)"
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-log() { echo "== $*" >&2; }
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+bench_init das-bench-run
 
 cpu_seconds() {  # user + system CPU seconds of a live process
   awk -v tck="$CLK_TCK" '{ printf "%.2f", ($14 + $15) / tck }' "/proc/$1/stat"

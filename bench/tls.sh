@@ -19,20 +19,9 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-2}"
 CONFIGS="${CONFIGS:-r1 r3w}"
 MODES="${MODES:-plain secret tls}"
-TMP="$(mktemp -d /tmp/das-tls-bench.XXXXXX)"
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-log() { echo "== $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+bench_init das-tls-bench
 summary() { grep '^SUMMARY' "$1" | tail -n 1; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
