@@ -461,6 +461,78 @@ std::vector<double> DuckDbQuantiles(const std::vector<double>& values,
   return out;
 }
 
+// The same rounds over buckets: every bucket's quantiles at once, each bucket's probes apart.
+std::map<int64_t, std::vector<double>> BucketQuantiles(const std::vector<Store*>& stores,
+                                                       const std::vector<double>& qs,
+                                                       int64_t width_ms) {
+  std::vector<ShardQueryResponse> first;
+  std::map<int64_t, control::BucketSummary> buckets;
+  ShardQuery base;
+  base.set_width_ms(width_ms);
+  for (Store* store : stores) {
+    first.push_back(RunQueryOk(*store, base));
+    for (const auto& row : first.back().rows()) {
+      control::BucketSummary& b = buckets[row.bucket_start_ms()];
+      const bool fresh = b.count == 0;
+      b.count += row.count();
+      b.min = fresh ? row.min() : std::min(b.min, row.min());
+      b.max = fresh ? row.max() : std::max(b.max, row.max());
+    }
+  }
+  control::QuantileSearch search(buckets, qs, 4, 8);  // tiny bins: many rounds
+  for (int round = 0; !search.done() && round < 200; ++round) {
+    std::vector<ShardQueryResponse> answers;
+    for (size_t s = 0; s < stores.size(); ++s) {
+      ShardQuery query = base;
+      query.set_as_of_us(first[s].as_of_us());
+      for (const auto& probe : search.Probes()) *query.add_probes() = probe;
+      answers.push_back(RunQueryOk(*stores[s], query));
+    }
+    std::vector<const ShardQueryResponse*> fed;
+    for (const auto& answer : answers) fed.push_back(&answer);
+    Status status = search.Feed(fed);
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    if (!status.ok()) return {};
+  }
+  EXPECT_TRUE(search.done());
+  std::map<int64_t, std::vector<double>> out;
+  for (const auto& [start, summary] : buckets) out[start] = search.Values(start);
+  return out;
+}
+
+TEST_F(ShardQueryTest, QuantilesOfEveryBucketOverSeveralStoresAreDuckDbs) {
+  std::vector<std::unique_ptr<Store>> stores;
+  for (const char* name : {"b1", "b2"}) stores.push_back(Open(name));
+  std::mt19937_64 random(5);
+  std::uniform_real_distribution<double> value(-50, 50);
+  std::map<int64_t, std::vector<double>> by_bucket;  // second buckets, by their start in ms
+  uint64_t index = 0;
+  for (int second = 0; second < 4; ++second) {
+    for (int entry = 0; entry < 5; ++entry) {
+      ++index;
+      const int64_t ts = kT0 + second * 1'000'000 + entry * 1000;
+      for (size_t s = 0; s < stores.size(); ++s) {
+        std::vector<Row> rows;
+        for (int i = 0; i < 30 + second * 20; ++i) {
+          rows.push_back({"k" + std::to_string(i), value(random)});
+          by_bucket[(kT0 / 1000) + second * 1000].push_back(rows.back().value);
+        }
+        Apply(*stores[s], index, ts, rows);
+      }
+    }
+  }
+  const std::vector<double> qs = {0, 0.1, 0.5, 0.9, 1};
+  std::vector<Store*> raw;
+  for (auto& store : stores) raw.push_back(store.get());
+  const std::map<int64_t, std::vector<double>> got = BucketQuantiles(raw, qs, 1000);
+  ASSERT_EQ(got.size(), 4u);
+  for (const auto& [start, values] : by_bucket) {
+    SCOPED_TRACE(start);
+    ASSERT_EQ(got.count(start), 1u);
+    EXPECT_EQ(got.at(start), DuckDbQuantiles(values, qs));
+  }
+}
+
 class GlobalQuantileTest : public ShardQueryTest {
  protected:
   // Spreads `values` over three stores at random and checks every quantile against DuckDB,
