@@ -6,16 +6,12 @@
 
 #include "common/group_order.h"
 #include "common/quantile.h"
+#include "rpc/group_rank.h"
 
 namespace das::control {
 namespace {
 
 using internal::v1::ShardQuery;
-
-RankBy RankByOf(ShardQuery::Metric metric) {
-  if (metric == ShardQuery::KEY) return RankBy::kKey;
-  return metric == ShardQuery::COUNT ? RankBy::kCount : RankBy::kMetric;
-}
 
 }  // namespace
 
@@ -67,7 +63,7 @@ void QueryMerge::Fill(das::v1::QueryRow& row, uint64_t count, const ExactSum& su
 
 void QueryMerge::SortTop(std::vector<Group>& groups, size_t keep) const {
   const ShardQuery& query = plan_.shard_query;
-  const RankBy by = RankByOf(query.order_by());
+  const RankBy by = rpc::RankByOf(query.order_by());
   auto metric = [&query](const Group& group) {
     switch (query.order_by()) {
       case ShardQuery::SUM:

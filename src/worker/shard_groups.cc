@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/group_order.h"
+#include "rpc/group_rank.h"
 
 namespace das::worker {
 namespace {
@@ -23,11 +24,6 @@ using internal::v1::ShardQueryRow;
 
 // Candidates up to this many are read back by key (an IN list); more, by the whole scan.
 constexpr size_t kMaxKeysRead = 1000;
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 
 // One group as DuckDB aggregated it.
 struct Group {
@@ -39,11 +35,6 @@ struct Group {
   double error = 0;
   Acc exact;  // the candidates' exact figures, from the second read
 };
-
-RankBy RankByOf(ShardQuery::Metric metric) {
-  if (metric == ShardQuery::KEY) return RankBy::kKey;
-  return metric == ShardQuery::COUNT ? RankBy::kCount : RankBy::kMetric;
-}
 
 bool Approximate(const ShardQuery& query) {
   return query.order_by() == ShardQuery::SUM || query.order_by() == ShardQuery::AVG;
@@ -129,7 +120,7 @@ Status Aggregate(const ScanContext& context, std::map<int64_t, std::vector<Group
 }
 
 bool Before(const ShardQuery& query, const Group& a, const Group& b) {
-  return RanksBefore(RankByOf(query.order_by()), query.descending(),
+  return RanksBefore(rpc::RankByOf(query.order_by()), query.descending(),
                      GroupRank{a.count, a.metric, a.key}, GroupRank{b.count, b.metric, b.key});
 }
 

@@ -16,7 +16,6 @@
 #include <vector>
 
 #include "common/exact_sum.h"
-#include "common/group_order.h"
 #include "common/quantile.h"
 #include "worker/duckdb_util.h"
 #include "worker/shard_groups.h"
@@ -31,10 +30,6 @@ using internal::v1::ShardQuery;
 using internal::v1::ShardQueryResponse;
 using internal::v1::ShardQueryRow;
 
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 using StringSet = std::unordered_set<std::string, StringHash, std::equal_to<>>;
 
 // The most an answer may carry: well within the control node's 64 MiB answer limit.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -20,6 +21,13 @@
 #include "worker/duckdb_util.h"
 
 namespace das::worker {
+
+// Hashes std::string and std::string_view alike, so that a key read from a chunk finds its
+// entry without a copy (heterogeneous lookup: use with std::equal_to<>).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
 
 // What every part of one shard query reads with.
 struct ScanContext {

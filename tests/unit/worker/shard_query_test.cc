@@ -21,6 +21,9 @@
 #include "common/exact_sum.h"
 #include "common/quantile.h"
 #include "control/quantile_search.h"
+#include "control/query_merge.h"
+#include "control/query_plan.h"
+#include "temp_dir.h"
 #include "worker/duckdb_util.h"
 
 namespace das::worker {
@@ -30,23 +33,6 @@ using internal::v1::ShardQuery;
 using internal::v1::ShardQueryResponse;
 
 constexpr int64_t kT0 = 1'764'576'000'000'000;  // 2025-12-01T08:00:00Z in microseconds
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/das_shard_query_test_XXXXXX";
-    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct Row {
   std::string key;
@@ -394,29 +380,31 @@ TEST_F(ShardQueryTest, ProbesCountBinsOrSendTheValuesOfARange) {
 
 // --- exact global quantiles over several stores --------------------------------------------
 
-// The rounds of control/quantile_search.h over `stores`, as the control node runs them.
-std::vector<double> GlobalQuantiles(const std::vector<Store*>& stores,
-                                    const std::vector<double>& qs, uint32_t bins, uint64_t fetch,
-                                    int* rounds_out = nullptr) {
+// The rounds of control/quantile_search.h over `stores`, as the control node runs them (the
+// first round merged by control/query_merge.h): every bucket's quantiles for `granularity`,
+// and how many rounds of probes that took.
+std::map<int64_t, std::vector<double>> Quantiles(const std::vector<Store*>& stores,
+                                                 const std::vector<double>& qs,
+                                                 const std::string& granularity, uint32_t bins,
+                                                 uint64_t fetch, int* rounds_out = nullptr) {
+  das::v1::Query asked;
+  asked.set_granularity(granularity);
+  for (double q : qs) asked.add_quantiles(q);
+  auto planned = control::PlanQuery(asked, control::kDefaultQueryMaxRows);
+  const control::QueryPlan& plan = std::get<control::QueryPlan>(planned);
+  control::QueryMerge merge(plan);
   std::vector<ShardQueryResponse> first;
-  uint64_t count = 0;
-  uint64_t min = UINT64_MAX, max = 0;
   for (Store* store : stores) {
-    first.push_back(RunQueryOk(*store, ShardQuery()));
-    for (const auto& row : first.back().rows()) {
-      count += row.count();
-      min = std::min(min, OrderedBits(row.min()));
-      max = std::max(max, OrderedBits(row.max()));
-    }
+    first.push_back(RunQueryOk(*store, plan.shard_query));
+    EXPECT_TRUE(merge.Add(first.back()).ok());
   }
-  control::QuantileSearch search({{0, {count, FromOrderedBits(min), FromOrderedBits(max)}}}, qs,
-                                 bins, fetch);
+  control::QuantileSearch search(merge.Summaries(), qs, bins, fetch);
   int rounds = 0;
   while (!search.done() && rounds < 200) {
     ++rounds;
     std::vector<ShardQueryResponse> answers;
     for (size_t s = 0; s < stores.size(); ++s) {
-      ShardQuery query;
+      ShardQuery query = plan.shard_query;
       query.set_as_of_us(first[s].as_of_us());
       for (const auto& probe : search.Probes()) *query.add_probes() = probe;
       answers.push_back(RunQueryOk(*stores[s], query));
@@ -429,7 +417,9 @@ std::vector<double> GlobalQuantiles(const std::vector<Store*>& stores,
   }
   EXPECT_TRUE(search.done());
   if (rounds_out != nullptr) *rounds_out = rounds;
-  return search.Values(0);
+  std::map<int64_t, std::vector<double>> out;
+  for (const auto& [start, summary] : merge.Summaries()) out[start] = search.Values(start);
+  return out;
 }
 
 // DuckDB's quantile_cont over `values` in an in-memory database: the reference.
@@ -461,45 +451,6 @@ std::vector<double> DuckDbQuantiles(const std::vector<double>& values,
   return out;
 }
 
-// The same rounds over buckets: every bucket's quantiles at once, each bucket's probes apart.
-std::map<int64_t, std::vector<double>> BucketQuantiles(const std::vector<Store*>& stores,
-                                                       const std::vector<double>& qs,
-                                                       int64_t width_ms) {
-  std::vector<ShardQueryResponse> first;
-  std::map<int64_t, control::BucketSummary> buckets;
-  ShardQuery base;
-  base.set_width_ms(width_ms);
-  for (Store* store : stores) {
-    first.push_back(RunQueryOk(*store, base));
-    for (const auto& row : first.back().rows()) {
-      control::BucketSummary& b = buckets[row.bucket_start_ms()];
-      const bool fresh = b.count == 0;
-      b.count += row.count();
-      b.min = fresh ? row.min() : std::min(b.min, row.min());
-      b.max = fresh ? row.max() : std::max(b.max, row.max());
-    }
-  }
-  control::QuantileSearch search(buckets, qs, 4, 8);  // tiny bins: many rounds
-  for (int round = 0; !search.done() && round < 200; ++round) {
-    std::vector<ShardQueryResponse> answers;
-    for (size_t s = 0; s < stores.size(); ++s) {
-      ShardQuery query = base;
-      query.set_as_of_us(first[s].as_of_us());
-      for (const auto& probe : search.Probes()) *query.add_probes() = probe;
-      answers.push_back(RunQueryOk(*stores[s], query));
-    }
-    std::vector<const ShardQueryResponse*> fed;
-    for (const auto& answer : answers) fed.push_back(&answer);
-    Status status = search.Feed(fed);
-    EXPECT_TRUE(status.ok()) << status.ToString();
-    if (!status.ok()) return {};
-  }
-  EXPECT_TRUE(search.done());
-  std::map<int64_t, std::vector<double>> out;
-  for (const auto& [start, summary] : buckets) out[start] = search.Values(start);
-  return out;
-}
-
 TEST_F(ShardQueryTest, QuantilesOfEveryBucketOverSeveralStoresAreDuckDbs) {
   std::vector<std::unique_ptr<Store>> stores;
   for (const char* name : {"b1", "b2"}) stores.push_back(Open(name));
@@ -524,7 +475,8 @@ TEST_F(ShardQueryTest, QuantilesOfEveryBucketOverSeveralStoresAreDuckDbs) {
   const std::vector<double> qs = {0, 0.1, 0.5, 0.9, 1};
   std::vector<Store*> raw;
   for (auto& store : stores) raw.push_back(store.get());
-  const std::map<int64_t, std::vector<double>> got = BucketQuantiles(raw, qs, 1000);
+  // Tiny bins: many rounds, every bucket's probes apart.
+  const std::map<int64_t, std::vector<double>> got = Quantiles(raw, qs, "1s", 4, 8);
   ASSERT_EQ(got.size(), 4u);
   for (const auto& [start, values] : by_bucket) {
     SCOPED_TRACE(start);
@@ -555,11 +507,11 @@ class GlobalQuantileTest : public ShardQueryTest {
     std::vector<Store*> raw;
     for (auto& store : stores) raw.push_back(store.get());
     int rounds = 0;
-    EXPECT_EQ(GlobalQuantiles(raw, qs, control::QuantileSearch::kBins,
-                              control::QuantileSearch::kFetchValues, &rounds),
+    EXPECT_EQ(Quantiles(raw, qs, "all", control::QuantileSearch::kBins,
+                        control::QuantileSearch::kFetchValues, &rounds)[0],
               expected);
     EXPECT_LE(rounds, 3) << "default bins";
-    EXPECT_EQ(GlobalQuantiles(raw, qs, 4, 8, &rounds), expected);
+    EXPECT_EQ(Quantiles(raw, qs, "all", 4, 8, &rounds)[0], expected);
     // 4 bins narrow a range of OrderedBits by 4 at least: 32 rounds, plus the values.
     EXPECT_LE(rounds, 33) << "4 bins";
   }

@@ -22,6 +22,7 @@
 #include "common/clock.h"
 
 #include "common/fingerprint.h"
+#include "temp_dir.h"
 #include "worker/duckdb_util.h"
 
 namespace das::worker {
@@ -29,25 +30,6 @@ namespace {
 
 using Code = SubBatchOutcome::Code;
 using Outcomes = std::vector<SubBatchOutcome>;
-
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/das_store_test_XXXXXX";
-    const char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 StoreOptions Options(const TempDir& dir) {
   StoreOptions options;
