@@ -12,15 +12,16 @@ FROM debian:bookworm AS builder
 
 # The dependencies first, from scripts/setup.sh alone, so that a source change reuses this
 # layer: it apt-installs the pinned toolchain and libraries (and Debian's npm, since the image
-# has none) and fetches DuckDB 1.4.4 from the npm registry into /src/.deps/duckdb.
+# has none) and fetches DuckDB 1.4.4 from the npm registry into /src/.deps/duckdb; not the
+# browser the console's test needs.
 WORKDIR /src
 COPY scripts/setup.sh scripts/setup.sh
-RUN scripts/setup.sh \
+RUN SETUP_SKIP_BROWSER=1 scripts/setup.sh \
  && rm -rf /var/lib/apt/lists/* /root/.npm
 # The exact versions of the shared libraries the binaries will link (setup.sh pins them, or falls
 # back to the current bookworm version), for the runtime stage to install the same ones.
 RUN dpkg-query -W -f='${Package}=${Version}\n' libprotobuf32 libspdlog1.10 libfmt9 libxxhash0 \
-      libraft0 libuv1 liblz4-1 libssl3 >/runtime-packages.txt \
+      libraft0 libuv1 liblz4-1 libssl3 libprometheus-cpp-core1.0 >/runtime-packages.txt \
  && cat /runtime-packages.txt
 
 # Then the sources (.dockerignore admits only what the build needs).
@@ -41,7 +42,8 @@ FROM debian:bookworm-slim
 
 # What `ldd` shows beyond the base system (libc, libstdc++, libgcc, zlib): protobuf, spdlog,
 # fmt, xxHash, and libraft 0.22.1 (from bookworm-backports, as scripts/setup.sh installs it)
-# with libuv and liblz4, and OpenSSL's libssl3, at the versions the builder compiled against.
+# with libuv and liblz4, OpenSSL's libssl3 and prometheus-cpp's core library, at the versions
+# the builder compiled against.
 # Boost is header-only here. (This layer is rebuilt only when those versions change, not on a
 # source change.)
 COPY --from=builder /runtime-packages.txt /tmp/runtime-packages.txt

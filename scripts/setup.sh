@@ -30,8 +30,16 @@ packages=(
   libssl-dev=3.0.22-1~deb12u2
   # The openssl command: the TLS tests make their certificates with it.
   openssl=3.0.22-1~deb12u2
+  # Metrics: prometheus-cpp's core library (registry, counters, histograms, text format).
+  prometheus-cpp-dev=1.0.1-1
+  libprometheus-cpp-core1.0=1.0.1-1
   ca-certificates
 )
+# The web console's browser test: headless Chromium (from bookworm-security, where Debian keeps
+# it current). The Docker image's builder, which runs no tests, skips it (SETUP_SKIP_BROWSER=1).
+if [[ ${SETUP_SKIP_BROWSER:-0} != 1 ]]; then
+  packages+=(chromium=156.0.8078.114-1~deb12u1)
+fi
 # bookworm-backports, for libraft only: apt prefers bookworm's own packages (backports have a
 # lower priority), so nothing else is taken from there.
 backports=/etc/apt/sources.list.d/das-bookworm-backports.list

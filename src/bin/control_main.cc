@@ -2,8 +2,10 @@
 // section 3), routes inserts to the workers and merges their analytics.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -14,6 +16,7 @@
 #include "control/service.h"
 #include "http/run.h"
 #include "http/server.h"
+#include "metrics/registry.h"
 #include "rpc/cluster_auth.h"
 
 namespace {
@@ -43,6 +46,7 @@ struct Flags {
   std::string auth_tokens_file;
   size_t max_connections = 1024;
   size_t header_limit = 16 * 1024;
+  bool metrics = true;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -146,8 +150,13 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "of the cluster shares: requests to the workers and raft connections prove it "
                  "(default: none, internal traffic is unauthenticated)")
       ->envname("DAS_CLUSTER_SECRET_FILE");
+  app.add_flag("--metrics,!--no-metrics", f.metrics,
+               "Count requests and rows and serve them at GET /metrics (--no-metrics: neither)")
+      ->envname("DAS_METRICS")
+      ->capture_default_str();
   app.add_option("--log-level", f.log_level,
-                 "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
+                 "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info); "
+                 "the format: LOG_FORMAT=text (default) or json (one JSON object per line)");
 }
 
 }  // namespace
@@ -155,7 +164,8 @@ void AddFlags(CLI::App& app, Flags& f) {
 int main(int argc, char** argv) {
   CLI::App app{
       "distributed_analytics_system: the control node of the distributed analytics system.\n"
-      "Serves POST /insert, POST /insert/batch, GET /analytics and GET /health."};
+      "Serves POST /insert, POST /insert/batch, GET /analytics, POST /v1/query, GET /health and "
+      "GET /metrics."};
   Flags flags;
   AddFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
@@ -165,7 +175,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
     return 2;
   }
-  das::InitLogging("control", *level);
+  const std::optional<das::LogFormat> format = das::LogFormatFromEnvironment();
+  if (!format) {
+    std::fprintf(stderr, "LOG_FORMAT: unknown format '%s' (text or json)\n",
+                 std::getenv("LOG_FORMAT"));
+    return 2;
+  }
+  das::InitLogging("control", *level, *format);
 
   auto workers = das::control::ParseWorkerList(flags.workers);
   if (!workers.ok()) {
@@ -200,6 +216,9 @@ int main(int argc, char** argv) {
   };
   await_hangup();
   das::control::ControlOptions options;
+  std::unique_ptr<das::metrics::Registry> metrics;
+  if (flags.metrics) metrics = std::make_unique<das::metrics::Registry>();
+  options.metrics = metrics.get();
   if (flags.cluster_secret_file.empty()) {
     spdlog::warn(
         "no --cluster-secret-file: internal traffic (to the workers' APIs and raft ports, and "

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +16,7 @@
 #include "common/log.h"
 #include "http/run.h"
 #include "http/server.h"
+#include "metrics/registry.h"
 #include "rpc/cluster_auth.h"
 #include "worker/copy_fetcher.h"
 #include "worker/replica_host.h"
@@ -40,6 +43,7 @@ struct Flags {
   unsigned threads = 1;
   std::string cluster_secret_file;
   std::string log_level;
+  bool metrics = true;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -116,8 +120,14 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "of the cluster shares: internal requests and raft connections must prove it "
                  "(default: none, internal traffic is unauthenticated)")
       ->envname("WORKER_CLUSTER_SECRET_FILE");
+  app.add_flag("--metrics,!--no-metrics", f.metrics,
+               "Count requests, rows and commits and serve them at GET /metrics (--no-metrics: "
+               "neither)")
+      ->envname("WORKER_METRICS")
+      ->capture_default_str();
   app.add_option("--log-level", f.log_level,
-                 "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info)");
+                 "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info); "
+                 "the format: LOG_FORMAT=text (default) or json (one JSON object per line)");
 }
 
 }  // namespace
@@ -139,7 +149,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
     return 2;
   }
-  das::InitLogging("worker-" + std::to_string(flags.id), *level);
+  const std::optional<das::LogFormat> format = das::LogFormatFromEnvironment();
+  if (!format) {
+    std::fprintf(stderr, "LOG_FORMAT: unknown format '%s' (text or json)\n",
+                 std::getenv("LOG_FORMAT"));
+    return 2;
+  }
+  das::InitLogging("worker-" + std::to_string(flags.id), *level, *format);
 
   std::string cluster_secret;
   std::shared_ptr<const das::rpc::ClusterKey> cluster_key;
@@ -160,7 +176,16 @@ int main(int argc, char** argv) {
                  flags.cluster_secret_file);
   }
 
+  std::unique_ptr<das::metrics::Registry> metrics;
+  if (flags.metrics) metrics = std::make_unique<das::metrics::Registry>();
   das::worker::StoreOptions store_options;
+  if (metrics) {
+    store_options.commit_seconds =
+        &metrics->Histogram("das_store_commit_duration_seconds",
+                            "Duration of a store's write transaction (a group of writes or raft "
+                            "entries), BEGIN to COMMIT",
+                            das::metrics::LatencyBuckets());
+  }
   store_options.data_dir = flags.data_dir;
   store_options.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
   store_options.reader_threads = flags.reader_threads;
@@ -208,7 +233,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<das::worker::ReplicaHost> replicas =
       das::worker::ReplicaHost::Create(replica_options);
   das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port,
-                                     cluster_key);
+                                     cluster_key, metrics.get());
 
   das::http::ServerOptions server_options;
   server_options.host = flags.host;

@@ -130,6 +130,11 @@ class ReplicationImpl final : public Replication {
   }
   uint32_t RespondingWorkers(const std::set<uint64_t>& answered,
                              const std::set<uint64_t>& failed) override;
+  std::vector<ReplicaHealth> WitnessHealth() override {
+    Witness* witness = witness_view_.load(std::memory_order_acquire);
+    return witness ? witness->Health() : std::vector<ReplicaHealth>{};
+  }
+
   bool DescribeShards(const std::map<uint64_t, Result<WorkerHealthResponse>>& workers,
                       das::v1::HealthResponse& response) override;
 

@@ -91,6 +91,8 @@ class Replication {
   virtual bool DescribeShards(
       const std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>>& workers,
       das::v1::HealthResponse& response) = 0;
+  // The witness's replicas (none when there is no witness).
+  virtual std::vector<internal::v1::ReplicaHealth> WitnessHealth() = 0;
 
  protected:
   Replication() = default;

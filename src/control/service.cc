@@ -19,6 +19,9 @@
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
 #include "http/router.h"
+#include "metrics/http_metrics.h"
+#include "metrics/registry.h"
+#include "metrics/replica_metrics.h"
 #include "rpc/worker_client.h"
 
 namespace das::control {
@@ -37,6 +40,7 @@ struct PartAnswer {
   bool stored = false;  // OK or DUPLICATE: the rows are in the worker
   uint64_t rows = 0;
   ApiError error;
+  bool duplicate = false;  // DUPLICATE: stored before, by the batch this one repeats
 };
 
 PartAnswer Interpret(const Result<SubBatchResult>& result, const std::string& worker) {
@@ -48,7 +52,7 @@ PartAnswer Interpret(const Result<SubBatchResult>& result, const std::string& wo
   switch (result->code()) {
     case SubBatchResult::OK:
     case SubBatchResult::DUPLICATE:
-      return {true, result->rows_written(), {}};
+      return {true, result->rows_written(), {}, result->code() == SubBatchResult::DUPLICATE};
     case SubBatchResult::KEY_CONFLICT:
       return {false, 0,
               ApiError{422,
@@ -82,7 +86,7 @@ asio::awaitable<http::Response> CheckFormat(http::Request request, http::Target 
 // What each route needs of a caller's token (--auth-tokens-file); /health needs none.
 std::optional<Access> AccessOf(const std::string& route) {
   if (route == "/insert" || route == "/insert/batch") return Access::kWrite;
-  if (route == "/analytics" || route == "/v1/query") return Access::kRead;
+  if (route == "/analytics" || route == "/v1/query" || route == "/metrics") return Access::kRead;
   if (route == "/health") return std::nullopt;
   return Access::kAdmin;  // anything else, /admin/... among them
 }
@@ -133,6 +137,7 @@ class ControlServiceImpl final : public ControlService {
                                                        options_.connections_per_worker, key}));
     }
     AddRoutes();
+    if (options_.metrics != nullptr) AddMetrics(*options_.metrics);
   }
 
   // Unreplicated: one destination per worker.
@@ -161,6 +166,10 @@ class ControlServiceImpl final : public ControlService {
   }
 
   asio::awaitable<http::Response> Handle(http::Request request) override {
+    if (http_metrics_) {
+      asio::awaitable<http::Response> counted = http_metrics_->Handle(std::move(request));
+      co_return co_await std::move(counted);
+    }
     asio::awaitable<http::Response> answer = router_.Handle(std::move(request));
     co_return co_await std::move(answer);
   }
@@ -234,6 +243,49 @@ class ControlServiceImpl final : public ControlService {
         kFormatOnly);
   }
 
+  // GET /metrics, requests counted by route and code, ingest counters, and at scrape time the
+  // insert queues and the witness's replicas.
+  void AddMetrics(metrics::Registry& registry) {
+    router_.Add("GET", "/metrics",
+                [&registry](http::Request, http::Target) -> asio::awaitable<http::Response> {
+                  http::Response response;
+                  response.body = registry.Exposition();
+                  response.headers.emplace_back("Content-Type", std::string(metrics::kContentType));
+                  co_return response;
+                });
+    http_metrics_ = std::make_unique<metrics::HttpMetrics>(registry, router_);
+    const std::string rows_help =
+        "Rows of inserts answered 200: stored, or (duplicate) stored before by the batch a "
+        "retry repeats";
+    ingest_.stored = &registry.Counter("das_ingest_rows_total", rows_help, {{"outcome", "stored"}});
+    ingest_.duplicate =
+        &registry.Counter("das_ingest_rows_total", rows_help, {{"outcome", "duplicate"}});
+    ingest_.bytes =
+        &registry.Counter("das_ingest_bytes_total", "Body bytes of inserts answered 200");
+    registry.AddCollector([this] {
+      std::vector<metrics::ScrapedFamily> families;
+      if (replication_) families = metrics::ReplicaFamilies(replication_->WitnessHealth(), false);
+      metrics::ScrapedFamily& queues = families.emplace_back();
+      queues.name = "das_insert_queue_depth";
+      queues.help =
+          "Rows' sub-batches waiting for or in an internal write, by destination (a shard, "
+          "replicated; a worker, not)";
+      for (const auto& [id, destination] : destinations_) {
+        queues.samples.push_back({{{replication_ ? "shard" : "worker", std::to_string(id)}},
+                                  static_cast<double>(destination->writer->queue_depth())});
+      }
+      return families;
+    });
+  }
+
+  // Counts an insert answered 200.
+  void CountIngest(const http::Request& request, uint64_t stored, uint64_t duplicate) {
+    if (ingest_.stored == nullptr) return;
+    ingest_.stored->Increment(static_cast<double>(stored));
+    ingest_.duplicate->Increment(static_cast<double>(duplicate));
+    ingest_.bytes->Increment(static_cast<double>(request.body.size()));
+  }
+
   // The current cluster map: an immutable snapshot, swapped whole when membership changes.
   std::shared_ptr<const ClusterMap> Map() const { return map_.load(); }
 
@@ -273,6 +325,7 @@ class ControlServiceImpl final : public ControlService {
     if (!result.stored) co_return EncodeError(result.error, answer);
     das::v1::InsertResponse response;
     response.set_rows_written(result.rows);
+    CountIngest(request, result.duplicate ? 0 : result.rows, result.duplicate ? result.rows : 0);
     co_return Encode(200, response, answer);
   }
 
@@ -418,11 +471,13 @@ class ControlServiceImpl final : public ControlService {
     std::vector<Result<SubBatchResult>> results = co_await std::move(gather_writes);
 
     uint64_t rows = 0;
+    uint64_t duplicate_rows = 0;
     std::optional<ApiError> first_error;
     for (size_t i = 0; i < results.size(); ++i) {
       PartAnswer part = Interpret(results[i], targets[i]->target->peer());
       if (part.stored) {
         rows += part.rows;
+        if (part.duplicate) duplicate_rows += part.rows;
       } else if (!first_error || part.error.status == 422) {
         first_error = part.error;
       }
@@ -430,6 +485,7 @@ class ControlServiceImpl final : public ControlService {
     if (first_error) co_return EncodeError(*first_error, answer, rows);
     das::v1::InsertResponse response;
     response.set_rows_written(rows);
+    CountIngest(request, rows - duplicate_rows, duplicate_rows);
     co_return Encode(200, response, answer);
   }
 
@@ -571,6 +627,12 @@ class ControlServiceImpl final : public ControlService {
   std::map<uint32_t, std::unique_ptr<Destination>> destinations_;
   std::unique_ptr<QueryApi> queries_;  // set by Create, after the destinations
   http::Router router_;
+  std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with options_.metrics
+  struct IngestCounters {
+    prometheus::Counter* stored = nullptr;  // null: no metrics
+    prometheus::Counter* duplicate = nullptr;
+    prometheus::Counter* bytes = nullptr;
+  } ingest_;
 };
 
 }  // namespace

@@ -26,6 +26,10 @@
 #include "control/replication.h"
 #include "http/message.h"
 
+namespace das::metrics {
+class Registry;
+}
+
 namespace das::control {
 
 struct ControlOptions {
@@ -50,6 +54,9 @@ struct ControlOptions {
   // replication.replication_factor 1: today's unreplicated system (each worker one partition);
   // more: replicated shards (DESIGN.md section 6).
   ReplicationOptions replication;
+  // Set: requests, ingest and the witness's replicas are counted and served at GET /metrics.
+  // Not owned; outlives the service.
+  metrics::Registry* metrics = nullptr;
 };
 
 class ControlService {

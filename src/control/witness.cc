@@ -137,6 +137,9 @@ class WitnessImpl final : public Witness {
       health.set_applied_index(info.applied_index);
       health.set_stored_index(info.applied_index);
       health.set_leader_id(info.leader_id);
+      health.set_leader_changes(info.leader_changes);
+      health.set_snapshots_taken(info.snapshots_taken);
+      health.set_snapshots_restored(info.snapshots_restored);
     }
     return out;
   }

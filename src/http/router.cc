@@ -123,6 +123,20 @@ Response Router::MethodNotAllowed(const Request& request, const Target& target,
   return response;
 }
 
+std::string_view Router::RouteOf(std::string_view target) const {
+  const Route* route = FindRoute(target.substr(0, target.find('?')));
+  return route ? std::string_view(route->pattern) : std::string_view();
+}
+
+std::vector<std::string> Router::Patterns() const {
+  std::vector<std::string> patterns;
+  for (const RouteMap* routes : {&exact_, &prefixes_}) {
+    for (const auto& [pattern, route] : *routes) patterns.push_back(pattern);
+  }
+  std::sort(patterns.begin(), patterns.end());
+  return patterns;
+}
+
 boost::asio::awaitable<Response> Router::Handle(Request request) const {
   Result<Target> parsed = ParseTarget(request.target);
   if (!parsed.ok()) co_return render_error_(request, 400, parsed.status().message());

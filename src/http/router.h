@@ -69,6 +69,12 @@ class Router {
   // `[&router](Request r) { return router.Handle(std::move(r)); }` is an http::Handler.
   boost::asio::awaitable<Response> Handle(Request request) const;
 
+  // The registered path or prefix that `target` (a request target, query and all) would be
+  // routed to, whatever its method; empty when none matches. It outlives the router's use.
+  std::string_view RouteOf(std::string_view target) const;
+  // Every registered path and prefix, sorted.
+  std::vector<std::string> Patterns() const;
+
  private:
   // One method registered on one path or prefix.
   struct Endpoint {

@@ -6,25 +6,50 @@
 #include <future>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
+#include "common/log.h"
 #include "raft/internal/raft_c.h"
 
 namespace das::raft {
 
+namespace {
+
+// What the state machine's callbacks get: the machine, and the group's name and node for the
+// log context of the lines they write (the shard, and the term once the node is known).
+struct FsmContext {
+  StateMachine* machine = nullptr;
+  uint64_t group_id = 0;
+  uint64_t self = 0;              // this replica's node id
+  das_raft_node* node = nullptr;  // set once das_raft_open returned; loop thread only
+};
+
+LogContext ContextOf(const FsmContext& context) {
+  std::optional<uint64_t> term;
+  if (context.node != nullptr) term = das_raft_term(context.node);
+  return LogContext(static_cast<uint32_t>(context.group_id), term);
+}
+
+}  // namespace
+
 struct Group::State {
   GroupOptions options;
-  StateMachine* machine = nullptr;
+  std::unique_ptr<FsmContext> fsm;
   das_raft_node* node = nullptr;  // owned by libraft until closed; loop thread only
 };
 
 namespace {
 
 void ApplyEntry(void* ctx, uint64_t index, const void* data, size_t len) {
-  static_cast<StateMachine*>(ctx)->Apply(index,
-                                         std::string_view(static_cast<const char*>(data), len));
+  const auto* context = static_cast<FsmContext*>(ctx);
+  const LogContext log = ContextOf(*context);
+  context->machine->Apply(index, std::string_view(static_cast<const char*>(data), len));
 }
 
 int SnapshotState(void* ctx, void** data, size_t* len) {
-  Result<std::string> taken = static_cast<StateMachine*>(ctx)->Snapshot();
+  const auto* context = static_cast<FsmContext*>(ctx);
+  const LogContext log = ContextOf(*context);
+  Result<std::string> taken = context->machine->Snapshot();
   if (!taken.ok()) return 1;
   const std::string& snapshot = *taken;
   *data = std::malloc(snapshot.size() > 0 ? snapshot.size() : 1);
@@ -35,9 +60,21 @@ int SnapshotState(void* ctx, void** data, size_t* len) {
 }
 
 int RestoreState(void* ctx, const void* data, size_t len) {
-  Status restored = static_cast<StateMachine*>(ctx)->Restore(
-      std::string_view(static_cast<const char*>(data), len));
+  const auto* context = static_cast<FsmContext*>(ctx);
+  const LogContext log = ContextOf(*context);
+  Status restored =
+      context->machine->Restore(std::string_view(static_cast<const char*>(data), len));
   return restored.ok() ? 0 : 1;
+}
+
+void LeaderChanged(void* ctx, uint64_t leader_id) {
+  const auto* context = static_cast<FsmContext*>(ctx);
+  const LogContext log = ContextOf(*context);
+  if (leader_id == context->self) {
+    spdlog::info("raft group {}: this replica (node {}) leads", context->group_id, leader_id);
+  } else {
+    spdlog::info("raft group {}: node {} leads", context->group_id, leader_id);
+  }
 }
 
 // The error of a libraft call or completion, with the leader hint for kNotLeader.
@@ -74,7 +111,7 @@ void TransferDone(void* arg, int status, uint64_t) {
   pending->done(status == 0 ? Status::Ok() : Unavailable("leadership did not move"));
 }
 
-Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, StateMachine& machine) {
+Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, FsmContext& context) {
   std::vector<das_raft_server> servers;
   for (const Peer& p : o.voters) servers.push_back(das_raft_server{p.id, p.address.c_str()});
   const das_raft_options c_options{
@@ -88,13 +125,14 @@ Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, StateMachine&
       o.snapshot_threshold,
       o.snapshot_trailing,
       o.segment_size};
-  const das_raft_fsm fsm{&machine, &ApplyEntry, &SnapshotState, &RestoreState};
+  const das_raft_fsm fsm{&context, &ApplyEntry, &SnapshotState, &RestoreState, &LeaderChanged};
   das_raft_node* node = nullptr;
   char errmsg[256] = {0};
   int rv = 0;
   loop.RunSync([&] {
     rv = das_raft_open(static_cast<uv_loop_t*>(loop.uv_loop()), &c_options, &fsm, servers.data(),
                        servers.size(), &node, errmsg, sizeof errmsg);
+    if (rv == 0) context.node = node;
   });
   if (rv != 0) {
     return Unavailable("raft group " + std::to_string(o.id) + " at " + o.address +
@@ -128,10 +166,12 @@ Result<std::unique_ptr<Group>> Group::Open(Loop& loop, GroupOptions options,
   std::error_code error;
   std::filesystem::create_directories(options.data_dir, error);
   if (error) return Unavailable("cannot create " + options.data_dir + ": " + error.message());
-  ASSIGN_OR_RETURN(das_raft_node * node, OpenNode(loop, options, machine));
+  auto fsm =
+      std::make_unique<FsmContext>(FsmContext{&machine, options.group_id, options.id, nullptr});
+  ASSIGN_OR_RETURN(das_raft_node * node, OpenNode(loop, options, *fsm));
   auto state = std::make_unique<State>();
   state->options = std::move(options);
-  state->machine = &machine;
+  state->fsm = std::move(fsm);
   state->node = node;
   return std::unique_ptr<Group>(new Group(loop, std::move(state)));
 }
@@ -201,6 +241,9 @@ GroupInfo Group::Info() {
   info.last_index = c_info.last_index;
   info.leader_id = c_info.leader_id;
   info.leader_address = c_info.leader_address;
+  info.leader_changes = c_info.leader_changes;
+  info.snapshots_taken = c_info.snapshots_taken;
+  info.snapshots_restored = c_info.snapshots_restored;
   return info;
 }
 

@@ -70,6 +70,12 @@ struct GroupInfo {
   uint64_t last_index = 0;
   uint64_t leader_id = 0;  // 0: none known
   std::string leader_address;
+  // Since the group opened: the leader it knew became another node (from none: counted);
+  // snapshots taken by its state machine; snapshots restored (its own at start, or one its
+  // leader sent).
+  uint64_t leader_changes = 0;
+  uint64_t snapshots_taken = 0;
+  uint64_t snapshots_restored = 0;
 };
 
 // The index of a committed entry (or of a barrier), or why not: kNotLeader (detail: the

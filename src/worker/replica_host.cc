@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/durable_file.h"
+#include "common/log.h"
 #include "common/hash.h"
 #include "raft/group.h"
 #include "raft/hub.h"
@@ -270,10 +271,14 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_applied_index(info.applied_index);
       health.set_stored_index(replica->store->applied_index());
       health.set_leader_id(info.leader_id);
+      health.set_leader_changes(info.leader_changes);
+      health.set_snapshots_taken(info.snapshots_taken);
+      health.set_snapshots_restored(info.snapshots_restored);
       health.set_copies_installed(replica->machine->copies_installed());
       health.set_copies_served(replica->copies_served.load(std::memory_order_relaxed));
       health.set_snapshot_index(replica->machine->snapshot_index());
       health.set_restoring(replica->machine->restoring());
+      health.set_queued_writes(replica->store->queue_depth());
       replica->store->ComputeAggregate([&health](Result<Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);
       });
@@ -362,6 +367,8 @@ class ReplicaHostImpl final : public ReplicaHost {
     StoreOptions store_options = options_.store;
     store_options.data_dir = dir.string();
     store_options.file_name = "shard.duckdb";
+    store_options.log_shard = placement.shard();
+    const LogContext log(placement.shard());
     ASSIGN_OR_RETURN(replica->store, Store::Open(store_options));
     for (uint64_t voter : placement.voters()) {
       const internal::v1::NodeAddress* node = rpc::FindNode(topology, voter);

@@ -14,6 +14,7 @@
 #include "common/validation.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
+#include "metrics/replica_metrics.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
 #include "worker/shard_query.h"
@@ -127,13 +128,15 @@ http::Response Undecodable(const google::protobuf::MessageLite& message) {
 }  // namespace
 
 WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas,
-                             uint16_t raft_port, std::shared_ptr<const rpc::ClusterKey> cluster_key)
+                             uint16_t raft_port, std::shared_ptr<const rpc::ClusterKey> cluster_key,
+                             metrics::Registry* metrics)
     : worker_id_(worker_id),
       store_(store),
       replicas_(replicas),
       raft_port_(raft_port),
       cluster_key_(std::move(cluster_key)),
-      router_(&RouterError) {
+      router_(&RouterError),
+      metrics_(metrics) {
   if (cluster_key_) {
     router_.Use([this](http::Request request, http::Target target, const http::RouteHandler& next) {
       return Authenticate(std::move(request), std::move(target), next);
@@ -167,9 +170,49 @@ WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* repl
   router_.Add(
       "GET", "/health", [this](http::Request, http::Target) { return Health(false); },
       http::RouteOptions{{"format"}});
+  if (metrics_ != nullptr) AddMetrics();
+}
+
+WorkerService::~WorkerService() = default;
+
+void WorkerService::AddMetrics() {
+  router_.Add("GET", "/metrics",
+              [this](http::Request, http::Target) -> asio::awaitable<http::Response> {
+                co_return Metrics();
+              });
+  http_metrics_ = std::make_unique<metrics::HttpMetrics>(*metrics_, router_);
+  write_rows_ = &metrics_->Histogram("das_internal_write_rows",
+                                     "Rows per internal write request received (its _sum: every "
+                                     "row received, duplicates and retries included)",
+                                     metrics::CountBuckets());
+  write_bytes_ = &metrics_->Counter("das_internal_write_bytes_total",
+                                    "Bytes of internal write request bodies received");
+  metrics_->AddCollector([this] {
+    std::vector<internal::v1::ReplicaHealth> replicas;
+    if (replicas_ != nullptr) replicas = replicas_->Health();
+    std::vector<metrics::ScrapedFamily> families = metrics::ReplicaFamilies(replicas);
+    for (metrics::ScrapedFamily& family : families) {
+      if (family.name == "das_store_queue_depth") {
+        family.samples.push_back(
+            {{{"shard", "unreplicated"}}, static_cast<double>(store_.queue_depth())});
+      }
+    }
+    return families;
+  });
+}
+
+http::Response WorkerService::Metrics() const {
+  http::Response response;
+  response.body = metrics_->Exposition();
+  response.headers.emplace_back("Content-Type", std::string(metrics::kContentType));
+  return response;
 }
 
 asio::awaitable<http::Response> WorkerService::Handle(http::Request request) {
+  if (http_metrics_) {
+    asio::awaitable<http::Response> counted = http_metrics_->Handle(std::move(request));
+    co_return co_await std::move(counted);
+  }
   asio::awaitable<http::Response> answer = router_.Handle(std::move(request));
   co_return co_await std::move(answer);
 }
@@ -205,6 +248,12 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
   internal::v1::WriteRequest write;
   if (!write.ParseFromString(request.body)) {
     co_return rpc::ErrorResponse(Malformed("body is not a valid das.internal.v1.WriteRequest"));
+  }
+  if (write_rows_ != nullptr) {
+    size_t rows = 0;
+    for (const internal::v1::SubBatch& batch : write.batches()) rows += batch.rows_size();
+    write_rows_->Observe(static_cast<double>(rows));
+    write_bytes_->Increment(static_cast<double>(request.body.size()));
   }
   if (write.has_shard()) {
     if (replicas_ == nullptr) {

@@ -5,6 +5,7 @@
 //   GET  /internal/v1/aggregate  -> AggregateResponse (count, exact sum, min, max)
 //   GET  /internal/v1/health     -> WorkerHealthResponse
 //   GET  /health                 -> das.v1.HealthResponse as JSON, for people and containers
+//   GET  /metrics                -> Prometheus text format (with a metrics registry)
 //
 // and for replicated shards (DESIGN.md section 6; `replicas`):
 //
@@ -39,6 +40,8 @@
 #include "das/v1/internal.pb.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "metrics/http_metrics.h"
+#include "metrics/registry.h"
 #include "rpc/cluster_auth.h"
 #include "worker/replica_host.h"
 #include "worker/store.h"
@@ -49,8 +52,11 @@ class WorkerService {
  public:
   // `replicas` (may be null: no replicated shards) and `store` outlive the service.
   // `raft_port` is the port its health tells the control node (the one peers dial).
+  // `metrics` (may be null: no /metrics, nothing counted) outlives the service.
   WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas = nullptr,
-                uint16_t raft_port = 0, std::shared_ptr<const rpc::ClusterKey> cluster_key = {});
+                uint16_t raft_port = 0, std::shared_ptr<const rpc::ClusterKey> cluster_key = {},
+                metrics::Registry* metrics = nullptr);
+  ~WorkerService();
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
 
@@ -60,6 +66,8 @@ class WorkerService {
   boost::asio::awaitable<http::Response> Write(http::Request request);
   boost::asio::awaitable<http::Response> Aggregate();
   boost::asio::awaitable<http::Response> Health(bool internal);
+  http::Response Metrics() const;
+  void AddMetrics();
   boost::asio::awaitable<http::Response> Topology(http::Request request);
   boost::asio::awaitable<http::Response> ShardRead(http::Request request);
   boost::asio::awaitable<http::Response> Query(http::Request request);
@@ -78,6 +86,10 @@ class WorkerService {
   const std::shared_ptr<const rpc::ClusterKey> cluster_key_;
   LogThrottle refusals_{std::chrono::seconds(10)};
   http::Router router_;
+  metrics::Registry* const metrics_;
+  std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with metrics_
+  prometheus::Histogram* write_rows_ = nullptr;         // with metrics_
+  prometheus::Counter* write_bytes_ = nullptr;          // with metrics_
 };
 
 }  // namespace das::worker

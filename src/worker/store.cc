@@ -18,8 +18,10 @@
 #include <thread>
 #include <utility>
 
+#include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 
+#include "common/log.h"
 #include "worker/duckdb_util.h"
 #include "worker/running_aggregate.h"
 #include "worker/writer.h"
@@ -97,8 +99,13 @@ class WorkQueue {
     cv_.notify_all();
   }
 
+  size_t size() const {
+    std::lock_guard lock(mu_);
+    return items_.size();
+  }
+
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<T> items_;  // GUARDED_BY(mu_)
   bool closed_ = false;  // GUARDED_BY(mu_)
@@ -191,6 +198,8 @@ class StoreImpl final : public Store {
                 .count()),
         max_rows_per_commit_(std::max<size_t>(options.max_rows_per_commit, 1)),
         min_commit_interval_(options.min_commit_interval),
+        commit_seconds_(options.commit_seconds),
+        log_shard_(options.log_shard),
         lock_(std::move(lock)),
         db_(std::move(db)) {}
   ~StoreImpl() override { Stop(); }
@@ -202,6 +211,7 @@ class StoreImpl final : public Store {
   void Apply(ReplicatedEntry entry, WriteCallback done) override;
   uint64_t applied_index() const override { return running_->applied_index(); }
   int64_t newest_ingest_us() const override { return running_->newest_ingest_us(); }
+  size_t queue_depth() const override { return write_queue_.size(); }
   SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
@@ -229,6 +239,8 @@ class StoreImpl final : public Store {
   const int64_t retention_us_;
   const size_t max_rows_per_commit_;
   const std::chrono::milliseconds min_commit_interval_;
+  prometheus::Histogram* const commit_seconds_;
+  const std::optional<uint32_t> log_shard_;
   WorkQueue<WriteRequest> write_queue_;
   WorkQueue<ReadTask> read_queue_;
 
@@ -250,11 +262,17 @@ class StoreImpl final : public Store {
 };
 
 void StoreImpl::Start(Writer writer, std::vector<duck::ConnectionHandle> readers) {
-  writer_thread_ =
-      std::thread([this, writer = std::move(writer)]() mutable { WriterLoop(writer); });
+  writer_thread_ = std::thread([this, writer = std::move(writer)]() mutable {
+    std::optional<LogContext> log;
+    if (log_shard_) log.emplace(*log_shard_);
+    WriterLoop(writer);
+  });
   for (duck::ConnectionHandle& conn : readers) {
-    reader_threads_.emplace_back(
-        [this, conn = std::move(conn)]() mutable { ReaderLoop(std::move(conn)); });
+    reader_threads_.emplace_back([this, conn = std::move(conn)]() mutable {
+      std::optional<LogContext> log;
+      if (log_shard_) log.emplace(*log_shard_);
+      ReaderLoop(std::move(conn));
+    });
   }
 }
 
@@ -339,7 +357,12 @@ void StoreImpl::ApplyWrites(Writer& writer, std::vector<WriteRequest>& group) {
     for (WriteRequest& request : group) request.done(Stopping());
     return;
   }
+  const auto started = std::chrono::steady_clock::now();
   writer.Apply(group);
+  if (commit_seconds_ != nullptr) {
+    commit_seconds_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
 }
 
 void StoreImpl::RunReplace(Writer& writer, WriteRequest::Replace& replace) {

@@ -31,6 +31,10 @@
 
 struct _duckdb_connection;  // duckdb.h's connection handle: readers get one (Store::RunOnReader)
 
+namespace prometheus {
+class Histogram;
+}
+
 namespace das::worker {
 
 struct StoredRow {
@@ -83,6 +87,11 @@ struct StoreOptions {
   // meanwhile shares the next one. For replicas, whose writers are answered at raft commit;
   // what someone waits for (a read, a keyed entry) is committed at once (Expedite).
   std::chrono::milliseconds min_commit_interval{0};
+  // Observes every write transaction's duration in seconds, BEGIN to COMMIT (null: none).
+  // Not owned; outlives the store.
+  prometheus::Histogram* commit_seconds = nullptr;
+  // The shard whose replica this store is: the log context (common/log.h) of its threads.
+  std::optional<uint32_t> log_shard;
 };
 
 // A committed raft entry for Store::Apply: its index in the shard's log, the ingest time its
@@ -136,6 +145,8 @@ class Store {
   // The newest ingest time committed (INT64_MIN: no row): rows committed later have later ones,
   // so the rows at or before it are a snapshot (a query's, for all its rounds).
   virtual int64_t newest_ingest_us() const = 0;
+  // Write()s and Apply()s queued for the writer, not yet taken into a transaction.
+  virtual size_t queue_depth() const = 0;
   // What a sub-batch with `key` and `fingerprint` would be answered, from the committed keys, on
   // the caller's thread without waiting for the writer: kOk (the key is unknown or expired),
   // kDuplicate (same fingerprint; rows_written of the first) or kKeyConflict. For check_only

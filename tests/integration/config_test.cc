@@ -55,10 +55,10 @@ class ConfigTest : public testing::Test {
     return text.str();
   }
 
-  static constexpr const char* kVariables[] = {"WORKER_ID",       "WORKER_HOST",      "WORKER_PORT",
-                                               "WORKER_DATA_DIR", "WORKER_RAFT_PORT", "DAS_HOST",
-                                               "DAS_PORT",        "DAS_WORKERS",      "LOG_LEVEL",
-                                               "DAS_RAFT_PORT",   "DAS_DATA_DIR",     "DAS_SHARDS"};
+  static constexpr const char* kVariables[] = {
+      "WORKER_ID",    "WORKER_HOST", "WORKER_PORT", "WORKER_DATA_DIR", "WORKER_RAFT_PORT",
+      "DAS_HOST",     "DAS_PORT",    "DAS_WORKERS", "LOG_LEVEL",       "DAS_RAFT_PORT",
+      "DAS_DATA_DIR", "DAS_SHARDS",  "LOG_FORMAT"};
   std::string dir_;
   std::vector<std::unique_ptr<Process>> processes_;
 };
@@ -170,6 +170,56 @@ TEST_F(ConfigTest, BadFlagsStopTheBinaryWithAnError) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
   EXPECT_NE(Output(dir_ + "/bad.log").find("worker 'nohost' is not host:port"), std::string::npos);
+}
+
+// LOG_FORMAT=json: every line either binary writes is one JSON object with the time (UTC), the
+// level, the node and the message; a shard replica's lines also carry its shard and term.
+TEST_F(ConfigTest, JsonLogsAreOneObjectPerLineWithNodeShardAndTerm) {
+  setenv("LOG_FORMAT", "json", 1);
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start());
+  std::vector<TestRow> rows;
+  for (int i = 0; i < 50; ++i) rows.push_back({"json-" + std::to_string(i), 1.0});
+  ASSERT_TRUE(BatchOk(cluster.control_port(), rows, "", 50));
+  ASSERT_TRUE(cluster.KillWorker(0, SIGTERM));  // its shutdown lines too
+  bool shard_and_term = false;
+  for (Process* process : {cluster.control_process(), cluster.worker_process(0)}) {
+    std::istringstream lines(Output(process->log_path()));
+    std::string line;
+    int parsed = 0;
+    while (std::getline(lines, line)) {
+      Result<google::protobuf::Struct> object = ParseJsonObject(line);
+      ASSERT_TRUE(object.ok()) << "not a JSON object: " << line;
+      const auto& fields = object->fields();
+      ASSERT_TRUE(fields.contains("time") && fields.contains("level") && fields.contains("node") &&
+                  fields.contains("message"))
+          << line;
+      EXPECT_TRUE(fields.at("time").string_value().ends_with("Z")) << line;
+      EXPECT_EQ(fields.at("node").string_value(),
+                process == cluster.control_process() ? "control" : "worker-1")
+          << line;
+      if (fields.contains("shard") && fields.contains("term") &&
+          fields.at("term").number_value() >= 1) {
+        shard_and_term = true;
+      }
+      ++parsed;
+    }
+    EXPECT_GT(parsed, 5) << process->log_path();
+  }
+  EXPECT_TRUE(shard_and_term) << "no line names its shard and term";
+}
+
+TEST_F(ConfigTest, AnUnknownLogFormatStopsTheBinaryWithAnError) {
+  setenv("LOG_FORMAT", "yaml", 1);
+  std::string error;
+  processes_.push_back(Process::Start(WorkerBinary(), {"--id", "1", "--data-dir", dir_ + "/w"},
+                                      dir_ + "/bad-format.log", &error));
+  ASSERT_NE(processes_.back(), nullptr) << error;
+  std::optional<int> status = processes_.back()->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
+  EXPECT_NE(Output(dir_ + "/bad-format.log").find("LOG_FORMAT: unknown format 'yaml'"),
+            std::string::npos);
 }
 
 // The worker's raft and commit tuning has named limits: a value outside them stops the worker

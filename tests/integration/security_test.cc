@@ -115,6 +115,18 @@ TEST_F(SecurityTest, EachRoleMayDoWhatItsNameSaysAndNoMore) {
   EXPECT_NE(analytics->body.find("\"count\":\"2\""), std::string::npos) << analytics->body;
   EXPECT_NE(analytics->body.find("\"sum\":5"), std::string::npos) << analytics->body;
 
+  // /metrics is a read: the dashboard's token may scrape it, the loader's may not.
+  auto scrape = [this](const char* token) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (token != nullptr) headers.emplace_back("Authorization", Bearer(token));
+    Result<HttpResponse> response = HttpGet(port(), "/metrics", headers);
+    return response.ok() ? response->status : 0;
+  };
+  EXPECT_EQ(scrape(nullptr), 401);
+  EXPECT_EQ(scrape(kWriteToken), 403);
+  EXPECT_EQ(scrape(kReadToken), 200);
+  EXPECT_EQ(scrape(kAdminToken), 200);
+
   // No token ever reaches the log, whatever was refused or accepted.
   const std::string log = ControlLog();
   for (const char* token : {kWriteToken, kReadToken, kAdminToken}) {

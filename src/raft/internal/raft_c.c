@@ -20,6 +20,15 @@ struct das_raft_node {
   void* closed_arg;
   int on_hub; /* the transport is the hub's (else libraft's stock TCP one) */
   char address[256];
+  /* Counters for das_raft_info. The check handle runs after every loop iteration's I/O and
+   * counts a change of the known leader (to another node, or from none to one). */
+  uv_check_t check;
+  int check_open;
+  int closes_pending; /* raft_close and the check handle's close, before the node is freed */
+  uint64_t leader_seen;
+  uint64_t leader_changes;
+  uint64_t snapshots_taken;
+  uint64_t snapshots_restored;
 };
 
 static void release_transport(das_raft_node* node) {
@@ -103,6 +112,7 @@ static int fsm_snapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], unsign
   (*bufs)[0].len = len;
   *n_bufs = 1;
   free(data);
+  ++node->snapshots_taken;
   return 0;
 }
 
@@ -111,6 +121,7 @@ static int fsm_restore(struct raft_fsm* fsm, struct raft_buffer* buf) {
   int rv = node->user.restore(node->user.ctx, buf->base, buf->len);
   if (rv != 0) return RAFT_MALFORMED;
   raft_free(buf->base); /* restore owns the buffer once it succeeded */
+  ++node->snapshots_restored;
   return 0;
 }
 
@@ -150,6 +161,18 @@ static void tune(das_raft_node* node, const das_raft_options* o) {
   }
 }
 
+static void watch_leader(uv_check_t* check) {
+  das_raft_node* node = check->data;
+  raft_id leader = 0;
+  const char* address = NULL;
+  raft_leader(&node->raft, &leader, &address);
+  if (leader != 0 && leader != node->leader_seen) {
+    ++node->leader_changes;
+    node->leader_seen = leader;
+    if (node->user.leader_changed != NULL) node->user.leader_changed(node->user.ctx, leader);
+  }
+}
+
 int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm* fsm,
                   const das_raft_server* servers, size_t n_servers, das_raft_node** out,
                   char* errmsg, size_t errmsg_len) {
@@ -185,6 +208,10 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm
     das_raft_close(node, NULL, NULL);
     return rv;
   }
+  uv_check_init(loop, &node->check);
+  node->check.data = node;
+  node->check_open = 1;
+  uv_check_start(&node->check, watch_leader);
   *out = node;
   return 0;
 err_io:
@@ -290,22 +317,41 @@ void das_raft_get_info(das_raft_node* node, das_raft_info* info) {
   raft_leader(&node->raft, &leader, &address);
   info->leader_id = leader;
   if (address != NULL) snprintf(info->leader_address, sizeof info->leader_address, "%s", address);
+  info->leader_changes = node->leader_changes;
+  info->snapshots_taken = node->snapshots_taken;
+  info->snapshots_restored = node->snapshots_restored;
 }
 
-static void raft_closed(struct raft* raft) {
-  das_raft_node* node = raft->data;
-  raft_uv_close(&node->io);
-  release_transport(node);
+/* The last of the node's closes to complete frees it. */
+static void release_node(das_raft_node* node) {
+  if (--node->closes_pending > 0) return;
   das_raft_closed_cb cb = node->closed_cb;
   void* arg = node->closed_arg;
   free(node);
   if (cb != NULL) cb(arg);
 }
 
+uint64_t das_raft_term(das_raft_node* node) { return raft_current_term(&node->raft); }
+
+static void raft_closed(struct raft* raft) {
+  das_raft_node* node = raft->data;
+  raft_uv_close(&node->io);
+  release_transport(node);
+  release_node(node);
+}
+
+static void check_closed(uv_handle_t* handle) { release_node(handle->data); }
+
 void das_raft_close(das_raft_node* node, das_raft_closed_cb cb, void* arg) {
   node->closed_cb = cb;
   node->closed_arg = arg;
   node->raft.data = node;
+  node->closes_pending = 1;
+  if (node->check_open) {
+    ++node->closes_pending;
+    uv_check_stop(&node->check);
+    uv_close((uv_handle_t*)&node->check, check_closed);
+  }
   raft_close(&node->raft, raft_closed);
 }
 

@@ -39,6 +39,9 @@ typedef struct das_raft_fsm {
   void (*apply)(void* ctx, uint64_t index, const void* data, size_t len);
   int (*snapshot)(void* ctx, void** data, size_t* len);
   int (*restore)(void* ctx, const void* data, size_t len);
+  /* The leader this node knows became `leader_id` (another node, or itself; never 0). May be
+   * NULL. */
+  void (*leader_changed)(void* ctx, uint64_t leader_id);
 } das_raft_fsm;
 
 typedef struct das_raft_options {
@@ -67,6 +70,9 @@ typedef struct das_raft_info {
   uint64_t last_index;
   uint64_t leader_id; /* 0: unknown */
   char leader_address[256];
+  uint64_t leader_changes;     /* since open: the known leader became another node */
+  uint64_t snapshots_taken;    /* since open: the state machine's snapshot succeeded */
+  uint64_t snapshots_restored; /* since open: a snapshot was restored (at start, or sent) */
 } das_raft_info;
 
 /* Completion of a proposal or barrier: status 0 with the entry's index, or a libraft error. */
@@ -91,6 +97,8 @@ int das_raft_barrier(das_raft_node* node, das_raft_done_cb cb, void* arg);
 int das_raft_transfer(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg);
 
 void das_raft_get_info(das_raft_node* node, das_raft_info* info);
+/* The node's current term (cheaper than das_raft_get_info). */
+uint64_t das_raft_term(das_raft_node* node);
 
 /* Stops the node; `cb` once its memory is released. */
 void das_raft_close(das_raft_node* node, das_raft_closed_cb cb, void* arg);

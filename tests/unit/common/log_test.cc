@@ -1,6 +1,8 @@
 #include "common/log.h"
 
 #include <cstdlib>
+#include <optional>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -55,6 +57,70 @@ TEST(LogThrottleTest, ManyKeysAreForgottenRatherThanKept) {
   EXPECT_EQ(throttle.Admit("peer-0", t0), std::nullopt);
   EXPECT_EQ(throttle.Admit("one-too-many", t0), 0u);  // forgets the others
   EXPECT_EQ(throttle.Admit("peer-0", t0), 0u);
+}
+
+}  // namespace
+}  // namespace das
+
+namespace das {
+namespace {
+
+TEST(LogFormatTest, TextOrJsonAnyCaseAndNothingElse) {
+  EXPECT_EQ(ParseLogFormat("json"), LogFormat::kJson);
+  EXPECT_EQ(ParseLogFormat("JSON"), LogFormat::kJson);
+  EXPECT_EQ(ParseLogFormat("text"), LogFormat::kText);
+  EXPECT_EQ(ParseLogFormat("logfmt"), std::nullopt);
+  unsetenv("LOG_FORMAT");
+  EXPECT_EQ(LogFormatFromEnvironment(), LogFormat::kText);
+  setenv("LOG_FORMAT", "", 1);
+  EXPECT_EQ(LogFormatFromEnvironment(), LogFormat::kText);
+  setenv("LOG_FORMAT", "yaml", 1);
+  EXPECT_EQ(LogFormatFromEnvironment(), std::nullopt);
+  unsetenv("LOG_FORMAT");
+}
+
+TEST(JsonLineTest, FieldsInOrderShardAndTermOnlyWhenKnown) {
+  EXPECT_EQ(FormatJsonLine("2026-12-02T03:22:40.511Z", "info", "worker-1", {}, "open"),
+            R"({"time":"2026-12-02T03:22:40.511Z","level":"info","node":"worker-1",)"
+            R"("message":"open"})");
+  EXPECT_EQ(FormatJsonLine("t", "warning", "control", {3, 7}, "m"),
+            R"({"time":"t","level":"warning","node":"control","shard":3,"term":7,"message":"m"})");
+  EXPECT_EQ(FormatJsonLine("t", "info", "w", {0, std::nullopt}, "m"),
+            R"({"time":"t","level":"info","node":"w","shard":0,"message":"m"})");
+}
+
+TEST(JsonLineTest, MessagesAreEscapedAndInvalidUtf8Replaced) {
+  const std::string line = FormatJsonLine(
+      "t", "info", "w", {}, "a \"q\" \\ \n\t\x01 \xc3\xa9 \xe2\x82\xac \xff \xc0\xaf end");
+  EXPECT_EQ(line,
+            "{\"time\":\"t\",\"level\":\"info\",\"node\":\"w\",\"message\":\"a \\\"q\\\" \\\\ "
+            "\\n\\t\\u0001 \xc3\xa9 \xe2\x82\xac \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd end\"}");
+  // A truncated sequence at the end, and a surrogate, are replaced too.
+  EXPECT_EQ(
+      FormatJsonLine("t", "i", "w", {}, "\xe2\x82"),
+      "{\"time\":\"t\",\"level\":\"i\",\"node\":\"w\",\"message\":\"\xef\xbf\xbd\xef\xbf\xbd\"}");
+  EXPECT_EQ(FormatJsonLine("t", "i", "w", {}, "\xed\xa0\x80"),
+            "{\"time\":\"t\",\"level\":\"i\",\"node\":\"w\",\"message\":"
+            "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}");
+}
+
+TEST(LogContextTest, NestsAndRestoresAndIsPerThread) {
+  EXPECT_FALSE(LogContext::Current().shard);
+  {
+    const LogContext outer(3, 7);
+    EXPECT_EQ(LogContext::Current().shard, 3u);
+    EXPECT_EQ(LogContext::Current().term, 7u);
+    {
+      const LogContext inner(5);
+      EXPECT_EQ(LogContext::Current().shard, 5u);
+      EXPECT_FALSE(LogContext::Current().term);
+    }
+    EXPECT_EQ(LogContext::Current().shard, 3u);
+    std::optional<uint32_t> seen = 99;
+    std::thread([&] { seen = LogContext::Current().shard; }).join();
+    EXPECT_FALSE(seen);
+  }
+  EXPECT_FALSE(LogContext::Current().shard);
 }
 
 }  // namespace

@@ -175,6 +175,20 @@ TEST_F(RouterTest, LongestPrefixWins) {
   EXPECT_EQ(Call(router_, "GET", "/admin/shards").body, "short /admin/shards /admin/");
 }
 
+TEST_F(RouterTest, RouteOfNamesThePatternAPathWouldTakeWhateverTheMethod) {
+  router_.Add("POST", "/insert", Answer("insert"));
+  router_.AddPrefix("GET", "/admin/workers/", Answer("long"));
+  router_.AddPrefix("GET", "/admin/", Answer("short"));
+  EXPECT_EQ(router_.RouteOf("/insert"), "/insert");
+  EXPECT_EQ(router_.RouteOf("/insert?format=json&x=%zz"), "/insert");
+  EXPECT_EQ(router_.RouteOf("/admin/workers/7/decommission"), "/admin/workers/");
+  EXPECT_EQ(router_.RouteOf("/admin/shards"), "/admin/");
+  EXPECT_EQ(router_.RouteOf("/insertx"), "");
+  EXPECT_EQ(router_.RouteOf(""), "");
+  EXPECT_EQ(router_.Patterns(),
+            (std::vector<std::string>{"/admin/", "/admin/workers/", "/insert"}));
+}
+
 // Records its name before and after the rest of the chain; answers 401 itself when the
 // request carries the body "deny".
 Middleware Recorder(std::string name, std::vector<std::string>& log, bool gate) {

@@ -1,0 +1,18 @@
+// The metrics of shard replicas (a worker's, or the witness's on the control node), read from
+// their ReplicaHealth at scrape time: per shard, raft's term, role, commit and applied index,
+// leader changes and snapshots, and the replica's store (stored index, rows, queued writes, the
+// copies it installed and served). Names in the README's Metrics section.
+#pragma once
+
+#include <vector>
+
+#include "das/v1/internal.pb.h"
+#include "metrics/registry.h"
+
+namespace das::metrics {
+
+// `data` false: the replicas keep no data (the witness's): only their raft families.
+std::vector<ScrapedFamily> ReplicaFamilies(const std::vector<internal::v1::ReplicaHealth>& replicas,
+                                           bool data = true);
+
+}  // namespace das::metrics
