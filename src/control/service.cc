@@ -12,6 +12,7 @@
 
 #include "control/aggregate.h"
 #include "control/codec.h"
+#include "control/console.h"
 #include "control/fingerprint.h"
 #include "control/gather.h"
 #include "control/query_api.h"
@@ -87,7 +88,9 @@ asio::awaitable<http::Response> CheckFormat(http::Request request, http::Target 
 std::optional<Access> AccessOf(const std::string& route) {
   if (route == "/insert" || route == "/insert/batch") return Access::kWrite;
   if (route == "/analytics" || route == "/v1/query" || route == "/metrics") return Access::kRead;
-  if (route == "/health") return std::nullopt;
+  // /health and the console's static files (which hold no data: the page asks the API with
+  // the token its user gives).
+  if (route == "/health" || route == "/" || route.starts_with("/console/")) return std::nullopt;
   return Access::kAdmin;  // anything else, /admin/... among them
 }
 
@@ -241,6 +244,30 @@ class ControlServiceImpl final : public ControlService {
     router_.Add(
         "GET", "/health", [this](http::Request r, http::Target) { return Health(std::move(r)); },
         kFormatOnly);
+    for (const ConsoleAsset& asset : ConsoleAssets()) {
+      router_.Add("GET", std::string(asset.path),
+                  [&asset](http::Request, http::Target) -> asio::awaitable<http::Response> {
+                    co_return ConsoleResponse(asset);
+                  });
+    }
+  }
+
+  // A console file, with headers that keep the page to this origin: its scripts, styles and
+  // requests (Content-Security-Policy), never framed, never sniffed as another type.
+  static http::Response ConsoleResponse(const ConsoleAsset& asset) {
+    http::Response response;
+    response.content_type = std::string(asset.content_type);
+    response.body = std::string(asset.body);
+    response.headers = {
+        {"Cache-Control", "no-cache"},
+        {"X-Content-Type-Options", "nosniff"},
+        {"Referrer-Policy", "no-referrer"},
+        {"X-Frame-Options", "DENY"},
+        {"Content-Security-Policy",
+         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+         "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"},
+    };
+    return response;
   }
 
   // GET /metrics, requests counted by route and code, ingest counters, and at scrape time the
@@ -250,7 +277,7 @@ class ControlServiceImpl final : public ControlService {
                 [&registry](http::Request, http::Target) -> asio::awaitable<http::Response> {
                   http::Response response;
                   response.body = registry.Exposition();
-                  response.headers.emplace_back("Content-Type", std::string(metrics::kContentType));
+                  response.content_type = std::string(metrics::kContentType);
                   co_return response;
                 });
     http_metrics_ = std::make_unique<metrics::HttpMetrics>(registry, router_);

@@ -204,7 +204,7 @@ void WorkerService::AddMetrics() {
 http::Response WorkerService::Metrics() const {
   http::Response response;
   response.body = metrics_->Exposition();
-  response.headers.emplace_back("Content-Type", std::string(metrics::kContentType));
+  response.content_type = std::string(metrics::kContentType);
   return response;
 }
 

@@ -320,13 +320,17 @@ TEST_F(BadInputTest, BatchWithOneBadRowIsRejectedWhole) {
   ExpectNothingStored();
 }
 
-// A 404 on GET (a browser's GET / among them) is JSON; a protobuf request's is protobuf.
+// A 404 on GET (a browser's among them) is JSON; a protobuf request's is protobuf. GET / is the
+// web console, which knows no other method and no other file.
 TEST_F(BadInputTest, UnknownRouteIs404) {
   ASSERT_TRUE(StartAndSeed());
   EXPECT_TRUE(IsError(HttpGet(port(), "/nope"), 404, Encoding::kJson));
-  EXPECT_TRUE(IsError(HttpGet(port(), "/"), 404, Encoding::kJson));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/console/nope.js"), 404, Encoding::kJson));
   EXPECT_TRUE(IsError(HttpGet(port(), "/analytics/extra"), 404, Encoding::kJson));
-  EXPECT_TRUE(IsError(HttpGet(port(), "/", {{"Accept", kProtobuf}}), 404, Encoding::kProtobuf));
+  EXPECT_TRUE(
+      IsError(HttpGet(port(), "/nope", {{"Accept", kProtobuf}}), 404, Encoding::kProtobuf));
+  EXPECT_TRUE(IsError(Post("/", InsertJson("k", 1.0), kJson), 405, Encoding::kJson));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/?x=1"), 400, Encoding::kJson));
   EXPECT_TRUE(IsError(Post("/nope", EncodeInsert("k", 1.0), kProtobuf), 404, Encoding::kProtobuf));
   EXPECT_TRUE(IsError(Post("/insert/nope", InsertJson("k", 1.0), kJson), 404, Encoding::kJson));
   EXPECT_TRUE(

@@ -87,7 +87,8 @@ TEST_F(ControlServiceTest, ErrorsAreProtobufOnlyForProtobufRequests) {
   accept.target = "/nope";
   accept.accept = "application/x-protobuf";
   EXPECT_EQ(Call(std::move(accept)).content_type, "application/x-protobuf");
-  EXPECT_EQ(Call("GET", "/").content_type, "application/json");
+  EXPECT_EQ(Call("GET", "/nope").content_type, "application/json");
+  EXPECT_EQ(Call("GET", "/").content_type, "text/html; charset=utf-8");  // the console
 }
 
 // Regression: a form post got a 415 whose body was binary protobuf.
