@@ -106,6 +106,24 @@ struct TransferPending {
   std::function<void(Status)> done;
 };
 
+struct ChangePending {
+  das_raft_node* node;
+  std::function<void(Status)> done;
+};
+
+// The error of a membership change: another one in progress, or as ToStatus.
+Status ChangeStatus(das_raft_node* node, int rv) {
+  if (das_raft_is_cantchange(rv)) {
+    return Unavailable("another membership change of this group is in progress");
+  }
+  return ToStatus(node, rv);
+}
+
+void ChangeDone(void* arg, int status, uint64_t) {
+  std::unique_ptr<ChangePending> pending(static_cast<ChangePending*>(arg));
+  pending->done(status == 0 ? Status::Ok() : ChangeStatus(pending->node, status));
+}
+
 void TransferDone(void* arg, int status, uint64_t) {
   std::unique_ptr<TransferPending> pending(static_cast<TransferPending*>(arg));
   pending->done(status == 0 ? Status::Ok() : Unavailable("leadership did not move"));
@@ -142,6 +160,18 @@ Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, FsmContext& c
 }
 
 }  // namespace
+
+std::string_view MemberRoleName(MemberRole role) {
+  switch (role) {
+    case MemberRole::kSpare:
+      return "spare";
+    case MemberRole::kStandby:
+      return "standby";
+    case MemberRole::kVoter:
+      return "voter";
+  }
+  return "unknown";
+}
 
 std::string_view RoleName(Role role) {
   switch (role) {
@@ -223,6 +253,70 @@ void Group::Transfer(uint64_t id, std::function<void(Status)> done) {
            if (rv != 0) return pending->done(ToStatus(state->node, rv));
            (void)pending.release();
          });
+}
+
+namespace {
+
+// Posts a membership change to the loop: `start(node, pending)` is the das_raft_* call, which
+// hands `pending` to ChangeDone on success.
+template <typename Start>
+void PostChange(Loop& loop, Group::State* state, std::function<void(Status)> done, Start start) {
+  PostOr(
+      loop, std::make_shared<std::function<void(Status)>>(std::move(done)),
+      [state, start = std::move(start)](std::function<void(Status)>& done) {
+        if (state->node == nullptr) return done(ShuttingDown("the raft group is closed"));
+        auto pending = std::make_unique<ChangePending>(ChangePending{state->node, std::move(done)});
+        const int rv = start(state->node, pending.get());
+        if (rv != 0) return pending->done(ChangeStatus(state->node, rv));
+        (void)pending.release();  // ChangeDone owns it now
+      });
+}
+
+}  // namespace
+
+void Group::AddSpare(uint64_t id, std::string address, std::function<void(Status)> done) {
+  PostChange(loop_, state_.get(), std::move(done),
+             [id, address = std::move(address)](das_raft_node* node, ChangePending* pending) {
+               return das_raft_add(node, id, address.c_str(), &ChangeDone, pending);
+             });
+}
+
+void Group::Assign(uint64_t id, MemberRole role, std::function<void(Status)> done) {
+  const int c_role = role == MemberRole::kVoter     ? DAS_RAFT_ROLE_VOTER
+                     : role == MemberRole::kStandby ? DAS_RAFT_ROLE_STANDBY
+                                                    : DAS_RAFT_ROLE_SPARE;
+  PostChange(loop_, state_.get(), std::move(done),
+             [id, c_role](das_raft_node* node, ChangePending* pending) {
+               return das_raft_assign(node, id, c_role, &ChangeDone, pending);
+             });
+}
+
+void Group::Remove(uint64_t id, std::function<void(Status)> done) {
+  PostChange(loop_, state_.get(), std::move(done),
+             [id](das_raft_node* node, ChangePending* pending) {
+               return das_raft_remove(node, id, &ChangeDone, pending);
+             });
+}
+
+std::vector<Member> Group::Members() {
+  std::vector<das_raft_member> members(16);
+  size_t n = 0;
+  loop_.RunSync([&] {
+    if (state_->node == nullptr) return;
+    n = das_raft_members(state_->node, members.data(), members.size());
+    if (n > members.size()) {
+      members.resize(n);
+      n = das_raft_members(state_->node, members.data(), members.size());
+    }
+  });
+  std::vector<Member> out;
+  for (size_t i = 0; i < n && i < members.size(); ++i) {
+    const MemberRole role = members[i].role == DAS_RAFT_ROLE_VOTER     ? MemberRole::kVoter
+                            : members[i].role == DAS_RAFT_ROLE_STANDBY ? MemberRole::kStandby
+                                                                       : MemberRole::kSpare;
+    out.push_back(Member{members[i].id, members[i].address, role});
+  }
+  return out;
 }
 
 GroupInfo Group::Info() {

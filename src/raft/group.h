@@ -39,7 +39,8 @@ struct GroupOptions {
   uint64_t id = 0;
   std::string address;   // this replica's raft address, host:port (with a hub: the hub's)
   std::string data_dir;  // its log and snapshots; created if missing
-  // The first voters, used only when data_dir holds no state yet (then it is bootstrapped).
+  // The first voters, used only when data_dir holds no state yet (then it is bootstrapped). Empty:
+  // a replica that joins the group, which waits until the group's leader adds it.
   std::vector<Peer> voters;
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
@@ -78,6 +79,16 @@ struct GroupInfo {
   uint64_t snapshots_restored = 0;
 };
 
+// A server of the group's configuration. A spare gets no log; a standby gets the log but does not
+// vote; a voter counts in the quorum.
+enum class MemberRole { kSpare, kStandby, kVoter };
+std::string_view MemberRoleName(MemberRole role);
+struct Member {
+  uint64_t id = 0;
+  std::string address;
+  MemberRole role = MemberRole::kVoter;
+};
+
 // The index of a committed entry (or of a barrier), or why not: kNotLeader (detail: the
 // leader's raft address, when known), kUnavailable (leadership lost, shutting down, ...).
 using IndexCallback = std::function<void(Result<uint64_t>)>;
@@ -98,6 +109,17 @@ class Group {
   void Barrier(IndexCallback done);
   // Hands leadership to replica `id`, by name; `done` says whether it leads now.
   void Transfer(uint64_t id, std::function<void(Status)> done);
+  // Membership changes, at the leader only (else kNotLeader) and one at a time (else
+  // kUnavailable: another is in progress); `done` once the new configuration is committed. A
+  // new server is added as a spare (its replica opened with no voters, so that it waits to be
+  // contacted); assigning it standby or voter first brings it up to date with the log (libraft's
+  // catch-up rounds); removing the leader itself steps it down once the change commits.
+  void AddSpare(uint64_t id, std::string address, std::function<void(Status)> done);
+  void Assign(uint64_t id, MemberRole role, std::function<void(Status)> done);
+  void Remove(uint64_t id, std::function<void(Status)> done);
+  // The latest configuration this replica knows (committed or not). REQUIRES: not on the loop
+  // thread.
+  std::vector<Member> Members();
   // REQUIRES: not on the loop thread.
   GroupInfo Info();
   // Stops the replica and waits until libraft released it. Safe to call more than once.

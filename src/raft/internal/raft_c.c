@@ -45,6 +45,7 @@ typedef struct request {
     struct raft_apply apply;
     struct raft_barrier barrier;
     struct raft_transfer transfer;
+    struct raft_change change;
   } u;
   das_raft_node* node;
   das_raft_done_cb cb;
@@ -135,6 +136,8 @@ static int init_fsm(das_raft_node* node) {
 }
 
 static int bootstrap(das_raft_node* node, const das_raft_server* servers, size_t n) {
+  /* No first voters: a replica that joins an existing group, which its leader adds. */
+  if (n == 0) return 0;
   struct raft_configuration conf;
   raft_configuration_init(&conf);
   int rv = 0;
@@ -331,6 +334,77 @@ static void release_node(das_raft_node* node) {
   if (cb != NULL) cb(arg);
 }
 
+static void change_done(struct raft_change* change, int status) {
+  request* req = change->data;
+  req->cb(req->arg, status, 0);
+  free(req);
+}
+
+/* Starts a membership change through `start`; only the leader may, and one at a time. */
+static int change(das_raft_node* node, das_raft_done_cb cb, void* arg,
+                  int (*start)(das_raft_node*, request*, uint64_t, const char*, int), uint64_t id,
+                  const char* address, int role) {
+  if (raft_state(&node->raft) != RAFT_LEADER) return DAS_RAFT_NOT_LEADER;
+  request* req = new_request(node, cb, arg);
+  if (req == NULL) return RAFT_NOMEM;
+  req->u.change.data = req;
+  int rv = start(node, req, id, address, role);
+  if (rv != 0) {
+    free(req);
+    return rv == RAFT_NOTLEADER ? DAS_RAFT_NOT_LEADER : rv;
+  }
+  return 0;
+}
+
+static int start_add(das_raft_node* node, request* req, uint64_t id, const char* address,
+                     int role) {
+  (void)role;
+  return raft_add(&node->raft, &req->u.change, id, address, change_done);
+}
+
+static int start_assign(das_raft_node* node, request* req, uint64_t id, const char* address,
+                        int role) {
+  (void)address;
+  const int raft_role = role == DAS_RAFT_ROLE_VOTER     ? RAFT_VOTER
+                        : role == DAS_RAFT_ROLE_STANDBY ? RAFT_STANDBY
+                                                        : RAFT_SPARE;
+  return raft_assign(&node->raft, &req->u.change, id, raft_role, change_done);
+}
+
+static int start_remove(das_raft_node* node, request* req, uint64_t id, const char* address,
+                        int role) {
+  (void)address;
+  (void)role;
+  return raft_remove(&node->raft, &req->u.change, id, change_done);
+}
+
+int das_raft_add(das_raft_node* node, uint64_t id, const char* address, das_raft_done_cb cb,
+                 void* arg) {
+  return change(node, cb, arg, start_add, id, address, 0);
+}
+
+int das_raft_assign(das_raft_node* node, uint64_t id, int role, das_raft_done_cb cb, void* arg) {
+  return change(node, cb, arg, start_assign, id, NULL, role);
+}
+
+int das_raft_remove(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg) {
+  return change(node, cb, arg, start_remove, id, NULL, 0);
+}
+
+size_t das_raft_members(das_raft_node* node, das_raft_member* out, size_t max) {
+  const struct raft_configuration* conf = &node->raft.configuration;
+  for (unsigned i = 0; i < conf->n && i < max; ++i) {
+    const struct raft_server* server = &conf->servers[i];
+    out[i].id = server->id;
+    snprintf(out[i].address, sizeof out[i].address, "%s",
+             server->address != NULL ? server->address : "");
+    out[i].role = server->role == RAFT_VOTER     ? DAS_RAFT_ROLE_VOTER
+                  : server->role == RAFT_STANDBY ? DAS_RAFT_ROLE_STANDBY
+                                                 : DAS_RAFT_ROLE_SPARE;
+  }
+  return conf->n;
+}
+
 uint64_t das_raft_term(das_raft_node* node) { return raft_current_term(&node->raft); }
 
 static void raft_closed(struct raft* raft) {
@@ -354,6 +428,8 @@ void das_raft_close(das_raft_node* node, das_raft_closed_cb cb, void* arg) {
   }
   raft_close(&node->raft, raft_closed);
 }
+
+int das_raft_is_cantchange(int status) { return status == RAFT_CANTCHANGE; }
 
 const char* das_raft_strerror(int status) {
   if (status == DAS_RAFT_NOT_LEADER) return "not the leader";

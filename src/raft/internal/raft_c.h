@@ -81,8 +81,9 @@ typedef void (*das_raft_closed_cb)(void* arg);
 
 enum { DAS_RAFT_NOT_LEADER = 1001 };
 
-/* Creates, bootstraps (when `dir` holds no state yet: `servers` are the first voters) and
- * starts a node. Returns 0, or an error with a message in `errmsg`. */
+/* Creates, bootstraps (when `dir` holds no state yet: `servers` are the first voters; none: the
+ * node waits for a leader to add it) and starts a node. Returns 0, or an error with a message in
+ * `errmsg`. */
 int das_raft_open(uv_loop_t* loop, const das_raft_options* options, const das_raft_fsm* fsm,
                   const das_raft_server* servers, size_t n_servers, das_raft_node** out,
                   char* errmsg, size_t errmsg_len);
@@ -97,6 +98,24 @@ int das_raft_barrier(das_raft_node* node, das_raft_done_cb cb, void* arg);
 int das_raft_transfer(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg);
 
 void das_raft_get_info(das_raft_node* node, das_raft_info* info);
+/* Membership (only at the leader, one change at a time; DESIGN.md section 11): add a server
+ * as a spare (no log), assign it a role (standby and voter run catch-up rounds first), remove
+ * one. `cb` gets 0 once the new configuration is committed, or a libraft error. */
+enum { DAS_RAFT_ROLE_STANDBY = 0, DAS_RAFT_ROLE_VOTER = 1, DAS_RAFT_ROLE_SPARE = 2 };
+int das_raft_add(das_raft_node* node, uint64_t id, const char* address, das_raft_done_cb cb,
+                 void* arg);
+int das_raft_assign(das_raft_node* node, uint64_t id, int role, das_raft_done_cb cb, void* arg);
+int das_raft_remove(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg);
+/* 1 when `status` says another membership change is still in progress. */
+int das_raft_is_cantchange(int status);
+typedef struct das_raft_member {
+  uint64_t id;
+  char address[256];
+  int role; /* DAS_RAFT_ROLE_* */
+} das_raft_member;
+/* The node's latest configuration (committed or not): writes up to `max` members to `out`,
+ * returns how many there are. */
+size_t das_raft_members(das_raft_node* node, das_raft_member* out, size_t max);
 /* The node's current term (cheaper than das_raft_get_info). */
 uint64_t das_raft_term(das_raft_node* node);
 

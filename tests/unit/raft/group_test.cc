@@ -9,9 +9,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -175,6 +177,96 @@ TEST_F(GroupTest, LeadershipMovesToTheReplicaNamed) {
   Status moved = done.get_future().get();
   EXPECT_TRUE(moved.ok()) << moved.ToString();
   EXPECT_EQ(WaitForLeader(), target);
+}
+
+Status StatusSync(const std::function<void(std::function<void(Status)>)>& start) {
+  std::promise<Status> done;
+  start([&done](Status s) { done.set_value(std::move(s)); });
+  return done.get_future().get();
+}
+
+// Membership (DESIGN.md section 7): a replica opened with no voters waits until the leader adds
+// it; as a spare it gets nothing, as a voter it first gets the whole log; a removed voter gets
+// nothing more. One change at a time; only at the leader.
+TEST_F(GroupTest, AJoiningReplicaGetsTheWholeLogAndARemovedOneNothingMore) {
+  int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  const std::vector<std::string> before = ProposeMany("before", 20);
+
+  // The new replica: its own loop, no voters, so it is not bootstrapped.
+  const Peer joiner{4, "127.0.0.1:" + std::to_string(FreePort())};
+  Result<std::unique_ptr<Loop>> loop = Loop::Start("node-4");
+  ASSERT_TRUE(loop.ok());
+  loops_.push_back(std::move(loop).value());
+  machines_.push_back(std::make_unique<Recorder>());
+  GroupOptions options;
+  options.id = joiner.id;
+  options.address = joiner.address;
+  options.data_dir = dir_ + "/replica-4";
+  options.election_timeout_ms = 1000;
+  options.heartbeat_timeout_ms = 100;
+  Result<std::unique_ptr<Group>> opened = Group::Open(*loops_.back(), options, *machines_.back());
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  groups_.push_back(std::move(opened).value());
+  Group& newcomer = *groups_.back();
+  Recorder& newcomer_machine = *machines_.back();
+
+  // Only the leader changes membership.
+  const int follower = (leader + 1) % kReplicas;
+  Status refused = StatusSync(
+      [&](auto done) { groups_[follower]->AddSpare(joiner.id, joiner.address, std::move(done)); });
+  EXPECT_EQ(refused.code(), StatusCode::kNotLeader) << refused.ToString();
+
+  ASSERT_TRUE(StatusSync([&](auto done) {
+                groups_[leader]->AddSpare(joiner.id, joiner.address, std::move(done));
+              }).ok());
+  bool spare = false;
+  for (const Member& m : groups_[leader]->Members()) {
+    if (m.id == joiner.id) spare = m.role == MemberRole::kSpare && m.address == joiner.address;
+  }
+  EXPECT_TRUE(spare);
+  EXPECT_TRUE(newcomer_machine.entries().empty()) << "a spare gets no log";
+
+  ASSERT_TRUE(StatusSync([&](auto done) {
+                groups_[leader]->Assign(joiner.id, MemberRole::kVoter, std::move(done));
+              }).ok());
+  ASSERT_TRUE(newcomer_machine.WaitApplied(before.size()));
+  EXPECT_EQ(Payloads(newcomer_machine), before);
+
+  // Two changes at once: the second is refused while the first is in progress.
+  std::promise<Status> first;
+  std::promise<Status> second;
+  groups_[leader]->AddSpare(5, "127.0.0.1:1", [&first](Status s) { first.set_value(s); });
+  groups_[leader]->AddSpare(6, "127.0.0.1:2", [&second](Status s) { second.set_value(s); });
+  EXPECT_TRUE(first.get_future().get().ok());
+  Status busy = second.get_future().get();
+  EXPECT_EQ(busy.code(), StatusCode::kUnavailable) << busy.ToString();
+  EXPECT_TRUE(StatusSync([&](auto done) { groups_[leader]->Remove(5, std::move(done)); }).ok());
+
+  // A voter removed (a follower: the leader keeps leading) gets nothing more.
+  const uint64_t removed_id = peers_[follower].id;
+  ASSERT_TRUE(
+      StatusSync([&](auto done) { groups_[leader]->Remove(removed_id, std::move(done)); }).ok());
+  for (const Member& m : newcomer.Members()) EXPECT_NE(m.id, 5u);
+  const size_t removed_had = machines_[follower]->entries().size();
+  std::vector<std::string> all = before;
+  for (const std::string& entry : ProposeMany("after", 10)) all.push_back(entry);
+  ASSERT_TRUE(newcomer_machine.WaitApplied(all.size()));
+  ASSERT_TRUE(machines_[leader]->WaitApplied(all.size()));
+  EXPECT_EQ(Payloads(newcomer_machine), all);
+  EXPECT_EQ(machines_[follower]->entries().size(), removed_had);
+  std::vector<uint64_t> voters;
+  for (const Member& m : groups_[leader]->Members()) {
+    if (m.role == MemberRole::kVoter) voters.push_back(m.id);
+  }
+  std::sort(voters.begin(), voters.end());
+  std::vector<uint64_t> expected;
+  for (int i = 0; i < kReplicas; ++i) {
+    if (i != follower) expected.push_back(peers_[i].id);
+  }
+  expected.push_back(joiner.id);
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(voters, expected);
 }
 
 }  // namespace
