@@ -2,9 +2,12 @@
 
 #include <cstdlib>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
+
+#include "common/validation.h"
 
 namespace das {
 namespace {
@@ -102,6 +105,26 @@ TEST(JsonLineTest, MessagesAreEscapedAndInvalidUtf8Replaced) {
   EXPECT_EQ(FormatJsonLine("t", "i", "w", {}, "\xed\xa0\x80"),
             "{\"time\":\"t\",\"level\":\"i\",\"node\":\"w\",\"message\":"
             "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}");
+}
+
+// Whatever bytes a message holds, its line is valid UTF-8 with no raw control character (so one
+// JSON object per line, which a collector can parse).
+TEST(JsonLineTest, AnyBytesGiveOneValidUtf8LineWithoutControlCharacters) {
+  std::mt19937 random(20261202);
+  for (int i = 0; i < 20000; ++i) {
+    std::string message(random() % 24, '\0');
+    for (char& c : message) {
+      // Mostly the bytes that start or continue multi-byte sequences, and controls.
+      const unsigned pick = random() % 4;
+      c = static_cast<char>(pick == 0   ? random() % 0x20
+                            : pick == 1 ? 0x80 + random() % 0x80
+                                        : random() % 0x100);
+    }
+    const std::string line = FormatJsonLine("t", "info", "w", {1, 2}, message);
+    ASSERT_TRUE(IsValidUtf8(line)) << i;
+    for (char c : line) ASSERT_GE(static_cast<unsigned char>(c), 0x20) << i;
+    ASSERT_TRUE(line.ends_with("\"}")) << i;
+  }
 }
 
 TEST(LogContextTest, NestsAndRestoresAndIsPerThread) {
