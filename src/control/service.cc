@@ -21,6 +21,7 @@
 #include "das/v1/internal.pb.h"
 #include "http/router.h"
 #include "metrics/http_metrics.h"
+#include "metrics/process_metrics.h"
 #include "metrics/registry.h"
 #include "metrics/replica_metrics.h"
 #include "rpc/worker_client.h"
@@ -281,6 +282,7 @@ class ControlServiceImpl final : public ControlService {
                   co_return response;
                 });
     http_metrics_ = std::make_unique<metrics::HttpMetrics>(registry, router_);
+    metrics::AddProcessMetrics(registry);
     const std::string rows_help =
         "Rows of inserts answered 200: stored, or (duplicate) stored before by the batch a "
         "retry repeats";

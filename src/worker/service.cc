@@ -14,6 +14,7 @@
 #include "common/validation.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
+#include "metrics/process_metrics.h"
 #include "metrics/replica_metrics.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
@@ -181,6 +182,7 @@ void WorkerService::AddMetrics() {
                 co_return Metrics();
               });
   http_metrics_ = std::make_unique<metrics::HttpMetrics>(*metrics_, router_);
+  metrics::AddProcessMetrics(*metrics_);
   write_rows_ = &metrics_->Histogram("das_internal_write_rows",
                                      "Rows per internal write request received (its _sum: every "
                                      "row received, duplicates and retries included)",

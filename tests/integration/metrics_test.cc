@@ -54,6 +54,13 @@ TEST_F(MetricsTest, TheControlNodeCountsRequestsAndRowsAsTheyHappen) {
   EXPECT_EQ(TypeOf(before, "das_raft_term"), "gauge");
   EXPECT_EQ(before.Samples("das_raft_term").size(), 16u);
   EXPECT_EQ(before.Samples("das_insert_queue_depth").size(), 16u);
+  // The standard process families, and the version.
+  EXPECT_EQ(TypeOf(before, "process_cpu_seconds_total"), "counter");
+  EXPECT_GT(before.Sum("process_cpu_seconds_total"), 0);
+  EXPECT_GT(before.Sum("process_resident_memory_bytes"), 1e6);
+  EXPECT_GT(before.Sum("process_open_fds"), 3);
+  EXPECT_GT(before.Sum("process_start_time_seconds"), 1.7e9);
+  EXPECT_EQ(before.Samples("das_build_info").size(), 1u);
 
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(InsertOk(port(), "key-" + std::to_string(i), i));
   std::vector<TestRow> rows;
@@ -99,6 +106,7 @@ TEST_F(MetricsTest, WorkersReportTheirRequestsCommitsAndEveryShardReplica) {
     EXPECT_EQ(TypeOf(text, "das_store_commit_duration_seconds"), "histogram");
     EXPECT_EQ(TypeOf(text, "das_internal_write_rows"), "histogram");
     EXPECT_EQ(TypeOf(text, "das_raft_leader_changes_total"), "counter");
+    EXPECT_GT(text.Sum("process_resident_memory_bytes"), 1e6);
     received += text.Sum("das_internal_write_rows_sum");
     // Every shard has a replica here, each with one role of four.
     EXPECT_EQ(text.Samples("das_raft_term").size(), 16u);
