@@ -262,6 +262,24 @@ secret_after=$(docker run --rm -v "${COMPOSE_PROJECT_NAME}_cluster-secret:/secre
 [[ $secret_before == "$secret_after" ]] || fail "the cluster secret changed across down and up"
 log "the cluster secret was kept across down and up"
 
+# ---- the console, /metrics, and das-load inside the image -----------------------------------
+curl -fsS -m 10 "$base/" | grep -q '<title>das console</title>' || fail "GET / is not the console"
+curl -fsS -m 10 "$base/console/console.js" >/dev/null || fail "the console's script is missing"
+metrics=$(curl -fsS -m 10 "$base/metrics") || fail "GET /metrics on the control node failed"
+grep -q '^das_http_requests_total{code="200",route="/analytics"}' <<<"$metrics" ||
+  fail "the control node's /metrics does not count /analytics"
+curl -fsS -m 10 "http://127.0.0.1:$WORKER1_PORT/metrics" | grep -q '^das_raft_term{shard="0"}' ||
+  fail "worker1's /metrics has no raft term"
+log "GET / serves the console; /metrics on the control node and worker1"
+load() { # das-load in the control node's container, on a CSV written there
+  dc exec -T control bash -c 'printf "partition_key,value\nload-a,2\nload-b,3\nload-c,4\n" \
+    >/tmp/smoke.csv && das-load --progress lines --url http://127.0.0.1:8080 /tmp/smoke.csv'
+}
+load >>"$build_log" 2>&1 || fail "das-load failed (its output is in $build_log)"
+load >>"$build_log" 2>&1 || fail "das-load failed the second time"
+expected_count=20 expected_sum=60 expected_average=3
+check_all_rows "das-load of 3 rows, run twice (stored once)"
+
 # ---- down -v removes the volumes ----------------------------------------------------------------
 dc down -v >/dev/null 2>&1
 volumes=$(docker volume ls -q --filter "name=${COMPOSE_PROJECT_NAME}_")
