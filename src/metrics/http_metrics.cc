@@ -10,7 +10,7 @@ constexpr char kRequests[] = "das_http_requests_total";
 constexpr char kRequestsHelp[] = "HTTP requests answered, by route and status code";
 constexpr char kLatency[] = "das_http_request_duration_seconds";
 constexpr char kLatencyHelp[] =
-    "Time from a request's parsed head to its answer being ready, by route";
+    "Time from a request read whole (head and body) to its answer being ready, by route";
 
 }  // namespace
 
