@@ -19,6 +19,7 @@
 #include "metrics/registry.h"
 #include "rpc/cluster_auth.h"
 #include "worker/copy_fetcher.h"
+#include "worker/node_identity.h"
 #include "worker/replica_host.h"
 #include "worker/service.h"
 #include "worker/store.h"
@@ -176,6 +177,11 @@ int main(int argc, char** argv) {
                  flags.cluster_secret_file);
   }
 
+  // Before anything in the directory is opened: it must be this worker's.
+  if (das::Status claimed = das::worker::ClaimNodeId(flags.data_dir, flags.id); !claimed.ok()) {
+    spdlog::critical("cannot start: {}", claimed.message());
+    return claimed.code() == das::StatusCode::kInvalidArgument ? 2 : 1;
+  }
   std::unique_ptr<das::metrics::Registry> metrics;
   if (flags.metrics) metrics = std::make_unique<das::metrics::Registry>();
   das::worker::StoreOptions store_options;

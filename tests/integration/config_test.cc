@@ -209,6 +209,41 @@ TEST_F(ConfigTest, JsonLogsAreOneObjectPerLineWithNodeShardAndTerm) {
   EXPECT_TRUE(shard_and_term) << "no line names its shard and term";
 }
 
+// A data directory is one worker's: another id on it is refused before anything is opened, and
+// the worker it belongs to starts on it again.
+TEST_F(ConfigTest, AWorkerRefusesAnotherWorkersDataDirectory) {
+  const std::string data = dir_ + "/worker-data";
+  auto start = [&](int id, const std::string& log) {
+    const int port = FreePort();
+    std::string error;
+    processes_.push_back(
+        Process::Start(WorkerBinary(),
+                       {"--id", std::to_string(id), "--port", std::to_string(port), "--raft-port",
+                        std::to_string(FreePort()), "--data-dir", data},
+                       dir_ + "/" + log, &error));
+    EXPECT_NE(processes_.back(), nullptr) << error;
+    return port;
+  };
+  ASSERT_TRUE(AnswersHealth(start(1, "first.log")));
+  ASSERT_TRUE(processes_.back()->Signal(SIGTERM));
+  ASSERT_TRUE(processes_.back()->Wait(std::chrono::seconds(30)).has_value());
+  EXPECT_EQ(Output(data + "/node_id"), "1\n");
+
+  start(2, "other.log");
+  std::optional<int> status = processes_.back()->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
+  EXPECT_NE(Output(dir_ + "/other.log")
+                .find("the data directory " + data +
+                      " belongs to worker 1, not 2: start it "
+                      "with --id 1, or give worker 2 a data directory of its own"),
+            std::string::npos)
+      << Output(dir_ + "/other.log");
+  EXPECT_EQ(Output(data + "/node_id"), "1\n");
+
+  EXPECT_TRUE(AnswersHealth(start(1, "again.log")));
+}
+
 TEST_F(ConfigTest, AnUnknownLogFormatStopsTheBinaryWithAnError) {
   setenv("LOG_FORMAT", "yaml", 1);
   std::string error;
