@@ -159,10 +159,11 @@ int main(int argc, char** argv) {
   }
   const double seconds = Seconds(summary->load_time);
   std::printf(
-      "das-load: %llu rows in %llu batches loaded from %s in %.2f s (%.0f rows/s; checked in "
+      "das-load: %llu rows in %llu batch%s loaded from %s in %.2f s (%.0f rows/s; checked in "
       "%.2f s; %llu retries); file id %s\n",
       static_cast<unsigned long long>(summary->rows),
-      static_cast<unsigned long long>(summary->batches), f.file.c_str(), seconds,
+      static_cast<unsigned long long>(summary->batches), summary->batches == 1 ? "" : "es",
+      f.file.c_str(), seconds,
       seconds > 0 ? static_cast<double>(summary->rows) / seconds : 0,
       Seconds(summary->validate_time), static_cast<unsigned long long>(summary->retries),
       summary->file_id.c_str());
