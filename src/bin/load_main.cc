@@ -163,8 +163,7 @@ int main(int argc, char** argv) {
       "%.2f s; %llu retries); file id %s\n",
       static_cast<unsigned long long>(summary->rows),
       static_cast<unsigned long long>(summary->batches), summary->batches == 1 ? "" : "es",
-      f.file.c_str(), seconds,
-      seconds > 0 ? static_cast<double>(summary->rows) / seconds : 0,
+      f.file.c_str(), seconds, seconds > 0 ? static_cast<double>(summary->rows) / seconds : 0,
       Seconds(summary->validate_time), static_cast<unsigned long long>(summary->retries),
       summary->file_id.c_str());
   return 0;

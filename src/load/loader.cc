@@ -57,9 +57,12 @@ Sent Interpret(const Result<http::Response>& answer, uint64_t index) {
   which += std::to_string(index + 1);
   if (!answer.ok()) return {Sent::kRetry, which + ": " + answer.status().ToString()};
   if (answer->status == 200) return {Sent::kOk, {}};
-  std::string body = answer->body.substr(0, 500);
-  // The error's own text, from the JSON error body the control node answers with.
-  const std::string message = which + ": HTTP " + std::to_string(answer->status) + ": " + body;
+  // The control node answers a protobuf request's error with a das.v1.ErrorResponse.
+  das::v1::ErrorResponse error;
+  const std::string text = error.ParseFromString(answer->body) && !error.error().empty()
+                               ? error.error()
+                               : answer->body.substr(0, 500);
+  const std::string message = which + ": HTTP " + std::to_string(answer->status) + ": " + text;
   if (answer->status >= 500 || answer->status == 429) return {Sent::kRetry, message};
   return {Sent::kFinal, message};
 }
@@ -219,7 +222,6 @@ Result<Target> ParseUrl(const std::string& url) {
   }
   if (rest.empty()) return InvalidArgument("--url '" + url + "' has no host");
   target.host = std::string(rest);
-  if (target.host == "localhost") target.host = "127.0.0.1";
   return target;
 }
 

@@ -1,7 +1,9 @@
 // The metrics of shard replicas (a worker's, or the witness's on the control node), read from
 // their ReplicaHealth at scrape time: per shard, raft's term, role, commit and applied index,
-// leader changes and snapshots, and the replica's store (stored index, rows, queued writes, the
-// copies it installed and served). Names in the README's Metrics section.
+// leader changes and snapshots, and the replica's store (stored index, rows, the
+// copies it installed and served). Names in the README's Metrics section. The writer queues of
+// the stores are the worker's to report (das_store_queue_depth: it has an unreplicated store
+// too).
 #pragma once
 
 #include <vector>

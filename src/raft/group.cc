@@ -13,43 +13,32 @@
 
 namespace das::raft {
 
-namespace {
-
-// What the state machine's callbacks get: the machine, and the group's name and node for the
-// log context of the lines they write (the shard, and the term once the node is known).
-struct FsmContext {
-  StateMachine* machine = nullptr;
-  uint64_t group_id = 0;
-  uint64_t self = 0;              // this replica's node id
-  das_raft_node* node = nullptr;  // set once das_raft_open returned; loop thread only
-};
-
-LogContext ContextOf(const FsmContext& context) {
-  std::optional<uint64_t> term;
-  if (context.node != nullptr) term = das_raft_term(context.node);
-  return LogContext(static_cast<uint32_t>(context.group_id), term);
-}
-
-}  // namespace
-
+// Also what the state machine's callbacks get (their `ctx`).
 struct Group::State {
   GroupOptions options;
-  std::unique_ptr<FsmContext> fsm;
+  StateMachine* machine = nullptr;
   das_raft_node* node = nullptr;  // owned by libraft until closed; loop thread only
 };
 
 namespace {
 
+// The log context of what a group's callbacks write: its shard, and its term once it is open.
+LogContext ContextOf(const Group::State& state) {
+  std::optional<uint64_t> term;
+  if (state.node != nullptr) term = das_raft_term(state.node);
+  return LogContext(static_cast<uint32_t>(state.options.group_id), term);
+}
+
 void ApplyEntry(void* ctx, uint64_t index, const void* data, size_t len) {
-  const auto* context = static_cast<FsmContext*>(ctx);
-  const LogContext log = ContextOf(*context);
-  context->machine->Apply(index, std::string_view(static_cast<const char*>(data), len));
+  const auto* state = static_cast<Group::State*>(ctx);
+  const LogContext log = ContextOf(*state);
+  state->machine->Apply(index, std::string_view(static_cast<const char*>(data), len));
 }
 
 int SnapshotState(void* ctx, void** data, size_t* len) {
-  const auto* context = static_cast<FsmContext*>(ctx);
-  const LogContext log = ContextOf(*context);
-  Result<std::string> taken = context->machine->Snapshot();
+  const auto* state = static_cast<Group::State*>(ctx);
+  const LogContext log = ContextOf(*state);
+  Result<std::string> taken = state->machine->Snapshot();
   if (!taken.ok()) return 1;
   const std::string& snapshot = *taken;
   *data = std::malloc(snapshot.size() > 0 ? snapshot.size() : 1);
@@ -60,20 +49,19 @@ int SnapshotState(void* ctx, void** data, size_t* len) {
 }
 
 int RestoreState(void* ctx, const void* data, size_t len) {
-  const auto* context = static_cast<FsmContext*>(ctx);
-  const LogContext log = ContextOf(*context);
-  Status restored =
-      context->machine->Restore(std::string_view(static_cast<const char*>(data), len));
+  const auto* state = static_cast<Group::State*>(ctx);
+  const LogContext log = ContextOf(*state);
+  Status restored = state->machine->Restore(std::string_view(static_cast<const char*>(data), len));
   return restored.ok() ? 0 : 1;
 }
 
 void LeaderChanged(void* ctx, uint64_t leader_id) {
-  const auto* context = static_cast<FsmContext*>(ctx);
-  const LogContext log = ContextOf(*context);
-  if (leader_id == context->self) {
-    spdlog::info("raft group {}: this replica (node {}) leads", context->group_id, leader_id);
+  const auto* state = static_cast<Group::State*>(ctx);
+  const LogContext log = ContextOf(*state);
+  if (leader_id == state->options.id) {
+    spdlog::info("raft group {}: this replica (node {}) leads", state->options.group_id, leader_id);
   } else {
-    spdlog::info("raft group {}: node {} leads", context->group_id, leader_id);
+    spdlog::info("raft group {}: node {} leads", state->options.group_id, leader_id);
   }
 }
 
@@ -129,7 +117,9 @@ void TransferDone(void* arg, int status, uint64_t) {
   pending->done(status == 0 ? Status::Ok() : Unavailable("leadership did not move"));
 }
 
-Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, FsmContext& context) {
+// Opens `state`'s node (state->node once open); its callbacks get `state`.
+Status OpenNode(Loop& loop, Group::State& state) {
+  const GroupOptions& o = state.options;
   std::vector<das_raft_server> servers;
   for (const Peer& p : o.voters) servers.push_back(das_raft_server{p.id, p.address.c_str()});
   const das_raft_options c_options{
@@ -143,35 +133,23 @@ Result<das_raft_node*> OpenNode(Loop& loop, const GroupOptions& o, FsmContext& c
       o.snapshot_threshold,
       o.snapshot_trailing,
       o.segment_size};
-  const das_raft_fsm fsm{&context, &ApplyEntry, &SnapshotState, &RestoreState, &LeaderChanged};
-  das_raft_node* node = nullptr;
+  const das_raft_fsm fsm{&state, &ApplyEntry, &SnapshotState, &RestoreState, &LeaderChanged};
   char errmsg[256] = {0};
   int rv = 0;
   loop.RunSync([&] {
+    das_raft_node* node = nullptr;
     rv = das_raft_open(static_cast<uv_loop_t*>(loop.uv_loop()), &c_options, &fsm, servers.data(),
                        servers.size(), &node, errmsg, sizeof errmsg);
-    if (rv == 0) context.node = node;
+    if (rv == 0) state.node = node;
   });
   if (rv != 0) {
     return Unavailable("raft group " + std::to_string(o.id) + " at " + o.address +
                        " cannot start: " + errmsg);
   }
-  return node;
+  return Status::Ok();
 }
 
 }  // namespace
-
-std::string_view MemberRoleName(MemberRole role) {
-  switch (role) {
-    case MemberRole::kSpare:
-      return "spare";
-    case MemberRole::kStandby:
-      return "standby";
-    case MemberRole::kVoter:
-      return "voter";
-  }
-  return "unknown";
-}
 
 std::string_view RoleName(Role role) {
   switch (role) {
@@ -196,13 +174,10 @@ Result<std::unique_ptr<Group>> Group::Open(Loop& loop, GroupOptions options,
   std::error_code error;
   std::filesystem::create_directories(options.data_dir, error);
   if (error) return Unavailable("cannot create " + options.data_dir + ": " + error.message());
-  auto fsm =
-      std::make_unique<FsmContext>(FsmContext{&machine, options.group_id, options.id, nullptr});
-  ASSIGN_OR_RETURN(das_raft_node * node, OpenNode(loop, options, *fsm));
   auto state = std::make_unique<State>();
   state->options = std::move(options);
-  state->fsm = std::move(fsm);
-  state->node = node;
+  state->machine = &machine;
+  RETURN_IF_ERROR(OpenNode(loop, *state));
   return std::unique_ptr<Group>(new Group(loop, std::move(state)));
 }
 

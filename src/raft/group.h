@@ -82,7 +82,6 @@ struct GroupInfo {
 // A server of the group's configuration. A spare gets no log; a standby gets the log but does not
 // vote; a voter counts in the quorum.
 enum class MemberRole { kSpare, kStandby, kVoter };
-std::string_view MemberRoleName(MemberRole role);
 struct Member {
   uint64_t id = 0;
   std::string address;

@@ -14,8 +14,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/durable_file.h"
-#include "common/log.h"
 #include "common/hash.h"
+#include "common/log.h"
 #include "raft/group.h"
 #include "raft/hub.h"
 #include "raft/loop.h"

@@ -193,11 +193,14 @@ void WorkerService::AddMetrics() {
     std::vector<internal::v1::ReplicaHealth> replicas;
     if (replicas_ != nullptr) replicas = replicas_->Health();
     std::vector<metrics::ScrapedFamily> families = metrics::ReplicaFamilies(replicas);
-    for (metrics::ScrapedFamily& family : families) {
-      if (family.name == "das_store_queue_depth") {
-        family.samples.push_back(
-            {{{"shard", "unreplicated"}}, static_cast<double>(store_.queue_depth())});
-      }
+    metrics::ScrapedFamily& queues = families.emplace_back();
+    queues.name = "das_store_queue_depth";
+    queues.help = "Writes (raft entries) queued for a store's writer, not yet in a transaction";
+    queues.samples.push_back(
+        {{{"shard", "unreplicated"}}, static_cast<double>(store_.queue_depth())});
+    for (const internal::v1::ReplicaHealth& replica : replicas) {
+      queues.samples.push_back({{{"shard", std::to_string(replica.shard())}},
+                                static_cast<double>(replica.queued_writes())});
     }
     return families;
   });

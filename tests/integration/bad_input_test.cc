@@ -327,8 +327,7 @@ TEST_F(BadInputTest, UnknownRouteIs404) {
   EXPECT_TRUE(IsError(HttpGet(port(), "/nope"), 404, Encoding::kJson));
   EXPECT_TRUE(IsError(HttpGet(port(), "/console/nope.js"), 404, Encoding::kJson));
   EXPECT_TRUE(IsError(HttpGet(port(), "/analytics/extra"), 404, Encoding::kJson));
-  EXPECT_TRUE(
-      IsError(HttpGet(port(), "/nope", {{"Accept", kProtobuf}}), 404, Encoding::kProtobuf));
+  EXPECT_TRUE(IsError(HttpGet(port(), "/nope", {{"Accept", kProtobuf}}), 404, Encoding::kProtobuf));
   EXPECT_TRUE(IsError(Post("/", InsertJson("k", 1.0), kJson), 405, Encoding::kJson));
   EXPECT_TRUE(IsError(HttpGet(port(), "/?x=1"), 400, Encoding::kJson));
   EXPECT_TRUE(IsError(Post("/nope", EncodeInsert("k", 1.0), kProtobuf), 404, Encoding::kProtobuf));

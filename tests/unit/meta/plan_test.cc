@@ -59,7 +59,7 @@ std::map<uint64_t, int> Leaders(const ClusterView& view) {
   return count;
 }
 
-TEST(PlanTest, AStableTwoWorkerClusterHasNothingToDo) {
+TEST(PlanTest, AStableTwoWorkerClusterNeedsNoMove) {
   EXPECT_EQ(NextMove(TwoWorkersAndWitness()), std::nullopt);
   const Target target = TargetOf(TwoWorkersAndWitness());
   EXPECT_EQ(target.data_replicas, 2u);

@@ -62,6 +62,7 @@ class GroupTest : public ::testing::Test {
     options.voters = peers_;
     options.election_timeout_ms = 1000;
     options.heartbeat_timeout_ms = 100;
+    options.snapshot_threshold = snapshot_threshold_;
     Result<std::unique_ptr<Group>> group = Group::Open(*loops_[i], options, *machines_[i]);
     ASSERT_TRUE(group.ok()) << group.status().ToString();
     groups_[i] = std::move(group).value();
@@ -105,6 +106,7 @@ class GroupTest : public ::testing::Test {
     return out;
   }
 
+  unsigned snapshot_threshold_ = 1024;
   std::string dir_;
   std::vector<Peer> peers_;
   std::vector<std::unique_ptr<Loop>> loops_;
@@ -177,6 +179,33 @@ TEST_F(GroupTest, LeadershipMovesToTheReplicaNamed) {
   Status moved = done.get_future().get();
   EXPECT_TRUE(moved.ok()) << moved.ToString();
   EXPECT_EQ(WaitForLeader(), target);
+}
+
+// Info() counts the snapshots a replica's state machine took and those it restored: libraft
+// takes one once `snapshot_threshold` entries were applied since the last, and a replica that
+// starts from its data directory restores the newest.
+TEST_F(GroupTest, SnapshotsTakenAndRestoredAreCounted) {
+  for (auto& group : groups_) group->Close();
+  snapshot_threshold_ = 16;
+  for (int i = 0; i < kReplicas; ++i) {
+    machines_[i] = std::make_unique<Recorder>();
+    ASSERT_NO_FATAL_FAILURE(OpenReplica(i));
+  }
+  for (int i = 0; i < kReplicas; ++i) EXPECT_EQ(groups_[i]->Info().snapshots_taken, 0u);
+  // libraft takes no snapshot while the last one is still being written: a second one taken
+  // means the first is on disk.
+  for (int round = 0; round < 20 && groups_[0]->Info().snapshots_taken < 2; ++round) {
+    ASSERT_EQ(ProposeMany("snap" + std::to_string(round), 20).size(), 20u);
+  }
+  ASSERT_GE(groups_[0]->Info().snapshots_taken, 2u);
+  EXPECT_EQ(groups_[0]->Info().snapshots_restored, 0u);
+
+  groups_[0]->Close();
+  machines_[0] = std::make_unique<Recorder>();
+  ASSERT_NO_FATAL_FAILURE(OpenReplica(0));
+  const GroupInfo restarted = groups_[0]->Info();
+  EXPECT_EQ(restarted.snapshots_restored, 1u);
+  EXPECT_EQ(restarted.snapshots_taken, 0u);
 }
 
 Status StatusSync(const std::function<void(std::function<void(Status)>)>& start) {
