@@ -42,6 +42,7 @@ struct Flags {
   std::string data_dir = "./data/control";
   uint16_t raft_port = 9080;
   std::string advertise_host;
+  unsigned dead_worker_after_s = 300;
   unsigned election_timeout_ms = 500;
   std::string auth_tokens_file;
   size_t max_connections = 1024;
@@ -57,7 +58,9 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_PORT")
       ->capture_default_str();
   app.add_option("--workers", f.workers,
-                 "Comma-separated host:port of every worker; its order fixes data placement")
+                 "Comma-separated host:port of the workers that are members from the start (their "
+                 "order fixes the first placement); empty, with replication: workers join "
+                 "(worker --join)")
       ->envname("DAS_WORKERS")
       ->capture_default_str();
   app.add_option("--body-limit", f.body_limit, "Largest request body in bytes (else 413)")
@@ -129,6 +132,12 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "The address workers reach this node's raft port at (default: --host; needed "
                  "when --host is 0.0.0.0)")
       ->envname("DAS_ADVERTISE_HOST");
+  app.add_option("--dead-worker-after-s", f.dead_worker_after_s,
+                 "A worker that has not answered for this long is dead: its replicas are "
+                 "recreated on the other workers when there is room")
+      ->envname("DAS_DEAD_WORKER_AFTER_S")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400 * 365));
   app.add_option("--raft-election-timeout-ms", f.election_timeout_ms,
                  "Raft election timeout of the witness (heartbeats at a tenth of it)")
       ->envname("DAS_RAFT_ELECTION_TIMEOUT_MS")
@@ -248,6 +257,7 @@ int main(int argc, char** argv) {
   options.replication.raft_port = flags.raft_port;
   options.replication.advertise_host = flags.advertise_host;
   options.replication.election_timeout_ms = flags.election_timeout_ms;
+  options.replication.dead_worker_after = std::chrono::seconds(flags.dead_worker_after_s);
   auto service = das::control::ControlService::Create(io.get_executor(), options);
   if (!service.ok()) {
     spdlog::critical("cannot start: {}", service.status().ToString());
@@ -282,7 +292,8 @@ int main(int argc, char** argv) {
     worker_list += (worker_list.empty() ? "" : ",") + w.ToString();
   spdlog::info("control node listening on {}:{} ({}), workers {}, replication factor {}",
                flags.host, (*server)->port(), flags.tls_cert.empty() ? "HTTP" : "HTTPS",
-               worker_list, flags.replication_factor);
+               worker_list.empty() ? std::string("none yet (waiting for joins)") : worker_list,
+               flags.replication_factor);
 
   das::http::RunUntilSignal(io, flags.threads, [&server, &svc] {
     // Inserts in flight finish or fail first, so that no connection waits on them; then the

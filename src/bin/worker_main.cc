@@ -9,6 +9,8 @@
 #include <optional>
 #include <thread>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -19,6 +21,7 @@
 #include "metrics/registry.h"
 #include "rpc/cluster_auth.h"
 #include "worker/copy_fetcher.h"
+#include "worker/join.h"
 #include "worker/node_identity.h"
 #include "worker/replica_host.h"
 #include "worker/service.h"
@@ -28,6 +31,8 @@ namespace {
 
 struct Flags {
   uint32_t id = 0;
+  std::string join;
+  std::string advertise_host;
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   uint16_t raft_port = 0;
@@ -48,14 +53,24 @@ struct Flags {
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
-  app.add_option("--id", f.id, "This worker's id (a positive number)")
+  app.add_option("--id", f.id,
+                 "This worker's id (a positive number); required without --join, which "
+                 "otherwise gives a new worker one (kept in its data directory)")
       ->envname("WORKER_ID")
-      ->required()
       ->check(CLI::PositiveNumber);
+  app.add_option("--join", f.join,
+                 "host:port of the control node to join: the worker registers there at every "
+                 "start and is given replicas by the rebalancer")
+      ->envname("WORKER_JOIN");
+  app.add_option("--advertise-host", f.advertise_host,
+                 "The host others reach this worker at, announced when it joins (default: "
+                 "--host, or this machine's host name when --host is 0.0.0.0)")
+      ->envname("WORKER_ADVERTISE_HOST");
   app.add_option("--host", f.host, "Address to listen on (0.0.0.0: every interface)")
       ->envname("WORKER_HOST")
       ->capture_default_str();
-  app.add_option("--port", f.port, "Port of the internal API (default: 8080 + id)")
+  app.add_option("--port", f.port,
+                 "Port of the internal API (default: 8080 + id; with --join and no --id, 8081)")
       ->envname("WORKER_PORT");
   app.add_option("--raft-port", f.raft_port,
                  "Port of the raft transport, on --host, for every shard replica (default: "
@@ -91,7 +106,8 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->capture_default_str()
       ->check(CLI::Range(16, 1 << 24));
   app.add_option("--data-dir", f.data_dir,
-                 "Directory of this worker's DuckDB file (default: ./data/worker-<id>)")
+                 "Directory of this worker's DuckDB file (default: ./data/worker-<id>; with "
+                 "--join and no --id, ./data/worker)")
       ->envname("WORKER_DATA_DIR");
   app.add_option("--body-limit", f.body_limit, "Largest internal request body in bytes")
       ->envname("WORKER_BODY_LIMIT")
@@ -140,8 +156,14 @@ int main(int argc, char** argv) {
   Flags flags;
   AddFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
-  if (flags.port == 0) flags.port = static_cast<uint16_t>(8080 + flags.id);
-  if (flags.data_dir.empty()) flags.data_dir = "./data/worker-" + std::to_string(flags.id);
+  if (flags.id == 0 && flags.join.empty()) {
+    std::fprintf(stderr, "--id is required (or --join HOST:PORT, which gives one)\n");
+    return 2;
+  }
+  if (flags.port == 0) flags.port = static_cast<uint16_t>(flags.id == 0 ? 8081 : 8080 + flags.id);
+  if (flags.data_dir.empty()) {
+    flags.data_dir = flags.id == 0 ? "./data/worker" : "./data/worker-" + std::to_string(flags.id);
+  }
   if (flags.raft_port == 0) flags.raft_port = static_cast<uint16_t>(flags.port + 1000);
   if (flags.raft_advertise_port == 0) flags.raft_advertise_port = flags.raft_port;
 
@@ -156,7 +178,8 @@ int main(int argc, char** argv) {
                  std::getenv("LOG_FORMAT"));
     return 2;
   }
-  das::InitLogging("worker-" + std::to_string(flags.id), *level, *format);
+  das::InitLogging(flags.id == 0 ? std::string("worker") : "worker-" + std::to_string(flags.id),
+                   *level, *format);
 
   std::string cluster_secret;
   std::shared_ptr<const das::rpc::ClusterKey> cluster_key;
@@ -177,6 +200,42 @@ int main(int argc, char** argv) {
                  flags.cluster_secret_file);
   }
 
+  if (!flags.join.empty()) {
+    // The id comes from the control node (or, for a worker that joined before, its data
+    // directory), before anything in the directory is opened.
+    das::Result<uint64_t> kept = das::worker::KeptNodeId(flags.data_dir);
+    if (!kept.ok()) {
+      spdlog::critical("cannot start: {}", kept.status().message());
+      return 1;
+    }
+    if (flags.id != 0 && *kept != 0 && *kept != flags.id) {
+      spdlog::critical("cannot start: the data directory {} belongs to worker {}, not {}",
+                       flags.data_dir, *kept, flags.id);
+      return 2;
+    }
+    std::string advertise = flags.advertise_host;
+    if (advertise.empty()) advertise = flags.host;
+    if (advertise == "0.0.0.0" || advertise == "::") {
+      char name[256] = {};
+      ::gethostname(name, sizeof(name) - 1);
+      advertise = name;
+    }
+    das::worker::JoinOptions join;
+    join.control = flags.join;
+    join.node_id = *kept != 0 ? *kept : flags.id;
+    join.http_address = advertise + ":" + std::to_string(flags.port);
+    join.raft_port = flags.raft_advertise_port;
+    join.cluster_key = cluster_key;
+    das::Result<uint64_t> id = das::worker::JoinCluster(join);
+    if (!id.ok()) {
+      spdlog::critical("cannot start: {}", id.status().message());
+      return 2;
+    }
+    if (flags.id == 0) {
+      flags.id = static_cast<uint32_t>(*id);
+      das::InitLogging("worker-" + std::to_string(flags.id), *level, *format);
+    }
+  }
   // Before anything in the directory is opened: it must be this worker's.
   if (das::Status claimed = das::worker::ClaimNodeId(flags.data_dir, flags.id); !claimed.ok()) {
     spdlog::critical("cannot start: {}", claimed.message());

@@ -43,8 +43,10 @@ Result<std::vector<WorkerAddress>> ParseWorkerList(std::string_view text) {
   return workers;
 }
 
-Result<ClusterMap> ClusterMap::Create(std::vector<WorkerAddress> workers) {
-  if (workers.empty()) return InvalidArgument("the cluster needs at least one worker");
+Result<ClusterMap> ClusterMap::Create(std::vector<WorkerAddress> workers, bool allow_empty) {
+  if (workers.empty() && !allow_empty) {
+    return InvalidArgument("the cluster needs at least one worker");
+  }
   std::set<std::string> seen;
   for (const WorkerAddress& w : workers) {
     if (!seen.insert(w.ToString()).second) {
@@ -59,7 +61,7 @@ ClusterMap::ClusterMap(std::vector<WorkerAddress> workers) : slot_owner_(kSlots)
   for (size_t i = 0; i < workers.size(); ++i) {
     workers_.push_back(WorkerInfo{static_cast<WorkerId>(i + 1), std::move(workers[i])});
   }
-  for (uint32_t slot = 0; slot < kSlots; ++slot) {
+  for (uint32_t slot = 0; slot < kSlots && !workers_.empty(); ++slot) {
     slot_owner_[slot] = workers_[slot % workers_.size()].id;
   }
 }

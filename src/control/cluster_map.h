@@ -42,7 +42,8 @@ class ClusterMap {
  public:
   // REQUIRES: at least one worker; fails with kInvalidArgument otherwise or on duplicates.
   // The i-th worker gets id i + 1.
-  static Result<ClusterMap> Create(std::vector<WorkerAddress> workers);
+  // `allow_empty`: a replicated cluster, whose workers may all join later.
+  static Result<ClusterMap> Create(std::vector<WorkerAddress> workers, bool allow_empty = false);
 
   static uint32_t SlotOf(std::string_view partition_key);
   // The id of the worker that owns `partition_key`.

@@ -113,7 +113,8 @@ asio::awaitable<QueryApi::Answer> QueryApi::Run(const QueryPlan& plan, Ms deadli
   Answer answer;
   answer.outcome = co_await std::move(run);
   const das::v1::Coverage& coverage = answer.outcome.coverage;
-  answer.total_nodes = static_cast<uint32_t>(clients_.size());
+  answer.total_nodes = replication_ != nullptr ? replication_->total_nodes()
+                                               : static_cast<uint32_t>(clients_.size());
   if (replication_ != nullptr) {
     answer.responding_nodes =
         replication_->RespondingWorkers(answer.outcome.answered, answer.outcome.failed);

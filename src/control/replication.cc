@@ -22,6 +22,7 @@
 #include "control/gather.h"
 #include "control/topology_plan.h"
 #include "control/witness.h"
+#include "meta/plan.h"
 #include "rpc/topology.h"
 
 namespace das::control {
@@ -49,16 +50,6 @@ uint64_t NewClusterId() {
   return id != 0 ? id : 1;
 }
 
-// The topology with the parts only a running cluster knows (cluster id, the workers' raft
-// addresses) left out, to compare a kept topology with the flags.
-std::string Shape(Topology topology) {
-  topology.set_cluster_id(0);
-  for (internal::v1::NodeAddress& node : *topology.mutable_nodes()) {
-    if (node.node_id() != rpc::kWitnessNodeId) node.clear_raft_address();
-  }
-  return topology.SerializeAsString();
-}
-
 // What one shard's replicas say, gathered from the workers' and the witness's health.
 struct ShardView {
   std::map<uint64_t, ReplicaHealth> reports;  // by node id; absent: not reachable
@@ -67,23 +58,103 @@ struct ShardView {
   uint64_t commit_index = 0;
 };
 
+// The stages of a replica move (internal::v1::ReplicaMove.stage).
+enum Stage : uint32_t {
+  kAnnounce = 0,  // `to` named as joining in a new epoch
+  kAddSpare = 1,  // once `to` holds that epoch
+  kStandby = 2,   // libraft brings it up to date
+  kCatchUp = 3,   // its store caught up (a copy installed, the log applied)
+  kVoter = 4,
+  kLeadOff = 5,    // leadership off `from`
+  kRemoveOld = 6,  // `from` removed
+};
+
+std::string_view StageName(uint32_t stage) {
+  static constexpr std::string_view kNames[] = {"announce", "add spare", "standby",   "catch up",
+                                                "voter",    "lead off",  "remove old"};
+  return stage < std::size(kNames) ? kNames[stage] : "?";
+}
+
+std::string Describe(const internal::v1::ReplicaMove& move) {
+  std::string out = "shard " + std::to_string(move.shard()) + ": ";
+  if (move.from() != 0) out += rpc::NodeName(move.from());
+  out += " -> ";
+  if (move.to() != 0) out += rpc::NodeName(move.to());
+  out.append(" (").append(StageName(move.stage())).append("): ").append(move.why());
+  return out;
+}
+
+internal::v1::ReplicaMove ToProto(const meta::Move& move) {
+  internal::v1::ReplicaMove out;
+  out.set_shard(move.shard);
+  out.set_from(move.from);
+  out.set_to(move.to);
+  out.set_why(move.why);
+  switch (move.kind) {
+    case meta::Move::Kind::kReplace:
+      out.set_kind(internal::v1::ReplicaMove::REPLACE);
+      out.set_stage(kAnnounce);
+      break;
+    case meta::Move::Kind::kAdd:
+      out.set_kind(internal::v1::ReplicaMove::ADD);
+      out.set_stage(kAnnounce);
+      break;
+    case meta::Move::Kind::kRemove:
+      out.set_kind(internal::v1::ReplicaMove::REMOVE);
+      out.set_stage(kLeadOff);
+      break;
+    case meta::Move::Kind::kTransfer:
+      out.set_kind(internal::v1::ReplicaMove::TRANSFER);
+      break;
+  }
+  return out;
+}
+
+bool Contains(const google::protobuf::RepeatedField<uint64_t>& ids, uint64_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+void Erase(google::protobuf::RepeatedField<uint64_t>& ids, uint64_t id) {
+  ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+}
+
+// Adds `id` to `placement`'s voters: data replicas before the witness.
+void AddVoter(internal::v1::ShardPlacement& placement, uint64_t id) {
+  if (Contains(placement.voters(), id)) return;
+  std::vector<uint64_t> voters = rpc::DataVoters(placement);
+  const bool witness = Contains(placement.voters(), rpc::kWitnessNodeId);
+  if (id != rpc::kWitnessNodeId) voters.push_back(id);
+  if (witness || id == rpc::kWitnessNodeId) voters.push_back(rpc::kWitnessNodeId);
+  *placement.mutable_voters() = {voters.begin(), voters.end()};
+}
+
+// "host:port" -> host.
+std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
+
 class ReplicationImpl final : public Replication {
  public:
   ReplicationImpl(asio::any_io_executor executor, ReplicationOptions options,
-                  std::map<uint64_t, rpc::WorkerClient*> clients, ControlState state, bool formed)
+                  WorkerDirectory::Factory clients, ControlState state, bool formed)
       : executor_(std::move(executor)),
         options_(std::move(options)),
-        clients_(std::move(clients)),
+        directory_(std::move(clients)),
         state_(std::move(state)),
         formed_(formed),
-        shard_of_slot_(ShardOfSlot(state_.topology())),
-        last_transfer_(state_.topology().shards()) {
-    for (const internal::v1::ShardPlacement& p : state_.topology().placements()) {
+        shard_of_slot_(ShardOfSlot(options_.shards)),
+        last_transfer_(options_.shards) {
+    const auto now = std::chrono::steady_clock::now();
+    for (uint32_t s = 0; s < options_.shards; ++s) {
       std::vector<uint64_t> data;
-      for (uint64_t voter : p.voters()) {
-        if (voter != rpc::kWitnessNodeId) data.push_back(voter);
+      if (s < static_cast<uint32_t>(state_.topology().placements_size())) {
+        data = rpc::DataVoters(state_.topology().placements(static_cast<int>(s)));
       }
-      leaders_.push_back(std::make_unique<ShardLeader>(executor_, p.shard(), data, clients_));
+      leaders_.push_back(std::make_unique<ShardLeader>(executor_, s, data, directory_));
+    }
+    const std::set<uint64_t> departed(state_.departed().begin(), state_.departed().end());
+    for (const internal::v1::NodeAddress& node : state_.topology().nodes()) {
+      if (node.node_id() == rpc::kWitnessNodeId || departed.count(node.node_id()) > 0) continue;
+      directory_.Set(node.node_id(), node.http_address());
+      last_seen_[node.node_id()] = now;  // a restarted control node gives each worker its time
     }
   }
   ~ReplicationImpl() override {
@@ -92,6 +163,7 @@ class ReplicationImpl final : public Replication {
     // and the service (which owns this object) is destroyed after the server.
     witness_view_.store(nullptr, std::memory_order_release);
     if (witness_) witness_->Close();
+    directory_.CloseAll();
   }
 
   void Start() override {
@@ -113,6 +185,8 @@ class ReplicationImpl final : public Replication {
   }
 
   bool ready() const override { return ready_.load(std::memory_order_acquire); }
+  const WorkerDirectory& workers() const override { return directory_; }
+  uint32_t total_nodes() const override { return static_cast<uint32_t>(directory_.size()); }
   uint32_t shards() const override { return static_cast<uint32_t>(leaders_.size()); }
   uint32_t ShardOf(std::string_view partition_key) const override {
     return shard_of_slot_[HashPartitionKey(partition_key) % kSlots];
@@ -138,35 +212,64 @@ class ReplicationImpl final : public Replication {
   bool DescribeShards(const std::map<uint64_t, Result<WorkerHealthResponse>>& workers,
                       das::v1::HealthResponse& response) override;
 
+  Result<internal::v1::JoinResponse> Join(const internal::v1::JoinRequest& request) override;
+  Status Decommission(uint64_t worker_id) override;
+  std::string WorkerState(uint64_t worker_id) override {
+    std::lock_guard lock(mu_);
+    switch (StateOfLocked(worker_id, std::chrono::steady_clock::now())) {
+      case meta::WorkerState::kDraining:
+        return "draining";
+      case meta::WorkerState::kDead:
+        return "dead";
+      default:
+        return "active";
+    }
+  }
+
   std::string StatePath() const {
     return (std::filesystem::path(options_.data_dir) / kStateFile).string();
   }
 
  private:
+  using HealthMap = std::map<uint64_t, Result<WorkerHealthResponse>>;
   asio::awaitable<void> Run();
   asio::awaitable<void> Tick();
-  asio::awaitable<std::map<uint64_t, Result<WorkerHealthResponse>>> GatherHealth();
-  void Form(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
+  asio::awaitable<HealthMap> GatherHealth();
+  void Form(const HealthMap& health);
+  void FormFromJoins();
   void OpenWitness();
-  asio::awaitable<void> PushTopology(
-      const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
-  asio::awaitable<void> Balance(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
-  std::vector<ShardView> Views(const std::map<uint64_t, Result<WorkerHealthResponse>>& health);
-  // Notes which workers' health answered: the balancer's checks (`failures_count`: a worker
-  // that did not answer in kBalancerHealthDeadline is down) and every /health (whose shorter
-  // deadline only ever proves a worker alive).
-  void NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health,
-                 bool failures_count);
-  // Latches ready_ once every shard of `views` has a data replica as its leader.
+  asio::awaitable<void> PushTopology(const HealthMap& health);
+  asio::awaitable<Result<internal::v1::TopologyResponse>> PushTo(uint64_t id);
+  asio::awaitable<void> Balance(const std::vector<ShardView>& views);
+  std::vector<ShardView> Views(const HealthMap& health);
+  void NoteAlive(const HealthMap& health, bool failures_count);
   void NoteReady(const std::vector<ShardView>& views);
   Status SaveStateLocked();
 
+  // Membership (DESIGN.md section 7).
+  meta::WorkerState StateOfLocked(uint64_t id, std::chrono::steady_clock::time_point now) const;
+  meta::ClusterView ViewLocked(const std::vector<ShardView>& views) const;
+  // REQUIRES: mu_ held. A new epoch of the topology, kept; the shards' leaders learn their
+  // replicas.
+  void BumpEpochLocked(std::string_view why);
+  // Makes the map agree with the groups' own configurations where no move is under way.
+  void AdoptConfigurations(const std::vector<ShardView>& views);
+  // Carries the current move on as far as it can go now, or plans the next one.
+  asio::awaitable<void> Rebalance(const std::vector<ShardView>& views);
+  // One stage of the move under way: true when it advanced (the next may follow at once).
+  asio::awaitable<bool> Step(internal::v1::ReplicaMove move, const std::vector<ShardView>& views);
+  // One membership step at the shard's leader; true once done.
+  asio::awaitable<bool> AtLeader(const ShardView& view, internal::v1::MembershipRequest request);
+  void FinishMoveLocked();
+  // Drained workers leave.
+  void RetireDrainedLocked();
+
   asio::any_io_executor executor_;
   const ReplicationOptions options_;
-  const std::map<uint64_t, rpc::WorkerClient*> clients_;
+  WorkerDirectory directory_;
   std::vector<std::unique_ptr<ShardLeader>> leaders_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable stopped_;
   ControlState state_;                // GUARDED_BY(mu_) once Start() ran
   bool formed_ = false;               // GUARDED_BY(mu_): the workers' raft addresses are known
@@ -174,9 +277,17 @@ class ReplicationImpl final : public Replication {
   bool running_ = false;              // GUARDED_BY(mu_): Run() has not returned
   std::unique_ptr<Witness> witness_;  // set once by Run(); closed by Stop()
   std::atomic<Witness*> witness_view_{nullptr};
+  uint64_t witness_epoch_ = 0;  // Run() only: the epoch the witness holds
   std::atomic<bool> ready_{false};
   // Whether each worker's latest health check answered, for responding_nodes; GUARDED_BY(mu_)
   std::map<uint64_t, bool> alive_;
+  // When each worker last answered a health check (or joined); GUARDED_BY(mu_)
+  std::map<uint64_t, std::chrono::steady_clock::time_point> last_seen_;
+  uint32_t moves_pending_ = 0;  // GUARDED_BY(mu_): planned after the current one
+  uint64_t moves_done_ = 0;     // GUARDED_BY(mu_)
+  // The epoch and member count of the last plan that found nothing to do; GUARDED_BY(mu_)
+  uint64_t balanced_epoch_ = 0;
+  size_t balanced_members_ = 0;
   const std::vector<uint32_t> shard_of_slot_;
   std::vector<std::chrono::steady_clock::time_point> last_transfer_;  // Run() only
 };
@@ -193,7 +304,13 @@ asio::awaitable<void> ReplicationImpl::Run() {
     {
       std::lock_guard lock(mu_);
       if (stopping_) break;
-      const bool settled = formed_ && state_.adopted_size() == static_cast<int>(clients_.size());
+      bool settled =
+          formed_ && state_.move().kind() == internal::v1::ReplicaMove::NONE && moves_pending_ == 0;
+      for (const WorkerDirectory::Entry& w : directory_.Members()) {
+        auto it = state_.adopted_epochs().find(w.id);
+        settled = settled && it != state_.adopted_epochs().end() &&
+                  it->second >= state_.topology().epoch();
+      }
       timer.expires_after(settled ? kBalanceTick : kFormingTick);
     }
     auto [ignored] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -207,49 +324,70 @@ asio::awaitable<void> ReplicationImpl::Run() {
 }
 
 asio::awaitable<void> ReplicationImpl::Tick() {
-  asio::awaitable<std::map<uint64_t, Result<WorkerHealthResponse>>> gather = GatherHealth();
-  std::map<uint64_t, Result<WorkerHealthResponse>> health = co_await std::move(gather);
+  asio::awaitable<HealthMap> gather = GatherHealth();
+  HealthMap health = co_await std::move(gather);
   NoteAlive(health, true);
   bool formed = false;
   {
     std::lock_guard lock(mu_);
-    if (!formed_) Form(health);
+    if (!formed_) {
+      if (state_.topology().placements_size() > 0) {
+        Form(health);
+      } else {
+        FormFromJoins();
+      }
+    }
     formed = formed_;
   }
   if (!formed) co_return;
   OpenWitness();
   asio::awaitable<void> push = PushTopology(health);
   co_await std::move(push);
-  asio::awaitable<void> balance = Balance(health);
+  std::vector<ShardView> views = Views(health);
+  AdoptConfigurations(views);
+  asio::awaitable<void> rebalance = Rebalance(views);
+  co_await std::move(rebalance);
+  asio::awaitable<void> balance = Balance(views);
   co_await std::move(balance);
 }
 
-asio::awaitable<std::map<uint64_t, Result<WorkerHealthResponse>>> ReplicationImpl::GatherHealth() {
+asio::awaitable<ReplicationImpl::HealthMap> ReplicationImpl::GatherHealth() {
   std::vector<uint64_t> ids;
   std::vector<asio::awaitable<Result<WorkerHealthResponse>>> calls;
-  for (const auto& [id, client] : clients_) {
-    ids.push_back(id);
-    calls.push_back(client->Health(kBalancerHealthDeadline));
+  for (const WorkerDirectory::Entry& w : directory_.Members()) {
+    ids.push_back(w.id);
+    calls.push_back(w.client->Health(kBalancerHealthDeadline));
   }
   asio::awaitable<std::vector<Result<WorkerHealthResponse>>> gather =
       GatherAll<WorkerHealthResponse>(executor_, std::move(calls));
   std::vector<Result<WorkerHealthResponse>> results = co_await std::move(gather);
-  std::map<uint64_t, Result<WorkerHealthResponse>> out;
-  for (size_t i = 0; i < ids.size(); ++i) out.emplace(ids[i], std::move(results[i]));
+  HealthMap out;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    // A worker that answers under another id is not this member (its data directory was
+    // emptied, and it joined again as a new worker).
+    if (results[i].ok() && results[i]->worker_id() != ids[i]) {
+      results[i] = Unavailable("the worker there is worker " +
+                               std::to_string(results[i]->worker_id()) + " now");
+    }
+    out.emplace(ids[i], std::move(results[i]));
+  }
   co_return out;
 }
 
-void ReplicationImpl::Form(const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
-  for (const auto& [id, result] : health) {
-    if (!result.ok() || result->raft_port() == 0) return;  // every worker's raft port first
+void ReplicationImpl::Form(const HealthMap& health) {
+  for (const internal::v1::NodeAddress& node : state_.topology().nodes()) {
+    if (node.node_id() == rpc::kWitnessNodeId || !node.raft_address().empty()) continue;
+    auto it = health.find(node.node_id());
+    if (it == health.end() || !it->second.ok() || it->second->raft_port() == 0) {
+      return;  // every worker's raft port first
+    }
   }
   Topology& topology = *state_.mutable_topology();
   topology.set_cluster_id(NewClusterId());
   for (internal::v1::NodeAddress& node : *topology.mutable_nodes()) {
-    if (node.node_id() == rpc::kWitnessNodeId) continue;
-    const std::string http = node.http_address();
-    const std::string host = http.substr(0, http.rfind(':'));
-    node.set_raft_address(host + ":" + std::to_string(health.at(node.node_id())->raft_port()));
+    if (node.node_id() == rpc::kWitnessNodeId || !node.raft_address().empty()) continue;
+    node.set_raft_address(HostOf(node.http_address()) + ":" +
+                          std::to_string(health.at(node.node_id())->raft_port()));
   }
   if (Status saved = SaveStateLocked(); !saved.ok()) {
     spdlog::error("cannot keep the cluster state: {}", saved.ToString());
@@ -260,12 +398,49 @@ void ReplicationImpl::Form(const std::map<uint64_t, Result<WorkerHealthResponse>
                topology.shards(), topology.replication_factor());
 }
 
+// An empty --workers: the first MinWorkers(R) workers that joined found the cluster.
+void ReplicationImpl::FormFromJoins() {
+  std::vector<internal::v1::NodeAddress> joined;
+  for (const internal::v1::NodeAddress& node : state_.topology().nodes()) {
+    if (node.node_id() != rpc::kWitnessNodeId) joined.push_back(node);
+  }
+  if (joined.size() < MinWorkers(options_.replication_factor)) return;
+  std::sort(joined.begin(), joined.end(),
+            [](const auto& a, const auto& b) { return a.node_id() < b.node_id(); });
+  const std::string advertised =
+      options_.advertise_host.empty() ? options_.raft_host : options_.advertise_host;
+  *state_.mutable_topology() =
+      PlanTopology(joined, options_.replication_factor, options_.shards,
+                   advertised + ":" + std::to_string(options_.raft_port), NewClusterId());
+  if (Status saved = SaveStateLocked(); !saved.ok()) {
+    spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+    return;
+  }
+  for (const internal::v1::ShardPlacement& p : state_.topology().placements()) {
+    leaders_[p.shard()]->SetReplicas(rpc::DataVoters(p));
+    leaders_[p.shard()]->NoteLeader(p.preferred_leader());
+  }
+  formed_ = true;
+  spdlog::info("cluster {} formed by {} joined workers: {} shards, replication factor {}",
+               state_.topology().cluster_id(), joined.size(), state_.topology().shards(),
+               state_.topology().replication_factor());
+}
+
 void ReplicationImpl::OpenWitness() {
   Topology topology;
   {
     std::lock_guard lock(mu_);
-    if (witness_ || rpc::FindNode(state_.topology(), rpc::kWitnessNodeId) == nullptr) return;
+    if (rpc::FindNode(state_.topology(), rpc::kWitnessNodeId) == nullptr) return;
+    if (witness_ && witness_epoch_ == state_.topology().epoch()) return;
     topology = state_.topology();
+  }
+  if (witness_) {
+    if (Status adopted = witness_->Adopt(topology); !adopted.ok()) {
+      spdlog::error("the witness cannot take epoch {}: {}", topology.epoch(), adopted.ToString());
+      return;
+    }
+    witness_epoch_ = topology.epoch();
+    return;
   }
   WitnessOptions options;
   options.data_dir = options_.data_dir;
@@ -280,44 +455,69 @@ void ReplicationImpl::OpenWitness() {
   }
   std::lock_guard lock(mu_);
   witness_ = std::move(witness).value();
+  witness_epoch_ = topology.epoch();
   witness_view_.store(witness_.get(), std::memory_order_release);
 }
 
-asio::awaitable<void> ReplicationImpl::PushTopology(
-    const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
-  for (const auto& [id, client] : clients_) {
-    internal::v1::TopologyRequest request;
-    {
-      std::lock_guard lock(mu_);
-      const auto& adopted = state_.adopted();
-      if (std::find(adopted.begin(), adopted.end(), id) != adopted.end()) {
-        const Result<WorkerHealthResponse>& h = health.at(id);
-        if (h.ok() && h->cluster_id() != state_.topology().cluster_id()) {
-          spdlog::error(
-              "worker {} adopted cluster {} before but now holds {}: its data directory was "
-              "replaced; it is not given the topology again (replacing a worker is not built "
-              "yet)",
-              id, state_.topology().cluster_id(), h->cluster_id());
-        }
-        continue;
-      }
-      *request.mutable_topology() = state_.topology();
-    }
-    request.set_node_id(id);
-    asio::awaitable<Result<internal::v1::TopologyResponse>> call =
-        client->Topology(request, std::chrono::seconds(10));
-    Result<internal::v1::TopologyResponse> answer = co_await std::move(call);
-    if (!answer.ok()) {
-      spdlog::warn("worker {} did not take the topology: {}", id, answer.status().ToString());
-      continue;
-    }
+asio::awaitable<Result<internal::v1::TopologyResponse>> ReplicationImpl::PushTo(uint64_t id) {
+  internal::v1::TopologyRequest request;
+  {
     std::lock_guard lock(mu_);
-    state_.add_adopted(id);
+    *request.mutable_topology() = state_.topology();
+  }
+  request.set_node_id(id);
+  std::shared_ptr<rpc::WorkerClient> client = directory_.Client(id);
+  if (!client) co_return NotFound("worker " + std::to_string(id) + " is no member");
+  asio::awaitable<Result<internal::v1::TopologyResponse>> call =
+      client->Topology(request, std::chrono::seconds(10));
+  Result<internal::v1::TopologyResponse> answer = co_await std::move(call);
+  if (!answer.ok()) {
+    spdlog::warn("worker {} did not take the topology of epoch {}: {}", id,
+                 request.topology().epoch(), answer.status().ToString());
+    co_return answer;
+  }
+  std::lock_guard lock(mu_);
+  if (!Contains(state_.adopted(), id)) state_.add_adopted(id);
+  uint64_t& adopted = (*state_.mutable_adopted_epochs())[id];
+  if (adopted < request.topology().epoch()) {
+    adopted = request.topology().epoch();
     if (Status saved = SaveStateLocked(); !saved.ok()) {
       spdlog::error("cannot keep the cluster state: {}", saved.ToString());
     }
-    spdlog::info("worker {} holds the topology", id);
+    spdlog::info("worker {} holds the topology of epoch {}", id, adopted);
   }
+  co_return answer;
+}
+
+asio::awaitable<void> ReplicationImpl::PushTopology(const HealthMap& health) {
+  std::vector<uint64_t> ids;
+  std::vector<asio::awaitable<Result<internal::v1::TopologyResponse>>> calls;
+  for (const auto& [id, h] : health) {
+    {
+      std::lock_guard lock(mu_);
+      const uint64_t epoch = state_.topology().epoch();
+      auto adopted = state_.adopted_epochs().find(id);
+      const bool ever = Contains(state_.adopted(), id);
+      const bool current = adopted != state_.adopted_epochs().end() && adopted->second >= epoch;
+      if (ever && h.ok() && h->cluster_id() != state_.topology().cluster_id()) {
+        spdlog::error(
+            "worker {} adopted cluster {} before but now holds {}: its data directory was "
+            "replaced; it is not given the topology again (restart it with --join to make it a "
+            "new member)",
+            id, state_.topology().cluster_id(), h->cluster_id());
+        continue;
+      }
+      // A worker that reports an older epoch than it adopted lost it (a restored backup, ...):
+      // it is sent the newest again.
+      if (current && (!h.ok() || h->epoch() >= epoch)) continue;
+      if (!h.ok() && ever) continue;  // not reachable now: at the next tick
+    }
+    ids.push_back(id);
+    calls.push_back(PushTo(id));
+  }
+  asio::awaitable<std::vector<Result<internal::v1::TopologyResponse>>> gather =
+      GatherAll<internal::v1::TopologyResponse>(executor_, std::move(calls));
+  co_await std::move(gather);
 }
 
 Status ReplicationImpl::SaveStateLocked() {
@@ -326,16 +526,16 @@ Status ReplicationImpl::SaveStateLocked() {
   return WriteFileDurably(StatePath(), state_.SerializeAsString());
 }
 
-void ReplicationImpl::NoteAlive(const std::map<uint64_t, Result<WorkerHealthResponse>>& health,
-                                bool failures_count) {
+void ReplicationImpl::NoteAlive(const HealthMap& health, bool failures_count) {
   std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
   for (const auto& [id, result] : health) {
     if (result.ok() || failures_count) alive_[id] = result.ok();
+    if (result.ok()) last_seen_[id] = now;
   }
 }
 
-std::vector<ShardView> ReplicationImpl::Views(
-    const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
+std::vector<ShardView> ReplicationImpl::Views(const HealthMap& health) {
   NoteAlive(health, false);
   std::vector<ShardView> views(leaders_.size());
   auto add = [&](uint64_t node, const ReplicaHealth& report) {
@@ -370,12 +570,15 @@ void ReplicationImpl::NoteReady(const std::vector<ShardView>& views) {
   if (!ready_.exchange(true)) spdlog::info("every shard has a leader: ready");
 }
 
-asio::awaitable<void> ReplicationImpl::Balance(
-    const std::map<uint64_t, Result<WorkerHealthResponse>>& health) {
-  std::vector<ShardView> views = Views(health);
+asio::awaitable<void> ReplicationImpl::Balance(const std::vector<ShardView>& views) {
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::pair<uint32_t, uint64_t>> moves;  // (shard, to)
   std::vector<asio::awaitable<Result<internal::v1::TransferResponse>>> calls;
+  uint32_t moving = UINT32_MAX;  // the rebalancer's shard: it moves that one's leadership
+  {
+    std::lock_guard lock(mu_);
+    if (state_.move().kind() != internal::v1::ReplicaMove::NONE) moving = state_.move().shard();
+  }
   for (size_t s = 0; s < views.size(); ++s) {
     {
       std::lock_guard lock(mu_);
@@ -385,7 +588,8 @@ asio::awaitable<void> ReplicationImpl::Balance(
     if (view.leader == 0) continue;
     ShardLeader& shard = *leaders_[s];
     shard.NoteLeader(view.leader);
-    const std::vector<uint64_t>& data = shard.replicas();
+    const std::vector<uint64_t> data = shard.replicas();
+    if (data.empty() || s == moving) continue;
     auto caught_up = [&](uint64_t node) {
       auto it = view.reports.find(node);
       return it != view.reports.end() && CaughtUp(it->second, view.commit_index);
@@ -408,9 +612,16 @@ asio::awaitable<void> ReplicationImpl::Balance(
     }
     if (target == 0 || target == view.leader) continue;
     if (now - last_transfer_[s] < kTransferBackoff) continue;
+    std::shared_ptr<rpc::WorkerClient> client = directory_.Client(view.leader);
+    if (!client) continue;
     last_transfer_[s] = now;
     moves.emplace_back(static_cast<uint32_t>(s), target);
-    calls.push_back(clients_.at(view.leader)->Transfer(static_cast<uint32_t>(s), target, Ms(2000)));
+    calls.push_back([](std::shared_ptr<rpc::WorkerClient> c, uint32_t shard,
+                       uint64_t to) -> asio::awaitable<Result<internal::v1::TransferResponse>> {
+      asio::awaitable<Result<internal::v1::TransferResponse>> call =
+          c->Transfer(shard, to, Ms(2000));
+      co_return co_await std::move(call);
+    }(client, static_cast<uint32_t>(s), target));
   }
   // All at once, so that a tick lasts one transfer at most, not one per shard.
   asio::awaitable<std::vector<Result<internal::v1::TransferResponse>>> gather =
@@ -428,6 +639,487 @@ asio::awaitable<void> ReplicationImpl::Balance(
   }
 }
 
+meta::WorkerState ReplicationImpl::StateOfLocked(uint64_t id,
+                                                 std::chrono::steady_clock::time_point now) const {
+  if (Contains(state_.draining(), id)) return meta::WorkerState::kDraining;
+  if (Contains(state_.departed(), id)) return meta::WorkerState::kDead;
+  auto seen = last_seen_.find(id);
+  if (seen == last_seen_.end() || now - seen->second > options_.dead_worker_after) {
+    return meta::WorkerState::kDead;
+  }
+  return meta::WorkerState::kActive;
+}
+
+meta::ClusterView ReplicationImpl::ViewLocked(const std::vector<ShardView>& views) const {
+  meta::ClusterView view;
+  view.replication_factor = state_.topology().replication_factor();
+  if (rpc::FindNode(state_.topology(), rpc::kWitnessNodeId) != nullptr) {
+    view.witness_id = rpc::kWitnessNodeId;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  for (const WorkerDirectory::Entry& w : directory_.Members()) {
+    view.workers.push_back(meta::WorkerView{w.id, StateOfLocked(w.id, now)});
+  }
+  for (const internal::v1::ShardPlacement& p : state_.topology().placements()) {
+    meta::ShardReplicas& shard = view.shards.emplace_back();
+    shard.shard = p.shard();
+    shard.voters.assign(p.voters().begin(), p.voters().end());
+    if (p.shard() < views.size()) shard.leader = views[p.shard()].leader;
+  }
+  return view;
+}
+
+void ReplicationImpl::BumpEpochLocked(std::string_view why) {
+  Topology& topology = *state_.mutable_topology();
+  topology.set_epoch(topology.epoch() + 1);
+  for (const internal::v1::ShardPlacement& p : topology.placements()) {
+    leaders_[p.shard()]->SetReplicas(rpc::DataVoters(p));
+  }
+  if (Status saved = SaveStateLocked(); !saved.ok()) {
+    spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+  }
+  spdlog::info("cluster map epoch {}: {}", topology.epoch(), why);
+}
+
+void ReplicationImpl::AdoptConfigurations(const std::vector<ShardView>& views) {
+  std::lock_guard lock(mu_);
+  const internal::v1::ReplicaMove& move = state_.move();
+  for (internal::v1::ShardPlacement& p : *state_.mutable_topology()->mutable_placements()) {
+    if (move.kind() != internal::v1::ReplicaMove::NONE && move.shard() == p.shard()) continue;
+    const ShardView& view = views[p.shard()];
+    if (view.leader == 0) continue;
+    const ReplicaHealth& report = view.reports.at(view.leader);
+    if (report.members_size() == 0) continue;
+    std::set<uint64_t> voters;
+    for (const internal::v1::GroupMember& m : report.members()) {
+      if (m.role() == internal::v1::GroupMember::VOTER) voters.insert(m.node_id());
+    }
+    const std::set<uint64_t> mapped(p.voters().begin(), p.voters().end());
+    if (voters == mapped || voters.empty()) continue;
+    bool known = true;
+    for (uint64_t v : voters) known = known && rpc::FindNode(state_.topology(), v) != nullptr;
+    if (!known) continue;
+    std::vector<uint64_t> kept;
+    for (uint64_t v : p.voters()) {
+      if (voters.count(v) > 0) kept.push_back(v);
+    }
+    for (uint64_t v : voters) {
+      if (std::find(kept.begin(), kept.end(), v) == kept.end()) kept.push_back(v);
+    }
+    p.clear_voters();
+    for (uint64_t v : kept) AddVoter(p, v);
+    p.clear_joining();
+    BumpEpochLocked("shard " + std::to_string(p.shard()) +
+                    ": the map follows the group's own configuration");
+  }
+}
+
+asio::awaitable<void> ReplicationImpl::Rebalance(const std::vector<ShardView>& views) {
+  // Moves start only while every shard has a data leader (an election or a dead leader is
+  // waited out) and every member holds the current epoch.
+  for (const ShardView& view : views) {
+    if (view.leader == 0 || view.leader == rpc::kWitnessNodeId) co_return;
+  }
+  for (int steps = 0; steps < 16; ++steps) {
+    internal::v1::ReplicaMove move;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) co_return;
+      if (state_.move().kind() == internal::v1::ReplicaMove::NONE) {
+        RetireDrainedLocked();
+        const meta::ClusterView view = ViewLocked(views);
+        std::optional<meta::Move> next = meta::NextMove(view);
+        uint32_t pending = 0;
+        for (meta::ClusterView after = view; next && pending < 1000; ++pending) {
+          after = meta::Apply(std::move(after), *next);
+          next = meta::NextMove(after);
+        }
+        moves_pending_ = pending;
+        next = meta::NextMove(view);
+        if (!next) {
+          balanced_epoch_ = state_.topology().epoch();
+          balanced_members_ = view.workers.size();
+          co_return;
+        }
+        balanced_epoch_ = 0;
+        *state_.mutable_move() = ToProto(*next);
+        if (Status saved = SaveStateLocked(); !saved.ok()) {
+          spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+          co_return;
+        }
+        spdlog::info("rebalance: {}", Describe(state_.move()));
+      }
+      move = state_.move();
+    }
+    asio::awaitable<bool> step = Step(move, views);
+    if (!co_await std::move(step)) co_return;
+    std::lock_guard lock(mu_);
+    // A step that finished a move cleared it; the next is planned from the map as it is now.
+    // The views are from the tick's start, so a finished move ends the tick.
+    if (state_.move().kind() == internal::v1::ReplicaMove::NONE) co_return;
+  }
+}
+
+void ReplicationImpl::FinishMoveLocked() {
+  spdlog::info("rebalance: done: {}", Describe(state_.move()));
+  state_.clear_move();
+  ++moves_done_;
+  if (Status saved = SaveStateLocked(); !saved.ok()) {
+    spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+  }
+}
+
+void ReplicationImpl::RetireDrainedLocked() {
+  for (uint64_t id : std::vector<uint64_t>(state_.draining().begin(), state_.draining().end())) {
+    bool holds = false;
+    for (const internal::v1::ShardPlacement& p : state_.topology().placements()) {
+      holds = holds || Contains(p.voters(), id) || Contains(p.joining(), id);
+    }
+    if (holds) continue;
+    Erase(*state_.mutable_draining(), id);
+    state_.add_departed(id);
+    directory_.Remove(id);
+    alive_.erase(id);
+    if (Status saved = SaveStateLocked(); !saved.ok()) {
+      spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+    }
+    spdlog::info("worker {} is drained and has left the cluster", id);
+  }
+}
+
+asio::awaitable<bool> ReplicationImpl::AtLeader(const ShardView& view,
+                                                internal::v1::MembershipRequest request) {
+  if (view.leader == 0 || view.leader == rpc::kWitnessNodeId) co_return false;
+  std::shared_ptr<rpc::WorkerClient> client = directory_.Client(view.leader);
+  if (!client) co_return false;
+  // Standby and voter wait for libraft's catch-up rounds: given long, and repeated if need be
+  // (a step already done answers OK).
+  asio::awaitable<Result<internal::v1::MembershipResponse>> call =
+      client->Membership(request, std::chrono::seconds(60));
+  Result<internal::v1::MembershipResponse> done = co_await std::move(call);
+  if (!done.ok()) {
+    spdlog::info("shard {}: membership step {} of {} not done yet: {}", request.shard(),
+                 static_cast<int>(request.op()), rpc::NodeName(request.node_id()),
+                 done.status().ToString());
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
+                                            const std::vector<ShardView>& views) {
+  using internal::v1::GroupMember;
+  using internal::v1::MembershipRequest;
+  using internal::v1::ReplicaMove;
+  const uint32_t s = move.shard();
+  const ShardView& view = views.at(s);
+  auto advance = [this](uint32_t stage) {
+    std::lock_guard lock(mu_);
+    state_.mutable_move()->set_stage(stage);
+    if (Status saved = SaveStateLocked(); !saved.ok()) {
+      spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+    }
+  };
+  auto placement = [this, s]() -> internal::v1::ShardPlacement& {
+    return *state_.mutable_topology()->mutable_placements(static_cast<int>(s));
+  };
+  const uint64_t to = move.to();
+  const uint64_t from = move.from();
+
+  if (move.kind() == ReplicaMove::TRANSFER) {
+    std::lock_guard lock(mu_);
+    internal::v1::ShardPlacement& p = placement();
+    if (!p.voters().empty() && p.voters(0) == to) {
+      // Preferred already: the balancer hands leadership over once `to` is caught up.
+      state_.clear_move();
+      co_return false;
+    }
+    std::vector<uint64_t> voters = {to};
+    for (uint64_t v : p.voters()) {
+      if (v != to) voters.push_back(v);
+    }
+    *p.mutable_voters() = {voters.begin(), voters.end()};
+    p.set_preferred_leader(to);
+    BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " preferred leader");
+    last_transfer_[s] = {};  // the balancer hands it over at once
+    FinishMoveLocked();
+    co_return true;
+  }
+
+  // A replica being added to a worker that went away (dead, drained) is rolled back.
+  if (move.stage() < kVoter && to != rpc::kWitnessNodeId) {
+    bool gone = false;
+    {
+      std::lock_guard lock(mu_);
+      gone = StateOfLocked(to, std::chrono::steady_clock::now()) != meta::WorkerState::kActive ||
+             !directory_.Client(to);
+    }
+    if (gone) {
+      MembershipRequest remove;
+      remove.set_shard(s);
+      remove.set_op(MembershipRequest::REMOVE);
+      remove.set_node_id(to);
+      asio::awaitable<bool> removed = AtLeader(view, remove);
+      if (!co_await std::move(removed)) co_return false;
+      std::lock_guard lock(mu_);
+      Erase(*placement().mutable_joining(), to);
+      BumpEpochLocked("shard " + std::to_string(s) + ": the move to " + rpc::NodeName(to) +
+                      " is rolled back (it went away)");
+      FinishMoveLocked();
+      co_return true;
+    }
+  }
+
+  switch (move.stage()) {
+    case kAnnounce: {
+      std::lock_guard lock(mu_);
+      internal::v1::ShardPlacement& p = placement();
+      if (!Contains(p.joining(), to) && !Contains(p.voters(), to)) p.add_joining(to);
+      BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " joins");
+      state_.mutable_move()->set_stage(kAddSpare);
+      if (Status saved = SaveStateLocked(); !saved.ok()) {
+        spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+      }
+      co_return true;
+    }
+    case kAddSpare: {
+      // `to` must hold the epoch that names it (the witness: at once, in this process).
+      if (to == rpc::kWitnessNodeId) {
+        OpenWitness();
+        uint64_t epoch = 0;
+        {
+          std::lock_guard lock(mu_);
+          epoch = state_.topology().epoch();
+        }
+        if (witness_epoch_ < epoch) co_return false;
+      } else {
+        asio::awaitable<Result<internal::v1::TopologyResponse>> push = PushTo(to);
+        if (!(co_await std::move(push)).ok()) co_return false;
+      }
+      // A voter at `to`'s raft address is a worker that lost its data and came back under a
+      // new id at the same address (libraft refuses two servers at one address): it is removed
+      // first. It is dead, so this leaves the shard no less able to commit than it was.
+      uint64_t stale = 0;
+      {
+        std::lock_guard lock(mu_);
+        const internal::v1::NodeAddress* mine = rpc::FindNode(state_.topology(), to);
+        for (uint64_t voter : placement().voters()) {
+          const internal::v1::NodeAddress* node = rpc::FindNode(state_.topology(), voter);
+          if (voter != to && mine != nullptr && node != nullptr &&
+              node->raft_address() == mine->raft_address()) {
+            stale = voter;
+          }
+        }
+      }
+      if (stale != 0) {
+        MembershipRequest remove;
+        remove.set_shard(s);
+        remove.set_op(MembershipRequest::REMOVE);
+        remove.set_node_id(stale);
+        asio::awaitable<bool> removed = AtLeader(view, remove);
+        if (!co_await std::move(removed)) co_return false;
+        std::lock_guard lock(mu_);
+        Erase(*placement().mutable_voters(), stale);
+        BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(stale) +
+                        " removed first: " + rpc::NodeName(to) + " took its address");
+        co_return false;  // the next tick adds `to`
+      }
+      MembershipRequest add;
+      add.set_shard(s);
+      add.set_op(MembershipRequest::ADD_SPARE);
+      add.set_node_id(to);
+      asio::awaitable<bool> added = AtLeader(view, add);
+      if (!co_await std::move(added)) co_return false;
+      advance(kStandby);
+      co_return true;
+    }
+    case kStandby: {
+      MembershipRequest standby;
+      standby.set_shard(s);
+      standby.set_op(MembershipRequest::ASSIGN);
+      standby.set_node_id(to);
+      standby.set_role(GroupMember::STANDBY);
+      asio::awaitable<bool> assigned = AtLeader(view, standby);
+      if (!co_await std::move(assigned)) co_return false;
+      advance(kCatchUp);
+      co_return false;  // its store's progress shows in the next tick's health
+    }
+    case kCatchUp: {
+      auto it = view.reports.find(to);
+      if (it == view.reports.end() || !CaughtUp(it->second, view.commit_index)) co_return false;
+      advance(kVoter);
+      co_return true;
+    }
+    case kVoter: {
+      MembershipRequest voter;
+      voter.set_shard(s);
+      voter.set_op(MembershipRequest::ASSIGN);
+      voter.set_node_id(to);
+      voter.set_role(GroupMember::VOTER);
+      asio::awaitable<bool> assigned = AtLeader(view, voter);
+      if (!co_await std::move(assigned)) co_return false;
+      std::lock_guard lock(mu_);
+      internal::v1::ShardPlacement& p = placement();
+      Erase(*p.mutable_joining(), to);
+      AddVoter(p, to);
+      BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " votes");
+      if (move.kind() == ReplicaMove::ADD) {
+        FinishMoveLocked();
+      } else {
+        state_.mutable_move()->set_stage(kLeadOff);
+        if (Status saved = SaveStateLocked(); !saved.ok()) {
+          spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+        }
+      }
+      co_return true;
+    }
+    case kLeadOff: {
+      if (view.leader == from) {
+        // To the new replica when it holds data, else to another caught-up data replica.
+        uint64_t target = 0;
+        for (uint64_t node : leaders_[s]->replicas()) {
+          auto it = view.reports.find(node);
+          if (node == from || it == view.reports.end() ||
+              !CaughtUp(it->second, view.commit_index)) {
+            continue;
+          }
+          if (target == 0 || node == to) target = node;
+        }
+        std::shared_ptr<rpc::WorkerClient> client = directory_.Client(from);
+        if (target == 0 || !client) co_return false;
+        asio::awaitable<Result<internal::v1::TransferResponse>> call =
+            client->Transfer(s, target, Ms(2000));
+        Result<internal::v1::TransferResponse> moved = co_await std::move(call);
+        if (moved.ok()) leaders_[s]->NoteLeader(target);
+        co_return false;  // the next tick's health shows the new leader
+      }
+      advance(kRemoveOld);
+      co_return true;
+    }
+    case kRemoveOld: {
+      MembershipRequest remove;
+      remove.set_shard(s);
+      remove.set_op(MembershipRequest::REMOVE);
+      remove.set_node_id(from);
+      asio::awaitable<bool> removed = AtLeader(view, remove);
+      if (!co_await std::move(removed)) co_return false;
+      std::lock_guard lock(mu_);
+      internal::v1::ShardPlacement& p = placement();
+      Erase(*p.mutable_voters(), from);
+      Erase(*p.mutable_joining(), from);
+      if (p.preferred_leader() == from && !rpc::DataVoters(p).empty()) {
+        p.set_preferred_leader(rpc::DataVoters(p).front());
+      }
+      BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(from) + " removed");
+      FinishMoveLocked();
+      co_return true;
+    }
+    default:
+      std::lock_guard lock(mu_);
+      spdlog::error("rebalance: a move at an unknown stage {}; dropped", move.stage());
+      state_.clear_move();
+      co_return false;
+  }
+}
+
+Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::JoinRequest& request) {
+  const std::string& http = request.http_address();
+  const size_t colon = http.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == http.size()) {
+    return InvalidArgument("join: the address '" + http + "' is not host:port");
+  }
+  if (request.raft_port() == 0 || request.raft_port() > 65535) {
+    return InvalidArgument("join: raft_port " + std::to_string(request.raft_port()) +
+                           " is not a port");
+  }
+  const std::string host = HostOf(http);
+  if (host == "0.0.0.0" || host == "::" || host == "[::]") {
+    return InvalidArgument("join: " + http +
+                           " is no address peers can reach; start the worker with "
+                           "--advertise-host");
+  }
+  std::lock_guard lock(mu_);
+  uint64_t id = request.node_id();
+  if (id >= rpc::kWitnessNodeId) return InvalidArgument("join: node id out of range");
+  if (id != 0 && Contains(state_.departed(), id)) {
+    return InvalidArgument("join: worker " + std::to_string(id) +
+                           " has left the cluster; start it with an empty data directory to "
+                           "join as a new worker");
+  }
+  Topology& topology = *state_.mutable_topology();
+  uint64_t max_id = state_.last_worker_id();
+  for (const internal::v1::NodeAddress& node : topology.nodes()) {
+    if (node.node_id() != rpc::kWitnessNodeId) max_id = std::max(max_id, node.node_id());
+  }
+  for (uint64_t departed : state_.departed()) max_id = std::max(max_id, departed);
+  if (id == 0) id = max_id + 1;
+  state_.set_last_worker_id(std::max(max_id, id));
+  const std::string raft = host + ":" + std::to_string(request.raft_port());
+  bool changed = false;
+  // A member at this very address under another id has lost its data: that worker is gone
+  // (its replicas are recreated elsewhere; never trusted again).
+  for (const internal::v1::NodeAddress& node : topology.nodes()) {
+    if (node.node_id() == id || node.node_id() == rpc::kWitnessNodeId) continue;
+    if (node.http_address() != http || Contains(state_.departed(), node.node_id())) continue;
+    spdlog::warn(
+        "worker {} joins at {}, where worker {} was: worker {} lost its data and is "
+        "replaced",
+        id, http, node.node_id(), node.node_id());
+    state_.add_departed(node.node_id());
+    Erase(*state_.mutable_draining(), node.node_id());
+    directory_.Remove(node.node_id());
+    alive_.erase(node.node_id());
+  }
+  internal::v1::NodeAddress* found = nullptr;
+  for (internal::v1::NodeAddress& node : *topology.mutable_nodes()) {
+    if (node.node_id() == id) found = &node;
+  }
+  if (found == nullptr) {
+    found = topology.add_nodes();
+    found->set_node_id(id);
+    changed = true;
+    spdlog::info("worker {} joins from {} (raft {})", id, http, raft);
+  } else if (found->http_address() != http || found->raft_address() != raft) {
+    changed = true;
+    spdlog::info("worker {} joins again, now at {} (raft {})", id, http, raft);
+  }
+  found->set_http_address(http);
+  found->set_raft_address(raft);
+  directory_.Set(id, http);
+  last_seen_[id] = std::chrono::steady_clock::now();
+  if (changed && topology.placements_size() > 0) {
+    BumpEpochLocked(rpc::NodeName(id) + " at " + http);
+  } else if (Status saved = SaveStateLocked(); !saved.ok()) {
+    return saved;
+  }
+  internal::v1::JoinResponse response;
+  response.set_node_id(id);
+  response.set_cluster_id(topology.cluster_id());
+  return response;
+}
+
+Status ReplicationImpl::Decommission(uint64_t worker_id) {
+  std::lock_guard lock(mu_);
+  if (!directory_.Client(worker_id)) {
+    return NotFound("worker " + std::to_string(worker_id) + " is no member of the cluster");
+  }
+  if (Contains(state_.draining(), worker_id)) return Status::Ok();
+  const auto now = std::chrono::steady_clock::now();
+  size_t active = 0;
+  for (const WorkerDirectory::Entry& w : directory_.Members()) {
+    if (w.id != worker_id && StateOfLocked(w.id, now) == meta::WorkerState::kActive) ++active;
+  }
+  if (active < MinWorkers(state_.topology().replication_factor())) {
+    return InvalidArgument("worker " + std::to_string(worker_id) +
+                           " cannot be drained: " + std::to_string(active) +
+                           " other active workers cannot hold " + "replication factor " +
+                           std::to_string(state_.topology().replication_factor()));
+  }
+  state_.add_draining(worker_id);
+  RETURN_IF_ERROR(SaveStateLocked());
+  spdlog::info("worker {} is decommissioned: its replicas move to the others", worker_id);
+  return Status::Ok();
+}
 asio::awaitable<ShardedAggregate> ReplicationImpl::ReadAll(Ms timeout) {
   std::vector<asio::awaitable<Result<ShardLeader::ReadOutcome>>> reads;
   for (auto& leader : leaders_) {
@@ -475,7 +1167,8 @@ uint32_t ReplicationImpl::RespondingWorkers(const std::set<uint64_t>& answered,
   // second, or a /health) answered.
   uint32_t responding = 0;
   std::lock_guard lock(mu_);
-  for (const auto& [id, client] : clients_) {
+  for (const WorkerDirectory::Entry& w : directory_.Members()) {
+    const uint64_t id = w.id;
     auto alive = alive_.find(id);
     const bool live = alive != alive_.end() && alive->second;
     const bool not_needed_and_live = failed.count(id) == 0 && live;
@@ -493,8 +1186,18 @@ bool ReplicationImpl::DescribeShards(
   {
     std::lock_guard lock(mu_);
     topology = state_.topology();
+    das::v1::Rebalance& rebalance = *response.mutable_rebalance();
+    if (state_.move().kind() != internal::v1::ReplicaMove::NONE) {
+      rebalance.set_current_move(Describe(state_.move()));
+    }
+    rebalance.set_moves_pending(moves_pending_);
+    rebalance.set_moves_done(moves_done_);
+    rebalance.set_epoch(topology.epoch());
+    rebalance.set_balanced(state_.move().kind() == internal::v1::ReplicaMove::NONE &&
+                           balanced_epoch_ == topology.epoch() &&
+                           balanced_members_ == directory_.size());
   }
-  response.set_replication_factor(topology.replication_factor());
+  response.set_replication_factor(options_.replication_factor);
   for (const internal::v1::ShardPlacement& p : topology.placements()) {
     const ShardView& view = views[p.shard()];
     das::v1::ShardStatus* shard = response.add_shards();
@@ -521,6 +1224,14 @@ bool ReplicationImpl::DescribeShards(
       replica->set_live(live);
       healthy = healthy && live && CaughtUp(it->second, view.commit_index);
     }
+    // A replica being added is listed too; it counts once it votes.
+    for (uint64_t node : p.joining()) {
+      das::v1::ReplicaStatus* replica = shard->add_replicas();
+      replica->set_node(rpc::NodeName(node));
+      auto it = view.reports.find(node);
+      replica->set_role(it == view.reports.end() ? "joining" : "joining " + it->second.role());
+      if (it != view.reports.end()) replica->set_applied_index(it->second.stored_index());
+    }
     shard->set_healthy(healthy);
     all_healthy = all_healthy && healthy;
   }
@@ -529,17 +1240,24 @@ bool ReplicationImpl::DescribeShards(
 
 }  // namespace
 
-Result<std::unique_ptr<Replication>> Replication::Create(
-    asio::any_io_executor executor, ReplicationOptions options,
-    const std::vector<WorkerInfo>& workers, std::map<uint64_t, rpc::WorkerClient*> clients) {
-  RETURN_IF_ERROR(CheckReplication(options.replication_factor, options.shards, workers.size()));
+Result<std::unique_ptr<Replication>> Replication::Create(asio::any_io_executor executor,
+                                                         ReplicationOptions options,
+                                                         const std::vector<WorkerInfo>& workers,
+                                                         WorkerDirectory::Factory clients) {
+  if (!workers.empty()) {
+    RETURN_IF_ERROR(CheckReplication(options.replication_factor, options.shards, workers.size()));
+  } else {
+    RETURN_IF_ERROR(CheckReplication(options.replication_factor, options.shards,
+                                     MinWorkers(options.replication_factor)));
+  }
   const std::string advertised =
       options.advertise_host.empty() ? options.raft_host : options.advertise_host;
-  if (NeedsWitness(options.replication_factor, workers.size()) &&
-      (advertised == "0.0.0.0" || advertised == "::")) {
+  const bool witness_possible = options.replication_factor >= 3;
+  if (witness_possible && (advertised == "0.0.0.0" || advertised == "::")) {
     return InvalidArgument("--host " + advertised +
                            " is no address peers can reach the witness at: set --advertise-host");
   }
+  const std::string witness_address = advertised + ":" + std::to_string(options.raft_port);
   std::vector<internal::v1::NodeAddress> nodes;
   for (const WorkerInfo& w : workers) {
     internal::v1::NodeAddress& node = nodes.emplace_back();
@@ -547,8 +1265,10 @@ Result<std::unique_ptr<Replication>> Replication::Create(
     node.set_http_address(w.address.ToString());
   }
   ControlState state;
-  *state.mutable_topology() = PlanTopology(nodes, options.replication_factor, options.shards,
-                                           advertised + ":" + std::to_string(options.raft_port), 0);
+  if (!workers.empty()) {
+    *state.mutable_topology() =
+        PlanTopology(nodes, options.replication_factor, options.shards, witness_address, 0);
+  }
   const std::string path = (std::filesystem::path(options.data_dir) / kStateFile).string();
   ASSIGN_OR_RETURN(std::optional<std::string> saved, ReadFileIfExists(path));
   bool formed = false;
@@ -557,16 +1277,32 @@ Result<std::unique_ptr<Replication>> Replication::Create(
     if (!kept.ParseFromString(*saved)) {
       return Internal(path + " does not decode; move it away only if the cluster is new");
     }
-    if (Shape(kept.topology()) != Shape(state.topology())) {
+    const Topology& topology = kept.topology();
+    const bool planned = topology.placements_size() > 0;
+    auto refuse = [&](const std::string& why) {
       return InvalidArgument(
-          path + " keeps a cluster of " + std::to_string(kept.topology().shards()) +
-          " shards, replication factor " + std::to_string(kept.topology().replication_factor()) +
-          " and " + std::to_string(kept.topology().nodes_size()) +
-          " nodes; start with the same --shards, --replication-factor, --workers and "
-          "--raft-port (changing them is not supported yet), or use a fresh --data-dir");
+          path + " keeps a cluster of " + std::to_string(topology.shards()) +
+          " shards, replication factor " + std::to_string(topology.replication_factor()) + " and " +
+          std::to_string(topology.nodes_size()) + " nodes; " + why + ", or use a fresh --data-dir");
+    };
+    if (planned && (topology.shards() != options.shards ||
+                    topology.replication_factor() != options.replication_factor)) {
+      return refuse("start with the same --shards and --replication-factor");
+    }
+    for (const internal::v1::NodeAddress& node : nodes) {
+      const internal::v1::NodeAddress* same = rpc::FindNode(topology, node.node_id());
+      if (planned && (same == nullptr || same->http_address() != node.http_address())) {
+        return refuse("--workers names worker " + std::to_string(node.node_id()) + " at " +
+                      node.http_address() + ", which it does not hold there");
+      }
+    }
+    const internal::v1::NodeAddress* witness = rpc::FindNode(topology, rpc::kWitnessNodeId);
+    if (witness != nullptr && witness->raft_address() != witness_address) {
+      return refuse("its witness is at " + witness->raft_address() +
+                    "; start with the same --raft-port and --advertise-host");
     }
     state = std::move(kept);
-    formed = true;
+    formed = planned && topology.cluster_id() != 0;
   }
   return std::unique_ptr<Replication>(std::make_unique<ReplicationImpl>(
       std::move(executor), std::move(options), std::move(clients), std::move(state), formed));

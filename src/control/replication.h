@@ -1,12 +1,22 @@
-// Replication: the control node's side of replicated shards (DESIGN.md section 6).
+// Replication: the control node's side of replicated shards (DESIGN.md sections 6 and 7).
 //
-// It plans the topology from the worker list and the flags (control/topology_plan.h), learns
-// each worker's raft port from its health, keeps the topology in <data-dir>/cluster.pb (a
-// later start with other --shards, --replication-factor or workers is refused), opens the
-// witness when the cluster needs one, and sends the topology to every worker until each
-// adopted it. Then, every second, its balancer moves leadership: away from the witness at
-// once, and back to a shard's preferred worker when that worker is live and caught up, so
-// leaders spread evenly.
+// It plans the topology from the worker list (or, with an empty --workers, from the first
+// workers that join) and the flags (control/topology_plan.h), learns each worker's raft port
+// from its health (or its join), keeps the topology in <data-dir>/cluster.pb (a later start
+// with other --shards or --replication-factor is refused), opens the witness when the cluster
+// needs one, and sends each new epoch of the topology to every worker until each adopted it.
+//
+// Membership: workers join (Join) and are decommissioned (Decommission); the rebalancer plans
+// one replica move at a time (meta/plan.h) and carries it out in stages, each kept in
+// cluster.pb so that a restarted control node finishes it: the new replica announced as
+// joining, added as a spare, made a standby (libraft brings it up to date: the log, or a
+// snapshot whose restore copies the shard's data from a data replica out of band), waited for
+// until its store caught up, made a voter; leadership moved off the old replica, which is then
+// removed. Where a shard group's configuration differs from the map (a change committed just
+// before a crash), the group's configuration wins.
+//
+// Every second its balancer moves leadership: away from the witness at once, and to a shard's
+// preferred worker (its first data voter) when that worker is live and caught up.
 //
 // It gives the service a ShardLeader per shard (the write and read path), the slot -> shard
 // map, the reads of every shard for /analytics, and the shards' part of /health.
@@ -30,6 +40,7 @@
 #include "control/aggregate.h"
 #include "control/cluster_map.h"
 #include "control/shard_leader.h"
+#include "control/worker_directory.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
 #include "rpc/worker_client.h"
@@ -49,6 +60,9 @@ struct ReplicationOptions {
   // The witness's raft transport proves it (empty: none); ControlService sets it from
   // ControlOptions::cluster_secret.
   std::string cluster_secret;
+  // A worker that has not answered for this long is dead: its replicas are recreated elsewhere
+  // when there is room (--dead-worker-after-s).
+  std::chrono::seconds dead_worker_after{300};
 };
 
 // Every shard's read for /analytics.
@@ -61,10 +75,12 @@ struct ShardedAggregate {
 class Replication {
  public:
   // kInvalidArgument for a factor the workers cannot honour, or a data dir that keeps another
-  // cluster's topology. `clients` (by worker id, not owned) outlive the object.
-  static Result<std::unique_ptr<Replication>> Create(
-      boost::asio::any_io_executor executor, ReplicationOptions options,
-      const std::vector<WorkerInfo>& workers, std::map<uint64_t, rpc::WorkerClient*> clients);
+  // cluster's topology. `workers` (the static --workers list) may be empty: the cluster forms
+  // once enough workers joined. `clients` makes the client of each member.
+  static Result<std::unique_ptr<Replication>> Create(boost::asio::any_io_executor executor,
+                                                     ReplicationOptions options,
+                                                     const std::vector<WorkerInfo>& workers,
+                                                     WorkerDirectory::Factory clients);
   virtual ~Replication() = default;
   Replication(const Replication&) = delete;
   Replication& operator=(const Replication&) = delete;
@@ -75,6 +91,18 @@ class Replication {
   // Whether every shard has been led by a data replica at least once since the start (the
   // cluster can take writes and serve reads); stays true afterwards.
   virtual bool ready() const = 0;
+  // The workers that are members now (a decommissioned worker leaves once drained).
+  virtual const WorkerDirectory& workers() const = 0;
+  virtual uint32_t total_nodes() const = 0;
+  // POST /internal/v1/join (DESIGN.md section 7): kInvalidArgument for a bad address or an id
+  // that left the cluster.
+  virtual Result<internal::v1::JoinResponse> Join(const internal::v1::JoinRequest& request) = 0;
+  // POST /admin/workers/<id>/decommission: everything moves off the worker, then it leaves.
+  // kNotFound for no such member; kInvalidArgument when the others could not hold its
+  // replicas.
+  virtual Status Decommission(uint64_t worker_id) = 0;
+  // "active", "draining" or "dead", for /health.
+  virtual std::string WorkerState(uint64_t worker_id) = 0;
   virtual uint32_t shards() const = 0;
   virtual uint32_t ShardOf(std::string_view partition_key) const = 0;
   virtual ShardLeader& LeaderOf(uint32_t shard) = 0;

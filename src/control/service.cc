@@ -1,6 +1,7 @@
 #include "control/service.h"
 
 #include <atomic>
+#include <charconv>
 #include <map>
 #include <optional>
 #include <string>
@@ -24,6 +25,9 @@
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
 #include "metrics/replica_metrics.h"
+#include "rpc/cluster_auth.h"
+#include "rpc/routes.h"
+#include "rpc/status_wire.h"
 #include "rpc/worker_client.h"
 
 namespace das::control {
@@ -92,6 +96,8 @@ std::optional<Access> AccessOf(const std::string& route) {
   // /health and the console's static files (which hold no data: the page asks the API with
   // the token its user gives).
   if (route == "/health" || route == "/" || route.starts_with("/console/")) return std::nullopt;
+  // A worker's join proves itself with the cluster secret, not a token.
+  if (route == rpc::kJoinPath) return std::nullopt;
   return Access::kAdmin;  // anything else, /admin/... among them
 }
 
@@ -132,13 +138,14 @@ class ControlServiceImpl final : public ControlService {
         options_(std::move(options)),
         map_(std::make_shared<const ClusterMap>(std::move(map))),
         router_(&RouterError) {
-    std::shared_ptr<const rpc::ClusterKey> key;
-    if (!options_.cluster_secret.empty()) key = rpc::ClusterKey::Create(options_.cluster_secret);
+    if (!options_.cluster_secret.empty()) {
+      cluster_key_ = rpc::ClusterKey::Create(options_.cluster_secret);
+    }
     for (const WorkerInfo& w : map_.load()->workers()) {
-      clients_.emplace(
-          w.id, rpc::WorkerClient::Create(
-                    executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
-                                                       options_.connections_per_worker, key}));
+      clients_.emplace(w.id, rpc::WorkerClient::Create(
+                                 executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
+                                                                    options_.connections_per_worker,
+                                                                    cluster_key_}));
     }
     AddRoutes();
     if (options_.metrics != nullptr) AddMetrics(*options_.metrics);
@@ -151,10 +158,16 @@ class ControlServiceImpl final : public ControlService {
 
   // Replicated: one destination per shard, written through its leader.
   Status StartReplication() {
-    std::map<uint64_t, rpc::WorkerClient*> clients;
-    for (auto& [id, client] : clients_) clients.emplace(id, client.get());
+    WorkerDirectory::Factory clients = [this](const std::string& address) {
+      const size_t colon = address.rfind(':');
+      const auto port = static_cast<uint16_t>(std::stoul(address.substr(colon + 1)));
+      return rpc::WorkerClient::Create(
+          executor_, rpc::WorkerClientOptions{address.substr(0, colon), port,
+                                              options_.connections_per_worker, cluster_key_});
+    };
     ASSIGN_OR_RETURN(replication_, Replication::Create(executor_, options_.replication,
                                                        map_.load()->workers(), clients));
+    AddMembershipRoutes();
     for (uint32_t s = 0; s < replication_->shards(); ++s) {
       AddDestination(s, replication_->LeaderOf(s), s);
     }
@@ -553,9 +566,8 @@ class ControlServiceImpl final : public ControlService {
     ShardedAggregate all = co_await std::move(read);
     AggregateMerger merger;
     for (const PartialAggregate& partial : all.partials) merger.Add(partial);
-    co_return AnalyticsAnswer(request, merger, all.shards_missing > 0,
-                              static_cast<uint32_t>(clients_.size()), all.responding_workers,
-                              all.partials.empty());
+    co_return AnalyticsAnswer(request, merger, all.shards_missing > 0, replication_->total_nodes(),
+                              all.responding_workers, all.partials.empty());
   }
 
   asio::awaitable<http::Response> Analytics(http::Request request) {
@@ -596,10 +608,22 @@ class ControlServiceImpl final : public ControlService {
   }
 
   asio::awaitable<http::Response> FullHealth(http::Request request, bool status_only) {
-    const std::shared_ptr<const ClusterMap> map = Map();
+    // The workers: the static list, or (replicated) the members now.
+    std::vector<WorkerInfo> workers;
     std::vector<asio::awaitable<Result<internal::v1::WorkerHealthResponse>>> fetches;
-    for (const WorkerInfo& w : map->workers()) {
-      fetches.push_back(clients_.at(w.id)->Health(options_.health_deadline));
+    if (replication_) {
+      for (const WorkerDirectory::Entry& w : replication_->workers().Members()) {
+        Result<std::vector<WorkerAddress>> address = ParseWorkerList(w.address);
+        workers.push_back(
+            WorkerInfo{static_cast<WorkerId>(w.id),
+                       address.ok() && address->size() == 1 ? address->front() : WorkerAddress{}});
+        fetches.push_back(MemberHealth(w.client, static_cast<WorkerId>(w.id)));
+      }
+    } else {
+      for (const WorkerInfo& w : Map()->workers()) {
+        workers.push_back(w);
+        fetches.push_back(clients_.at(w.id)->Health(options_.health_deadline));
+      }
     }
     asio::awaitable<std::vector<Result<internal::v1::WorkerHealthResponse>>> gather_fetches =
         GatherAll<internal::v1::WorkerHealthResponse>(executor_, std::move(fetches));
@@ -610,9 +634,10 @@ class ControlServiceImpl final : public ControlService {
     bool all_healthy = true;
     for (size_t i = 0; i < results.size(); ++i) {
       das::v1::WorkerStatus* status = response.add_workers();
-      status->set_address(map->workers()[i].address.ToString());
-      status->set_worker_id(map->workers()[i].id);
+      status->set_address(workers[i].address.ToString());
+      status->set_worker_id(workers[i].id);
       status->set_healthy(results[i].ok());
+      if (replication_) status->set_state(replication_->WorkerState(workers[i].id));
       if (results[i].ok()) {
         status->set_rows(results[i]->rows());
       } else {
@@ -622,7 +647,7 @@ class ControlServiceImpl final : public ControlService {
     }
     if (replication_) {
       std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> by_id;
-      for (size_t i = 0; i < results.size(); ++i) by_id.emplace(map->workers()[i].id, results[i]);
+      for (size_t i = 0; i < results.size(); ++i) by_id.emplace(workers[i].id, results[i]);
       all_healthy = replication_->DescribeShards(by_id, response) && all_healthy;
       if (!replication_->ready()) {
         // Until every shard first had a leader, the node cannot serve: 503, so that whoever
@@ -633,6 +658,77 @@ class ControlServiceImpl final : public ControlService {
     }
     response.set_status(all_healthy ? "ok" : "degraded");
     co_return EncodeHealth(200, response, request, status_only);
+  }
+
+  // A member's health; one that answers under another id is not that member any more.
+  asio::awaitable<Result<internal::v1::WorkerHealthResponse>> MemberHealth(
+      std::shared_ptr<rpc::WorkerClient> client, WorkerId id) {
+    asio::awaitable<Result<internal::v1::WorkerHealthResponse>> call =
+        client->Health(options_.health_deadline);
+    Result<internal::v1::WorkerHealthResponse> health = co_await std::move(call);
+    if (health.ok() && health->worker_id() != id) {
+      co_return Unavailable("the worker at " + client->peer() + " is worker " +
+                            std::to_string(health->worker_id()) + " now");
+    }
+    co_return health;
+  }
+
+  // POST /internal/v1/join (a worker registers) and POST /admin/workers/<id>/decommission.
+  void AddMembershipRoutes() {
+    router_.Add("POST", rpc::kJoinPath,
+                [this](http::Request request, http::Target) -> asio::awaitable<http::Response> {
+                  co_return JoinWorker(request);
+                });
+    router_.AddPrefix(
+        "POST", "/admin/workers/",
+        [this](http::Request request, http::Target target) -> asio::awaitable<http::Response> {
+          co_return DecommissionWorker(request, target);
+        },
+        kFormatOnly);
+  }
+
+  http::Response JoinWorker(const http::Request& request) {
+    if (cluster_key_) {
+      const Status proven = cluster_key_->Verify(request, std::chrono::system_clock::now());
+      if (!proven.ok()) {
+        spdlog::warn("refused a join from {}: {}", request.peer, proven.message());
+        http::Response refused = rpc::ErrorResponse(Unavailable(proven.message()));
+        refused.status = 401;
+        return refused;
+      }
+    }
+    internal::v1::JoinRequest join;
+    if (!join.ParseFromString(request.body)) {
+      return rpc::ErrorResponse(Malformed("body is not a valid das.internal.v1.JoinRequest"));
+    }
+    Result<internal::v1::JoinResponse> joined = replication_->Join(join);
+    if (!joined.ok()) return rpc::ErrorResponse(joined.status());
+    return rpc::ProtobufResponse(*joined);
+  }
+
+  http::Response DecommissionWorker(const http::Request& request, const http::Target& target) {
+    constexpr std::string_view kPrefix = "/admin/workers/";
+    constexpr std::string_view kSuffix = "/decommission";
+    std::string_view rest = std::string_view(target.path).substr(kPrefix.size());
+    uint64_t id = 0;
+    const bool shaped = rest.ends_with(kSuffix);
+    if (shaped) rest.remove_suffix(kSuffix.size());
+    auto [end, error] = std::from_chars(rest.data(), rest.data() + rest.size(), id);
+    if (!shaped || error != std::errc() || end != rest.data() + rest.size() || id == 0) {
+      return EncodeError(
+          ApiError{404, "no such route: POST " + target.path +
+                            " (POST /admin/workers/<id>/decommission drains worker <id>)"},
+          ErrorEncoding(request));
+    }
+    const Status drained = replication_->Decommission(id);
+    if (!drained.ok()) {
+      const unsigned status = drained.code() == StatusCode::kNotFound ? 404 : 409;
+      return EncodeError(ApiError{status, drained.message()}, ErrorEncoding(request));
+    }
+    das::v1::HealthResponse accepted;
+    accepted.set_status("draining");
+    accepted.set_node("worker-" + std::to_string(id));
+    return Encode(202, accepted, AnswerEncoding(request, Encoding::kJson));
   }
 
   static http::Response EncodeHealth(unsigned status, das::v1::HealthResponse& response,
@@ -649,6 +745,7 @@ class ControlServiceImpl final : public ControlService {
   asio::any_io_executor executor_;
   const ControlOptions options_;
   std::atomic<std::shared_ptr<const ClusterMap>> map_;
+  std::shared_ptr<const rpc::ClusterKey> cluster_key_;  // null: no cluster secret
   std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>> clients_;
   std::unique_ptr<Replication> replication_;  // null: unreplicated
   // By worker id (unreplicated) or shard id (replicated); built once (membership will add and
@@ -668,9 +765,10 @@ class ControlServiceImpl final : public ControlService {
 
 Result<std::unique_ptr<ControlService>> ControlService::Create(asio::any_io_executor executor,
                                                                ControlOptions options) {
-  ASSIGN_OR_RETURN(ClusterMap map, ClusterMap::Create(options.workers));
   options.replication.cluster_secret = options.cluster_secret;  // the witness proves it too
   const bool replicated = options.replication.replication_factor > 1;
+  // Replicated, an empty --workers waits for workers to join (DESIGN.md section 7).
+  ASSIGN_OR_RETURN(ClusterMap map, ClusterMap::Create(options.workers, replicated));
   auto service =
       std::make_unique<ControlServiceImpl>(std::move(executor), std::move(options), std::move(map));
   if (replicated) {

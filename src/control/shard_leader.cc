@@ -43,24 +43,34 @@ asio::awaitable<void> Pause(asio::any_io_executor executor, Ms pause) {
 }  // namespace
 
 ShardLeader::ShardLeader(asio::any_io_executor executor, uint32_t shard,
-                         std::vector<uint64_t> replicas,
-                         const std::map<uint64_t, rpc::WorkerClient*>& clients)
+                         std::vector<uint64_t> replicas, const WorkerDirectory& workers)
     : executor_(std::move(executor)),
       shard_(shard),
       replicas_(std::move(replicas)),
-      clients_(clients),
+      workers_(workers),
       name_("shard " + std::to_string(shard)),
       leader_(replicas_.empty() ? 0 : replicas_.front()) {}
 
+std::vector<uint64_t> ShardLeader::replicas() const {
+  std::lock_guard lock(mu_);
+  return replicas_;
+}
+
+void ShardLeader::SetReplicas(std::vector<uint64_t> replicas) {
+  std::lock_guard lock(mu_);
+  replicas_ = std::move(replicas);
+}
+
 void ShardLeader::NoteLeader(uint64_t node) {
+  std::lock_guard lock(mu_);
   if (std::find(replicas_.begin(), replicas_.end(), node) != replicas_.end()) {
     leader_.store(node, std::memory_order_relaxed);
   }
 }
 
-uint64_t ShardLeader::NextAfter(uint64_t node) const {
-  auto it = std::find(replicas_.begin(), replicas_.end(), node);
-  if (it == replicas_.end() || ++it == replicas_.end()) return replicas_.front();
+uint64_t ShardLeader::NextAfter(const std::vector<uint64_t>& replicas, uint64_t node) {
+  auto it = std::find(replicas.begin(), replicas.end(), node);
+  if (it == replicas.end() || ++it == replicas.end()) return replicas.front();
   return *it;
 }
 
@@ -69,14 +79,26 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
                                                    std::vector<uint64_t>* failed,
                                                    int attempt_share) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<uint64_t> replicas = this->replicas();
+  if (replicas.empty())
+    co_return Unavailable(name_ + " has no replicas yet: the cluster is forming");
   uint64_t target = leader();
-  if (target == 0) target = replicas_.front();
+  if (target == 0) target = replicas.front();
   Status last = Unavailable(name_ + ": no replica tried");
   for (;;) {
     const Ms left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now());
     if (left <= Ms(0)) break;
     const Ms attempt = std::min(left, std::max(kAttemptFloor, left / attempt_share));
-    rpc::WorkerClient* client = clients_.at(target);
+    // The replicas may have changed (a move); the client is held for the attempt.
+    replicas = this->replicas();
+    if (replicas.empty()) break;
+    std::shared_ptr<rpc::WorkerClient> client = workers_.Client(target);
+    if (!client) {
+      last = Unavailable("worker " + std::to_string(target) + " is no member");
+      target = NextAfter(replicas, target);
+      co_await Pause(executor_, kElectionPause);
+      continue;
+    }
     asio::awaitable<Result<T>> sent = call(*client, attempt);
     Result<T> answer = co_await std::move(sent);
     if (answer.ok()) {
@@ -91,15 +113,15 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
     if (last.code() == StatusCode::kNotLeader) {
       const uint64_t hint = ParseHint(last.detail());
       const bool usable = hint != 0 && hint != target &&
-                          std::find(replicas_.begin(), replicas_.end(), hint) != replicas_.end();
+                          std::find(replicas.begin(), replicas.end(), hint) != replicas.end();
       // No usable hint: an election runs, or the witness leads; ask the next replica after a
       // pause.
-      target = usable ? hint : NextAfter(target);
+      target = usable ? hint : NextAfter(replicas, target);
       if (!usable) co_await Pause(executor_, kElectionPause);
       continue;
     }
     if (failed != nullptr) failed->push_back(target);
-    target = NextAfter(target);
+    target = NextAfter(replicas, target);
     co_await Pause(executor_, kElectionPause);
   }
   co_return Status(last.code() == StatusCode::kNotLeader ? StatusCode::kUnavailable : last.code(),

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/status.h"
+#include "control/worker_directory.h"
 #include "das/v1/internal.pb.h"
 #include "rpc/worker_client.h"
 #include "rpc/write_target.h"
@@ -26,14 +28,16 @@ namespace das::control {
 
 class ShardLeader final : public rpc::WriteTarget {
  public:
-  // `replicas`: the shard's data replicas, the preferred leader first; `clients` (not owned)
-  // holds a client for each of them and outlives this object.
+  // `replicas`: the shard's data replicas, the preferred leader first (empty: the cluster is
+  // not formed yet); `workers` (not owned) outlives this object.
   ShardLeader(boost::asio::any_io_executor executor, uint32_t shard, std::vector<uint64_t> replicas,
-              const std::map<uint64_t, rpc::WorkerClient*>& clients);
+              const WorkerDirectory& workers);
 
   const std::string& peer() const override { return name_; }
   uint32_t shard() const { return shard_; }
-  const std::vector<uint64_t>& replicas() const { return replicas_; }
+  std::vector<uint64_t> replicas() const;
+  // The data replicas after a membership change (DESIGN.md section 7).
+  void SetReplicas(std::vector<uint64_t> replicas);
 
   boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(
       const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) override;
@@ -66,12 +70,13 @@ class ShardLeader final : public rpc::WriteTarget {
   boost::asio::awaitable<Result<T>> WithLeader(Call call, std::chrono::milliseconds timeout,
                                                std::vector<uint64_t>* failed,
                                                int attempt_share = 3);
-  uint64_t NextAfter(uint64_t node) const;
+  static uint64_t NextAfter(const std::vector<uint64_t>& replicas, uint64_t node);
 
   boost::asio::any_io_executor executor_;
   const uint32_t shard_;
-  const std::vector<uint64_t> replicas_;
-  const std::map<uint64_t, rpc::WorkerClient*>& clients_;
+  mutable std::mutex mu_;
+  std::vector<uint64_t> replicas_;  // GUARDED_BY(mu_)
+  const WorkerDirectory& workers_;
   const std::string name_;
   std::atomic<uint64_t> leader_;
 };

@@ -40,7 +40,9 @@ internal::v1::Topology PlanTopology(const std::vector<internal::v1::NodeAddress>
   topology.set_replication_factor(replication_factor);
   for (const internal::v1::NodeAddress& worker : workers) *topology.add_nodes() = worker;
   const bool witness = NeedsWitness(replication_factor, workers.size());
-  if (witness) {
+  // Named even when no shard needs it yet, so that it can come back when the cluster shrinks
+  // to two workers (DESIGN.md section 7).
+  if (replication_factor >= 3) {
     internal::v1::NodeAddress* node = topology.add_nodes();
     node->set_node_id(rpc::kWitnessNodeId);
     node->set_raft_address(witness_raft_address);
@@ -55,7 +57,9 @@ internal::v1::Topology PlanTopology(const std::vector<internal::v1::NodeAddress>
     for (size_t j = 0; j < data_replicas; ++j) p->add_voters(workers[(s + j) % n].node_id());
     if (witness) p->add_voters(rpc::kWitnessNodeId);
     p->set_preferred_leader(workers[s % n].node_id());
+    *p->mutable_founders() = p->voters();
   }
+  topology.set_epoch(1);
   return topology;
 }
 
@@ -72,6 +76,20 @@ std::vector<uint32_t> ShardOfSlot(const internal::v1::Topology& topology) {
 bool CaughtUp(const internal::v1::ReplicaHealth& report, uint64_t commit_index) {
   if (report.stored_index() + kCaughtUpEntries >= commit_index) return true;
   return !report.restoring() && report.applied_index() + kCaughtUpEntries >= commit_index;
+}
+
+std::vector<uint32_t> ShardOfSlot(uint32_t shards) {
+  std::vector<uint32_t> shard_of(kSlots, 0);
+  for (uint32_t s = 0; s < shards; ++s) {
+    const auto first = static_cast<uint32_t>(uint64_t{s} * kSlots / shards);
+    const auto end = static_cast<uint32_t>(uint64_t{s + 1} * kSlots / shards);
+    for (uint32_t slot = first; slot < end; ++slot) shard_of[slot] = s;
+  }
+  return shard_of;
+}
+
+size_t MinWorkers(uint32_t replication_factor) {
+  return replication_factor >= 3 ? replication_factor - 1 : 1;
 }
 
 }  // namespace das::control

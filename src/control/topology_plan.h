@@ -39,5 +39,11 @@ inline constexpr uint64_t kCaughtUpEntries = 16;
 bool CaughtUp(const internal::v1::ReplicaHealth& report, uint64_t commit_index);
 
 std::vector<uint32_t> ShardOfSlot(const internal::v1::Topology& topology);
+// The same for `shards` shards as PlanTopology places them (before any topology exists).
+std::vector<uint32_t> ShardOfSlot(uint32_t shards);
+
+// The smallest number of workers a replication factor can be honoured with (R - 1 with the
+// witness; 1 for R = 1).
+size_t MinWorkers(uint32_t replication_factor);
 
 }  // namespace das::control

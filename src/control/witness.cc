@@ -3,7 +3,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -39,7 +41,7 @@ class WitnessMachine final : public raft::StateMachine {
 struct Replica {
   WitnessMachine machine;
   std::unique_ptr<raft::Group> group;
-  std::vector<uint64_t> data_voters;  // transfer targets, in the shard's order
+  std::vector<uint64_t> data_voters;  // transfer targets, in the shard's order; GUARDED_BY(mu_)
   size_t next_target = 0;             // handoff thread only
   std::chrono::steady_clock::time_point last_try{};
   std::atomic<bool> transferring{false};
@@ -50,84 +52,125 @@ constexpr auto kTransferRetry = std::chrono::milliseconds(600);
 
 class WitnessImpl final : public Witness {
  public:
+  explicit WitnessImpl(WitnessOptions options) : options_(std::move(options)) {}
   ~WitnessImpl() override { Close(); }
 
   static Result<std::unique_ptr<Witness>> Open(WitnessOptions options,
                                                const internal::v1::Topology& topology) {
-    auto witness = std::make_unique<WitnessImpl>();
+    auto witness = std::make_unique<WitnessImpl>(std::move(options));
     ASSIGN_OR_RETURN(witness->loop_, raft::Loop::Start("witness"));
     ASSIGN_OR_RETURN(witness->hub_,
-                     raft::Hub::Open(*witness->loop_, options.listen_address,
-                                     std::chrono::seconds(5), options.cluster_secret));
+                     raft::Hub::Open(*witness->loop_, witness->options_.listen_address,
+                                     std::chrono::seconds(5), witness->options_.cluster_secret));
+    RETURN_IF_ERROR(witness->Adopt(topology));
+    witness->handoff_ = std::thread(
+        [w = witness.get(), every = witness->options_.handoff_interval] { w->HandOffLoop(every); });
+    return std::unique_ptr<Witness>(std::move(witness));
+  }
+
+  Status Adopt(const internal::v1::Topology& topology) override {
+    std::lock_guard adopt_lock(adopt_mu_);
     const internal::v1::NodeAddress* self = rpc::FindNode(topology, rpc::kWitnessNodeId);
     if (self == nullptr) return InvalidArgument("the topology has no witness");
+    std::map<uint32_t, std::vector<uint64_t>> data_voters;
     for (const internal::v1::ShardPlacement& placement : topology.placements()) {
-      bool mine = false;
-      for (uint64_t voter : placement.voters()) mine = mine || voter == rpc::kWitnessNodeId;
-      if (!mine) continue;
-      auto replica = std::make_unique<Replica>();
+      data_voters[placement.shard()] = rpc::DataVoters(placement);
+    }
+    std::set<uint32_t> wanted;
+    for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(topology, rpc::kWitnessNodeId)) {
+      wanted.insert(plan.shard);
+      if (std::shared_ptr<Replica> held = Find(plan.shard)) {
+        std::lock_guard lock(mu_);
+        held->data_voters = data_voters[plan.shard];
+        continue;
+      }
+      auto replica = std::make_shared<Replica>();
+      replica->data_voters = data_voters[plan.shard];
       raft::GroupOptions group;
-      group.hub = witness->hub_.get();
-      group.group_id = placement.shard();
+      group.hub = hub_.get();
+      group.group_id = plan.shard;
       group.id = rpc::kWitnessNodeId;
       group.address = self->raft_address();
-      group.data_dir =
-          (std::filesystem::path(options.data_dir) / "witness" / std::to_string(placement.shard()))
-              .string();
-      group.election_timeout_ms = options.election_timeout_ms;
-      group.heartbeat_timeout_ms = options.heartbeat_timeout_ms;
-      group.snapshot_threshold = options.snapshot_threshold;
-      group.snapshot_trailing = options.snapshot_trailing;
-      for (uint64_t voter : placement.voters()) {
+      group.data_dir = DirOf(plan.shard);
+      group.election_timeout_ms = options_.election_timeout_ms;
+      group.heartbeat_timeout_ms = options_.heartbeat_timeout_ms;
+      group.snapshot_threshold = options_.snapshot_threshold;
+      group.snapshot_trailing = options_.snapshot_trailing;
+      for (uint64_t voter : plan.bootstrap) {
         group.voters.push_back(raft::Peer{voter, rpc::FindNode(topology, voter)->raft_address()});
       }
-      for (uint64_t voter : placement.voters()) {
-        if (voter != rpc::kWitnessNodeId) replica->data_voters.push_back(voter);
-      }
       ASSIGN_OR_RETURN(replica->group,
-                       raft::Group::Open(*witness->loop_, std::move(group), replica->machine));
-      witness->replicas_.emplace(placement.shard(), std::move(replica));
+                       raft::Group::Open(*loop_, std::move(group), replica->machine));
+      std::lock_guard lock(mu_);
+      replicas_.emplace(plan.shard, std::move(replica));
     }
-    spdlog::info("witness of {} shards, raft on {}", witness->replicas_.size(),
+    std::vector<std::pair<uint32_t, std::shared_ptr<Replica>>> removed;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = replicas_.begin(); it != replicas_.end();) {
+        if (wanted.count(it->first) > 0) {
+          ++it;
+          continue;
+        }
+        removed.emplace_back(*it);
+        it = replicas_.erase(it);
+      }
+    }
+    for (auto& [shard, replica] : removed) {
+      replica->group->Close();
+      std::error_code error;
+      std::filesystem::remove_all(DirOf(shard), error);
+      spdlog::info("shard {}: the witness no longer votes in it; its log deleted", shard);
+    }
+    spdlog::info("witness of {} shards (epoch {}), raft on {}", wanted.size(), topology.epoch(),
                  self->raft_address());
-    witness->handoff_ = std::thread(
-        [w = witness.get(), every = options.handoff_interval] { w->HandOffLoop(every); });
-    return std::unique_ptr<Witness>(std::move(witness));
+    return Status::Ok();
   }
 
   // Transfers every shard the witness leads to one of its data replicas.
   void HandOffLoop(std::chrono::milliseconds every) {
     std::unique_lock lock(mu_);
     while (!stopping_) {
+      const std::map<uint32_t, std::shared_ptr<Replica>> replicas = replicas_;
       lock.unlock();
-      for (auto& [shard, replica] : replicas_) HandOff(shard, *replica);
+      for (const auto& [shard, replica] : replicas) HandOff(shard, replica);
       lock.lock();
       wake_.wait_for(lock, every, [this] { return stopping_; });
     }
   }
 
-  void HandOff(uint32_t shard, Replica& replica) {
-    if (replica.data_voters.empty() || replica.transferring.load()) return;
-    if (replica.group->Info().role != raft::Role::kLeader) return;
+  void HandOff(uint32_t shard, const std::shared_ptr<Replica>& replica) {
+    std::vector<uint64_t> targets;
+    {
+      std::lock_guard lock(mu_);
+      targets = replica->data_voters;
+    }
+    if (targets.empty() || replica->transferring.load()) return;
+    if (replica->group->Info().role != raft::Role::kLeader) return;
     const auto now = std::chrono::steady_clock::now();
-    if (now - replica.last_try < kTransferRetry) return;
-    replica.last_try = now;
-    const uint64_t target = replica.data_voters[replica.next_target++ % replica.data_voters.size()];
+    if (now - replica->last_try < kTransferRetry) return;
+    replica->last_try = now;
+    const uint64_t target = targets[replica->next_target++ % targets.size()];
     spdlog::info("shard {}: the witness leads; handing leadership to {}", shard,
                  rpc::NodeName(target));
-    replica.transferring = true;
-    replica.group->Transfer(target, [&replica, shard, target](Status status) {
+    replica->transferring = true;
+    replica->group->Transfer(target, [replica, shard, target](Status status) {
       if (!status.ok()) {
         spdlog::warn("shard {}: transfer to {} failed: {}", shard, rpc::NodeName(target),
                      status.ToString());
       }
-      replica.transferring = false;
+      replica->transferring = false;
     });
   }
 
   std::vector<internal::v1::ReplicaHealth> Health() override {
     std::vector<internal::v1::ReplicaHealth> out;
-    for (const auto& [shard, replica] : replicas_) {
+    std::map<uint32_t, std::shared_ptr<Replica>> replicas;
+    {
+      std::lock_guard lock(mu_);
+      replicas = replicas_;
+    }
+    for (const auto& [shard, replica] : replicas) {
       const raft::GroupInfo info = replica->group->Info();
       internal::v1::ReplicaHealth& health = out.emplace_back();
       health.set_shard(shard);
@@ -140,14 +183,21 @@ class WitnessImpl final : public Witness {
       health.set_leader_changes(info.leader_changes);
       health.set_snapshots_taken(info.snapshots_taken);
       health.set_snapshots_restored(info.snapshots_restored);
+      for (const raft::Member& member : replica->group->Members()) {
+        internal::v1::GroupMember& m = *health.add_members();
+        m.set_node_id(member.id);
+        m.set_role(member.role == raft::MemberRole::kVoter     ? internal::v1::GroupMember::VOTER
+                   : member.role == raft::MemberRole::kStandby ? internal::v1::GroupMember::STANDBY
+                                                               : internal::v1::GroupMember::SPARE);
+      }
     }
     return out;
   }
 
   void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) override {
-    auto it = replicas_.find(shard);
-    if (it == replicas_.end()) return done(NotFound("the witness has no replica of that shard"));
-    it->second->group->Transfer(to, std::move(done));
+    std::shared_ptr<Replica> replica = Find(shard);
+    if (!replica) return done(NotFound("the witness has no replica of that shard"));
+    replica->group->Transfer(to, std::move(done));
   }
 
   void Close() override {
@@ -157,18 +207,33 @@ class WitnessImpl final : public Witness {
     }
     wake_.notify_all();
     if (handoff_.joinable()) handoff_.join();
-    for (auto& [shard, replica] : replicas_) replica->group->Close();
-    replicas_.clear();
+    std::map<uint32_t, std::shared_ptr<Replica>> replicas;
+    {
+      std::lock_guard lock(mu_);
+      replicas.swap(replicas_);
+    }
+    for (auto& [shard, replica] : replicas) replica->group->Close();
     if (hub_) hub_->Close();
     if (loop_) loop_->Stop();
   }
 
  private:
+  std::string DirOf(uint32_t shard) const {
+    return (std::filesystem::path(options_.data_dir) / "witness" / std::to_string(shard)).string();
+  }
+  std::shared_ptr<Replica> Find(uint32_t shard) {
+    std::lock_guard lock(mu_);
+    auto it = replicas_.find(shard);
+    return it == replicas_.end() ? nullptr : it->second;
+  }
+
+  const WitnessOptions options_;
   std::unique_ptr<raft::Loop> loop_;
   std::unique_ptr<raft::Hub> hub_;
-  std::map<uint32_t, std::unique_ptr<Replica>> replicas_;  // fixed once Open returned
   std::thread handoff_;
+  std::mutex adopt_mu_;  // serialises Adopt
   std::mutex mu_;
+  std::map<uint32_t, std::shared_ptr<Replica>> replicas_;  // GUARDED_BY(mu_)
   std::condition_variable wake_;
   bool stopping_ = false;  // GUARDED_BY(mu_)
 };

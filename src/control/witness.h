@@ -44,6 +44,9 @@ class Witness {
   Witness(const Witness&) = delete;
   Witness& operator=(const Witness&) = delete;
 
+  // A newer topology (DESIGN.md section 7): opens the shards that now name the witness
+  // (joining, unless it founded them), closes those that no longer do and deletes their logs.
+  virtual Status Adopt(const internal::v1::Topology& topology) = 0;
   // One entry per shard it votes in (stored_index = applied_index: there is no store).
   virtual std::vector<internal::v1::ReplicaHealth> Health() = 0;
   // Hands leadership of `shard` to node `to`; `done` on the raft loop thread.

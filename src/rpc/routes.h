@@ -14,5 +14,9 @@ inline constexpr char kShardReadPath[] = "/internal/v1/shard/aggregate";   // PO
 inline constexpr char kTransferPath[] = "/internal/v1/shard/transfer";     // POST TransferRequest
 inline constexpr char kCopyPath[] = "/internal/v1/shard/copy";             // POST CopyRequest
 inline constexpr char kCopyChunkPath[] = "/internal/v1/shard/copy/chunk";  // POST CopyChunkRequest
+// Membership (DESIGN.md section 7).
+inline constexpr char kMembershipPath[] =
+    "/internal/v1/shard/membership";                      // POST MembershipRequest
+inline constexpr char kJoinPath[] = "/internal/v1/join";  // POST JoinRequest, at the control node
 
 }  // namespace das::rpc

@@ -1,5 +1,6 @@
 #include "rpc/topology.h"
 
+#include <algorithm>
 #include <set>
 
 namespace das::rpc {
@@ -31,9 +32,42 @@ Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots) 
     }
     if (voters.empty())
       return InvalidArgument("topology: shard " + std::to_string(s) + " has no voter");
+    for (auto nodes : {&p.founders(), &p.joining()}) {
+      std::set<uint64_t> seen;
+      for (uint64_t node : *nodes) {
+        if (!seen.insert(node).second || FindNode(topology, node) == nullptr) {
+          return InvalidArgument("topology: shard " + std::to_string(s) + " names a bad node " +
+                                 std::to_string(node));
+        }
+      }
+    }
   }
   if (next_slot != slots) return InvalidArgument("topology: the shards do not cover every slot");
   return Status::Ok();
+}
+
+std::vector<ReplicaPlan> ReplicasOf(const internal::v1::Topology& topology, uint64_t node_id) {
+  std::vector<ReplicaPlan> out;
+  auto names = [node_id](const auto& nodes) {
+    return std::find(nodes.begin(), nodes.end(), node_id) != nodes.end();
+  };
+  for (const internal::v1::ShardPlacement& p : topology.placements()) {
+    const bool joining = names(p.joining());
+    if (!joining && !names(p.voters())) continue;
+    ReplicaPlan& plan = out.emplace_back();
+    plan.shard = p.shard();
+    const auto& founders = p.founders().empty() ? p.voters() : p.founders();
+    if (!joining && names(founders)) plan.bootstrap.assign(founders.begin(), founders.end());
+  }
+  return out;
+}
+
+std::vector<uint64_t> DataVoters(const internal::v1::ShardPlacement& placement) {
+  std::vector<uint64_t> out;
+  for (uint64_t voter : placement.voters()) {
+    if (voter != kWitnessNodeId) out.push_back(voter);
+  }
+  return out;
 }
 
 const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology,

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
@@ -21,6 +22,19 @@ std::string NodeName(uint64_t node_id);
 // Checks what every consumer relies on: shards 1.., placements 0..shards-1 in order, covering
 // the slots contiguously, voters distinct and named in `nodes`. kInvalidArgument naming why.
 Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots);
+
+// A replica a node should hold (DESIGN.md section 7): it bootstraps its group with `bootstrap`
+// (the shard's founders) when it is one of them and is not being added; else `bootstrap` is
+// empty and the replica joins (it waits until the leader adds it).
+struct ReplicaPlan {
+  uint32_t shard = 0;
+  std::vector<uint64_t> bootstrap;
+};
+// The replicas `node_id` holds in `topology`: every shard whose voters or joining nodes name it.
+std::vector<ReplicaPlan> ReplicasOf(const internal::v1::Topology& topology, uint64_t node_id);
+
+// The node ids of `placement`'s data replicas (voters other than the witness), in order.
+std::vector<uint64_t> DataVoters(const internal::v1::ShardPlacement& placement);
 
 // nullptr when no node has `node_id`.
 const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology, uint64_t node_id);

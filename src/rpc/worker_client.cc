@@ -75,6 +75,20 @@ class WorkerClientImpl final : public WorkerClient {
     co_return co_await std::move(call);
   }
 
+  asio::awaitable<Result<internal::v1::JoinResponse>> Join(
+      const internal::v1::JoinRequest& request, std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::JoinResponse>> call =
+        PostMessage<internal::v1::JoinResponse>(kJoinPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::MembershipResponse>> Membership(
+      const internal::v1::MembershipRequest& request, std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::MembershipResponse>> call =
+        PostMessage<internal::v1::MembershipResponse>(kMembershipPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
   asio::awaitable<Result<internal::v1::CopyResponse>> StartCopy(
       uint32_t shard, uint64_t min_index, std::chrono::milliseconds timeout) override {
     internal::v1::CopyRequest request;

@@ -53,6 +53,13 @@ class WorkerClient : public WriteTarget {
       uint32_t shard, std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::TransferResponse>> Transfer(
       uint32_t shard, uint64_t to, std::chrono::milliseconds timeout) = 0;
+  // POST /internal/v1/join, sent to the control node by a worker started with --join (the
+  // control node answers the internal protocol on this one route).
+  virtual boost::asio::awaitable<Result<internal::v1::JoinResponse>> Join(
+      const internal::v1::JoinRequest& request, std::chrono::milliseconds timeout) = 0;
+  // One membership step of a shard, at its leader (DESIGN.md section 7).
+  virtual boost::asio::awaitable<Result<internal::v1::MembershipResponse>> Membership(
+      const internal::v1::MembershipRequest& request, std::chrono::milliseconds timeout) = 0;
   // A copy of the worker's replica of `shard` (at an applied index of at least `min_index`),
   // then its bytes, chunk by chunk (worker/copy_fetcher.h).
   virtual boost::asio::awaitable<Result<internal::v1::CopyResponse>> StartCopy(

@@ -16,4 +16,8 @@ namespace das::worker {
 // another; kUnavailable when the file cannot be read or written.
 Status ClaimNodeId(const std::string& data_dir, uint64_t id);
 
+// The id `data_dir` keeps (0: none yet, or no such directory); kUnavailable when the file
+// cannot be read or holds no id.
+Result<uint64_t> KeptNodeId(const std::string& data_dir);
+
 }  // namespace das::worker

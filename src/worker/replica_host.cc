@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <shared_mutex>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -76,8 +78,6 @@ struct Replica {
   std::unique_ptr<Store> store;
   std::unique_ptr<ShardReplica> machine;
   std::unique_ptr<raft::Group> group;
-  // The other data replicas' internal API addresses, where a copy can come from.
-  std::vector<std::string> peers;
   std::mutex copy_mu;
   std::map<uint64_t, OutgoingCopy> outgoing;  // by copy id; GUARDED_BY(copy_mu)
   std::atomic<uint64_t> copies_served{0};
@@ -121,38 +121,107 @@ class ReplicaHostImpl final : public ReplicaHost {
 
   Status Adopt(const TopologyRequest& request) override {
     std::lock_guard lock(mu_);
-    if (open_.load(std::memory_order_acquire)) {
-      if (request.SerializeAsString() == held_.SerializeAsString()) return Status::Ok();
-      if (request.topology().cluster_id() != held_.topology().cluster_id()) {
-        return InvalidArgument("this worker belongs to cluster " +
-                               std::to_string(held_.topology().cluster_id()) + ", not " +
-                               std::to_string(request.topology().cluster_id()));
-      }
-      return InvalidArgument(
-          "the topology differs from the one this worker keeps; changing it is not supported");
-    }
     if (request.node_id() != options_.node_id) {
       return InvalidArgument("the control node names this worker " +
                              std::to_string(request.node_id()) + ", but its --id is " +
                              std::to_string(options_.node_id));
     }
+    std::shared_ptr<const TopologyRequest> held = Held();
+    if (held) {
+      const internal::v1::Topology& mine = held->topology();
+      if (request.topology().cluster_id() != mine.cluster_id()) {
+        return InvalidArgument("this worker belongs to cluster " +
+                               std::to_string(mine.cluster_id()) + ", not " +
+                               std::to_string(request.topology().cluster_id()));
+      }
+      if (request.topology().epoch() < mine.epoch()) {
+        return InvalidArgument("stale topology: epoch " +
+                               std::to_string(request.topology().epoch()) + ", this worker holds " +
+                               std::to_string(mine.epoch()));
+      }
+      if (request.SerializeAsString() == held->SerializeAsString()) return Status::Ok();
+      if (request.topology().epoch() == mine.epoch()) {
+        return InvalidArgument("the topology of epoch " + std::to_string(mine.epoch()) +
+                               " differs from the one this worker keeps");
+      }
+    }
     RETURN_IF_ERROR(rpc::ValidateTopology(request.topology(), kSlots));
+    if (rpc::FindNode(request.topology(), request.node_id()) == nullptr) {
+      return InvalidArgument("the topology does not name this worker");
+    }
     std::error_code error;
     std::filesystem::create_directories(options_.data_dir, error);
     RETURN_IF_ERROR(WriteFileDurably(TopologyPath(), request.SerializeAsString()));
-    return OpenLocked(request);
+    if (!held) return OpenLocked(request);
+    return ReconcileLocked(request);
   }
 
   uint64_t cluster_id() const override {
-    if (!open_.load(std::memory_order_acquire)) {
-      return saved_cluster_id_.load(std::memory_order_acquire);
+    std::shared_ptr<const TopologyRequest> held = Held();
+    if (!held) return saved_cluster_id_.load(std::memory_order_acquire);
+    return held->topology().cluster_id();
+  }
+
+  uint64_t epoch() const override {
+    std::shared_ptr<const TopologyRequest> held = Held();
+    return held ? held->topology().epoch() : 0;
+  }
+
+  void ChangeMembership(const internal::v1::MembershipRequest& request,
+                        std::function<void(Status)> done) override {
+    Result<std::shared_ptr<Replica>> found = Find(request.shard());
+    if (!found.ok()) return done(std::move(found).status());
+    std::shared_ptr<Replica> replica = *found;
+    const raft::GroupInfo info = replica->group->Info();
+    if (info.role != raft::Role::kLeader) {
+      return done(NamedLeader(
+          NotLeader("this replica does not lead shard " + std::to_string(request.shard()),
+                    info.leader_address)));
     }
-    return held_.topology().cluster_id();
+    using internal::v1::GroupMember;
+    using internal::v1::MembershipRequest;
+    std::optional<raft::MemberRole> now;
+    for (const raft::Member& member : replica->group->Members()) {
+      if (member.id == request.node_id()) now = member.role;
+    }
+    const uint64_t node = request.node_id();
+    auto finish = [this, done = std::move(done)](Status status) {
+      done(NamedLeader(std::move(status)));
+    };
+    switch (request.op()) {
+      case MembershipRequest::ADD_SPARE: {
+        if (now) return finish(Status::Ok());
+        std::shared_ptr<const TopologyRequest> held = Held();
+        const internal::v1::NodeAddress* address = rpc::FindNode(held->topology(), node);
+        if (address == nullptr) {
+          return finish(InvalidArgument("node " + std::to_string(node) +
+                                        " is not in the topology this worker holds"));
+        }
+        return replica->group->AddSpare(node, address->raft_address(), std::move(finish));
+      }
+      case MembershipRequest::ASSIGN: {
+        const raft::MemberRole role =
+            request.role() == GroupMember::VOTER     ? raft::MemberRole::kVoter
+            : request.role() == GroupMember::STANDBY ? raft::MemberRole::kStandby
+                                                     : raft::MemberRole::kSpare;
+        if (!now) {
+          return finish(NotFound("node " + std::to_string(node) + " is not a member of shard " +
+                                 std::to_string(request.shard())));
+        }
+        if (*now == role) return finish(Status::Ok());
+        return replica->group->Assign(node, role, std::move(finish));
+      }
+      case MembershipRequest::REMOVE:
+        if (!now) return finish(Status::Ok());
+        return replica->group->Remove(node, std::move(finish));
+      default:
+        return finish(InvalidArgument("unknown membership operation"));
+    }
   }
 
   void Write(uint32_t shard, uint64_t request_id, std::vector<SubBatch> batches,
              WriteCallback done) override {
-    Result<Replica*> replica = Find(shard);
+    Result<std::shared_ptr<Replica>> replica = Find(shard);
     if (!replica.ok()) return done(std::move(replica).status());
     (*replica)->machine->Propose(
         request_id, std::move(batches),
@@ -163,7 +232,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   void Read(uint32_t shard, AggregateCallback done) override {
-    Result<Replica*> replica = Find(shard);
+    Result<std::shared_ptr<Replica>> replica = Find(shard);
     if (!replica.ok()) return done(std::move(replica).status());
     (*replica)->machine->Read([this, done = std::move(done)](Result<Aggregate> aggregate) {
       if (!aggregate.ok()) return done(NamedLeader(std::move(aggregate).status()));
@@ -172,9 +241,9 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   void ReadWith(uint32_t shard, std::function<void(Result<Store*>)> ready) override {
-    Result<Replica*> found = Find(shard);
+    Result<std::shared_ptr<Replica>> found = Find(shard);
     if (!found.ok()) return ready(std::move(found).status());
-    Replica* replica = *found;
+    std::shared_ptr<Replica> replica = *found;
     replica->machine->ReadPoint([this, replica, ready = std::move(ready)](Status reached) {
       if (!reached.ok()) return ready(NamedLeader(std::move(reached)));
       ready(replica->store.get());
@@ -182,16 +251,16 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) override {
-    Result<Replica*> replica = Find(shard);
+    Result<std::shared_ptr<Replica>> replica = Find(shard);
     if (!replica.ok()) return done(std::move(replica).status());
     (*replica)->group->Transfer(to, std::move(done));
   }
 
   void StartCopy(uint32_t shard, uint64_t min_index,
                  std::function<void(Result<internal::v1::CopyResponse>)> done) override {
-    Result<Replica*> found = Find(shard);
+    Result<std::shared_ptr<Replica>> found = Find(shard);
     if (!found.ok()) return done(std::move(found).status());
-    Replica* replica = *found;
+    std::shared_ptr<Replica> replica = *found;
     const uint64_t applied = replica->store->applied_index();
     if (applied < min_index) {
       return done(Unavailable("worker " + std::to_string(options_.node_id) +
@@ -234,7 +303,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   Result<std::string> ReadCopyChunk(uint32_t shard, uint64_t copy_id, uint64_t offset) override {
-    ASSIGN_OR_RETURN(Replica * replica, Find(shard));
+    ASSIGN_OR_RETURN(std::shared_ptr<Replica> replica, Find(shard));
     std::lock_guard lock(replica->copy_mu);
     auto it = replica->outgoing.find(copy_id);
     if (it == replica->outgoing.end()) {
@@ -261,7 +330,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   std::vector<internal::v1::ReplicaHealth> Health() override {
     std::vector<internal::v1::ReplicaHealth> out;
     if (!open_.load(std::memory_order_acquire)) return out;
-    for (const auto& [shard, replica] : replicas_) {
+    for (const auto& [shard, replica] : Replicas()) {
       const raft::GroupInfo info = replica->group->Info();
       internal::v1::ReplicaHealth& health = out.emplace_back();
       health.set_shard(shard);
@@ -279,6 +348,13 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_snapshot_index(replica->machine->snapshot_index());
       health.set_restoring(replica->machine->restoring());
       health.set_queued_writes(replica->store->queue_depth());
+      for (const raft::Member& member : replica->group->Members()) {
+        internal::v1::GroupMember& m = *health.add_members();
+        m.set_node_id(member.id);
+        m.set_role(member.role == raft::MemberRole::kVoter     ? internal::v1::GroupMember::VOTER
+                   : member.role == raft::MemberRole::kStandby ? internal::v1::GroupMember::STANDBY
+                                                               : internal::v1::GroupMember::SPARE);
+      }
       replica->store->ComputeAggregate([&health](Result<Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);
       });
@@ -291,13 +367,12 @@ class ReplicaHostImpl final : public ReplicaHost {
   void Close() override {
     std::lock_guard lock(mu_);
     if (!open_.exchange(false)) return;
-    for (auto& [shard, replica] : replicas_) replica->machine->BeginClose();
-    for (auto& [shard, replica] : replicas_) replica->group->Close();  // no more Apply
-    for (auto& [shard, replica] : replicas_) {
-      replica->machine->CancelReads();
-      replica->store->Stop();  // runs the callbacks of what Apply queued
+    std::map<uint32_t, std::shared_ptr<Replica>> replicas;
+    {
+      std::unique_lock replicas_lock(replicas_mu_);
+      replicas.swap(replicas_);
     }
-    replicas_.clear();
+    CloseReplicas(replicas);
     if (hub_) hub_->Close();
     if (loop_) loop_->Stop();
     spdlog::info("replicas closed");
@@ -308,23 +383,35 @@ class ReplicaHostImpl final : public ReplicaHost {
     return (std::filesystem::path(options_.data_dir) / kTopologyFile).string();
   }
 
-  Result<Replica*> Find(uint32_t shard) {
+  std::shared_ptr<const TopologyRequest> Held() const {
+    std::lock_guard lock(held_mu_);
+    return held_;
+  }
+
+  std::map<uint32_t, std::shared_ptr<Replica>> Replicas() const {
+    std::shared_lock lock(replicas_mu_);
+    return replicas_;
+  }
+
+  Result<std::shared_ptr<Replica>> Find(uint32_t shard) {
     if (!open_.load(std::memory_order_acquire)) {
       return Unavailable("worker " + std::to_string(options_.node_id) +
                          " has no topology yet (the control node sends it)");
     }
+    std::shared_lock lock(replicas_mu_);
     auto it = replicas_.find(shard);
     if (it == replicas_.end()) {
       return NotFound("worker " + std::to_string(options_.node_id) + " holds no replica of shard " +
                       std::to_string(shard));
     }
-    return it->second.get();
+    return it->second;
   }
 
   // kNotLeader's detail, a raft address from libraft, becomes the leader's node id.
   Status NamedLeader(Status status) const {
     if (status.code() != StatusCode::kNotLeader) return status;
-    const uint64_t leader = rpc::NodeByRaftAddress(held_.topology(), status.detail());
+    std::shared_ptr<const TopologyRequest> held = Held();
+    const uint64_t leader = held ? rpc::NodeByRaftAddress(held->topology(), status.detail()) : 0;
     return NotLeader(status.message(), leader == 0 ? "" : std::to_string(leader));
   }
 
@@ -337,53 +424,106 @@ class ReplicaHostImpl final : public ReplicaHost {
         hub_,
         raft::Hub::Open(*loop_, options_.listen_host + ":" + std::to_string(options_.raft_port),
                         std::chrono::seconds(5), options_.cluster_secret));
-    for (const internal::v1::ShardPlacement& placement : request.topology().placements()) {
-      bool mine = false;
-      for (uint64_t voter : placement.voters()) mine = mine || voter == request.node_id();
-      if (!mine) continue;
-      Result<std::unique_ptr<Replica>> replica = OpenReplica(request.topology(), placement, *self);
+    {
+      std::lock_guard lock(held_mu_);
+      held_ = std::make_shared<const TopologyRequest>(request);
+    }
+    for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(request.topology(), request.node_id())) {
+      Result<std::shared_ptr<Replica>> replica = OpenReplica(request.topology(), plan, *self);
       if (!replica.ok()) {
         CloseOpenedLocked();
         return std::move(replica).status();
       }
-      replicas_.emplace(placement.shard(), std::move(replica).value());
+      std::unique_lock lock(replicas_mu_);
+      replicas_.emplace(plan.shard, std::move(replica).value());
     }
-    held_ = request;
     open_.store(true, std::memory_order_release);
-    spdlog::info("holding {} shard replicas of cluster {}, raft on {}", replicas_.size(),
-                 request.topology().cluster_id(), self->raft_address());
+    spdlog::info("holding {} shard replicas of cluster {} (epoch {}), raft on {}",
+                 Replicas().size(), request.topology().cluster_id(), request.topology().epoch(),
+                 self->raft_address());
     return Status::Ok();
   }
 
-  Result<std::unique_ptr<Replica>> OpenReplica(const internal::v1::Topology& topology,
-                                               const internal::v1::ShardPlacement& placement,
+  // REQUIRES: mu_ held, a topology open. Takes a newer topology: opens the replicas it adds
+  // here (joining: their leader adds them), closes those it no longer places here (their groups
+  // removed them) and deletes their data.
+  Status ReconcileLocked(const TopologyRequest& request) {
+    const internal::v1::NodeAddress* self = rpc::FindNode(request.topology(), request.node_id());
+    {
+      std::lock_guard lock(held_mu_);
+      held_ = std::make_shared<const TopologyRequest>(request);
+    }
+    std::set<uint32_t> wanted;
+    Status status = Status::Ok();
+    for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(request.topology(), request.node_id())) {
+      wanted.insert(plan.shard);
+      if (Find(plan.shard).ok()) continue;
+      Result<std::shared_ptr<Replica>> replica = OpenReplica(request.topology(), plan, *self);
+      if (!replica.ok()) {
+        spdlog::error("shard {}: cannot open a replica: {}", plan.shard,
+                      replica.status().ToString());
+        status = std::move(replica).status();
+        continue;
+      }
+      spdlog::info("shard {}: replica opened ({})", plan.shard,
+                   plan.bootstrap.empty() ? "joining" : "founding");
+      std::unique_lock lock(replicas_mu_);
+      replicas_.emplace(plan.shard, std::move(replica).value());
+    }
+    std::map<uint32_t, std::shared_ptr<Replica>> removed;
+    {
+      std::unique_lock lock(replicas_mu_);
+      for (auto it = replicas_.begin(); it != replicas_.end();) {
+        if (wanted.count(it->first) > 0) {
+          ++it;
+          continue;
+        }
+        removed.insert(*it);
+        it = replicas_.erase(it);
+      }
+    }
+    CloseReplicas(removed);
+    for (const auto& [shard, replica] : removed) {
+      std::error_code error;
+      std::filesystem::remove_all(replica->dir, error);
+      spdlog::info("shard {}: replica removed from this worker, its data deleted", shard);
+    }
+    return status;
+  }
+
+  // Stops `replicas` (no more Apply, then the stores): their in-flight calls complete.
+  static void CloseReplicas(const std::map<uint32_t, std::shared_ptr<Replica>>& replicas) {
+    for (auto& [shard, replica] : replicas) replica->machine->BeginClose();
+    for (auto& [shard, replica] : replicas) replica->group->Close();  // no more Apply
+    for (auto& [shard, replica] : replicas) {
+      replica->machine->CancelReads();
+      replica->store->Stop();  // runs the callbacks of what Apply queued
+    }
+  }
+
+  Result<std::shared_ptr<Replica>> OpenReplica(const internal::v1::Topology& topology,
+                                               const rpc::ReplicaPlan& plan,
                                                const internal::v1::NodeAddress& self) {
     const std::filesystem::path dir =
-        std::filesystem::path(options_.data_dir) / "shards" / std::to_string(placement.shard());
-    auto replica = std::make_unique<Replica>();
-    replica->shard = placement.shard();
+        std::filesystem::path(options_.data_dir) / "shards" / std::to_string(plan.shard);
+    auto replica = std::make_shared<Replica>();
+    replica->shard = plan.shard;
     replica->dir = dir;
     RemoveStaleCopies(dir);
     StoreOptions store_options = options_.store;
     store_options.data_dir = dir.string();
     store_options.file_name = "shard.duckdb";
-    store_options.log_shard = placement.shard();
-    const LogContext log(placement.shard());
+    store_options.log_shard = plan.shard;
+    const LogContext log(plan.shard);
     ASSIGN_OR_RETURN(replica->store, Store::Open(store_options));
-    for (uint64_t voter : placement.voters()) {
-      const internal::v1::NodeAddress* node = rpc::FindNode(topology, voter);
-      if (voter != self.node_id() && node != nullptr && !node->http_address().empty()) {
-        replica->peers.push_back(node->http_address());
-      }
-    }
     replica->machine = std::make_unique<ShardReplica>(
-        placement.shard(), *replica->store,
+        plan.shard, *replica->store,
         [this, replica = replica.get()](uint64_t min_index, const std::atomic<bool>& stopping) {
           return FetchCopy(*replica, min_index, stopping);
         });
     raft::GroupOptions group;
     group.hub = hub_.get();
-    group.group_id = placement.shard();
+    group.group_id = plan.shard;
     group.id = self.node_id();
     group.address = self.raft_address();
     group.data_dir = (dir / "raft").string();
@@ -391,7 +531,7 @@ class ReplicaHostImpl final : public ReplicaHost {
     group.heartbeat_timeout_ms = options_.heartbeat_timeout_ms;
     group.snapshot_threshold = options_.snapshot_threshold;
     group.snapshot_trailing = options_.snapshot_trailing;
-    for (uint64_t voter : placement.voters()) {
+    for (uint64_t voter : plan.bootstrap) {
       group.voters.push_back(raft::Peer{voter, rpc::FindNode(topology, voter)->raft_address()});
     }
     Result<std::unique_ptr<raft::Group>> opened =
@@ -412,7 +552,7 @@ class ReplicaHostImpl final : public ReplicaHost {
     const std::string path = (replica.dir / kCopyIn).string();
     Status last = Unavailable("shard " + std::to_string(replica.shard) +
                               " has no other data replica to copy from");
-    for (const std::string& peer : replica.peers) {
+    for (const std::string& peer : PeersOf(replica.shard)) {
       Result<uint64_t> fetched =
           options_.copies->Fetch(peer, replica.shard, min_index, path, stopping);
       if (fetched.ok()) return path;
@@ -421,6 +561,20 @@ class ReplicaHostImpl final : public ReplicaHost {
       spdlog::info("shard {}: no copy from {}: {}", replica.shard, peer, last.ToString());
     }
     return last;
+  }
+
+  // The internal API addresses of the shard's other data replicas, where a copy can come from.
+  std::vector<std::string> PeersOf(uint32_t shard) const {
+    std::vector<std::string> out;
+    std::shared_ptr<const TopologyRequest> held = Held();
+    if (!held || shard >= static_cast<uint32_t>(held->topology().placements_size())) return out;
+    for (uint64_t voter : rpc::DataVoters(held->topology().placements(static_cast<int>(shard)))) {
+      const internal::v1::NodeAddress* node = rpc::FindNode(held->topology(), voter);
+      if (voter != options_.node_id && node != nullptr && !node->http_address().empty()) {
+        out.push_back(node->http_address());
+      }
+    }
+    return out;
   }
 
   // Copies a previous run made or fetched and did not finish with.
@@ -435,9 +589,17 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   void CloseOpenedLocked() {
-    for (auto& [shard, replica] : replicas_) replica->group->Close();
-    for (auto& [shard, replica] : replicas_) replica->store->Stop();
-    replicas_.clear();
+    std::map<uint32_t, std::shared_ptr<Replica>> replicas;
+    {
+      std::unique_lock lock(replicas_mu_);
+      replicas.swap(replicas_);
+    }
+    for (auto& [shard, replica] : replicas) replica->group->Close();
+    for (auto& [shard, replica] : replicas) replica->store->Stop();
+    {
+      std::lock_guard lock(held_mu_);
+      held_.reset();
+    }
     hub_.reset();
     if (loop_) loop_->Stop();
     loop_.reset();
@@ -445,11 +607,12 @@ class ReplicaHostImpl final : public ReplicaHost {
 
   const ReplicaHostOptions options_;
   std::mutex mu_;  // serialises Adopt, LoadSaved and Close
-  // Set once, before open_ becomes true; read without the lock afterwards.
-  TopologyRequest held_;
+  mutable std::mutex held_mu_;
+  std::shared_ptr<const TopologyRequest> held_;  // GUARDED_BY(held_mu_); replaced whole
   std::unique_ptr<raft::Loop> loop_;
   std::unique_ptr<raft::Hub> hub_;
-  std::map<uint32_t, std::unique_ptr<Replica>> replicas_;
+  mutable std::shared_mutex replicas_mu_;
+  std::map<uint32_t, std::shared_ptr<Replica>> replicas_;  // GUARDED_BY(replicas_mu_)
   std::atomic<bool> open_{false};
   std::atomic<uint64_t> saved_cluster_id_{0};  // of the kept topology, while it opens
   // Copy ids: distinct across restarts too, so a fetch never reads another run's copy.

@@ -5,8 +5,10 @@
 //
 // The topology comes from the control node (Adopt) and is kept in <data-dir>/topology.pb, so a
 // restarted worker opens its replicas again without waiting for the control node. A topology
-// from another cluster, or one that places this worker differently, is refused (membership
-// changes are not built yet).
+// from another cluster, or an older epoch than the one held, is refused. A newer epoch
+// (DESIGN.md section 7) opens the replicas it adds to this worker (joining: they wait until
+// their leader adds them, then get the log or a copy) and closes those it no longer places here
+// (the group removed them first), deleting their data.
 //
 // A NOT_LEADER answer carries the leader's node id (decimal) as its detail, never a raft
 // address: the control node knows nodes by id.
@@ -59,11 +61,18 @@ class ReplicaHost {
   // Opens the replicas of a topology kept in the data directory, if there is one.
   virtual Status LoadSaved() = 0;
   // Takes the control node's topology: the first one is stored and opened; the same one again
-  // is a no-op. kInvalidArgument for another cluster's, for a node id that is not this worker's,
-  // or for a changed one.
+  // is a no-op; a newer epoch is stored, then its changes are made. kInvalidArgument for another
+  // cluster's, for a node id that is not this worker's, for an older epoch, or for another
+  // topology of the same epoch.
   virtual Status Adopt(const internal::v1::TopologyRequest& request) = 0;
-  // The cluster id of the topology held or being opened (0: none yet).
+  // The cluster id of the topology held or being opened (0: none yet), and its epoch.
   virtual uint64_t cluster_id() const = 0;
+  virtual uint64_t epoch() const = 0;
+
+  // One membership step of `request.shard` at this replica, which must lead it (else
+  // kNotLeader naming the leader). A step already done answers OK at once.
+  virtual void ChangeMembership(const internal::v1::MembershipRequest& request,
+                                std::function<void(Status)> done) = 0;
 
   // Proposes `batches` on `shard` (see ShardReplica::Propose). kUnavailable before a topology;
   // kNotFound for a shard this worker holds no replica of.

@@ -159,6 +159,9 @@ WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* repl
     router_.Add("POST", rpc::kCopyChunkPath, [this](http::Request request, http::Target) {
       return CopyChunk(std::move(request));
     });
+    router_.Add("POST", rpc::kMembershipPath, [this](http::Request request, http::Target) {
+      return Membership(std::move(request));
+    });
   }
   router_.Add("POST", rpc::kQueryPath,
               [this](http::Request request, http::Target) { return Query(std::move(request)); });
@@ -329,7 +332,10 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
     response.set_worker_id(worker_id_);
     response.set_rows(rows);
     response.set_raft_port(raft_port_);
-    if (replicas_ != nullptr) response.set_cluster_id(replicas_->cluster_id());
+    if (replicas_ != nullptr) {
+      response.set_cluster_id(replicas_->cluster_id());
+      response.set_epoch(replicas_->epoch());
+    }
     for (internal::v1::ReplicaHealth& replica : replicas)
       *response.add_replicas() = std::move(replica);
     co_return rpc::ProtobufResponse(response);
@@ -441,6 +447,22 @@ asio::awaitable<http::Response> WorkerService::Transfer(http::Request request) {
   Result<bool> transferred = co_await std::move(op);
   if (!transferred.ok()) co_return rpc::ErrorResponse(transferred.status());
   co_return rpc::ProtobufResponse(internal::v1::TransferResponse());
+}
+
+asio::awaitable<http::Response> WorkerService::Membership(http::Request request) {
+  std::optional<internal::v1::MembershipRequest> change =
+      Parse<internal::v1::MembershipRequest>(request);
+  if (!change) co_return Undecodable(internal::v1::MembershipRequest());
+  auto start = [this, change = *change](auto done) {
+    replicas_->ChangeMembership(change, [done = std::move(done)](Status status) mutable {
+      if (status.ok()) return done(Result<bool>(true));
+      done(Result<bool>(std::move(status)));
+    });
+  };
+  asio::awaitable<Result<bool>> op = AwaitStore<bool>(std::move(start));
+  Result<bool> changed = co_await std::move(op);
+  if (!changed.ok()) co_return rpc::ErrorResponse(changed.status());
+  co_return rpc::ProtobufResponse(internal::v1::MembershipResponse());
 }
 
 asio::awaitable<http::Response> WorkerService::StartCopy(http::Request request) {

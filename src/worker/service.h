@@ -18,6 +18,7 @@
 //   POST /internal/v1/shard/copy       CopyRequest -> CopyResponse (a copy made for a replica
 //                                      behind its leader's log)
 //   POST /internal/v1/shard/copy/chunk CopyChunkRequest -> CopyChunkResponse (its bytes)
+//   POST /internal/v1/shard/membership MembershipRequest -> MembershipResponse (at the leader)
 //
 // With a cluster secret (`cluster_key`), a request to any /internal/ route must carry its
 // signature (rpc/cluster_auth.h): one that does not is answered 401 (an ErrorStatus UNAVAILABLE
@@ -72,6 +73,7 @@ class WorkerService {
   boost::asio::awaitable<http::Response> ShardRead(http::Request request);
   boost::asio::awaitable<http::Response> Query(http::Request request);
   boost::asio::awaitable<http::Response> Transfer(http::Request request);
+  boost::asio::awaitable<http::Response> Membership(http::Request request);
   boost::asio::awaitable<http::Response> StartCopy(http::Request request);
   boost::asio::awaitable<http::Response> CopyChunk(http::Request request);
   boost::asio::awaitable<http::Response> WriteReplicated(internal::v1::WriteRequest& write);

@@ -288,6 +288,27 @@ int ControlExitCode(std::vector<std::unique_ptr<Process>>& processes, std::vecto
   return WEXITSTATUS(*status);
 }
 
+// Membership needs replication: an unreplicated control node needs its workers listed, and a
+// worker needs an id or a control node to join, which gives one.
+TEST_F(ConfigTest, AnEmptyWorkerListNeedsReplicationAndAWorkerAnIdOrAJoin) {
+  EXPECT_EQ(ControlExitCode(processes_,
+                            {"--workers", "", "--replication-factor", "1", "--port",
+                             std::to_string(FreePort()), "--data-dir", dir_ + "/c1"},
+                            dir_ + "/empty.log"),
+            2);
+  EXPECT_NE(Output(dir_ + "/empty.log").find("at least one worker"), std::string::npos)
+      << Output(dir_ + "/empty.log");
+  std::string error;
+  processes_.push_back(Process::Start(WorkerBinary(), {"--port", std::to_string(FreePort())},
+                                      dir_ + "/noid.log", &error));
+  ASSERT_NE(processes_.back(), nullptr) << error;
+  std::optional<int> status = processes_.back()->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
+  EXPECT_NE(Output(dir_ + "/noid.log").find("--id is required (or --join"), std::string::npos)
+      << Output(dir_ + "/noid.log");
+}
+
 // A replication factor the workers cannot honour is refused at start, naming why.
 TEST_F(ConfigTest, ImpossibleReplicationIsRefusedAtStart) {
   const std::string one = "127.0.0.1:" + std::to_string(FreePort());

@@ -14,60 +14,22 @@
 #include "das/v1/internal.pb.h"
 #include "support/api.h"
 #include "support/cluster.h"
+#include "support/replicated.h"
 
 namespace das::it {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kShards = 16;  // the binary's default
-// Bounds for liveness only (an answer that never comes); the failover time itself is measured
-// by bench/, not asserted.
-constexpr auto kRecoveryBound = std::chrono::seconds(60);
 
 class ReplicationTest : public ClusterTest {
  protected:
-  // One keyed single-row batch per shard, retried until 200 (a retry of a key never stores
-  // twice). Adds what was stored to `expected`.
   testing::AssertionResult WriteEveryShard(const std::string& round, double value,
                                            Expected& expected) {
-    const std::vector<std::string> keys = KeyPerShard(kShards, "shard-" + round);
-    const auto deadline = Clock::now() + kRecoveryBound;
-    for (int s = 0; s < kShards; ++s) {
-      const std::vector<TestRow> rows = {{keys[s], value + s}};
-      const std::string key = "every-" + round + "-" + std::to_string(s);
-      std::string last;
-      for (;;) {
-        Result<HttpResponse> r = PostBatch(port(), rows, key);
-        if (r.ok() && r->status == 200) break;
-        last = r.ok() ? std::to_string(r->status) + " " + r->body.substr(0, 200)
-                      : r.status().ToString();
-        if (Clock::now() > deadline) {
-          return testing::AssertionFailure() << "shard " << s << " took no write: " << last;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-      expected.Add(rows);
-    }
-    return testing::AssertionSuccess();
+    return it::WriteEveryShard(port(), kShards, round, value, expected);
   }
-
-  // Polls /analytics until it says it is complete; that answer (and every complete one before
-  // it: none) must be exact. A partial answer while an election runs is allowed.
   testing::AssertionResult ExpectCompleteAndExact(const Expected& expected, uint32_t total_nodes) {
-    const auto deadline = Clock::now() + kRecoveryBound;
-    std::string last;
-    while (Clock::now() < deadline) {
-      Result<Analytics> a = GetAnalytics(port());
-      if (a.ok() && a->http_status == 200 && !a->body.is_partial()) {
-        if (a->body.total_nodes() != total_nodes) {
-          return testing::AssertionFailure() << "total_nodes " << a->body.ShortDebugString();
-        }
-        return expected.Matches(a->body);
-      }
-      last = a.ok() ? a->body.ShortDebugString() : a.status().ToString();
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return testing::AssertionFailure() << "no complete answer in time; last: " << last;
+    return it::ExpectCompleteAndExact(port(), expected, total_nodes);
   }
 
   v1::HealthResponse Health() {

@@ -98,9 +98,13 @@ testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
   options_ = options;
   worker_ports_.clear();
   worker_raft_ports_.clear();
+  worker_ids_.clear();
+  joins_.clear();
   for (int i = 0; i < options.workers; ++i) {
     worker_ports_.push_back(FreePort());
     worker_raft_ports_.push_back(FreePort());
+    worker_ids_.push_back(options.join ? 0 : static_cast<uint64_t>(i + 1));
+    joins_.push_back(options.join);
   }
   workers_.resize(options.workers);
   proxies_.clear();
@@ -111,6 +115,15 @@ testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
   }
   control_port_ = FreePort();
   control_raft_port_ = FreePort();
+  if (options.join) {
+    // The control node first: the workers join it.
+    if (auto r = StartControl(); !r) return r;
+    for (int i = 0; i < options.workers; ++i) {
+      if (auto r = StartWorker(i); !r) return r;
+    }
+    if (options.wait_ready) return WaitClusterOk();
+    return testing::AssertionSuccess();
+  }
   if (options.start_workers) {
     for (int i = 0; i < options.workers; ++i) {
       if (auto r = StartWorker(i); !r) return r;
@@ -142,7 +155,7 @@ testing::AssertionResult Cluster::PollControlHealth(
 
 testing::AssertionResult Cluster::WaitReplicasCaughtUp(int worker,
                                                        std::chrono::milliseconds timeout) {
-  const std::string node = "worker-" + std::to_string(worker + 1);
+  const std::string node = "worker-" + std::to_string(worker_ids_.at(worker));
   return PollControlHealth(
       timeout,
       [&node](const v1::HealthResponse& health) {
@@ -173,11 +186,15 @@ testing::AssertionResult Cluster::StartWorker(int i) {
   const std::string name = "worker-" + std::to_string(i + 1);
   const std::string data_dir = dir_ + "/" + name;
   std::filesystem::create_directories(data_dir);
-  std::vector<std::string> args = {"--id",        std::to_string(i + 1),
-                                   "--host",      "127.0.0.1",
+  std::vector<std::string> args = {"--host",      "127.0.0.1",
                                    "--port",      std::to_string(worker_ports_[i]),
                                    "--raft-port", std::to_string(worker_raft_ports_[i]),
                                    "--data-dir",  data_dir};
+  if (joins_.at(i)) {
+    args.insert(args.end(), {"--join", "127.0.0.1:" + std::to_string(control_port_)});
+  } else {
+    args.insert(args.end(), {"--id", std::to_string(i + 1)});
+  }
   if (!proxies_.empty()) {
     args.insert(args.end(), {"--raft-advertise-port", std::to_string(proxies_.at(i)->port())});
   }
@@ -185,7 +202,48 @@ testing::AssertionResult Cluster::StartWorker(int i) {
   std::string error;
   workers_[i] = Process::Start(WorkerBinary(), args, dir_ + "/" + name + ".log", &error);
   if (!workers_[i]) return testing::AssertionFailure() << "cannot start " << name << ": " << error;
-  return WaitHealthy(*workers_[i], worker_ports_[i], name);
+  if (auto r = WaitHealthy(*workers_[i], worker_ports_[i], name); !r) return r;
+  if (joins_.at(i)) {
+    // The id its join was given, as its data directory keeps it.
+    std::ifstream file(data_dir + "/node_id");
+    uint64_t id = 0;
+    if (!(file >> id) || id == 0) {
+      return testing::AssertionFailure() << name << " keeps no node id after joining";
+    }
+    worker_ids_[i] = id;
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult Cluster::AddWorker(int* index) {
+  const int i = static_cast<int>(worker_ports_.size());
+  worker_ports_.push_back(FreePort());
+  worker_raft_ports_.push_back(FreePort());
+  worker_ids_.push_back(0);
+  joins_.push_back(true);
+  workers_.emplace_back();
+  *index = i;
+  return StartWorker(i);
+}
+
+testing::AssertionResult Cluster::ReplaceWorker(int i) {
+  if (workers_.at(i)) workers_[i]->KillAndReap();
+  const std::string data_dir = dir_ + "/worker-" + std::to_string(i + 1);
+  std::error_code error;
+  std::filesystem::remove_all(data_dir, error);
+  if (error) return testing::AssertionFailure() << "cannot empty " << data_dir;
+  joins_.at(i) = true;
+  worker_ids_.at(i) = 0;
+  return StartWorker(i);
+}
+
+testing::AssertionResult Cluster::WaitRebalanced(std::chrono::milliseconds timeout) {
+  return PollControlHealth(
+      timeout,
+      [](const v1::HealthResponse& health) {
+        return health.status() == "ok" && health.rebalance().balanced();
+      },
+      "the rebalancing");
 }
 
 testing::AssertionResult Cluster::StartControl() {
@@ -194,7 +252,7 @@ testing::AssertionResult Cluster::StartControl() {
                                    "--port",
                                    std::to_string(control_port_),
                                    "--workers",
-                                   WorkerList(worker_ports_),
+                                   options_.join ? std::string() : WorkerList(worker_ports_),
                                    "--replication-factor",
                                    std::to_string(options_.replication_factor),
                                    "--raft-port",
@@ -213,7 +271,9 @@ testing::AssertionResult Cluster::StartControl() {
   control_ = Process::Start(ControlBinary(), args, dir_ + "/control.log", &error);
   if (!control_) return testing::AssertionFailure() << "cannot start the control node: " << error;
   // Not waiting for a ready cluster: any answer to /health (a 503 while shards form) will do.
-  return WaitHealthy(*control_, control_port_, "control", replicated() && !options_.wait_ready,
+  // Nor, with joins, for workers: they start after it.
+  return WaitHealthy(*control_, control_port_, "control",
+                     replicated() && (!options_.wait_ready || options_.join),
                      options_.control_tls_ca);
 }
 

@@ -49,6 +49,9 @@ struct ClusterOptions {
   // Set: the control node serves HTTPS (its control_flags give --tls-cert and --tls-key), and
   // Start() checks its /health over TLS, verifying against this CA file.
   std::string control_tls_ca;
+  // Membership (DESIGN.md section 7): the control node starts with an empty --workers, first,
+  // and every worker joins it (--join, no --id: the control node gives the ids).
+  bool join = false;
 };
 
 // Options for a test of the unreplicated system (--replication-factor 1: each worker one
@@ -103,6 +106,19 @@ class Cluster {
   // Kills the control node if it runs and starts it again on the same port.
   testing::AssertionResult RestartControl();
 
+  // Membership: starts one more worker (index num_workers()) that joins the running cluster
+  // (--join, no --id), and waits for its /health; `index` gets its index.
+  testing::AssertionResult AddWorker(int* index);
+  // Kills worker i, empties its data directory and starts it again with --join: a new member
+  // under a new id (worker_id(i) changes).
+  testing::AssertionResult ReplaceWorker(int i);
+  // The node id worker i has (its --id, or the one its join was given).
+  uint64_t worker_id(int i) const { return worker_ids_.at(i); }
+  // Polls /health until the rebalancer planned with the current map and every member and found
+  // nothing left to do, and the status is "ok".
+  testing::AssertionResult WaitRebalanced(
+      std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
   // Polls the control node's /health (protobuf) until every worker (or worker i) is reported
   // healthy.
   testing::AssertionResult WaitControlSeesAllWorkersHealthy(
@@ -140,6 +156,8 @@ class Cluster {
   ClusterOptions options_;
   std::vector<int> worker_ports_;
   std::vector<int> worker_raft_ports_;
+  std::vector<uint64_t> worker_ids_;
+  std::vector<bool> joins_;  // worker i starts with --join (and no --id)
   int control_port_ = 0;
   int control_raft_port_ = 0;
   std::vector<std::unique_ptr<Process>> workers_;

@@ -43,8 +43,18 @@ TEST(TopologyPlanTest, TwoWorkersGetTheWitnessAsThirdVoter) {
 TEST(TopologyPlanTest, ThreeWorkersNeedNoWitnessAndRotateReplicas) {
   const internal::v1::Topology t = PlanTopology(Workers(3), 3, 5, "unused:1", 1);
   EXPECT_TRUE(rpc::ValidateTopology(t, kSlots).ok());
-  EXPECT_EQ(rpc::FindNode(t, rpc::kWitnessNodeId), nullptr);
+  // The witness is named (it can come back if the cluster shrinks) but votes in no shard.
+  ASSERT_NE(rpc::FindNode(t, rpc::kWitnessNodeId), nullptr);
+  EXPECT_TRUE(rpc::ReplicasOf(t, rpc::kWitnessNodeId).empty());
   EXPECT_EQ(Voters(t.placements(0)), (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(t.epoch(), 1u);
+  // Every shard's founders are its first voters; a founder bootstraps its replica with them.
+  EXPECT_EQ(
+      std::vector<uint64_t>(t.placements(1).founders().begin(), t.placements(1).founders().end()),
+      (std::vector<uint64_t>{2, 3, 1}));
+  const std::vector<rpc::ReplicaPlan> of1 = rpc::ReplicasOf(t, 1);
+  ASSERT_EQ(of1.size(), 5u);
+  EXPECT_EQ(of1[1].bootstrap, (std::vector<uint64_t>{2, 3, 1}));
   EXPECT_EQ(Voters(t.placements(1)), (std::vector<uint64_t>{2, 3, 1}));
   EXPECT_EQ(Voters(t.placements(4)), (std::vector<uint64_t>{2, 3, 1}));
   // Uneven ranges still cover every slot once: 4096 / 5.
@@ -55,6 +65,24 @@ TEST(TopologyPlanTest, ThreeWorkersNeedNoWitnessAndRotateReplicas) {
   EXPECT_EQ(shard_of[818], 0u);
   EXPECT_EQ(shard_of[819], 1u);
   EXPECT_EQ(shard_of[kSlots - 1], 4u);
+}
+
+TEST(TopologyPlanTest, AJoiningReplicaWaitsToBeAddedEvenOnAFounder) {
+  internal::v1::Topology t = PlanTopology(Workers(3), 3, 2, "unused:1", 1);
+  internal::v1::NodeAddress* four = t.add_nodes();
+  four->set_node_id(4);
+  internal::v1::ShardPlacement& p = *t.mutable_placements(0);
+  p.add_joining(4);
+  p.add_joining(1);  // removed earlier and being added back: its old log is gone
+  ASSERT_TRUE(rpc::ValidateTopology(t, kSlots).ok());
+  const std::vector<rpc::ReplicaPlan> of4 = rpc::ReplicasOf(t, 4);
+  ASSERT_EQ(of4.size(), 1u);
+  EXPECT_EQ(of4[0].shard, 0u);
+  EXPECT_TRUE(of4[0].bootstrap.empty());
+  EXPECT_TRUE(rpc::ReplicasOf(t, 1)[0].bootstrap.empty());
+  EXPECT_FALSE(rpc::ReplicasOf(t, 2)[0].bootstrap.empty());
+  p.add_joining(9);  // no such node
+  EXPECT_FALSE(rpc::ValidateTopology(t, kSlots).ok());
 }
 
 TEST(TopologyPlanTest, FiveWorkersKeepThreeDataReplicasPerShard) {

@@ -1,0 +1,298 @@
+// Elastic membership (DESIGN.md section 7) through the real binaries: workers join a running
+// cluster (--join) and receive their share, are decommissioned and leave, come back as new
+// members after losing their data; the control node is killed in the middle of a move. Every
+// answer that says it is complete must be exact, before, during and after each move.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "das/v1/internal.pb.h"
+
+#include "support/api.h"
+#include "support/cluster.h"
+#include "support/replicated.h"
+
+namespace das::it {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kShards = 8;
+// A move's stages take a few of the rebalancer's ticks each; a loaded 2-core machine is slow.
+constexpr auto kRebalanceBound = std::chrono::seconds(240);
+
+ClusterOptions Shards(ClusterOptions options = {}) {
+  options.shards = kShards;
+  return options;
+}
+
+// Keyed batches written in the background until stopped, each retried with its key until 200
+// (a retry never stores twice), so every acknowledged row is known. Analytics are read between
+// batches: a complete answer must never count more rows than were sent, nor fewer than were
+// acknowledged before it was asked.
+class Writer {
+ public:
+  // Adds what is acknowledged to `acknowledged`, which nobody else touches until Stop().
+  Writer(int port, Expected& acknowledged) : port_(port), acknowledged_(acknowledged) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Writer() { Stop(); }
+
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // REQUIRES: stopped.
+  int batches() const { return batches_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  void Run() {
+    for (int b = 0; !stop_ && b < 100000; ++b) {
+      std::vector<TestRow> rows;
+      for (int i = 0; i < 20; ++i) rows.push_back({"w-" + std::to_string(b * 20 + i), 1.0 * i});
+      const std::string key = "writer-" + std::to_string(b);
+      const auto deadline = Clock::now() + kRecoveryBound;
+      for (;;) {
+        Result<HttpResponse> r = PostBatch(port_, rows, key);
+        if (r.ok() && r->status == 200) break;
+        if (Clock::now() > deadline) {
+          error_ = "batch " + std::to_string(b) + " never acknowledged: " +
+                   (r.ok() ? std::to_string(r->status) + " " + r->body.substr(0, 200)
+                           : r.status().ToString());
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      const uint64_t before = acknowledged_.count() + rows.size();
+      acknowledged_.Add(rows);
+      ++batches_;
+      // Between batches: a complete answer counts every acknowledged row and nothing else.
+      Result<Analytics> a = GetAnalytics(port_);
+      if (a.ok() && a->http_status == 200 && !a->body.is_partial() && a->body.count() != before) {
+        error_ = "a complete answer counted " + std::to_string(a->body.count()) + " rows, not " +
+                 std::to_string(before) + ": " + a->body.ShortDebugString();
+        return;
+      }
+    }
+  }
+
+  const int port_;
+  std::atomic<bool> stop_{false};
+  Expected& acknowledged_;
+  int batches_ = 0;
+  std::string error_;
+  std::thread thread_;
+};
+
+class MembershipTest : public ClusterTest {
+ protected:
+  v1::HealthResponse Health() {
+    Result<HttpResponse> r = HttpGet(port(), "/health");
+    v1::HealthResponse health;
+    EXPECT_TRUE(r.ok() && health.ParseFromString(r->body)) << r.status().ToString();
+    return health;
+  }
+
+  // How many shard replicas (voters) each node holds, by name.
+  static std::map<std::string, int> VotersPerNode(const v1::HealthResponse& health) {
+    std::map<std::string, int> out;
+    for (const v1::ShardStatus& shard : health.shards()) {
+      for (const v1::ReplicaStatus& replica : shard.replicas()) ++out[replica.node()];
+    }
+    return out;
+  }
+
+  // Every shard on `data` distinct workers and no witness.
+  static testing::AssertionResult Placed(const v1::HealthResponse& health, int data, bool witness) {
+    for (const v1::ShardStatus& shard : health.shards()) {
+      std::set<std::string> nodes;
+      int workers = 0;
+      bool has_witness = false;
+      for (const v1::ReplicaStatus& replica : shard.replicas()) {
+        nodes.insert(replica.node());
+        if (replica.node() == "witness") {
+          has_witness = true;
+        } else {
+          ++workers;
+        }
+      }
+      if (workers != data || has_witness != witness ||
+          nodes.size() != static_cast<size_t>(shard.replicas_size())) {
+        return testing::AssertionFailure()
+               << "shard " << shard.shard() << " is placed on " << shard.ShortDebugString();
+      }
+    }
+    return testing::AssertionSuccess();
+  }
+
+  Expected expected_;
+};
+
+// The main path: a third worker joins a loaded two-worker cluster (worker, worker, witness per
+// shard), takes the witness's place in every shard and its share of leaders, while inserts and
+// analytics go on; then each original worker is killed in turn and answers stay complete and
+// exact.
+TEST_F(MembershipTest, AThirdWorkerJoinsALoadedClusterAndEachOriginalCanThenDie) {
+  ASSERT_TRUE(cluster_.Start(Shards()));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "before", 1, expected_));
+  {
+    Writer writer(port(), expected_);
+    int third = 0;
+    ASSERT_TRUE(cluster_.AddWorker(&third));
+    EXPECT_EQ(cluster_.worker_id(third), 3u);
+    ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+    writer.Stop();
+    ASSERT_EQ(writer.error(), "");
+    EXPECT_GT(writer.batches(), 0);
+  }
+  const v1::HealthResponse health = Health();
+  EXPECT_TRUE(Placed(health, 3, false));
+  const std::map<std::string, int> voters = VotersPerNode(health);
+  for (const char* node : {"worker-1", "worker-2", "worker-3"}) {
+    EXPECT_EQ(voters.count(node) ? voters.at(node) : 0, kShards) << node;
+  }
+  EXPECT_EQ(voters.count("witness"), 0u);
+  std::map<std::string, int> leaders;
+  for (const v1::ShardStatus& shard : health.shards()) ++leaders[shard.leader()];
+  EXPECT_EQ(leaders.size(), 3u) << health.ShortDebugString();
+  for (const auto& [leader, n] : leaders) EXPECT_LE(n, kShards / 3 + 1) << leader;
+  EXPECT_GE(health.rebalance().moves_done(), static_cast<uint64_t>(kShards));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
+
+  // Each original worker in turn: killed, the answers stay complete and exact and every shard
+  // takes writes; back, it catches up.
+  for (int i : {0, 1}) {
+    ASSERT_TRUE(cluster_.KillWorker(i));
+    ASSERT_TRUE(WriteEveryShard(port(), kShards, "without-" + std::to_string(i), 10, expected_));
+    ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
+    ASSERT_TRUE(cluster_.RestartWorker(i));
+  }
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
+}
+
+// A cluster that starts with no --workers forms once two workers joined (each join signed
+// with the cluster secret); a worker that joins again (a restart: the same id, kept in its
+// data directory) changes nothing.
+TEST_F(MembershipTest, WorkersJoinAnEmptyControlNodeAndAJoinAgainChangesNothing) {
+  const std::string secret = cluster_.dir() + "/cluster-secret";
+  {
+    std::ofstream file(secret);
+    file << "a secret every node of this test shares\n";
+  }
+  ClusterOptions options = Shards();
+  options.join = true;
+  options.control_flags = {"--cluster-secret-file", secret};
+  options.worker_flags = {"--cluster-secret-file", secret};
+  ASSERT_TRUE(cluster_.Start(options));
+  // A join that does not prove the secret is refused (401) and changes nothing.
+  internal::v1::JoinRequest join;
+  join.set_http_address("127.0.0.1:1");
+  join.set_raft_port(2);
+  Result<HttpResponse> unsigned_join =
+      HttpPost(port(), "/internal/v1/join", join.SerializeAsString(), kProtobuf);
+  ASSERT_TRUE(unsigned_join.ok());
+  EXPECT_EQ(unsigned_join->status, 401) << unsigned_join->body;
+  EXPECT_EQ(cluster_.worker_id(0) + cluster_.worker_id(1), 3u);  // ids 1 and 2
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "first", 1, expected_));
+  const v1::HealthResponse before = Health();
+  EXPECT_TRUE(Placed(before, 2, true));
+  ASSERT_TRUE(cluster_.RestartWorker(0));
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  const v1::HealthResponse after = Health();
+  EXPECT_EQ(after.rebalance().epoch(), before.rebalance().epoch());
+  EXPECT_EQ(after.workers_size(), 2);
+  EXPECT_EQ(after.rebalance().moves_done(), 0u);
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "second", 100, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+}
+
+// POST /admin/workers/<id>/decommission under load: everything moves off the worker (the
+// witness comes back: two workers remain), then it leaves and stops being counted.
+TEST_F(MembershipTest, ADecommissionedWorkerIsDrainedUnderLoadAndLeaves) {
+  ClusterOptions options = Shards();
+  options.workers = 3;
+  ASSERT_TRUE(cluster_.Start(options));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "before", 1, expected_));
+  Result<HttpResponse> refused = HttpPost(port(), "/admin/workers/9/decommission", "", kJson);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 404) << refused->body;
+  {
+    Writer writer(port(), expected_);
+    Result<HttpResponse> drained = HttpPost(port(), "/admin/workers/3/decommission", "", kJson);
+    ASSERT_TRUE(drained.ok());
+    EXPECT_EQ(drained->status, 202) << drained->body;
+    ASSERT_TRUE(cluster_.PollControlHealth(
+        kRebalanceBound,
+        [](const v1::HealthResponse& health) {
+          return health.status() == "ok" && health.workers_size() == 2 &&
+                 health.rebalance().balanced();
+        },
+        "worker 3 leaving"));
+    writer.Stop();
+    ASSERT_EQ(writer.error(), "");
+  }
+  const v1::HealthResponse health = Health();
+  EXPECT_TRUE(Placed(health, 2, true));
+  EXPECT_EQ(VotersPerNode(health).count("worker-3"), 0u);
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+  // Draining a second one would leave a single worker for replication factor 3.
+  Result<HttpResponse> too_few = HttpPost(port(), "/admin/workers/2/decommission", "", kJson);
+  ASSERT_TRUE(too_few.ok());
+  EXPECT_EQ(too_few->status, 409) << too_few->body;
+  // The drained worker is stopped by its operator; nothing misses it.
+  ASSERT_TRUE(cluster_.KillWorker(2));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "after", 50, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+}
+
+// A worker whose data directory was emptied is a new worker: it joins under a new id, the old
+// one's replicas are replaced (never trusted), and the cluster returns to full replication.
+TEST_F(MembershipTest, AWorkerRestartedEmptyComesBackAsANewMember) {
+  ClusterOptions options = Shards();
+  options.join = true;
+  ASSERT_TRUE(cluster_.Start(options));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "before", 1, expected_));
+  const uint64_t old_id = cluster_.worker_id(1);
+  ASSERT_TRUE(cluster_.ReplaceWorker(1));
+  EXPECT_EQ(cluster_.worker_id(1), 3u);
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  const v1::HealthResponse health = Health();
+  EXPECT_TRUE(Placed(health, 2, true));
+  const std::map<std::string, int> voters = VotersPerNode(health);
+  EXPECT_EQ(voters.count("worker-" + std::to_string(old_id)), 0u);
+  EXPECT_EQ(voters.at("worker-3"), kShards);
+  EXPECT_EQ(health.workers_size(), 2);
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "after", 100, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+  // Every row is on the new worker too: with the other one killed, the answer is complete.
+  ASSERT_TRUE(cluster_.KillWorker(0));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+}
+
+// The control node killed in the middle of a move: the restarted one reads the move from its
+// data directory and finishes it; nothing is lost or stored twice.
+TEST_F(MembershipTest, AControlNodeKilledInTheMiddleOfAMoveFinishesIt) {
+  ASSERT_TRUE(cluster_.Start(Shards()));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "before", 1, expected_));
+  int third = 0;
+  ASSERT_TRUE(cluster_.AddWorker(&third));
+  ASSERT_TRUE(cluster_.PollControlHealth(
+      kRebalanceBound,
+      [](const v1::HealthResponse& health) {
+        return health.rebalance().moves_done() >= 2 && !health.rebalance().current_move().empty();
+      },
+      "a move under way after two done"));
+  ASSERT_TRUE(cluster_.KillControl());
+  ASSERT_TRUE(cluster_.RestartControl());
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  EXPECT_TRUE(Placed(Health(), 3, false));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "after", 100, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
+}
+
+}  // namespace
+}  // namespace das::it
