@@ -261,6 +261,16 @@ class ReplicationImpl final : public Replication {
   // One membership step at the shard's leader; true once done.
   asio::awaitable<bool> AtLeader(const ShardView& view, internal::v1::MembershipRequest request);
   void FinishMoveLocked();
+  // What a plan depends on besides the leaders: the map's epoch and every member's state.
+  std::string PlanInputsLocked() const {
+    std::string out = std::to_string(state_.topology().epoch());
+    const auto now = std::chrono::steady_clock::now();
+    for (const WorkerDirectory::Entry& w : directory_.Members()) {
+      out.append(" ").append(std::to_string(w.id)).append(":");
+      out += std::to_string(static_cast<int>(StateOfLocked(w.id, now)));
+    }
+    return out;
+  }
   // Drained workers leave.
   void RetireDrainedLocked();
 
@@ -285,9 +295,8 @@ class ReplicationImpl final : public Replication {
   std::map<uint64_t, std::chrono::steady_clock::time_point> last_seen_;
   uint32_t moves_pending_ = 0;  // GUARDED_BY(mu_): planned after the current one
   uint64_t moves_done_ = 0;     // GUARDED_BY(mu_)
-  // The epoch and member count of the last plan that found nothing to do; GUARDED_BY(mu_)
-  uint64_t balanced_epoch_ = 0;
-  size_t balanced_members_ = 0;
+  // PlanInputsLocked() of the last plan that found nothing to do; GUARDED_BY(mu_)
+  std::string balanced_;
   const std::vector<uint32_t> shard_of_slot_;
   std::vector<std::chrono::steady_clock::time_point> last_transfer_;  // Run() only
 };
@@ -737,11 +746,10 @@ asio::awaitable<void> ReplicationImpl::Rebalance(const std::vector<ShardView>& v
         moves_pending_ = pending;
         next = meta::NextMove(view);
         if (!next) {
-          balanced_epoch_ = state_.topology().epoch();
-          balanced_members_ = view.workers.size();
+          balanced_ = PlanInputsLocked();
           co_return;
         }
-        balanced_epoch_ = 0;
+        balanced_.clear();
         *state_.mutable_move() = ToProto(*next);
         if (Status saved = SaveStateLocked(); !saved.ok()) {
           spdlog::error("cannot keep the cluster state: {}", saved.ToString());
@@ -1194,8 +1202,7 @@ bool ReplicationImpl::DescribeShards(
     rebalance.set_moves_done(moves_done_);
     rebalance.set_epoch(topology.epoch());
     rebalance.set_balanced(state_.move().kind() == internal::v1::ReplicaMove::NONE &&
-                           balanced_epoch_ == topology.epoch() &&
-                           balanced_members_ == directory_.size());
+                           !balanced_.empty() && balanced_ == PlanInputsLocked());
   }
   response.set_replication_factor(options_.replication_factor);
   for (const internal::v1::ShardPlacement& p : topology.placements()) {

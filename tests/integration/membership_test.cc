@@ -294,5 +294,39 @@ TEST_F(MembershipTest, AControlNodeKilledInTheMiddleOfAMoveFinishesIt) {
   ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
 }
 
+// A worker down longer than --dead-worker-after-s has its replicas recreated: with two
+// workers left, the witness comes back in every shard it was in. Back, the worker is given
+// replicas again (its old ones were removed; it joins each shard afresh).
+TEST_F(MembershipTest, ADeadWorkersReplicasAreRecreatedAndItIsGivenNewOnesWhenBack) {
+  ClusterOptions options = Shards();
+  options.workers = 3;
+  options.control_flags = {"--dead-worker-after-s", "2"};
+  ASSERT_TRUE(cluster_.Start(options));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "before", 1, expected_));
+  ASSERT_TRUE(cluster_.KillWorker(2));
+  ASSERT_TRUE(cluster_.PollControlHealth(
+      kRebalanceBound,
+      [](const v1::HealthResponse& health) {
+        bool dead = false;
+        for (const v1::WorkerStatus& w : health.workers()) {
+          dead = dead || (w.worker_id() == 3 && w.state() == "dead");
+        }
+        return dead && health.rebalance().balanced() && Placed(health, 2, true);
+      },
+      "worker 3's replicas recreated"));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "without", 10, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
+  ASSERT_TRUE(cluster_.RestartWorker(2, /*wait_ok=*/false));
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  const v1::HealthResponse health = Health();
+  EXPECT_TRUE(Placed(health, 3, false));
+  EXPECT_EQ(VotersPerNode(health).at("worker-3"), kShards);
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "after", 100, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
+  // Every row is on worker 3 again: with worker 1 killed, the answer is still complete.
+  ASSERT_TRUE(cluster_.KillWorker(0));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
+}
+
 }  // namespace
 }  // namespace das::it
