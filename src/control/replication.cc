@@ -245,10 +245,20 @@ class ReplicationImpl final : public Replication {
   void NoteAlive(const HealthMap& health, bool failures_count);
   void NoteReady(const std::vector<ShardView>& views);
   Status SaveStateLocked();
+  // The same, for a change that is made whatever: a failure is logged (the next save may
+  // succeed; until then a restart finds the state before the change).
+  void SaveOrLogLocked() {
+    if (Status saved = SaveStateLocked(); !saved.ok()) {
+      spdlog::error("cannot keep the cluster state: {}", saved.ToString());
+    }
+  }
 
   // Membership (DESIGN.md section 7).
   meta::WorkerState StateOfLocked(uint64_t id, std::chrono::steady_clock::time_point now) const;
-  meta::ClusterView ViewLocked(const std::vector<ShardView>& views) const;
+  // The plan's view: the map's voters, and as each shard's leader its preferred one (the first
+  // data voter, where the balancer keeps leadership), not whoever leads this second: an
+  // election's passing leader must not make the plan move leaders for good.
+  meta::ClusterView ViewLocked() const;
   // REQUIRES: mu_ held. A new epoch of the topology, kept; the shards' leaders learn their
   // replicas.
   void BumpEpochLocked(std::string_view why);
@@ -490,9 +500,7 @@ asio::awaitable<Result<internal::v1::TopologyResponse>> ReplicationImpl::PushTo(
   uint64_t& adopted = (*state_.mutable_adopted_epochs())[id];
   if (adopted < request.topology().epoch()) {
     adopted = request.topology().epoch();
-    if (Status saved = SaveStateLocked(); !saved.ok()) {
-      spdlog::error("cannot keep the cluster state: {}", saved.ToString());
-    }
+    SaveOrLogLocked();
     spdlog::info("worker {} holds the topology of epoch {}", id, adopted);
   }
   co_return answer;
@@ -659,7 +667,7 @@ meta::WorkerState ReplicationImpl::StateOfLocked(uint64_t id,
   return meta::WorkerState::kActive;
 }
 
-meta::ClusterView ReplicationImpl::ViewLocked(const std::vector<ShardView>& views) const {
+meta::ClusterView ReplicationImpl::ViewLocked() const {
   meta::ClusterView view;
   view.replication_factor = state_.topology().replication_factor();
   if (rpc::FindNode(state_.topology(), rpc::kWitnessNodeId) != nullptr) {
@@ -673,7 +681,8 @@ meta::ClusterView ReplicationImpl::ViewLocked(const std::vector<ShardView>& view
     meta::ShardReplicas& shard = view.shards.emplace_back();
     shard.shard = p.shard();
     shard.voters.assign(p.voters().begin(), p.voters().end());
-    if (p.shard() < views.size()) shard.leader = views[p.shard()].leader;
+    const std::vector<uint64_t> data = rpc::DataVoters(p);
+    if (!data.empty()) shard.leader = data.front();
   }
   return view;
 }
@@ -684,9 +693,7 @@ void ReplicationImpl::BumpEpochLocked(std::string_view why) {
   for (const internal::v1::ShardPlacement& p : topology.placements()) {
     leaders_[p.shard()]->SetReplicas(rpc::DataVoters(p));
   }
-  if (Status saved = SaveStateLocked(); !saved.ok()) {
-    spdlog::error("cannot keep the cluster state: {}", saved.ToString());
-  }
+  SaveOrLogLocked();
   spdlog::info("cluster map epoch {}: {}", topology.epoch(), why);
 }
 
@@ -736,7 +743,7 @@ asio::awaitable<void> ReplicationImpl::Rebalance(const std::vector<ShardView>& v
       if (stopping_) co_return;
       if (state_.move().kind() == internal::v1::ReplicaMove::NONE) {
         RetireDrainedLocked();
-        const meta::ClusterView view = ViewLocked(views);
+        const meta::ClusterView view = ViewLocked();
         std::optional<meta::Move> next = meta::NextMove(view);
         uint32_t pending = 0;
         for (meta::ClusterView after = view; next && pending < 1000; ++pending) {
@@ -772,9 +779,7 @@ void ReplicationImpl::FinishMoveLocked() {
   spdlog::info("rebalance: done: {}", Describe(state_.move()));
   state_.clear_move();
   ++moves_done_;
-  if (Status saved = SaveStateLocked(); !saved.ok()) {
-    spdlog::error("cannot keep the cluster state: {}", saved.ToString());
-  }
+  SaveOrLogLocked();
 }
 
 void ReplicationImpl::RetireDrainedLocked() {
@@ -788,9 +793,7 @@ void ReplicationImpl::RetireDrainedLocked() {
     state_.add_departed(id);
     directory_.Remove(id);
     alive_.erase(id);
-    if (Status saved = SaveStateLocked(); !saved.ok()) {
-      spdlog::error("cannot keep the cluster state: {}", saved.ToString());
-    }
+    SaveOrLogLocked();
     spdlog::info("worker {} is drained and has left the cluster", id);
   }
 }
@@ -824,9 +827,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
   auto advance = [this](uint32_t stage) {
     std::lock_guard lock(mu_);
     state_.mutable_move()->set_stage(stage);
-    if (Status saved = SaveStateLocked(); !saved.ok()) {
-      spdlog::error("cannot keep the cluster state: {}", saved.ToString());
-    }
+    SaveOrLogLocked();
   };
   auto placement = [this, s]() -> internal::v1::ShardPlacement& {
     return *state_.mutable_topology()->mutable_placements(static_cast<int>(s));
@@ -885,9 +886,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       if (!Contains(p.joining(), to) && !Contains(p.voters(), to)) p.add_joining(to);
       BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " joins");
       state_.mutable_move()->set_stage(kAddSpare);
-      if (Status saved = SaveStateLocked(); !saved.ok()) {
-        spdlog::error("cannot keep the cluster state: {}", saved.ToString());
-      }
+      SaveOrLogLocked();
       co_return true;
     }
     case kAddSpare: {
@@ -975,9 +974,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
         FinishMoveLocked();
       } else {
         state_.mutable_move()->set_stage(kLeadOff);
-        if (Status saved = SaveStateLocked(); !saved.ok()) {
-          spdlog::error("cannot keep the cluster state: {}", saved.ToString());
-        }
+        SaveOrLogLocked();
       }
       co_return true;
     }

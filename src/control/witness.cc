@@ -183,13 +183,7 @@ class WitnessImpl final : public Witness {
       health.set_leader_changes(info.leader_changes);
       health.set_snapshots_taken(info.snapshots_taken);
       health.set_snapshots_restored(info.snapshots_restored);
-      for (const raft::Member& member : replica->group->Members()) {
-        internal::v1::GroupMember& m = *health.add_members();
-        m.set_node_id(member.id);
-        m.set_role(member.role == raft::MemberRole::kVoter     ? internal::v1::GroupMember::VOTER
-                   : member.role == raft::MemberRole::kStandby ? internal::v1::GroupMember::STANDBY
-                                                               : internal::v1::GroupMember::SPARE);
-      }
+      rpc::AddMembers(replica->group->Members(), health);
     }
     return out;
   }

@@ -36,6 +36,20 @@ std::vector<ReplicaPlan> ReplicasOf(const internal::v1::Topology& topology, uint
 // The node ids of `placement`'s data replicas (voters other than the witness), in order.
 std::vector<uint64_t> DataVoters(const internal::v1::ShardPlacement& placement);
 
+// Adds a group's configuration to `health` (ReplicaHealth.members). `Member` is raft::Member
+// (id, role with kVoter, kStandby, kSpare), named as a template so that rpc needs no raft.
+template <typename Member>
+void AddMembers(const std::vector<Member>& members, internal::v1::ReplicaHealth& health) {
+  using Role = decltype(Member::role);
+  for (const Member& member : members) {
+    internal::v1::GroupMember& m = *health.add_members();
+    m.set_node_id(member.id);
+    m.set_role(member.role == Role::kVoter     ? internal::v1::GroupMember::VOTER
+               : member.role == Role::kStandby ? internal::v1::GroupMember::STANDBY
+                                               : internal::v1::GroupMember::SPARE);
+  }
+}
+
 // nullptr when no node has `node_id`.
 const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology, uint64_t node_id);
 // The node whose raft address is `address` (0: none).

@@ -348,13 +348,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_snapshot_index(replica->machine->snapshot_index());
       health.set_restoring(replica->machine->restoring());
       health.set_queued_writes(replica->store->queue_depth());
-      for (const raft::Member& member : replica->group->Members()) {
-        internal::v1::GroupMember& m = *health.add_members();
-        m.set_node_id(member.id);
-        m.set_role(member.role == raft::MemberRole::kVoter     ? internal::v1::GroupMember::VOTER
-                   : member.role == raft::MemberRole::kStandby ? internal::v1::GroupMember::STANDBY
-                                                               : internal::v1::GroupMember::SPARE);
-      }
+      rpc::AddMembers(replica->group->Members(), health);
       replica->store->ComputeAggregate([&health](Result<Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);
       });
