@@ -13,7 +13,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1 + kFixedHeader) return 0;
   static const unsigned char kKey[] = "the fuzzer's cluster secret";
-  unsigned char hello[kHello] = {'D', 'A', 'S', 'R', 2, 0, 0, 0};
+  unsigned char hello[kHello] = {'D', 'A', 'S', 'R', kVersion, 0, 0, 0};
   for (int i = 8; i < kHello; ++i) hello[i] = static_cast<unsigned char>(i * 7);
   const bool prove = data[0] & 1;
   unsigned char buf[kMaxHandshake];
@@ -32,10 +32,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (prove) __builtin_trap();  // a proof made with the key must hold
     return 0;
   }
-  const size_t len = static_cast<size_t>(das_hs_get_le(buf + 24, 2));
+  const size_t len = static_cast<size_t>(das_hs_get_le(buf + kAddressLenAt, 2));
   const std::string address(reinterpret_cast<const char*>(buf) + kFixedHeader, len);
-  (void)das_hs_get_le(buf + 8, 8);
-  (void)das_hs_get_le(buf + 16, 8);
+  (void)das_hs_get_le(buf + kGroupAt, 8);
+  (void)das_hs_get_le(buf + kTargetAt, 8);
+  (void)das_hs_get_le(buf + kIdAt, 8);
   unsigned char ack[kMac];
   das_hs_mac(kKey, sizeof kKey - 1, das_hs_acceptor_label, hello, buf, header_len, buf + header_len,
              ack);

@@ -1,31 +1,41 @@
 #!/usr/bin/env bash
 # Smoke test of the docker-compose stack, end to end, against the host ports:
-#   1. builds the image and starts control, worker1, worker2 from nothing (no old volumes);
-#   2. waits until the three containers are healthy;
+#   1. builds the image and starts control and the scalable `worker` service (two containers)
+#      from nothing (no old volumes); the workers join the control node, which forms the
+#      cluster;
+#   2. waits until the containers are healthy;
 #   3. inserts 16 rows through :8080 (JSON single rows, a JSON batch, protobuf single rows) and
 #      checks the exact count, sum, average, min and max from /analytics?format=json;
 #   4. every worker holds a replica of every shard (16 rows each: two workers and the control
 #      node as witness, replication factor 3);
-#   5. freezes worker2 (docker pause: a hung worker), then kills it (docker kill: SIGKILL):
-#      /analytics must stay complete and exact (is_partial false, count 16, responding_nodes 1)
-#      within 1.5 s + slack once the shards it led have a new leader, and inserts go on;
-#   6. starts worker2 again: it catches up and holds every row;
-#   7. `docker-compose down` (volumes kept) and `up` again: every row survived the full restart;
-#      (with the cluster secret the one-shot `secret` service made on the first up);
-#   8. `docker-compose down -v`: the volumes are gone.
+#   5. freezes the second worker container (docker pause: a hung worker), then kills it (docker
+#      kill: SIGKILL): /analytics must stay complete and exact (is_partial false, count 16,
+#      responding_nodes 1) within 1.5 s + slack once the shards it led have a new leader, and
+#      inserts go on; started again, it catches up and holds every row;
+#   6. `up --scale worker=3`: the third worker joins, the rebalancer gives it a replica of every
+#      shard (the witness leaves them) and /health says balanced; then the first worker's
+#      container is killed: complete and exact answers (3 nodes, 2 responding), inserts go on;
+#   7. scale down: the worker in the third container is decommissioned (it drains and leaves,
+#      the witness comes back), then `up --scale worker=2` removes its container;
+#   8. `docker-compose down` (volumes kept) and `up` again: the same two workers (ids kept in
+#      their data pool directories) hold every row (and the cluster secret the one-shot
+#      `secret` service made on the first up is the same);
+#   9. `docker-compose down -v`: the volumes are gone.
 # After 2, a worker's host port refuses an unsigned internal request (401: the cluster secret).
 # Exits non-zero on the first mismatch; always removes its containers, network and volumes.
 #
 #   scripts/compose-smoke.sh
-# Env: COMPOSE_PROJECT_NAME (default das-smoke), CONTROL_PORT/WORKER1_PORT/WORKER2_PORT (host
-# ports, default 8080-8082), BUILD_JOBS (ninja jobs in the image build, default 2),
+# Env: COMPOSE_PROJECT_NAME (default das-smoke), CONTROL_PORT (default 8080) and WORKER_PORTS
+# (the workers' host port range, default 8081-8089), BUILD_JOBS (ninja jobs in the image build,
+# default 2),
 # SLACK_S (seconds allowed beyond the 1.5 s analytics deadline, default 1.0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-das-smoke}
-export CONTROL_PORT=${CONTROL_PORT:-8080} WORKER1_PORT=${WORKER1_PORT:-8081}
-export WORKER2_PORT=${WORKER2_PORT:-8082} BUILD_JOBS=${BUILD_JOBS:-2}
+export CONTROL_PORT=${CONTROL_PORT:-8080} WORKER_PORTS=${WORKER_PORTS:-8081-8089}
+export BUILD_JOBS=${BUILD_JOBS:-2}
+first_worker_port=${WORKER_PORTS%-*}
 deadline_s=1.5
 slack_s=${SLACK_S:-1.0}
 base=http://127.0.0.1:$CONTROL_PORT
@@ -40,9 +50,9 @@ for tool in docker docker-compose curl; do
   command -v "$tool" >/dev/null || fail "$tool is not installed"
 done
 docker info >/dev/null 2>&1 || fail "the Docker engine does not answer (docker info)"
-for port in "$CONTROL_PORT" "$WORKER1_PORT" "$WORKER2_PORT"; do
+for port in "$CONTROL_PORT" $(seq "$first_worker_port" "${WORKER_PORTS#*-}"); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    fail "host port $port is in use: set CONTROL_PORT, WORKER1_PORT, WORKER2_PORT"
+    fail "host port $port is in use: set CONTROL_PORT and WORKER_PORTS"
   fi
 done
 
@@ -60,13 +70,27 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Waits until each named service's container reports healthy (Docker's HEALTHCHECK).
+# The id of the container of the scalable worker service numbered N (worker_N).
+worker_container() { # worker_container N
+  docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+    --filter label=com.docker.compose.service=worker \
+    --filter "label=com.docker.compose.container-number=$1"
+}
+# Its host port, and the worker id it runs as (its /health names it, "worker-<id>").
+worker_port() { docker port "$(worker_container "$1")" 8081/tcp | head -n1 | sed 's/.*://'; }
+worker_id_of() {
+  curl -sS -m 10 "http://127.0.0.1:$(worker_port "$1")/health" | grep -o '"node":"worker-[0-9]*"' |
+    tr -dc 0-9
+}
+
+# Waits until each named container (a service name, or worker_N) reports healthy (Docker's
+# HEALTHCHECK).
 wait_healthy() {
   local svc id state
   local until=$((SECONDS + 120))
   for svc in "$@"; do
     while :; do
-      id=$(dc ps -q "$svc")
+      if [[ $svc == worker_* ]]; then id=$(worker_container "${svc#worker_}"); else id=$(dc ps -q "$svc"); fi
       state=$(docker inspect -f '{{.State.Health.Status}}' "$id" 2>/dev/null || echo none)
       [[ $state == healthy ]] && break
       ((SECONDS < until)) || fail "$svc is not healthy after 120 s (state: $state)"
@@ -126,21 +150,21 @@ analytics() { # prints "HTTP_CODE SECONDS BODY"
 }
 
 # The full data set's answer: 16 rows, sum 50, average 3.125, min -1, max 8 (all exact in
-# binary, so any summation order gives these digits).
-expected_count=16 expected_sum=50 expected_average=3.125
-check_all_rows() { # check_all_rows WHEN: complete, both workers answering, exact figures
+# binary, so any summation order gives these digits). `nodes`: the workers that are members.
+expected_count=16 expected_sum=50 expected_average=3.125 nodes=2
+check_all_rows() { # check_all_rows WHEN: complete, every worker answering, exact figures
   local code secs body i
   # A worker back from a pause or a restart counts as responding once the control node's
   # once-a-second health check saw it again.
   for ((i = 0; i < 100; i++)); do
     read -r code secs body < <(analytics)
-    [[ $code == 200 && $body == *'"responding_nodes":2'* ]] && break
+    [[ $code == 200 && $body == *"\"responding_nodes\":$nodes"* ]] && break
     sleep 0.2
   done
   [[ $code == 200 ]] || fail "$1: /analytics HTTP $code: $body"
   expect_field is_partial false "$body"
-  expect_field total_nodes 2 "$body"
-  expect_field responding_nodes 2 "$body"
+  expect_field total_nodes "$nodes" "$body"
+  expect_field responding_nodes "$nodes" "$body"
   expect_field count "$expected_count" "$body"
   expect_field sum "$expected_sum" "$body"
   expect_field average "$expected_average" "$body"
@@ -148,6 +172,53 @@ check_all_rows() { # check_all_rows WHEN: complete, both workers answering, exac
   expect_field max 8 "$body"
   log "$1: all $expected_count rows: $body"
 }
+
+check_complete() { # check_complete WHAT COUNT: one worker down; complete and exact, in time
+  local code secs body i
+  for ((i = 0; i < 100; i++)); do
+    read -r code secs body < <(analytics)
+    [[ $code == 200 && $body == *'"is_partial":false'* ]] && break
+    sleep 0.2
+  done
+  [[ $code == 200 ]] || fail "$1: /analytics HTTP $code (want 200): $body"
+  expect_field is_partial false "$body"
+  expect_field total_nodes "$nodes" "$body"
+  expect_field responding_nodes $((nodes - 1)) "$body"
+  expect_field count "$2" "$body"
+  awk -v s="$secs" -v d="$deadline_s" -v k="$slack_s" 'BEGIN { exit !(s <= d + k) }' ||
+    fail "$1: /analytics took $secs s (deadline $deadline_s s + slack $slack_s s)"
+  log "$1: complete in ${secs}s: $body"
+}
+
+control_health() { curl -sS -m 10 "$base/health?format=json"; }
+# Rows per worker, from the control node's /health: replicated, each holds all of them.
+rows_of() { # rows_of WORKER_ID: that worker's rows in the control node's /health
+  control_health | grep -o "\"worker_id\":$1,[^}]*" | grep -o '"rows":"[0-9]*"' | tr -dc 0-9
+}
+wait_rows() { # wait_rows WORKER_ID COUNT: a restarted replica catches up from the log
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $(rows_of "$1") == "$2" ]] && return 0
+    sleep 0.2
+  done
+  fail "worker $1 holds $(rows_of "$1") rows, want $2"
+}
+# Waits until the control node's /health is "ok" with `nodes` workers listed and the
+# rebalancer balanced (every move done); WHAT names the wait.
+wait_balanced() { # wait_balanced WHAT
+  local health i
+  for ((i = 0; i < 300; i++)); do
+    health=$(control_health)
+    if [[ $health == '{"status":"ok"'* && $health == *'"balanced":true'* &&
+      $(grep -o '"worker_id":' <<<"$health" | wc -l) == "$nodes" ]]; then
+      log "$1: balanced: $(grep -o '"rebalance":{[^}]*}' <<<"$health")"
+      return 0
+    fi
+    sleep 1
+  done
+  fail "$1: not balanced after 300 s: $health"
+}
+witness_shards() { control_health | grep -o '"node":"witness"' | wc -l; }
 
 log "project $COMPOSE_PROJECT_NAME: starting from a clean state"
 dc down -v --remove-orphans >/dev/null 2>&1 || true
@@ -158,14 +229,20 @@ dc build >"$build_log" 2>&1 || { tail -n 40 "$build_log"; fail "docker-compose b
 log "built in $((SECONDS - started)) s: $(docker image ls distributed-analytics-system:latest \
   --format '{{.Repository}}:{{.Tag}} {{.Size}}')"
 dc up -d
-wait_healthy worker1 worker2 control
+wait_healthy control worker_1 worker_2
+ports="$(worker_port 1) $(worker_port 2)"
+[[ $(tr ' ' '\n' <<<"$ports" | sort | tr '\n' ' ') == "$first_worker_port $((first_worker_port + 1)) " ]] ||
+  fail "the two workers are on host ports $ports, not $first_worker_port and $((first_worker_port + 1))"
 # The workers' host ports take no internal request without the cluster secret's signature.
-for port in "$WORKER1_PORT" "$WORKER2_PORT"; do
+for port in $ports; do
   code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/x-protobuf' \
     --data-binary '' "http://127.0.0.1:$port/internal/v1/write") || fail "POST to :$port failed"
   [[ $code == 401 ]] || fail "an unsigned internal write to :$port got $code, not 401"
 done
-log "unsigned internal writes to :$WORKER1_PORT and :$WORKER2_PORT: 401 (cluster secret)"
+log "workers on host ports $ports; unsigned internal writes to them: 401 (cluster secret)"
+id1=$(worker_id_of 1) id2=$(worker_id_of 2)
+log "worker_1 runs worker $id1, worker_2 runs worker $id2 (ids given at their joins)"
+wait_balanced "two workers joined"
 
 # ---- inserts: 8 JSON rows, a JSON batch of 4, 4 protobuf rows -------------------------------
 for i in 1 2 3 4 5 6 7 8; do
@@ -189,73 +266,82 @@ if command -v protoc >/dev/null; then
   log "(the protobuf bodies, encoded by hand, equal protoc --encode's)"
 fi
 check_all_rows "after the inserts"
-
-# Rows per worker, from the control node's /health: replicated, each holds all 16.
-rows_of() { # rows_of WORKER_ID: that worker's rows in the control node's /health
-  curl -sS -m 10 "$base/health?format=json" | grep -o "\"worker_id\":$1,[^}]*" |
-    grep -o '"rows":"[0-9]*"' | tr -dc 0-9
-}
-wait_rows() { # wait_rows WORKER_ID COUNT: a restarted replica catches up from the log
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [[ $(rows_of "$1") == "$2" ]] && return 0
-    sleep 0.2
-  done
-  fail "worker$1 holds $(rows_of "$1") rows, want $2"
-}
-wait_rows 1 16
-wait_rows 2 16
-log "placement: worker1 and worker2 each hold a replica of all 16 rows"
-
-check_complete() { # check_complete WHAT COUNT: complete and exact, once the shards have leaders
-  local code secs body i
-  for ((i = 0; i < 100; i++)); do
-    read -r code secs body < <(analytics)
-    [[ $code == 200 && $body == *'"is_partial":false'* ]] && break
-    sleep 0.2
-  done
-  [[ $code == 200 ]] || fail "$1: /analytics HTTP $code (want 200): $body"
-  expect_field is_partial false "$body"
-  expect_field total_nodes 2 "$body"
-  expect_field responding_nodes 1 "$body"
-  expect_field count "$2" "$body"
-  awk -v s="$secs" -v d="$deadline_s" -v k="$slack_s" 'BEGIN { exit !(s <= d + k) }' ||
-    fail "$1: /analytics took $secs s (deadline $deadline_s s + slack $slack_s s)"
-  log "$1: complete in ${secs}s: $body"
-}
+wait_rows "$id1" 16
+wait_rows "$id2" 16
+log "placement: both workers hold a replica of all 16 rows"
 
 # ---- a hung worker, then a killed one: nothing is missing ------------------------------------
-dc pause worker2 >/dev/null 2>&1
-check_complete "worker2 paused (hung)" 16
-dc unpause worker2 >/dev/null 2>&1
-check_all_rows "worker2 unpaused"
+second=$(worker_container 2)
+docker pause "$second" >/dev/null
+check_complete "worker_2 paused (hung)" 16
+docker unpause "$second" >/dev/null
+check_all_rows "worker_2 unpaused"
 
-dc kill worker2 >/dev/null 2>&1
-check_complete "worker2 killed" 16
+docker kill "$second" >/dev/null
+check_complete "worker_2 killed" 16
 answer=$(post_json /insert '{"partition_key": "while-down", "value": 1}')
 expect_field rows_written 1 "$answer"
-check_complete "an insert while worker2 is down" 17
-expect_field status degraded "$(curl -sS -m 10 "$base/health?format=json")"
-log "control /health says degraded while worker2 is down"
+check_complete "an insert while worker_2 is down" 17
+expect_field status degraded "$(control_health)"
+log "control /health says degraded while worker_2 is down"
 
-dc start worker2 >/dev/null 2>&1
-wait_healthy worker2
-wait_rows 2 17
-log "worker2 caught up: it holds all 17 rows"
-# The row written while worker2 was down (value 1) is in every answer from now on.
+docker start "$second" >/dev/null
+wait_healthy worker_2
+[[ $(worker_id_of 2) == "$id2" ]] || fail "worker_2 came back as worker $(worker_id_of 2), not $id2"
+wait_rows "$id2" 17
+log "worker_2 is worker $id2 again and caught up: it holds all 17 rows"
+# The row written while worker_2 was down (value 1) is in every answer from now on.
 expected_count=17 expected_sum=51 expected_average=3
+
+# ---- scale up: a third worker joins and receives its share -----------------------------------
+dc up -d --scale worker=3 >/dev/null 2>&1
+wait_healthy worker_3
+id3=$(worker_id_of 3)
+log "worker_3 joined as worker $id3 on host port $(worker_port 3)"
+nodes=3
+wait_balanced "worker $id3 joined"
+wait_rows "$id3" 17
+[[ $(witness_shards) == 0 ]] || fail "the witness still holds $(witness_shards) shard replicas"
+log "worker $id3 holds a replica of every shard (all 17 rows); the witness left every shard"
+check_all_rows "three workers"
+first=$(worker_container 1)
+docker kill "$first" >/dev/null
+check_complete "worker_1 killed (three workers)" 17
+expect_field rows_written 1 "$(post_json /insert '{"partition_key": "three-1", "value": 3}')"
+check_complete "an insert while worker_1 is down" 18
+docker start "$first" >/dev/null
+wait_healthy worker_1
+[[ $(worker_id_of 1) == "$id1" ]] || fail "worker_1 came back as worker $(worker_id_of 1), not $id1"
+expected_count=18 expected_sum=54 expected_average=3
+wait_rows "$id1" 18
+check_all_rows "worker_1 back"
+
+# ---- scale down: decommission the worker in the third container, then remove it -------------
+code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST "$base/admin/workers/$id3/decommission")
+[[ $code == 202 ]] || fail "decommission of worker $id3: HTTP $code, not 202"
+nodes=2
+wait_balanced "worker $id3 decommissioned"
+[[ $(witness_shards) -gt 0 ]] || fail "the witness did not come back with two workers"
+dc up -d --scale worker=2 >/dev/null 2>&1
+[[ -z $(worker_container 3) ]] || fail "worker_3's container is still there after --scale worker=2"
+log "worker $id3 drained and left; --scale worker=2 removed its container; the witness is back"
+check_all_rows "scaled back to two workers"
 
 # ---- a full restart keeps the data (named volumes) ----------------------------------------------
 dc down >/dev/null 2>&1
 [[ -z $(dc ps -q) ]] || fail "containers left after docker-compose down"
 volumes=$(docker volume ls -q --filter "name=${COMPOSE_PROJECT_NAME}_")
 log "down (volumes kept): $(tr '\n' ' ' <<<"$volumes")"
-[[ $(wc -w <<<"$volumes") == 4 ]] ||
-  fail "want 4 volumes (2 workers, control, cluster secret) after down, got: $volumes"
+[[ $(wc -w <<<"$volumes") == 3 ]] ||
+  fail "want 3 volumes (the workers' data pool, control, cluster secret) after down, got: $volumes"
 secret_before=$(docker run --rm -v "${COMPOSE_PROJECT_NAME}_cluster-secret:/secret:ro" \
   --entrypoint sha256sum distributed-analytics-system:latest /secret/cluster-secret)
 dc up -d >/dev/null 2>&1
-wait_healthy worker1 worker2 control
+wait_healthy control worker_1 worker_2
+ids=$(printf '%s\n' "$(worker_id_of 1)" "$(worker_id_of 2)" | sort | tr '\n' ' ')
+[[ $ids == "$(printf '%s\n' "$id1" "$id2" | sort | tr '\n' ' ')" ]] ||
+  fail "after down and up the workers are $ids, not $id1 and $id2"
+log "after down and up: workers $ids again (ids kept in the data pool)"
 check_all_rows "after down and up"
 secret_after=$(docker run --rm -v "${COMPOSE_PROJECT_NAME}_cluster-secret:/secret:ro" \
   --entrypoint sha256sum distributed-analytics-system:latest /secret/cluster-secret)
@@ -268,16 +354,16 @@ curl -fsS -m 10 "$base/console/console.js" >/dev/null || fail "the console's scr
 metrics=$(curl -fsS -m 10 "$base/metrics") || fail "GET /metrics on the control node failed"
 grep -q '^das_http_requests_total{code="200",route="/analytics"}' <<<"$metrics" ||
   fail "the control node's /metrics does not count /analytics"
-curl -fsS -m 10 "http://127.0.0.1:$WORKER1_PORT/metrics" | grep -q '^das_raft_term{shard="0"}' ||
-  fail "worker1's /metrics has no raft term"
-log "GET / serves the console; /metrics on the control node and worker1"
+curl -fsS -m 10 "http://127.0.0.1:$(worker_port 1)/metrics" | grep -q '^das_raft_term{shard="0"}' ||
+  fail "worker_1's /metrics has no raft term"
+log "GET / serves the console; /metrics on the control node and worker_1"
 load() { # das-load in the control node's container, on a CSV written there
   dc exec -T control bash -c 'printf "partition_key,value\nload-a,2\nload-b,3\nload-c,4\n" \
     >/tmp/smoke.csv && das-load --progress lines --url http://127.0.0.1:8080 /tmp/smoke.csv'
 }
 load >>"$build_log" 2>&1 || fail "das-load failed (its output is in $build_log)"
 load >>"$build_log" 2>&1 || fail "das-load failed the second time"
-expected_count=20 expected_sum=60 expected_average=3
+expected_count=21 expected_sum=63 expected_average=3
 check_all_rows "das-load of 3 rows, run twice (stored once)"
 
 # ---- down -v removes the volumes ----------------------------------------------------------------

@@ -20,7 +20,9 @@
 #include "http/server.h"
 #include "metrics/registry.h"
 #include "rpc/cluster_auth.h"
+#include "rpc/routes.h"
 #include "worker/copy_fetcher.h"
+#include "worker/data_pool.h"
 #include "worker/join.h"
 #include "worker/node_identity.h"
 #include "worker/replica_host.h"
@@ -42,6 +44,8 @@ struct Flags {
   unsigned snapshot_threshold = 1024;
   unsigned snapshot_trailing = 8192;
   std::string data_dir;
+  std::string data_pool;
+  uint64_t copy_bytes_per_s = 64 * 1024 * 1024;
   size_t body_limit = 64 * 1024 * 1024;
   uint64_t idempotency_retention_s = 24 * 3600;
   size_t reader_threads = 1;
@@ -109,6 +113,19 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "Directory of this worker's DuckDB file (default: ./data/worker-<id>; with "
                  "--join and no --id, ./data/worker)")
       ->envname("WORKER_DATA_DIR");
+  app.add_option("--data-pool", f.data_pool,
+                 "Instead of --data-dir, for the workers of one scaled service (docker-compose "
+                 "--scale) sharing one volume: use the first <pool>/worker-<n> no running worker "
+                 "holds (locked while this one runs), and the worker whose data it keeps (needs "
+                 "--join; no --id). A directory of a worker that left the cluster is moved aside "
+                 "to <pool>/worker-<n>.left-<id> and the worker joins as a new one")
+      ->envname("WORKER_DATA_POOL");
+  app.add_option("--copy-bytes-per-s", f.copy_bytes_per_s,
+                 "Rate limit of the copies of shard data this worker fetches (a replica the "
+                 "rebalancer adds here, or one too far behind its leader's log), all together, "
+                 "in bytes/s, so that a move leaves the disk and network to inserts (0: none)")
+      ->envname("WORKER_COPY_BYTES_PER_S")
+      ->capture_default_str();
   app.add_option("--body-limit", f.body_limit, "Largest internal request body in bytes")
       ->envname("WORKER_BODY_LIMIT")
       ->capture_default_str()
@@ -156,6 +173,13 @@ int main(int argc, char** argv) {
   Flags flags;
   AddFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
+  if (!flags.data_pool.empty() &&
+      (flags.join.empty() || flags.id != 0 || !flags.data_dir.empty())) {
+    std::fprintf(stderr,
+                 "--data-pool needs --join, and neither --id nor --data-dir (the directory it "
+                 "claims keeps the worker's id)\n");
+    return 2;
+  }
   if (flags.id == 0 && flags.join.empty()) {
     std::fprintf(stderr, "--id is required (or --join HOST:PORT, which gives one)\n");
     return 2;
@@ -200,6 +224,18 @@ int main(int argc, char** argv) {
                  flags.cluster_secret_file);
   }
 
+  std::unique_ptr<das::worker::PoolClaim> pool_claim;
+  if (!flags.data_pool.empty()) {
+    das::Result<std::unique_ptr<das::worker::PoolClaim>> claim =
+        das::worker::ClaimFromPool(flags.data_pool);
+    if (!claim.ok()) {
+      spdlog::critical("cannot start: {}", claim.status().message());
+      return 1;
+    }
+    pool_claim = std::move(claim).value();
+    flags.data_dir = pool_claim->data_dir();
+    spdlog::info("claimed {} from the data pool {}", flags.data_dir, flags.data_pool);
+  }
   if (!flags.join.empty()) {
     // The id comes from the control node (or, for a worker that joined before, its data
     // directory), before anything in the directory is opened.
@@ -227,6 +263,19 @@ int main(int argc, char** argv) {
     join.raft_port = flags.raft_advertise_port;
     join.cluster_key = cluster_key;
     das::Result<uint64_t> id = das::worker::JoinCluster(join);
+    if (!id.ok() && pool_claim && id.status().code() == das::StatusCode::kNotFound &&
+        id.status().detail() == das::rpc::kDepartedDetail) {
+      // A pool's directory outlives its container: this one's worker left (it was
+      // decommissioned, or replaced). Its data is kept aside; a new worker starts here.
+      spdlog::warn("{}; its data moves to {}.left-{}, and this worker joins as a new one",
+                   id.status().message(), flags.data_dir, join.node_id);
+      if (das::Status aside = pool_claim->SetAside(join.node_id); !aside.ok()) {
+        spdlog::critical("cannot start: {}", aside.message());
+        return 1;
+      }
+      join.node_id = 0;
+      id = das::worker::JoinCluster(join);
+    }
     if (!id.ok()) {
       spdlog::critical("cannot start: {}", id.status().message());
       return 2;
@@ -277,7 +326,7 @@ int main(int argc, char** argv) {
   };
   await_hangup();
   std::unique_ptr<das::worker::CopyFetcher> copies =
-      das::worker::CopyFetcher::Create(io, cluster_key);
+      das::worker::CopyFetcher::Create(io, cluster_key, flags.copy_bytes_per_s);
   // The replicated shards: opened now if the data directory keeps a topology, else when the
   // control node sends one.
   das::worker::ReplicaHostOptions replica_options;

@@ -23,6 +23,7 @@
 #include "control/topology_plan.h"
 #include "control/witness.h"
 #include "meta/plan.h"
+#include "rpc/routes.h"
 #include "rpc/topology.h"
 
 namespace das::control {
@@ -36,6 +37,8 @@ using internal::v1::WorkerHealthResponse;
 using Ms = std::chrono::milliseconds;
 
 constexpr char kStateFile[] = "cluster.pb";
+// The longest address a worker may announce (the raft transport carries it in its handshake).
+constexpr size_t kMaxAddressBytes = 255;
 constexpr Ms kFormingTick{200};
 constexpr Ms kBalanceTick{1000};
 // A leader is asked to hand a shard back to its preferred worker at most this often.
@@ -243,6 +246,8 @@ class ReplicationImpl final : public Replication {
   asio::awaitable<void> Balance(const std::vector<ShardView>& views);
   std::vector<ShardView> Views(const HealthMap& health);
   void NoteAlive(const HealthMap& health, bool failures_count);
+  // Keeps move_bytes_: the copy_bytes of the current move's new replica, as reported.
+  void NoteMoveBytes(const HealthMap& health);
   void NoteReady(const std::vector<ShardView>& views);
   Status SaveStateLocked();
   // The same, for a change that is made whatever: a failure is logged (the next save may
@@ -305,6 +310,8 @@ class ReplicationImpl final : public Replication {
   std::map<uint64_t, std::chrono::steady_clock::time_point> last_seen_;
   uint32_t moves_pending_ = 0;  // GUARDED_BY(mu_): planned after the current one
   uint64_t moves_done_ = 0;     // GUARDED_BY(mu_)
+  // Bytes the current move's new replica fetched so far, as its worker last reported them.
+  uint64_t move_bytes_ = 0;  // GUARDED_BY(mu_)
   // PlanInputsLocked() of the last plan that found nothing to do; GUARDED_BY(mu_)
   std::string balanced_;
   const std::vector<uint32_t> shard_of_slot_;
@@ -346,6 +353,7 @@ asio::awaitable<void> ReplicationImpl::Tick() {
   asio::awaitable<HealthMap> gather = GatherHealth();
   HealthMap health = co_await std::move(gather);
   NoteAlive(health, true);
+  NoteMoveBytes(health);
   bool formed = false;
   {
     std::lock_guard lock(mu_);
@@ -541,6 +549,17 @@ Status ReplicationImpl::SaveStateLocked() {
   std::error_code error;
   std::filesystem::create_directories(options_.data_dir, error);
   return WriteFileDurably(StatePath(), state_.SerializeAsString());
+}
+
+void ReplicationImpl::NoteMoveBytes(const HealthMap& health) {
+  std::lock_guard lock(mu_);
+  const internal::v1::ReplicaMove& move = state_.move();
+  if (move.kind() == internal::v1::ReplicaMove::NONE || move.to() == 0) return;
+  auto it = health.find(move.to());
+  if (it == health.end() || !it->second.ok()) return;
+  for (const internal::v1::ReplicaHealth& replica : it->second->replicas()) {
+    if (replica.shard() == move.shard()) move_bytes_ = std::max(move_bytes_, replica.copy_bytes());
+  }
 }
 
 void ReplicationImpl::NoteAlive(const HealthMap& health, bool failures_count) {
@@ -776,7 +795,9 @@ asio::awaitable<void> ReplicationImpl::Rebalance(const std::vector<ShardView>& v
 }
 
 void ReplicationImpl::FinishMoveLocked() {
-  spdlog::info("rebalance: done: {}", Describe(state_.move()));
+  spdlog::info("rebalance: done: {} ({} bytes copied)", Describe(state_.move()), move_bytes_);
+  state_.set_bytes_copied(state_.bytes_copied() + move_bytes_);
+  move_bytes_ = 0;
   state_.clear_move();
   ++moves_done_;
   SaveOrLogLocked();
@@ -1043,13 +1064,20 @@ Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::Joi
                            " is no address peers can reach; start the worker with "
                            "--advertise-host");
   }
+  const std::string raft = host + ":" + std::to_string(request.raft_port());
+  if (http.size() > kMaxAddressBytes || raft.size() > kMaxAddressBytes) {
+    return InvalidArgument("join: the address '" + http + "' is longer than " +
+                           std::to_string(kMaxAddressBytes) + " bytes");
+  }
   std::lock_guard lock(mu_);
   uint64_t id = request.node_id();
   if (id >= rpc::kWitnessNodeId) return InvalidArgument("join: node id out of range");
   if (id != 0 && Contains(state_.departed(), id)) {
-    return InvalidArgument("join: worker " + std::to_string(id) +
-                           " has left the cluster; start it with an empty data directory to "
-                           "join as a new worker");
+    return Status(StatusCode::kNotFound,
+                  "join: worker " + std::to_string(id) +
+                      " has left the cluster; start it with an empty data directory to join as a "
+                      "new worker",
+                  rpc::kDepartedDetail);
   }
   Topology& topology = *state_.mutable_topology();
   uint64_t max_id = state_.last_worker_id();
@@ -1059,11 +1087,13 @@ Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::Joi
   for (uint64_t departed : state_.departed()) max_id = std::max(max_id, departed);
   if (id == 0) id = max_id + 1;
   state_.set_last_worker_id(std::max(max_id, id));
-  const std::string raft = host + ":" + std::to_string(request.raft_port());
   bool changed = false;
-  // A member at this very address under another id has lost its data: that worker is gone
-  // (its replicas are recreated elsewhere; never trusted again).
+  // A new worker at the very address of a member has taken its place: that member lost its
+  // data and is gone (its replicas are recreated elsewhere; never trusted again). A member that
+  // joins at another member's address is not such a sign: members that share a data pool may
+  // come back in any order, each at the address another had.
   for (const internal::v1::NodeAddress& node : topology.nodes()) {
+    if (request.node_id() != 0) break;
     if (node.node_id() == id || node.node_id() == rpc::kWitnessNodeId) continue;
     if (node.http_address() != http || Contains(state_.departed(), node.node_id())) continue;
     spdlog::warn(
@@ -1197,6 +1227,7 @@ bool ReplicationImpl::DescribeShards(
     }
     rebalance.set_moves_pending(moves_pending_);
     rebalance.set_moves_done(moves_done_);
+    rebalance.set_bytes_copied(state_.bytes_copied() + move_bytes_);
     rebalance.set_epoch(topology.epoch());
     rebalance.set_balanced(state_.move().kind() == internal::v1::ReplicaMove::NONE &&
                            !balanced_.empty() && balanced_ == PlanInputsLocked());

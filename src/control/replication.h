@@ -94,8 +94,8 @@ class Replication {
   // The workers that are members now (a decommissioned worker leaves once drained).
   virtual const WorkerDirectory& workers() const = 0;
   virtual uint32_t total_nodes() const = 0;
-  // POST /internal/v1/join (DESIGN.md section 7): kInvalidArgument for a bad address or an id
-  // that left the cluster.
+  // POST /internal/v1/join (DESIGN.md section 7): kInvalidArgument for a bad address, kNotFound
+  // for an id that left the cluster (decommissioned, or replaced after it lost its data).
   virtual Result<internal::v1::JoinResponse> Join(const internal::v1::JoinRequest& request) = 0;
   // POST /admin/workers/<id>/decommission: everything moves off the worker, then it leaves.
   // kNotFound for no such member; kInvalidArgument when the others could not hold its

@@ -72,6 +72,7 @@ class WitnessImpl final : public Witness {
     std::lock_guard adopt_lock(adopt_mu_);
     const internal::v1::NodeAddress* self = rpc::FindNode(topology, rpc::kWitnessNodeId);
     if (self == nullptr) return InvalidArgument("the topology has no witness");
+    RETURN_IF_ERROR(hub_->SetPeers(rpc::RaftPeers(topology)));
     std::map<uint32_t, std::vector<uint64_t>> data_voters;
     for (const internal::v1::ShardPlacement& placement : topology.placements()) {
       data_voters[placement.shard()] = rpc::DataVoters(placement);

@@ -70,7 +70,8 @@ Status ToStatus(das_raft_node* node, int rv) {
   if (rv == DAS_RAFT_NOT_LEADER) {
     das_raft_info info;
     das_raft_get_info(node, &info);
-    return NotLeader("this replica is not the leader", info.leader_address);
+    return NotLeader("this replica is not the leader",
+                     info.leader_id == 0 ? "" : std::to_string(info.leader_id));
   }
   return Unavailable(std::string("raft: ") + das_raft_strerror(rv));
 }

@@ -89,7 +89,8 @@ struct Member {
 };
 
 // The index of a committed entry (or of a barrier), or why not: kNotLeader (detail: the
-// leader's raft address, when known), kUnavailable (leadership lost, shutting down, ...).
+// leader's raft id in decimal, when known: ids outlive addresses), kUnavailable (leadership lost,
+// shutting down, ...).
 using IndexCallback = std::function<void(Result<uint64_t>)>;
 
 class Group {

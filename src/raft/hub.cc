@@ -44,6 +44,24 @@ Result<std::unique_ptr<Hub>> Hub::Open(Loop& loop, std::string address,
 
 Hub::~Hub() { Close(); }
 
+Status Hub::SetPeers(const std::vector<std::pair<uint64_t, std::string>>& peers) {
+  std::vector<uint64_t> ids;
+  std::vector<const char*> addresses;
+  for (const auto& [id, address] : peers) {
+    ids.push_back(id);
+    addresses.push_back(address.c_str());
+  }
+  int rv = 0;
+  const bool ran = loop_.RunSync([&] {
+    if (handle_ == nullptr) return;
+    rv = das_raft_hub_set_peers(static_cast<das_raft_hub*>(handle_), ids.data(), addresses.data(),
+                                ids.size());
+  });
+  if (!ran || handle_ == nullptr) return Unavailable("raft transport: closed");
+  if (rv != 0) return InvalidArgument("raft transport: a peer address is longer than 255 bytes");
+  return Status::Ok();
+}
+
 void Hub::Close() {
   if (handle_ == nullptr) return;
   auto* hub = static_cast<das_raft_hub*>(std::exchange(handle_, nullptr));

@@ -10,6 +10,8 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/log.h"
 #include "common/status.h"
@@ -32,6 +34,11 @@ class Hub {
   Hub& operator=(const Hub&) = delete;
 
   const std::string& address() const { return address_; }
+  // Where peers are now, by raft id (host:port each): a connection to one of them dials this
+  // address, not the one its groups' configurations keep (the address it had when it was added;
+  // a worker that comes back elsewhere keeps its id). Replaces the previous book; ids not in it
+  // are dialed at their configured address. kInvalidArgument for an address over 255 bytes.
+  Status SetPeers(const std::vector<std::pair<uint64_t, std::string>>& peers);
   // Stops listening and waits until the hub released its memory. Safe to call more than once.
   // REQUIRES: every group on the hub is closed.
   void Close();

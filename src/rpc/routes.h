@@ -18,5 +18,8 @@ inline constexpr char kCopyChunkPath[] = "/internal/v1/shard/copy/chunk";  // PO
 inline constexpr char kMembershipPath[] =
     "/internal/v1/shard/membership";                      // POST MembershipRequest
 inline constexpr char kJoinPath[] = "/internal/v1/join";  // POST JoinRequest, at the control node
+// The detail of a join's kNotFound refusal when the id asked for left the cluster (any other
+// kNotFound: no such route, a control node that takes no joins).
+inline constexpr char kDepartedDetail[] = "departed";
 
 }  // namespace das::rpc

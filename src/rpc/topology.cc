@@ -78,11 +78,12 @@ const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology
   return nullptr;
 }
 
-uint64_t NodeByRaftAddress(const internal::v1::Topology& topology, std::string_view address) {
+std::vector<std::pair<uint64_t, std::string>> RaftPeers(const internal::v1::Topology& topology) {
+  std::vector<std::pair<uint64_t, std::string>> peers;
   for (const internal::v1::NodeAddress& node : topology.nodes()) {
-    if (node.raft_address() == address) return node.node_id();
+    peers.emplace_back(node.node_id(), node.raft_address());
   }
-  return 0;
+  return peers;
 }
 
 }  // namespace das::rpc

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -52,7 +52,8 @@ void AddMembers(const std::vector<Member>& members, internal::v1::ReplicaHealth&
 
 // nullptr when no node has `node_id`.
 const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology, uint64_t node_id);
-// The node whose raft address is `address` (0: none).
-uint64_t NodeByRaftAddress(const internal::v1::Topology& topology, std::string_view address);
+// Every node's (raft id, raft address) now: what raft::Hub::SetPeers dials, since a group's
+// configuration keeps the address a member had when it was added.
+std::vector<std::pair<uint64_t, std::string>> RaftPeers(const internal::v1::Topology& topology);
 
 }  // namespace das::rpc

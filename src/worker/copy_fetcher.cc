@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -19,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "common/durable_file.h"
+#include "common/rate_pacer.h"
 #include "rpc/worker_client.h"
 
 namespace das::worker {
@@ -44,11 +46,13 @@ Status WriteAll(int fd, const std::string& data, const std::string& path) {
 
 class CopyFetcherImpl final : public CopyFetcher {
  public:
-  CopyFetcherImpl(asio::io_context& io, std::shared_ptr<const rpc::ClusterKey> cluster_key)
-      : io_(io), cluster_key_(std::move(cluster_key)) {}
+  CopyFetcherImpl(asio::io_context& io, std::shared_ptr<const rpc::ClusterKey> cluster_key,
+                  uint64_t bytes_per_s)
+      : io_(io), cluster_key_(std::move(cluster_key)), pacer_(bytes_per_s) {}
 
   Result<uint64_t> Fetch(const std::string& http_address, uint32_t shard, uint64_t min_index,
-                         const std::string& path, const std::atomic<bool>& stopping) override {
+                         const std::string& path, const std::atomic<bool>& stopping,
+                         std::atomic<uint64_t>& received) override {
     ASSIGN_OR_RETURN(std::shared_ptr<rpc::WorkerClient> client, ClientFor(http_address));
     ASSIGN_OR_RETURN(internal::v1::CopyResponse copy, Run<internal::v1::CopyResponse>(
                                                           [client, shard, min_index] {
@@ -64,14 +68,14 @@ class CopyFetcherImpl final : public CopyFetcher {
     const std::string part = path + ".part";
     const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return Unavailable("cannot create " + part + ": " + std::strerror(errno));
-    Status received = Receive(client, shard, copy, fd, part, stopping);
+    Status got = Receive(client, shard, copy, fd, part, stopping, received);
     ::close(fd);
-    if (received.ok()) received = Verify(part, copy);
-    if (received.ok()) received = RenameDurably(part, path);
-    if (!received.ok()) {
+    if (got.ok()) got = Verify(part, copy);
+    if (got.ok()) got = RenameDurably(part, path);
+    if (!got.ok()) {
       std::error_code error;
       std::filesystem::remove(part, error);
-      return received;
+      return got;
     }
     spdlog::info("shard {}: fetched a copy at entry {} ({} bytes) from {}", shard,
                  copy.applied_index(), copy.size_bytes(), http_address);
@@ -98,9 +102,10 @@ class CopyFetcherImpl final : public CopyFetcher {
 
   Status Receive(const std::shared_ptr<rpc::WorkerClient>& client, uint32_t shard,
                  const internal::v1::CopyResponse& copy, int fd, const std::string& part,
-                 const std::atomic<bool>& stopping) {
+                 const std::atomic<bool>& stopping, std::atomic<uint64_t>& received) {
     uint64_t offset = 0;
     while (offset < copy.size_bytes()) {
+      const auto asked = std::chrono::steady_clock::now();
       ASSIGN_OR_RETURN(internal::v1::CopyChunkResponse chunk,
                        Run<internal::v1::CopyChunkResponse>(
                            [client, shard, id = copy.copy_id(), offset] {
@@ -114,6 +119,23 @@ class CopyFetcherImpl final : public CopyFetcher {
       }
       RETURN_IF_ERROR(WriteAll(fd, chunk.data(), part));
       offset += chunk.data().size();
+      received.fetch_add(chunk.data().size(), std::memory_order_relaxed);
+      RETURN_IF_ERROR(Pace(asked, chunk.data().size(), stopping));
+    }
+    return Status::Ok();
+  }
+
+  // The rate limit (every fetch of this worker shares the pacer): waits until the `bytes` asked
+  // for at `asked` are paid for.
+  Status Pace(std::chrono::steady_clock::time_point asked, size_t bytes,
+              const std::atomic<bool>& stopping) {
+    const std::chrono::steady_clock::time_point due = pacer_.Due(asked, bytes);
+    while (std::chrono::steady_clock::now() < due) {
+      if (stopping.load(std::memory_order_acquire)) {
+        return ShuttingDown("stopped while fetching a copy");
+      }
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          due - std::chrono::steady_clock::now(), kStopPoll));
     }
     return Status::Ok();
   }
@@ -160,15 +182,17 @@ class CopyFetcherImpl final : public CopyFetcher {
 
   asio::io_context& io_;
   const std::shared_ptr<const rpc::ClusterKey> cluster_key_;
+  RatePacer pacer_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<rpc::WorkerClient>> clients_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace
 
-std::unique_ptr<CopyFetcher> CopyFetcher::Create(
-    asio::io_context& io, std::shared_ptr<const rpc::ClusterKey> cluster_key) {
-  return std::make_unique<CopyFetcherImpl>(io, std::move(cluster_key));
+std::unique_ptr<CopyFetcher> CopyFetcher::Create(asio::io_context& io,
+                                                 std::shared_ptr<const rpc::ClusterKey> cluster_key,
+                                                 uint64_t bytes_per_s) {
+  return std::make_unique<CopyFetcherImpl>(io, std::move(cluster_key), bytes_per_s);
 }
 
 }  // namespace das::worker

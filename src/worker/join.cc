@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "das/v1/internal.pb.h"
+#include "rpc/routes.h"
 #include "rpc/worker_client.h"
 
 namespace das::worker {
@@ -53,7 +54,15 @@ Result<uint64_t> JoinCluster(const JoinOptions& options) {
       spdlog::info("joined the cluster at {} as worker {}", options.control, joined->node_id());
       return joined->node_id();
     }
-    if (joined.status().code() == StatusCode::kInvalidArgument ||
+    if (joined.status().code() == StatusCode::kNotFound &&
+        joined.status().detail() == rpc::kDepartedDetail) {
+      return Status(StatusCode::kNotFound,
+                    "the control node at " + options.control +
+                        " refused the join: " + joined.status().message(),
+                    rpc::kDepartedDetail);
+    }
+    if (joined.status().code() == StatusCode::kNotFound ||
+        joined.status().code() == StatusCode::kInvalidArgument ||
         joined.status().code() == StatusCode::kMalformed) {
       return InvalidArgument("the control node at " + options.control +
                              " refused the join: " + joined.status().message());

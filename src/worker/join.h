@@ -25,8 +25,8 @@ struct JoinOptions {
 };
 
 // The node id the control node gives. It is asked again until it answers (a control node that
-// starts later is waited for); kInvalidArgument when it refuses the join (an id that left the
-// cluster, an address it cannot use), naming why.
+// starts later is waited for); kInvalidArgument when it refuses the join (an address it cannot
+// use), kNotFound when the id asked for left the cluster, naming why.
 Result<uint64_t> JoinCluster(const JoinOptions& options);
 
 }  // namespace das::worker

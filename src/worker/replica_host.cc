@@ -81,6 +81,7 @@ struct Replica {
   std::mutex copy_mu;
   std::map<uint64_t, OutgoingCopy> outgoing;  // by copy id; GUARDED_BY(copy_mu)
   std::atomic<uint64_t> copies_served{0};
+  std::atomic<uint64_t> copy_bytes{0};  // of copies fetched for it (ReplicaHealth.copy_bytes)
 };
 
 Result<std::string> ReadAt(const std::string& path, uint64_t offset, size_t length) {
@@ -174,9 +175,8 @@ class ReplicaHostImpl final : public ReplicaHost {
     std::shared_ptr<Replica> replica = *found;
     const raft::GroupInfo info = replica->group->Info();
     if (info.role != raft::Role::kLeader) {
-      return done(NamedLeader(
-          NotLeader("this replica does not lead shard " + std::to_string(request.shard()),
-                    info.leader_address)));
+      return done(NotLeader("this replica does not lead shard " + std::to_string(request.shard()),
+                            info.leader_id == 0 ? "" : std::to_string(info.leader_id)));
     }
     using internal::v1::GroupMember;
     using internal::v1::MembershipRequest;
@@ -185,9 +185,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       if (member.id == request.node_id()) now = member.role;
     }
     const uint64_t node = request.node_id();
-    auto finish = [this, done = std::move(done)](Status status) {
-      done(NamedLeader(std::move(status)));
-    };
+    auto finish = [done = std::move(done)](Status status) { done(std::move(status)); };
     switch (request.op()) {
       case MembershipRequest::ADD_SPARE: {
         if (now) return finish(Status::Ok());
@@ -226,7 +224,7 @@ class ReplicaHostImpl final : public ReplicaHost {
     (*replica)->machine->Propose(
         request_id, std::move(batches),
         [this, done = std::move(done)](Result<std::vector<SubBatchOutcome>> outcome) {
-          if (!outcome.ok()) return done(NamedLeader(std::move(outcome).status()));
+          if (!outcome.ok()) return done(std::move(outcome).status());
           done(std::move(outcome));
         });
   }
@@ -235,7 +233,7 @@ class ReplicaHostImpl final : public ReplicaHost {
     Result<std::shared_ptr<Replica>> replica = Find(shard);
     if (!replica.ok()) return done(std::move(replica).status());
     (*replica)->machine->Read([this, done = std::move(done)](Result<Aggregate> aggregate) {
-      if (!aggregate.ok()) return done(NamedLeader(std::move(aggregate).status()));
+      if (!aggregate.ok()) return done(std::move(aggregate).status());
       done(std::move(aggregate));
     });
   }
@@ -245,7 +243,7 @@ class ReplicaHostImpl final : public ReplicaHost {
     if (!found.ok()) return ready(std::move(found).status());
     std::shared_ptr<Replica> replica = *found;
     replica->machine->ReadPoint([this, replica, ready = std::move(ready)](Status reached) {
-      if (!reached.ok()) return ready(NamedLeader(std::move(reached)));
+      if (!reached.ok()) return ready(std::move(reached));
       ready(replica->store.get());
     });
   }
@@ -348,6 +346,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_snapshot_index(replica->machine->snapshot_index());
       health.set_restoring(replica->machine->restoring());
       health.set_queued_writes(replica->store->queue_depth());
+      health.set_copy_bytes(replica->copy_bytes.load(std::memory_order_relaxed));
       rpc::AddMembers(replica->group->Members(), health);
       replica->store->ComputeAggregate([&health](Result<Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);
@@ -401,14 +400,6 @@ class ReplicaHostImpl final : public ReplicaHost {
     return it->second;
   }
 
-  // kNotLeader's detail, a raft address from libraft, becomes the leader's node id.
-  Status NamedLeader(Status status) const {
-    if (status.code() != StatusCode::kNotLeader) return status;
-    std::shared_ptr<const TopologyRequest> held = Held();
-    const uint64_t leader = held ? rpc::NodeByRaftAddress(held->topology(), status.detail()) : 0;
-    return NotLeader(status.message(), leader == 0 ? "" : std::to_string(leader));
-  }
-
   // REQUIRES: mu_ held, nothing open yet.
   Status OpenLocked(const TopologyRequest& request) {
     const internal::v1::NodeAddress* self = rpc::FindNode(request.topology(), request.node_id());
@@ -418,6 +409,10 @@ class ReplicaHostImpl final : public ReplicaHost {
         hub_,
         raft::Hub::Open(*loop_, options_.listen_host + ":" + std::to_string(options_.raft_port),
                         std::chrono::seconds(5), options_.cluster_secret));
+    if (Status peers = hub_->SetPeers(rpc::RaftPeers(request.topology())); !peers.ok()) {
+      CloseOpenedLocked();
+      return peers;
+    }
     {
       std::lock_guard lock(held_mu_);
       held_ = std::make_shared<const TopologyRequest>(request);
@@ -443,6 +438,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   // removed them) and deletes their data.
   Status ReconcileLocked(const TopologyRequest& request) {
     const internal::v1::NodeAddress* self = rpc::FindNode(request.topology(), request.node_id());
+    RETURN_IF_ERROR(hub_->SetPeers(rpc::RaftPeers(request.topology())));
     {
       std::lock_guard lock(held_mu_);
       held_ = std::make_shared<const TopologyRequest>(request);
@@ -547,8 +543,8 @@ class ReplicaHostImpl final : public ReplicaHost {
     Status last = Unavailable("shard " + std::to_string(replica.shard) +
                               " has no other data replica to copy from");
     for (const std::string& peer : PeersOf(replica.shard)) {
-      Result<uint64_t> fetched =
-          options_.copies->Fetch(peer, replica.shard, min_index, path, stopping);
+      Result<uint64_t> fetched = options_.copies->Fetch(peer, replica.shard, min_index, path,
+                                                        stopping, replica.copy_bytes);
       if (fetched.ok()) return path;
       last = std::move(fetched).status();
       if (stopping.load(std::memory_order_acquire)) break;

@@ -307,6 +307,24 @@ TEST_F(ConfigTest, AnEmptyWorkerListNeedsReplicationAndAWorkerAnIdOrAJoin) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
   EXPECT_NE(Output(dir_ + "/noid.log").find("--id is required (or --join"), std::string::npos)
       << Output(dir_ + "/noid.log");
+  // A data pool gives the directory, and the id kept there: it needs --join, and neither --id
+  // nor --data-dir. Refused before anything is created.
+  const std::string pool = dir_ + "/pool";
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--data-pool", pool},
+        {"--data-pool", pool, "--join", "127.0.0.1:1", "--id", "3"},
+        {"--data-pool", pool, "--join", "127.0.0.1:1", "--data-dir", dir_ + "/w"}}) {
+    std::vector<std::string> args = flags;
+    args.insert(args.end(), {"--port", std::to_string(FreePort())});
+    processes_.push_back(Process::Start(WorkerBinary(), args, dir_ + "/pool.log", &error));
+    ASSERT_NE(processes_.back(), nullptr) << error;
+    status = processes_.back()->Wait(std::chrono::seconds(10));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
+    EXPECT_NE(Output(dir_ + "/pool.log").find("--data-pool needs --join"), std::string::npos)
+        << Output(dir_ + "/pool.log");
+  }
+  EXPECT_FALSE(std::filesystem::exists(pool));
 }
 
 // A replication factor the workers cannot honour is refused at start, naming why.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -137,8 +138,14 @@ class MembershipTest : public ClusterTest {
 // analytics go on; then each original worker is killed in turn and answers stay complete and
 // exact.
 TEST_F(MembershipTest, AThirdWorkerJoinsALoadedClusterAndEachOriginalCanThenDie) {
-  ASSERT_TRUE(cluster_.Start(Shards()));
-  ASSERT_TRUE(WriteEveryShard(port(), kShards, "before", 1, expected_));
+  // Logs compacted early, so that every new replica must start from a copy of another's data
+  // (its leader's log no longer reaches back to the shard's first entry).
+  ClusterOptions options = Shards();
+  options.worker_flags = {"--raft-snapshot-threshold", "16", "--raft-snapshot-trailing", "16"};
+  ASSERT_TRUE(cluster_.Start(options));
+  for (int round = 0; round < 40; ++round) {
+    ASSERT_TRUE(WriteEveryShard(port(), kShards, "before-" + std::to_string(round), 1, expected_));
+  }
   {
     Writer writer(port(), expected_);
     int third = 0;
@@ -161,6 +168,8 @@ TEST_F(MembershipTest, AThirdWorkerJoinsALoadedClusterAndEachOriginalCanThenDie)
   EXPECT_EQ(leaders.size(), 3u) << health.ShortDebugString();
   for (const auto& [leader, n] : leaders) EXPECT_LE(n, kShards / 3 + 1) << leader;
   EXPECT_GE(health.rebalance().moves_done(), static_cast<uint64_t>(kShards));
+  // Every shard's new replica on worker 3 started from a copy of another's data.
+  EXPECT_GT(health.rebalance().bytes_copied(), 0u) << health.rebalance().ShortDebugString();
   ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
 
   // Each original worker in turn: killed, the answers stay complete and exact and every shard
@@ -271,6 +280,88 @@ TEST_F(MembershipTest, AWorkerRestartedEmptyComesBackAsANewMember) {
   // Every row is on the new worker too: with the other one killed, the answer is complete.
   ASSERT_TRUE(cluster_.KillWorker(0));
   ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+}
+
+// A worker that comes back at another address (as a recreated container does) is the same
+// member: it keeps its replicas (no move), the map and every node learn its new address, and
+// its peers dial it there although the shard groups' configurations keep the old one. With the
+// other worker then killed, it and the witness hold every shard alone.
+TEST_F(MembershipTest, AWorkerBackAtANewAddressIsTheSameMemberAndItsPeersReachIt) {
+  ASSERT_TRUE(cluster_.Start(Shards()));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "before", 1, expected_));
+  const v1::HealthResponse before = Health();
+  ASSERT_TRUE(cluster_.MoveWorker(0));
+  EXPECT_EQ(cluster_.worker_id(0), 1u);
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "moved", 10, expected_));
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  const v1::HealthResponse after = Health();
+  EXPECT_GT(after.rebalance().epoch(), before.rebalance().epoch());
+  EXPECT_EQ(after.rebalance().moves_done(), 0u);
+  EXPECT_TRUE(Placed(after, 2, true));
+  const std::string address = "127.0.0.1:" + std::to_string(cluster_.worker_port(0));
+  bool listed = false;
+  for (const v1::WorkerStatus& worker : after.workers()) {
+    if (worker.worker_id() == 1) listed = worker.address() == address && worker.healthy();
+  }
+  EXPECT_TRUE(listed) << "worker 1 is not listed healthy at " << address << ": "
+                      << after.ShortDebugString();
+  ASSERT_TRUE(cluster_.KillWorker(1));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "alone", 100, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+}
+
+// The workers of a scaled service share one data pool (docker-compose --scale: containers have
+// no volume of their own): each claims a directory and is the worker whose id it keeps, so
+// workers restarted in another order (each now at the address another had) are the same
+// members, and nothing moves. A directory whose worker left the cluster (decommissioned) is
+// moved aside, and the process that claims it next joins as a new worker.
+TEST_F(MembershipTest, WorkersSharingADataPoolAreTheWorkersTheirDirectoriesKeep) {
+  ClusterOptions options = Shards();
+  options.join = true;
+  options.data_pool = true;
+  ASSERT_TRUE(cluster_.Start(options));
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "first", 1, expected_));
+  EXPECT_NE(cluster_.worker_data_dir(0), cluster_.worker_data_dir(1));
+  const uint64_t first_id = cluster_.worker_id(0);
+  ASSERT_TRUE(cluster_.KillWorker(0));
+  ASSERT_TRUE(cluster_.KillWorker(1));
+  ASSERT_TRUE(cluster_.RestartWorker(1, false));  // claims the directory worker 0 had
+  ASSERT_TRUE(cluster_.RestartWorker(0));
+  EXPECT_EQ(cluster_.worker_id(1), first_id);
+  EXPECT_EQ(cluster_.worker_id(0) + cluster_.worker_id(1), 3u);  // ids 1 and 2, kept
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  EXPECT_EQ(Health().rebalance().moves_done(), 0u);
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "swapped", 10, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
+
+  int third = 0;
+  ASSERT_TRUE(cluster_.AddWorker(&third));
+  EXPECT_EQ(cluster_.worker_id(third), 3u);
+  const std::string third_dir = cluster_.worker_data_dir(third);
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  Result<HttpResponse> drained = HttpPost(port(), "/admin/workers/3/decommission", "", kJson);
+  ASSERT_TRUE(drained.ok());
+  EXPECT_EQ(drained->status, 202) << drained->body;
+  ASSERT_TRUE(cluster_.PollControlHealth(
+      kRebalanceBound,
+      [](const v1::HealthResponse& health) {
+        return health.status() == "ok" && health.workers_size() == 2 &&
+               health.rebalance().balanced();
+      },
+      "worker 3 leaving"));
+  // Its container removed, a new one claims the directory: worker 3 left, so this is a new
+  // worker, and worker 3's data is kept aside.
+  ASSERT_TRUE(cluster_.KillWorker(third));
+  ASSERT_TRUE(cluster_.RestartWorker(third, false));
+  EXPECT_EQ(cluster_.worker_id(third), 4u);
+  EXPECT_EQ(cluster_.worker_data_dir(third), third_dir);
+  EXPECT_TRUE(std::filesystem::exists(third_dir + ".left-3/node_id"));
+  ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
+  const v1::HealthResponse health = Health();
+  EXPECT_TRUE(Placed(health, 3, false));
+  EXPECT_EQ(health.workers_size(), 3);
+  ASSERT_TRUE(WriteEveryShard(port(), kShards, "third", 100, expected_));
+  ASSERT_TRUE(ExpectCompleteAndExact(port(), expected_, 3));
 }
 
 // The control node killed in the middle of a move: the restarted one reads the move from its

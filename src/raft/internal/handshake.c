@@ -10,8 +10,8 @@ const char das_hs_magic[kMagicLen] = {'D', 'A', 'S', 'R'};
 /* Its handshakes prove nothing, and it accepts no node that has a secret (nor does one with a
  * secret accept it). */
 const char das_hs_no_secret[] = "das: no cluster secret";
-const char das_hs_connector_label[] = "das-raft-connect-v2";
-const char das_hs_acceptor_label[] = "das-raft-accept-v2";
+const char das_hs_connector_label[] = "das-raft-connect-v3";
+const char das_hs_acceptor_label[] = "das-raft-accept-v3";
 
 void das_hs_put_le(unsigned char* p, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) p[i] = (unsigned char)(v >> (8 * i));
@@ -50,7 +50,7 @@ int das_hs_mac(const unsigned char* key, size_t key_len, const char* label,
 const char* das_hs_header(const unsigned char* buf, size_t* need) {
   if (memcmp(buf, das_hs_magic, kMagicLen) != 0) return "it does not speak the raft handshake";
   if (das_hs_get_le(buf + 4, 4) != kVersion) return "its handshake is of another version";
-  const size_t len = (size_t)das_hs_get_le(buf + 24, 2);
+  const size_t len = (size_t)das_hs_get_le(buf + kAddressLenAt, 2);
   if (len == 0 || len > kMaxAddress) return "its handshake names no valid address";
   *need = kFixedHeader + len + kNonce + kMac;
   return NULL;

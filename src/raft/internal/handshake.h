@@ -14,11 +14,17 @@ extern "C" {
 
 enum {
   kMagicLen = 4,
-  kVersion = 2,
+  kVersion = 3,
   kNonce = 16,
-  kMac = 32,                        /* HMAC-SHA256 */
-  kHello = 4 + 4 + kNonce,          /* magic, version, the accepting side's nonce */
-  kFixedHeader = 4 + 4 + 8 + 8 + 2, /* magic, version, group id, raft id, address length */
+  kMac = 32,               /* HMAC-SHA256 */
+  kHello = 4 + 4 + kNonce, /* magic, version, the accepting side's nonce */
+  /* magic, version, group id, the connector's raft id, the raft id it means to reach, the
+   * length of its address */
+  kFixedHeader = 4 + 4 + 8 + 8 + 8 + 2,
+  kGroupAt = 8, /* offsets in the connector's header */
+  kIdAt = 16,
+  kTargetAt = 24,
+  kAddressLenAt = 32,
   kMaxAddress = 255,
   kMaxHandshake = kFixedHeader + kMaxAddress + kNonce + kMac,
   kAckLen = 1 + kMac, /* kAck, then the accepting side's proof */
@@ -27,8 +33,8 @@ enum {
 };
 extern const char das_hs_magic[kMagicLen];  /* "DASR" */
 extern const char das_hs_no_secret[];       /* the key of a node without a secret */
-extern const char das_hs_connector_label[]; /* "das-raft-connect-v2" */
-extern const char das_hs_acceptor_label[];  /* "das-raft-accept-v2" */
+extern const char das_hs_connector_label[]; /* "das-raft-connect-v3" */
+extern const char das_hs_acceptor_label[];  /* "das-raft-accept-v3" */
 
 void das_hs_put_le(unsigned char* p, uint64_t v, int n);
 uint64_t das_hs_get_le(const unsigned char* p, int n);

@@ -28,6 +28,13 @@ typedef void (*das_raft_hub_log_cb)(void* arg, const char* peer, const char* lin
 int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_timeout_ms,
                       const void* secret, size_t secret_len, das_raft_hub_log_cb log_cb,
                       void* log_arg, das_raft_hub** out, char* errmsg, size_t errmsg_len);
+/* Replaces the hub's book of where its peers are now: a connect to raft id ids[i] dials
+ * addresses[i] (host:port) instead of the address the group's configuration has for it (the one
+ * it had when it was added; a node that came back elsewhere keeps its id). Ids not in the book
+ * are dialed at their configured address. 0, UV_ENOMEM, or UV_EINVAL (an address too long: the
+ * book is unchanged). */
+int das_raft_hub_set_peers(das_raft_hub* hub, const uint64_t* ids, const char* const* addresses,
+                           size_t count);
 /* REQUIRES: every group on the hub is closed. `cb` once its memory is released. */
 void das_raft_hub_close(das_raft_hub* hub, das_raft_hub_closed_cb cb, void* arg);
 

@@ -12,6 +12,14 @@
 typedef struct group_transport group_transport;
 typedef struct outgoing outgoing;
 typedef struct incoming incoming;
+typedef struct peer_address peer_address;
+
+/* Where a peer is now (das_raft_hub_set_peers): dialed instead of the address in the group's
+ * configuration, which keeps the one the peer had when it was added. */
+struct peer_address {
+  raft_id id;
+  char address[kMaxAddress + 1];
+};
 
 struct das_raft_hub {
   uv_loop_t* loop;
@@ -25,6 +33,8 @@ struct das_raft_hub {
   size_t key_len;
   das_raft_hub_log_cb log_cb;
   void* log_arg;
+  peer_address* peers; /* malloc'ed; NULL when none */
+  size_t peer_count;
 };
 
 struct group_transport {
@@ -46,6 +56,7 @@ struct outgoing {
   group_transport* g;
   struct raft_uv_connect* req;
   raft_uv_connect_cb cb;
+  raft_id target; /* the peer meant: the acceptor must be it */
   enum stage stage;
   int canceled; /* the transport is closing: answer RAFT_CANCELED */
   int stopping; /* canceled or timed out: every callback from now on finishes */
@@ -194,13 +205,13 @@ static void incoming_written(uv_write_t* write, int status) {
     }
     return;
   }
-  group_transport* g = find_group(in->hub, das_hs_get_le(in->buf + 8, 8));
+  group_transport* g = find_group(in->hub, das_hs_get_le(in->buf + kGroupAt, 8));
   if (g == NULL) {
     drop_incoming(in);
     return;
   }
-  const raft_id peer = das_hs_get_le(in->buf + 16, 8);
-  const size_t len = (size_t)das_hs_get_le(in->buf + 24, 2);
+  const raft_id peer = das_hs_get_le(in->buf + kIdAt, 8);
+  const size_t len = (size_t)das_hs_get_le(in->buf + kAddressLenAt, 2);
   char address[kMaxAddress + 1];
   memcpy(address, in->buf + kFixedHeader, len);
   address[len] = '\0';
@@ -256,18 +267,30 @@ static void incoming_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
   const unsigned char* nonce = in->buf + header_len;
   if (!das_hs_proven(in->hub->key, in->hub->key_len, in->hello, in->buf, in->need)) {
     char why[kMaxAddress + 128];
-    const size_t len = (size_t)das_hs_get_le(in->buf + 24, 2);
+    const size_t len = (size_t)das_hs_get_le(in->buf + kAddressLenAt, 2);
     snprintf(why, sizeof why,
              "it does not prove the cluster secret (it names raft id %llu at %.*s, group %llu)",
-             (unsigned long long)das_hs_get_le(in->buf + 16, 8), (int)len,
+             (unsigned long long)das_hs_get_le(in->buf + kIdAt, 8), (int)len,
              (const char*)in->buf + kFixedHeader,
-             (unsigned long long)das_hs_get_le(in->buf + 8, 8));
+             (unsigned long long)das_hs_get_le(in->buf + kGroupAt, 8));
     log_refusal(in->hub, in->tcp, why);
     drop_incoming(in);
     return;
   }
-  if (find_group(in->hub, das_hs_get_le(in->buf + 8, 8)) == NULL) {
+  const group_transport* g = find_group(in->hub, das_hs_get_le(in->buf + kGroupAt, 8));
+  if (g == NULL) {
     drop_incoming(in); /* no such group here (yet): the peer retries */
+    return;
+  }
+  const raft_id target = das_hs_get_le(in->buf + kTargetAt, 8);
+  if (target != g->id) {
+    char why[128];
+    snprintf(why, sizeof why,
+             "it is meant for raft id %llu, and this node is %llu (a stale address of a node "
+             "that moved: the peer retries where it is now)",
+             (unsigned long long)target, (unsigned long long)g->id);
+    log_refusal(in->hub, in->tcp, why);
+    drop_incoming(in);
     return;
   }
   in->ack[0] = kAck;
@@ -360,10 +383,40 @@ int das_raft_hub_open(uv_loop_t* loop, const char* address, unsigned handshake_t
   return 0;
 }
 
+int das_raft_hub_set_peers(das_raft_hub* hub, const uint64_t* ids, const char* const* addresses,
+                           size_t count) {
+  peer_address* peers = NULL;
+  if (count > 0) {
+    peers = calloc(count, sizeof *peers);
+    if (peers == NULL) return UV_ENOMEM;
+  }
+  for (size_t i = 0; i < count; i++) {
+    if (strlen(addresses[i]) > kMaxAddress) {
+      free(peers);
+      return UV_EINVAL;
+    }
+    peers[i].id = ids[i];
+    snprintf(peers[i].address, sizeof peers[i].address, "%s", addresses[i]);
+  }
+  free(hub->peers);
+  hub->peers = peers;
+  hub->peer_count = count;
+  return 0;
+}
+
+/* The address to dial for peer `id`: its current one when the hub was told, else `configured`. */
+static const char* peer_address_of(const das_raft_hub* hub, raft_id id, const char* configured) {
+  for (size_t i = 0; i < hub->peer_count; i++) {
+    if (hub->peers[i].id == id) return hub->peers[i].address;
+  }
+  return configured;
+}
+
 static void hub_listener_closed(uv_handle_t* handle) {
   das_raft_hub* hub = handle->data;
   das_raft_hub_closed_cb cb = hub->closed_cb;
   void* arg = hub->closed_arg;
+  free(hub->peers);
   free(hub);
   if (cb != NULL) cb(arg);
 }
@@ -454,9 +507,10 @@ static int fill_handshake(outgoing* out) {
   unsigned char* p = out->handshake;
   memcpy(p, das_hs_magic, kMagicLen);
   das_hs_put_le(p + 4, kVersion, 4);
-  das_hs_put_le(p + 8, g->group_id, 8);
-  das_hs_put_le(p + 16, g->id, 8);
-  das_hs_put_le(p + 24, len, 2);
+  das_hs_put_le(p + kGroupAt, g->group_id, 8);
+  das_hs_put_le(p + kIdAt, g->id, 8);
+  das_hs_put_le(p + kTargetAt, out->target, 8);
+  das_hs_put_le(p + kAddressLenAt, len, 2);
   memcpy(p + kFixedHeader, g->address, len);
   const size_t header_len = kFixedHeader + len;
   unsigned char* nonce = p + header_len;
@@ -594,17 +648,18 @@ static void outgoing_timed_out(uv_timer_t* timer) { abort_outgoing(timer->data);
 
 static int transport_connect(struct raft_uv_transport* t, struct raft_uv_connect* req, raft_id id,
                              const char* address, raft_uv_connect_cb cb) {
-  (void)id;
   group_transport* g = t->impl;
   char host[256];
   char port[16];
   if (g->closing) return RAFT_CANCELED;
+  address = peer_address_of(g->hub, id, address);
   if (split_address(address, host, sizeof host, port, sizeof port) != 0) return RAFT_INVALID;
   outgoing* out = calloc(1, sizeof *out);
   if (out == NULL) return RAFT_NOMEM;
   out->g = g;
   out->req = req;
   out->cb = cb;
+  out->target = id;
   out->stage = kResolving;
   out->resolve.data = out;
   struct addrinfo hints;

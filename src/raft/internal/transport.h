@@ -1,12 +1,15 @@
 /* A raft_uv_transport of our own that puts every Raft group of a node on one TCP port (libraft's
  * stock transport listens on one address per group). A connection starts with a handshake that
  * names the group and proves the cluster secret both ways (integers little-endian):
- *   acceptor -> connector: "DASR", version 2 (4 bytes), a random 16-byte nonce (the hello);
- *   connector -> acceptor: "DASR", version 2, group id (8), raft id (8), address length (2),
- *     its address, a random 16-byte nonce, and HMAC-SHA256(secret, "das-raft-connect-v2" ||
- *     acceptor nonce || connector nonce || everything it sent before the nonce);
- *   acceptor -> connector, once the proof holds and the group is there: one byte (1) and
- *     HMAC-SHA256(secret, "das-raft-accept-v2" || the same nonces and header).
+ *   acceptor -> connector: "DASR", version 3 (4 bytes), a random 16-byte nonce (the hello);
+ *   connector -> acceptor: "DASR", version 3, group id (8), its raft id (8), the raft id it
+ *     means to reach (8), address length (2), its address, a random 16-byte nonce, and
+ *     HMAC-SHA256(secret, "das-raft-connect-v3" || acceptor nonce || connector nonce ||
+ *     everything it sent before the nonce);
+ *   acceptor -> connector, once the proof holds, the group is there and the acceptor is the
+ *     node meant (a peer that dialed a stale address reached another node: refused, and raft
+ *     retries where it is now): one byte (1) and HMAC-SHA256(secret, "das-raft-accept-v3" ||
+ *     the same nonces and header).
  * Only then does raft's own traffic start, so no byte of it is read by the handshake. A proof
  * that does not hold closes the connection, with a line to the hub's log callback naming the
  * peer. Every socket gets TCP_NODELAY. C only (it includes raft/uv.h); loop thread only. */

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "das/v1/das.pb.h"
+#include "das/v1/internal.pb.h"
 #include "support/http_client.h"
 #include "support/tls_client.h"
 
@@ -188,8 +189,12 @@ testing::AssertionResult Cluster::StartWorker(int i) {
   std::filesystem::create_directories(data_dir);
   std::vector<std::string> args = {"--host",      "127.0.0.1",
                                    "--port",      std::to_string(worker_ports_[i]),
-                                   "--raft-port", std::to_string(worker_raft_ports_[i]),
-                                   "--data-dir",  data_dir};
+                                   "--raft-port", std::to_string(worker_raft_ports_[i])};
+  if (options_.data_pool) {
+    args.insert(args.end(), {"--data-pool", dir_ + "/pool"});
+  } else {
+    args.insert(args.end(), {"--data-dir", data_dir});
+  }
   if (joins_.at(i)) {
     args.insert(args.end(), {"--join", "127.0.0.1:" + std::to_string(control_port_)});
   } else {
@@ -203,6 +208,29 @@ testing::AssertionResult Cluster::StartWorker(int i) {
   workers_[i] = Process::Start(WorkerBinary(), args, dir_ + "/" + name + ".log", &error);
   if (!workers_[i]) return testing::AssertionFailure() << "cannot start " << name << ": " << error;
   if (auto r = WaitHealthy(*workers_[i], worker_ports_[i], name); !r) return r;
+  if (options_.data_pool) {
+    // Which directory it claimed: the one whose node_id names the id its /health reports.
+    Result<HttpResponse> health = HttpGet(worker_ports_[i], "/internal/v1/health");
+    internal::v1::WorkerHealthResponse parsed;
+    if (!health.ok() || !parsed.ParseFromString(health->body) || parsed.worker_id() == 0) {
+      return testing::AssertionFailure() << name << "'s /health names no worker id";
+    }
+    worker_ids_[i] = parsed.worker_id();
+    worker_dirs_.resize(workers_.size());
+    worker_dirs_[i].clear();
+    for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/pool")) {
+      std::ifstream file(entry.path() / "node_id");
+      uint64_t id = 0;
+      if (entry.is_directory() && entry.path().string().find(".left-") == std::string::npos &&
+          (file >> id) && id == worker_ids_[i]) {
+        worker_dirs_[i] = entry.path().string();
+      }
+    }
+    if (worker_dirs_[i].empty()) {
+      return testing::AssertionFailure() << "no directory of the pool keeps " << name << "'s id";
+    }
+    return testing::AssertionSuccess();
+  }
   if (joins_.at(i)) {
     // The id its join was given, as its data directory keeps it.
     std::ifstream file(data_dir + "/node_id");
@@ -234,6 +262,15 @@ testing::AssertionResult Cluster::ReplaceWorker(int i) {
   if (error) return testing::AssertionFailure() << "cannot empty " << data_dir;
   joins_.at(i) = true;
   worker_ids_.at(i) = 0;
+  return StartWorker(i);
+}
+
+testing::AssertionResult Cluster::MoveWorker(int i) {
+  if (workers_.at(i)) workers_[i]->KillAndReap();
+  if (!proxies_.empty()) return testing::AssertionFailure() << "MoveWorker: not behind proxies";
+  worker_ports_.at(i) = FreePort();
+  worker_raft_ports_.at(i) = FreePort();
+  joins_.at(i) = true;
   return StartWorker(i);
 }
 

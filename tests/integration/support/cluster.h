@@ -52,6 +52,9 @@ struct ClusterOptions {
   // Membership (DESIGN.md section 7): the control node starts with an empty --workers, first,
   // and every worker joins it (--join, no --id: the control node gives the ids).
   bool join = false;
+  // With `join`: the workers share one data pool (<dir>/pool, --data-pool) instead of a data
+  // directory each, as the containers of a scaled compose service do.
+  bool data_pool = false;
 };
 
 // Options for a test of the unreplicated system (--replication-factor 1: each worker one
@@ -112,6 +115,12 @@ class Cluster {
   // Kills worker i, empties its data directory and starts it again with --join: a new member
   // under a new id (worker_id(i) changes).
   testing::AssertionResult ReplaceWorker(int i);
+  // Kills worker i and starts it again with --join on new HTTP and raft ports and the same data
+  // directory: the same member (its node id kept) at a new address, as a container that was
+  // recreated. Waits for its /health only.
+  testing::AssertionResult MoveWorker(int i);
+  // The pool directory worker i holds now (data_pool): the one keeping the id it reports.
+  const std::string& worker_data_dir(int i) const { return worker_dirs_.at(i); }
   // The node id worker i has (its --id, or the one its join was given).
   uint64_t worker_id(int i) const { return worker_ids_.at(i); }
   // Polls /health until the rebalancer planned with the current map and every member and found
@@ -157,7 +166,8 @@ class Cluster {
   std::vector<int> worker_ports_;
   std::vector<int> worker_raft_ports_;
   std::vector<uint64_t> worker_ids_;
-  std::vector<bool> joins_;  // worker i starts with --join (and no --id)
+  std::vector<std::string> worker_dirs_;  // data_pool: the directory worker i claimed
+  std::vector<bool> joins_;               // worker i starts with --join (and no --id)
   int control_port_ = 0;
   int control_raft_port_ = 0;
   std::vector<std::unique_ptr<Process>> workers_;

@@ -130,7 +130,7 @@ TEST_F(GroupTest, AFollowerRefusesProposalsNamingTheLeader) {
   Result<uint64_t> refused = ProposeSync(follower, "x");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kNotLeader);
-  EXPECT_EQ(refused.status().detail(), peers_[leader].address);
+  EXPECT_EQ(refused.status().detail(), std::to_string(peers_[leader].id));
 }
 
 TEST_F(GroupTest, LosingTheLeaderLosesNoCommittedEntryAndARestartCatchesUp) {

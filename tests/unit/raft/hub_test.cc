@@ -156,6 +156,43 @@ TEST_F(HubTest, LosingANodeLosesNoEntryAndItsRestartCatchesEveryGroupUp) {
   }
 }
 
+// A node restarted on another port (a recreated container) keeps its raft id and data; its
+// groups' configurations keep the old address. The others dial it where their hubs' books say
+// it is now, and it catches every group up.
+TEST_F(HubTest, ANodeBackOnAnotherPortIsDialedWhereTheBookSays) {
+  std::vector<std::vector<std::string>> proposed = {ProposeMany(0, "a", 10),
+                                                    ProposeMany(1, "b", 10)};
+  const int moved = (WaitForLeader(0) + 1) % kNodes;
+  StopNode(moved);
+  for (int g = 0; g < kGroups; ++g) {
+    for (const std::string& e : ProposeMany(g, "away" + std::to_string(g), 10)) {
+      proposed[g].push_back(e);
+    }
+  }
+  peers_[moved].address = "127.0.0.1:" + std::to_string(FreePort());
+  for (int n = 0; n < kNodes; ++n) {
+    if (n == moved) continue;
+    ASSERT_TRUE(hubs_[n]->SetPeers({{peers_[moved].id, peers_[moved].address}}).ok());
+  }
+  for (int g = 0; g < kGroups; ++g) machines_[moved][g] = std::make_unique<Recorder>();
+  ASSERT_NO_FATAL_FAILURE(StartNode(moved));
+  for (int g = 0; g < kGroups; ++g) {
+    for (const std::string& e : ProposeMany(g, "back" + std::to_string(g), 5)) {
+      proposed[g].push_back(e);
+    }
+  }
+  for (int n = 0; n < kNodes; ++n) {
+    for (int g = 0; g < kGroups; ++g) {
+      ASSERT_TRUE(machines_[n][g]->WaitApplied(proposed[g].size()))
+          << "node " << n + 1 << " group " << g + 1;
+      EXPECT_EQ(Payloads(*machines_[n][g]), proposed[g]) << "node " << n + 1 << " group " << g + 1;
+    }
+  }
+  // An address the handshake cannot carry is refused; the book stays as it was.
+  EXPECT_EQ(hubs_[0]->SetPeers({{9, std::string(300, 'x') + ":1"}}).code(),
+            StatusCode::kInvalidArgument);
+}
+
 // A raw connection to node n's raft port, with a bound on every read (far above the hub's
 // handshake timeout) so that a hung test fails instead of hanging.
 int Dial(const std::string& address) {
@@ -207,13 +244,15 @@ struct Handshake {
   std::string nonce;
   std::string bytes;  // header + nonce + proof
 };
+// `target`: the raft id it means to reach (node 1, whose port every test dials, by default).
 Handshake Connect(const std::string& secret, const std::string& hello, uint64_t group,
-                  uint64_t raft_id, const std::string& address) {
+                  uint64_t raft_id, const std::string& address, uint64_t target = 1) {
   Handshake h;
-  h.header = "DASR" + Le(2, 4) + Le(group, 8) + Le(raft_id, 8) + Le(address.size(), 2) + address;
+  h.header = "DASR" + Le(3, 4) + Le(group, 8) + Le(raft_id, 8) + Le(target, 8) +
+             Le(address.size(), 2) + address;
   h.nonce = std::string("0123456789abcdef");
   h.bytes = h.header + h.nonce +
-            HmacSha256(secret, "das-raft-connect-v2" + hello.substr(8) + h.nonce + h.header);
+            HmacSha256(secret, "das-raft-connect-v3" + hello.substr(8) + h.nonce + h.header);
   return h;
 }
 
@@ -227,7 +266,7 @@ TEST_F(HubTest, StrangersOnTheRaftPortAreDropped) {
     const int fd = Dial(peers_[0].address);
     const std::string hello = ReadUpTo(fd, 24);
     ASSERT_EQ(hello.size(), 24u);
-    EXPECT_EQ(hello.substr(0, 8), "DASR" + Le(2, 4));
+    EXPECT_EQ(hello.substr(0, 8), "DASR" + Le(3, 4));
     WriteAll(fd, bytes);
     char c;
     EXPECT_LE(::read(fd, &c, 1), 0) << "the hub should close without an acknowledgement";
@@ -239,7 +278,8 @@ TEST_F(HubTest, StrangersOnTheRaftPortAreDropped) {
 // The handshake with the cluster secret: a proof made with the secret is acknowledged, and the
 // acknowledgement proves the secret back over both nonces; a proof made with another secret, a
 // handshake recorded on one connection and replayed on another (the hello's nonce differs), and
-// a valid one for a group the node does not have are all closed without an acknowledgement.
+// a valid one for a group the node does not have, and one meant for another node (a peer that
+// dialed the stale address of a node that moved) are all closed without an acknowledgement.
 TEST_F(HubTest, OnlyAHandshakeThatProvesTheClusterSecretIsAcknowledged) {
   const std::string& address = peers_[0].address;
   {
@@ -252,7 +292,7 @@ TEST_F(HubTest, OnlyAHandshakeThatProvesTheClusterSecretIsAcknowledged) {
     ASSERT_EQ(ack.size(), 33u);
     EXPECT_EQ(ack[0], '\x01');
     EXPECT_EQ(ack.substr(1),
-              HmacSha256(kSecret, "das-raft-accept-v2" + hello.substr(8) + h.nonce + h.header));
+              HmacSha256(kSecret, "das-raft-accept-v3" + hello.substr(8) + h.nonce + h.header));
     ::close(fd);
   }
   std::string recorded;
@@ -269,6 +309,9 @@ TEST_F(HubTest, OnlyAHandshakeThatProvesTheClusterSecretIsAcknowledged) {
            [&recorded](const std::string&) { return recorded; },
            [](const std::string& hello) {
              return Connect(kSecret, hello, 99, 77, "127.0.0.1:1").bytes;
+           },
+           [](const std::string& hello) {
+             return Connect(kSecret, hello, 1, 77, "127.0.0.1:1", /*target=*/2).bytes;
            }}) {
     const int fd = Dial(address);
     const std::string hello = ReadUpTo(fd, 24);
@@ -413,21 +456,21 @@ TEST_F(FakeAcceptorTest, AnAcceptorThatCannotProveTheSecretIsSentNothing) {
   for (const bool prove : {false, true}) {
     const int fd = AcceptOne();
     ASSERT_GE(fd, 0);
-    std::string hello = "DASR" + Le(2, 4) + std::string(16, 'a');
+    std::string hello = "DASR" + Le(3, 4) + std::string(16, 'a');
     WriteAll(fd, hello);
-    const std::string header = ReadUpTo(fd, 26);
-    ASSERT_EQ(header.size(), 26u);
-    const size_t address_len = static_cast<unsigned char>(header[24]) |
-                               static_cast<size_t>(static_cast<unsigned char>(header[25])) << 8;
+    const std::string header = ReadUpTo(fd, 34);
+    ASSERT_EQ(header.size(), 34u);
+    const size_t address_len = static_cast<unsigned char>(header[32]) |
+                               static_cast<size_t>(static_cast<unsigned char>(header[33])) << 8;
     const std::string rest = ReadUpTo(fd, address_len + 16 + 32);
     ASSERT_EQ(rest.size(), address_len + 16 + 32);
     const std::string full_header = header + rest.substr(0, address_len);
     const std::string nonce = rest.substr(address_len, 16);
     EXPECT_EQ(rest.substr(address_len + 16),
-              HmacSha256(kSecret, "das-raft-connect-v2" + hello.substr(8) + nonce + full_header))
+              HmacSha256(kSecret, "das-raft-connect-v3" + hello.substr(8) + nonce + full_header))
         << "the connector's own proof";
     const std::string mac =
-        prove ? HmacSha256(kSecret, "das-raft-accept-v2" + hello.substr(8) + nonce + full_header)
+        prove ? HmacSha256(kSecret, "das-raft-accept-v3" + hello.substr(8) + nonce + full_header)
               : std::string(32, '\0');
     WriteAll(fd, "\x01" + mac);
     char c;
