@@ -6,8 +6,9 @@
 # rebalancer moves a replica of every shard onto it (the witness's place) and spreads leaders.
 # Prints the time from the join until /health says "balanced" and "ok", the rows the new worker
 # holds then, and the insert rate during the move as a ratio of the baseline.
-# Env: ROWS (10000000), DURATION (20), BUILD (build-bench: a Release build made here if
-# missing), KEEP=1 keeps the temp dir. Processes run on free loopback ports with data in a temp
+# Prints the bytes the moves copied too. Env: ROWS (10000000), DURATION (20), COPY_RATE (the
+# workers' --copy-bytes-per-s; unset: the binary's default, 64 MiB/s; 0: no limit), BUILD
+# (build-bench: a Release build made here if missing), KEEP=1 keeps the temp dir. Processes run on free loopback ports with data in a temp
 # dir; they are stopped by PID on exit.
 set -euo pipefail
 
@@ -15,6 +16,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build-bench}"
 ROWS="${ROWS:-10000000}"
 DURATION="${DURATION:-20}"
+copy_rate=()
+[[ -n "${COPY_RATE:-}" ]] && copy_rate=(--copy-bytes-per-s "$COPY_RATE")
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 bench_init das-rebalance-bench
@@ -36,7 +39,7 @@ for id in 1 2; do
   port="$(free_port)"
   workers+="${workers:+,}127.0.0.1:$port"
   "$BUILD/src/bin/worker" --id "$id" --port "$port" --raft-port "$(free_port)" \
-    --data-dir "$TMP/worker-$id" >"$TMP/worker-$id.log" 2>&1 &
+    --data-dir "$TMP/worker-$id" "${copy_rate[@]}" >"$TMP/worker-$id.log" 2>&1 &
   PIDS+=($!)
 done
 "$BUILD/src/bin/distributed_analytics_system" --port "$CONTROL_PORT" --workers "$workers" \
@@ -60,7 +63,8 @@ log "worker 3 joins; the same batches while the rebalancer moves replicas onto i
 BENCH=$!
 start=$(date +%s.%N)
 "$BUILD/src/bin/worker" --join "127.0.0.1:$CONTROL_PORT" --port "$(free_port)" \
-  --raft-port "$(free_port)" --data-dir "$TMP/worker-3" >"$TMP/worker-3.log" 2>&1 &
+  --raft-port "$(free_port)" --data-dir "$TMP/worker-3" "${copy_rate[@]}" \
+  >"$TMP/worker-3.log" 2>&1 &
 PIDS+=($!)
 rows_of_3() {  # rows_of_3 HEALTH_JSON: worker 3's rows, or nothing while it is no member
   python3 -c 'import json, sys
@@ -83,10 +87,11 @@ done
 wait "$BENCH"
 [[ -n "$balanced" ]] || { echo "the rebalancing did not finish in 600 s; logs in $TMP" >&2; exit 1; }
 moves="$(health | python3 -c 'import json, sys; print(json.load(sys.stdin)["rebalance"].get("moves_done", 0))')"
+copied="$(health | python3 -c 'import json, sys; print(json.load(sys.stdin)["rebalance"].get("bytes_copied", 0))')"
 base="$(field "$TMP/baseline.out" rows_per_s)"
 during="$(field "$TMP/during.out" rows_per_s)"
 awk -v s="$start" -v e="$balanced" -v rows="$ROWS" -v r3="$rows3" -v b="$base" -v d="$during" \
-  -v dur="$DURATION" -v moves="$moves" 'BEGIN {
-    printf "loaded %d rows; rebalanced onto worker 3 in %.1f s, %d moves (it then held %d rows)\n", rows, e - s, moves, r3
+  -v dur="$DURATION" -v moves="$moves" -v copied="$copied" -v rate="${COPY_RATE:-default}" 'BEGIN {
+    printf "loaded %d rows; --copy-bytes-per-s %s; rebalanced onto worker 3 in %.1f s, %d moves (it then held %d rows), %.1f MiB copied\n", rows, rate, e - s, moves, r3, copied / 1048576
     printf "10,000-row batches: %.0f rows/s without a move, %.0f rows/s during the first %d s of it: ratio %.2f\n", b, d, dur, d / b
   }'
