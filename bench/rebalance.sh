@@ -8,7 +8,9 @@
 # holds then, and the insert rate during the move as a ratio of the baseline.
 # Prints the bytes the moves copied too. Env: ROWS (10000000), DURATION (20), COPY_RATE (the
 # workers' --copy-bytes-per-s; unset: the binary's default, 64 MiB/s; 0: no limit), BUILD
-# (build-bench: a Release build made here if missing), KEEP=1 keeps the temp dir. Processes run on free loopback ports with data in a temp
+# (build-bench: a Release build made here if missing), WORKER_FLAGS (more flags for every
+# worker, e.g. "--raft-snapshot-threshold 64 --raft-snapshot-trailing 64": logs compacted, so
+# that every new replica starts from a copy), KEEP=1 keeps the temp dir. Processes run on free loopback ports with data in a temp
 # dir; they are stopped by PID on exit.
 set -euo pipefail
 
@@ -18,6 +20,8 @@ ROWS="${ROWS:-10000000}"
 DURATION="${DURATION:-20}"
 copy_rate=()
 [[ -n "${COPY_RATE:-}" ]] && copy_rate=(--copy-bytes-per-s "$COPY_RATE")
+read -r -a extra <<<"${WORKER_FLAGS:-}"
+copy_rate+=("${extra[@]}")
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 bench_init das-rebalance-bench

@@ -37,8 +37,6 @@ using internal::v1::WorkerHealthResponse;
 using Ms = std::chrono::milliseconds;
 
 constexpr char kStateFile[] = "cluster.pb";
-// The longest address a worker may announce (the raft transport carries it in its handshake).
-constexpr size_t kMaxAddressBytes = 255;
 constexpr Ms kFormingTick{200};
 constexpr Ms kBalanceTick{1000};
 // A leader is asked to hand a shard back to its preferred worker at most this often.
@@ -862,6 +860,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
     if (!p.voters().empty() && p.voters(0) == to) {
       // Preferred already: the balancer hands leadership over once `to` is caught up.
       state_.clear_move();
+      move_bytes_ = 0;
       co_return false;
     }
     std::vector<uint64_t> voters = {to};
@@ -900,6 +899,27 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
     }
   }
 
+  // The old replica goes only while the new one is a caught-up voter: removing it otherwise
+  // would leave the shard a replica short (or, with the new one dead, unable to commit). A new
+  // replica that went away after it became a voter ends the move with the old one kept; the
+  // planner then removes whichever is surplus.
+  if ((move.stage() == kLeadOff || move.stage() == kRemoveOld) && to != 0 &&
+      to != rpc::kWitnessNodeId) {
+    bool gone = false;
+    {
+      std::lock_guard lock(mu_);
+      gone = StateOfLocked(to, std::chrono::steady_clock::now()) != meta::WorkerState::kActive ||
+             !directory_.Client(to);
+      if (gone) {
+        spdlog::warn("rebalance: {} went away; {} is kept", rpc::NodeName(to), rpc::NodeName(from));
+        FinishMoveLocked();
+        co_return true;
+      }
+    }
+    auto it = view.reports.find(to);
+    if (it == view.reports.end() || !CaughtUp(it->second, view.commit_index)) co_return false;
+  }
+
   switch (move.stage()) {
     case kAnnounce: {
       std::lock_guard lock(mu_);
@@ -924,9 +944,11 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
         asio::awaitable<Result<internal::v1::TopologyResponse>> push = PushTo(to);
         if (!(co_await std::move(push)).ok()) co_return false;
       }
-      // A voter at `to`'s raft address is a worker that lost its data and came back under a
-      // new id at the same address (libraft refuses two servers at one address): it is removed
-      // first. It is dead, so this leaves the shard no less able to commit than it was.
+      // A voter that left the cluster at `to`'s raft address is a worker that lost its data and
+      // came back under a new id at the same address: it is removed first (it is dead, so this
+      // leaves the shard no less able to commit than it was). A live member at that address
+      // (members that came back in another order) stays: `to` is added under a name of its
+      // own ("<address>#<id>"), which libraft never finds taken.
       uint64_t stale = 0;
       {
         std::lock_guard lock(mu_);
@@ -934,7 +956,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
         for (uint64_t voter : placement().voters()) {
           const internal::v1::NodeAddress* node = rpc::FindNode(state_.topology(), voter);
           if (voter != to && mine != nullptr && node != nullptr &&
-              node->raft_address() == mine->raft_address()) {
+              Contains(state_.departed(), voter) && node->raft_address() == mine->raft_address()) {
             stale = voter;
           }
         }
@@ -1044,6 +1066,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       std::lock_guard lock(mu_);
       spdlog::error("rebalance: a move at an unknown stage {}; dropped", move.stage());
       state_.clear_move();
+      move_bytes_ = 0;
       co_return false;
   }
 }
@@ -1065,9 +1088,9 @@ Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::Joi
                            "--advertise-host");
   }
   const std::string raft = host + ":" + std::to_string(request.raft_port());
-  if (http.size() > kMaxAddressBytes || raft.size() > kMaxAddressBytes) {
+  if (http.size() > rpc::kMaxRaftAddressBytes || raft.size() > rpc::kMaxRaftAddressBytes) {
     return InvalidArgument("join: the address '" + http + "' is longer than " +
-                           std::to_string(kMaxAddressBytes) + " bytes");
+                           std::to_string(rpc::kMaxRaftAddressBytes) + " bytes");
   }
   std::lock_guard lock(mu_);
   uint64_t id = request.node_id();

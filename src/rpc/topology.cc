@@ -43,6 +43,13 @@ Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots) 
     }
   }
   if (next_slot != slots) return InvalidArgument("topology: the shards do not cover every slot");
+  for (const internal::v1::NodeAddress& node : topology.nodes()) {
+    if (node.raft_address().size() > kMaxRaftAddressBytes) {
+      return InvalidArgument("topology: node " + std::to_string(node.node_id()) +
+                             "'s raft address is longer than " +
+                             std::to_string(kMaxRaftAddressBytes) + " bytes");
+    }
+  }
   return Status::Ok();
 }
 

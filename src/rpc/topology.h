@@ -3,6 +3,7 @@
 // Thread-safety: plain functions over immutable messages.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -15,6 +16,8 @@ namespace das::rpc {
 
 // The raft id of the control node's witness; worker ids are 32-bit, so it never collides.
 inline constexpr uint64_t kWitnessNodeId = uint64_t{1} << 32;
+// The longest raft address a node may have (the raft transport's handshake carries it).
+inline constexpr size_t kMaxRaftAddressBytes = 255;
 
 // "worker-<id>", or "witness".
 std::string NodeName(uint64_t node_id);

@@ -61,8 +61,7 @@ Result<uint64_t> JoinCluster(const JoinOptions& options) {
                         " refused the join: " + joined.status().message(),
                     rpc::kDepartedDetail);
     }
-    if (joined.status().code() == StatusCode::kNotFound ||
-        joined.status().code() == StatusCode::kInvalidArgument ||
+    if (joined.status().code() == StatusCode::kInvalidArgument ||
         joined.status().code() == StatusCode::kMalformed) {
       return InvalidArgument("the control node at " + options.control +
                              " refused the join: " + joined.status().message());

@@ -43,9 +43,10 @@ struct OutgoingCopy {
   uint64_t size = 0;
   uint64_t applied_index = 0;
   uint64_t checksum = 0;
-  std::chrono::steady_clock::time_point made;
+  std::chrono::steady_clock::time_point touched;  // made, or a chunk of it last read
 };
-// A copy nobody finished reading in this long is deleted; until then a fetcher that retries is
+// A copy nobody read a chunk of in this long is deleted (a paced fetch reads one every
+// 4 MiB / --copy-bytes-per-s, however large the copy); until then a fetcher that retries is
 // given the same one (no second export).
 constexpr std::chrono::minutes kCopyLifetime{10};
 
@@ -63,7 +64,7 @@ void ExpireCopies(std::map<uint64_t, OutgoingCopy>& outgoing) {
   const auto now = std::chrono::steady_clock::now();
   std::error_code error;
   for (auto it = outgoing.begin(); it != outgoing.end();) {
-    if (now - it->second.made < kCopyLifetime) {
+    if (now - it->second.touched < kCopyLifetime) {
       ++it;
       continue;
     }
@@ -195,7 +196,12 @@ class ReplicaHostImpl final : public ReplicaHost {
           return finish(InvalidArgument("node " + std::to_string(node) +
                                         " is not in the topology this worker holds"));
         }
-        return replica->group->AddSpare(node, address->raft_address(), std::move(finish));
+        // Named "<raft address>#<id>" in the group's configuration: unique whatever address
+        // another member had when it was added (libraft refuses two members at one address;
+        // members keep their ids, not their addresses). Peers are dialed where the topology
+        // says they are now (raft::Hub::SetPeers), never by this name.
+        return replica->group->AddSpare(node, address->raft_address() + "#" + std::to_string(node),
+                                        std::move(finish));
       }
       case MembershipRequest::ASSIGN: {
         const raft::MemberRole role =
@@ -308,7 +314,8 @@ class ReplicaHostImpl final : public ReplicaHost {
       return NotFound("copy " + std::to_string(copy_id) + " of shard " + std::to_string(shard) +
                       " is gone; ask for a new one");
     }
-    const OutgoingCopy& copy = it->second;
+    OutgoingCopy& copy = it->second;
+    copy.touched = std::chrono::steady_clock::now();
     if (offset >= copy.size) {
       return InvalidArgument("offset " + std::to_string(offset) + " is past the copy's " +
                              std::to_string(copy.size) + " bytes");

@@ -256,9 +256,10 @@ testing::AssertionResult RaftHandshakeIsRefused(int port) {
     have += static_cast<size_t>(n);
   }
   const std::string address = "127.0.0.1:1";
-  std::string handshake("DASR\x02\0\0\0", 8);
+  std::string handshake("DASR\x03\0\0\0", 8);         // version 3
   handshake += std::string("\x01\0\0\0\0\0\0\0", 8);  // group (shard) 1
   handshake += std::string("\x63\0\0\0\0\0\0\0", 8);  // raft id 99
+  handshake += std::string("\x01\0\0\0\0\0\0\0", 8);  // meant for raft id 1
   handshake += std::string(1, static_cast<char>(address.size())) + std::string(1, '\0');
   handshake += address + std::string(16, 'n') + std::string(32, '\0');
   const bool written =

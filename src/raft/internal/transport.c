@@ -1,6 +1,8 @@
 /* See transport.h. */
 #include "raft/internal/transport.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -114,6 +116,19 @@ static void peer_name(uv_tcp_t* tcp, char* out, size_t out_len) {
     const struct sockaddr_in6* in6 = (const struct sockaddr_in6*)&addr;
     uv_ip6_name(in6, ip, sizeof ip);
     snprintf(out, out_len, "[%s]:%d", ip, ntohs(in6->sin6_port));
+  }
+}
+
+/* Every raft socket: no Nagle delay, and data unacknowledged for 10 s fails the connection (raft
+ * sends a heartbeat far more often), so a peer that vanished without a word (its host gone, a
+ * partition) is given up and raft dials again, where the hub's book says the peer is now,
+ * rather than after TCP's minutes of retransmissions. */
+static void tune_socket(uv_tcp_t* tcp) {
+  uv_tcp_nodelay(tcp, 1);
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t*)tcp, &fd) == 0) {
+    const unsigned int timeout_ms = 10000;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof timeout_ms);
   }
 }
 
@@ -321,7 +336,7 @@ static void on_connection(uv_stream_t* listener, int status) {
     free(in);
     return;
   }
-  uv_tcp_nodelay(tcp, 1);
+  tune_socket(tcp);
   uv_timer_init(hub->loop, &in->timer);
   in->timer.data = in;
   uv_timer_start(&in->timer, incoming_timed_out, hub->handshake_timeout_ms, 0);
@@ -598,7 +613,7 @@ static void connected(uv_connect_t* connect, int status) {
     finish(out, RAFT_NOCONNECTION);
     return;
   }
-  uv_tcp_nodelay(out->tcp, 1);
+  tune_socket(out->tcp);
   out->stage = kReadingHello;
   if (uv_read_start((uv_stream_t*)out->tcp, outgoing_alloc, outgoing_read) != 0) {
     finish(out, RAFT_NOCONNECTION);
@@ -652,8 +667,13 @@ static int transport_connect(struct raft_uv_transport* t, struct raft_uv_connect
   char host[256];
   char port[16];
   if (g->closing) return RAFT_CANCELED;
-  address = peer_address_of(g->hub, id, address);
-  if (split_address(address, host, sizeof host, port, sizeof port) != 0) return RAFT_INVALID;
+  /* A configured address may carry "#<id>" (a member added under a unique name): dialed
+   * without it when the book does not say where the peer is now. */
+  char dial[kMaxAddress + 1];
+  snprintf(dial, sizeof dial, "%s", peer_address_of(g->hub, id, address));
+  char* mark = strchr(dial, '#');
+  if (mark != NULL) *mark = '\0';
+  if (split_address(dial, host, sizeof host, port, sizeof port) != 0) return RAFT_INVALID;
   outgoing* out = calloc(1, sizeof *out);
   if (out == NULL) return RAFT_NOMEM;
   out->g = g;

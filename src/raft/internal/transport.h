@@ -12,7 +12,8 @@
  *     the same nonces and header).
  * Only then does raft's own traffic start, so no byte of it is read by the handshake. A proof
  * that does not hold closes the connection, with a line to the hub's log callback naming the
- * peer. Every socket gets TCP_NODELAY. C only (it includes raft/uv.h); loop thread only. */
+ * peer. Every socket gets TCP_NODELAY and a 10 s TCP_USER_TIMEOUT. C only (it includes raft/uv.h);
+ * loop thread only. */
 #ifndef DAS_RAFT_INTERNAL_TRANSPORT_H_
 #define DAS_RAFT_INTERNAL_TRANSPORT_H_
 

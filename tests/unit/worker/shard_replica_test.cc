@@ -184,7 +184,7 @@ TEST_F(ShardReplicaTest, AFollowerRefusesWritesNamingTheLeader) {
   Result<Outcomes> refused = Propose(follower, {Rows("x", {1})});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kNotLeader);
-  EXPECT_EQ(refused.status().detail(), peers_[leader].address);
+  EXPECT_EQ(refused.status().detail(), std::to_string(peers_[leader].id));
 }
 
 // A read at the leader follows a barrier and waits until the store applied what preceded it:
@@ -218,7 +218,7 @@ TEST_F(ShardReplicaTest, AFollowerRefusesReadsNamingTheLeader) {
   Result<Aggregate> refused = Read(follower);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kNotLeader);
-  EXPECT_EQ(refused.status().detail(), peers_[leader].address);
+  EXPECT_EQ(refused.status().detail(), std::to_string(peers_[leader].id));
 }
 
 // The control node retries a request whose answer it lost, with the same id: the retry is
