@@ -98,6 +98,26 @@ class MembershipTest : public ClusterTest {
     return health;
   }
 
+  // POST /admin/workers/<id>/decommission (202), then waits until the worker left: /health "ok"
+  // with `workers_left` workers and the rebalancer balanced.
+  testing::AssertionResult Decommission(uint64_t id, int workers_left) {
+    Result<HttpResponse> drained =
+        HttpPost(port(), "/admin/workers/" + std::to_string(id) + "/decommission", "", kJson);
+    if (!drained.ok() || drained->status != 202) {
+      return testing::AssertionFailure()
+             << "decommission of worker " << id << ": "
+             << (drained.ok() ? std::to_string(drained->status) + " " + drained->body
+                              : drained.status().ToString());
+    }
+    return cluster_.PollControlHealth(
+        kRebalanceBound,
+        [workers_left](const v1::HealthResponse& health) {
+          return health.status() == "ok" && health.workers_size() == workers_left &&
+                 health.rebalance().balanced();
+        },
+        "worker " + std::to_string(id) + " leaving");
+  }
+
   // How many shard replicas (voters) each node holds, by name.
   static std::map<std::string, int> VotersPerNode(const v1::HealthResponse& health) {
     std::map<std::string, int> out;
@@ -231,16 +251,7 @@ TEST_F(MembershipTest, ADecommissionedWorkerIsDrainedUnderLoadAndLeaves) {
   EXPECT_EQ(refused->status, 404) << refused->body;
   {
     Writer writer(port(), expected_);
-    Result<HttpResponse> drained = HttpPost(port(), "/admin/workers/3/decommission", "", kJson);
-    ASSERT_TRUE(drained.ok());
-    EXPECT_EQ(drained->status, 202) << drained->body;
-    ASSERT_TRUE(cluster_.PollControlHealth(
-        kRebalanceBound,
-        [](const v1::HealthResponse& health) {
-          return health.status() == "ok" && health.workers_size() == 2 &&
-                 health.rebalance().balanced();
-        },
-        "worker 3 leaving"));
+    ASSERT_TRUE(Decommission(3, 2));
     writer.Stop();
     ASSERT_EQ(writer.error(), "");
   }
@@ -339,16 +350,7 @@ TEST_F(MembershipTest, WorkersSharingADataPoolAreTheWorkersTheirDirectoriesKeep)
   EXPECT_EQ(cluster_.worker_id(third), 3u);
   const std::string third_dir = cluster_.worker_data_dir(third);
   ASSERT_TRUE(cluster_.WaitRebalanced(kRebalanceBound));
-  Result<HttpResponse> drained = HttpPost(port(), "/admin/workers/3/decommission", "", kJson);
-  ASSERT_TRUE(drained.ok());
-  EXPECT_EQ(drained->status, 202) << drained->body;
-  ASSERT_TRUE(cluster_.PollControlHealth(
-      kRebalanceBound,
-      [](const v1::HealthResponse& health) {
-        return health.status() == "ok" && health.workers_size() == 2 &&
-               health.rebalance().balanced();
-      },
-      "worker 3 leaving"));
+  ASSERT_TRUE(Decommission(3, 2));
   // Its container removed, a new one claims the directory: worker 3 left, so this is a new
   // worker, and worker 3's data is kept aside.
   ASSERT_TRUE(cluster_.KillWorker(third));
