@@ -258,6 +258,11 @@ class ReplicationImpl final : public Replication {
 
   // Membership (DESIGN.md section 7).
   meta::WorkerState StateOfLocked(uint64_t id, std::chrono::steady_clock::time_point now) const;
+  // A move's target that is no active member any more (dead, drained, left).
+  bool GoneLocked(uint64_t id) const {
+    return StateOfLocked(id, std::chrono::steady_clock::now()) != meta::WorkerState::kActive ||
+           !directory_.Client(id);
+  }
   // The plan's view: the map's voters, and as each shard's leader its preferred one (the first
   // data voter, where the balancer keeps leadership), not whoever leads this second: an
   // election's passing leader must not make the plan move leaders for good.
@@ -880,8 +885,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
     bool gone = false;
     {
       std::lock_guard lock(mu_);
-      gone = StateOfLocked(to, std::chrono::steady_clock::now()) != meta::WorkerState::kActive ||
-             !directory_.Client(to);
+      gone = GoneLocked(to);
     }
     if (gone) {
       MembershipRequest remove;
@@ -905,12 +909,9 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
   // planner then removes whichever is surplus.
   if ((move.stage() == kLeadOff || move.stage() == kRemoveOld) && to != 0 &&
       to != rpc::kWitnessNodeId) {
-    bool gone = false;
     {
       std::lock_guard lock(mu_);
-      gone = StateOfLocked(to, std::chrono::steady_clock::now()) != meta::WorkerState::kActive ||
-             !directory_.Client(to);
-      if (gone) {
+      if (GoneLocked(to)) {
         spdlog::warn("rebalance: {} went away; {} is kept", rpc::NodeName(to), rpc::NodeName(from));
         FinishMoveLocked();
         co_return true;
