@@ -132,7 +132,7 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
 asio::awaitable<Result<internal::v1::WriteResponse>> ShardLeader::Write(
     const internal::v1::WriteRequest& request, Ms timeout) {
   auto call = [&request](rpc::WorkerClient& client, Ms attempt) {
-    return client.Write(request, attempt);
+    return client.WriteShard(request, attempt);
   };
   asio::awaitable<Result<internal::v1::WriteResponse>> written =
       WithLeader<internal::v1::WriteResponse>(call, timeout, nullptr);

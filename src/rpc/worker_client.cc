@@ -4,20 +4,63 @@
 
 #include "http/client.h"
 #include "rpc/routes.h"
+#include "rpc/shard_write_queue.h"
 #include "rpc/status_wire.h"
 
 namespace das::rpc {
 namespace {
 
 namespace asio = boost::asio;
+using Ms = std::chrono::milliseconds;
+
+http::Request Get(const char* path) {
+  http::Request request;
+  request.method = "GET";
+  request.target = path;
+  request.accept = std::string(kProtobufType);
+  return request;
+}
+
+http::Request Post(const char* path) {
+  http::Request request = Get(path);
+  request.method = "POST";
+  request.content_type = std::string(kProtobufType);
+  request.has_content_type = true;
+  return request;
+}
+
+// One exchange with the worker: signed (with a key), sent, its answer decoded or its failure.
+template <typename Message>
+asio::awaitable<Result<Message>> Call(http::Client& http, const ClusterKey* key,
+                                      http::Request request, Ms timeout) {
+  if (key != nullptr) key->SignInPlace(request, std::chrono::system_clock::now());
+  asio::awaitable<Result<http::Response>> send = http.Send(std::move(request), timeout);
+  Result<http::Response> answer = co_await std::move(send);
+  if (!answer.ok()) co_return std::move(answer).status();
+  if (answer->status != 200) co_return StatusFromResponse(*answer, http.peer());
+  Message message;
+  if (!message.ParseFromString(answer->body)) {
+    co_return Internal(http.peer() + " sent an undecodable " + message.GetTypeName());
+  }
+  co_return message;
+}
 
 class WorkerClientImpl final : public WorkerClient {
  public:
   WorkerClientImpl(asio::any_io_executor executor, const WorkerClientOptions& options)
       : http_(http::Client::Create(
+            executor, http::ClientOptions{options.host, options.port, options.max_connections})),
+        cluster_key_(options.cluster_key),
+        shard_writes_(MakeShardWriteQueue(
             std::move(executor),
-            http::ClientOptions{options.host, options.port, options.max_connections})),
-        cluster_key_(options.cluster_key) {}
+            [http = http_, key = cluster_key_](internal::v1::ShardWritesRequest writes,
+                                               Ms timeout) {
+              http::Request request = Post(kShardWritesPath);
+              writes.SerializeToString(&request.body);
+              return rpc::Call<internal::v1::ShardWritesResponse>(*http, key.get(),
+                                                                  std::move(request), timeout);
+            },
+            ShardWriteQueueOptions{http_->peer(), options.shard_writes_in_flight})) {}
 
   const std::string& peer() const override { return http_->peer(); }
 
@@ -25,6 +68,13 @@ class WorkerClientImpl final : public WorkerClient {
       const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) override {
     asio::awaitable<Result<internal::v1::WriteResponse>> call =
         PostMessage<internal::v1::WriteResponse>(kWritePath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::WriteResponse>> WriteShard(
+      const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::WriteResponse>> call =
+        shard_writes_->Write(request, timeout);
     co_return co_await std::move(call);
   }
 
@@ -114,22 +164,6 @@ class WorkerClientImpl final : public WorkerClient {
   void Close() override { http_->Close(); }
 
  private:
-  static http::Request Get(const char* path) {
-    http::Request request;
-    request.method = "GET";
-    request.target = path;
-    request.accept = std::string(kProtobufType);
-    return request;
-  }
-
-  static http::Request Post(const char* path) {
-    http::Request request = Get(path);
-    request.method = "POST";
-    request.content_type = std::string(kProtobufType);
-    request.has_content_type = true;
-    return request;
-  }
-
   template <typename Answer>
   asio::awaitable<Result<Answer>> PostMessage(const char* path,
                                               const google::protobuf::MessageLite& body,
@@ -142,20 +176,12 @@ class WorkerClientImpl final : public WorkerClient {
 
   template <typename Message>
   asio::awaitable<Result<Message>> Call(http::Request request, std::chrono::milliseconds timeout) {
-    if (cluster_key_) cluster_key_->SignInPlace(request, std::chrono::system_clock::now());
-    asio::awaitable<Result<http::Response>> send = http_->Send(std::move(request), timeout);
-    Result<http::Response> answer = co_await std::move(send);
-    if (!answer.ok()) co_return std::move(answer).status();
-    if (answer->status != 200) co_return StatusFromResponse(*answer, peer());
-    Message message;
-    if (!message.ParseFromString(answer->body)) {
-      co_return Internal(peer() + " sent an undecodable " + message.GetTypeName());
-    }
-    co_return message;
+    return rpc::Call<Message>(*http_, cluster_key_.get(), std::move(request), timeout);
   }
 
-  const std::unique_ptr<http::Client> http_;
+  const std::shared_ptr<http::Client> http_;
   const std::shared_ptr<const ClusterKey> cluster_key_;
+  const std::shared_ptr<ShardWriteQueue> shard_writes_;
 };
 
 }  // namespace

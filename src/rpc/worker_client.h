@@ -27,6 +27,8 @@ struct WorkerClientOptions {
   size_t max_connections = 16;
   // Signs every request with the cluster secret (null: none, for a worker without one).
   std::shared_ptr<const ClusterKey> cluster_key;
+  // WriteShard: exchanges at once; the writes queued meanwhile leave together in the next.
+  size_t shard_writes_in_flight = 1;
 };
 
 class WorkerClient : public WriteTarget {
@@ -38,6 +40,12 @@ class WorkerClient : public WriteTarget {
   WorkerClient& operator=(const WorkerClient&) = delete;
 
   // peer(): "host:port"; Write(): POST /internal/v1/write (WriteTarget).
+  // A replicated shard's write (request.shard set), merged with the other shards' writes to
+  // this worker queued while an exchange runs into one POST /internal/v1/shard/writes: under
+  // load one round trip carries every shard this worker leads. The outcome is the shard's own
+  // (NOT_LEADER with its hint, ...); a failed exchange fails each of its writes.
+  virtual boost::asio::awaitable<Result<internal::v1::WriteResponse>> WriteShard(
+      const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::AggregateResponse>> Aggregate(
       std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(

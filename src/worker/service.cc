@@ -1,14 +1,19 @@
 #include "worker/service.h"
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 
 #include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/validation.h"
@@ -36,6 +41,11 @@ http::Response RouterError(const http::Request&, unsigned status, std::string me
   response.status = status;
   return response;
 }
+
+// A shard-writes request carries at most this many writes, and waits at most this long for
+// them (less when the control node says so).
+constexpr size_t kMaxShardWrites = 1024;
+constexpr std::chrono::milliseconds kShardWritesBound{10000};
 
 // Awaits a store operation that reports through a callback on one of the store's threads,
 // resuming the coroutine on its own executor.
@@ -161,6 +171,9 @@ WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* repl
     });
     router_.Add("POST", rpc::kMembershipPath, [this](http::Request request, http::Target) {
       return Membership(std::move(request));
+    });
+    router_.Add("POST", rpc::kShardWritesPath, [this](http::Request request, http::Target) {
+      return ShardWrites(std::move(request));
     });
   }
   router_.Add("POST", rpc::kQueryPath,
@@ -356,27 +369,110 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   co_return r;
 }
 
-asio::awaitable<http::Response> WorkerService::WriteReplicated(internal::v1::WriteRequest& write) {
-  internal::v1::WriteResponse response;
-  Prepared prepared = Prepare(write, response);
-  if (prepared.batches.empty()) co_return rpc::ProtobufResponse(response);
-  auto start = [this, shard = write.shard(), request_id = write.request_id(),
-                batches = std::move(prepared.batches)](auto done) mutable {
-    replicas_->Write(shard, request_id, std::move(batches), std::move(done));
-  };
-  asio::awaitable<Result<std::vector<SubBatchOutcome>>> op =
-      AwaitStore<std::vector<SubBatchOutcome>>(std::move(start));
-  Result<std::vector<SubBatchOutcome>> outcomes = co_await std::move(op);
-  if (!outcomes.ok()) co_return rpc::ErrorResponse(outcomes.status());
-  if (outcomes->size() != prepared.sent.size()) {
-    co_return rpc::ErrorResponse(Internal("the shard answered " + std::to_string(outcomes->size()) +
-                                          " outcomes for " + std::to_string(prepared.sent.size()) +
-                                          " sub-batches"));
+void WorkerService::StartReplicated(internal::v1::WriteRequest& write, ReplicatedDone done) {
+  auto response = std::make_shared<internal::v1::WriteResponse>();
+  Prepared prepared = Prepare(write, *response);
+  if (prepared.batches.empty()) {
+    done(std::move(*response));
+    return;
   }
-  for (size_t i = 0; i < prepared.sent.size(); ++i) {
-    SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
-    result->set_code(ToWire((*outcomes)[i].code));
-    result->set_rows_written((*outcomes)[i].rows_written);
+  replicas_->Write(
+      write.shard(), write.request_id(), std::move(prepared.batches),
+      [response, sent = std::move(prepared.sent),
+       done = std::move(done)](Result<std::vector<SubBatchOutcome>> outcomes) {
+        if (!outcomes.ok()) {
+          done(std::move(outcomes).status());
+          return;
+        }
+        if (outcomes->size() != sent.size()) {
+          done(Internal("the shard answered " + std::to_string(outcomes->size()) +
+                        " outcomes for " + std::to_string(sent.size()) + " sub-batches"));
+          return;
+        }
+        for (size_t i = 0; i < sent.size(); ++i) {
+          SubBatchResult* result = response->mutable_results(static_cast<int>(sent[i]));
+          result->set_code(ToWire((*outcomes)[i].code));
+          result->set_rows_written((*outcomes)[i].rows_written);
+        }
+        done(std::move(*response));
+      });
+}
+
+asio::awaitable<http::Response> WorkerService::WriteReplicated(internal::v1::WriteRequest& write) {
+  auto start = [this, &write](auto done) { StartReplicated(write, std::move(done)); };
+  asio::awaitable<Result<internal::v1::WriteResponse>> op =
+      AwaitStore<internal::v1::WriteResponse>(std::move(start));
+  Result<internal::v1::WriteResponse> response = co_await std::move(op);
+  if (!response.ok()) co_return rpc::ErrorResponse(response.status());
+  co_return rpc::ProtobufResponse(*response);
+}
+
+asio::awaitable<http::Response> WorkerService::ShardWrites(http::Request request) {
+  internal::v1::ShardWritesRequest writes;
+  if (!writes.ParseFromString(request.body)) {
+    co_return rpc::ErrorResponse(
+        Malformed("body is not a valid das.internal.v1.ShardWritesRequest"));
+  }
+  if (writes.writes_size() > static_cast<int>(kMaxShardWrites)) {
+    co_return rpc::ErrorResponse(InvalidArgument(std::to_string(writes.writes_size()) +
+                                                 " writes in one request; at most " +
+                                                 std::to_string(kMaxShardWrites)));
+  }
+  const std::chrono::milliseconds bound =
+      writes.timeout_ms() == 0
+          ? kShardWritesBound
+          : std::min(kShardWritesBound, std::chrono::milliseconds(writes.timeout_ms()));
+  // The outcomes are filled on this coroutine's strand (each completion is posted to it), and
+  // the timer is cancelled there when the last one arrives; the state outlives a request that
+  // gave up waiting.
+  struct Gather {
+    explicit Gather(asio::any_io_executor executor, size_t n)
+        : outcomes(n), remaining(n), timer(std::move(executor)) {}
+    std::vector<std::optional<Result<internal::v1::WriteResponse>>> outcomes;
+    size_t remaining;
+    asio::steady_timer timer;
+  };
+  const asio::any_io_executor strand = co_await asio::this_coro::executor;
+  const size_t n = static_cast<size_t>(writes.writes_size());
+  auto gather = std::make_shared<Gather>(strand, n);
+  for (size_t i = 0; i < n; ++i) {
+    internal::v1::WriteRequest& write = *writes.mutable_writes(static_cast<int>(i));
+    if (write_rows_ != nullptr) {
+      size_t rows = 0;
+      for (const internal::v1::SubBatch& batch : write.batches()) rows += batch.rows_size();
+      write_rows_->Observe(static_cast<double>(rows));
+    }
+    ReplicatedDone done = [gather, strand, i](Result<internal::v1::WriteResponse> outcome) {
+      asio::post(strand, [gather, i, outcome = std::move(outcome)]() mutable {
+        gather->outcomes[i] = std::move(outcome);
+        if (--gather->remaining == 0) gather->timer.cancel();
+      });
+    };
+    if (!write.has_shard()) {
+      done(InvalidArgument("a write of a shard-writes request names no shard"));
+    } else {
+      StartReplicated(write, std::move(done));
+    }
+  }
+  if (write_bytes_ != nullptr) write_bytes_->Increment(static_cast<double>(request.body.size()));
+  if (gather->remaining > 0) {
+    gather->timer.expires_after(bound);
+    auto [ignored] = co_await gather->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    (void)ignored;
+  }
+  internal::v1::ShardWritesResponse response;
+  for (size_t i = 0; i < n; ++i) {
+    internal::v1::ShardWriteOutcome* out = response.add_outcomes();
+    std::optional<Result<internal::v1::WriteResponse>>& outcome = gather->outcomes[i];
+    if (!outcome) {
+      *out->mutable_error() = rpc::ToWire(DeadlineExceeded(
+          "shard " + std::to_string(writes.writes(static_cast<int>(i)).shard()) +
+          " did not commit the write within " + std::to_string(bound.count()) + " ms"));
+    } else if (!outcome->ok()) {
+      *out->mutable_error() = rpc::ToWire(outcome->status());
+    } else {
+      *out->mutable_response() = std::move(**outcome);
+    }
   }
   co_return rpc::ProtobufResponse(response);
 }

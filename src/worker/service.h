@@ -11,6 +11,8 @@
 //
 //   POST /internal/v1/topology         TopologyRequest -> TopologyResponse (kept, replicas open)
 //   POST /internal/v1/write            with `shard`: proposed on the shard's raft group
+//   POST /internal/v1/shard/writes     ShardWritesRequest -> ShardWritesResponse (several
+//                                      shards' writes at once, an outcome each)
 //   POST /internal/v1/shard/aggregate  ShardReadRequest -> AggregateResponse (at the leader)
 //   POST /internal/v1/query        ShardQuery -> ShardQueryResponse (a shard's at its leader, or
 //                                  the unreplicated store's)
@@ -77,6 +79,13 @@ class WorkerService {
   boost::asio::awaitable<http::Response> StartCopy(http::Request request);
   boost::asio::awaitable<http::Response> CopyChunk(http::Request request);
   boost::asio::awaitable<http::Response> WriteReplicated(internal::v1::WriteRequest& write);
+  // Several replicated shards' writes in one exchange (rpc::kShardWritesPath).
+  boost::asio::awaitable<http::Response> ShardWrites(http::Request request);
+  // A replicated shard's write: sub-batches with a bad row are answered here, the others are
+  // proposed on the shard's group. `done` gets the response (a result per sub-batch) or the
+  // failure of the whole write, on a thread of the replica host (or at once).
+  using ReplicatedDone = std::function<void(Result<internal::v1::WriteResponse>)>;
+  void StartReplicated(internal::v1::WriteRequest& write, ReplicatedDone done);
   // The middleware that checks the cluster secret's signature on internal routes.
   boost::asio::awaitable<http::Response> Authenticate(http::Request request, http::Target target,
                                                       const http::RouteHandler& next);

@@ -433,5 +433,118 @@ TEST_F(ReplicationTest, ReusedKeyIsRefusedThroughTheLogAcrossRestarts) {
   ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
 }
 
+// POST /internal/v1/shard/writes, the control node's merged shard writes to one worker, sent
+// by hand: each write has the outcome it would have alone (a led shard's rows stored, a shard
+// led elsewhere NOT_LEADER with its leader, a write without a shard refused, an invalid row
+// refusing only its own sub-batch); a retry with the same request ids stores nothing again;
+// a request over the limit or undecodable is refused whole and changes nothing.
+TEST_F(ReplicationTest, MergedShardWritesHaveEachTheirOwnOutcome) {
+  ASSERT_TRUE(cluster_.Start());
+  // Wait until worker 1 leads some shard and worker 2 another.
+  int led = -1;
+  int elsewhere = -1;
+  const auto deadline = Clock::now() + kRecoveryBound;
+  while (Clock::now() < deadline && (led < 0 || elsewhere < 0)) {
+    led = elsewhere = -1;
+    const v1::HealthResponse health = Health();
+    for (const v1::ShardStatus& shard : health.shards()) {
+      if (shard.leader() == "worker-1" && led < 0) led = static_cast<int>(shard.shard());
+      if (shard.leader() == "worker-2" && elsewhere < 0)
+        elsewhere = static_cast<int>(shard.shard());
+    }
+    if (led < 0 || elsewhere < 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(led, 0);
+  ASSERT_GE(elsewhere, 0);
+  const std::vector<std::string> keys = KeyPerShard(kShards, "merged");
+  auto add_batch = [](internal::v1::WriteRequest& write, std::vector<TestRow> rows) {
+    internal::v1::SubBatch* batch = write.add_batches();
+    for (const TestRow& row : rows) {
+      internal::v1::RowWire* wire = batch->add_rows();
+      wire->set_partition_key(row.key);
+      wire->set_value(row.value);
+    }
+  };
+  internal::v1::ShardWritesRequest request;
+  internal::v1::WriteRequest* stored = request.add_writes();
+  stored->set_shard(static_cast<uint32_t>(led));
+  stored->set_request_id(0x5eed000000000001);
+  add_batch(*stored, {{keys[led], 1.5}, {keys[led], 2.5}});
+  internal::v1::WriteRequest* not_led = request.add_writes();
+  not_led->set_shard(static_cast<uint32_t>(elsewhere));
+  not_led->set_request_id(0x5eed000000000002);
+  add_batch(*not_led, {{keys[elsewhere], 100.0}});
+  internal::v1::WriteRequest* no_shard = request.add_writes();
+  no_shard->set_request_id(0x5eed000000000003);
+  add_batch(*no_shard, {{keys[led], 1000.0}});
+  internal::v1::WriteRequest* mixed = request.add_writes();
+  mixed->set_shard(static_cast<uint32_t>(led));
+  mixed->set_request_id(0x5eed000000000004);
+  add_batch(*mixed, {{keys[led], 4.0}});
+  add_batch(*mixed, {{keys[led], 10000.0}, {"", 1.0}});
+  request.set_timeout_ms(5000);
+
+  auto send = [&](const internal::v1::ShardWritesRequest& body) {
+    internal::v1::ShardWritesResponse response;
+    Result<HttpResponse> r = HttpPost(cluster_.worker_port(0), "/internal/v1/shard/writes",
+                                      body.SerializeAsString(), kProtobuf);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (r.ok()) {
+      EXPECT_EQ(r->status, 200) << r->body;
+      EXPECT_TRUE(response.ParseFromString(r->body));
+    }
+    return response;
+  };
+  using internal::v1::ErrorStatus;
+  using internal::v1::SubBatchResult;
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the second: a retry, answered the same
+    SCOPED_TRACE(attempt == 0 ? "first" : "retry");
+    const internal::v1::ShardWritesResponse response = send(request);
+    ASSERT_EQ(response.outcomes_size(), 4) << response.ShortDebugString();
+    const internal::v1::ShardWriteOutcome& ok = response.outcomes(0);
+    ASSERT_FALSE(ok.has_error()) << ok.ShortDebugString();
+    ASSERT_EQ(ok.response().results_size(), 1);
+    EXPECT_EQ(ok.response().results(0).code(), SubBatchResult::OK);
+    EXPECT_EQ(ok.response().results(0).rows_written(), 2u);
+    const internal::v1::ShardWriteOutcome& redirected = response.outcomes(1);
+    ASSERT_TRUE(redirected.has_error()) << redirected.ShortDebugString();
+    EXPECT_EQ(redirected.error().code(), ErrorStatus::NOT_LEADER);
+    EXPECT_FALSE(redirected.error().detail().empty()) << "no leader hint";
+    const internal::v1::ShardWriteOutcome& refused = response.outcomes(2);
+    ASSERT_TRUE(refused.has_error()) << refused.ShortDebugString();
+    EXPECT_EQ(refused.error().code(), ErrorStatus::INVALID_ARGUMENT);
+    const internal::v1::ShardWriteOutcome& partly = response.outcomes(3);
+    ASSERT_FALSE(partly.has_error()) << partly.ShortDebugString();
+    ASSERT_EQ(partly.response().results_size(), 2);
+    EXPECT_EQ(partly.response().results(0).code(), SubBatchResult::OK);
+    EXPECT_EQ(partly.response().results(0).rows_written(), 1u);
+    EXPECT_EQ(partly.response().results(1).code(), SubBatchResult::INVALID_ARGUMENT);
+    EXPECT_EQ(partly.response().results(1).rows_written(), 0u);
+  }
+
+  internal::v1::ShardWritesRequest too_many;
+  for (int i = 0; i < 1025; ++i) {
+    internal::v1::WriteRequest* write = too_many.add_writes();
+    write->set_shard(static_cast<uint32_t>(led));
+    write->set_request_id(0x5eed000000010000 + static_cast<uint64_t>(i));
+    add_batch(*write, {{keys[led], 7.0}});
+  }
+  for (const std::string& body : {too_many.SerializeAsString(), std::string("\xff\xff\xff")}) {
+    Result<HttpResponse> r =
+        HttpPost(cluster_.worker_port(0), "/internal/v1/shard/writes", body, kProtobuf);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_GE(r->status, 400);
+    ErrorStatus error;
+    ASSERT_TRUE(error.ParseFromString(r->body));
+    EXPECT_TRUE(error.code() == ErrorStatus::INVALID_ARGUMENT ||
+                error.code() == ErrorStatus::MALFORMED)
+        << error.ShortDebugString();
+  }
+
+  Expected expected;
+  expected.Add({{keys[led], 1.5}, {keys[led], 2.5}, {keys[led], 4.0}});
+  ASSERT_TRUE(ExpectCompleteAndExact(expected, 2));
+}
+
 }  // namespace
 }  // namespace das::it
