@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/append.hpp>
@@ -22,7 +24,6 @@ namespace {
 
 namespace asio = boost::asio;
 using Ms = std::chrono::milliseconds;
-using SteadyClock = std::chrono::steady_clock;
 using internal::v1::WriteResponse;
 
 class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<Queue> {
@@ -39,8 +40,8 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<WriteResponse>)>(
         [self = shared_from_this(), &request, timeout](auto handler) {
           asio::any_io_executor resume_on = asio::get_associated_executor(handler, self->executor_);
-          self->Enqueue(Pending{request, std::move(handler), std::move(resume_on),
-                                SteadyClock::now() + timeout});
+          self->Enqueue(Pending{request.SerializeAsString(), request.shard(), std::move(handler),
+                                std::move(resume_on), self->options_.clock->Now() + timeout});
         },
         asio::use_awaitable);
   }
@@ -53,10 +54,11 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
  private:
   using Handler = asio::any_completion_handler<void(Result<WriteResponse>)>;
   struct Pending {
-    internal::v1::WriteRequest request;
+    std::string encoded;  // the WriteRequest, encoded once (a retry encodes it again)
+    uint32_t shard;
     Handler handler;
     asio::any_io_executor resume_on;  // the waiting coroutine's executor
-    SteadyClock::time_point deadline;
+    Clock::Monotonic deadline;
   };
   // One exchange's claim on a slot of max_inflight; both fields GUARDED_BY(mu_).
   struct Slot {
@@ -130,27 +132,26 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
 
   // Sends the group's writes still within their deadlines and completes every handler.
   asio::awaitable<void> Exchange(std::vector<Pending>& group) {
-    const SteadyClock::time_point now = SteadyClock::now();
+    const Clock::Monotonic now = options_.clock->Now();
     std::vector<Pending*> live;
-    SteadyClock::time_point first_deadline = SteadyClock::time_point::max();
-    internal::v1::ShardWritesRequest request;
+    Clock::Monotonic first_deadline = Clock::Monotonic::max();
     for (Pending& p : group) {
       if (p.deadline <= now) {
         Complete(p, DeadlineExceeded(options_.peer + " took no write of shard " +
-                                     std::to_string(p.request.shard()) + " in time"));
+                                     std::to_string(p.shard) + " in time"));
         continue;
       }
       first_deadline = std::min(first_deadline, p.deadline);
-      *request.add_writes() = std::move(p.request);
       live.push_back(&p);
     }
     if (live.empty()) co_return;
     // The worker answers a little before this exchange gives up, so that a slow shard costs
     // only its own write (DEADLINE_EXCEEDED), not its companions'.
     const Ms timeout = std::max(Ms(1), std::chrono::ceil<Ms>(first_deadline - now));
-    request.set_timeout_ms(static_cast<uint32_t>(std::max<int64_t>(1, timeout.count() * 9 / 10)));
+    const auto worker_timeout =
+        static_cast<uint32_t>(std::max<int64_t>(1, timeout.count() * 9 / 10));
     asio::awaitable<Result<internal::v1::ShardWritesResponse>> call =
-        exchange_(std::move(request), timeout);
+        exchange_(Encode(live, worker_timeout), timeout);
     Result<internal::v1::ShardWritesResponse> answer = co_await std::move(call);
     if (answer.ok() && answer->outcomes_size() != static_cast<int>(live.size())) {
       answer = Internal(options_.peer + " answered " + std::to_string(answer->outcomes_size()) +
@@ -168,6 +169,26 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
         Complete(*live[i], std::move(*outcome.mutable_response()));
       }
     }
+  }
+
+  // The ShardWritesRequest of `live` on the wire, from their encodings as they are: field 1
+  // (`writes`) once per write, then field 2 (`timeout_ms`), as SerializeToString would write it.
+  static std::string Encode(const std::vector<Pending*>& live, uint32_t timeout_ms) {
+    constexpr uint32_t kWritesTag = (1 << 3) | 2;   // field 1, length-delimited
+    constexpr uint32_t kTimeoutTag = (2 << 3) | 0;  // field 2, varint
+    std::string body;
+    {
+      google::protobuf::io::StringOutputStream stream(&body);
+      google::protobuf::io::CodedOutputStream out(&stream);
+      for (const Pending* p : live) {
+        out.WriteTag(kWritesTag);
+        out.WriteVarint32(static_cast<uint32_t>(p->encoded.size()));
+        out.WriteString(p->encoded);
+      }
+      out.WriteTag(kTimeoutTag);
+      out.WriteVarint32(timeout_ms);
+    }
+    return body;
   }
 
   const asio::any_io_executor executor_;

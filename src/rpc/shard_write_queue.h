@@ -22,27 +22,30 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
 
 namespace das::rpc {
 
-// One exchange with the worker: the merged request, answered within `timeout`.
+// One exchange with the worker: the merged request (an encoded ShardWritesRequest), answered
+// within `timeout`.
 using ShardExchange =
     std::function<boost::asio::awaitable<Result<internal::v1::ShardWritesResponse>>(
-        internal::v1::ShardWritesRequest request, std::chrono::milliseconds timeout)>;
+        std::string body, std::chrono::milliseconds timeout)>;
 
 struct ShardWriteQueueOptions {
   std::string peer;  // "host:port", for messages
   size_t max_inflight = 1;
   std::chrono::milliseconds release_after{50};
+  const Clock* clock = &Clock::Real();  // the writes' deadlines; not owned, outlives the queue
 };
 
 class ShardWriteQueue {
  public:
   virtual ~ShardWriteQueue() = default;
 
-  // `request` names its shard and request id; it is copied before the first suspension.
+  // `request` names its shard and request id; it is encoded before the first suspension.
   virtual boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(
       const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) = 0;
 

@@ -53,10 +53,9 @@ class WorkerClientImpl final : public WorkerClient {
         cluster_key_(options.cluster_key),
         shard_writes_(MakeShardWriteQueue(
             std::move(executor),
-            [http = http_, key = cluster_key_](internal::v1::ShardWritesRequest writes,
-                                               Ms timeout) {
+            [http = http_, key = cluster_key_](std::string body, Ms timeout) {
               http::Request request = Post(kShardWritesPath);
-              writes.SerializeToString(&request.body);
+              request.body = std::move(body);
               return rpc::Call<internal::v1::ShardWritesResponse>(*http, key.get(),
                                                                   std::move(request), timeout);
             },

@@ -408,11 +408,10 @@ asio::awaitable<http::Response> WorkerService::WriteReplicated(internal::v1::Wri
 }
 
 asio::awaitable<http::Response> WorkerService::ShardWrites(http::Request request) {
-  internal::v1::ShardWritesRequest writes;
-  if (!writes.ParseFromString(request.body)) {
-    co_return rpc::ErrorResponse(
-        Malformed("body is not a valid das.internal.v1.ShardWritesRequest"));
-  }
+  std::optional<internal::v1::ShardWritesRequest> parsed =
+      Parse<internal::v1::ShardWritesRequest>(request);
+  if (!parsed) co_return Undecodable(internal::v1::ShardWritesRequest());
+  internal::v1::ShardWritesRequest& writes = *parsed;
   if (writes.writes_size() > static_cast<int>(kMaxShardWrites)) {
     co_return rpc::ErrorResponse(InvalidArgument(std::to_string(writes.writes_size()) +
                                                  " writes in one request; at most " +
