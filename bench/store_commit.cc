@@ -12,9 +12,23 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
 
 #include "src/worker/store.h"
+
+namespace {
+
+// User and system CPU time of the whole process (the store's threads included).
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"store-commit: the cost of a replica store's transactions"};
@@ -22,12 +36,14 @@ int main(int argc, char** argv) {
   size_t rows = 4;
   bool queued = false;
   bool copy = false;
+  bool keyed = false;
   unsigned commit_interval_ms = 0;
   std::string dir = "/tmp/das-store-commit";
   app.add_option("--entries", entries)->capture_default_str();
   app.add_option("--rows", rows, "rows per entry")->capture_default_str();
   app.add_flag("--queued", queued, "queue every entry at once (the writer groups them)");
   app.add_option("--commit-interval-ms", commit_interval_ms)->capture_default_str();
+  app.add_flag("--keyed", keyed, "each entry a client batch with its own idempotency key");
   app.add_flag("--copy", copy, "then time a copy of the store and its installation elsewhere");
   app.add_option("--dir", dir, "removed first")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -43,7 +59,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
     return 1;
   }
-  auto entry = [rows](uint64_t index) {
+  auto entry = [rows, keyed](uint64_t index) {
     das::worker::ReplicatedEntry e;
     e.index = index;
     e.ingest_ts_us = 1'700'000'000'000'000 + static_cast<int64_t>(index);
@@ -52,10 +68,15 @@ int main(int argc, char** argv) {
     for (size_t r = 0; r < rows; ++r) {
       batch.rows.push_back({"key-" + std::to_string(index) + "-" + std::to_string(r), 1.0});
     }
+    if (keyed) {
+      batch.idempotency_key = "batch-" + std::to_string(index);
+      batch.fingerprint = index;
+    }
     e.batches.push_back(std::move(batch));
     return e;
   };
   const auto started = std::chrono::steady_clock::now();
+  const double cpu_started = CpuSeconds();
   if (queued) {
     std::vector<std::future<void>> done;
     for (uint64_t i = 1; i <= entries; ++i) {
@@ -73,11 +94,12 @@ int main(int argc, char** argv) {
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double cpu_seconds = CpuSeconds() - cpu_started;
   std::printf(
-      "SUMMARY entries=%zu rows_per_entry=%zu queued=%d entries_per_s=%.0f rows_per_s=%.0f "
-      "us_per_entry=%.1f\n",
-      entries, rows, queued ? 1 : 0, entries / seconds, entries * rows / seconds,
-      seconds * 1e6 / entries);
+      "SUMMARY entries=%zu rows_per_entry=%zu queued=%d keyed=%d entries_per_s=%.0f "
+      "rows_per_s=%.0f us_per_entry=%.1f cpu_us_per_entry=%.1f\n",
+      entries, rows, queued ? 1 : 0, keyed ? 1 : 0, entries / seconds, entries * rows / seconds,
+      seconds * 1e6 / entries, cpu_seconds * 1e6 / entries);
   if (copy) {
     const std::string file = dir + "/copy.duckdb";
     const auto export_started = std::chrono::steady_clock::now();

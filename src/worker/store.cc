@@ -229,6 +229,7 @@ class StoreImpl final : public Store {
   void ApplyWrites(Writer& writer, std::vector<WriteRequest>& group);
   void RunReplace(Writer& writer, WriteRequest::Replace& replace);
   Status InstallCopy(Writer& writer, const std::string& path, uint64_t min_index);
+  Status ImportAndScan(Writer& writer, const std::string& path, uint64_t min_index);
   void ReaderLoop(duck::ConnectionHandle conn);
   Status Stopping() const { return ShuttingDown("store " + db_path_ + " is stopping"); }
 
@@ -388,6 +389,16 @@ void StoreImpl::RunReplace(Writer& writer, WriteRequest::Replace& replace) {
 }
 
 Status StoreImpl::InstallCopy(Writer& writer, const std::string& path, uint64_t min_index) {
+  RETURN_IF_ERROR(writer.SetOptimizer(true));
+  Status installed = ImportAndScan(writer, path, min_index);
+  // Harmless when it fails: the writer's statements only cost a little more with it on.
+  if (Status off = writer.SetOptimizer(false); !off.ok()) {
+    spdlog::warn("store {}: {}", db_path_, off.ToString());
+  }
+  return installed;
+}
+
+Status StoreImpl::ImportAndScan(Writer& writer, const std::string& path, uint64_t min_index) {
   RETURN_IF_ERROR(writer.ImportCopy(path, min_index));
   // The running aggregate starts again from the new rows; reads meanwhile see the old ones. The
   // copy is committed: a scan that fails leaves a restart to start from the table.

@@ -92,8 +92,13 @@ Result<Writer> Writer::Create(duck::ConnectionHandle conn, std::string db_path,
   RETURN_IF_ERROR(writer.PruneExpiredKeys(clock->WallMicros()));
   RETURN_IF_ERROR(writer.LoadKeys());
   RETURN_IF_ERROR(writer.LoadNewestIngest());
+  RETURN_IF_ERROR(writer.SetOptimizer(false));
   spdlog::info("store {}: {} live idempotency keys loaded", writer.db_path_, writer.keys_.size());
   return writer;
+}
+
+Status Writer::SetOptimizer(bool on) {
+  return duck::Exec(conn_.get(), on ? "PRAGMA enable_optimizer" : "PRAGMA disable_optimizer");
 }
 
 Status Writer::PrepareStatements() {

@@ -76,6 +76,11 @@ class Writer {
   Status ImportCopy(const std::string& path, uint64_t min_index);
   // The write connection, for a scan on the writer thread.
   duckdb_connection connection() const { return conn_.get(); }
+  // The write connection runs without DuckDB's optimizer: DuckDB plans the transaction's
+  // inserts anew at every execution (see staged_insert.h), and optimizing a plain INSERT is a
+  // tenth of a replica transaction's CPU for nothing (bench/RESULTS.md). A copy's import and
+  // the scan after it turn it on while they run: they read whole tables.
+  Status SetOptimizer(bool on);
 
  private:
   // Keys this transaction stored so far; they point into the group's sub-batches.
