@@ -3,9 +3,11 @@
 //
 // Why not DuckDB's Appender: in DuckDB 1.4 every Appender flush builds, parses, binds, plans
 // and optimizes an INSERT statement anew (ClientContext::Append), about half of a small
-// replica transaction's CPU (bench/RESULTS.md). The statement here is planned once; each
-// Flush() only executes it, and the table function hands DuckDB the staged columns a vector
-// (2,048 rows) at a time.
+// replica transaction's CPU (bench/RESULTS.md). The statement here is parsed once, and the
+// table function hands DuckDB the staged columns a vector (2,048 rows) at a time. DuckDB still
+// binds and plans it again at every Flush() (a profile shows RebindPreparedStatement each
+// time; a prepared INSERT ... VALUES with parameters is rebound too), which is why the
+// writer's connection runs without DuckDB's optimizer (Writer::SetOptimizer).
 //
 // Not thread-safe: a StagedInsert belongs to the thread that owns its connection.
 #pragma once
