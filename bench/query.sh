@@ -58,11 +58,8 @@ read -r from to < <(sed -n 's/^RANGE from_ms=\([0-9]*\) to_ms=\([0-9]*\).*/\1 \2
 for pid in "$CONTROL_PID" "${WPIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "$CONTROL_PID" "${WPIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 if [[ "$CONFIG" == r1 ]]; then
-  # Unreplicated: each worker one store; gather both into one directory of "shards".
-  mkdir -p "$TMP/all/shards/1" "$TMP/all/shards/2"
-  cp "$TMP/worker-1/worker.duckdb" "$TMP/all/shards/1/shard.duckdb"
-  cp "$TMP/worker-2/worker.duckdb" "$TMP/all/shards/2/shard.duckdb"
-  DUCK_DIR="$TMP/all"
+  # Unreplicated: each worker holds half the rows; read both workers' stores.
+  DUCK_DIR="$TMP"
 else
   DUCK_DIR="$TMP/worker-1"
 fi

@@ -182,21 +182,28 @@ int RunDuckDb(const std::string& data_dir, int64_t from, int64_t to, int threads
   if (!Exec(conn, "CREATE TABLE rows (partition_key VARCHAR, value DOUBLE, ingest_ts TIMESTAMP)")) {
     return 1;
   }
+  // A worker's store.duckdb in `data_dir`, or one in each of its folders: every replica's
+  // rows, each row once (a replicated worker holds every shard of a two-worker cluster).
+  std::vector<std::string> stores;
+  if (std::filesystem::exists(data_dir + "/store.duckdb"))
+    stores.push_back(data_dir + "/store.duckdb");
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir)) {
+    const std::string file = (entry.path() / "store.duckdb").string();
+    if (entry.is_directory() && std::filesystem::exists(file)) stores.push_back(file);
+  }
   int files = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/shards")) {
-    const std::string file = (entry.path() / "shard.duckdb").string();
-    if (!std::filesystem::exists(file)) continue;
+  for (const std::string& file : stores) {
     const std::string alias = "s" + std::to_string(files++);
     if (!Exec(conn, "ATTACH '" + file + "' AS " + alias + " (READ_ONLY)") ||
-        !Exec(conn,
-              "INSERT INTO rows SELECT partition_key, value, ingest_ts FROM " + alias + ".rows") ||
+        !Exec(conn, "INSERT INTO rows SELECT partition_key, value, ingest_ts FROM " + alias +
+                        ".replica_rows") ||
         !Exec(conn, "DETACH " + alias)) {
       return 1;
     }
   }
   std::string count;
   Exec(conn, "SELECT count(*) FROM rows", &count);
-  std::printf("TABLE %s rows from %d shard files, DuckDB threads=%d\n", count.c_str(), files,
+  std::printf("TABLE %s rows from %d worker stores, DuckDB threads=%d\n", count.c_str(), files,
               threads);
   for (const Question& q : Questions(from, to)) {
     Measure("duckdb", q, warmup, n, [&] {

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -25,6 +26,7 @@
 #include "worker/data_pool.h"
 #include "worker/join.h"
 #include "worker/node_identity.h"
+#include "worker/node_store.h"
 #include "worker/replica_host.h"
 #include "worker/service.h"
 #include "worker/store.h"
@@ -292,19 +294,32 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<das::metrics::Registry> metrics;
   if (flags.metrics) metrics = std::make_unique<das::metrics::Registry>();
-  das::worker::StoreOptions store_options;
+  // The worker's one database: every shard replica's rows and the unreplicated store's.
+  das::worker::NodeStoreOptions node_options;
   if (metrics) {
-    store_options.commit_seconds =
+    node_options.commit_seconds =
         &metrics->Histogram("das_store_commit_duration_seconds",
-                            "Duration of a store's write transaction (a group of writes or raft "
-                            "entries), BEGIN to COMMIT",
+                            "Duration of a store's write transaction (a round of writes and raft "
+                            "entries of every replica), BEGIN to COMMIT",
                             das::metrics::LatencyBuckets());
   }
-  store_options.data_dir = flags.data_dir;
-  store_options.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
-  store_options.reader_threads = flags.reader_threads;
-  store_options.duckdb_threads = flags.duckdb_threads;
-  auto store = das::worker::Store::Open(store_options);
+  node_options.data_dir = flags.data_dir;
+  node_options.reader_threads = flags.reader_threads;
+  node_options.duckdb_threads = flags.duckdb_threads;
+  node_options.min_commit_interval = std::chrono::milliseconds(flags.replica_commit_interval_ms);
+  auto node_store = das::worker::NodeStore::Open(node_options);
+  if (!node_store.ok()) {
+    spdlog::critical("cannot open the store in {}: {}", flags.data_dir,
+                     node_store.status().ToString());
+    return 1;
+  }
+  das::worker::ReplicaStoreOptions replica_store;
+  replica_store.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
+  das::worker::ReplicaStoreOptions unreplicated = replica_store;
+  unreplicated.replica = das::worker::kUnreplicatedReplica;
+  // The unreplicated store's own file from before the node store, imported once.
+  unreplicated.migrate_from = (std::filesystem::path(flags.data_dir) / "worker.duckdb").string();
+  auto store = (*node_store)->OpenReplica(unreplicated);
   if (!store.ok()) {
     spdlog::critical("cannot open the store in {}: {}", flags.data_dir, store.status().ToString());
     return 1;
@@ -335,10 +350,8 @@ int main(int argc, char** argv) {
   replica_options.listen_host = flags.host;
   replica_options.raft_port = flags.raft_port;
   replica_options.cluster_secret = cluster_secret;
-  replica_options.store = store_options;
-  replica_options.store.reader_threads = 1;
-  replica_options.store.min_commit_interval =
-      std::chrono::milliseconds(flags.replica_commit_interval_ms);
+  replica_options.store = node_store->get();
+  replica_options.replica_store = replica_store;
   replica_options.election_timeout_ms = flags.election_timeout_ms;
   replica_options.heartbeat_timeout_ms = std::max(10u, flags.election_timeout_ms / 10);
   replica_options.snapshot_threshold = flags.snapshot_threshold;
@@ -384,6 +397,7 @@ int main(int argc, char** argv) {
   opener.join();
   replicas->Close();
   (*store)->Stop();
+  (*node_store)->Stop();
   spdlog::info("stopped");
   return 0;
 }

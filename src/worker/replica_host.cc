@@ -35,6 +35,8 @@ constexpr char kTopologyFile[] = "topology.pb";
 constexpr char kCopyOutPrefix[] = "copy-out-";
 constexpr char kCopyIn[] = "copy-in.duckdb";
 constexpr size_t kCopiesKept = 2;
+// A replica's own DuckDB file before the node store: imported at open (worker/node_store.h).
+constexpr char kOldStoreFile[] = "shard.duckdb";
 
 // A copy made for another worker, until it was fully read, a newer one replaced it, or it
 // expired.
@@ -424,7 +426,9 @@ class ReplicaHostImpl final : public ReplicaHost {
       std::lock_guard lock(held_mu_);
       held_ = std::make_shared<const TopologyRequest>(request);
     }
+    std::set<uint32_t> wanted;
     for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(request.topology(), request.node_id())) {
+      wanted.insert(plan.shard);
       Result<std::shared_ptr<Replica>> replica = OpenReplica(request.topology(), plan, *self);
       if (!replica.ok()) {
         CloseOpenedLocked();
@@ -433,6 +437,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       std::unique_lock lock(replicas_mu_);
       replicas_.emplace(plan.shard, std::move(replica).value());
     }
+    RemoveStrayRows(wanted);
     open_.store(true, std::memory_order_release);
     spdlog::info("holding {} shard replicas of cluster {} (epoch {}), raft on {}",
                  Replicas().size(), request.topology().cluster_id(), request.topology().epoch(),
@@ -481,11 +486,38 @@ class ReplicaHostImpl final : public ReplicaHost {
     }
     CloseReplicas(removed);
     for (const auto& [shard, replica] : removed) {
+      // Rows first: a crash before the raft log goes leaves a log without rows, which a
+      // later open of the replica catches up from its leader.
+      if (Status deleted = options_.store->RemoveReplica(shard); !deleted.ok()) {
+        spdlog::error("shard {}: cannot delete the removed replica's rows: {}", shard,
+                      deleted.ToString());
+        continue;
+      }
       std::error_code error;
       std::filesystem::remove_all(replica->dir, error);
       spdlog::info("shard {}: replica removed from this worker, its data deleted", shard);
     }
+    RemoveStrayRows(wanted);
     return status;
+  }
+
+  // Deletes the rows of replicas the store holds that the topology does not place here (a
+  // removal that a crash interrupted), never the unreplicated store's.
+  void RemoveStrayRows(const std::set<uint32_t>& wanted) {
+    Result<std::vector<uint32_t>> held = options_.store->Replicas();
+    if (!held.ok()) {
+      spdlog::error("cannot list the store's replicas: {}", held.status().ToString());
+      return;
+    }
+    for (uint32_t replica : *held) {
+      if (replica == kUnreplicatedReplica || wanted.count(replica) > 0) continue;
+      if (Status deleted = options_.store->RemoveReplica(replica); !deleted.ok()) {
+        spdlog::error("shard {}: cannot delete a stray replica's rows: {}", replica,
+                      deleted.ToString());
+        continue;
+      }
+      spdlog::info("shard {}: rows of a replica no longer placed here deleted", replica);
+    }
   }
 
   // Stops `replicas` (no more Apply, then the stores): their in-flight calls complete.
@@ -507,12 +539,14 @@ class ReplicaHostImpl final : public ReplicaHost {
     replica->shard = plan.shard;
     replica->dir = dir;
     RemoveStaleCopies(dir);
-    StoreOptions store_options = options_.store;
-    store_options.data_dir = dir.string();
-    store_options.file_name = "shard.duckdb";
-    store_options.log_shard = plan.shard;
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    if (error) return Unavailable("cannot create " + dir.string() + ": " + error.message());
+    ReplicaStoreOptions store_options = options_.replica_store;
+    store_options.replica = plan.shard;
+    store_options.migrate_from = (dir / kOldStoreFile).string();
     const LogContext log(plan.shard);
-    ASSIGN_OR_RETURN(replica->store, Store::Open(store_options));
+    ASSIGN_OR_RETURN(replica->store, options_.store->OpenReplica(store_options));
     replica->machine = std::make_unique<ShardReplica>(
         plan.shard, *replica->store,
         [this, replica = replica.get()](uint64_t min_index, const std::atomic<bool>& stopping) {

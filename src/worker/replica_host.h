@@ -1,14 +1,17 @@
 // ReplicaHost: this worker's replicas of the replicated shards (DESIGN.md section 6): one raft
-// loop and one raft port (a Hub) for all of them, and per shard replica a DuckDB store of its
-// own (<data-dir>/shards/<shard>/shard.duckdb, its raft log beside it in raft/), its
-// ShardReplica state machine and its raft::Group.
+// loop and one raft port (a Hub) for all of them, and per shard replica its store in the
+// worker's node store (worker/node_store.h), its raft log (<data-dir>/shards/<shard>/raft),
+// its ShardReplica state machine and its raft::Group. A replica's DuckDB file from before the
+// node store (<data-dir>/shards/<shard>/shard.duckdb) is imported into it when the replica
+// opens, and deleted once imported.
 //
 // The topology comes from the control node (Adopt) and is kept in <data-dir>/topology.pb, so a
 // restarted worker opens its replicas again without waiting for the control node. A topology
 // from another cluster, or an older epoch than the one held, is refused. A newer epoch
 // (DESIGN.md section 7) opens the replicas it adds to this worker (joining: they wait until
 // their leader adds them, then get the log or a copy) and closes those it no longer places here
-// (the group removed them first), deleting their data.
+// (the group removed them first), deleting their data (rows first, then the raft log). Rows of
+// replicas the topology does not place here (a removal a crash interrupted) are deleted too.
 //
 // A NOT_LEADER answer carries the leader's node id (decimal) as its detail, never a raft
 // address: the control node knows nodes by id.
@@ -26,6 +29,7 @@
 
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
+#include "worker/node_store.h"
 #include "worker/store.h"
 
 namespace das::worker {
@@ -40,8 +44,9 @@ struct ReplicaHostOptions {
   std::string data_dir;     // the worker's data directory
   std::string listen_host;  // the raft port listens here (the worker's --host)
   uint16_t raft_port = 0;
-  std::string cluster_secret;  // its raft handshakes prove it (empty: none)
-  StoreOptions store;          // for every replica's store (data_dir and file name are set here)
+  std::string cluster_secret;         // its raft handshakes prove it (empty: none)
+  NodeStore* store = nullptr;         // the worker's database (not owned; outlives the host)
+  ReplicaStoreOptions replica_store;  // for every replica's store (replica and migration set here)
   unsigned election_timeout_ms = 500;
   unsigned heartbeat_timeout_ms = 50;
   unsigned snapshot_threshold = 1024;

@@ -8,14 +8,9 @@
 namespace das::worker {
 namespace {
 
-constexpr const char* kTable = "raft_requests";
-constexpr const char* kCreate =
-    "CREATE TABLE IF NOT EXISTS raft_requests (request_id UBIGINT NOT NULL, "
-    "raft_index UBIGINT NOT NULL, outcomes VARCHAR NOT NULL)";
 constexpr const char* kSelect =
-    "SELECT request_id, raft_index, outcomes FROM raft_requests WHERE raft_index > $1 "
-    "ORDER BY raft_index";
-constexpr const char* kDeleteOld = "DELETE FROM raft_requests WHERE raft_index <= $1";
+    "SELECT request_id, raft_index, outcomes FROM replica_requests WHERE replica = $1 AND "
+    "raft_index > $2 ORDER BY raft_index";
 // Ids leave the table in steps of this many entries, not one by one.
 constexpr uint64_t kPruneStep = 1024;
 
@@ -54,19 +49,9 @@ std::optional<std::vector<SubBatchOutcome>> DecodeOutcomes(std::string_view text
 
 }  // namespace
 
-Status RequestWindow::CreateTable(duckdb_connection conn) { return duck::Exec(conn, kCreate); }
-
-Result<RequestWindow> RequestWindow::Create(duckdb_connection conn, uint64_t applied_index,
-                                            uint64_t window) {
-  RequestWindow requests(conn, window);
-  RETURN_IF_ERROR(duck::Exec(conn, kCreate));
-  ASSIGN_OR_RETURN(requests.delete_old_, duck::Prepare(conn, kDeleteOld));
-  ASSIGN_OR_RETURN(duck::StagedInsert insert,
-                   duck::StagedInsert::Create(conn, kTable,
-                                              {{"request_id", duck::ColumnType::kUBigInt},
-                                               {"raft_index", duck::ColumnType::kUBigInt},
-                                               {"outcomes", duck::ColumnType::kVarchar}}));
-  requests.insert_.emplace(std::move(insert));
+Result<RequestWindow> RequestWindow::Create(duckdb_connection conn, uint32_t replica,
+                                            uint64_t applied_index, uint64_t window, Sinks sinks) {
+  RequestWindow requests(conn, replica, window, sinks);
   RETURN_IF_ERROR(requests.Load(applied_index));
   return requests;
 }
@@ -76,14 +61,14 @@ Status RequestWindow::Reload(uint64_t applied_index) {
   order_.clear();
   pending_.clear();
   pending_order_.clear();
-  insert_->Clear();
   return Load(applied_index);
 }
 
 Status RequestWindow::Load(uint64_t applied_index) {
   const uint64_t oldest = applied_index > window_ ? applied_index - window_ : 0;
   ASSIGN_OR_RETURN(duck::PreparedHandle select, duck::Prepare(conn_, kSelect));
-  if (duckdb_bind_uint64(select.get(), 1, oldest) == DuckDBError) {
+  if (duckdb_bind_uint32(select.get(), 1, replica_) == DuckDBError ||
+      duckdb_bind_uint64(select.get(), 2, oldest) == DuckDBError) {
     return duck::Error("bind the request window", "invalid parameter");
   }
   ASSIGN_OR_RETURN(duck::QueryResult result, duck::Execute(select.get(), "load request ids"));
@@ -116,10 +101,11 @@ std::optional<std::vector<SubBatchOutcome>> RequestWindow::Find(uint64_t request
 
 Status RequestWindow::Record(uint64_t request_id, uint64_t index,
                              const std::vector<SubBatchOutcome>& outcomes) {
-  insert_->Add(request_id);
-  insert_->Add(index);
-  insert_->Add(EncodeOutcomes(outcomes));
-  insert_->EndRow();
+  sinks_.insert->Add(static_cast<uint64_t>(replica_));
+  sinks_.insert->Add(request_id);
+  sinks_.insert->Add(index);
+  sinks_.insert->Add(EncodeOutcomes(outcomes));
+  sinks_.insert->EndRow();
   pending_[request_id] = Entry{index, outcomes};
   pending_order_.emplace_back(index, request_id);
   return Prune(index);
@@ -131,16 +117,15 @@ Status RequestWindow::Prune(uint64_t newest_index) {
   }
   const uint64_t cutoff = newest_index - window_;
   if (cutoff <= pending_cutoff_) return Status::Ok();
-  if (duckdb_bind_uint64(delete_old_.get(), 1, cutoff) == DuckDBError) {
+  if (duckdb_bind_uint32(sinks_.delete_old, 1, replica_) == DuckDBError ||
+      duckdb_bind_uint64(sinks_.delete_old, 2, cutoff) == DuckDBError) {
     return duck::Error("bind the request window cutoff", "invalid parameter");
   }
   ASSIGN_OR_RETURN(duck::QueryResult result,
-                   duck::Execute(delete_old_.get(), "forget old request ids"));
+                   duck::Execute(sinks_.delete_old, "forget old request ids"));
   pending_cutoff_ = cutoff;  // in memory too, once committed (Committed())
   return Status::Ok();
 }
-
-Status RequestWindow::Flush() { return insert_->Flush(); }
 
 void RequestWindow::Committed() {
   for (auto& [id, entry] : pending_) by_id_[id] = std::move(entry);
@@ -158,7 +143,6 @@ void RequestWindow::Committed() {
 void RequestWindow::RolledBack() {
   pending_.clear();
   pending_order_.clear();
-  insert_->Clear();
   pending_cutoff_ = pruned_below_;  // a rolled-back prune left the rows in the table
 }
 

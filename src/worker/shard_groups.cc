@@ -83,9 +83,11 @@ Status Aggregate(const ScanContext& context, std::map<int64_t, std::vector<Group
   } else {
     sql.append("(epoch_us(ingest_ts) // 1000 // ").append(width).append(") * ").append(width);
   }
-  sql.append(" AS bucket, count(*), min(value), max(value), sum(value), sum(abs(value)) FROM rows ")
+  sql.append(
+         " AS bucket, count(*), min(value), max(value), sum(value), sum(abs(value)) FROM "
+         "replica_rows ")
       .append("WHERE ")
-      .append(WhereSql(query))
+      .append(WhereSql(context.replica, query))
       .append(" GROUP BY ALL");
   ASSIGN_OR_RETURN(duck::PreparedHandle stmt, duck::Prepare(context.conn, sql.c_str()));
   RETURN_IF_ERROR(BindWhere(stmt.get(), query, context.as_of_us));

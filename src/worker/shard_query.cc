@@ -137,15 +137,15 @@ Status Probes(const ScanContext& context, ShardQueryResponse& response) {
 
 }  // namespace
 
-Result<ShardQueryResponse> RunShardQuery(duckdb_connection conn, const ShardQuery& query,
-                                         int64_t newest_ingest_us,
+Result<ShardQueryResponse> RunShardQuery(duckdb_connection conn, uint32_t replica,
+                                         const ShardQuery& query, int64_t newest_ingest_us,
                                          std::chrono::steady_clock::time_point deadline) {
   ShardQueryResponse response;
   response.set_shard(query.shard());
   const int64_t as_of = query.has_as_of_us() ? query.as_of_us() : newest_ingest_us;
   if (as_of == std::numeric_limits<int64_t>::min()) return response;  // no row at all
   response.set_as_of_us(as_of);
-  const ScanContext context{conn, &query, as_of, deadline};
+  const ScanContext context{conn, replica, &query, as_of, deadline};
   RETURN_IF_ERROR(CheckDeadline(context));  // it waited too long in the queue
   if (query.probes_size() > 0) {
     RETURN_IF_ERROR(Probes(context, response));
@@ -172,7 +172,7 @@ void QueryStore(Store& store, ShardQuery query, ShardQueryCallback done) {
                      done = std::move(done)](Result<_duckdb_connection*> conn) {
     if (!conn.ok()) return done(std::move(conn).status());
     // Read before the scan starts: every row it may see committed after is later than this.
-    done(RunShardQuery(*conn, query, target->newest_ingest_us(), deadline));
+    done(RunShardQuery(*conn, target->replica(), query, target->newest_ingest_us(), deadline));
   });
 }
 

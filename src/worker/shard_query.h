@@ -32,8 +32,8 @@ using ShardQueryCallback = std::function<void(Result<internal::v1::ShardQueryRes
 // query.max_rows() rows or bytes over the cap; kDeadlineExceeded past `deadline`; kInternal for
 // a DuckDB failure.
 Result<internal::v1::ShardQueryResponse> RunShardQuery(
-    _duckdb_connection* conn, const internal::v1::ShardQuery& query, int64_t newest_ingest_us,
-    std::chrono::steady_clock::time_point deadline);
+    _duckdb_connection* conn, uint32_t replica, const internal::v1::ShardQuery& query,
+    int64_t newest_ingest_us, std::chrono::steady_clock::time_point deadline);
 
 // RunShardQuery on one of `store`'s reader threads, within query.timeout_ms() of now (counted
 // from this call, so that the time queued counts).

@@ -32,6 +32,7 @@ struct StringHash {
 // What every part of one shard query reads with.
 struct ScanContext {
   duckdb_connection conn = nullptr;
+  uint32_t replica = 0;  // the store read (Store::replica): its rows only
   const internal::v1::ShardQuery* query = nullptr;
   int64_t as_of_us = 0;  // rows with ingest_ts <= as_of_us only
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
@@ -63,8 +64,9 @@ struct Acc {
   }
 };
 
-// The filters of `query` as SQL conditions over `rows`, parameters numbered from $first.
-std::string WhereSql(const internal::v1::ShardQuery& query, int first = 1);
+// The rows of `replica` that `query` selects, as SQL conditions over replica_rows, parameters
+// numbered from $first.
+std::string WhereSql(uint32_t replica, const internal::v1::ShardQuery& query, int first = 1);
 // Binds the parameters of WhereSql(query, first).
 Status BindWhere(duckdb_prepared_statement stmt, const internal::v1::ShardQuery& query,
                  int64_t as_of_us, int first = 1);

@@ -1,14 +1,17 @@
-// The worker's storage: one DuckDB database file, used only through DuckDB's C API.
+// The store of one replica (a shard replica, or the unreplicated store of
+// --replication-factor 1): a view of the worker's one DuckDB database (worker/node_store.h),
+// used only through DuckDB's C API.
 //
-// One writer thread owns the write connection. Write() queues sub-batches; the writer takes
-// everything queued, applies it in one transaction (group commit; worker/staged_insert.h) and calls
-// each caller back only after COMMIT returned, so an acknowledged row is durable (DuckDB syncs
-// its WAL on commit). Each sub-batch is atomic; its idempotency key (if any) is stored in the
-// same transaction as its rows, so a retried key is answered from the table and never stored
-// twice, across restarts. Keys older than the retention window are pruned.
-// ComputeAggregate() answers from a running aggregate the writer updates after each COMMIT;
-// ScanAggregate() runs on reader threads with their own connections (DuckDB MVCC) and never
-// waits for the writer. Sums are exact (common/exact_sum.h), so no finite input overflows them.
+// Write() and Apply() queue writes for the node store's applier, which applies what every
+// replica queued in one transaction a round (group commit) and calls each caller back only
+// after COMMIT returned, so an acknowledged row is durable (DuckDB syncs its WAL on commit).
+// Each sub-batch is atomic; its idempotency key (if any) is stored in the same transaction as
+// its rows, so a retried key is answered from the table and never stored twice, across
+// restarts. Keys older than the retention window are pruned.
+// ComputeAggregate() answers from a running aggregate the applier updates after each COMMIT;
+// reads run on the node store's reader threads with their own connections (DuckDB MVCC) and
+// never wait for the applier. Sums are exact (common/exact_sum.h), so no finite input
+// overflows them.
 // Thread-safety: every public method may be called from any thread. Callbacks run on the
 // store's own threads (ComputeAggregate's, and those of work refused after Stop(), on the
 // caller's) and must not block.
@@ -69,9 +72,13 @@ struct Aggregate {
   uint64_t applied_index = 0;
 };
 
+// The replica id of the unreplicated store (--replication-factor 1), beside the shards' ids.
+inline constexpr uint32_t kUnreplicatedReplica = 0xFFFFFFFFu;
+
+// For Store::Open: a store with a node store of its own (tests, tools).
 struct StoreOptions {
   std::string data_dir;  // created if missing; holds `file_name`
-  std::string file_name = "worker.duckdb";
+  std::string file_name = "store.duckdb";
   // How long an idempotency key is remembered after its batch committed.
   std::chrono::seconds idempotency_retention{24 * 3600};
   // Upper bound of rows the writer puts in one transaction.
@@ -90,8 +97,8 @@ struct StoreOptions {
   // Observes every write transaction's duration in seconds, BEGIN to COMMIT (null: none).
   // Not owned; outlives the store.
   prometheus::Histogram* commit_seconds = nullptr;
-  // The shard whose replica this store is: the log context (common/log.h) of its threads.
-  std::optional<uint32_t> log_shard;
+  // The replica this store is in its database.
+  uint32_t replica = kUnreplicatedReplica;
 };
 
 // A committed raft entry for Store::Apply: its index in the shard's log, the ingest time its
@@ -115,7 +122,8 @@ using WriteCallback = std::function<void(Result<std::vector<SubBatchOutcome>>)>;
 using AggregateCallback = std::function<void(Result<Aggregate>)>;
 using StatusCallback = std::function<void(Status)>;
 // A task for Store::RunOnReader: the reader thread's own connection (a duckdb_connection), or
-// kShuttingDown when the store stops before it runs.
+// kShuttingDown when the store stops before it runs. The connection sees every replica of the
+// database: a read of this store selects `replica = Store::replica()`.
 using ReaderTask = std::function<void(Result<_duckdb_connection*>)>;
 // For Store::ReplaceFromCopy: fetches a copy of another replica's store and returns the path of
 // the local DuckDB file it wrote (durable under that name), or why not. `stopping` turns true
@@ -124,9 +132,9 @@ using CopyFetch = std::function<Result<std::string>(const std::atomic<bool>& sto
 
 class Store {
  public:
-  // Opens (or creates) the database and its tables, and starts the writer and reader threads.
-  // Fails with kUnavailable if the directory or file cannot be opened (e.g. locked by another
-  // process).
+  // Opens (or creates) a node store of its own in options.data_dir and this store as its one
+  // replica. Fails with kUnavailable if the directory or file cannot be opened (e.g. locked by
+  // another process). A worker opens its replicas' stores from its NodeStore instead.
   static Result<std::unique_ptr<Store>> Open(StoreOptions options);
   virtual ~Store() = default;
   Store(const Store&) = delete;
@@ -140,12 +148,14 @@ class Store {
   // empty vector. REQUIRES: entries in increasing index order. A failed transaction stores
   // nothing of the entry and leaves applied_index() as it was.
   virtual void Apply(ReplicatedEntry entry, WriteCallback done) = 0;
+  // The replica this store is (its rows' `replica` in the node store's tables).
+  virtual uint32_t replica() const = 0;
   // The index of the last raft entry committed in this store (0: none); survives restarts.
   virtual uint64_t applied_index() const = 0;
   // The newest ingest time committed (INT64_MIN: no row): rows committed later have later ones,
   // so the rows at or before it are a snapshot (a query's, for all its rounds).
   virtual int64_t newest_ingest_us() const = 0;
-  // Write()s and Apply()s queued for the writer, not yet taken into a transaction.
+  // Write()s and Apply()s queued for the applier, not yet taken into a transaction.
   virtual size_t queue_depth() const = 0;
   // What a sub-batch with `key` and `fingerprint` would be answered, from the committed keys, on
   // the caller's thread without waiting for the writer: kOk (the key is unknown or expired),
@@ -166,13 +176,15 @@ class Store {
   virtual void RunOnReader(ReaderTask task) = 0;
 
   // Writes a consistent copy of this store's data (rows, idempotency keys, request window,
-  // applied index) to a new DuckDB file at `path`, in one read transaction on a reader thread:
-  // the writer goes on meanwhile. `done` gets the copy's applied index.
+  // applied index) to a new DuckDB file at `path` (worker/store_tables.h), in one read
+  // transaction on a reader thread: the applier goes on meanwhile. `done` gets the copy's
+  // applied index.
   virtual void ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) = 0;
   // Replaces this store's data by a copy (ExportCopy's, fetched by `fetch`) at an applied index
-  // of at least `min_index`, in order with Apply: entries queued after it wait for it, and
-  // those the copy already holds are skipped. On the writer thread, `fetch` is called until a
-  // copy is installed (again after a pause when it or the copy fails), or the store stops:
+  // of at least `min_index`, in order with Apply: entries queued after it wait for it (the other
+  // replicas' do not), and those the copy already holds are skipped. On a thread of its own,
+  // `fetch` is called until a copy is installed (again after a pause when it or the copy
+  // fails), or the store stops:
   // then `done` gets kShuttingDown, and no entry queued after it is applied. A store already
   // at `min_index` installs nothing. The copy file is deleted after use.
   virtual void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) = 0;
@@ -181,8 +193,8 @@ class Store {
   // outcome): the next transaction starts without waiting out min_commit_interval.
   virtual void Expedite() = 0;
 
-  // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
-  // closes the database. Safe to call more than once; the destructor calls it.
+  // Finishes this replica's queued work and fails work queued after it with kShuttingDown
+  // (the other replicas go on). Safe to call more than once; the destructor calls it.
   virtual void Stop() = 0;
 
  protected:

@@ -98,8 +98,9 @@ TEST_F(ConfigTest, EnvironmentTwinsConfigureBothBinaries) {
   EXPECT_EQ(a->body.sum(), 4.0);
   // The data went where WORKER_DATA_DIR said, and LOG_LEVEL=warn silenced the control node's
   // info lines (the workers, started before it was set, still log theirs).
-  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w1/shards/0/shard.duckdb"));
-  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w2/shards/3/shard.duckdb"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w1/store.duckdb"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w1/shards/0/raft"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/w2/shards/3/raft"));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/w1/shards/4"));  // DAS_SHARDS=4
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/control/cluster.pb"));
   EXPECT_EQ(Output(dir_ + "/control.log").find("listening"), std::string::npos)

@@ -64,6 +64,8 @@ TEST_F(RestartTest, RestartedControlNodeServesStoredDataAndTakesInserts) {
   ASSERT_NO_FATAL_FAILURE(Seed("c"));
   ASSERT_TRUE(cluster_.KillControl(SIGKILL));
   ASSERT_TRUE(cluster_.RestartControl());  // same port
+  // responding_nodes counts a worker no shard read needed once a health check saw it.
+  ASSERT_TRUE(cluster_.WaitControlSeesAllWorkersHealthy());
   ExpectComplete();
   ASSERT_NO_FATAL_FAILURE(Seed("d"));
   ExpectComplete();
@@ -82,6 +84,8 @@ TEST_F(RestartTest, SigtermStopsProcessesCleanlyAndKeepsData) {
   }
   ASSERT_TRUE(cluster_.RestartWorker(0));
   ASSERT_TRUE(cluster_.RestartControl());
+  // responding_nodes counts a worker no shard read needed once a health check saw it.
+  ASSERT_TRUE(cluster_.WaitControlSeesAllWorkersHealthy());
   ExpectComplete();
 }
 

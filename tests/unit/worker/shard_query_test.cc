@@ -250,7 +250,7 @@ TEST_F(ShardQueryTest, GroupQuantilesAreDuckDbsQuantileCont) {
     for (int i = 0; i < 6; ++i) {
       const std::vector<double> expected =
           Sql(*store, "SELECT quantile_cont(value, " + Double(query.quantiles(i)) +
-                          ") FROM rows WHERE partition_key = '" + row.key() + "'");
+                          ") FROM replica_rows WHERE partition_key = '" + row.key() + "'");
       ASSERT_EQ(expected.size(), 1u);
       EXPECT_EQ(row.quantiles(i), expected[0]) << row.key() << " q=" << query.quantiles(i);
     }
@@ -272,10 +272,10 @@ TEST_F(ShardQueryTest, ASnapshotReadsTheSameRowsWhileWritesGoOn) {
   EXPECT_EQ(second.rows(0).count(), 1u);
   EXPECT_EQ(RunOk(*store, ShardQuery()).rows(0).count(), 3u);
   // Every entry's rows got a later ingest time than the rows before them.
-  EXPECT_EQ(Sql(*store, "SELECT count(DISTINCT ingest_ts)::DOUBLE FROM rows"),
+  EXPECT_EQ(Sql(*store, "SELECT count(DISTINCT ingest_ts)::DOUBLE FROM replica_rows"),
             std::vector<double>{3});
   EXPECT_EQ(Sql(*store, "SELECT (max(epoch_us(ingest_ts)) - " + std::to_string(kT0) +
-                            ")::DOUBLE FROM rows"),
+                            ")::DOUBLE FROM replica_rows"),
             std::vector<double>{2});
 }
 
@@ -320,7 +320,7 @@ TEST_F(ShardQueryTest, AReadPastItsDeadlineIsNotRun) {
   auto future = done.get_future();
   store->RunOnReader([&](Result<_duckdb_connection*> conn) {
     ASSERT_TRUE(conn.ok());
-    done.set_value(RunShardQuery(*conn, ShardQuery(), store->newest_ingest_us(),
+    done.set_value(RunShardQuery(*conn, store->replica(), ShardQuery(), store->newest_ingest_us(),
                                  std::chrono::steady_clock::now() - std::chrono::seconds(1)));
   });
   Result<ShardQueryResponse> r = future.get();

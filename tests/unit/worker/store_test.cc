@@ -307,13 +307,13 @@ Result<Outcomes> ApplySync(Store& store, uint64_t index, int64_t ingest_us,
 
 // The ingest timestamps in the table, distinct, in microseconds.
 std::vector<int64_t> IngestTimes(const StoreOptions& options) {
-  Result<duck::DatabaseHandle> db = duck::OpenDatabase(options.data_dir + "/worker.duckdb", 1);
+  Result<duck::DatabaseHandle> db = duck::OpenDatabase(options.data_dir + "/store.duckdb", 1);
   EXPECT_TRUE(db.ok()) << db.status().ToString();
   std::vector<int64_t> out;
   if (!db.ok()) return out;
   Result<duck::ConnectionHandle> conn = duck::Connect(db->get());
-  Result<duck::QueryResult> rows =
-      duck::Query(conn->get(), "SELECT DISTINCT epoch_us(ingest_ts) AS t FROM rows ORDER BY t");
+  Result<duck::QueryResult> rows = duck::Query(
+      conn->get(), "SELECT DISTINCT epoch_us(ingest_ts) AS t FROM replica_rows ORDER BY t");
   EXPECT_TRUE(rows.ok()) << rows.status().ToString();
   while (std::optional<duck::Chunk> chunk = rows->NextChunk()) {
     for (size_t i = 0; i < chunk->size(); ++i) out.push_back(chunk->Data<int64_t>(0)[i]);
@@ -605,13 +605,14 @@ TEST(StoreTest, AcknowledgedRowsSurviveKill) {
 // Creates the store's rows table before the store does, with a CHECK a test can violate.
 void CreateRowsTableWithCheck(const std::string& data_dir) {
   std::filesystem::create_directories(data_dir);
-  Result<duck::DatabaseHandle> db = duck::OpenDatabase(data_dir + "/worker.duckdb", 0);
+  Result<duck::DatabaseHandle> db = duck::OpenDatabase(data_dir + "/store.duckdb", 0);
   ASSERT_TRUE(db.ok()) << db.status().ToString();
   Result<duck::ConnectionHandle> conn = duck::Connect(db->get());
   ASSERT_TRUE(conn.ok()) << conn.status().ToString();
   Status created = duck::Exec(conn->get(),
-                              "CREATE TABLE rows (partition_key VARCHAR NOT NULL, value DOUBLE NOT "
-                              "NULL CHECK (value < 1e300), ingest_ts TIMESTAMP NOT NULL)");
+                              "CREATE TABLE replica_rows (replica UINTEGER NOT NULL, partition_key "
+                              "VARCHAR NOT NULL, value DOUBLE NOT NULL CHECK (value < 1e300), "
+                              "ingest_ts TIMESTAMP NOT NULL)");
   ASSERT_TRUE(created.ok()) << created.ToString();
 }
 

@@ -1,0 +1,61 @@
+// An upgrade: workers started on data directories the build before one store per worker wrote
+// (tests/data/v0-layout, see tests/data/make-v0-layout.sh) keep every row and key, once.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "support/api.h"
+#include "support/cluster.h"
+
+namespace das::it {
+namespace {
+
+const std::string kData = DAS_TEST_DATA_DIR "/v0-layout";
+
+// The generator's rows: k0..k9 with 0.5 * i, and the batch "v0-batch" (b0..b3: 100..400).
+const std::vector<TestRow> kBatch = {{"b0", 100}, {"b1", 200}, {"b2", 300}, {"b3", 400}};
+
+class MigrationTest : public ClusterTest {};
+
+// Two unreplicated workers, each on its old worker.duckdb: the answers are exact over the old
+// rows, a retry of the old batch is a duplicate and a reuse of its key with other rows a 422,
+// the old files are gone, and a restart keeps it all.
+TEST_F(MigrationTest, UnreplicatedWorkersKeepTheirRowsAndKeysAcrossTheUpgrade) {
+  for (int id : {1, 2}) {
+    const std::string dir = cluster_.dir() + "/worker-" + std::to_string(id);
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(kData + "/r1-worker-" + std::to_string(id) + "/worker.duckdb",
+                               dir + "/worker.duckdb");
+  }
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
+  Expected expected;
+  for (int i = 0; i < 10; ++i) expected.Add(0.5 * i);
+  expected.Add(kBatch);
+  for (int restart = 0; restart < 2; ++restart) {
+    Result<Analytics> a = GetAnalytics(port());
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_TRUE(Completeness(*a, 200, false, 2, 2));
+    EXPECT_TRUE(expected.Matches(a->body));
+    EXPECT_TRUE(BatchOk(port(), kBatch, "v0-batch", 4));  // a duplicate: nothing stored
+    EXPECT_TRUE(IsError(PostBatch(port(), {{"b0", 1}}, "v0-batch"), 422, Encoding::kProtobuf));
+    for (int id : {1, 2}) {
+      const std::string dir = cluster_.dir() + "/worker-" + std::to_string(id);
+      EXPECT_FALSE(std::filesystem::exists(dir + "/worker.duckdb"));
+      EXPECT_TRUE(std::filesystem::exists(dir + "/store.duckdb"));
+    }
+    ASSERT_TRUE(InsertOk(port(), "after-upgrade-" + std::to_string(restart), 1.25));
+    expected.Add(1.25);
+    ASSERT_TRUE(cluster_.KillWorker(0));
+    ASSERT_TRUE(cluster_.KillWorker(1));
+    ASSERT_TRUE(cluster_.RestartWorker(0));
+    ASSERT_TRUE(cluster_.RestartWorker(1));
+  }
+  Result<Analytics> a = GetAnalytics(port());
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(expected.Matches(a->body));
+}
+
+}  // namespace
+}  // namespace das::it
