@@ -8,6 +8,7 @@
 //
 //   das-bench insert    --port P -c 64 -d 10          single-row POST /insert
 //   das-bench batch     --port P -c 4 -b 10000 -d 10  POST /insert/batch, one idempotency key each
+//                                                     (--unkeyed: none)
 //   das-bench load      --port P --rows 1000000       bulk load (batches of 10,000 rows)
 //   das-bench analytics --port P -n 50 --warmup 5     sequential GET /analytics
 //
@@ -57,6 +58,7 @@ struct Flags {
   uint64_t key_space = 1'000'000;
   size_t batch_rows = 10'000;
   size_t distinct_batches = 4;
+  bool unkeyed = false;  // batch: no idempotency key (the key's check and record skipped)
   unsigned timeout_ms = 10'000;
   uint64_t seed = 42;
   bool http_only = false;  // any 2xx acknowledges the request (an HTTP ceiling such as nginx)
@@ -198,7 +200,7 @@ asio::awaitable<void> BatchLoop(Shared& shared, Stats& stats, uint64_t seed, std
   for (uint64_t seq = 0; shared.TakeTicket(flags.batch_rows); ++seq) {
     key_only.set_idempotency_key(run_id + "-" + std::to_string(seq));
     std::string body = bodies[seq % bodies.size()];
-    key_only.AppendToString(&body);
+    if (!flags.unkeyed) key_only.AppendToString(&body);
     das::http::Request request = Post("/insert/batch", std::move(body));
     const Clock::time_point start = Clock::now();
     das::Result<das::http::Response> answer =
@@ -405,6 +407,7 @@ void AddBatchFlags(CLI::App& app, Flags& f) {
   app.add_option("--distinct-batches", f.distinct_batches,
                  "Pre-encoded batches per connection, sent in turn (each with a fresh key)")
       ->capture_default_str();
+  app.add_flag("--unkeyed", f.unkeyed, "Send batches without an idempotency key");
 }
 
 }  // namespace

@@ -8,7 +8,8 @@
 # (rows/s, p50, p99), then (replicated) FAILOVER_TRIALS kills of worker 1 (the preferred leader
 # of shard 0 and of every other shard it leads), each timed by das-failover from the kill until
 # every shard took a write, worker 1 restarted and the cluster "ok" again between trials; then,
-# on a fresh cluster loaded with ROWS rows by das-bench load, sequential /analytics.
+# on a fresh cluster loaded with ROWS rows by das-bench load, sequential /analytics, and what
+# each process holds once the load settled (RSS, and its data directory on disk).
 # First, in-process DuckDB over the same number of rows (duckdb-ceiling), the analytics target.
 # Processes run on free loopback ports with data in a temp dir; they are stopped by PID on exit.
 # nginx-light is installed (pinned, from Debian) when missing.
@@ -81,6 +82,17 @@ stop_cluster() {
   for pid in "$CONTROL_PID" "${WPID[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 
+# footprint DIR: RSS and disk of the control node and of each worker of the cluster in DIR.
+footprint() {
+  local out="control rss=$(rss "$CONTROL_PID") disk=$(disk "$1/control")"
+  for id in "${!WPID[@]}"; do
+    out+=" worker-$id rss=$(rss "${WPID[$id]}") disk=$(disk "$1/worker-$id")"
+  done
+  echo "$out"
+}
+rss() { awk '/VmRSS/ { printf "%.0fMiB", $2 / 1024 }' "/proc/$1/status"; }
+disk() { du -sm "$1" | awk '{ print $1 "MiB" }'; }
+
 config() { # config NAME -> "WORKERS R"
   case "$1" in
     r1) echo "2 1" ;;
@@ -124,6 +136,9 @@ run_config() {
   "$BUILD/bench/das-bench" batch -c 4 -b 10000 -d "$DURATION" --port "$CONTROL_PORT" \
     >"$TMP/$name.batch.out" || true
   echo "$name batch: $(summary "$TMP/$name.batch.out")"
+  "$BUILD/bench/das-bench" batch -c 4 -b 10000 -d "$DURATION" --unkeyed --port "$CONTROL_PORT" \
+    >"$TMP/$name.batch-unkeyed.out" || true
+  echo "$name batch-unkeyed: $(summary "$TMP/$name.batch-unkeyed.out")"
   if [[ "$r" != 1 ]]; then
     for trial in $(seq 1 "$FAILOVER_TRIALS"); do
       "$BUILD/bench/das-failover" --port "$CONTROL_PORT" --kill-pid "${WPID[1]}" \
@@ -144,6 +159,8 @@ run_config() {
   "$BUILD/bench/das-bench" analytics -n "$ANALYTICS_N" --warmup 3 --expect-count "$ROWS" \
     --port "$CONTROL_PORT" >"$TMP/$name.analytics.out" || true
   echo "$name analytics: $(summary "$TMP/$name.analytics.out")"
+  sleep "${SETTLE:-15}"
+  echo "$name footprint: $(footprint "$TMP/$name-analytics")"
   stop_cluster
 }
 
