@@ -20,13 +20,6 @@
 
 namespace das::worker {
 
-// What the first sub-batch with a key stored.
-struct KeyRecord {
-  uint64_t fingerprint = 0;  // of the whole client batch (common/fingerprint.h)
-  uint64_t rows_written = 0;
-  int64_t committed_at_us = 0;  // microseconds since the Unix epoch
-};
-
 class KeyIndex {
  public:
   // REQUIRES: on the writer thread (the pointer stays valid until the writer changes the index).

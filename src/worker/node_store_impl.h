@@ -31,11 +31,13 @@ struct Partition {
   Partition(uint32_t id, const ReplicaStoreOptions& options)
       : id(id),
         clock(options.clock),
+        request_window(options.request_window),
         retention_us(
             std::chrono::duration_cast<std::chrono::microseconds>(options.idempotency_retention)
                 .count()) {}
   const uint32_t id;
   const Clock* const clock;
+  const uint64_t request_window;
   const int64_t retention_us;
   RunningAggregate running;
   KeyIndex keys;
@@ -67,6 +69,11 @@ class ReplicaStore final : public Store {
   uint32_t replica() const override { return partition_->id; }
   size_t queue_depth() const override;
   SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
+  std::optional<KeyRecord> FindKey(std::string_view key) const override;
+  std::optional<std::vector<SubBatchOutcome>> FindRequest(uint64_t request_id,
+                                                          uint64_t index) const override;
+  int64_t key_retention_us() const override { return partition_->retention_us; }
+  uint64_t request_window() const override { return partition_->request_window; }
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
   void RunOnReader(ReaderTask task) override;

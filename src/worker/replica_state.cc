@@ -49,11 +49,14 @@ Result<std::unique_ptr<ReplicaState>> ReplicaState::Load(duckdb_connection conn,
 
 Status ReplicaState::LoadAll() {
   ASSIGN_OR_RETURN(applied_index_, ReadAppliedIndex(conn_, config_.replica));
-  ASSIGN_OR_RETURN(
-      RequestWindow requests,
-      RequestWindow::Create(conn_, config_.replica, applied_index_, config_.request_window,
-                            {sinks_.requests, sinks_.delete_old_requests}));
-  requests_.emplace(std::move(requests));
+  if (requests_) {
+    // Reloaded in place: other threads may look committed ids up meanwhile.
+    RETURN_IF_ERROR(requests_->Reload(applied_index_));
+  } else {
+    ASSIGN_OR_RETURN(requests_, RequestWindow::Create(
+                                    conn_, config_.replica, applied_index_, config_.request_window,
+                                    {sinks_.requests, sinks_.delete_old_requests}));
+  }
   keys_.Clear();
   RETURN_IF_ERROR(LoadKeys());
   RETURN_IF_ERROR(LoadNewestIngest());
@@ -225,11 +228,25 @@ Result<std::vector<SubBatchOutcome>> ReplicaState::StageRequest(const WriteReque
   // the stored rows only, so every replica raises it alike.
   const int64_t proposed = request.ingest_ts_us != 0 ? request.ingest_ts_us : now_us;
   const int64_t ingest_us = std::max(proposed, staged.newest_ingest_us + 1);
+  if (request.decided && request.decided->size() != request.batches.size()) {
+    return Internal("entry " + std::to_string(request.raft_index) + " carries " +
+                    std::to_string(request.decided->size()) + " decided outcomes for " +
+                    std::to_string(request.batches.size()) + " sub-batches");
+  }
   std::vector<SubBatchOutcome> outcomes;
   outcomes.reserve(request.batches.size());
-  for (const SubBatch& batch : request.batches) {
-    ASSIGN_OR_RETURN(SubBatchOutcome outcome, StageSubBatch(batch, ingest_us, staged));
-    if (outcome.code == Code::kOk && outcome.rows_written > 0) staged.newest_ingest_us = ingest_us;
+  for (size_t b = 0; b < request.batches.size(); ++b) {
+    const SubBatch& batch = request.batches[b];
+    SubBatchOutcome outcome;
+    if (request.decided) {
+      outcome = (*request.decided)[b];
+      StageDecided(batch, outcome, ingest_us, staged);
+    } else {
+      ASSIGN_OR_RETURN(outcome, StageSubBatch(batch, ingest_us, staged));
+    }
+    if (outcome.code == Code::kOk && outcome.rows_written > 0 && !batch.check_only) {
+      staged.newest_ingest_us = ingest_us;
+    }
     outcomes.push_back(outcome);
   }
   staged.applied_index = std::max(staged.applied_index, request.raft_index);
@@ -238,6 +255,21 @@ Result<std::vector<SubBatchOutcome>> ReplicaState::StageRequest(const WriteReque
     staged.recorded_index = std::max(staged.recorded_index, request.raft_index);
   }
   return outcomes;
+}
+
+void ReplicaState::StageDecided(const SubBatch& batch, const SubBatchOutcome& outcome,
+                                int64_t ingest_us, Staged& staged) {
+  if (outcome.code != Code::kOk || batch.check_only) return;  // nothing to store
+  StageRows(batch.rows, ingest_us);
+  if (batch.idempotency_key.empty()) return;
+  const KeyRecord record{batch.fingerprint, batch.rows.size(), ingest_us};
+  StageKey(batch.idempotency_key, record);
+  staged.new_keys.insert_or_assign(batch.idempotency_key, record);
+}
+
+std::optional<std::vector<SubBatchOutcome>> ReplicaState::FindCommittedRequest(
+    uint64_t request_id, uint64_t index) const {
+  return requests_->FindCommitted(request_id, index);
 }
 
 Result<SubBatchOutcome> ReplicaState::StageSubBatch(const SubBatch& batch, int64_t ingest_us,

@@ -39,6 +39,8 @@ struct WriteRequest {
   int64_t ingest_ts_us = 0;
   // The control node's id of the request (0: none); see RequestWindow.
   uint64_t request_id = 0;
+  // The outcomes decided at commit (ReplicatedEntry::decided): staged as they are.
+  std::optional<std::vector<SubBatchOutcome>> decided;
   // Set: no write but Store::ReplaceFromCopy (`batches` and `done` unused).
   struct Replace {
     uint64_t min_index = 0;
@@ -92,6 +94,9 @@ class ReplicaState {
   uint32_t replica() const { return config_.replica; }
   // The highest raft index whose entry is committed (0: none).
   uint64_t applied_index() const { return applied_index_; }
+  // RequestWindow::FindCommitted: from any thread.
+  std::optional<std::vector<SubBatchOutcome>> FindCommittedRequest(uint64_t request_id,
+                                                                   uint64_t index) const;
 
   // Before the round's transaction (autocommitted on its own): forgets expired keys, every
   // prune interval or when `group` retries an expired key, so that its new key row never
@@ -123,6 +128,9 @@ class ReplicaState {
   Result<std::vector<SubBatchOutcome>> StageRequest(const WriteRequest& request, int64_t now_us,
                                                     Staged& staged);
   Result<SubBatchOutcome> StageSubBatch(const SubBatch& batch, int64_t ingest_us, Staged& staged);
+  // Stores what `outcome` says was stored: the rows and key of a kOk sub-batch.
+  void StageDecided(const SubBatch& batch, const SubBatchOutcome& outcome, int64_t ingest_us,
+                    Staged& staged);
   void AddCommittedRows(const std::vector<WriteRequest>& group, const Staged& staged);
   void StageRows(const std::vector<StoredRow>& rows, int64_t ingest_us);
   void StageKey(std::string_view key, const KeyRecord& record);
@@ -138,7 +146,7 @@ class ReplicaState {
   int64_t newest_ingest_us_ = 0;
   RunningAggregate* running_;
   KeyIndex& keys_;
-  std::optional<RequestWindow> requests_;  // set by Load
+  std::unique_ptr<RequestWindow> requests_;  // set by Load
 };
 
 }  // namespace das::worker

@@ -17,15 +17,35 @@ Status Stopping(uint32_t replica) {
 void ReplicaStore::Write(std::vector<SubBatch> batches, WriteCallback done) {
   size_t rows = 0;
   for (const SubBatch& batch : batches) rows += batch.rows.size();
-  node_.Enqueue(*partition_, WriteRequest{std::move(batches), std::move(done), rows});
+  WriteRequest request;
+  request.batches = std::move(batches);
+  request.done = std::move(done);
+  request.rows = rows;
+  node_.Enqueue(*partition_, std::move(request));
   node_.Expedite();  // its caller waits for the commit
 }
 
 void ReplicaStore::Apply(ReplicatedEntry entry, WriteCallback done) {
   size_t rows = 0;
   for (const SubBatch& batch : entry.batches) rows += batch.rows.size();
-  node_.Enqueue(*partition_, WriteRequest{std::move(entry.batches), std::move(done), rows,
-                                          entry.index, entry.ingest_ts_us, entry.request_id});
+  WriteRequest request;
+  request.batches = std::move(entry.batches);
+  request.done = std::move(done);
+  request.rows = rows;
+  request.raft_index = entry.index;
+  request.ingest_ts_us = entry.ingest_ts_us;
+  request.request_id = entry.request_id;
+  request.decided = std::move(entry.decided);
+  node_.Enqueue(*partition_, std::move(request));
+}
+
+std::optional<KeyRecord> ReplicaStore::FindKey(std::string_view key) const {
+  return partition_->keys.Lookup(key);
+}
+
+std::optional<std::vector<SubBatchOutcome>> ReplicaStore::FindRequest(uint64_t request_id,
+                                                                      uint64_t index) const {
+  return partition_->state->FindCommittedRequest(request_id, index);
 }
 
 size_t ReplicaStore::queue_depth() const { return node_.QueueDepth(*partition_); }

@@ -49,16 +49,21 @@ std::optional<std::vector<SubBatchOutcome>> DecodeOutcomes(std::string_view text
 
 }  // namespace
 
-Result<RequestWindow> RequestWindow::Create(duckdb_connection conn, uint32_t replica,
-                                            uint64_t applied_index, uint64_t window, Sinks sinks) {
-  RequestWindow requests(conn, replica, window, sinks);
-  RETURN_IF_ERROR(requests.Load(applied_index));
+Result<std::unique_ptr<RequestWindow>> RequestWindow::Create(duckdb_connection conn,
+                                                             uint32_t replica,
+                                                             uint64_t applied_index,
+                                                             uint64_t window, Sinks sinks) {
+  std::unique_ptr<RequestWindow> requests(new RequestWindow(conn, replica, window, sinks));
+  RETURN_IF_ERROR(requests->Load(applied_index));
   return requests;
 }
 
 Status RequestWindow::Reload(uint64_t applied_index) {
-  by_id_.clear();
-  order_.clear();
+  {
+    std::lock_guard lock(mu_);
+    by_id_.clear();
+    order_.clear();
+  }
   pending_.clear();
   pending_order_.clear();
   return Load(applied_index);
@@ -77,7 +82,8 @@ Status RequestWindow::Load(uint64_t applied_index) {
     const auto* indexes = chunk->Data<uint64_t>(1);
     for (size_t i = 0; i < chunk->size(); ++i) {
       std::optional<std::vector<SubBatchOutcome>> outcomes = DecodeOutcomes(chunk->String(2, i));
-      if (!outcomes) return Internal("raft_requests holds undecodable outcomes");
+      if (!outcomes) return Internal("replica_requests holds undecodable outcomes");
+      std::lock_guard lock(mu_);
       by_id_[ids[i]] = Entry{indexes[i], std::move(*outcomes)};
       order_.emplace_back(indexes[i], ids[i]);
     }
@@ -97,6 +103,19 @@ std::optional<std::vector<SubBatchOutcome>> RequestWindow::Find(uint64_t request
   }
   if (entry == nullptr || index - entry->index > window_) return std::nullopt;
   return entry->outcomes;
+}
+
+std::optional<std::vector<SubBatchOutcome>> RequestWindow::FindCommitted(uint64_t request_id,
+                                                                         uint64_t index) const {
+  std::lock_guard lock(mu_);
+  auto it = by_id_.find(request_id);
+  if (it == by_id_.end() || index - it->second.index > window_) return std::nullopt;
+  return it->second.outcomes;
+}
+
+size_t RequestWindow::size() const {
+  std::lock_guard lock(mu_);
+  return by_id_.size();
 }
 
 Status RequestWindow::Record(uint64_t request_id, uint64_t index,
@@ -128,6 +147,7 @@ Status RequestWindow::Prune(uint64_t newest_index) {
 }
 
 void RequestWindow::Committed() {
+  std::lock_guard lock(mu_);
   for (auto& [id, entry] : pending_) by_id_[id] = std::move(entry);
   order_.insert(order_.end(), pending_order_.begin(), pending_order_.end());
   pending_.clear();

@@ -6,11 +6,14 @@
 // store's table replica_requests (one row per entry, with the replica's id), in the transaction
 // of their entry, so the window survives restarts.
 //
-// Not thread-safe: the node store's applier thread owns it.
+// Thread-safety: the node store's applier thread owns it; FindCommitted() may be called from
+// any thread.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -34,8 +37,9 @@ class RequestWindow {
   // `conn` (not owned) is the applier's connection; it and `sinks` outlive the window. The
   // newest id of a replica always stays in the table, so its highest raft_index is a durable
   // applied index in itself (worker/store_tables.h, ReadAppliedIndex).
-  static Result<RequestWindow> Create(duckdb_connection conn, uint32_t replica,
-                                      uint64_t applied_index, uint64_t window, Sinks sinks);
+  static Result<std::unique_ptr<RequestWindow>> Create(duckdb_connection conn, uint32_t replica,
+                                                       uint64_t applied_index, uint64_t window,
+                                                       Sinks sinks);
 
   // Forgets what it holds and loads the table again (after a copy replaced its contents).
   Status Reload(uint64_t applied_index);
@@ -44,6 +48,9 @@ class RequestWindow {
   // entries before `index` (committed, or recorded in the transaction running now). The
   // distance alone decides, never how far pruning got, so every replica decides alike.
   std::optional<std::vector<SubBatchOutcome>> Find(uint64_t request_id, uint64_t index) const;
+  // The same over the committed ids only, from any thread.
+  std::optional<std::vector<SubBatchOutcome>> FindCommitted(uint64_t request_id,
+                                                            uint64_t index) const;
 
   // In the running transaction: remembers `request_id` (entry `index`) with its outcomes, and
   // forgets, now and then, ids that fell out of the window.
@@ -53,7 +60,7 @@ class RequestWindow {
   void Committed();
   void RolledBack();
 
-  size_t size() const { return by_id_.size(); }
+  size_t size() const;
 
  private:
   struct Entry {
@@ -69,7 +76,9 @@ class RequestWindow {
   uint32_t replica_;
   uint64_t window_;
   Sinks sinks_;
-  std::unordered_map<uint64_t, Entry> by_id_;
+  // The committed ids: changed by the applier thread under mu_, read by it without.
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, Entry> by_id_;        // GUARDED_BY(mu_) for writes
   std::deque<std::pair<uint64_t, uint64_t>> order_;  // (index, request id), oldest first
   std::unordered_map<uint64_t, Entry> pending_;      // recorded in the running transaction
   std::vector<std::pair<uint64_t, uint64_t>> pending_order_;

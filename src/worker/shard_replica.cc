@@ -68,18 +68,6 @@ std::string Manifest(uint64_t shard_id, uint64_t applied_index) {
   return out;
 }
 
-// The outcomes of an entry whose sub-batches carry no idempotency key (and are no look-ups):
-// each stores all its rows. nullopt when some part's outcome depends on the stored keys.
-std::optional<std::vector<SubBatchOutcome>> StatelessOutcomes(const ReplicatedEntry& entry) {
-  std::vector<SubBatchOutcome> outcomes;
-  outcomes.reserve(entry.batches.size());
-  for (const SubBatch& batch : entry.batches) {
-    if (!batch.idempotency_key.empty() || batch.check_only) return std::nullopt;
-    outcomes.push_back(SubBatchOutcome{SubBatchOutcome::Code::kOk, batch.rows.size()});
-  }
-  return outcomes;
-}
-
 }  // namespace
 
 ShardReplica::ShardReplica(uint64_t shard_id, Store& store, CopySource copies, const Clock& clock)
@@ -87,7 +75,8 @@ ShardReplica::ShardReplica(uint64_t shard_id, Store& store, CopySource copies, c
       store_(store),
       copies_(std::move(copies)),
       clock_(clock),
-      next_request_id_(RandomSeed()) {}
+      next_request_id_(RandomSeed()),
+      decider_(store) {}
 
 void ShardReplica::Propose(uint64_t request_id, std::vector<SubBatch> batches, WriteCallback done) {
   if (request_id == 0) request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
@@ -112,13 +101,23 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
   const uint64_t request_id = entry.request_id();
   last_seen_index_.store(index, std::memory_order_release);
   ReplicatedEntry replicated{index, entry.ingest_ts_us(), Decode(entry), request_id};
-  // An entry without idempotency keys has one outcome whatever the state: every row stored
-  // (a retry of its request id was answered so the first time too). It is committed on a
-  // majority's log now, so its proposer is answered now, not after the DuckDB commit: the log
-  // is the durable point, a restart applies it again from there, and a read waits until the
-  // store applied it. Keyed parts are decided by the store's state, so they wait for it.
-  std::optional<std::vector<SubBatchOutcome>> known = StatelessOutcomes(replicated);
-  if (known) Complete(request_id, std::move(*known));
+  // Decided here, in the order of the log, and answered now: the entry is on a majority's log,
+  // a restart applies it again from there, and a read waits until the store applied it. Not
+  // while the store has entries to apply that this replica could not decide (a copy being
+  // installed, and what was handed meanwhile): the store decides those from what it holds, and
+  // their proposers wait for it. An entry the store holds already (a replay after a restart, or
+  // one a copy brought) is answered by the store from its request window.
+  const uint64_t applied = store_.applied_index();
+  const bool replay = index <= applied;
+  const bool decide =
+      !replay && restoring_.load(std::memory_order_acquire) == 0 && applied >= undecided_through_;
+  if (decide) {
+    replicated.decided =
+        decider_.Decide(index, request_id, replicated.ingest_ts_us, replicated.batches);
+    Complete(request_id, *replicated.decided);
+  } else if (!replay) {
+    undecided_through_ = index;
+  }
   store_.Apply(
       std::move(replicated), [this, index, request_id](Result<std::vector<SubBatchOutcome>> r) {
         if (!r.ok() && r.status().code() != StatusCode::kShuttingDown) {
@@ -128,18 +127,17 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
                            shard_id_, index, r.status().ToString());
           std::abort();
         }
-        Complete(request_id, std::move(r));
+        if (r.ok()) decider_.Committed(index);
+        Complete(request_id, std::move(r));  // answered already when decided here
         ReleaseReads();
       });
-  // A keyed entry's proposer (on the leader that proposed it) waits for the store's decision:
-  // no batching delay there. Followers keep batching.
-  if (!known) {
+  if (!decide) {
     bool waited = false;
     {
       std::lock_guard lock(mu_);
       waited = waiting_.count(request_id) > 0;
     }
-    if (waited) store_.Expedite();
+    if (waited) store_.Expedite();  // its proposer waits for the store: no batching delay
   }
 }
 

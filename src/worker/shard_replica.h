@@ -1,10 +1,11 @@
 // ShardReplica: a shard's replicated state machine on this worker. It is the raft::StateMachine
-// of the shard's group: each committed entry (a das.internal.v1.RaftEntry) goes to the store's
-// Apply (queued off the raft loop thread, many entries per DuckDB transaction, the applied index
-// in the same transaction). Propose() turns a write into an entry with the leader's ingest time
-// and a request id, and answers with that entry's outcomes: once the entry is committed when
-// it has no idempotency key (every row is stored, whatever the state; the log is the durable
-// point), else once this replica's store applied it (keys are decided by the stored state).
+// of the shard's group: each committed entry (a das.internal.v1.RaftEntry) is decided on the
+// raft loop in the order of the log (worker/entry_decider.h: request ids, idempotency keys) and
+// goes to the store's Apply with its outcomes (queued off the raft loop thread, many entries
+// per DuckDB transaction, the applied index in the same transaction). Propose() turns a write
+// into an entry with the leader's ingest time and a request id, and answers with that entry's
+// outcomes once the entry is committed, keyed or not (the log is the durable point); only
+// while a copy is being installed does the store decide, and the proposer wait for it.
 //
 // Thread-safety: Propose from any thread; Apply/Snapshot/Restore on the raft loop thread;
 // callbacks on the store's writer thread (or, for a refused proposal, on the loop thread).
@@ -27,6 +28,7 @@
 
 #include "common/clock.h"
 #include "raft/group.h"
+#include "worker/entry_decider.h"
 #include "worker/store.h"
 
 namespace das::worker {
@@ -111,6 +113,10 @@ class ShardReplica final : public raft::StateMachine {
   std::atomic<uint64_t> snapshot_index_{0};
   std::atomic<uint64_t> next_request_id_;
   std::atomic<uint64_t> last_seen_index_{0};  // the last entry handed to the store
+  EntryDecider decider_;
+  // The last entry handed to the store undecided (a copy was being installed): entries are
+  // decided here again once the store applied it. Loop thread only.
+  uint64_t undecided_through_ = 0;
 
   std::mutex mu_;
   // Proposers by request id (a retry on the same leader may wait beside the first); GUARDED_BY(mu_)

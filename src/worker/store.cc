@@ -27,6 +27,15 @@ class OwningStore final : public Store {
   SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override {
     return store_->LookupKey(key, fingerprint);
   }
+  std::optional<KeyRecord> FindKey(std::string_view key) const override {
+    return store_->FindKey(key);
+  }
+  std::optional<std::vector<SubBatchOutcome>> FindRequest(uint64_t request_id,
+                                                          uint64_t index) const override {
+    return store_->FindRequest(request_id, index);
+  }
+  int64_t key_retention_us() const override { return store_->key_retention_us(); }
+  uint64_t request_window() const override { return store_->request_window(); }
   void ComputeAggregate(AggregateCallback done) override {
     store_->ComputeAggregate(std::move(done));
   }

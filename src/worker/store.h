@@ -63,6 +63,13 @@ struct SubBatchOutcome {
   uint64_t rows_written = 0;
 };
 
+// What the first sub-batch with a key stored.
+struct KeyRecord {
+  uint64_t fingerprint = 0;  // of the whole client batch (common/fingerprint.h)
+  uint64_t rows_written = 0;
+  int64_t committed_at_us = 0;  // microseconds since the Unix epoch
+};
+
 struct Aggregate {
   uint64_t count = 0;
   ExactSum sum;  // exact: no sum of finite values overflows or loses a bit in it
@@ -114,6 +121,10 @@ struct ReplicatedEntry {
   // StoreOptions::request_window entries is an internal retry: answered with the first
   // entry's outcomes, nothing stored.
   uint64_t request_id = 0;
+  // The outcome of each sub-batch as the replicated state machine decided it at commit, in
+  // the order of the log (worker/entry_decider.h): stored as decided. None: the store decides
+  // from what it holds. Either way an internal retry (request_id) stores nothing.
+  std::optional<std::vector<SubBatchOutcome>> decided = std::nullopt;
 };
 
 // The outcome of one Write(): one entry per sub-batch, in order, or a Status when the
@@ -162,6 +173,16 @@ class Store {
   // kDuplicate (same fingerprint; rows_written of the first) or kKeyConflict. For check_only
   // sub-batches that arrive alone.
   virtual SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const = 0;
+  // The committed record of `key`, whatever its age (no expiry judged), from any thread.
+  virtual std::optional<KeyRecord> FindKey(std::string_view key) const = 0;
+  // The outcomes of the committed entry that carried `request_id`, if that entry is within the
+  // request window before `index`, from any thread.
+  virtual std::optional<std::vector<SubBatchOutcome>> FindRequest(uint64_t request_id,
+                                                                  uint64_t index) const = 0;
+  // How long a key is remembered after its commit, in microseconds.
+  virtual int64_t key_retention_us() const = 0;
+  // How many entries a request id is remembered for (StoreOptions::request_window).
+  virtual uint64_t request_window() const = 0;
   // The aggregate over every committed row, from the running aggregate the writer keeps (no
   // table scan): every acknowledged write is in it. Calls `done` on the caller's thread.
   virtual void ComputeAggregate(AggregateCallback done) = 0;

@@ -50,6 +50,9 @@ class ShardReplicaTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  // The stores' pause between two rounds (StartReplica).
+  std::chrono::milliseconds commit_interval_{0};
+
   struct Replica {
     std::unique_ptr<raft::Loop> loop;
     std::unique_ptr<Store> store;
@@ -62,6 +65,7 @@ class ShardReplicaTest : public ::testing::Test {
     const std::string base = dir_ + "/replica-" + std::to_string(i + 1);
     StoreOptions store_options;
     store_options.data_dir = base + "/data";
+    store_options.min_commit_interval = commit_interval_;
     Result<std::unique_ptr<Store>> store = Store::Open(store_options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     r.store = std::move(store).value();
@@ -223,6 +227,48 @@ TEST_F(ShardReplicaTest, AFollowerRefusesReadsNamingTheLeader) {
 
 // The control node retries a request whose answer it lost, with the same id: the retry is
 // answered with the first outcome and nothing is stored twice, on any replica.
+// A keyed entry is decided in the order of the log and answered at commit, before any store
+// applied it: the stores here pause ten minutes between rounds, which nothing in the test cuts
+// short until the end. The same key is then a duplicate (same rows) or a conflict (others),
+// also while its first entry waits for its store; every replica then stores it once.
+TEST_F(ShardReplicaTest, KeyedEntriesAreDecidedAndAnsweredAtCommit) {
+  for (int i = 0; i < kReplicas; ++i) StopReplica(i);
+  commit_interval_ = std::chrono::minutes(10);
+  for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(StartReplica(i));
+  ASSERT_NO_FATAL_FAILURE(WriteMany("before", 1));  // the stores' first round: at once
+  for (int i = 0; i < kReplicas; ++i) WaitForRows(i, 2);
+  const int leader = WaitForLeader();
+  const uint64_t applied = replicas_[leader].store->applied_index();
+
+  Result<Outcomes> first = Propose(leader, {Rows("k", {1, 2, 3}, "batch-key")});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ((*first)[0].code, Code::kOk);
+  EXPECT_EQ((*first)[0].rows_written, 3u);
+  Result<Outcomes> again = Propose(leader, {Rows("k", {1, 2, 3}, "batch-key")});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ((*again)[0].code, Code::kDuplicate);
+  EXPECT_EQ((*again)[0].rows_written, 3u);
+  Result<Outcomes> other = Propose(leader, {Rows("k", {9}, "batch-key")});
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ((*other)[0].code, Code::kKeyConflict);
+  Result<Outcomes> check = Propose(leader, {Rows("k", {}, "unseen-key")});
+  ASSERT_TRUE(check.ok());
+  EXPECT_EQ((*check)[0].code, Code::kOk);
+  // Answered while no store has applied any of them.
+  EXPECT_EQ(replicas_[leader].store->applied_index(), applied);
+
+  for (int i = 0; i < kReplicas; ++i) replicas_[i].store->Expedite();
+  for (int i = 0; i < kReplicas; ++i) {
+    const Aggregate aggregate = WaitForRows(i, 5);
+    EXPECT_EQ(aggregate.count, 5u);
+    EXPECT_EQ(aggregate.sum.Value(), 9.0);
+    EXPECT_EQ(replicas_[i]
+                  .store->LookupKey("batch-key", Rows("k", {1, 2, 3}, "batch-key").fingerprint)
+                  .code,
+              Code::kDuplicate);
+  }
+}
+
 TEST_F(ShardReplicaTest, ARetriedRequestIdIsStoredOnceOnEveryReplica) {
   const int leader = WaitForLeader();
   Result<Outcomes> first = Propose(leader, {Rows("retried", {1, 2, 3})}, 4242);
