@@ -122,14 +122,17 @@ run_nginx() {
   echo "nginx-204 insert: $(summary "$TMP/nginx.out")"
 }
 
+RUNS=0
 run_config() {
   local name="$1" n r
+  # A config may run more than once in CONFIGS (alternated A/B): each run has its own dirs.
+  RUNS=$((RUNS + 1))
   WORKER_BIN=""
   if [[ "$name" == *-before ]]; then
     WORKER_BIN="${BEFORE_WORKER:?BEFORE_WORKER names the older worker binary}"
   fi
   read -r n r <<<"$(config "${name%-before}")"
-  start_cluster "$name" "$n" "$r"
+  start_cluster "$name.$RUNS" "$n" "$r"
   "$BUILD/bench/das-bench" insert -c 64 -d "$DURATION" --port "$CONTROL_PORT" \
     >"$TMP/$name.insert.out" || true
   echo "$name insert: $(summary "$TMP/$name.insert.out")"
@@ -145,14 +148,14 @@ run_config() {
         --trial "$trial" >"$TMP/$name.failover.$trial.out" || true
       wait "${WPID[1]}" 2>/dev/null || true
       echo "$name failover: $(summary "$TMP/$name.failover.$trial.out")"
-      start_worker "$TMP/$name" 1
-      wait_ok "$TMP/$name"
+      start_worker "$TMP/$name.$RUNS" 1
+      wait_ok "$TMP/$name.$RUNS"
       # The balancer hands worker 1's shards back to it (at most every 5 s per shard).
       sleep 6
     done
   fi
   stop_cluster
-  start_cluster "$name-analytics" "$n" "$r"
+  start_cluster "$name-analytics.$RUNS" "$n" "$r"
   "$BUILD/bench/das-bench" load --rows "$ROWS" -b 10000 -c 4 --port "$CONTROL_PORT" \
     >"$TMP/$name.load.out"
   echo "$name load: $(summary "$TMP/$name.load.out")"
@@ -160,7 +163,7 @@ run_config() {
     --port "$CONTROL_PORT" >"$TMP/$name.analytics.out" || true
   echo "$name analytics: $(summary "$TMP/$name.analytics.out")"
   sleep "${SETTLE:-15}"
-  echo "$name footprint: $(footprint "$TMP/$name-analytics")"
+  echo "$name footprint: $(footprint "$TMP/$name-analytics.$RUNS")"
   stop_cluster
 }
 

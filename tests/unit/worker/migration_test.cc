@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "store_sync.h"
 #include "temp_dir.h"
 #include "worker/duckdb_util.h"
 #include "worker/node_store.h"
@@ -75,17 +76,8 @@ Result<std::unique_ptr<Store>> OpenMigrating(NodeStore& node, uint32_t replica,
   return node.OpenReplica(options);
 }
 
-Aggregate Scan(Store& store) {
-  std::promise<Result<Aggregate>> done;
-  auto result = done.get_future();
-  store.ScanAggregate([&done](Result<Aggregate> r) { done.set_value(std::move(r)); });
-  Result<Aggregate> aggregate = result.get();
-  EXPECT_TRUE(aggregate.ok()) << aggregate.status().ToString();
-  return aggregate.ok() ? *aggregate : Aggregate{};
-}
-
 void ExpectHolds(Store& store, const OldFile& old) {
-  const Aggregate scanned = Scan(store);
+  const Aggregate scanned = ScanSync(store);
   EXPECT_EQ(scanned.count, old.count);
   EXPECT_EQ(scanned.sum.Value(), old.sum);
   EXPECT_EQ(store.applied_index(), old.applied_index);

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/histogram.h>
 
+#include "store_sync.h"
 #include "temp_dir.h"
 #include "worker/store.h"
 
@@ -65,15 +66,6 @@ Result<Outcomes> ApplySync(Store& store, uint64_t index, std::vector<SubBatch> b
   store.Apply(ReplicatedEntry{index, 0, std::move(batches), 1000 + index},
               [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
   return result.get();
-}
-
-Aggregate ScanSync(Store& store) {
-  std::promise<Result<Aggregate>> done;
-  auto result = done.get_future();
-  store.ScanAggregate([&done](Result<Aggregate> r) { done.set_value(std::move(r)); });
-  Result<Aggregate> aggregate = result.get();
-  EXPECT_TRUE(aggregate.ok()) << aggregate.status().ToString();
-  return aggregate.ok() ? *aggregate : Aggregate{};
 }
 
 Aggregate RunningSync(Store& store) {
