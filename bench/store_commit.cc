@@ -16,7 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "src/worker/store.h"
+#include "storage/store.h"
 
 namespace {
 
@@ -49,22 +49,22 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   std::filesystem::remove_all(dir);
 
-  das::worker::StoreOptions options;
+  das::storage::StoreOptions options;
   options.data_dir = dir;
   options.file_name = "shard.duckdb";
   options.duckdb_threads = 1;
   options.min_commit_interval = std::chrono::milliseconds(commit_interval_ms);
-  auto store = das::worker::Store::Open(options);
+  auto store = das::storage::Store::Open(options);
   if (!store.ok()) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
     return 1;
   }
   auto entry = [rows, keyed](uint64_t index) {
-    das::worker::ReplicatedEntry e;
+    das::storage::ReplicatedEntry e;
     e.index = index;
     e.ingest_ts_us = 1'700'000'000'000'000 + static_cast<int64_t>(index);
     e.request_id = 0x9e3779b97f4a7c15ULL * index;
-    das::worker::SubBatch batch;
+    das::storage::SubBatch batch;
     for (size_t r = 0; r < rows; ++r) {
       batch.rows.push_back({"key-" + std::to_string(index) + "-" + std::to_string(r), 1.0});
     }
@@ -113,9 +113,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     const uint64_t bytes = std::filesystem::file_size(file);
-    das::worker::StoreOptions target_options = options;
+    das::storage::StoreOptions target_options = options;
     target_options.data_dir = dir + "/target";
-    auto target = das::worker::Store::Open(target_options);
+    auto target = das::storage::Store::Open(target_options);
     if (!target.ok()) return 1;
     const auto install_started = std::chrono::steady_clock::now();
     std::promise<das::Status> installed;

@@ -20,16 +20,16 @@
 #include "http/run.h"
 #include "http/server.h"
 #include "metrics/registry.h"
+#include "replica/copy_fetcher.h"
+#include "replica/replica_host.h"
 #include "rpc/cluster_auth.h"
 #include "rpc/routes.h"
-#include "worker/copy_fetcher.h"
+#include "storage/node_store.h"
+#include "storage/store.h"
 #include "worker/data_pool.h"
 #include "worker/join.h"
 #include "worker/node_identity.h"
-#include "worker/node_store.h"
-#include "worker/replica_host.h"
 #include "worker/service.h"
-#include "worker/store.h"
 
 namespace {
 
@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<das::metrics::Registry> metrics;
   if (flags.metrics) metrics = std::make_unique<das::metrics::Registry>();
   // The worker's one database: every shard replica's rows and the unreplicated store's.
-  das::worker::NodeStoreOptions node_options;
+  das::storage::NodeStoreOptions node_options;
   if (metrics) {
     node_options.commit_seconds =
         &metrics->Histogram("das_store_commit_duration_seconds",
@@ -307,16 +307,16 @@ int main(int argc, char** argv) {
   node_options.reader_threads = flags.reader_threads;
   node_options.duckdb_threads = flags.duckdb_threads;
   node_options.min_commit_interval = std::chrono::milliseconds(flags.replica_commit_interval_ms);
-  auto node_store = das::worker::NodeStore::Open(node_options);
+  auto node_store = das::storage::NodeStore::Open(node_options);
   if (!node_store.ok()) {
     spdlog::critical("cannot open the store in {}: {}", flags.data_dir,
                      node_store.status().ToString());
     return 1;
   }
-  das::worker::ReplicaStoreOptions replica_store;
+  das::storage::ReplicaStoreOptions replica_store;
   replica_store.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
-  das::worker::ReplicaStoreOptions unreplicated = replica_store;
-  unreplicated.replica = das::worker::kUnreplicatedReplica;
+  das::storage::ReplicaStoreOptions unreplicated = replica_store;
+  unreplicated.replica = das::storage::kUnreplicatedReplica;
   // The unreplicated store's own file from before the node store, imported once.
   unreplicated.migrate_from = (std::filesystem::path(flags.data_dir) / "worker.duckdb").string();
   auto store = (*node_store)->OpenReplica(unreplicated);
@@ -340,11 +340,11 @@ int main(int argc, char** argv) {
     });
   };
   await_hangup();
-  std::unique_ptr<das::worker::CopyFetcher> copies =
-      das::worker::CopyFetcher::Create(io, cluster_key, flags.copy_bytes_per_s);
+  std::unique_ptr<das::replica::CopyFetcher> copies =
+      das::replica::CopyFetcher::Create(io, cluster_key, flags.copy_bytes_per_s);
   // The replicated shards: opened now if the data directory keeps a topology, else when the
   // control node sends one.
-  das::worker::ReplicaHostOptions replica_options;
+  das::replica::ReplicaHostOptions replica_options;
   replica_options.node_id = flags.id;
   replica_options.data_dir = flags.data_dir;
   replica_options.listen_host = flags.host;
@@ -357,8 +357,8 @@ int main(int argc, char** argv) {
   replica_options.snapshot_threshold = flags.snapshot_threshold;
   replica_options.snapshot_trailing = flags.snapshot_trailing;
   replica_options.copies = copies.get();
-  std::unique_ptr<das::worker::ReplicaHost> replicas =
-      das::worker::ReplicaHost::Create(replica_options);
+  std::unique_ptr<das::replica::ReplicaHost> replicas =
+      das::replica::ReplicaHost::Create(replica_options);
   das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port,
                                      cluster_key, metrics.get());
 

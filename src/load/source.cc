@@ -6,12 +6,12 @@
 #include <utility>
 
 #include "common/validation.h"
-#include "worker/duckdb_util.h"
+#include "storage/duckdb_util.h"
 
 namespace das::load {
 namespace {
 
-namespace duck = das::worker::duck;
+namespace duck = das::storage::duck;
 
 std::string QuoteIdentifier(std::string_view name) {
   std::string quoted = "\"";

@@ -69,7 +69,7 @@ class WorkerClient : public WriteTarget {
   virtual boost::asio::awaitable<Result<internal::v1::MembershipResponse>> Membership(
       const internal::v1::MembershipRequest& request, std::chrono::milliseconds timeout) = 0;
   // A copy of the worker's replica of `shard` (at an applied index of at least `min_index`),
-  // then its bytes, chunk by chunk (worker/copy_fetcher.h).
+  // then its bytes, chunk by chunk (replica/copy_fetcher.h).
   virtual boost::asio::awaitable<Result<internal::v1::CopyResponse>> StartCopy(
       uint32_t shard, uint64_t min_index, std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::CopyChunkResponse>> CopyChunk(

@@ -66,7 +66,7 @@ asio::awaitable<Result<T>> AwaitStore(Start start) {
 // Moves the request's sub-batches into store sub-batches; a sub-batch with a bad row is
 // answered INVALID_ARGUMENT in `results` and left out (index kept in `sent`).
 struct Prepared {
-  std::vector<SubBatch> batches;
+  std::vector<storage::SubBatch> batches;
   std::vector<size_t> sent;  // index in the request of each entry of `batches`
 };
 
@@ -87,13 +87,14 @@ Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteRespons
       result->set_error(invalid.message());
       continue;
     }
-    SubBatch batch;
+    storage::SubBatch batch;
     batch.idempotency_key = std::move(*in.mutable_idempotency_key());
     batch.fingerprint = in.batch_fingerprint();
     batch.check_only = in.check_only();
     batch.rows.reserve(in.rows_size());
     for (internal::v1::RowWire& row : *in.mutable_rows()) {
-      batch.rows.push_back(StoredRow{std::move(*row.mutable_partition_key()), row.value()});
+      batch.rows.push_back(
+          storage::StoredRow{std::move(*row.mutable_partition_key()), row.value()});
     }
     out.batches.push_back(std::move(batch));
     out.sent.push_back(static_cast<size_t>(i));
@@ -101,19 +102,19 @@ Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteRespons
   return out;
 }
 
-SubBatchResult::Code ToWire(SubBatchOutcome::Code code) {
+SubBatchResult::Code ToWire(storage::SubBatchOutcome::Code code) {
   switch (code) {
-    case SubBatchOutcome::Code::kOk:
+    case storage::SubBatchOutcome::Code::kOk:
       return SubBatchResult::OK;
-    case SubBatchOutcome::Code::kDuplicate:
+    case storage::SubBatchOutcome::Code::kDuplicate:
       return SubBatchResult::DUPLICATE;
-    case SubBatchOutcome::Code::kKeyConflict:
+    case storage::SubBatchOutcome::Code::kKeyConflict:
       return SubBatchResult::KEY_CONFLICT;
   }
   return SubBatchResult::INVALID_ARGUMENT;
 }
 
-internal::v1::AggregateResponse ToWire(const worker::Aggregate& aggregate, uint32_t worker_id) {
+internal::v1::AggregateResponse ToWire(const storage::Aggregate& aggregate, uint32_t worker_id) {
   internal::v1::AggregateResponse response;
   response.set_count(aggregate.count);
   response.set_sum(aggregate.sum.Value());
@@ -138,8 +139,9 @@ http::Response Undecodable(const google::protobuf::MessageLite& message) {
 
 }  // namespace
 
-WorkerService::WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas,
-                             uint16_t raft_port, std::shared_ptr<const rpc::ClusterKey> cluster_key,
+WorkerService::WorkerService(uint32_t worker_id, storage::Store& store,
+                             replica::ReplicaHost* replicas, uint16_t raft_port,
+                             std::shared_ptr<const rpc::ClusterKey> cluster_key,
                              metrics::Registry* metrics)
     : worker_id_(worker_id),
       store_(store),
@@ -287,13 +289,15 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
   Prepared prepared = Prepare(write, response);
   // Key look-ups alone are answered here from the committed keys: they must not wait behind a
   // commit in the writer's queue (the control node asks before every keyed batch).
-  const bool only_checks = !prepared.batches.empty() &&
-                           std::all_of(prepared.batches.begin(), prepared.batches.end(),
-                                       [](const SubBatch& batch) { return batch.check_only; });
+  const bool only_checks =
+      !prepared.batches.empty() &&
+      std::all_of(prepared.batches.begin(), prepared.batches.end(),
+                  [](const storage::SubBatch& batch) { return batch.check_only; });
   if (only_checks) {
     for (size_t i = 0; i < prepared.sent.size(); ++i) {
-      const SubBatch& batch = prepared.batches[i];
-      const SubBatchOutcome outcome = store_.LookupKey(batch.idempotency_key, batch.fingerprint);
+      const storage::SubBatch& batch = prepared.batches[i];
+      const storage::SubBatchOutcome outcome =
+          store_.LookupKey(batch.idempotency_key, batch.fingerprint);
       SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
       result->set_code(ToWire(outcome.code));
       result->set_rows_written(outcome.rows_written);
@@ -305,9 +309,9 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
     auto start = [this, batches = std::move(prepared.batches)](auto done) mutable {
       store_.Write(std::move(batches), std::move(done));
     };
-    asio::awaitable<Result<std::vector<SubBatchOutcome>>> op =
-        AwaitStore<std::vector<SubBatchOutcome>>(std::move(start));
-    Result<std::vector<SubBatchOutcome>> outcomes = co_await std::move(op);
+    asio::awaitable<Result<std::vector<storage::SubBatchOutcome>>> op =
+        AwaitStore<std::vector<storage::SubBatchOutcome>>(std::move(start));
+    Result<std::vector<storage::SubBatchOutcome>> outcomes = co_await std::move(op);
     if (!outcomes.ok()) {
       // Logged by the store where it failed; the control node gets the code.
       co_return rpc::ErrorResponse(outcomes.status());
@@ -323,8 +327,8 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
 
 asio::awaitable<http::Response> WorkerService::Aggregate() {
   auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
-  asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
-  Result<worker::Aggregate> aggregate = co_await std::move(op);
+  asio::awaitable<Result<storage::Aggregate>> op = AwaitStore<storage::Aggregate>(std::move(start));
+  Result<storage::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
   co_return rpc::ProtobufResponse(ToWire(*aggregate, worker_id_));
 }
@@ -332,8 +336,8 @@ asio::awaitable<http::Response> WorkerService::Aggregate() {
 asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   // The running aggregate's count: no table scan for a health check.
   auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
-  asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
-  Result<worker::Aggregate> aggregate = co_await std::move(op);
+  asio::awaitable<Result<storage::Aggregate>> op = AwaitStore<storage::Aggregate>(std::move(start));
+  Result<storage::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
   uint64_t rows = aggregate->count;
   // Group::Info waits briefly for the raft loop thread (no I/O).
@@ -379,7 +383,7 @@ void WorkerService::StartReplicated(internal::v1::WriteRequest& write, Replicate
   replicas_->Write(
       write.shard(), write.request_id(), std::move(prepared.batches),
       [response, sent = std::move(prepared.sent),
-       done = std::move(done)](Result<std::vector<SubBatchOutcome>> outcomes) {
+       done = std::move(done)](Result<std::vector<storage::SubBatchOutcome>> outcomes) {
         if (!outcomes.ok()) {
           done(std::move(outcomes).status());
           return;
@@ -497,8 +501,8 @@ asio::awaitable<http::Response> WorkerService::ShardRead(http::Request request) 
   auto start = [this, shard = read->shard()](auto done) {
     replicas_->Read(shard, std::move(done));
   };
-  asio::awaitable<Result<worker::Aggregate>> op = AwaitStore<worker::Aggregate>(std::move(start));
-  Result<worker::Aggregate> aggregate = co_await std::move(op);
+  asio::awaitable<Result<storage::Aggregate>> op = AwaitStore<storage::Aggregate>(std::move(start));
+  Result<storage::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
   internal::v1::AggregateResponse response = ToWire(*aggregate, worker_id_);
   response.set_shard(read->shard());
@@ -516,10 +520,11 @@ asio::awaitable<http::Response> WorkerService::Query(http::Request request) {
   auto start = [this, query = std::move(*query)](auto done) mutable {
     if (!query.has_shard()) return QueryStore(store_, std::move(query), std::move(done));
     const uint32_t shard = query.shard();
-    replicas_->ReadWith(shard, [query = std::move(query), done](Result<Store*> store) mutable {
-      if (!store.ok()) return done(Result<Answer>(std::move(store).status()));
-      QueryStore(**store, std::move(query), std::move(done));
-    });
+    replicas_->ReadWith(shard,
+                        [query = std::move(query), done](Result<storage::Store*> store) mutable {
+                          if (!store.ok()) return done(Result<Answer>(std::move(store).status()));
+                          QueryStore(**store, std::move(query), std::move(done));
+                        });
   };
   asio::awaitable<Result<Answer>> op = AwaitStore<Answer>(std::move(start));
   Result<Answer> answer = co_await std::move(op);

@@ -45,9 +45,9 @@
 #include "http/router.h"
 #include "metrics/http_metrics.h"
 #include "metrics/registry.h"
+#include "replica/replica_host.h"
 #include "rpc/cluster_auth.h"
-#include "worker/replica_host.h"
-#include "worker/store.h"
+#include "storage/store.h"
 
 namespace das::worker {
 
@@ -56,7 +56,7 @@ class WorkerService {
   // `replicas` (may be null: no replicated shards) and `store` outlive the service.
   // `raft_port` is the port its health tells the control node (the one peers dial).
   // `metrics` (may be null: no /metrics, nothing counted) outlives the service.
-  WorkerService(uint32_t worker_id, Store& store, ReplicaHost* replicas = nullptr,
+  WorkerService(uint32_t worker_id, storage::Store& store, replica::ReplicaHost* replicas = nullptr,
                 uint16_t raft_port = 0, std::shared_ptr<const rpc::ClusterKey> cluster_key = {},
                 metrics::Registry* metrics = nullptr);
   ~WorkerService();
@@ -91,8 +91,8 @@ class WorkerService {
                                                       const http::RouteHandler& next);
 
   const uint32_t worker_id_;
-  Store& store_;
-  ReplicaHost* const replicas_;
+  storage::Store& store_;
+  replica::ReplicaHost* const replicas_;
   const uint16_t raft_port_;
   const std::shared_ptr<const rpc::ClusterKey> cluster_key_;
   LogThrottle refusals_{std::chrono::seconds(10)};

@@ -89,15 +89,16 @@ Status Aggregate(const ScanContext& context, std::map<int64_t, std::vector<Group
       .append("WHERE ")
       .append(WhereSql(context.replica, query))
       .append(" GROUP BY ALL");
-  ASSIGN_OR_RETURN(duck::PreparedHandle stmt, duck::Prepare(context.conn, sql.c_str()));
+  ASSIGN_OR_RETURN(storage::duck::PreparedHandle stmt,
+                   storage::duck::Prepare(context.conn, sql.c_str()));
   RETURN_IF_ERROR(BindWhere(stmt.get(), query, context.as_of_us));
   if (query.width_ms() != 0 &&
       duckdb_bind_int64(stmt.get(), where_params + 1, query.width_ms()) == DuckDBError) {
-    return duck::Error("bind the bucket width", "invalid parameter");
+    return storage::duck::Error("bind the bucket width", "invalid parameter");
   }
-  ASSIGN_OR_RETURN(duck::QueryResult result,
-                   duck::ExecuteStreaming(stmt.get(), "group a query's rows"));
-  while (std::optional<duck::Chunk> chunk = result.NextChunk()) {
+  ASSIGN_OR_RETURN(storage::duck::QueryResult result,
+                   storage::duck::ExecuteStreaming(stmt.get(), "group a query's rows"));
+  while (std::optional<storage::duck::Chunk> chunk = result.NextChunk()) {
     RETURN_IF_ERROR(CheckDeadline(context));
     const int64_t* starts = chunk->Data<int64_t>(1);
     const int64_t* counts = chunk->Data<int64_t>(2);

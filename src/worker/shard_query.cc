@@ -17,7 +17,7 @@
 
 #include "common/exact_sum.h"
 #include "common/quantile.h"
-#include "worker/duckdb_util.h"
+#include "storage/duckdb_util.h"
 #include "worker/shard_groups.h"
 #include "worker/shard_scan.h"
 
@@ -163,11 +163,11 @@ Result<ShardQueryResponse> RunShardQuery(duckdb_connection conn, uint32_t replic
   return response;
 }
 
-void QueryStore(Store& store, ShardQuery query, ShardQueryCallback done) {
+void QueryStore(storage::Store& store, ShardQuery query, ShardQueryCallback done) {
   const auto deadline = query.timeout_ms() == 0 ? std::chrono::steady_clock::time_point::max()
                                                 : std::chrono::steady_clock::now() +
                                                       std::chrono::milliseconds(query.timeout_ms());
-  Store* target = &store;
+  storage::Store* target = &store;
   store.RunOnReader([target, deadline, query = std::move(query),
                      done = std::move(done)](Result<_duckdb_connection*> conn) {
     if (!conn.ok()) return done(std::move(conn).status());

@@ -21,7 +21,7 @@
 
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
-#include "worker/store.h"
+#include "storage/store.h"
 
 namespace das::worker {
 
@@ -37,6 +37,6 @@ Result<internal::v1::ShardQueryResponse> RunShardQuery(
 
 // RunShardQuery on one of `store`'s reader threads, within query.timeout_ms() of now (counted
 // from this call, so that the time queued counts).
-void QueryStore(Store& store, internal::v1::ShardQuery query, ShardQueryCallback done);
+void QueryStore(storage::Store& store, internal::v1::ShardQuery query, ShardQueryCallback done);
 
 }  // namespace das::worker

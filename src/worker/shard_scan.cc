@@ -59,7 +59,7 @@ Status BindWhere(duckdb_prepared_statement stmt, const internal::v1::ShardQuery&
                  int64_t as_of_us, int first) {
   idx_t param = static_cast<idx_t>(first);
   auto bind_ts = [&](int64_t us) {
-    return duckdb_bind_timestamp(stmt, param++, duck::Timestamp(us)) == DuckDBSuccess;
+    return duckdb_bind_timestamp(stmt, param++, storage::duck::Timestamp(us)) == DuckDBSuccess;
   };
   auto bind_text = [&](const std::string& text) {
     return duckdb_bind_varchar_length(stmt, param++, text.data(), text.size()) == DuckDBSuccess;
@@ -69,7 +69,7 @@ Status BindWhere(duckdb_prepared_statement stmt, const internal::v1::ShardQuery&
   if (query.has_to_us()) ok = ok && bind_ts(query.to_us());
   for (const std::string& key : query.keys()) ok = ok && bind_text(key);
   if (!query.key_prefix().empty()) ok = ok && bind_text(query.key_prefix());
-  return ok ? Status::Ok() : duck::Error("bind the query's filters", "invalid parameter");
+  return ok ? Status::Ok() : storage::duck::Error("bind the query's filters", "invalid parameter");
 }
 
 Result<Scan> Scan::Start(const ScanContext& context, Columns columns) {
@@ -77,10 +77,12 @@ Result<Scan> Scan::Start(const ScanContext& context, Columns columns) {
   if (columns.ts) sql += ", ingest_ts";
   if (columns.key) sql += ", partition_key";
   sql.append(" FROM replica_rows WHERE ").append(WhereSql(context.replica, *context.query));
-  ASSIGN_OR_RETURN(duck::PreparedHandle stmt, duck::Prepare(context.conn, sql.c_str()));
+  ASSIGN_OR_RETURN(storage::duck::PreparedHandle stmt,
+                   storage::duck::Prepare(context.conn, sql.c_str()));
   RETURN_IF_ERROR(BindWhere(stmt.get(), *context.query, context.as_of_us));
   Scan scan(context, std::move(stmt), columns);
-  ASSIGN_OR_RETURN(scan.result_, duck::ExecuteStreaming(scan.stmt_.get(), "scan for a query"));
+  ASSIGN_OR_RETURN(scan.result_,
+                   storage::duck::ExecuteStreaming(scan.stmt_.get(), "scan for a query"));
   return scan;
 }
 

@@ -18,7 +18,7 @@
 #include "common/quantile.h"
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
-#include "worker/duckdb_util.h"
+#include "storage/duckdb_util.h"
 
 namespace das::worker {
 
@@ -86,7 +86,7 @@ class Scan {
   template <typename RowFn>
   Result<bool> ForEach(RowFn&& row) {
     const size_t ts_col = 1, key_col = columns_.ts ? 2 : 1;
-    while (std::optional<duck::Chunk> chunk = result_.NextChunk()) {
+    while (std::optional<storage::duck::Chunk> chunk = result_.NextChunk()) {
       RETURN_IF_ERROR(CheckDeadline(context_));
       const size_t n = chunk->size();
       const double* values = chunk->Data<double>(0);
@@ -103,13 +103,13 @@ class Scan {
   }
 
  private:
-  Scan(const ScanContext& context, duck::PreparedHandle stmt, Columns columns)
+  Scan(const ScanContext& context, storage::duck::PreparedHandle stmt, Columns columns)
       : context_(context), stmt_(std::move(stmt)), columns_(columns) {}
 
   ScanContext context_;
-  duck::PreparedHandle stmt_;  // outlives result_, which streams from it
+  storage::duck::PreparedHandle stmt_;  // outlives result_, which streams from it
   Columns columns_;
-  duck::QueryResult result_;
+  storage::duck::QueryResult result_;
 };
 
 }  // namespace das::worker

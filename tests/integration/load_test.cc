@@ -12,16 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "storage/duckdb_util.h"
 #include "support/api.h"
 #include "support/cluster.h"
 #include "support/http_client.h"
 #include "support/process.h"
-#include "worker/duckdb_util.h"
 
 namespace das::it {
 namespace {
 
-namespace duck = das::worker::duck;
+namespace duck = das::storage::duck;
 
 std::string LoadBinary() {
   const char* env = std::getenv("DAS_LOAD_BIN");

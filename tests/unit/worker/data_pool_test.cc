@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "temp_dir.h"
+#include "../temp_dir.h"
 
 namespace das::worker {
 namespace {

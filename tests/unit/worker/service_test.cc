@@ -23,9 +23,9 @@ class WorkerServiceTest : public ::testing::Test {
     char tmpl[] = "/tmp/das-worker-service-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    StoreOptions options;
+    storage::StoreOptions options;
     options.data_dir = dir_;
-    Result<std::unique_ptr<Store>> store = Store::Open(options);
+    Result<std::unique_ptr<storage::Store>> store = storage::Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
     service_ = std::make_unique<WorkerService>(7, *store_);
@@ -72,7 +72,7 @@ class WorkerServiceTest : public ::testing::Test {
 
   std::string dir_;
   asio::io_context io_;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<storage::Store> store_;
   std::unique_ptr<WorkerService> service_;
 };
 

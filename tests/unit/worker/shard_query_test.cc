@@ -18,13 +18,13 @@
 
 #include <gtest/gtest.h>
 
+#include "../temp_dir.h"
 #include "common/exact_sum.h"
 #include "common/quantile.h"
 #include "control/quantile_search.h"
 #include "control/query_merge.h"
 #include "control/query_plan.h"
-#include "temp_dir.h"
-#include "worker/duckdb_util.h"
+#include "storage/duckdb_util.h"
 
 namespace das::worker {
 namespace {
@@ -47,7 +47,7 @@ std::string Double(double q) {
   return text;
 }
 
-Result<ShardQueryResponse> RunQuery(Store& store, ShardQuery query) {
+Result<ShardQueryResponse> RunQuery(storage::Store& store, ShardQuery query) {
   std::promise<Result<ShardQueryResponse>> done;
   auto future = done.get_future();
   QueryStore(store, std::move(query),
@@ -55,7 +55,7 @@ Result<ShardQueryResponse> RunQuery(Store& store, ShardQuery query) {
   return future.get();
 }
 
-ShardQueryResponse RunQueryOk(Store& store, ShardQuery query) {
+ShardQueryResponse RunQueryOk(storage::Store& store, ShardQuery query) {
   Result<ShardQueryResponse> response = RunQuery(store, std::move(query));
   EXPECT_TRUE(response.ok()) << response.status().ToString();
   return response.ok() ? *response : ShardQueryResponse();
@@ -63,44 +63,46 @@ ShardQueryResponse RunQueryOk(Store& store, ShardQuery query) {
 
 class ShardQueryTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Store> Open(const std::string& name = "a") {
-    StoreOptions options;
+  std::unique_ptr<storage::Store> Open(const std::string& name = "a") {
+    storage::StoreOptions options;
     options.data_dir = dir_.path() + "/" + name;
-    Result<std::unique_ptr<Store>> store = Store::Open(std::move(options));
+    Result<std::unique_ptr<storage::Store>> store = storage::Store::Open(std::move(options));
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     return store.ok() ? std::move(store).value() : nullptr;
   }
 
   // Applies `rows` as raft entry `index` with the leader's ingest time `ts_us`.
-  static void Apply(Store& store, uint64_t index, int64_t ts_us, const std::vector<Row>& rows) {
-    SubBatch batch;
+  static void Apply(storage::Store& store, uint64_t index, int64_t ts_us,
+                    const std::vector<Row>& rows) {
+    storage::SubBatch batch;
     for (const Row& row : rows) batch.rows.push_back({row.key, row.value});
-    std::promise<Result<std::vector<SubBatchOutcome>>> done;
+    std::promise<Result<std::vector<storage::SubBatchOutcome>>> done;
     auto future = done.get_future();
-    store.Apply(ReplicatedEntry{index, ts_us, {std::move(batch)}, 0},
-                [&done](Result<std::vector<SubBatchOutcome>> r) { done.set_value(std::move(r)); });
-    Result<std::vector<SubBatchOutcome>> outcome = future.get();
+    store.Apply(
+        storage::ReplicatedEntry{index, ts_us, {std::move(batch)}, 0},
+        [&done](Result<std::vector<storage::SubBatchOutcome>> r) { done.set_value(std::move(r)); });
+    Result<std::vector<storage::SubBatchOutcome>> outcome = future.get();
     ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
   }
 
-  static Result<ShardQueryResponse> Run(Store& store, ShardQuery query) {
+  static Result<ShardQueryResponse> Run(storage::Store& store, ShardQuery query) {
     return RunQuery(store, std::move(query));
   }
-  static ShardQueryResponse RunOk(Store& store, ShardQuery query) {
+  static ShardQueryResponse RunOk(storage::Store& store, ShardQuery query) {
     return RunQueryOk(store, std::move(query));
   }
 
   // A scalar DOUBLE (or BIGINT as double) from SQL on one of the store's reader connections.
-  static std::vector<double> Sql(Store& store, const std::string& sql) {
+  static std::vector<double> Sql(storage::Store& store, const std::string& sql) {
     std::promise<std::vector<double>> done;
     auto future = done.get_future();
     store.RunOnReader([&](Result<_duckdb_connection*> conn) {
       std::vector<double> out;
       if (conn.ok()) {
-        Result<duck::QueryResult> result = duck::Query(*conn, sql.c_str());
+        Result<storage::duck::QueryResult> result = storage::duck::Query(*conn, sql.c_str());
         EXPECT_TRUE(result.ok()) << result.status().ToString();
         while (result.ok()) {
-          std::optional<duck::Chunk> chunk = result->NextChunk();
+          std::optional<storage::duck::Chunk> chunk = result->NextChunk();
           if (!chunk) break;
           for (size_t i = 0; i < chunk->size(); ++i) out.push_back(chunk->Data<double>(0)[i]);
         }
@@ -383,7 +385,7 @@ TEST_F(ShardQueryTest, ProbesCountBinsOrSendTheValuesOfARange) {
 // The rounds of control/quantile_search.h over `stores`, as the control node runs them (the
 // first round merged by control/query_merge.h): every bucket's quantiles for `granularity`,
 // and how many rounds of probes that took.
-std::map<int64_t, std::vector<double>> Quantiles(const std::vector<Store*>& stores,
+std::map<int64_t, std::vector<double>> Quantiles(const std::vector<storage::Store*>& stores,
                                                  const std::vector<double>& qs,
                                                  const std::string& granularity, uint32_t bins,
                                                  uint64_t fetch, int* rounds_out = nullptr) {
@@ -394,7 +396,7 @@ std::map<int64_t, std::vector<double>> Quantiles(const std::vector<Store*>& stor
   const control::QueryPlan& plan = std::get<control::QueryPlan>(planned);
   control::QueryMerge merge(plan);
   std::vector<ShardQueryResponse> first;
-  for (Store* store : stores) {
+  for (storage::Store* store : stores) {
     first.push_back(RunQueryOk(*store, plan.shard_query));
     EXPECT_TRUE(merge.Add(first.back()).ok());
   }
@@ -425,34 +427,35 @@ std::map<int64_t, std::vector<double>> Quantiles(const std::vector<Store*>& stor
 // DuckDB's quantile_cont over `values` in an in-memory database: the reference.
 std::vector<double> DuckDbQuantiles(const std::vector<double>& values,
                                     const std::vector<double>& qs) {
-  Result<duck::DatabaseHandle> db = duck::OpenDatabase(":memory:", 1);
+  Result<storage::duck::DatabaseHandle> db = storage::duck::OpenDatabase(":memory:", 1);
   EXPECT_TRUE(db.ok());
-  Result<duck::ConnectionHandle> conn = duck::Connect(db->get());
+  Result<storage::duck::ConnectionHandle> conn = storage::duck::Connect(db->get());
   EXPECT_TRUE(conn.ok());
-  EXPECT_TRUE(duck::Exec(conn->get(), "CREATE TABLE t (v DOUBLE)").ok());
+  EXPECT_TRUE(storage::duck::Exec(conn->get(), "CREATE TABLE t (v DOUBLE)").ok());
   {
-    Result<duck::AppenderHandle> appender = duck::CreateAppender(conn->get(), "t");
+    Result<storage::duck::AppenderHandle> appender =
+        storage::duck::CreateAppender(conn->get(), "t");
     EXPECT_TRUE(appender.ok());
     for (double v : values) {
       duckdb_append_double(appender->get(), v);
       duckdb_appender_end_row(appender->get());
     }
-    EXPECT_TRUE(duck::CloseAppender(appender->get(), "t").ok());
+    EXPECT_TRUE(storage::duck::CloseAppender(appender->get(), "t").ok());
   }
   std::vector<double> out;
   for (double q : qs) {
     char sql[128];
     std::snprintf(sql, sizeof sql, "SELECT quantile_cont(v, %s) FROM t", Double(q).c_str());
-    Result<duck::QueryResult> result = duck::Query(conn->get(), sql);
+    Result<storage::duck::QueryResult> result = storage::duck::Query(conn->get(), sql);
     EXPECT_TRUE(result.ok()) << result.status().ToString();
-    std::optional<duck::Chunk> chunk = result->NextChunk();
+    std::optional<storage::duck::Chunk> chunk = result->NextChunk();
     out.push_back(chunk->Data<double>(0)[0]);
   }
   return out;
 }
 
 TEST_F(ShardQueryTest, QuantilesOfEveryBucketOverSeveralStoresAreDuckDbs) {
-  std::vector<std::unique_ptr<Store>> stores;
+  std::vector<std::unique_ptr<storage::Store>> stores;
   for (const char* name : {"b1", "b2"}) stores.push_back(Open(name));
   std::mt19937_64 random(5);
   std::uniform_real_distribution<double> value(-50, 50);
@@ -473,7 +476,7 @@ TEST_F(ShardQueryTest, QuantilesOfEveryBucketOverSeveralStoresAreDuckDbs) {
     }
   }
   const std::vector<double> qs = {0, 0.1, 0.5, 0.9, 1};
-  std::vector<Store*> raw;
+  std::vector<storage::Store*> raw;
   for (auto& store : stores) raw.push_back(store.get());
   // Tiny bins: many rounds, every bucket's probes apart.
   const std::map<int64_t, std::vector<double>> got = Quantiles(raw, qs, "1s", 4, 8);
@@ -490,7 +493,7 @@ class GlobalQuantileTest : public ShardQueryTest {
   // Spreads `values` over three stores at random and checks every quantile against DuckDB,
   // with the default bins and with tiny ones (many rounds).
   void Check(const std::vector<double>& values) {
-    std::vector<std::unique_ptr<Store>> stores;
+    std::vector<std::unique_ptr<storage::Store>> stores;
     for (const char* name : {"s1", "s2", "s3"})
       stores.push_back(Open(std::string(name) + "-" + std::to_string(case_)));
     ++case_;
@@ -504,7 +507,7 @@ class GlobalQuantileTest : public ShardQueryTest {
     }
     const std::vector<double> qs = {0, 0.001, 0.01, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1};
     const std::vector<double> expected = DuckDbQuantiles(values, qs);
-    std::vector<Store*> raw;
+    std::vector<storage::Store*> raw;
     for (auto& store : stores) raw.push_back(store.get());
     int rounds = 0;
     EXPECT_EQ(Quantiles(raw, qs, "all", control::QuantileSearch::kBins,

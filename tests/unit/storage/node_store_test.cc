@@ -1,0 +1,291 @@
+// The node store: every replica of a worker in one DuckDB database, one applier, one
+// transaction a round across replicas; a replica removed, copied or killed mid-round.
+#include "storage/node_store.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <prometheus/histogram.h>
+
+#include "../temp_dir.h"
+#include "storage/store.h"
+#include "store_sync.h"
+
+namespace das::storage {
+namespace {
+
+using Code = SubBatchOutcome::Code;
+using Outcomes = std::vector<SubBatchOutcome>;
+
+NodeStoreOptions Options(const TempDir& dir, const std::string& name = "node") {
+  NodeStoreOptions options;
+  options.data_dir = dir.path() + "/" + name;
+  return options;
+}
+
+std::unique_ptr<NodeStore> OpenNode(NodeStoreOptions options) {
+  Result<std::unique_ptr<NodeStore>> node = NodeStore::Open(std::move(options));
+  EXPECT_TRUE(node.ok()) << node.status().ToString();
+  return node.ok() ? std::move(node).value() : nullptr;
+}
+
+std::unique_ptr<Store> OpenReplica(NodeStore& node, uint32_t replica) {
+  ReplicaStoreOptions options;
+  options.replica = replica;
+  Result<std::unique_ptr<Store>> store = node.OpenReplica(options);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(store).value() : nullptr;
+}
+
+SubBatch Rows(std::vector<double> values, std::string key = "") {
+  SubBatch batch;
+  for (size_t i = 0; i < values.size(); ++i) {
+    batch.rows.push_back({"key-" + std::to_string(i), values[i]});
+  }
+  batch.idempotency_key = std::move(key);
+  if (!batch.idempotency_key.empty()) batch.fingerprint = 7;
+  return batch;
+}
+
+// Entry `index` (request id 1000 + index) of one row with value `index`, once applied.
+Result<Outcomes> ApplySync(Store& store, uint64_t index, std::vector<SubBatch> batches = {}) {
+  if (batches.empty()) batches.push_back(Rows({static_cast<double>(index)}));
+  std::promise<Result<Outcomes>> done;
+  auto result = done.get_future();
+  store.Apply(ReplicatedEntry{index, 0, std::move(batches), 1000 + index},
+              [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
+  return result.get();
+}
+
+Aggregate RunningSync(Store& store) {
+  Aggregate out;
+  store.ComputeAggregate([&out](Result<Aggregate> r) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    out = *r;
+  });
+  return out;
+}
+
+// Entries 1..n, one row each of value 1..n: count n, sum n(n+1)/2.
+void ExpectEntries(Store& store, uint64_t n) {
+  const Aggregate scanned = ScanSync(store);
+  EXPECT_EQ(scanned.count, n) << "replica " << store.replica();
+  EXPECT_EQ(scanned.sum.Value(), static_cast<double>(n * (n + 1) / 2))
+      << "replica " << store.replica();
+  EXPECT_EQ(RunningSync(store).count, n);
+  EXPECT_EQ(store.applied_index(), n);
+}
+
+double RoundsCommitted(prometheus::Histogram& rounds) {
+  return static_cast<double>(rounds.Collect().histogram.sample_count);
+}
+
+// The writes three replicas queued while the applier paused are applied in one transaction,
+// and each replica keeps its own rows, applied index and keys.
+TEST(NodeStoreTest, ReplicasQueuedTogetherShareOneTransaction) {
+  TempDir dir;
+  prometheus::Histogram rounds({0.1, 1.0});
+  NodeStoreOptions options = Options(dir);
+  options.commit_seconds = &rounds;
+  options.min_commit_interval = std::chrono::minutes(10);  // only Expedite ends a pause
+  auto node = OpenNode(options);
+  ASSERT_NE(node, nullptr);
+  std::vector<std::unique_ptr<Store>> stores;
+  for (uint32_t replica : {3u, 5u, 9u}) stores.push_back(OpenReplica(*node, replica));
+  ASSERT_TRUE(ApplySync(*stores[0], 1).ok());  // the first round: at once
+  EXPECT_EQ(RoundsCommitted(rounds), 1.0);
+
+  std::vector<std::future<Result<Outcomes>>> pending;
+  for (auto& store : stores) {
+    for (uint64_t index = store->applied_index() + 1; index <= 3; ++index) {
+      auto done = std::make_shared<std::promise<Result<Outcomes>>>();
+      pending.push_back(done->get_future());
+      store->Apply(ReplicatedEntry{index, 0, {Rows({static_cast<double>(index)})}, 1000 + index},
+                   [done](Result<Outcomes> r) { done->set_value(std::move(r)); });
+    }
+  }
+  EXPECT_EQ(stores[1]->applied_index(), 0u);  // the applier pauses, for minutes
+  stores[2]->Expedite();
+  for (auto& future : pending) ASSERT_TRUE(future.get().ok());
+  EXPECT_EQ(RoundsCommitted(rounds), 2.0);  // eight entries of three replicas: one round
+  for (auto& store : stores) ExpectEntries(*store, 3);
+  EXPECT_EQ(node->Replicas().value(), (std::vector<uint32_t>{3, 5, 9}));
+  for (auto& store : stores) store->Stop();
+  node->Stop();
+}
+
+// A key belongs to its replica: the same key in two replicas is two keys.
+TEST(NodeStoreTest, KeysAreDecidedPerReplica) {
+  TempDir dir;
+  auto node = OpenNode(Options(dir));
+  ASSERT_NE(node, nullptr);
+  auto a = OpenReplica(*node, 1);
+  auto b = OpenReplica(*node, 2);
+  Result<Outcomes> first = ApplySync(*a, 1, {Rows({1, 2}, "k")});
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->front().code, Code::kOk);
+  Result<Outcomes> other = ApplySync(*b, 1, {Rows({1, 2}, "k")});
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->front().code, Code::kOk);
+  Result<Outcomes> again = ApplySync(*a, 2, {Rows({1, 2}, "k")});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->front().code, Code::kDuplicate);
+  EXPECT_EQ(a->LookupKey("k", 7).code, Code::kDuplicate);
+  EXPECT_EQ(ScanSync(*a).count, 2u);
+  EXPECT_EQ(ScanSync(*b).count, 2u);
+}
+
+// A replica removed while another is written leaves nothing behind, and the other loses
+// nothing; the removed one opened again starts empty.
+TEST(NodeStoreTest, RemovedReplicaLeavesNoRowsWhileOthersAreWritten) {
+  TempDir dir;
+  auto node = OpenNode(Options(dir));
+  ASSERT_NE(node, nullptr);
+  auto removed = OpenReplica(*node, 4);
+  auto kept = OpenReplica(*node, 6);
+  for (uint64_t index = 1; index <= 20; ++index) {
+    ASSERT_TRUE(ApplySync(*removed, index, {Rows({1, 2, 3}, "key-" + std::to_string(index))}).ok());
+  }
+  constexpr uint64_t kWrites = 400;
+  std::atomic<bool> failed{false};
+  std::thread writer([&] {
+    for (uint64_t index = 1; index <= kWrites; ++index) {
+      if (!ApplySync(*kept, index).ok()) failed = true;
+    }
+  });
+  removed->Stop();
+  Status deleted = node->RemoveReplica(4);
+  writer.join();
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  EXPECT_FALSE(failed.load());
+  EXPECT_EQ(node->Replicas().value(), std::vector<uint32_t>{6});
+  ExpectEntries(*kept, kWrites);
+  removed = OpenReplica(*node, 4);
+  ASSERT_NE(removed, nullptr);
+  EXPECT_EQ(ScanSync(*removed).count, 0u);
+  EXPECT_EQ(removed->applied_index(), 0u);
+  EXPECT_EQ(removed->LookupKey("key-1", 7).code, Code::kOk);  // its keys went with it
+}
+
+// An open replica cannot be removed, nor opened twice.
+TEST(NodeStoreTest, OpenReplicaIsNeitherRemovedNorOpenedTwice) {
+  TempDir dir;
+  auto node = OpenNode(Options(dir));
+  ASSERT_NE(node, nullptr);
+  auto store = OpenReplica(*node, 1);
+  ReplicaStoreOptions again;
+  again.replica = 1;
+  EXPECT_EQ(node->OpenReplica(again).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(node->RemoveReplica(1).code(), StatusCode::kInvalidArgument);
+}
+
+// A copy of one replica is made while another takes writes, and installed into another node
+// store while one of its replicas takes writes too: each ends with exactly its own entries.
+TEST(NodeStoreTest, CopyOfOneReplicaWhileOthersTakeWrites) {
+  TempDir dir;
+  auto source = OpenNode(Options(dir, "source"));
+  auto target = OpenNode(Options(dir, "target"));
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(target, nullptr);
+  auto copied = OpenReplica(*source, 2);
+  auto busy = OpenReplica(*source, 3);
+  for (uint64_t index = 1; index <= 50; ++index) ASSERT_TRUE(ApplySync(*copied, index).ok());
+  auto behind = OpenReplica(*target, 2);
+  auto other = OpenReplica(*target, 7);
+
+  constexpr uint64_t kWrites = 300;
+  std::atomic<bool> failed{false};
+  std::thread writers([&] {
+    for (uint64_t index = 1; index <= kWrites; ++index) {
+      if (!ApplySync(*busy, index).ok() || !ApplySync(*other, index).ok()) failed = true;
+    }
+  });
+  const std::string path = dir.path() + "/copy.duckdb";
+  std::promise<Result<uint64_t>> exported;
+  copied->ExportCopy(path, [&](Result<uint64_t> index) { exported.set_value(index); });
+  Result<uint64_t> index = exported.get_future().get();
+  ASSERT_TRUE(index.ok()) << index.status().ToString();
+  EXPECT_EQ(*index, 50u);
+  std::promise<Status> installed;
+  behind->ReplaceFromCopy(
+      50, [&](const std::atomic<bool>&) -> Result<std::string> { return path; },
+      [&](Status status) { installed.set_value(status); });
+  ASSERT_TRUE(ApplySync(*behind, 51).ok());  // queued after the copy: applied on top of it
+  Status status = installed.get_future().get();
+  writers.join();
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_FALSE(failed.load());
+  ExpectEntries(*behind, 51);
+  ExpectEntries(*copied, 50);
+  ExpectEntries(*busy, kWrites);
+  ExpectEntries(*other, kWrites);
+}
+
+// kill -9 while the applier runs rounds over several replicas: after the restart, each
+// replica holds exactly the entries up to its applied index (rows and index commit together),
+// and a replay of every entry from 1 stores nothing twice.
+TEST(NodeStoreTest, KillMidRoundKeepsEachReplicaExact) {
+  TempDir dir;
+  const std::vector<uint32_t> replicas = {0, 1, 2, 3};
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    Result<std::unique_ptr<NodeStore>> node = NodeStore::Open(Options(dir));
+    if (!node.ok()) ::_exit(2);
+    std::vector<std::unique_ptr<Store>> stores;
+    for (uint32_t replica : replicas) {
+      ReplicaStoreOptions options;
+      options.replica = replica;
+      Result<std::unique_ptr<Store>> store = (*node)->OpenReplica(options);
+      if (!store.ok()) ::_exit(3);
+      stores.push_back(std::move(store).value());
+    }
+    // Entries queued without waiting, so that rounds are large and always running.
+    for (uint64_t index = 1;; ++index) {
+      for (auto& store : stores) {
+        store->Apply(ReplicatedEntry{index, 0, {Rows({static_cast<double>(index)})}, 0},
+                     [](Result<Outcomes>) {});
+      }
+      if (index == 2000 && ::write(ready[1], "r", 1) != 1) ::_exit(4);
+      if (index % 200 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(wstatus));
+
+  auto node = OpenNode(Options(dir));
+  ASSERT_NE(node, nullptr);
+  for (uint32_t replica : replicas) {
+    auto store = OpenReplica(*node, replica);
+    ASSERT_NE(store, nullptr);
+    const uint64_t applied = store->applied_index();
+    ExpectEntries(*store, applied);
+    for (uint64_t index = 1; index <= applied + 3; ++index) {
+      ASSERT_TRUE(ApplySync(*store, index).ok());
+    }
+    ExpectEntries(*store, applied + 3);
+  }
+}
+
+}  // namespace
+}  // namespace das::storage
