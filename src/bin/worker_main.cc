@@ -50,7 +50,9 @@ struct Flags {
   uint64_t copy_bytes_per_s = 64 * 1024 * 1024;
   size_t body_limit = 64 * 1024 * 1024;
   uint64_t idempotency_retention_s = 24 * 3600;
-  size_t reader_threads = 1;
+  // The worker's store serves every replica's reads (query scans, copies) from these: more
+  // than one, so that a long copy or scan does not hold the other replicas' reads.
+  size_t reader_threads = 4;
   size_t duckdb_threads = 1;
   unsigned threads = 1;
   std::string cluster_secret_file;
@@ -138,7 +140,8 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--reader-threads", f.reader_threads,
-                 "Threads running table scans (the aggregate a worker starts from)")
+                 "Threads of the worker's store running reads of its replicas: query scans, "
+                 "copies for other workers, the aggregate a replica starts from")
       ->envname("WORKER_READER_THREADS")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
