@@ -94,10 +94,11 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->capture_default_str()
       ->check(CLI::Range(50, 60000));
   app.add_option("--replica-commit-interval-ms", f.replica_commit_interval_ms,
-                 "At least this long between two DuckDB commits of a shard replica: entries "
-                 "committed on the raft log meanwhile share the next one (a plain insert is "
-                 "answered at raft commit; a read or a keyed batch that waits for the store "
-                 "ends the wait at once; 0: commit at once)")
+                 "At least this long between two rounds of the worker's store (each commits "
+                 "what every replica queued in one DuckDB transaction): entries committed on "
+                 "the raft logs meanwhile share the next one (inserts are answered at raft "
+                 "commit; a read or an unreplicated write that waits for the store ends the "
+                 "wait at once; 0: commit at once)")
       ->envname("WORKER_REPLICA_COMMIT_INTERVAL_MS")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
