@@ -194,12 +194,25 @@ int RunDuckDb(const std::string& data_dir, int64_t from, int64_t to, int threads
   int files = 0;
   for (const std::string& file : stores) {
     const std::string alias = "s" + std::to_string(files++);
+    std::string tables;
     if (!Exec(conn, "ATTACH '" + file + "' AS " + alias + " (READ_ONLY)") ||
-        !Exec(conn, "INSERT INTO rows SELECT partition_key, value, ingest_ts FROM " + alias +
-                        ".replica_rows") ||
-        !Exec(conn, "DETACH " + alias)) {
+        !Exec(conn,
+              "SELECT string_agg(table_name, ',') FROM duckdb_tables() WHERE database_name = '" +
+                  alias + "' AND table_name LIKE 'replica_rows_%'",
+              &tables)) {
       return 1;
     }
+    // Each replica's rows table of the worker's store (every shard, with two workers and R=3).
+    for (size_t begin = 0; begin < tables.size();) {
+      const size_t end = std::min(tables.find(',', begin), tables.size());
+      const std::string table = tables.substr(begin, end - begin);
+      begin = end + 1;
+      if (!Exec(conn, "INSERT INTO rows SELECT partition_key, value, ingest_ts FROM " + alias +
+                          "." + table)) {
+        return 1;
+      }
+    }
+    if (!Exec(conn, "DETACH " + alias)) return 1;
   }
   std::string count;
   Exec(conn, "SELECT count(*) FROM rows", &count);

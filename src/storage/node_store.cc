@@ -87,13 +87,6 @@ Status NodeStoreImpl::PrepareApplier() {
   ASSIGN_OR_RETURN(begin_, duck::Prepare(conn, "BEGIN TRANSACTION"));
   ASSIGN_OR_RETURN(commit_, duck::Prepare(conn, "COMMIT"));
   using duck::ColumnType;
-  ASSIGN_OR_RETURN(duck::StagedInsert rows,
-                   duck::StagedInsert::Create(conn, "replica_rows",
-                                              {{"replica", ColumnType::kUBigInt},
-                                               {"partition_key", ColumnType::kVarchar},
-                                               {"value", ColumnType::kDouble},
-                                               {"ingest_ts", ColumnType::kTimestamp}}));
-  rows_.emplace(std::move(rows));
   ASSIGN_OR_RETURN(duck::StagedInsert keys,
                    duck::StagedInsert::Create(conn, "replica_keys",
                                               {{"replica", ColumnType::kUBigInt},
@@ -109,7 +102,7 @@ Status NodeStoreImpl::PrepareApplier() {
                                                {"raft_index", ColumnType::kUBigInt},
                                                {"outcomes", ColumnType::kVarchar}}));
   requests_.emplace(std::move(requests));
-  sinks_ = ApplierSinks{&*rows_,
+  sinks_ = ApplierSinks{nullptr,
                         &*keys_,
                         &*requests_,
                         delete_expired_keys_.get(),
@@ -167,7 +160,9 @@ Status NodeStoreImpl::OpenOnApplier(const std::shared_ptr<Partition>& partition,
   }
   ReplicaConfig config{partition->id, options.idempotency_retention, options.clock,
                        options.request_window};
-  ASSIGN_OR_RETURN(partition->state, ReplicaState::Load(conn_.get(), config, sinks_,
+  ApplierSinks sinks = sinks_;
+  ASSIGN_OR_RETURN(sinks.rows, RowsInsert(partition->id));
+  ASSIGN_OR_RETURN(partition->state, ReplicaState::Load(conn_.get(), config, sinks,
                                                         &partition->running, &partition->keys));
   std::lock_guard lock(mu_);
   if (partitions_.count(partition->id) > 0) {
@@ -177,6 +172,19 @@ Status NodeStoreImpl::OpenOnApplier(const std::shared_ptr<Partition>& partition,
   return Status::Ok();
 }
 
+Result<duck::StagedInsert*> NodeStoreImpl::RowsInsert(uint32_t replica) {
+  auto it = rows_.find(replica);
+  if (it != rows_.end()) return &it->second;
+  RETURN_IF_ERROR(CreateRowsTable(conn_.get(), replica));
+  using duck::ColumnType;
+  ASSIGN_OR_RETURN(duck::StagedInsert rows,
+                   duck::StagedInsert::Create(conn_.get(), RowsTable(replica),
+                                              {{"partition_key", ColumnType::kVarchar},
+                                               {"value", ColumnType::kDouble},
+                                               {"ingest_ts", ColumnType::kTimestamp}}));
+  return &rows_.emplace(replica, std::move(rows)).first->second;
+}
+
 Status NodeStoreImpl::RemoveReplica(uint32_t replica) {
   {
     std::lock_guard lock(mu_);
@@ -184,7 +192,10 @@ Status NodeStoreImpl::RemoveReplica(uint32_t replica) {
       return InvalidArgument("replica " + std::to_string(replica) + " is still open");
     }
   }
-  return RunOnApplier([this, replica] { return DeleteReplica(conn_.get(), replica); });
+  return RunOnApplier([this, replica] {
+    rows_.erase(replica);  // its table is dropped: a later open prepares the insert again
+    return DeleteReplica(conn_.get(), replica);
+  });
 }
 
 Result<std::vector<uint32_t>> NodeStoreImpl::Replicas() {
@@ -383,7 +394,9 @@ Status NodeStoreImpl::CommitRound(Round& round, std::vector<ReplicaState::Staged
     }
     staged.push_back(std::move(one).value());
   }
-  if (status.ok()) status = rows_->Flush();
+  for (auto& [partition, group] : round.groups) {
+    if (status.ok()) status = partition->state->FlushRows();
+  }
   if (status.ok()) status = keys_->Flush();
   if (status.ok()) status = requests_->Flush();
   if (status.ok()) {
@@ -391,7 +404,7 @@ Status NodeStoreImpl::CommitRound(Round& round, std::vector<ReplicaState::Staged
     if (commit.ok()) return Status::Ok();
     status = std::move(commit).status();
   }
-  rows_->Clear();
+  for (auto& [partition, group] : round.groups) partition->state->ClearRows();
   keys_->Clear();
   requests_->Clear();
   for (auto& [partition, group] : round.groups) partition->state->RolledBack();
@@ -532,7 +545,7 @@ void NodeStoreImpl::Stop() {
   reads_.Close();
   if (applier_.joinable()) applier_.join();
   for (std::thread& reader : readers_) reader.join();
-  rows_.reset();
+  rows_.clear();
   keys_.reset();
   requests_.reset();
   delete_expired_keys_.reset();

@@ -141,6 +141,8 @@ class NodeStoreImpl final : public NodeStore {
                     std::shared_ptr<WriteRequest::Replace> replace);
   void Fetch(std::shared_ptr<Partition> partition, std::shared_ptr<WriteRequest::Replace> replace);
   Status Install(Partition& partition, const std::string& path, uint64_t min_index);
+  // On the applier: the insert into `replica`'s rows table, its table created if missing.
+  Result<duck::StagedInsert*> RowsInsert(uint32_t replica);
   Status OpenOnApplier(const std::shared_ptr<Partition>& partition,
                        const ReplicaStoreOptions& options);
 
@@ -164,7 +166,7 @@ class NodeStoreImpl final : public NodeStore {
 
   // The applier thread's own.
   duck::ConnectionHandle conn_;
-  std::optional<duck::StagedInsert> rows_;
+  std::map<uint32_t, duck::StagedInsert> rows_;  // each replica's rows table (RowsInsert)
   std::optional<duck::StagedInsert> keys_;
   std::optional<duck::StagedInsert> requests_;
   duck::PreparedHandle delete_expired_keys_, delete_old_requests_, store_applied_, seed_applied_;

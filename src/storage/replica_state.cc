@@ -74,8 +74,7 @@ Status ReplicaState::Reload() {
 }
 
 Status ReplicaState::LoadNewestIngest() {
-  const std::string sql = "SELECT epoch_us(max(ingest_ts)) FROM replica_rows WHERE replica = " +
-                          std::to_string(config_.replica);
+  const std::string sql = "SELECT epoch_us(max(ingest_ts)) FROM " + RowsTable(config_.replica);
   ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn_, sql.c_str()));
   newest_ingest_us_ = std::numeric_limits<int64_t>::min();
   if (std::optional<duck::Chunk> chunk = result.NextChunk(); chunk && chunk->size() == 1) {
@@ -298,9 +297,7 @@ Result<SubBatchOutcome> ReplicaState::StageSubBatch(const SubBatch& batch, int64
 }
 
 void ReplicaState::StageRows(const std::vector<StoredRow>& rows, int64_t ingest_us) {
-  const uint64_t replica = config_.replica;
   for (const StoredRow& row : rows) {
-    sinks_.rows->Add(replica);
     sinks_.rows->Add(row.partition_key);
     sinks_.rows->Add(row.value);
     sinks_.rows->AddTimestamp(ingest_us);

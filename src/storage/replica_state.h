@@ -50,9 +50,10 @@ struct WriteRequest {
   std::shared_ptr<Replace> replace = nullptr;
 };
 
-// The applier's statements, shared by every replica (all on the applier's connection).
+// The applier's statements (all on the applier's connection): the rows insert is the
+// replica's own, the rest shared by every replica.
 struct ApplierSinks {
-  duck::StagedInsert* rows = nullptr;      // replica, partition_key, value, ingest_ts
+  duck::StagedInsert* rows = nullptr;      // partition_key, value, ingest_ts: this replica's
   duck::StagedInsert* keys = nullptr;      // replica, key, fingerprint, rows_written, committed_at
   duck::StagedInsert* requests = nullptr;  // replica, request_id, raft_index, outcomes
   duckdb_prepared_statement delete_expired_keys = nullptr;  // replica $1, committed_at < $2
@@ -109,6 +110,10 @@ class ReplicaState {
   void Committed(std::vector<WriteRequest>& group, Staged& staged);
   // After a failed round (before ROLLBACK): forgets what Stage() did.
   void RolledBack();
+  // In the round's transaction, after Stage(): inserts the rows staged (StagedInsert::Flush);
+  // ClearRows forgets them after a failure.
+  Status FlushRows() { return sinks_.rows->Flush(); }
+  void ClearRows() { sinks_.rows->Clear(); }
   // After an import replaced the replica's tables (ImportReplica): loads everything again and
   // restarts the running aggregate from a scan. Fails only on a DuckDB failure.
   Status Reload();
@@ -137,7 +142,7 @@ class ReplicaState {
 
   duckdb_connection conn_;
   const ReplicaConfig config_;
-  const ApplierSinks& sinks_;
+  const ApplierSinks sinks_;
   const int64_t retention_us_;
   const Clock::Monotonic::duration prune_interval_;
   Clock::Monotonic last_prune_;

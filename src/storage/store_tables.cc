@@ -17,8 +17,6 @@ namespace {
 
 // Keys are VARCHAR: callers validate them as UTF-8.
 constexpr const char* kCreate[] = {
-    "CREATE TABLE IF NOT EXISTS replica_rows (replica UINTEGER NOT NULL, "
-    "partition_key VARCHAR NOT NULL, value DOUBLE NOT NULL, ingest_ts TIMESTAMP NOT NULL)",
     "CREATE TABLE IF NOT EXISTS replica_keys (replica UINTEGER NOT NULL, key VARCHAR NOT NULL, "
     "fingerprint UBIGINT NOT NULL, rows_written UBIGINT NOT NULL, "
     "committed_at TIMESTAMP NOT NULL, PRIMARY KEY (replica, key))",
@@ -36,6 +34,11 @@ std::string CopyAlias(const char* prefix) {
 }
 
 std::string Id(uint32_t replica) { return std::to_string(replica); }
+
+std::string CreateRowsSql(uint32_t replica) {
+  return "CREATE TABLE IF NOT EXISTS " + RowsTable(replica) +
+         " (partition_key VARCHAR NOT NULL, value DOUBLE NOT NULL, ingest_ts TIMESTAMP NOT NULL)";
+}
 
 Result<uint64_t> SingleUnsigned(duckdb_connection conn, const std::string& sql) {
   ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, sql.c_str()));
@@ -74,8 +77,8 @@ Status InTransaction(duckdb_connection conn, const std::vector<std::string>& sta
 std::vector<std::string> ExportStatements(uint32_t replica, const std::string& to) {
   const std::string where = " WHERE replica = " + Id(replica);
   return {
-      "CREATE TABLE " + to + ".rows AS SELECT partition_key, value, ingest_ts FROM replica_rows" +
-          where,
+      "CREATE TABLE " + to + ".rows AS SELECT partition_key, value, ingest_ts FROM " +
+          RowsTable(replica),
       "CREATE TABLE " + to +
           ".idempotency_keys AS SELECT key, fingerprint, rows_written, committed_at FROM "
           "replica_keys" +
@@ -89,18 +92,23 @@ std::vector<std::string> ExportStatements(uint32_t replica, const std::string& t
 
 std::vector<std::string> DeleteStatements(uint32_t replica) {
   const std::string where = " WHERE replica = " + Id(replica);
-  return {"DELETE FROM replica_rows" + where, "DELETE FROM replica_keys" + where,
+  return {"DROP TABLE IF EXISTS " + RowsTable(replica), "DELETE FROM replica_keys" + where,
           "DELETE FROM replica_requests" + where, "DELETE FROM replica_applied" + where};
 }
 
 std::vector<std::string> ImportStatements(uint32_t replica, uint64_t applied_index,
                                           const std::string& from) {
   const std::string id = Id(replica);
-  std::vector<std::string> statements = DeleteStatements(replica);
-  statements.push_back(
-      "INSERT INTO replica_rows (replica, partition_key, value, ingest_ts) "
-      "SELECT " +
-      id + ", partition_key, value, ingest_ts FROM " + from + ".rows");
+  // The rows table is emptied, not dropped: the applier's insert into it stays prepared.
+  const std::string where = " WHERE replica = " + id;
+  std::vector<std::string> statements = {
+      CreateRowsSql(replica), "DELETE FROM " + RowsTable(replica),
+      "DELETE FROM replica_keys" + where, "DELETE FROM replica_requests" + where,
+      "DELETE FROM replica_applied" + where};
+  statements.push_back("INSERT INTO " + RowsTable(replica) +
+                       " (partition_key, value, ingest_ts) SELECT partition_key, value, "
+                       "ingest_ts FROM " +
+                       from + ".rows");
   statements.push_back(
       "INSERT INTO replica_keys (replica, key, fingerprint, rows_written, committed_at) "
       "SELECT " +
@@ -127,6 +135,12 @@ Status CreateStoreTables(duckdb_connection conn) {
   return Status::Ok();
 }
 
+std::string RowsTable(uint32_t replica) { return "replica_rows_" + Id(replica); }
+
+Status CreateRowsTable(duckdb_connection conn, uint32_t replica) {
+  return duck::Exec(conn, CreateRowsSql(replica).c_str());
+}
+
 Result<uint64_t> ReadAppliedIndex(duckdb_connection conn, uint32_t replica) {
   const std::string where = " WHERE replica = " + Id(replica);
   return SingleUnsigned(
@@ -136,7 +150,7 @@ Result<uint64_t> ReadAppliedIndex(duckdb_connection conn, uint32_t replica) {
 }
 
 Result<Aggregate> ScanReplica(duckdb_connection conn, uint32_t replica) {
-  const std::string sql = "SELECT value FROM replica_rows WHERE replica = " + Id(replica);
+  const std::string sql = "SELECT value FROM " + RowsTable(replica);
   ASSIGN_OR_RETURN(duck::QueryResult result, duck::Query(conn, sql.c_str()));
   Aggregate aggregate;
   double min = std::numeric_limits<double>::infinity();

@@ -1,16 +1,20 @@
 // The node store's tables (one DuckDB database per worker, every replica's rows in it) and the
 // copy format that moves one replica between databases.
 //
-// Tables, each with the replica a row belongs to (a shard id; kUnreplicatedReplica for the
-// store of --replication-factor 1):
-//   replica_rows      (replica, partition_key, value, ingest_ts)
+// Tables (a replica is a shard id, or kUnreplicatedReplica for the store of
+// --replication-factor 1):
+//   replica_rows_<replica> (partition_key, value, ingest_ts): a table of each replica's rows
 //   replica_keys      (replica, key, fingerprint, rows_written, committed_at), key unique per
 //                     replica
 //   replica_requests  (replica, request_id, raft_index, outcomes): storage/request_window.h
 //   replica_applied   (replica, applied_index): one row per replica, kept from its first open
-// Why one table with a replica column and not a table per replica: a round of the applier
-// touching 16 replicas is then a constant few statements, not one per replica (DuckDB binds and
-// plans every statement anew: bench/RESULTS.md, "One store per worker").
+// Why the rows in a table per replica and the rest shared with a replica column: a query, a
+// copy and a removal of one replica then read or drop that replica's rows only (with one rows
+// table, each shard's read filtered every row of the worker: 9.05x in-process DuckDB's time for
+// a key-prefix question, 0.57x with a table per replica), at the cost of one insert per replica
+// in a round; the keys, request
+// ids and applied indexes are small and read only at open, so a round writes each of them
+// with one statement (bench/RESULTS.md).
 //
 // A copy is a DuckDB file of its own holding one replica's tables without the replica column
 // (rows, idempotency_keys, raft_requests, raft_applied): the layout a replica's file had before
@@ -29,8 +33,12 @@
 
 namespace das::storage {
 
-// Creates the tables if missing.
+// Creates the shared tables if missing.
 Status CreateStoreTables(duckdb_connection conn);
+// The name of `replica`'s rows table.
+std::string RowsTable(uint32_t replica);
+// Creates `replica`'s rows table if missing.
+Status CreateRowsTable(duckdb_connection conn, uint32_t replica);
 
 // The applied index of `replica` (0: none): the larger of replica_applied's and its newest
 // recorded request id's (a transaction whose last entry records its id stores no other).
@@ -51,7 +59,8 @@ Result<uint64_t> ExportReplica(duckdb_connection conn, uint32_t replica, const s
 Result<uint64_t> ImportReplica(duckdb_connection conn, uint32_t replica, const std::string& path,
                                uint64_t min_index);
 
-// Deletes everything of `replica`, in one transaction (a replica removed from this worker).
+// Deletes everything of `replica` (its rows table dropped), in one transaction (a replica
+// removed from this worker).
 Status DeleteReplica(duckdb_connection conn, uint32_t replica);
 
 // The replicas that have an applied-index row, in ascending order.

@@ -15,6 +15,7 @@
 
 #include "common/group_order.h"
 #include "rpc/group_rank.h"
+#include "storage/store_tables.h"
 
 namespace das::worker {
 namespace {
@@ -83,11 +84,10 @@ Status Aggregate(const ScanContext& context, std::map<int64_t, std::vector<Group
   } else {
     sql.append("(epoch_us(ingest_ts) // 1000 // ").append(width).append(") * ").append(width);
   }
-  sql.append(
-         " AS bucket, count(*), min(value), max(value), sum(value), sum(abs(value)) FROM "
-         "replica_rows ")
-      .append("WHERE ")
-      .append(WhereSql(context.replica, query))
+  sql.append(" AS bucket, count(*), min(value), max(value), sum(value), sum(abs(value)) FROM ")
+      .append(storage::RowsTable(context.replica))
+      .append(" WHERE ")
+      .append(WhereSql(query))
       .append(" GROUP BY ALL");
   ASSIGN_OR_RETURN(storage::duck::PreparedHandle stmt,
                    storage::duck::Prepare(context.conn, sql.c_str()));

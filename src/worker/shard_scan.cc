@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "storage/store_tables.h"
+
 namespace das::worker {
 namespace {
 
@@ -37,10 +39,9 @@ Status TooManyRows(uint32_t cap) {
   return InvalidArgument(std::move(message));
 }
 
-std::string WhereSql(uint32_t replica, const internal::v1::ShardQuery& query, int first) {
+std::string WhereSql(const internal::v1::ShardQuery& query, int first) {
   int n = first;
-  std::string sql = "replica = ";
-  sql.append(std::to_string(replica)).append(" AND ingest_ts <= ");
+  std::string sql = "ingest_ts <= ";
   sql += Param(n++);
   if (query.has_from_us()) sql.append(" AND ingest_ts >= ").append(Param(n++));
   if (query.has_to_us()) sql.append(" AND ingest_ts < ").append(Param(n++));
@@ -76,7 +77,10 @@ Result<Scan> Scan::Start(const ScanContext& context, Columns columns) {
   std::string sql = "SELECT value";
   if (columns.ts) sql += ", ingest_ts";
   if (columns.key) sql += ", partition_key";
-  sql.append(" FROM replica_rows WHERE ").append(WhereSql(context.replica, *context.query));
+  sql.append(" FROM ")
+      .append(storage::RowsTable(context.replica))
+      .append(" WHERE ")
+      .append(WhereSql(*context.query));
   ASSIGN_OR_RETURN(storage::duck::PreparedHandle stmt,
                    storage::duck::Prepare(context.conn, sql.c_str()));
   RETURN_IF_ERROR(BindWhere(stmt.get(), *context.query, context.as_of_us));

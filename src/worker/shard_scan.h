@@ -64,9 +64,9 @@ struct Acc {
   }
 };
 
-// The rows of `replica` that `query` selects, as SQL conditions over replica_rows, parameters
-// numbered from $first.
-std::string WhereSql(uint32_t replica, const internal::v1::ShardQuery& query, int first = 1);
+// The filters of `query` as SQL conditions over a replica's rows table
+// (storage::RowsTable), parameters numbered from $first.
+std::string WhereSql(const internal::v1::ShardQuery& query, int first = 1);
 // Binds the parameters of WhereSql(query, first).
 Status BindWhere(duckdb_prepared_statement stmt, const internal::v1::ShardQuery& query,
                  int64_t as_of_us, int first = 1);

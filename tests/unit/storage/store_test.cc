@@ -313,7 +313,8 @@ std::vector<int64_t> IngestTimes(const StoreOptions& options) {
   if (!db.ok()) return out;
   Result<duck::ConnectionHandle> conn = duck::Connect(db->get());
   Result<duck::QueryResult> rows = duck::Query(
-      conn->get(), "SELECT DISTINCT epoch_us(ingest_ts) AS t FROM replica_rows ORDER BY t");
+      conn->get(),
+      "SELECT DISTINCT epoch_us(ingest_ts) AS t FROM replica_rows_4294967295 ORDER BY t");
   EXPECT_TRUE(rows.ok()) << rows.status().ToString();
   while (std::optional<duck::Chunk> chunk = rows->NextChunk()) {
     for (size_t i = 0; i < chunk->size(); ++i) out.push_back(chunk->Data<int64_t>(0)[i]);
@@ -610,9 +611,9 @@ void CreateRowsTableWithCheck(const std::string& data_dir) {
   Result<duck::ConnectionHandle> conn = duck::Connect(db->get());
   ASSERT_TRUE(conn.ok()) << conn.status().ToString();
   Status created = duck::Exec(conn->get(),
-                              "CREATE TABLE replica_rows (replica UINTEGER NOT NULL, partition_key "
-                              "VARCHAR NOT NULL, value DOUBLE NOT NULL CHECK (value < 1e300), "
-                              "ingest_ts TIMESTAMP NOT NULL)");
+                              "CREATE TABLE replica_rows_4294967295 (partition_key VARCHAR NOT "
+                              "NULL, value DOUBLE NOT NULL CHECK (value < 1e300), ingest_ts "
+                              "TIMESTAMP NOT NULL)");
   ASSERT_TRUE(created.ok()) << created.ToString();
 }
 

@@ -250,9 +250,9 @@ TEST_F(ShardQueryTest, GroupQuantilesAreDuckDbsQuantileCont) {
   for (const auto& row : r.rows()) {
     ASSERT_EQ(row.quantiles_size(), 6);
     for (int i = 0; i < 6; ++i) {
-      const std::vector<double> expected =
-          Sql(*store, "SELECT quantile_cont(value, " + Double(query.quantiles(i)) +
-                          ") FROM replica_rows WHERE partition_key = '" + row.key() + "'");
+      const std::vector<double> expected = Sql(
+          *store, "SELECT quantile_cont(value, " + Double(query.quantiles(i)) +
+                      ") FROM replica_rows_4294967295 WHERE partition_key = '" + row.key() + "'");
       ASSERT_EQ(expected.size(), 1u);
       EXPECT_EQ(row.quantiles(i), expected[0]) << row.key() << " q=" << query.quantiles(i);
     }
@@ -274,10 +274,10 @@ TEST_F(ShardQueryTest, ASnapshotReadsTheSameRowsWhileWritesGoOn) {
   EXPECT_EQ(second.rows(0).count(), 1u);
   EXPECT_EQ(RunOk(*store, ShardQuery()).rows(0).count(), 3u);
   // Every entry's rows got a later ingest time than the rows before them.
-  EXPECT_EQ(Sql(*store, "SELECT count(DISTINCT ingest_ts)::DOUBLE FROM replica_rows"),
+  EXPECT_EQ(Sql(*store, "SELECT count(DISTINCT ingest_ts)::DOUBLE FROM replica_rows_4294967295"),
             std::vector<double>{3});
   EXPECT_EQ(Sql(*store, "SELECT (max(epoch_us(ingest_ts)) - " + std::to_string(kT0) +
-                            ")::DOUBLE FROM replica_rows"),
+                            ")::DOUBLE FROM replica_rows_4294967295"),
             std::vector<double>{2});
 }
 
