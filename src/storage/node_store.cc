@@ -147,9 +147,7 @@ Status NodeStoreImpl::OpenOnApplier(const std::shared_ptr<Partition>& partition,
   if (!options.migrate_from.empty() && std::filesystem::exists(old_file, error)) {
     // Imported whole in one transaction, then deleted: a crash in between imports it again
     // (the same rows replace the same rows: nothing applied since, the replica opens after).
-    RETURN_IF_ERROR(duck::Exec(conn_.get(), "PRAGMA enable_optimizer"));
-    Result<uint64_t> imported = ImportReplica(conn_.get(), partition->id, old_file.string(), 0);
-    RETURN_IF_ERROR(duck::Exec(conn_.get(), "PRAGMA disable_optimizer"));
+    Result<uint64_t> imported = Import(partition->id, old_file.string(), 0);
     if (!imported.ok()) {
       return Internal("cannot migrate " + old_file.string() + " into " + db_path_ + ": " +
                       imported.status().message());
@@ -260,44 +258,50 @@ NodeStoreImpl::Round NodeStoreImpl::CollectLocked() {
   Round round;
   size_t rows = 0;
   // Round-robin from where the last round stopped, so that a full round leaves no replica out.
-  auto start = partitions_.lower_bound(next_start_);
-  std::vector<std::shared_ptr<Partition>> order;
-  for (auto it = start; it != partitions_.end(); ++it) order.push_back(it->second);
-  for (auto it = partitions_.begin(); it != start; ++it) order.push_back(it->second);
-  for (const std::shared_ptr<Partition>& partition : order) {
-    if (partition->blocked || partition->busy || partition->queue.empty()) continue;
-    if (rows >= max_rows_per_round_) {
-      next_start_ = partition->id;
-      break;
-    }
-    partition->busy = true;
-    if (partition->failed) {
-      round.refused.emplace_back(
-          partition, std::vector<WriteRequest>(std::make_move_iterator(partition->queue.begin()),
-                                               std::make_move_iterator(partition->queue.end())));
-      partition->queue.clear();
-      continue;
-    }
-    std::vector<WriteRequest>& group =
-        round.groups.emplace_back(partition, std::vector<WriteRequest>{}).second;
-    while (!partition->queue.empty() &&
-           (rows == 0 || rows + partition->queue.front().rows <= max_rows_per_round_)) {
-      WriteRequest& front = partition->queue.front();
-      if (front.replace) {
-        // After this round committed what came before it; the replica's writes wait meanwhile.
-        partition->blocked = true;
-        partition->fetching = true;  // Close() waits for the replacement from now on
-        round.replaces.emplace_back(partition, std::move(front.replace));
-        partition->queue.pop_front();
-        break;
-      }
-      rows += front.rows;
-      group.push_back(std::move(front));
-      partition->queue.pop_front();
-    }
-    next_start_ = partition->id + 1;
+  const auto start = partitions_.lower_bound(next_start_);
+  for (auto it = start; it != partitions_.end(); ++it) {
+    if (!TakeLocked(it->second, round, rows)) return round;
+  }
+  for (auto it = partitions_.begin(); it != start; ++it) {
+    if (!TakeLocked(it->second, round, rows)) return round;
   }
   return round;
+}
+
+bool NodeStoreImpl::TakeLocked(const std::shared_ptr<Partition>& partition, Round& round,
+                               size_t& rows) {
+  if (partition->blocked || partition->busy || partition->queue.empty()) return true;
+  if (rows >= max_rows_per_round_) {
+    next_start_ = partition->id;
+    return false;
+  }
+  partition->busy = true;
+  next_start_ = partition->id + 1;
+  if (partition->failed) {
+    round.refused.emplace_back(
+        partition, std::vector<WriteRequest>(std::make_move_iterator(partition->queue.begin()),
+                                             std::make_move_iterator(partition->queue.end())));
+    partition->queue.clear();
+    return true;
+  }
+  std::vector<WriteRequest>& group =
+      round.groups.emplace_back(partition, std::vector<WriteRequest>{}).second;
+  while (!partition->queue.empty() &&
+         (rows == 0 || rows + partition->queue.front().rows <= max_rows_per_round_)) {
+    WriteRequest& front = partition->queue.front();
+    if (front.replace) {
+      // After this round committed what came before it; the replica's writes wait meanwhile.
+      partition->blocked = true;
+      partition->fetching = true;  // Close() waits for the replacement from now on
+      round.replaces.emplace_back(partition, std::move(front.replace));
+      partition->queue.pop_front();
+      break;
+    }
+    rows += front.rows;
+    group.push_back(std::move(front));
+    partition->queue.pop_front();
+  }
+  return true;
 }
 
 void NodeStoreImpl::ApplierLoop() {
@@ -479,9 +483,19 @@ void NodeStoreImpl::Fetch(std::shared_ptr<Partition> partition,
   idle_.notify_all();
 }
 
-Status NodeStoreImpl::Install(Partition& partition, const std::string& path, uint64_t min_index) {
+Result<uint64_t> NodeStoreImpl::Import(uint32_t replica, const std::string& path,
+                                       uint64_t min_index) {
+  // An import reads whole tables: DuckDB's optimizer on while it runs (PrepareApplier).
   RETURN_IF_ERROR(duck::Exec(conn_.get(), "PRAGMA enable_optimizer"));
-  Result<uint64_t> imported = ImportReplica(conn_.get(), partition.id, path, min_index);
+  Result<uint64_t> imported = ImportReplica(conn_.get(), replica, path, min_index);
+  if (Status off = duck::Exec(conn_.get(), "PRAGMA disable_optimizer"); !off.ok()) {
+    spdlog::warn("store {}: {}", db_path_, off.ToString());
+  }
+  return imported;
+}
+
+Status NodeStoreImpl::Install(Partition& partition, const std::string& path, uint64_t min_index) {
+  Result<uint64_t> imported = Import(partition.id, path, min_index);
   // The copy is committed: a reload that fails leaves memory and table apart, and a restart
   // loads them again, as at any open.
   Status reloaded = imported.ok() ? partition.state->Reload() : imported.status();
@@ -489,9 +503,6 @@ Status NodeStoreImpl::Install(Partition& partition, const std::string& path, uin
     spdlog::critical("replica {}: installed a copy but cannot load it: {}; stopping", partition.id,
                      reloaded.ToString());
     std::abort();
-  }
-  if (Status off = duck::Exec(conn_.get(), "PRAGMA disable_optimizer"); !off.ok()) {
-    spdlog::warn("store {}: {}", db_path_, off.ToString());
   }
   return reloaded;
 }

@@ -2,13 +2,14 @@
 // replicas and the unreplicated store), and its one applier.
 //
 // The applier is one thread with one connection. Each round it takes what every replica has
-// queued (Store::Write, Store::Apply: many raft entries of many shards), stages it into one
-// insert per table (storage/replica_state.h) and commits it in one transaction, with each
-// replica's applied index in that same transaction (a replay after a restart skips what is
-// applied). A round starts when the previous one committed and there is work, after at least
-// `min_commit_interval` unless someone waits (Store::Expedite). Callers are answered only after
-// COMMIT (DuckDB syncs its WAL there). Reader threads with their own connections serve reads and
-// copies (DuckDB MVCC: they never wait for the applier).
+// queued (Store::Write, Store::Apply: many raft entries of many shards), stages it into each
+// replica's rows insert and one shared insert per other table (storage/replica_state.h) and
+// commits it in one transaction, with each replica's applied index in that same transaction
+// (a replay after a restart skips what is applied). A round starts when the previous one
+// committed and there is work, after at least `min_commit_interval` unless someone waits
+// (Store::Expedite).
+// Callers are answered only after COMMIT (DuckDB syncs its WAL there). Reader threads with their
+// own connections serve reads and copies (DuckDB MVCC: they never wait for the applier).
 //
 // A replica's store is a view of the database (OpenReplica): closing it (Store::Stop) finishes
 // what it queued and leaves the others running; RemoveReplica then deletes its rows.

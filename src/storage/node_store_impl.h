@@ -133,6 +133,10 @@ class NodeStoreImpl final : public NodeStore {
   void ApplierLoop();
   bool RunnableLocked() const;
   Round CollectLocked();
+  // Adds `partition`'s queued work to `round` (`rows` so far); false once the round is full.
+  bool TakeLocked(const std::shared_ptr<Partition>& partition, Round& round, size_t& rows);
+  // On the applier: imports a copy into `replica` (ImportReplica) with DuckDB's optimizer on.
+  Result<uint64_t> Import(uint32_t replica, const std::string& path, uint64_t min_index);
   void RunRound(Round& round);
   Status CommitRound(Round& round, std::vector<ReplicaState::Staged>& staged);
   void FinishRound(Round& round);
