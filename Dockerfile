@@ -15,7 +15,7 @@ FROM debian:bookworm AS builder
 # has none) and fetches DuckDB 1.4.4 from the npm registry into /src/.deps/duckdb; not the
 # browser the console's test needs.
 WORKDIR /src
-COPY scripts/setup.sh scripts/setup.sh
+COPY scripts/setup.sh scripts/apt-backports.sh scripts/
 RUN SETUP_SKIP_BROWSER=1 scripts/setup.sh \
  && rm -rf /var/lib/apt/lists/* /root/.npm
 # The exact versions of the shared libraries the binaries will link (setup.sh pins them, or falls
@@ -46,9 +46,11 @@ FROM debian:bookworm-slim
 # the builder compiled against.
 # Boost is header-only here. (This layer is rebuilt only when those versions change, not on a
 # source change.)
+# bookworm-backports from the mirror the image's own apt sources use (scripts/apt-backports.sh).
 COPY --from=builder /runtime-packages.txt /tmp/runtime-packages.txt
-RUN echo "deb http://deb.debian.org/debian bookworm-backports main" \
-      >/etc/apt/sources.list.d/das-bookworm-backports.list \
+COPY scripts/apt-backports.sh /tmp/apt-backports.sh
+RUN /tmp/apt-backports.sh \
+ && rm /tmp/apt-backports.sh \
  && apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive xargs -a /tmp/runtime-packages.txt \
       apt-get install -y -q --no-install-recommends \

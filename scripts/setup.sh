@@ -38,14 +38,12 @@ packages=(
 # The web console's browser test: headless Chromium (from bookworm-security, where Debian keeps
 # it current). The Docker image's builder, which runs no tests, skips it (SETUP_SKIP_BROWSER=1).
 if [[ ${SETUP_SKIP_BROWSER:-0} != 1 ]]; then
-  packages+=(chromium=156.0.8078.114-1~deb12u1)
+  packages+=(chromium=156.0.8078.129-1~deb12u1)
 fi
 # bookworm-backports, for libraft only: apt prefers bookworm's own packages (backports have a
-# lower priority), so nothing else is taken from there.
-backports=/etc/apt/sources.list.d/das-bookworm-backports.list
-if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  echo "deb http://deb.debian.org/debian bookworm-backports main" >"$backports"
-fi
+# lower priority), so nothing else is taken from there. From the mirror the machine's own apt
+# sources use for bookworm.
+scripts/apt-backports.sh
 # npm fetches DuckDB; a machine that already has Node.js with its own npm keeps it (Debian's
 # npm package conflicts with the Node.js builds that bundle npm).
 command -v npm >/dev/null || packages+=(npm=9.2.0~ds1-1)
