@@ -33,6 +33,9 @@ packages=(
   # Metrics: prometheus-cpp's core library (registry, counters, histograms, text format).
   prometheus-cpp-dev=1.0.1-1
   libprometheus-cpp-core1.0=1.0.1-1
+  # The clock tests: libfaketime skews a worker's wall clock (LD_PRELOAD), not its monotonic one.
+  faketime=0.9.10-2.1
+  libfaketime=0.9.10-2.1
   ca-certificates
 )
 # The web console's browser test: headless Chromium (from bookworm-security, where Debian keeps

@@ -28,6 +28,7 @@ struct Flags {
   size_t body_limit = 16 * 1024 * 1024;
   unsigned analytics_deadline_ms = 1500;
   unsigned insert_deadline_ms = 2000;
+  unsigned max_clock_offset_ms = 500;
   unsigned query_deadline_ms = 5000;
   uint32_t query_max_rows = 100'000;
   size_t connections_per_worker = 16;
@@ -93,6 +94,13 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_QUERY_MAX_ROWS")
       ->capture_default_str()
       ->check(CLI::Range(uint32_t{1}, uint32_t{10'000'000}));
+  app.add_option("--max-clock-offset-ms", f.max_clock_offset_ms,
+                 "A worker's clock further than this from the control node's is reported (/health "
+                 "degraded, a log line, das_clock_offset_seconds); rows are stamped with the "
+                 "cluster's time, so no one node's wrong clock stamps them")
+      ->envname("DAS_MAX_CLOCK_OFFSET_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3'600'000u));
   app.add_option("--insert-deadline-ms", f.insert_deadline_ms,
                  "How long a worker gets to commit an insert before the client gets 503")
       ->envname("DAS_INSERT_DEADLINE_MS")
@@ -246,6 +254,8 @@ int main(int argc, char** argv) {
   options.workers = std::move(workers).value();
   options.analytics_deadline = std::chrono::milliseconds(flags.analytics_deadline_ms);
   options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);
+  options.max_clock_offset = std::chrono::milliseconds(flags.max_clock_offset_ms);
+  options.clock_probe_interval = std::chrono::seconds(1);
   options.query_deadline = std::chrono::milliseconds(flags.query_deadline_ms);
   options.query_max_rows = flags.query_max_rows;
   options.connections_per_worker = flags.connections_per_worker;

@@ -12,6 +12,8 @@
 #include <boost/asio/detached.hpp>
 
 #include "control/aggregate.h"
+#include "control/clock_probe.h"
+#include "control/cluster_clock.h"
 #include "control/codec.h"
 #include "control/console.h"
 #include "control/fingerprint.h"
@@ -136,6 +138,8 @@ class ControlServiceImpl final : public ControlService {
   ControlServiceImpl(asio::any_io_executor executor, ControlOptions options, ClusterMap map)
       : executor_(executor),
         options_(std::move(options)),
+        cluster_clock_(*options_.clock, options_.max_clock_offset,
+                       3 * options_.clock_probe_interval + options_.health_deadline),
         map_(std::make_shared<const ClusterMap>(std::move(map))),
         router_(&RouterError) {
     if (!options_.cluster_secret.empty()) {
@@ -175,6 +179,30 @@ class ControlServiceImpl final : public ControlService {
     return Status::Ok();
   }
 
+  // Probes every worker's clock (the members now, replicated; the static list, not).
+  void StartClockProbe() {
+    if (options_.clock_probe_interval.count() == 0) return;
+    ClockProbe::Members members = [this] {
+      std::vector<ClockProbe::Member> out;
+      if (replication_) {
+        for (const WorkerDirectory::Entry& w : replication_->workers().Members()) {
+          out.emplace_back(w.id, w.client);
+        }
+      } else {
+        // The clients live as long as the service, which stops the probe first.
+        for (auto& [id, client] : clients_) {
+          out.emplace_back(
+              id, std::shared_ptr<rpc::WorkerClient>(std::shared_ptr<void>(), client.get()));
+        }
+      }
+      return out;
+    };
+    clock_probe_ =
+        std::make_unique<ClockProbe>(executor_, cluster_clock_, std::move(members),
+                                     options_.clock_probe_interval, options_.health_deadline);
+    clock_probe_->Start();
+  }
+
   void StartQueries() {
     QueryApiOptions query_options{options_.query_deadline, options_.analytics_deadline,
                                   options_.query_max_rows};
@@ -199,6 +227,7 @@ class ControlServiceImpl final : public ControlService {
           until - std::chrono::steady_clock::now());
       idle = destination->writer->Stop(std::max(left, std::chrono::milliseconds(0))) && idle;
     }
+    if (clock_probe_) clock_probe_->Stop();
     if (replication_) replication_->Stop();
     for (auto& [id, client] : clients_) client->Close();
     return idle;
@@ -305,8 +334,13 @@ class ControlServiceImpl final : public ControlService {
     ingest_.bytes =
         &registry.Counter("das_ingest_bytes_total", "Body bytes of inserts answered 200");
     registry.AddCollector([this] {
-      std::vector<metrics::ScrapedFamily> families;
-      if (replication_) families = metrics::ReplicaFamilies(replication_->WitnessHealth(), false);
+      std::vector<metrics::ScrapedFamily> families = ClockFamilies(cluster_clock_);
+      if (replication_) {
+        for (metrics::ScrapedFamily& family :
+             metrics::ReplicaFamilies(replication_->WitnessHealth(), false)) {
+          families.push_back(std::move(family));
+        }
+      }
       metrics::ScrapedFamily& queues = families.emplace_back();
       queues.name = "das_insert_queue_depth";
       queues.help =
@@ -339,6 +373,7 @@ class ControlServiceImpl final : public ControlService {
     writer_options.deadline = options_.insert_deadline;
     writer_options.clock = options_.clock;
     writer_options.shard = shard;
+    writer_options.cluster_clock = &cluster_clock_;
     destination->writer = std::make_unique<ShardWriter>(executor_, target, writer_options);
     destinations_.emplace(id, std::move(destination));
   }
@@ -644,7 +679,10 @@ class ControlServiceImpl final : public ControlService {
         all_healthy = false;
         status->set_error(results[i].status().ToString());
       }
+      all_healthy = DescribeClock(workers[i].id, *status) && all_healthy;
     }
+    response.set_clock_correction_ms(cluster_clock_.CorrectionUs() / 1000);
+    response.set_max_clock_offset_ms(static_cast<uint32_t>(cluster_clock_.bound().count()));
     if (replication_) {
       std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> by_id;
       for (size_t i = 0; i < results.size(); ++i) by_id.emplace(workers[i].id, results[i]);
@@ -658,6 +696,16 @@ class ControlServiceImpl final : public ControlService {
     }
     response.set_status(all_healthy ? "ok" : "degraded");
     co_return EncodeHealth(200, response, request, status_only);
+  }
+
+  // The worker's clock offset as last probed, if ever; false when it is past the bound.
+  bool DescribeClock(uint64_t worker, das::v1::WorkerStatus& status) const {
+    std::optional<ClusterClock::Offset> offset = cluster_clock_.Of(worker);
+    if (!offset) return true;
+    status.set_clock_offset_ms(offset->offset_us / 1000);
+    status.set_clock_uncertainty_ms(static_cast<uint32_t>((offset->uncertainty_us + 999) / 1000));
+    status.set_clock_past_bound(cluster_clock_.PastBound(*offset));
+    return !status.clock_past_bound();
   }
 
   // A member's health; one that answers under another id is not that member any more.
@@ -744,6 +792,7 @@ class ControlServiceImpl final : public ControlService {
 
   asio::any_io_executor executor_;
   const ControlOptions options_;
+  ClusterClock cluster_clock_;  // stamps every internal write (ShardWriterOptions)
   std::atomic<std::shared_ptr<const ClusterMap>> map_;
   std::shared_ptr<const rpc::ClusterKey> cluster_key_;  // null: no cluster secret
   std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>> clients_;
@@ -751,7 +800,8 @@ class ControlServiceImpl final : public ControlService {
   // By worker id (unreplicated) or shard id (replicated); built once (membership will add and
   // remove entries).
   std::map<uint32_t, std::unique_ptr<Destination>> destinations_;
-  std::unique_ptr<QueryApi> queries_;  // set by Create, after the destinations
+  std::unique_ptr<QueryApi> queries_;        // set by Create, after the destinations
+  std::unique_ptr<ClockProbe> clock_probe_;  // set by Create; stopped by Stop()
   http::Router router_;
   std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with options_.metrics
   struct IngestCounters {
@@ -777,6 +827,7 @@ Result<std::unique_ptr<ControlService>> ControlService::Create(asio::any_io_exec
     service->AddWorkerDestinations();
   }
   service->StartQueries();
+  service->StartClockProbe();
   return std::unique_ptr<ControlService>(std::move(service));
 }
 

@@ -44,6 +44,11 @@ struct ControlOptions {
   size_t connections_per_worker = 16;
   size_t max_inflight_per_worker = 1;
   const Clock* clock = &Clock::Real();  // not owned; outlives the service
+  // The workers' clocks (control/cluster_clock.h): the bound past which an offset is reported
+  // and outvoted (--max-clock-offset-ms), and how often each is probed (0: never, as in unit
+  // tests that run the executor until it has no work; the binary probes every second).
+  std::chrono::milliseconds max_clock_offset{500};
+  std::chrono::milliseconds clock_probe_interval{0};
   // Set: the public API requires a bearer token of it (control/auth.h); /health answers only
   // its status without one. Not owned; outlives the service.
   const TokenFile* tokens = nullptr;

@@ -12,6 +12,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "control/cluster_clock.h"
+
 namespace das::control {
 
 namespace asio = boost::asio;
@@ -145,6 +147,8 @@ asio::awaitable<void> ShardWriter::Exchange(std::vector<Pending>& group) {
     request.set_shard(*options_.shard);
     request.set_request_id(NewRequestId());
   }
+  if (options_.cluster_clock != nullptr)
+    request.set_ingest_time_us(options_.cluster_clock->NowUs());
 
   asio::awaitable<Result<internal::v1::WriteResponse>> send =
       client_.Write(request, options_.deadline);

@@ -31,6 +31,8 @@
 
 namespace das::control {
 
+class ClusterClock;
+
 struct ShardWriterOptions {
   size_t max_inflight = 1;
   // A coalesced request stops growing past this many encoded bytes (a single sub-batch may be
@@ -41,6 +43,9 @@ struct ShardWriterOptions {
   // A replicated shard: every request names it and gets a fresh request id (the state machine
   // answers a retried id with its first outcome, so retries of a request are safe).
   std::optional<uint32_t> shard;
+  // Not owned; outlives the writer. Every request carries its time as the rows' ingest time
+  // (null: none, the worker's clock stamps them).
+  const ClusterClock* cluster_clock = nullptr;
 };
 
 class ShardWriter {

@@ -80,14 +80,15 @@ ShardReplica::ShardReplica(uint64_t shard_id, storage::Store& store, CopySource 
       next_request_id_(RandomSeed()),
       decider_(store) {}
 
-void ShardReplica::Propose(uint64_t request_id, std::vector<storage::SubBatch> batches,
-                           storage::WriteCallback done) {
+void ShardReplica::Propose(uint64_t request_id, int64_t ingest_us,
+                           std::vector<storage::SubBatch> batches, storage::WriteCallback done) {
   if (request_id == 0) request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(mu_);
     waiting_.emplace(request_id, std::move(done));
   }
-  internal::v1::RaftEntry entry = Encode(request_id, clock_.WallMicros(), batches);
+  internal::v1::RaftEntry entry =
+      Encode(request_id, ingest_us != 0 ? ingest_us : clock_.WallMicros(), batches);
   group_->Propose(entry.SerializeAsString(), [this, request_id](Result<uint64_t> index) {
     // Committed: the outcome comes from Apply's store callback (it may already have come).
     if (!index.ok()) Complete(request_id, std::move(index).status());

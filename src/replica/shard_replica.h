@@ -56,10 +56,12 @@ class ShardReplica final : public raft::StateMachine {
   // leader's raft address) / kUnavailable when the entry was not committed through this leader
   // (it may still be later). A retry with the same request id within the store's request
   // window is answered with the first entry's outcomes and stores nothing again.
-  void Propose(uint64_t request_id, std::vector<storage::SubBatch> batches,
+  // `ingest_us`: the cluster's time the control node sent (WriteRequest.ingest_time_us), the
+  // entry's ingest time; 0: this node's wall clock.
+  void Propose(uint64_t request_id, int64_t ingest_us, std::vector<storage::SubBatch> batches,
                storage::WriteCallback done);
   void Propose(std::vector<storage::SubBatch> batches, storage::WriteCallback done) {
-    Propose(0, std::move(batches), std::move(done));
+    Propose(0, 0, std::move(batches), std::move(done));
   }
 
   // A linearizable read of the shard's aggregate: `done` once this replica confirmed it leads

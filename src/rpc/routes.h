@@ -8,6 +8,7 @@ inline constexpr char kWritePath[] = "/internal/v1/write";          // POST Writ
 inline constexpr char kAggregatePath[] = "/internal/v1/aggregate";  // GET AggregateResponse
 inline constexpr char kHealthPath[] = "/internal/v1/health";        // GET WorkerHealthResponse
 inline constexpr char kQueryPath[] = "/internal/v1/query";          // POST ShardQuery
+inline constexpr char kClockPath[] = "/internal/v1/clock";          // GET ClockResponse
 // Replicated shards (DESIGN.md section 6).
 inline constexpr char kTopologyPath[] = "/internal/v1/topology";          // POST TopologyRequest
 inline constexpr char kShardReadPath[] = "/internal/v1/shard/aggregate";  // POST ShardReadRequest

@@ -91,6 +91,13 @@ class WorkerClientImpl final : public WorkerClient {
     co_return co_await std::move(call);
   }
 
+  asio::awaitable<Result<internal::v1::ClockResponse>> Clock(
+      std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::ClockResponse>> call =
+        Call<internal::v1::ClockResponse>(Get(kClockPath), timeout);
+    co_return co_await std::move(call);
+  }
+
   asio::awaitable<Result<internal::v1::TopologyResponse>> Topology(
       const internal::v1::TopologyRequest& request, std::chrono::milliseconds timeout) override {
     asio::awaitable<Result<internal::v1::TopologyResponse>> call =

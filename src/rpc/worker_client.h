@@ -50,6 +50,9 @@ class WorkerClient : public WriteTarget {
       std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(
       std::chrono::milliseconds timeout) = 0;
+  // The worker's wall clock (control/clock_probe.h measures its offset).
+  virtual boost::asio::awaitable<Result<internal::v1::ClockResponse>> Clock(
+      std::chrono::milliseconds timeout) = 0;
   // A shard's part of a query (query.shard set: read at the shard's leader) or the
   // unreplicated store's.
   virtual boost::asio::awaitable<Result<internal::v1::ShardQueryResponse>> Query(

@@ -62,7 +62,8 @@ class ReplicaStore final : public Store {
       : node_(node), partition_(std::move(partition)) {}
   ~ReplicaStore() override { Stop(); }
 
-  void Write(std::vector<SubBatch> batches, WriteCallback done) override;
+  using Store::Write;
+  void Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) override;
   void Apply(ReplicatedEntry entry, WriteCallback done) override;
   uint64_t applied_index() const override { return partition_->running.applied_index(); }
   int64_t newest_ingest_us() const override { return partition_->running.newest_ingest_us(); }

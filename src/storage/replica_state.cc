@@ -42,8 +42,13 @@ Result<std::unique_ptr<ReplicaState>> ReplicaState::Load(duckdb_connection conn,
   RETURN_IF_ERROR(Bind(duckdb_bind_uint32(sinks.seed_applied, 1, config.replica) == DuckDBSuccess,
                        "bind the replica"));
   { ASSIGN_OR_RETURN(duck::QueryResult seeded, duck::Execute(sinks.seed_applied, "seed")); }
-  RETURN_IF_ERROR(state->PruneExpiredKeys(config.clock->WallMicros()));
   RETURN_IF_ERROR(state->LoadAll());
+  // Keys expire by the cluster's time their entries carried: this node's clock, which may run
+  // ahead, prunes no further than the newest ingest time stored.
+  if (state->newest_ingest_us_ != std::numeric_limits<int64_t>::min()) {
+    RETURN_IF_ERROR(
+        state->PruneExpiredKeys(std::min(config.clock->WallMicros(), state->newest_ingest_us_)));
+  }
   return state;
 }
 

@@ -14,10 +14,11 @@ Status Stopping(uint32_t replica) {
 
 }  // namespace
 
-void ReplicaStore::Write(std::vector<SubBatch> batches, WriteCallback done) {
+void ReplicaStore::Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) {
   size_t rows = 0;
   for (const SubBatch& batch : batches) rows += batch.rows.size();
   WriteRequest request;
+  request.ingest_ts_us = ingest_us;
   request.batches = std::move(batches);
   request.done = std::move(done);
   request.rows = rows;

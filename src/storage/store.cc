@@ -14,8 +14,8 @@ class OwningStore final : public Store {
       : node_(std::move(node)), store_(std::move(store)) {}
   ~OwningStore() override { Stop(); }
 
-  void Write(std::vector<SubBatch> batches, WriteCallback done) override {
-    store_->Write(std::move(batches), std::move(done));
+  void Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) override {
+    store_->Write(std::move(batches), ingest_us, std::move(done));
   }
   void Apply(ReplicatedEntry entry, WriteCallback done) override {
     store_->Apply(std::move(entry), std::move(done));

@@ -152,7 +152,12 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   // REQUIRES: rows already validated (key 1..1024 bytes of UTF-8, finite value).
-  virtual void Write(std::vector<SubBatch> batches, WriteCallback done) = 0;
+  // `ingest_us`: the rows' ingest time (the cluster's time the control node sent), raised to
+  // stay increasing; 0: this node's wall clock.
+  virtual void Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) = 0;
+  void Write(std::vector<SubBatch> batches, WriteCallback done) {
+    Write(std::move(batches), 0, std::move(done));
+  }
   // Applies a committed raft entry like Write(), queued with the others (many entries share one
   // transaction), with the entry's ingest time, and stores its index in the same transaction.
   // An entry at or below applied_index() (a replay after a restart) is skipped: `done` gets an

@@ -16,6 +16,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/clock.h"
 #include "common/validation.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
@@ -186,6 +187,12 @@ WorkerService::WorkerService(uint32_t worker_id, storage::Store& store,
               [this](http::Request, http::Target) { return Aggregate(); });
   router_.Add("GET", rpc::kHealthPath,
               [this](http::Request, http::Target) { return Health(true); });
+  router_.Add("GET", rpc::kClockPath,
+              [](http::Request, http::Target) -> asio::awaitable<http::Response> {
+                internal::v1::ClockResponse clock;
+                clock.set_wall_time_us(Clock::Real().WallMicros());
+                co_return rpc::ProtobufResponse(clock);
+              });
   router_.Add(
       "GET", "/health", [this](http::Request, http::Target) { return Health(false); },
       http::RouteOptions{{"format"}});
@@ -306,8 +313,9 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
   }
   if (!prepared.batches.empty()) {
     // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
-    auto start = [this, batches = std::move(prepared.batches)](auto done) mutable {
-      store_.Write(std::move(batches), std::move(done));
+    auto start = [this, batches = std::move(prepared.batches),
+                  ingest_us = write.ingest_time_us()](auto done) mutable {
+      store_.Write(std::move(batches), ingest_us, std::move(done));
     };
     asio::awaitable<Result<std::vector<storage::SubBatchOutcome>>> op =
         AwaitStore<std::vector<storage::SubBatchOutcome>>(std::move(start));
@@ -381,7 +389,7 @@ void WorkerService::StartReplicated(internal::v1::WriteRequest& write, Replicate
     return;
   }
   replicas_->Write(
-      write.shard(), write.request_id(), std::move(prepared.batches),
+      write.shard(), write.request_id(), write.ingest_time_us(), std::move(prepared.batches),
       [response, sent = std::move(prepared.sent),
        done = std::move(done)](Result<std::vector<storage::SubBatchOutcome>> outcomes) {
         if (!outcomes.ok()) {

@@ -129,6 +129,8 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
                            "--body-limit",
                            "--analytics-deadline-ms",
                            "--insert-deadline-ms",
+                           "--max-clock-offset-ms",
+                           "DAS_MAX_CLOCK_OFFSET_MS",
                            "--log-level",
                            "--replication-factor",
                            "DAS_REPLICATION_FACTOR",
@@ -275,6 +277,20 @@ TEST_F(ConfigTest, WorkerTuningOutsideItsLimitsIsRefused) {
     ASSERT_TRUE(status.has_value()) << flag << " " << value << " was accepted";
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << flag;
     EXPECT_NE(Output(log).find(flag), std::string::npos) << Output(log);
+  }
+}
+
+TEST_F(ConfigTest, AClockBoundOutsideItsLimitsIsRefused) {
+  for (const char* value : {"0", "3600001", "soon"}) {
+    const std::string log = dir_ + "/bad-clock-" + value + ".log";
+    std::string error;
+    processes_.push_back(
+        Process::Start(ControlBinary(), {"--max-clock-offset-ms", value}, log, &error));
+    ASSERT_NE(processes_.back(), nullptr) << error;
+    std::optional<int> status = processes_.back()->Wait(std::chrono::seconds(10));
+    ASSERT_TRUE(status.has_value()) << value << " was accepted";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << value;
+    EXPECT_NE(Output(log).find("--max-clock-offset-ms"), std::string::npos) << Output(log);
   }
 }
 

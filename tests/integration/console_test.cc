@@ -144,7 +144,7 @@ TEST_F(ConsoleTest, ThePageShowsEveryWorkerAndShardAsHealthSaysAndFitsAPhone) {
                             "\"><td class=\"id\">" + std::to_string(w.worker_id()) +
                             "</td><td class=\"address\">" + w.address() +
                             "</td><td class=\"state up\">up</td><td class=\"num rows\">" +
-                            WithCommas(w.rows()) + "</td>";
+                            WithCommas(w.rows()) + "</td><td class=\"num clock\">";
     EXPECT_NE(dom.find(row), std::string::npos) << row << "\nnot in\n" << dom;
   }
   EXPECT_NE(dom.find("id=\"shards\" data-ready=\"true\" data-count=\"" +

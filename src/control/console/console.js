@@ -60,6 +60,14 @@ async function refreshHealth() {
   $('workers-up').textContent = workers.length ? up + ' / ' + workers.length : '-';
 }
 
+// The worker's clock against the control node's: "+3 ms ±1", "-3,600,012 ms ±2" (past the
+// bound: marked as down), "-" until measured.
+function clockText(w) {
+  if (w.clock_offset_ms === undefined) return '-';
+  const ms = Number(w.clock_offset_ms);
+  return (ms > 0 ? '+' : '') + formatCount(ms) + ' ms \u00b1' + (w.clock_uncertainty_ms || 0);
+}
+
 function renderWorkers(workers) {
   const body = $('workers').tBodies[0];
   body.replaceChildren();
@@ -71,6 +79,7 @@ function renderWorkers(workers) {
     cell(row, w.address || '', 'address');
     cell(row, w.healthy ? 'up' : 'down', 'state ' + (w.healthy ? 'up' : 'down'));
     cell(row, w.healthy ? formatCount(w.rows || 0) : '-', 'num rows');
+    cell(row, clockText(w), 'num clock' + (w.clock_past_bound ? ' down' : ''));
     cell(row, w.error || '', 'error');
     rows += Number(w.rows || 0);
   }

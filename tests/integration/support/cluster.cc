@@ -54,6 +54,17 @@ testing::AssertionResult CheckNotCrashed(Process* p, const std::string& name) {
 std::string ControlBinary() { return FromEnvOr("DAS_CONTROL_BIN", DAS_CONTROL_BIN); }
 std::string WorkerBinary() { return FromEnvOr("DAS_WORKER_BIN", DAS_WORKER_BIN); }
 
+namespace {
+constexpr char kFakeTimeLibrary[] = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+}  // namespace
+
+std::vector<std::string> FakeClock(const std::string& offset) {
+  return {std::string("LD_PRELOAD=") + kFakeTimeLibrary, "FAKETIME=" + offset,
+          "FAKETIME_DONT_FAKE_MONOTONIC=1"};
+}
+
+bool FakeClockAvailable() { return std::filesystem::exists(kFakeTimeLibrary); }
+
 bool BinariesAvailable() {
   return !ControlBinary().empty() && !WorkerBinary().empty() &&
          std::filesystem::exists(ControlBinary()) && std::filesystem::exists(WorkerBinary());
@@ -205,7 +216,10 @@ testing::AssertionResult Cluster::StartWorker(int i) {
   }
   args.insert(args.end(), options_.worker_flags.begin(), options_.worker_flags.end());
   std::string error;
-  workers_[i] = Process::Start(WorkerBinary(), args, dir_ + "/" + name + ".log", &error);
+  const auto env = options_.worker_env.find(i);
+  workers_[i] =
+      Process::Start(WorkerBinary(), args, dir_ + "/" + name + ".log", &error,
+                     env == options_.worker_env.end() ? std::vector<std::string>{} : env->second);
   if (!workers_[i]) return testing::AssertionFailure() << "cannot start " << name << ": " << error;
   if (auto r = WaitHealthy(*workers_[i], worker_ports_[i], name); !r) return r;
   if (options_.data_pool) {
@@ -305,7 +319,8 @@ testing::AssertionResult Cluster::StartControl() {
   }
   args.insert(args.end(), options_.control_flags.begin(), options_.control_flags.end());
   std::string error;
-  control_ = Process::Start(ControlBinary(), args, dir_ + "/control.log", &error);
+  control_ =
+      Process::Start(ControlBinary(), args, dir_ + "/control.log", &error, options_.control_env);
   if (!control_) return testing::AssertionFailure() << "cannot start the control node: " << error;
   // Not waiting for a ready cluster: any answer to /health (a 503 while shards form) will do.
   // Nor, with joins, for workers: they start after it.

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ struct ClusterOptions {
   int workers = 2;
   std::vector<std::string> control_flags;  // extra flags, e.g. {"--body-limit", "1024"}
   std::vector<std::string> worker_flags;   // extra flags for every worker
+  // Extra environment ("NAME=value") of worker i (by index) and of the control node, e.g.
+  // libfaketime's (FakeClock()).
+  std::map<int, std::vector<std::string>> worker_env;
+  std::vector<std::string> control_env;
   // False: no worker process at all; the control node is given ports nobody listens on.
   bool start_workers = true;
   // True: analytics, insert and query deadlines of 10 s, so that a loaded machine (2 cores,
@@ -63,6 +68,12 @@ inline ClusterOptions Unreplicated(ClusterOptions options = {}) {
   options.replication_factor = 1;
   return options;
 }
+
+// The environment that runs a process with its wall clock `offset` (libfaketime's syntax:
+// "-1h", "+4m") from the real one; its monotonic clock is left alone.
+std::vector<std::string> FakeClock(const std::string& offset);
+// True when libfaketime is installed (scripts/setup.sh installs it).
+bool FakeClockAvailable();
 
 // True when the binaries are known (built by CMake or named in the environment); tests skip
 // otherwise.

@@ -26,7 +26,8 @@ namespace das::it {
 
 std::unique_ptr<Process> Process::Start(const std::string& binary,
                                         const std::vector<std::string>& args,
-                                        const std::string& log_path, std::string* error) {
+                                        const std::string& log_path, std::string* error,
+                                        const std::vector<std::string>& env) {
   int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     *error = "open " + log_path + ": " + std::strerror(errno);
@@ -39,6 +40,19 @@ std::unique_ptr<Process> Process::Start(const std::string& binary,
   std::vector<char*> argv;
   for (std::string& s : storage) argv.push_back(s.data());
   argv.push_back(nullptr);
+  // The test's environment, a name given in `env` replacing the inherited one.
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const std::string_view name = entry.substr(0, entry.find('=') + 1);
+    bool replaced = false;
+    for (const std::string& extra : env) replaced = replaced || extra.starts_with(name);
+    if (!replaced) env_storage.emplace_back(entry);
+  }
+  env_storage.insert(env_storage.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (std::string& s : env_storage) envp.push_back(s.data());
+  envp.push_back(nullptr);
   const pid_t parent = ::getpid();
   static constexpr char kExecFailed[] = "integration test: exec failed\n";
 
@@ -61,7 +75,7 @@ std::unique_ptr<Process> Process::Start(const std::string& binary,
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ssize_t ignored = ::write(STDERR_FILENO, kExecFailed, sizeof(kExecFailed) - 1);
     (void)ignored;
     ::_exit(127);

@@ -29,9 +29,11 @@ class Process {
   // Starts `binary` with `args` (argv[1..]); output goes to `log_path` (appended). Returns
   // nullptr and fills `error` when the log cannot be opened or fork fails. An exec failure shows
   // as the child exiting with status 127 and a line in the log.
+  // `env`: "NAME=value" entries added to (or replacing those of) the test's environment.
   static std::unique_ptr<Process> Start(const std::string& binary,
                                         const std::vector<std::string>& args,
-                                        const std::string& log_path, std::string* error);
+                                        const std::string& log_path, std::string* error,
+                                        const std::vector<std::string>& env = {});
 
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;

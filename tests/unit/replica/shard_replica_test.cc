@@ -102,9 +102,10 @@ class ShardReplicaTest : public ::testing::Test {
     return raft::WaitForLeader(groups);
   }
 
-  Result<Outcomes> Propose(int i, std::vector<storage::SubBatch> batches, uint64_t request_id = 0) {
+  Result<Outcomes> Propose(int i, std::vector<storage::SubBatch> batches, uint64_t request_id = 0,
+                           int64_t ingest_us = 0) {
     std::promise<Result<Outcomes>> done;
-    replicas_[i].machine->Propose(request_id, std::move(batches),
+    replicas_[i].machine->Propose(request_id, ingest_us, std::move(batches),
                                   [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
     return done.get_future().get();
   }
@@ -164,6 +165,21 @@ TEST_F(ShardReplicaTest, EveryReplicaStoresEveryCommittedWriteOnce) {
     const storage::Aggregate a = WaitForRows(i, 41);
     EXPECT_EQ(a.count, 41u) << "replica " << i + 1;
     EXPECT_EQ(a.sum.Value(), 65.0) << "replica " << i + 1;
+  }
+}
+
+// The ingest time comes with the write (the control node's cluster time), not from the leader's
+// clock: every replica stores it, raised by 1 us where it would not increase.
+TEST_F(ShardReplicaTest, TheProposersIngestTimeStampsTheEntryOnEveryReplica) {
+  const int leader = WaitForLeader();
+  constexpr int64_t kLongAgo = 1'700'000'000'000'000;  // November 2023: far from any clock here
+  Result<Outcomes> first = Propose(leader, {Rows("stamped", {1})}, 0, kLongAgo);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  Result<Outcomes> same = Propose(leader, {Rows("again", {2})}, 0, kLongAgo);
+  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  for (int i = 0; i < kReplicas; ++i) {
+    WaitForRows(i, 2);
+    EXPECT_EQ(replicas_[i].store->newest_ingest_us(), kLongAgo + 1) << "replica " << i + 1;
   }
 }
 

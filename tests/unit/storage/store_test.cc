@@ -43,10 +43,12 @@ std::unique_ptr<Store> OpenOrDie(StoreOptions options) {
   return store.ok() ? std::move(store).value() : nullptr;
 }
 
-Result<Outcomes> WriteSync(Store& store, std::vector<SubBatch> batches) {
+// `ingest_us`: the rows' ingest time as the control node sends it (0: the store's clock).
+Result<Outcomes> WriteSync(Store& store, std::vector<SubBatch> batches, int64_t ingest_us = 0) {
   std::promise<Result<Outcomes>> done;
   std::future<Result<Outcomes>> result = done.get_future();
-  store.Write(std::move(batches), [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
+  store.Write(std::move(batches), ingest_us,
+              [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
   return result.get();
 }
 
@@ -493,6 +495,30 @@ TEST(StoreTest, ExpiredKeyIsForgottenOnOpen) {
   ASSERT_NE(store, nullptr);
   ExpectOutcome(WriteSync(*store, {Batch({1, 2}, "short-lived")}), Code::kOk, 2);
   EXPECT_EQ(CountSync(*store), 4u);
+}
+
+// The rows' ingest time comes with the write; keys expire by it, not by this node's clock: a
+// clock far ahead at a restart forgets no key the cluster's time still keeps (a retry of it
+// is a duplicate, not stored twice).
+TEST(StoreTest, AClockAheadAtOpenForgetsNoKeyTheClustersTimeKeeps) {
+  TempDir dir;
+  ManualClock clock;
+  StoreOptions options = Options(dir);
+  options.idempotency_retention = std::chrono::seconds(1);
+  options.clock = &clock;
+  const int64_t cluster_us = clock.WallMicros();
+  {
+    auto store = OpenOrDie(options);
+    ASSERT_NE(store, nullptr);
+    ExpectOutcome(WriteSync(*store, {Batch({1, 2}, "kept")}, cluster_us), Code::kOk, 2);
+    EXPECT_EQ(store->newest_ingest_us(), cluster_us);
+  }
+  clock.Advance(std::chrono::hours(1));  // this node's clock jumps an hour ahead
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(WriteSync(*store, {Batch({1, 2}, "kept")}, cluster_us + 500'000), Code::kDuplicate,
+                2);
+  EXPECT_EQ(CountSync(*store), 2u);
 }
 
 TEST(StoreTest, ConcurrentSingleRowWritesAreGroupCommitted) {
