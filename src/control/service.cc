@@ -30,6 +30,7 @@
 #include "rpc/cluster_auth.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
+#include "rpc/topology.h"
 #include "rpc/worker_client.h"
 
 namespace das::control {
@@ -675,6 +676,12 @@ class ControlServiceImpl final : public ControlService {
       if (replication_) status->set_state(replication_->WorkerState(workers[i].id));
       if (results[i].ok()) {
         status->set_rows(results[i]->rows());
+        if (results[i]->disk_full()) {
+          all_healthy = false;
+          status->set_disk_full(true);
+          status->set_error(rpc::DiskFullMessage(results[i]->disk_free_bytes(),
+                                                 results[i]->disk_reserve_bytes()));
+        }
       } else {
         all_healthy = false;
         status->set_error(results[i].status().ToString());

@@ -74,6 +74,7 @@ std::vector<uint32_t> ShardOfSlot(const internal::v1::Topology& topology) {
 }
 
 bool CaughtUp(const internal::v1::ReplicaHealth& report, uint64_t commit_index) {
+  if (report.disk_full()) return false;  // it applies nothing until there is room
   if (report.stored_index() + kCaughtUpEntries >= commit_index) return true;
   return !report.restoring() && report.applied_index() + kCaughtUpEntries >= commit_index;
 }

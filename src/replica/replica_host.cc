@@ -356,6 +356,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_restoring(replica->machine->restoring());
       health.set_queued_writes(replica->store->queue_depth());
       health.set_copy_bytes(replica->copy_bytes.load(std::memory_order_relaxed));
+      health.set_disk_full(replica->store->disk().full);
       rpc::AddMembers(replica->group->Members(), health);
       replica->store->ComputeAggregate([&health](Result<storage::Aggregate> aggregate) {
         if (aggregate.ok()) health.set_rows(aggregate->count);

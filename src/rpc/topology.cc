@@ -10,6 +10,12 @@ std::string NodeName(uint64_t node_id) {
   return "worker-" + std::to_string(node_id);
 }
 
+std::string DiskFullMessage(uint64_t free_bytes, uint64_t reserve_bytes) {
+  constexpr uint64_t kMiB = 1024 * 1024;
+  return "disk full: " + std::to_string(free_bytes / kMiB) + " MiB free, below --disk-reserve-mb " +
+         std::to_string(reserve_bytes / kMiB) + "; it stores nothing until there is room";
+}
+
 Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots) {
   if (topology.shards() == 0 || topology.placements_size() != static_cast<int>(topology.shards())) {
     return InvalidArgument("topology: " + std::to_string(topology.placements_size()) +

@@ -22,6 +22,10 @@ inline constexpr size_t kMaxRaftAddressBytes = 255;
 // "worker-<id>", or "witness".
 std::string NodeName(uint64_t node_id);
 
+// How a worker whose disk is full says so in /health: "disk full: 3 MiB free, below
+// --disk-reserve-mb 24".
+std::string DiskFullMessage(uint64_t free_bytes, uint64_t reserve_bytes);
+
 // Checks what every consumer relies on: shards 1.., placements 0..shards-1 in order, covering
 // the slots contiguously, voters distinct and named in `nodes`. kInvalidArgument naming why.
 Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,6 +47,29 @@ constexpr const char* kSeedApplied =
 
 Status Stopping() { return ShuttingDown("the store is stopping"); }
 
+// While the disk is full, how often the applier measures it again.
+constexpr std::chrono::milliseconds kDiskRecheck{500};
+
+// A round that failed writing DuckDB's file or WAL (out of space, an I/O error, a failed
+// checkpoint), not one that refused its input.
+bool FailedWriting(const Status& status) {
+  const std::string& m = status.message();
+  for (const char* sign : {"No space left", "Could not write", "checkpoint", "invalidated",
+                           "Input/output error", "Disk quota"}) {
+    if (m.find(sign) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The free bytes of `dir`'s filesystem, for an unprivileged writer.
+Result<uint64_t> FreeBytes(const std::string& dir) {
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) {
+    return Unavailable("statvfs " + dir + ": " + std::strerror(errno));
+  }
+  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
 // Deletes a migrated file and makes its deletion durable.
 void RemoveMigrated(const std::filesystem::path& path) {
   std::error_code error;
@@ -62,6 +86,8 @@ void RemoveMigrated(const std::filesystem::path& path) {
 Status NodeStoreImpl::Start(duck::ConnectionHandle applier,
                             std::vector<duck::ConnectionHandle> readers) {
   conn_ = std::move(applier);
+  // A start on a full disk comes up full (and writes nothing but its tables' first rows).
+  if (disk_reserve_bytes_ > 0) (void)DiskFull();
   RETURN_IF_ERROR(PrepareApplier());
   applier_ = std::thread([this] { ApplierLoop(); });
   for (duck::ConnectionHandle& conn : readers) {
@@ -278,9 +304,11 @@ bool NodeStoreImpl::TakeLocked(const std::shared_ptr<Partition>& partition, Roun
   partition->busy = true;
   next_start_ = partition->id + 1;
   if (partition->failed) {
-    round.refused.emplace_back(
-        partition, std::vector<WriteRequest>(std::make_move_iterator(partition->queue.begin()),
-                                             std::make_move_iterator(partition->queue.end())));
+    round.refused.push_back(
+        {partition,
+         std::vector<WriteRequest>(std::make_move_iterator(partition->queue.begin()),
+                                   std::make_move_iterator(partition->queue.end())),
+         Stopping()});
     partition->queue.clear();
     return true;
   }
@@ -319,7 +347,17 @@ void NodeStoreImpl::ApplierLoop() {
           applier_done_ = true;
           break;
         }
-        round = CollectLocked();
+        lock.unlock();
+        const bool full = disk_reserve_bytes_ > 0 && DiskFull();
+        lock.lock();
+        if (!full) {
+          round = CollectLocked();
+        } else if ((round = CollectRefusedLocked()).empty()) {
+          // Raft entries wait for room; a job, or something to refuse, does not.
+          work_.wait_for(lock, kDiskRecheck,
+                         [this] { return !jobs_.empty() || RefusableLocked(); });
+          continue;
+        }
       }
     }
     for (Job& job : jobs) job();
@@ -338,6 +376,85 @@ void NodeStoreImpl::ApplierLoop() {
   for (Job& job : late) job();
 }
 
+namespace {
+
+// A write of Store::Write (no raft entry, no replacement).
+bool Plain(const WriteRequest& request) { return request.raft_index == 0 && !request.replace; }
+
+}  // namespace
+
+bool NodeStoreImpl::RefusableLocked() const {
+  for (const auto& [id, p] : partitions_) {
+    if (p->busy || p->queue.empty()) continue;
+    if (p->closing || std::any_of(p->queue.begin(), p->queue.end(), Plain)) return true;
+  }
+  return false;
+}
+
+NodeStoreImpl::Round NodeStoreImpl::CollectRefusedLocked() {
+  Round round;
+  for (auto& [id, partition] : partitions_) {
+    if (partition->busy || partition->queue.empty()) continue;
+    std::deque<WriteRequest>& queue = partition->queue;
+    if (partition->closing) {
+      partition->busy = true;
+      round.refused.push_back({partition,
+                               std::vector<WriteRequest>(std::make_move_iterator(queue.begin()),
+                                                         std::make_move_iterator(queue.end())),
+                               Stopping()});
+      queue.clear();
+      continue;
+    }
+    const auto kept = std::stable_partition(queue.begin(), queue.end(),
+                                            [](const WriteRequest& r) { return !Plain(r); });
+    if (kept == queue.end()) continue;
+    partition->busy = true;
+    round.refused.push_back({partition,
+                             std::vector<WriteRequest>(std::make_move_iterator(kept),
+                                                       std::make_move_iterator(queue.end())),
+                             DiskFullStatus()});
+    queue.erase(kept, queue.end());
+  }
+  return round;
+}
+
+Status NodeStoreImpl::DiskFullStatus() const {
+  const DiskState state = disk();
+  return Unavailable("the worker's disk is full (" +
+                     std::to_string(state.free_bytes / (1024 * 1024)) +
+                     " MiB free, below --disk-reserve-mb " +
+                     std::to_string(state.reserve_bytes / (1024 * 1024)) + "); nothing was stored");
+}
+
+bool NodeStoreImpl::DiskFull() const {
+  std::lock_guard lock(disk_mu_);
+  Result<uint64_t> free = free_bytes_();
+  const bool was = disk_full_.load(std::memory_order_acquire);
+  if (!free.ok()) {
+    spdlog::warn("store {}: cannot measure the free space of its disk: {}", db_path_,
+                 free.status().ToString());
+    return was;
+  }
+  disk_free_.store(*free, std::memory_order_release);
+  // Full below the reserve; room again only with a quarter more, so that it does not flap.
+  const bool full =
+      *free < (was ? disk_reserve_bytes_ + disk_reserve_bytes_ / 4 : disk_reserve_bytes_);
+  if (full == was) return full;
+  disk_full_.store(full, std::memory_order_release);
+  constexpr uint64_t kMiB = 1024 * 1024;
+  if (full) {
+    spdlog::error(
+        "store {}: disk full: {} MiB free, below the reserve of {} MiB (--disk-reserve-mb): "
+        "nothing is written until there is room; raft entries wait, plain writes are refused; "
+        "free space on its disk (no restart needed)",
+        db_path_, *free / kMiB, disk_reserve_bytes_ / kMiB);
+  } else {
+    spdlog::info("store {}: room on its disk again ({} MiB free): writing resumes", db_path_,
+                 *free / kMiB);
+  }
+  return full;
+}
+
 void NodeStoreImpl::PauseBetweenRounds(std::chrono::steady_clock::time_point started) {
   if (min_round_interval_.count() == 0) return;
   std::unique_lock lock(mu_);
@@ -349,8 +466,13 @@ void NodeStoreImpl::PauseBetweenRounds(std::chrono::steady_clock::time_point sta
 }
 
 void NodeStoreImpl::RunRound(Round& round) {
-  for (auto& [partition, requests] : round.refused) {
-    for (WriteRequest& request : requests) request.done(Stopping());
+  for (Round::Refused& refused : round.refused) {
+    for (WriteRequest& request : refused.requests) {
+      if (request.replace)
+        request.replace->done(refused.status);
+      else
+        request.done(refused.status);
+    }
   }
   std::vector<ReplicaState::Staged> staged;
   const auto started = std::chrono::steady_clock::now();
@@ -369,6 +491,17 @@ void NodeStoreImpl::RunRound(Round& round) {
     for (auto& [partition, group] : round.groups) requests += group.size();
     spdlog::error("store {}: a round of {} writes rolled back: {}", db_path_, requests,
                   committed.ToString());
+    if (FailedWriting(committed)) {
+      // DuckDB 1.4.4's state after a failed write to its file is not to be trusted: a later
+      // checkpoint can lose committed rows (see node_store.h). Its WAL is intact: a restart
+      // replays it, and the raft logs what came after.
+      spdlog::critical(
+          "store {}: DuckDB could not write its file; stopping before it writes "
+          "again (a restart recovers from its WAL)",
+          db_path_);
+      std::fflush(nullptr);
+      std::abort();
+    }
     for (auto& [partition, group] : round.groups) {
       for (WriteRequest& request : group) request.done(committed);
     }
@@ -423,7 +556,7 @@ void NodeStoreImpl::FinishRound(Round& round) {
   {
     std::lock_guard lock(mu_);
     for (auto& [partition, group] : round.groups) partition->busy = false;
-    for (auto& [partition, group] : round.refused) partition->busy = false;
+    for (Round::Refused& refused : round.refused) refused.partition->busy = false;
   }
   idle_.notify_all();
   for (auto& [partition, replace] : round.replaces) StartReplace(partition, std::move(replace));
@@ -588,6 +721,7 @@ Result<std::unique_ptr<NodeStore>> NodeStore::Open(NodeStoreOptions options) {
     ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));
     readers.push_back(std::move(conn));
   }
+  if (!options.free_bytes) options.free_bytes = [dir = dir.string()] { return FreeBytes(dir); };
   auto store = std::make_unique<NodeStoreImpl>(options, std::move(lock), std::move(db));
   RETURN_IF_ERROR(store->Start(std::move(applier), std::move(readers)));
   spdlog::info("store {}: open", db_path);

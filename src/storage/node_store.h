@@ -16,6 +16,14 @@
 // A replica being replaced by a copy (Store::ReplaceFromCopy) has the copy fetched on a thread
 // of its own; its later writes wait, the other replicas' go on.
 //
+// The disk guard (etcd's NOSPACE alarm): no round starts while the data directory's filesystem
+// has less than `disk_reserve_bytes` free. Raft entries (Store::Apply) wait in memory, applied
+// in order once there is room (their raft log holds them anyway); plain writes
+// (Store::Write) are refused at once with kUnavailable. DuckDB is never written to the last
+// byte: DuckDB 1.4.4 loses committed rows when an automatic checkpoint failed for lack of space
+// and a later one succeeds (README, "Disks"), so a round that fails writing the
+// file stops the process (its WAL is intact; a restart replays it and the raft logs).
+//
 // Thread-safety: every method may be called from any thread. Lifecycle: Open, OpenReplica...,
 // stop every replica's store, Stop() (the destructor stops too).
 #pragma once
@@ -23,6 +31,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +59,11 @@ struct NodeStoreOptions {
   std::chrono::milliseconds min_commit_interval{0};
   // Observes every round's duration in seconds, BEGIN to COMMIT (null: none). Not owned.
   prometheus::Histogram* commit_seconds = nullptr;
+  // The disk guard (above): 0, none. Rounds resume once a quarter more than this is free.
+  uint64_t disk_reserve_bytes = 0;
+  // The free bytes of the data directory's filesystem (empty: statvfs on data_dir; tests give
+  // their own). Called by the applier before a round while writes wait.
+  std::function<Result<uint64_t>()> free_bytes;
 };
 
 struct ReplicaStoreOptions {
@@ -88,6 +102,7 @@ class NodeStore {
   virtual Result<std::vector<uint32_t>> Replicas() = 0;
   // Writes queued for the applier, over every replica.
   virtual size_t queue_depth() const = 0;
+  virtual DiskState disk() const = 0;
 
   // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
   // closes the database. Safe to call more than once.

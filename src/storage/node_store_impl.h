@@ -74,6 +74,7 @@ class ReplicaStore final : public Store {
   std::optional<std::vector<SubBatchOutcome>> FindRequest(uint64_t request_id,
                                                           uint64_t index) const override;
   int64_t key_retention_us() const override { return partition_->retention_us; }
+  DiskState disk() const override;
   uint64_t request_window() const override { return partition_->request_window; }
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
@@ -96,6 +97,8 @@ class NodeStoreImpl final : public NodeStore {
         max_rows_per_round_(std::max<size_t>(options.max_rows_per_commit, 1)),
         min_round_interval_(options.min_commit_interval),
         commit_seconds_(options.commit_seconds),
+        disk_reserve_bytes_(options.disk_reserve_bytes),
+        free_bytes_(options.free_bytes),
         lock_(std::move(lock)),
         db_(std::move(db)) {}
   ~NodeStoreImpl() override { Stop(); }
@@ -106,7 +109,17 @@ class NodeStoreImpl final : public NodeStore {
   Status RemoveReplica(uint32_t replica) override;
   Result<std::vector<uint32_t>> Replicas() override;
   size_t queue_depth() const override;
+  // Measured again while full, so that room coming back shows without a write.
+  DiskState disk() const override {
+    if (disk_full_.load(std::memory_order_acquire)) (void)DiskFull();
+    return DiskState{disk_full_.load(std::memory_order_acquire),
+                     disk_free_.load(std::memory_order_acquire), disk_reserve_bytes_};
+  }
   void Stop() override;
+  // For ReplicaStore::Write: true while the disk is full, measured again then.
+  bool RefuseForDisk() const { return disk_full_.load(std::memory_order_acquire) && DiskFull(); }
+  // kUnavailable: the disk is full, how full, nothing stored.
+  Status DiskFullStatus() const;
 
   // For ReplicaStore.
   void Enqueue(Partition& partition, WriteRequest request);
@@ -121,7 +134,12 @@ class NodeStoreImpl final : public NodeStore {
   // once it committed.
   struct Round {
     std::vector<std::pair<std::shared_ptr<Partition>, std::vector<WriteRequest>>> groups;
-    std::vector<std::pair<std::shared_ptr<Partition>, std::vector<WriteRequest>>> refused;
+    struct Refused {
+      std::shared_ptr<Partition> partition;
+      std::vector<WriteRequest> requests;
+      Status status;  // their answer
+    };
+    std::vector<Refused> refused;
     std::vector<std::pair<std::shared_ptr<Partition>, std::shared_ptr<WriteRequest::Replace>>>
         replaces;
     bool empty() const { return groups.empty() && refused.empty() && replaces.empty(); }
@@ -134,6 +152,12 @@ class NodeStoreImpl final : public NodeStore {
   void ApplierLoop();
   bool RunnableLocked() const;
   Round CollectLocked();
+  // The disk guard, measured now: true while rounds must wait for room (logs each change once).
+  bool DiskFull() const;
+  // While the disk is full: what to refuse (every queued write of a replica being closed, and
+  // plain writes, which have no log to wait in); raft entries stay queued.
+  Round CollectRefusedLocked();
+  bool RefusableLocked() const;
   // Adds `partition`'s queued work to `round` (`rows` so far); false once the round is full.
   bool TakeLocked(const std::shared_ptr<Partition>& partition, Round& round, size_t& rows);
   // On the applier: imports a copy into `replica` (ImportReplica) with DuckDB's optimizer on.
@@ -155,6 +179,11 @@ class NodeStoreImpl final : public NodeStore {
   const size_t max_rows_per_round_;
   const std::chrono::milliseconds min_round_interval_;
   prometheus::Histogram* const commit_seconds_;
+  const uint64_t disk_reserve_bytes_;
+  const std::function<Result<uint64_t>()> free_bytes_;
+  mutable std::mutex disk_mu_;  // one measurement and its log line at a time
+  mutable std::atomic<bool> disk_full_{false};
+  mutable std::atomic<uint64_t> disk_free_{0};
 
   mutable std::mutex mu_;
   std::condition_variable work_;  // the applier: jobs, runnable writes, stop

@@ -15,6 +15,8 @@ Status Stopping(uint32_t replica) {
 }  // namespace
 
 void ReplicaStore::Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) {
+  // Not queued: a plain write has no log to wait in, and its caller gets a clear answer now.
+  if (node_.RefuseForDisk()) return done(node_.DiskFullStatus());
   size_t rows = 0;
   for (const SubBatch& batch : batches) rows += batch.rows.size();
   WriteRequest request;
@@ -25,6 +27,8 @@ void ReplicaStore::Write(std::vector<SubBatch> batches, int64_t ingest_us, Write
   node_.Enqueue(*partition_, std::move(request));
   node_.Expedite();  // its caller waits for the commit
 }
+
+DiskState ReplicaStore::disk() const { return node_.disk(); }
 
 void ReplicaStore::Apply(ReplicatedEntry entry, WriteCallback done) {
   size_t rows = 0;

@@ -108,6 +108,13 @@ struct StoreOptions {
   uint32_t replica = kUnreplicatedReplica;
 };
 
+// What the disk guard of a worker's store saw last (storage/node_store.h).
+struct DiskState {
+  bool full = false;  // nothing is written until there is room
+  uint64_t free_bytes = 0;
+  uint64_t reserve_bytes = 0;  // 0: no guard
+};
+
 // A committed raft entry for Store::Apply: its index in the shard's log, the ingest time its
 // leader fixed (so that every replica stores the same timestamps), and its sub-batches.
 // The ingest time a store records is its leader's, raised where needed so that it increases
@@ -186,6 +193,8 @@ class Store {
                                                                   uint64_t index) const = 0;
   // How long a key is remembered after its commit, in microseconds.
   virtual int64_t key_retention_us() const = 0;
+  // The disk guard of the database this store is in.
+  virtual DiskState disk() const = 0;
   // How many entries a request id is remembered for (StoreOptions::request_window).
   virtual uint64_t request_window() const = 0;
   // The aggregate over every committed row, from the running aggregate the writer keeps (no

@@ -24,6 +24,7 @@
 #include "metrics/replica_metrics.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
+#include "rpc/topology.h"
 #include "worker/shard_query.h"
 
 namespace das::worker {
@@ -227,6 +228,16 @@ void WorkerService::AddMetrics() {
       queues.samples.push_back({{{"shard", std::to_string(replica.shard())}},
                                 static_cast<double>(replica.queued_writes())});
     }
+    const storage::DiskState disk = store_.disk();
+    families.push_back({"das_store_disk_full",
+                        "1 while the store's disk has less free space than --disk-reserve-mb "
+                        "(nothing is written until there is room), else 0",
+                        metrics::ScrapedFamily::Kind::kGauge,
+                        {{{}, disk.full ? 1.0 : 0.0}}});
+    families.push_back({"das_store_disk_free_bytes",
+                        "Free bytes on the store's disk, as the disk guard last measured them",
+                        metrics::ScrapedFamily::Kind::kGauge,
+                        {{{}, static_cast<double>(disk.free_bytes)}}});
     return families;
   });
 }
@@ -357,6 +368,10 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
     response.set_worker_id(worker_id_);
     response.set_rows(rows);
     response.set_raft_port(raft_port_);
+    const storage::DiskState disk = store_.disk();
+    response.set_disk_full(disk.full);
+    response.set_disk_free_bytes(disk.free_bytes);
+    response.set_disk_reserve_bytes(disk.reserve_bytes);
     if (replicas_ != nullptr) {
       response.set_cluster_id(replicas_->cluster_id());
       response.set_epoch(replicas_->epoch());
@@ -367,12 +382,15 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   }
   // For people and container health checks: JSON, whatever was asked.
   das::v1::HealthResponse response;
-  response.set_status("ok");
+  const storage::DiskState disk = store_.disk();
+  response.set_status(disk.full ? "disk full" : "ok");
   response.set_node("worker-" + std::to_string(worker_id_));
   das::v1::WorkerStatus* self = response.add_workers();
   self->set_worker_id(worker_id_);
   self->set_healthy(true);
   self->set_rows(rows);
+  self->set_disk_full(disk.full);
+  if (disk.full) self->set_error(rpc::DiskFullMessage(disk.free_bytes, disk.reserve_bytes));
   http::Response r;
   r.content_type = "application/json";
   google::protobuf::util::JsonPrintOptions options;

@@ -290,3 +290,98 @@ TEST(NodeStoreTest, KillMidRoundKeepsEachReplicaExact) {
 
 }  // namespace
 }  // namespace das::storage
+
+namespace das::storage {
+namespace {
+
+// Waits (bounded) until `node`'s disk guard reports `full`.
+bool DiskFullBecomes(NodeStore& node, bool full) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < until) {
+    if (node.disk().full == full) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+// The disk guard with a made-up free space: below the reserve no round starts; raft entries
+// wait (unanswered, unapplied) and are applied in order once there is room, plain writes are
+// refused at once and store nothing.
+TEST(NodeStoreTest, AFullDiskHoldsEntriesUntilThereIsRoomAndRefusesPlainWrites) {
+  TempDir dir;
+  auto free = std::make_shared<std::atomic<uint64_t>>(1'000);
+  NodeStoreOptions options = Options(dir);
+  options.disk_reserve_bytes = 100;
+  options.free_bytes = [free]() -> Result<uint64_t> { return free->load(); };
+  auto node = OpenNode(options);
+  ASSERT_NE(node, nullptr);
+  auto replica = OpenReplica(*node, 3);
+  ASSERT_NE(replica, nullptr);
+  ASSERT_TRUE(ApplySync(*replica, 1).ok());
+
+  free->store(50);
+  std::promise<Result<Outcomes>> held;
+  replica->Apply(ReplicatedEntry{2, 0, {Rows({2})}, 1002},
+                 [&held](Result<Outcomes> r) { held.set_value(std::move(r)); });
+  ASSERT_TRUE(DiskFullBecomes(*node, true));
+  // The applier saw the full disk before it could take entry 2: it waits, unapplied.
+  EXPECT_EQ(replica->applied_index(), 1u);
+  EXPECT_EQ(replica->queue_depth(), 1u);
+  EXPECT_EQ(node->disk().free_bytes, 50u);
+  EXPECT_EQ(node->disk().reserve_bytes, 100u);
+
+  std::promise<Result<Outcomes>> refused;
+  auto plain = OpenReplica(*node, kUnreplicatedReplica);
+  ASSERT_NE(plain, nullptr);
+  plain->Write({Rows({9})}, [&refused](Result<Outcomes> r) { refused.set_value(std::move(r)); });
+  Result<Outcomes> answer = refused.get_future().get();
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(answer.status().message().find("disk is full"), std::string::npos)
+      << answer.status().ToString();
+
+  free->store(110);  // above the reserve, not a quarter above: still full
+  EXPECT_TRUE(node->disk().full);
+  free->store(125);
+  Result<Outcomes> applied = held.get_future().get();
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  EXPECT_EQ((*applied)[0].code, Code::kOk);
+  EXPECT_EQ(replica->applied_index(), 2u);
+  EXPECT_FALSE(node->disk().full);
+  EXPECT_EQ(RunningSync(*replica).count, 2u);
+  EXPECT_EQ(ScanSync(*plain).count, 0u);  // the refused write stored nothing
+  plain->Stop();
+  replica->Stop();
+}
+
+// Closing a replica, or the node, while its entries wait for room does not wait for room:
+// they are answered kShuttingDown (their raft log applies them again at the next start).
+TEST(NodeStoreTest, StoppingWhileTheDiskIsFullRefusesWhatWaits) {
+  TempDir dir;
+  auto free = std::make_shared<std::atomic<uint64_t>>(10);
+  NodeStoreOptions options = Options(dir);
+  options.disk_reserve_bytes = 100;
+  options.free_bytes = [free]() -> Result<uint64_t> { return free->load(); };
+  auto node = OpenNode(options);
+  ASSERT_NE(node, nullptr);
+  auto replica = OpenReplica(*node, 4);
+  ASSERT_NE(replica, nullptr);
+  std::promise<Result<Outcomes>> held;
+  replica->Apply(ReplicatedEntry{1, 0, {Rows({1})}, 1001},
+                 [&held](Result<Outcomes> r) { held.set_value(std::move(r)); });
+  ASSERT_TRUE(DiskFullBecomes(*node, true));
+  replica->Stop();
+  Result<Outcomes> answer = held.get_future().get();
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.status().code(), StatusCode::kShuttingDown);
+  node->Stop();
+  auto reopened = OpenNode(Options(dir));
+  ASSERT_NE(reopened, nullptr);
+  auto again = OpenReplica(*reopened, 4);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->applied_index(), 0u);
+  again->Stop();
+}
+
+}  // namespace
+}  // namespace das::storage
