@@ -16,7 +16,8 @@
 # Env: DURATION (10), ROWS (10000000), ANALYTICS_N (30), FAILOVER_TRIALS (5),
 # CONFIGS ("r1 r3w r3"), KEEP=1 keeps the temp dir. BEFORE_WORKER=PATH adds nothing by itself:
 # a config named NAME-before (e.g. "r3-before r3") runs NAME with that worker binary (an older
-# build), so that a change is measured side by side with what it changes, in one run.
+# build), and with BEFORE_CONTROL's control node if set, so that a change is measured side by
+# side with what it changes, in one run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,7 +69,7 @@ start_cluster() {
     list+="${list:+,}127.0.0.1:${WPORT[$id]}"
   done
   CONTROL_PORT="$(free_port)"
-  "$BUILD/src/bin/distributed_analytics_system" --port "$CONTROL_PORT" --workers "$list" \
+  "${CONTROL_BIN:-$BUILD/src/bin/distributed_analytics_system}" --port "$CONTROL_PORT" --workers "$list" \
     --replication-factor "$r" --data-dir "$dir/control" --raft-port "$(free_port)" \
     >"$dir/control.log" 2>&1 &
   CONTROL_PID=$!
@@ -91,7 +92,8 @@ footprint() {
   echo "$out"
 }
 rss() { awk '/VmRSS/ { printf "%.0fMiB", $2 / 1024 }' "/proc/$1/status"; }
-disk() { du -sm "$1" | awk '{ print $1 "MiB" }'; }
+# The data, not the worker's disk-ballast (space held back for a start on a full disk).
+disk() { du -sm --exclude=disk-ballast "$1" | awk '{ print $1 "MiB" }'; }
 
 config() { # config NAME -> "WORKERS R"
   case "$1" in
@@ -128,8 +130,10 @@ run_config() {
   # A config may run more than once in CONFIGS (alternated A/B): each run has its own dirs.
   RUNS=$((RUNS + 1))
   WORKER_BIN=""
+  CONTROL_BIN=""
   if [[ "$name" == *-before ]]; then
     WORKER_BIN="${BEFORE_WORKER:?BEFORE_WORKER names the older worker binary}"
+    CONTROL_BIN="${BEFORE_CONTROL:-}"
   fi
   read -r n r <<<"$(config "${name%-before}")"
   start_cluster "$name.$RUNS" "$n" "$r"

@@ -29,6 +29,7 @@ struct Flags {
   unsigned analytics_deadline_ms = 1500;
   unsigned insert_deadline_ms = 2000;
   unsigned max_clock_offset_ms = 500;
+  uint64_t disk_reserve_mb = 64;
   unsigned query_deadline_ms = 5000;
   uint32_t query_max_rows = 100'000;
   size_t connections_per_worker = 16;
@@ -101,6 +102,12 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_MAX_CLOCK_OFFSET_MS")
       ->capture_default_str()
       ->check(CLI::Range(1u, 3'600'000u));
+  app.add_option("--disk-reserve-mb", f.disk_reserve_mb,
+                 "Below this much free space in --data-dir, /health says the control node's disk "
+                 "is full (the witness's raft logs then wait for room)")
+      ->envname("DAS_DISK_RESERVE_MB")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1024 * 1024}));
   app.add_option("--insert-deadline-ms", f.insert_deadline_ms,
                  "How long a worker gets to commit an insert before the client gets 503")
       ->envname("DAS_INSERT_DEADLINE_MS")
@@ -256,6 +263,7 @@ int main(int argc, char** argv) {
   options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);
   options.max_clock_offset = std::chrono::milliseconds(flags.max_clock_offset_ms);
   options.clock_probe_interval = std::chrono::seconds(1);
+  options.disk_reserve_bytes = flags.disk_reserve_mb * 1024 * 1024;
   options.query_deadline = std::chrono::milliseconds(flags.query_deadline_ms);
   options.query_max_rows = flags.query_max_rows;
   options.connections_per_worker = flags.connections_per_worker;

@@ -24,6 +24,7 @@
 #include "replica/replica_host.h"
 #include "rpc/cluster_auth.h"
 #include "rpc/routes.h"
+#include "storage/disk_space.h"
 #include "storage/node_store.h"
 #include "storage/store.h"
 #include "worker/data_pool.h"
@@ -53,7 +54,7 @@ struct Flags {
   // The worker's store serves every replica's reads (query scans, copies) from these: more
   // than one, so that a long copy or scan does not hold the other replicas' reads.
   size_t reader_threads = 4;
-  uint64_t disk_reserve_mb = 256;
+  uint64_t disk_reserve_mb = 0;
   size_t duckdb_threads = 1;
   unsigned threads = 1;
   std::string cluster_secret_file;
@@ -144,10 +145,10 @@ void AddFlags(CLI::App& app, Flags& f) {
   app.add_option("--disk-reserve-mb", f.disk_reserve_mb,
                  "Free space the store keeps on its disk: below it the worker writes nothing (its "
                  "shards are led elsewhere, plain writes get 503) and says \"disk full\" until "
-                 "there is room, then catches up by itself")
+                 "there is room, then catches up by itself. 0: a quarter of the disk, at most 256")
       ->envname("WORKER_DISK_RESERVE_MB")
       ->capture_default_str()
-      ->check(CLI::Range(uint64_t{1}, uint64_t{1024 * 1024}));
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1024 * 1024}));
   app.add_option("--reader-threads", f.reader_threads,
                  "Threads of the worker's store running reads of its replicas: query scans, "
                  "copies for other workers, the aggregate a replica starts from")
@@ -318,6 +319,12 @@ int main(int argc, char** argv) {
   node_options.data_dir = flags.data_dir;
   node_options.reader_threads = flags.reader_threads;
   node_options.disk_reserve_bytes = flags.disk_reserve_mb * 1024 * 1024;
+  if (node_options.disk_reserve_bytes == 0) {
+    std::filesystem::create_directories(flags.data_dir);
+    das::Result<das::storage::DiskSize> disk = das::storage::MeasureDisk(flags.data_dir);
+    node_options.disk_reserve_bytes =
+        disk.ok() ? das::storage::DefaultDiskReserve(disk->total_bytes) : 256 * 1024 * 1024;
+  }
   node_options.duckdb_threads = flags.duckdb_threads;
   node_options.min_commit_interval = std::chrono::milliseconds(flags.replica_commit_interval_ms);
   auto node_store = das::storage::NodeStore::Open(node_options);

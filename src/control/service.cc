@@ -1,5 +1,7 @@
 #include "control/service.h"
 
+#include <sys/statvfs.h>
+
 #include <atomic>
 #include <charconv>
 #include <map>
@@ -694,6 +696,7 @@ class ControlServiceImpl final : public ControlService {
       std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> by_id;
       for (size_t i = 0; i < results.size(); ++i) by_id.emplace(workers[i].id, results[i]);
       all_healthy = replication_->DescribeShards(by_id, response) && all_healthy;
+      all_healthy = DescribeOwnDisk(response) && all_healthy;
       if (!replication_->ready()) {
         // Until every shard first had a leader, the node cannot serve: 503, so that whoever
         // waits for a 200 (a container health check, a test) waits until it can.
@@ -703,6 +706,28 @@ class ControlServiceImpl final : public ControlService {
     }
     response.set_status(all_healthy ? "ok" : "degraded");
     co_return EncodeHealth(200, response, request, status_only);
+  }
+
+  // The free space of this node's data directory; false (and logged once) below the reserve.
+  bool DescribeOwnDisk(das::v1::HealthResponse& response) {
+    struct statvfs fs {};
+    if (::statvfs(options_.replication.data_dir.c_str(), &fs) != 0) return true;
+    const uint64_t free = uint64_t{fs.f_bavail} * fs.f_frsize;
+    const bool full = free < options_.disk_reserve_bytes;
+    response.set_control_disk_free_bytes(free);
+    response.set_control_disk_full(full);
+    if (own_disk_full_.exchange(full) != full) {
+      if (full) {
+        spdlog::error(
+            "the control node's data directory {}: disk full ({} MiB free, below "
+            "--disk-reserve-mb {}): the witness's raft logs wait for room, the workers carry "
+            "the shards; free space there",
+            options_.replication.data_dir, free >> 20, options_.disk_reserve_bytes >> 20);
+      } else {
+        spdlog::info("the control node's data directory has room again ({} MiB free)", free >> 20);
+      }
+    }
+    return !full;
   }
 
   // The worker's clock offset as last probed, if ever; false when it is past the bound.
@@ -809,6 +834,7 @@ class ControlServiceImpl final : public ControlService {
   std::map<uint32_t, std::unique_ptr<Destination>> destinations_;
   std::unique_ptr<QueryApi> queries_;        // set by Create, after the destinations
   std::unique_ptr<ClockProbe> clock_probe_;  // set by Create; stopped by Stop()
+  std::atomic<bool> own_disk_full_{false};   // as /health last saw it (DescribeOwnDisk)
   http::Router router_;
   std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with options_.metrics
   struct IngestCounters {

@@ -49,6 +49,9 @@ struct ControlOptions {
   // tests that run the executor until it has no work; the binary probes every second).
   std::chrono::milliseconds max_clock_offset{500};
   std::chrono::milliseconds clock_probe_interval{0};
+  // Replicated: /health says the control node's data directory is full below this many free
+  // bytes (--disk-reserve-mb).
+  uint64_t disk_reserve_bytes = 64 * 1024 * 1024;
   // Set: the public API requires a bearer token of it (control/auth.h); /health answers only
   // its status without one. Not owned; outlives the service.
   const TokenFile* tokens = nullptr;

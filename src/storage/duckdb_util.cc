@@ -23,7 +23,8 @@ Status Error(std::string_view what, std::string_view duckdb_message) {
 
 void DestroyAppender(duckdb_appender* appender) { (void)duckdb_appender_destroy(appender); }
 
-Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads) {
+Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads,
+                                    uint64_t checkpoint_threshold_bytes) {
   duckdb_config raw_config = nullptr;
   if (duckdb_create_config(&raw_config) == DuckDBError) {
     return Unavailable("duckdb: cannot create a config for " + path);
@@ -32,6 +33,11 @@ Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads) {
   if (threads != 0 &&
       duckdb_set_config(config.get(), "threads", std::to_string(threads).c_str()) == DuckDBError) {
     return Unavailable("duckdb: invalid threads=" + std::to_string(threads));
+  }
+  const std::string threshold = std::to_string(checkpoint_threshold_bytes / 1024) + "KiB";
+  if (checkpoint_threshold_bytes != 0 &&
+      duckdb_set_config(config.get(), "checkpoint_threshold", threshold.c_str()) == DuckDBError) {
+    return Unavailable("duckdb: invalid checkpoint_threshold=" + threshold);
   }
   duckdb_database db = nullptr;
   char* raw_error = nullptr;

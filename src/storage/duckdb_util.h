@@ -59,7 +59,9 @@ using ChunkHandle = UniqueHandle<duckdb_data_chunk, &duckdb_destroy_data_chunk>;
 
 // Opens (or creates) the database file at `path`. `threads` is DuckDB's per-query thread count,
 // 0 for DuckDB's default. Fails with kUnavailable.
-Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads);
+// `checkpoint_threshold_bytes`: DuckDB's WAL size that starts a checkpoint (0: its default).
+Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads,
+                                    uint64_t checkpoint_threshold_bytes = 0);
 Result<ConnectionHandle> Connect(duckdb_database db);
 
 // One data chunk of a query result, read column by column.

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 
+#include "storage/disk_space.h"
 #include "storage/duckdb_util.h"
 #include "storage/node_store_impl.h"
 #include "storage/replica_state.h"
@@ -59,15 +59,6 @@ bool FailedWriting(const Status& status) {
     if (m.find(sign) != std::string::npos) return true;
   }
   return false;
-}
-
-// The free bytes of `dir`'s filesystem, for an unprivileged writer.
-Result<uint64_t> FreeBytes(const std::string& dir) {
-  struct statvfs fs {};
-  if (::statvfs(dir.c_str(), &fs) != 0) {
-    return Unavailable("statvfs " + dir + ": " + std::strerror(errno));
-  }
-  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
 }
 
 // Deletes a migrated file and makes its deletion durable.
@@ -714,14 +705,29 @@ Result<std::unique_ptr<NodeStore>> NodeStore::Open(NodeStoreOptions options) {
   }
   ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir));
   const std::string db_path = (dir / options.file_name).string();
-  ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads));
+  const uint64_t reserve = options.disk_reserve_bytes;
+  if (reserve > 0 && !options.free_bytes) {
+    KeepBallast(dir.string(), BallastFor(reserve), reserve);
+    options.free_bytes = [dir = dir.string(), reserve]() -> Result<uint64_t> {
+      ASSIGN_OR_RETURN(DiskSize disk, MeasureDisk(dir));
+      if (disk.free_bytes >= reserve) RestoreBallast(dir, BallastFor(reserve), reserve);
+      return disk.free_bytes;
+    };
+  }
+  ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads,
+                                                               CheckpointThresholdFor(reserve)));
   ASSIGN_OR_RETURN(duck::ConnectionHandle applier, duck::Connect(db.get()));
   std::vector<duck::ConnectionHandle> readers;
   for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
     ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));
     readers.push_back(std::move(conn));
   }
-  if (!options.free_bytes) options.free_bytes = [dir = dir.string()] { return FreeBytes(dir); };
+  if (!options.free_bytes) {
+    options.free_bytes = [dir = dir.string()]() -> Result<uint64_t> {
+      ASSIGN_OR_RETURN(DiskSize disk, MeasureDisk(dir));
+      return disk.free_bytes;
+    };
+  }
   auto store = std::make_unique<NodeStoreImpl>(options, std::move(lock), std::move(db));
   RETURN_IF_ERROR(store->Start(std::move(applier), std::move(readers)));
   spdlog::info("store {}: open", db_path);

@@ -1,5 +1,5 @@
 // A full disk, through the real binaries: worker 2's data directory on a size-limited tmpfs,
-// filled below its --disk-reserve-mb while keyed batches keep coming. Every batch is
+// filled to the last byte while keyed batches keep coming. Every batch is
 // acknowledged (worker 1 and the witness are a majority), answers stay complete and exact,
 // worker 2 stays up and says "disk full", its shards are led elsewhere; once there is room it
 // catches up by itself, with nothing lost or stored twice. The same after a start on a full
@@ -27,7 +27,7 @@ namespace {
 
 constexpr uint64_t kMiB = 1024 * 1024;
 constexpr uint64_t kDiskMiB = 128;
-constexpr uint64_t kReserveMiB = 32;
+constexpr uint64_t kReserveMiB = 32;  // the workers' default on this disk: a quarter of it
 constexpr int kRowsPerBatch = 100;
 
 // A tmpfs of `mib` MiB mounted at `path` for the test's length (detached at the end, even if a
@@ -144,9 +144,7 @@ class DiskTest : public ClusterTest {
 TEST_F(DiskTest, AWorkerWhoseDiskFillsStaysUpLosesNothingAndCatchesUpOnceThereIsRoom) {
   Tmpfs disk(cluster_.dir() + "/worker-2", kDiskMiB);
   ASSERT_EQ(disk.error(), "");
-  ClusterOptions options;
-  options.worker_flags = {"--disk-reserve-mb", std::to_string(kReserveMiB)};
-  ASSERT_TRUE(cluster_.Start(options));
+  ASSERT_TRUE(cluster_.Start());
   ASSERT_TRUE(InsertBatches("before", 10));
   // The balancer gives worker 2 the shards it prefers: those must move when its disk fills.
   ASSERT_TRUE(cluster_.PollControlHealth(
@@ -158,9 +156,9 @@ TEST_F(DiskTest, AWorkerWhoseDiskFillsStaysUpLosesNothingAndCatchesUpOnceThereIs
       },
       "worker 2 leading half the shards"));
 
-  // Below the reserve, with room left for raft's logs: writes go on through worker 1 and the
-  // witness, worker 2 stores nothing and hands its shards over.
-  ASSERT_TRUE(disk.Fill((kReserveMiB - 12) * kMiB));
+  // Not a byte left (but its ballast): writes go on through worker 1 and the witness, worker 2
+  // stores nothing and hands its shards over.
+  ASSERT_TRUE(disk.Fill(0));
   ASSERT_TRUE(InsertBatches("full", 20));
   ASSERT_TRUE(Worker2FullAndLeadingNothing());
   ASSERT_TRUE(InsertBatches("led-elsewhere", 10));
@@ -174,9 +172,9 @@ TEST_F(DiskTest, AWorkerWhoseDiskFillsStaysUpLosesNothingAndCatchesUpOnceThereIs
   ASSERT_TRUE(BatchOk(port(), last_.first, last_.second, kRowsPerBatch));
   EXPECT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
 
-  // A start on a full disk comes up full, then catches up the same way.
+  // A start on a full disk gives up its ballast, comes up full, then catches up the same way.
   ASSERT_TRUE(cluster_.KillWorker(1));
-  ASSERT_TRUE(disk.Fill((kReserveMiB - 12) * kMiB));
+  ASSERT_TRUE(disk.Fill(0));
   ASSERT_TRUE(cluster_.RestartWorker(1, /*wait_ok=*/false));
   ASSERT_TRUE(Worker2FullAndLeadingNothing());
   ASSERT_TRUE(InsertBatches("after-restart", 10));
@@ -224,11 +222,21 @@ TEST_F(DiskTest, TheWitnessOnAFullDiskStopsNoWrite) {
   ASSERT_TRUE(InsertBatches("full", 20));
   EXPECT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
   ASSERT_TRUE(cluster_.control_process()->Running());
+  ASSERT_TRUE(cluster_.PollControlHealth(
+      kRecoveryBound,
+      [](const v1::HealthResponse& health) {
+        return health.control_disk_full() && health.status() == "degraded" &&
+               health.control_disk_free_bytes() < kMiB;
+      },
+      "the control node's disk reported full"));
   disk.Free();
   ASSERT_TRUE(InsertBatches("after", 5));
   EXPECT_TRUE(ExpectCompleteAndExact(port(), expected_, 2));
   ASSERT_TRUE(cluster_.PollControlHealth(
-      kRecoveryBound, [](const v1::HealthResponse& health) { return health.status() == "ok"; },
+      kRecoveryBound,
+      [](const v1::HealthResponse& health) {
+        return health.status() == "ok" && !health.control_disk_full();
+      },
       "every replica caught up, the witness's too"));
 }
 
