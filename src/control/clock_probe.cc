@@ -1,5 +1,6 @@
 #include "control/clock_probe.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -72,6 +73,15 @@ asio::awaitable<void> ClockProbe::Run() {
 
 asio::awaitable<void> ClockProbe::ProbeAll() {
   const std::vector<Member> members = members_();
+  // A worker that left is forgotten (its gauges go with it).
+  for (const auto& [worker, offset] : clock_.All()) {
+    const bool member = std::any_of(members.begin(), members.end(),
+                                    [worker](const Member& m) { return m.first == worker; });
+    if (!member) {
+      clock_.Forget(worker);
+      past_bound_.erase(worker);
+    }
+  }
   std::vector<asio::awaitable<Result<ClusterClock::Offset>>> probes;
   for (const Member& member : members) probes.push_back(ProbeOne(member));
   asio::awaitable<std::vector<Result<ClusterClock::Offset>>> gather =
