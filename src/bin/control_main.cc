@@ -206,6 +206,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   das::InitLogging("control", *level, *format);
+  das::InstallCrashHandler();
 
   auto workers = das::control::ParseWorkerList(flags.workers);
   if (!workers.ok()) {

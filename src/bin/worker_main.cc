@@ -217,6 +217,7 @@ int main(int argc, char** argv) {
                  std::getenv("LOG_FORMAT"));
     return 2;
   }
+  das::InstallCrashHandler();
   das::InitLogging(flags.id == 0 ? std::string("worker") : "worker-" + std::to_string(flags.id),
                    *level, *format);
 

@@ -1,5 +1,9 @@
 #include "common/log.h"
 
+#include <execinfo.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -211,6 +215,27 @@ LogContext::LogContext(uint32_t shard, std::optional<uint64_t> term) : previous_
 LogContext::~LogContext() { current_context = previous_; }
 
 LogContext::Fields LogContext::Current() { return current_context; }
+
+namespace {
+
+void OnCrash(int signal) {
+  static constexpr char kHeader[] = "fatal signal; stack:\n";
+  ssize_t ignored = ::write(STDERR_FILENO, kHeader, sizeof(kHeader) - 1);
+  (void)ignored;
+  void* frames[64];
+  const int n = ::backtrace(frames, 64);
+  ::backtrace_symbols_fd(frames, n, STDERR_FILENO);
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
+
+}  // namespace
+
+void InstallCrashHandler() {
+  void* warm[1];
+  (void)::backtrace(warm, 1);  // loads libgcc now, not inside the handler
+  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(signal, OnCrash);
+}
 
 void InitLogging(const std::string& node_name, spdlog::level::level_enum level, LogFormat format) {
   auto logger = spdlog::stderr_logger_mt(node_name);

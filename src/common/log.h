@@ -39,6 +39,11 @@ std::optional<LogFormat> ParseLogFormat(std::string_view text);
 std::optional<LogFormat> LogFormatFromEnvironment();
 
 // Installs the default logger for this process, writing to stderr with the node name.
+// On SIGSEGV, SIGBUS, SIGFPE and SIGILL: the stack (addresses, with symbols where glibc finds
+// them) written to stderr, then the default action (the process dies of the same signal), so a
+// crash in a test's or an operator's log says where. Call once, early in main.
+void InstallCrashHandler();
+
 void InitLogging(const std::string& node_name, spdlog::level::level_enum level,
                  LogFormat format = LogFormat::kText);
 

@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <map>
@@ -501,6 +502,18 @@ class ControlServiceImpl final : public ControlService {
     co_return Interpret(*result, home.target->peer()).error;
   }
 
+  // Replicated: every row of the keyed batch falls in its key's home shard. Its one part is then
+  // an entry of the shard that decides the key, in the order of its log (first stores, the same
+  // rows again are a duplicate, other rows a 422): one raft round trip, no check before it.
+  bool AllAtHome(const internal::v1::InsertBatchWire& batch) const {
+    if (!replication_) return false;
+    const uint32_t home = replication_->ShardOf(batch.idempotency_key());
+    return std::all_of(batch.rows().begin(), batch.rows().end(),
+                       [&](const internal::v1::RowWire& row) {
+                         return replication_->ShardOf(row.partition_key()) == home;
+                       });
+  }
+
   // Records a keyed batch's key on a worker that gets none of its rows, without the client
   // waiting for it: the answer depends on the parts with rows only, so a hung worker without
   // rows does not delay it (CheckKey still waits for every worker up to the insert deadline). A
@@ -528,7 +541,7 @@ class ControlServiceImpl final : public ControlService {
     auto& batch = std::get<internal::v1::InsertBatchWire>(decoded);
     const bool keyed = !batch.idempotency_key().empty();
     const uint64_t fingerprint = keyed ? BatchFingerprint(batch) : 0;
-    if (keyed) {
+    if (keyed && !AllAtHome(batch)) {
       asio::awaitable<std::optional<ApiError>> check = CheckKey(batch, fingerprint);
       if (std::optional<ApiError> conflict = co_await std::move(check)) {
         co_return EncodeError(*conflict, answer);

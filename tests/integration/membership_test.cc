@@ -176,7 +176,25 @@ TEST_F(MembershipTest, AThirdWorkerJoinsALoadedClusterAndEachOriginalCanThenDie)
     ASSERT_EQ(writer.error(), "");
     EXPECT_GT(writer.batches(), 0);
   }
-  const v1::HealthResponse health = Health();
+  // The rebalancer's plan is done once every preferred leader is named; the balancer hands each
+  // shard over at its next tick: wait for the leaders to be spread.
+  v1::HealthResponse health;
+  auto spread = [](const v1::HealthResponse& h) {
+    std::map<std::string, int> leaders;
+    for (const v1::ShardStatus& shard : h.shards()) ++leaders[shard.leader()];
+    if (leaders.size() != 3 || leaders.count("")) return false;
+    for (const auto& [leader, n] : leaders) {
+      if (n > kShards / 3 + 1) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(cluster_.PollControlHealth(
+      kRebalanceBound,
+      [&](const v1::HealthResponse& h) {
+        health = h;
+        return spread(h);
+      },
+      "the leaders spread over the three workers"));
   EXPECT_TRUE(Placed(health, 3, false));
   const std::map<std::string, int> voters = VotersPerNode(health);
   for (const char* node : {"worker-1", "worker-2", "worker-3"}) {
