@@ -1,5 +1,5 @@
 # distributed_analytics_system: one image with both binaries (the control node
-# `distributed_analytics_system`, the default command, and `worker`). See README.md, "Docker".
+# `distributed_analytics_system`, the default command, and `worker`). See docs/operations.md, "Docker".
 #
 #   docker build -t distributed-analytics-system .
 #   docker build --build-arg BUILD_JOBS=2 -t distributed-analytics-system .   # cap ninja's jobs
