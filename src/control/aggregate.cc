@@ -4,6 +4,15 @@
 
 namespace das::control {
 
+std::optional<PartialAggregate> PartialFrom(const internal::v1::AggregateResponse& response) {
+  std::optional<ExactSum> sum = ExactSum::FromBytes(response.exact_sum());
+  if (!sum) return std::nullopt;
+  PartialAggregate partial{response.count(), *sum, std::nullopt, std::nullopt};
+  if (response.has_min()) partial.min = response.min();
+  if (response.has_max()) partial.max = response.max();
+  return partial;
+}
+
 void AggregateMerger::Add(const PartialAggregate& partial) {
   if (partial.count == 0) return;
   count_ += partial.count;

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "common/exact_sum.h"
+#include "das/v1/internal.pb.h"
 
 namespace das::control {
 
@@ -21,6 +22,9 @@ struct PartialAggregate {
   std::optional<double> min;
   std::optional<double> max;
 };
+
+// A worker's or a shard's answer as a partial; nullopt when its exact sum does not decode.
+std::optional<PartialAggregate> PartialFrom(const internal::v1::AggregateResponse& response);
 
 struct MergedAggregate {
   uint64_t count = 0;

@@ -1206,15 +1206,12 @@ asio::awaitable<ShardedAggregate> ReplicationImpl::ReadAll(Ms timeout) {
     const internal::v1::AggregateResponse& body = *outcomes[s]->aggregate;
     failed.insert(outcomes[s]->failed.begin(), outcomes[s]->failed.end());
     answered.insert(body.worker_id());
-    std::optional<ExactSum> sum = ExactSum::FromBytes(body.exact_sum());
-    if (!sum) {
+    std::optional<PartialAggregate> partial = PartialFrom(body);
+    if (!partial) {
       ++out.shards_missing;
       continue;
     }
-    PartialAggregate partial{body.count(), *sum, std::nullopt, std::nullopt};
-    if (body.has_min()) partial.min = body.min();
-    if (body.has_max()) partial.max = body.max();
-    out.partials.push_back(partial);
+    out.partials.push_back(*partial);
   }
   out.responding_workers = RespondingWorkers(answered, failed);
   co_return out;

@@ -587,12 +587,9 @@ class ControlServiceImpl final : public ControlService {
         client.Aggregate(options_.analytics_deadline);
     Result<internal::v1::AggregateResponse> body = co_await std::move(call);
     if (!body.ok()) co_return std::move(body).status();
-    std::optional<ExactSum> sum = ExactSum::FromBytes(body->exact_sum());
-    if (!sum) co_return Internal("worker " + client.peer() + " sent a bad exact sum");
-    PartialAggregate partial{body->count(), *sum, std::nullopt, std::nullopt};
-    if (body->has_min()) partial.min = body->min();
-    if (body->has_max()) partial.max = body->max();
-    co_return partial;
+    std::optional<PartialAggregate> partial = PartialFrom(*body);
+    if (!partial) co_return Internal("worker " + client.peer() + " sent a bad exact sum");
+    co_return *partial;
   }
 
   static http::Response AnalyticsAnswer(const http::Request& request, AggregateMerger& merger,

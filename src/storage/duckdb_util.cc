@@ -21,8 +21,6 @@ Status Error(std::string_view what, std::string_view duckdb_message) {
   return Internal(std::string(what) + ": " + std::string(duckdb_message));
 }
 
-void DestroyAppender(duckdb_appender* appender) { (void)duckdb_appender_destroy(appender); }
-
 Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads,
                                     uint64_t checkpoint_threshold_bytes) {
   duckdb_config raw_config = nullptr;
@@ -142,32 +140,6 @@ Result<QueryResult> ExecuteStreaming(duckdb_prepared_statement stmt, std::string
   out.owned_ = true;
   if (state == DuckDBError) return Error(what, OrUnknown(duckdb_result_error(&out.result_)));
   return out;
-}
-
-Result<AppenderHandle> CreateAppender(duckdb_connection conn, const char* table) {
-  duckdb_appender raw = nullptr;
-  const duckdb_state state = duckdb_appender_create(conn, nullptr, table, &raw);
-  AppenderHandle appender(raw);  // destroyed even when the creation failed
-  if (state == DuckDBError) return AppenderError(raw, table);
-  return appender;
-}
-
-Status CloseAppender(duckdb_appender appender, std::string_view table) {
-  if (duckdb_appender_close(appender) == DuckDBError) return AppenderError(appender, table);
-  return Status::Ok();
-}
-
-Status FlushAppender(duckdb_appender appender, std::string_view table) {
-  if (duckdb_appender_flush(appender) == DuckDBError) return AppenderError(appender, table);
-  return Status::Ok();
-}
-
-Status AppenderError(duckdb_appender appender, std::string_view table) {
-  if (appender == nullptr) return Error("append to " + std::string(table), "no appender");
-  duckdb_error_data raw = duckdb_appender_error_data(appender);
-  UniqueHandle<duckdb_error_data, &duckdb_destroy_error_data> error(raw);
-  const char* message = raw != nullptr ? duckdb_error_data_message(raw) : nullptr;
-  return Error("append to " + std::string(table), OrUnknown(message));
 }
 
 std::string Quote(std::string_view text) {

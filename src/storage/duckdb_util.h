@@ -49,12 +49,9 @@ class UniqueHandle {
   Handle handle_ = nullptr;
 };
 
-void DestroyAppender(duckdb_appender* appender);  // duckdb_appender_destroy, result ignored
-
 using DatabaseHandle = UniqueHandle<duckdb_database, &duckdb_close>;
 using ConnectionHandle = UniqueHandle<duckdb_connection, &duckdb_disconnect>;
 using PreparedHandle = UniqueHandle<duckdb_prepared_statement, &duckdb_destroy_prepare>;
-using AppenderHandle = UniqueHandle<duckdb_appender, &DestroyAppender>;
 using ChunkHandle = UniqueHandle<duckdb_data_chunk, &duckdb_destroy_data_chunk>;
 
 // Opens (or creates) the database file at `path`. `threads` is DuckDB's per-query thread count,
@@ -127,20 +124,6 @@ Result<QueryResult> Execute(duckdb_prepared_statement stmt, std::string_view wha
 // The same, but the rows come chunk by chunk as NextChunk() asks for them, never all held at
 // once (a scan of a whole table). The statement must outlive the result.
 Result<QueryResult> ExecuteStreaming(duckdb_prepared_statement stmt, std::string_view what);
-
-// Appends to `table` in the connection's open transaction, if there is one: rows reach the
-// table when the appender flushes (every few thousand rows, on Close(), on destruction), and
-// only then are they part of that transaction. Destroy the appender before ROLLBACK: an
-// appender destroyed after ROLLBACK would flush its buffered rows in a new, autocommitted
-// transaction.
-Result<AppenderHandle> CreateAppender(duckdb_connection conn, const char* table);
-// Flushes and closes `appender`; the error says why a flush failed (e.g. a constraint).
-Status CloseAppender(duckdb_appender appender, std::string_view table);
-// Writes the appender's buffered rows into the connection's current transaction; the appender
-// stays usable.
-Status FlushAppender(duckdb_appender appender, std::string_view table);
-// The appender's error, after an append call failed.
-Status AppenderError(duckdb_appender appender, std::string_view table);
 
 inline duckdb_timestamp Timestamp(int64_t micros) { return duckdb_timestamp{micros}; }
 

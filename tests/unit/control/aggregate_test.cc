@@ -21,6 +21,24 @@ PartialAggregate Partial(std::initializer_list<double> values) {
   return p;
 }
 
+TEST(AggregateMergerTest, APartialFromAnAnswerKeepsItsMinMaxAndRefusesABadSum) {
+  ExactSum sum;
+  sum.Add(2.5);
+  sum.Add(-1.0);
+  internal::v1::AggregateResponse response;
+  response.set_count(2);
+  response.set_exact_sum(sum.ToBytes());
+  response.set_min(-1.0);
+  std::optional<PartialAggregate> partial = PartialFrom(response);
+  ASSERT_TRUE(partial.has_value());
+  EXPECT_EQ(partial->count, 2u);
+  EXPECT_EQ(partial->sum.Value(), 1.5);
+  EXPECT_EQ(partial->min, -1.0);
+  EXPECT_FALSE(partial->max.has_value());
+  response.set_exact_sum(std::string(ExactSum::kMaxBytes + 1, '\x01'));  // too long
+  EXPECT_FALSE(PartialFrom(response).has_value());
+}
+
 TEST(AggregateMergerTest, MergesCountSumMinMaxAndAveragesFromTotals) {
   AggregateMerger m;
   m.Add(Partial({1.0, 2.0, 3.0}));  // average 2

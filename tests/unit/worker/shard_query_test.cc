@@ -432,15 +432,12 @@ std::vector<double> DuckDbQuantiles(const std::vector<double>& values,
   Result<storage::duck::ConnectionHandle> conn = storage::duck::Connect(db->get());
   EXPECT_TRUE(conn.ok());
   EXPECT_TRUE(storage::duck::Exec(conn->get(), "CREATE TABLE t (v DOUBLE)").ok());
-  {
-    Result<storage::duck::AppenderHandle> appender =
-        storage::duck::CreateAppender(conn->get(), "t");
-    EXPECT_TRUE(appender.ok());
-    for (double v : values) {
-      duckdb_append_double(appender->get(), v);
-      duckdb_appender_end_row(appender->get());
+  for (size_t i = 0; i < values.size(); i += 1000) {
+    std::string sql = "INSERT INTO t VALUES ";
+    for (size_t j = i; j < std::min(values.size(), i + 1000); ++j) {
+      sql += (j == i ? "(" : ",(") + Double(values[j]) + ")";
     }
-    EXPECT_TRUE(storage::duck::CloseAppender(appender->get(), "t").ok());
+    EXPECT_TRUE(storage::duck::Exec(conn->get(), sql.c_str()).ok());
   }
   std::vector<double> out;
   for (double q : qs) {
