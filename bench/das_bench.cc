@@ -1,4 +1,4 @@
-// das-bench: a load generator for the control node's public API (DESIGN.md section 3).
+// das-bench: a load generator for the control node's public API (README, "API").
 //
 // Speaks the real protocol (protobuf bodies, Content-Type application/x-protobuf) over kept-alive
 // connections: one das::http::Client with max_connections = C, and C coroutines that each send

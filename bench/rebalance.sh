@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The rebalance benchmark of bench/RESULTS.md (DESIGN.md section 7), in one run: a replicated
+# The rebalance benchmark of bench/RESULTS.md (docs/operations.md, "Membership"), in one run: a replicated
 # cluster of 2 workers + the control node as witness (16 shards), loaded with ROWS rows by
 # das-bench load; then 10,000-row batches (das-bench batch, C=4) for DURATION seconds without a
 # move (the baseline); then a third worker joins (--join) and the same batches run while the

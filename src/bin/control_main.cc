@@ -1,5 +1,5 @@
-// distributed_analytics_system: the control node. Takes the public HTTP API (DESIGN.md
-// section 3), routes inserts to the workers and merges their analytics.
+// distributed_analytics_system: the control node. Takes the public HTTP API (README, "API"), routes
+// inserts to the workers and merges their analytics.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-// The order of a grouped query's groups (DESIGN.md section 8): by a metric in the requested
+// The order of a grouped query's groups (README, "Queries"): by a metric in the requested
 // direction, ties broken by key ascending; or by key alone. The shards rank their groups by it
 // and the control node merges their top groups by it, so that the global top N is exact.
 // Thread-safety: a pure function.

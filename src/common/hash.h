@@ -7,7 +7,7 @@
 
 namespace das {
 
-// The key space: slot = HashPartitionKey(key) mod kSlots. Fixed forever (DESIGN.md section 6).
+// The key space: slot = HashPartitionKey(key) mod kSlots. Fixed forever (docs/architecture.md).
 inline constexpr uint32_t kSlots = 4096;
 
 // XXH3_64bits of the key's bytes, seed 0.

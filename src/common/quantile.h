@@ -1,5 +1,5 @@
 // The pieces of an exact quantile that the shards and the control node must compute alike
-// (DESIGN.md section 8): a total order of doubles as unsigned integers, the bins of a range of
+// (README, "Queries"): a total order of doubles as unsigned integers, the bins of a range of
 // that order, and DuckDB's quantile_cont interpolation.
 // Thread-safety: pure functions.
 #pragma once

@@ -1,5 +1,5 @@
-// API tokens on the public API (DESIGN.md section 10): `--auth-tokens-file` names a file of
-// `TOKEN NAME ROLE` lines (whitespace-separated; `#` starts a comment; roles `write` for
+// API tokens on the public API (docs/operations.md, "Security"): `--auth-tokens-file` names a file
+// of `TOKEN NAME ROLE` lines (whitespace-separated; `#` starts a comment; roles `write` for
 // inserts, `read` for analytics and queries, `admin` for everything). A request shows its token
 // as `Authorization: Bearer TOKEN`. Tokens are compared in constant time, and never appear in
 // an error or a log line (a caller is named by NAME).

@@ -1,5 +1,5 @@
 // The public API's encodings: protobuf (das.v1) or its proto3 JSON mapping, chosen by
-// Content-Type for bodies and by Accept / ?format= for answers (DESIGN.md section 3).
+// Content-Type for bodies and by Accept / ?format= for answers (README, "API").
 // Decoding validates every limit, so what leaves this file is safe to route and store.
 // Thread-safety: free functions without shared state.
 #pragma once

@@ -1,5 +1,5 @@
-// QuantileSearch: exact quantiles of buckets whose rows are spread over many shards (DESIGN.md
-// section 8), found in rounds. Each quantile_cont needs the values at two ranks of the bucket's
+// QuantileSearch: exact quantiles of buckets whose rows are spread over many shards (README,
+// "Queries"), found in rounds. Each quantile_cont needs the values at two ranks of the bucket's
 // sorted rows. A round asks every shard, for each rank still unknown, about the rows of the
 // bucket in a range of values [lo, hi] known to hold that rank: the shards count them in bins of
 // equal width in OrderedBits' order (common/quantile.h), and the bin that holds the rank is the

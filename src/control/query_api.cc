@@ -161,7 +161,7 @@ asio::awaitable<http::Response> QueryApi::FilteredAnalytics(http::Request reques
   Decoded<QueryPlan> plan = PlanQuery(std::get<das::v1::Query>(query), options_.max_rows);
   if (auto* e = std::get_if<ApiError>(&plan)) co_return EncodeError(*e, encoding);
 
-  // /analytics keeps its own deadline (DESIGN.md section 3), filtered or not.
+  // /analytics keeps its own deadline (README, "API"), filtered or not.
   asio::awaitable<Answer> run = Run(std::get<QueryPlan>(plan), options_.analytics_deadline);
   Answer answer = co_await std::move(run);
   if (!answer.outcome.rows.ok()) {

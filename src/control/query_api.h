@@ -1,4 +1,4 @@
-// QueryApi: the control node's query endpoints (DESIGN.md section 8) as request -> response
+// QueryApi: the control node's query endpoints (README, "Queries") as request -> response
 // functions: POST /v1/query, and GET /analytics with filters (key, key_prefix, from, to). It
 // plans the query (control/query_plan.h), picks the shards it needs (those that own its keys,
 // or all), runs its rounds (control/query_runner.h) and answers with the rows, the coverage,

@@ -1,4 +1,4 @@
-// QueryMerge: the shards' rows of one query merged into its answer (DESIGN.md section 8).
+// QueryMerge: the shards' rows of one query merged into its answer (README, "Queries").
 // Ungrouped, a bucket's figures add up over the shards exactly (counts, ExactSums, min, max,
 // and distinct keys, since a key lives in one shard). Grouped, a group lives in one shard, so
 // the global top N of a bucket is the top N of the union of the shards' top N, in the very

@@ -1,4 +1,4 @@
-// The query API's input (DESIGN.md section 8): a das.v1.Query from POST /v1/query (protobuf or
+// The query API's input (README, "Queries"): a das.v1.Query from POST /v1/query (protobuf or
 // its JSON mapping), or the filters of GET /analytics, checked against every limit and turned
 // into a plan: the shards' part (das.internal.v1.ShardQuery) and what the control node merges.
 // An unknown field or parameter is a 400 naming it; a value out of its range a 422 naming the

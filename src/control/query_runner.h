@@ -1,4 +1,4 @@
-// RunQuery: one query's rounds over the shards it needs (DESIGN.md section 8). The first round
+// RunQuery: one query's rounds over the shards it needs (README, "Queries"). The first round
 // asks every shard for its rows (and fixes its snapshot); ungrouped quantiles then take rounds
 // of probes (control/quantile_search.h) over the shards that hold rows. A shard that does not
 // answer a round is missing: the answer is merged from the others (their first-round rows, and

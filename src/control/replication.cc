@@ -256,7 +256,7 @@ class ReplicationImpl final : public Replication {
     }
   }
 
-  // Membership (DESIGN.md section 7).
+  // Membership (docs/operations.md, "Membership").
   meta::WorkerState StateOfLocked(uint64_t id, std::chrono::steady_clock::time_point now) const;
   // A move's target that is no active member any more (dead, drained, left).
   bool GoneLocked(uint64_t id) const {

@@ -1,4 +1,5 @@
-// Replication: the control node's side of replicated shards (DESIGN.md sections 6 and 7).
+// Replication: the control node's side of replicated shards (docs/architecture.md;
+// docs/operations.md, "Membership").
 //
 // It plans the topology from the worker list (or, with an empty --workers, from the first
 // workers that join) and the flags (control/topology_plan.h), learns each worker's raft port
@@ -94,8 +95,8 @@ class Replication {
   // The workers that are members now (a decommissioned worker leaves once drained).
   virtual const WorkerDirectory& workers() const = 0;
   virtual uint32_t total_nodes() const = 0;
-  // POST /internal/v1/join (DESIGN.md section 7): kInvalidArgument for a bad address, kNotFound
-  // for an id that left the cluster (decommissioned, or replaced after it lost its data).
+  // POST /internal/v1/join (docs/operations.md, "Membership"): kInvalidArgument for a bad address,
+  // kNotFound for an id that left the cluster (decommissioned, or replaced after it lost its data).
   virtual Result<internal::v1::JoinResponse> Join(const internal::v1::JoinRequest& request) = 0;
   // POST /admin/workers/<id>/decommission: everything moves off the worker, then it leaves.
   // kNotFound for no such member; kInvalidArgument when the others could not hold its

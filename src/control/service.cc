@@ -647,7 +647,8 @@ class ControlServiceImpl final : public ControlService {
   }
 
   asio::awaitable<http::Response> Health(http::Request request) {
-    // With tokens, a caller without a valid one learns the status only (DESIGN.md section 10).
+    // With tokens, a caller without a valid one learns the status only (docs/operations.md,
+    // "Security").
     const bool status_only =
         options_.tokens != nullptr &&
         std::holds_alternative<http::Response>(Authenticate(*options_.tokens, request));
@@ -860,7 +861,7 @@ Result<std::unique_ptr<ControlService>> ControlService::Create(asio::any_io_exec
                                                                ControlOptions options) {
   options.replication.cluster_secret = options.cluster_secret;  // the witness proves it too
   const bool replicated = options.replication.replication_factor > 1;
-  // Replicated, an empty --workers waits for workers to join (DESIGN.md section 7).
+  // Replicated, an empty --workers waits for workers to join (docs/operations.md, "Membership").
   ASSIGN_OR_RETURN(ClusterMap map, ClusterMap::Create(options.workers, replicated));
   auto service =
       std::make_unique<ControlServiceImpl>(std::move(executor), std::move(options), std::move(map));

@@ -1,4 +1,4 @@
-// The control node's public API (DESIGN.md section 3) as a request -> response function.
+// The control node's public API (README, "API") as a request -> response function.
 //
 // Inserts are validated, routed by the cluster map to the owning worker (by id) and written
 // through one ShardWriter per worker; analytics are scattered to every worker with a deadline
@@ -60,7 +60,7 @@ struct ControlOptions {
   // replication.cluster_secret from it).
   std::string cluster_secret;
   // replication.replication_factor 1: today's unreplicated system (each worker one partition);
-  // more: replicated shards (DESIGN.md section 6).
+  // more: replicated shards (docs/architecture.md).
   ReplicationOptions replication;
   // Set: requests, ingest and the witness's replicas are counted and served at GET /metrics.
   // Not owned; outlives the service.

@@ -1,4 +1,4 @@
-// ShardLeader: the way to one replicated shard's leader (DESIGN.md section 6). It remembers
+// ShardLeader: the way to one replicated shard's leader (docs/architecture.md). It remembers
 // the leader it last found, follows NOT_LEADER hints (a worker's node id), and when a replica
 // cannot be reached tries the next data replica, until the call's deadline. A hint that names
 // the witness (which never serves) is waited out: the balancer hands leadership to a data
@@ -36,7 +36,7 @@ class ShardLeader final : public rpc::WriteTarget {
   const std::string& peer() const override { return name_; }
   uint32_t shard() const { return shard_; }
   std::vector<uint64_t> replicas() const;
-  // The data replicas after a membership change (DESIGN.md section 7).
+  // The data replicas after a membership change (docs/operations.md, "Membership").
   void SetReplicas(std::vector<uint64_t> replicas);
 
   boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(

@@ -41,7 +41,7 @@ internal::v1::Topology PlanTopology(const std::vector<internal::v1::NodeAddress>
   for (const internal::v1::NodeAddress& worker : workers) *topology.add_nodes() = worker;
   const bool witness = NeedsWitness(replication_factor, workers.size());
   // Named even when no shard needs it yet, so that it can come back when the cluster shrinks
-  // to two workers (DESIGN.md section 7).
+  // to two workers (docs/operations.md, "Membership").
   if (replication_factor >= 3) {
     internal::v1::NodeAddress* node = topology.add_nodes();
     node->set_node_id(rpc::kWitnessNodeId);

@@ -1,4 +1,4 @@
-// The placement of replicated shards (DESIGN.md section 6): S shards over contiguous slot
+// The placement of replicated shards (docs/architecture.md): S shards over contiguous slot
 // ranges, each a raft group of R voters: min(R, N) data replicas on distinct workers (shard s on
 // workers s, s+1, ... mod N in --workers order) and, when that is one short of R, the control
 // node's witness. The preferred leader of shard s is worker s mod N, so leaders spread evenly.
@@ -30,7 +30,7 @@ internal::v1::Topology PlanTopology(const std::vector<internal::v1::NodeAddress>
 
 // slot -> shard, kSlots entries.
 // A replica is caught up when its applied index is within this many entries of the leader's
-// commit index (DESIGN.md section 6: "within a few entries").
+// commit index (docs/architecture.md: "within a few entries").
 inline constexpr uint64_t kCaughtUpEntries = 16;
 
 // Whether a replica can serve its shard's reads and keyed writes at once: it holds the entries

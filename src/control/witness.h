@@ -1,10 +1,9 @@
-// Witness: the control node's voter in every shard of a two-worker cluster (DESIGN.md
-// section 6): it keeps each shard's raft log (in <data-dir>/witness/<shard>) but no DuckDB data,
-// applies nothing, and never serves a read. It may win an election (its log can be the newest);
-// then it hands leadership on by itself, at once: a thread of its own checks its replicas every
-// few tens of milliseconds and transfers each shard it leads to a data replica, by name (the
-// next one in the shard's voter list after each failed try; raft_transfer catches the target
-// up first).
+// Witness: the control node's voter in every shard of a two-worker cluster (docs/architecture.md):
+// it keeps each shard's raft log (in <data-dir>/witness/<shard>) but no DuckDB data, applies
+// nothing, and never serves a read. It may win an election (its log can be the newest); then it
+// hands leadership on by itself, at once: a thread of its own checks its replicas every few tens of
+// milliseconds and transfers each shard it leads to a data replica, by name (the next one in the
+// shard's voter list after each failed try; raft_transfer catches the target up first).
 // Thread-safety: every method from any thread but the raft loop's. Lifecycle: Open, Close
 // (the destructor closes).
 #pragma once
@@ -44,7 +43,7 @@ class Witness {
   Witness(const Witness&) = delete;
   Witness& operator=(const Witness&) = delete;
 
-  // A newer topology (DESIGN.md section 7): opens the shards that now name the witness
+  // A newer topology (docs/operations.md, "Membership"): opens the shards that now name the witness
   // (joining, unless it founded them), closes those that no longer do and deletes their logs.
   virtual Status Adopt(const internal::v1::Topology& topology) = 0;
   // One entry per shard it votes in (stored_index = applied_index: there is no store).

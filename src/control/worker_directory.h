@@ -1,7 +1,7 @@
-// WorkerDirectory: the workers a replicated cluster has now (DESIGN.md section 7), by id, each
-// with its internal API address and a client for it. Workers listed in --workers are in it from
-// the start; a worker that joins is added, one that rejoins from another address is readdressed
-// (a new client; calls in flight finish on the old one), one that left is removed.
+// WorkerDirectory: the workers a replicated cluster has now (docs/operations.md, "Membership"), by
+// id, each with its internal API address and a client for it. Workers listed in --workers are in it
+// from the start; a worker that joins is added, one that rejoins from another address is
+// readdressed (a new client; calls in flight finish on the old one), one that left is removed.
 // Thread-safety: every method may be called from any thread concurrently.
 #pragma once
 

@@ -1,8 +1,8 @@
-// The cluster map as data, and the rebalancer's plan (DESIGN.md section 7): where every shard's
-// replicas live, and the next single step that brings the cluster closer to its target: every
-// shard at its replication factor on distinct workers, the witness only where two workers are
-// all there is, replicas and leaders spread evenly, nothing left on a worker being drained or
-// dead for too long.
+// The cluster map as data, and the rebalancer's plan (docs/operations.md, "Membership"): where
+// every shard's replicas live, and the next single step that brings the cluster closer to its
+// target: every shard at its replication factor on distinct workers, the witness only where two
+// workers are all there is, replicas and leaders spread evenly, nothing left on a worker being
+// drained or dead for too long.
 //
 // Pure logic, no I/O: the control node feeds it what the shard groups' own configurations say
 // (the durable truth) and which workers are members, and carries out the step it returns (a

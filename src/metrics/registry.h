@@ -1,6 +1,6 @@
-// Registry: one process's metrics (DESIGN.md section 9) on prometheus-cpp's core library, and
-// their exposition in the Prometheus text format 0.0.4 for GET /metrics (served by our own
-// HTTP server: prometheus-cpp's civetweb exposer is not used).
+// Registry: one process's metrics (README, "Metrics") on prometheus-cpp's core
+// library, and their exposition in the Prometheus text format 0.0.4 for GET /metrics (served by our
+// own HTTP server: prometheus-cpp's civetweb exposer is not used).
 //
 // Two kinds of metric live here:
 //  - counters, gauges and histograms the code updates as things happen (Counter(), Gauge(),

@@ -4,7 +4,7 @@
 // its transfer by name.
 //
 // The state machine is called on the loop thread, once per committed entry, in log order, with
-// the entry's index; it must not block (DESIGN.md section 11: a slow callback delays heartbeats
+// the entry's index; it must not block (src/raft/README.md: a slow callback delays heartbeats
 // and costs leadership). A node restarted from its data directory replays its log from the last
 // snapshot, so Apply sees indexes it may have seen before.
 //

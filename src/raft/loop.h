@@ -1,5 +1,5 @@
 // Loop: one libuv event loop on a thread of its own, for every raft group of the process
-// (DESIGN.md section 6: one loop thread per process). libraft runs all of a group's work and
+// (docs/architecture.md: one loop thread per process). libraft runs all of a group's work and
 // callbacks on it, so the rest of the system talks to it only by posting closures (Post), the
 // one bridge between the raft loop and Asio's threads.
 // Thread-safety: Post() from any thread; the closures run on the loop thread, in order.

@@ -1,5 +1,5 @@
 // CopyFetcher: brings a copy of another worker's replica of a shard onto this worker, for a
-// replica that is behind its leader's log (DESIGN.md section 6: it catches up from a data
+// replica that is behind its leader's log (docs/architecture.md: it catches up from a data
 // replica's data, out of band). It asks that worker for a copy (POST /internal/v1/shard/copy),
 // reads it in chunks (POST /internal/v1/shard/copy/chunk, 4 MiB each) into a temporary file,
 // checks its size and checksum, fsyncs it and renames it to its final name. Every fetch of

@@ -1,5 +1,5 @@
 // EntryDecider: decides each committed raft entry's outcome on the raft loop, in the order of
-// the log (DESIGN.md section 12, "keys in log order"): an internal retry of a request id within
+// the log (docs/architecture.md, "keys in log order"): an internal retry of a request id within
 // the request window gets the first entry's outcomes; a sub-batch whose idempotency key was
 // stored by an earlier entry (and has not expired at this entry's ingest time) is a duplicate
 // (same fingerprint) or a conflict (another); any other stores its rows. So an entry with a key

@@ -1,4 +1,4 @@
-// ReplicaHost: this worker's replicas of the replicated shards (DESIGN.md section 6): one raft
+// ReplicaHost: this worker's replicas of the replicated shards (docs/architecture.md): one raft
 // loop and one raft port (a Hub) for all of them, and per shard replica its store in the
 // worker's node store (storage/node_store.h), its raft log (<data-dir>/shards/<shard>/raft),
 // its ShardReplica state machine and its raft::Group. A replica's DuckDB file from before the
@@ -8,9 +8,9 @@
 // The topology comes from the control node (Adopt) and is kept in <data-dir>/topology.pb, so a
 // restarted worker opens its replicas again without waiting for the control node. A topology
 // from another cluster, or an older epoch than the one held, is refused. A newer epoch
-// (DESIGN.md section 7) opens the replicas it adds to this worker (joining: they wait until
-// their leader adds them, then get the log or a copy) and closes those it no longer places here
-// (the group removed them first), deleting their data (rows first, then the raft log). Rows of
+// (docs/operations.md, "Membership") opens the replicas it adds to this worker (joining: they wait
+// until their leader adds them, then get the log or a copy) and closes those it no longer places
+// here (the group removed them first), deleting their data (rows first, then the raft log). Rows of
 // replicas the topology does not place here (a removal a crash interrupted) are deleted too.
 //
 // A NOT_LEADER answer carries the leader's node id (decimal) as its detail, never a raft

@@ -59,7 +59,7 @@ std::vector<storage::SubBatch> Decode(internal::v1::RaftEntry& entry) {
   return batches;
 }
 
-// The snapshot is a manifest, never the data (DESIGN.md section 11): shard and applied index.
+// The snapshot is a manifest, never the data (src/raft/README.md): shard and applied index.
 std::string Manifest(uint64_t shard_id, uint64_t applied_index) {
   std::string out(16, '\0');
   for (int i = 0; i < 8; ++i) {

@@ -1,4 +1,4 @@
-// The cluster secret on internal HTTP (DESIGN.md section 10): every request to a worker's
+// The cluster secret on internal HTTP (docs/operations.md, "Security"): every request to a worker's
 // internal API carries a Das-Cluster-Auth header,
 //   "v1 <unix time in ms> <hex HMAC-SHA256(secret, "das-http-v1\n" method "\n" target "\n"
 //    time "\n" body)>",

@@ -9,14 +9,14 @@ inline constexpr char kAggregatePath[] = "/internal/v1/aggregate";  // GET Aggre
 inline constexpr char kHealthPath[] = "/internal/v1/health";        // GET WorkerHealthResponse
 inline constexpr char kQueryPath[] = "/internal/v1/query";          // POST ShardQuery
 inline constexpr char kClockPath[] = "/internal/v1/clock";          // GET ClockResponse
-// Replicated shards (DESIGN.md section 6).
+// Replicated shards (docs/architecture.md).
 inline constexpr char kTopologyPath[] = "/internal/v1/topology";          // POST TopologyRequest
 inline constexpr char kShardReadPath[] = "/internal/v1/shard/aggregate";  // POST ShardReadRequest
 inline constexpr char kTransferPath[] = "/internal/v1/shard/transfer";    // POST TransferRequest
 inline constexpr char kShardWritesPath[] = "/internal/v1/shard/writes";   // POST ShardWritesRequest
 inline constexpr char kCopyPath[] = "/internal/v1/shard/copy";            // POST CopyRequest
 inline constexpr char kCopyChunkPath[] = "/internal/v1/shard/copy/chunk";  // POST CopyChunkRequest
-// Membership (DESIGN.md section 7).
+// Membership (docs/operations.md, "Membership").
 inline constexpr char kMembershipPath[] =
     "/internal/v1/shard/membership";                      // POST MembershipRequest
 inline constexpr char kJoinPath[] = "/internal/v1/join";  // POST JoinRequest, at the control node

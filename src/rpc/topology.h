@@ -1,4 +1,4 @@
-// The cluster topology on the wire (das.internal.v1.Topology, DESIGN.md section 6): helpers
+// The cluster topology on the wire (das.internal.v1.Topology, docs/architecture.md): helpers
 // that the control node (which computes it) and the workers (which keep it) share.
 // Thread-safety: plain functions over immutable messages.
 #pragma once
@@ -30,9 +30,9 @@ std::string DiskFullMessage(uint64_t free_bytes, uint64_t reserve_bytes);
 // the slots contiguously, voters distinct and named in `nodes`. kInvalidArgument naming why.
 Status ValidateTopology(const internal::v1::Topology& topology, uint32_t slots);
 
-// A replica a node should hold (DESIGN.md section 7): it bootstraps its group with `bootstrap`
-// (the shard's founders) when it is one of them and is not being added; else `bootstrap` is
-// empty and the replica joins (it waits until the leader adds it).
+// A replica a node should hold (docs/operations.md, "Membership"): it bootstraps its group with
+// `bootstrap` (the shard's founders) when it is one of them and is not being added; else
+// `bootstrap` is empty and the replica joins (it waits until the leader adds it).
 struct ReplicaPlan {
   uint32_t shard = 0;
   std::vector<uint64_t> bootstrap;

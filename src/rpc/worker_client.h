@@ -68,7 +68,7 @@ class WorkerClient : public WriteTarget {
   // control node answers the internal protocol on this one route).
   virtual boost::asio::awaitable<Result<internal::v1::JoinResponse>> Join(
       const internal::v1::JoinRequest& request, std::chrono::milliseconds timeout) = 0;
-  // One membership step of a shard, at its leader (DESIGN.md section 7).
+  // One membership step of a shard, at its leader (docs/operations.md, "Membership").
   virtual boost::asio::awaitable<Result<internal::v1::MembershipResponse>> Membership(
       const internal::v1::MembershipRequest& request, std::chrono::milliseconds timeout) = 0;
   // A copy of the worker's replica of `shard` (at an applied index of at least `min_index`),

@@ -1,7 +1,7 @@
 // RequestWindow: the ids of a shard replica's recent raft entries and their outcomes, so that
 // an internal retry (the control node sends a request again after an ambiguous failure, through
 // the same or a new leader) is answered with the first outcome and never stored twice
-// (DESIGN.md section 6). An id is remembered for the `window` entries that follow it: every
+// (docs/architecture.md). An id is remembered for the `window` entries that follow it: every
 // replica applies the same log, so every replica decides alike. The ids are stored in the node
 // store's table replica_requests (one row per entry, with the replica's id), in the transaction
 // of their entry, so the window survives restarts.

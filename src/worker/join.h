@@ -1,7 +1,7 @@
-// Joining a running cluster (DESIGN.md section 7): a worker started with --join registers with
-// the control node before it opens anything, and learns its node id (a new one the first time,
-// the id its data directory keeps afterwards).
-// Thread-safety: a blocking function for the worker's main thread.
+// Joining a running cluster (docs/operations.md, "Membership"): a worker started with --join
+// registers with the control node before it opens anything, and learns its node id (a new one the
+// first time, the id its data directory keeps afterwards). Thread-safety: a blocking function for
+// the worker's main thread.
 #pragma once
 
 #include <chrono>

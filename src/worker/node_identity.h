@@ -1,7 +1,7 @@
-// The worker's node id, kept in its data directory (<data-dir>/node_id, DESIGN.md section 7):
-// the first start writes it; every later start must name the same id, so that a worker never
-// opens another worker's rows, raft logs and replicas as its own (they would be served under
-// the wrong id, and raft would see one node twice).
+// The worker's node id, kept in its data directory (<data-dir>/node_id, docs/operations.md,
+// "Membership"): the first start writes it; every later start must name the same id, so that a
+// worker never opens another worker's rows, raft logs and replicas as its own (they would be served
+// under the wrong id, and raft would see one node twice).
 #pragma once
 
 #include <cstdint>

@@ -7,7 +7,7 @@
 //   GET  /health                 -> das.v1.HealthResponse as JSON, for people and containers
 //   GET  /metrics                -> Prometheus text format (with a metrics registry)
 //
-// and for replicated shards (DESIGN.md section 6; `replicas`):
+// and for replicated shards (docs/architecture.md; `replicas`):
 //
 //   POST /internal/v1/topology         TopologyRequest -> TopologyResponse (kept, replicas open)
 //   POST /internal/v1/write            with `shard`: proposed on the shard's raft group

@@ -1,4 +1,4 @@
-// One shard's part of a query (DESIGN.md section 8, das.internal.v1.ShardQuery) over its store's
+// One shard's part of a query (README, "Queries", das.internal.v1.ShardQuery) over its store's
 // DuckDB data: the rows the filters select are read by prepared statements (parameters bound,
 // nothing pasted into the SQL) and aggregated exactly: sums are ExactSums, so a bucket's sum
 // merges across shards without a rounding, and a group's (a key lives in one shard) is exact

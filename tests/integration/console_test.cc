@@ -1,4 +1,4 @@
-// The web console at GET / (DESIGN.md section 9) in headless Chromium (Debian's `chromium`),
+// The web console at GET / (README, "Web console") in headless Chromium (Debian's `chromium`),
 // against a real cluster: the page's workers and shards tables must show what /health says, it
 // must fit a phone-sized viewport, and a screenshot is saved (DAS_CONSOLE_SCREENSHOT: also
 // copied there, for the README). Without Chromium the test fails: scripts/setup.sh installs it.

@@ -1,7 +1,7 @@
-// das-load (DESIGN.md section 9) through the real binaries: CSV and Parquet files made by DuckDB
-// here, loaded into a real cluster and counted; a load killed (SIGKILL) mid-way and run again
-// stores every row exactly once; bad rows are named with their row and line and store nothing;
-// a missing column and an unreachable cluster are clear errors.
+// das-load (README, "Loading files") through the real binaries: CSV and Parquet files made by
+// DuckDB here, loaded into a real cluster and counted; a load killed (SIGKILL) mid-way and run
+// again stores every row exactly once; bad rows are named with their row and line and store
+// nothing; a missing column and an unreachable cluster are clear errors.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>

@@ -1,5 +1,5 @@
-// Elastic membership (DESIGN.md section 7) through the real binaries: workers join a running
-// cluster (--join) and receive their share, are decommissioned and leave, come back as new
+// Elastic membership (docs/operations.md, "Membership") through the real binaries: workers join a
+// running cluster (--join) and receive their share, are decommissioned and leave, come back as new
 // members after losing their data; the control node is killed in the middle of a move. Every
 // answer that says it is complete must be exact, before, during and after each move.
 #include <gtest/gtest.h>

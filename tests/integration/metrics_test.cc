@@ -1,4 +1,4 @@
-// GET /metrics (DESIGN.md section 9) through the real binaries: the exposition parsed by a
+// GET /metrics (README, "Metrics") through the real binaries: the exposition parsed by a
 // strict parser of the text format (support/prometheus_text.h), and its counters checked to move
 // by exactly what the test did.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The query API (DESIGN.md section 8) through the real binaries: every field against answers
+// The query API (README, "Queries") through the real binaries: every field against answers
 // computed here from the rows the test wrote, every bad input, the row cap, partial answers
 // with a worker killed (unreplicated) and complete ones with a worker killed (replicated).
 #include <gtest/gtest.h>

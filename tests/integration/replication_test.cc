@@ -1,4 +1,4 @@
-// Replicated shards (DESIGN.md section 6) through the real binaries: the default two workers
+// Replicated shards (docs/architecture.md) through the real binaries: the default two workers
 // with the control node as witness, and three workers. Every kill is SIGKILL or SIGSTOP; every
 // answer after it must be complete and exact once it says it is complete, and writes to every
 // shard must go on.

@@ -1,8 +1,8 @@
-// Security (DESIGN.md section 10) through the real binaries. API tokens: --auth-tokens-file,
-// bearer tokens, roles, /health without a token, the file read again on SIGHUP. The cluster
-// secret: --cluster-secret-file on every node; workers refuse internal requests and raft
-// connections that cannot prove it, and say whom they refused. TLS: --tls-cert and --tls-key on
-// the public port, with a certificate the test makes.
+// Security (docs/operations.md, "Security") through the real binaries. API tokens:
+// --auth-tokens-file, bearer tokens, roles, /health without a token, the file read again on SIGHUP.
+// The cluster secret: --cluster-secret-file on every node; workers refuse internal requests and
+// raft connections that cannot prove it, and say whom they refused. TLS: --tls-cert and --tls-key
+// on the public port, with a certificate the test makes.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>

@@ -105,7 +105,7 @@ int das_raft_barrier(das_raft_node* node, das_raft_done_cb cb, void* arg);
 int das_raft_transfer(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg);
 
 void das_raft_get_info(das_raft_node* node, das_raft_info* info);
-/* Membership (only at the leader, one change at a time; DESIGN.md section 11): add a server
+/* Membership (only at the leader, one change at a time; src/raft/README.md): add a server
  * as a spare (no log), assign it a role (standby and voter run catch-up rounds first), remove
  * one. `cb` gets 0 once the new configuration is committed, or a libraft error. */
 enum { DAS_RAFT_ROLE_STANDBY = 0, DAS_RAFT_ROLE_VOTER = 1, DAS_RAFT_ROLE_SPARE = 2 };

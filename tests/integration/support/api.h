@@ -1,4 +1,4 @@
-// Helpers for the public API of the control node (DESIGN.md section 3): encoding requests in
+// Helpers for the public API of the control node (README, "API"): encoding requests in
 // protobuf and JSON, decoding answers, expected aggregates, and keys placed on a given worker.
 // All functions are thread-safe.
 #pragma once

@@ -54,8 +54,8 @@ struct ClusterOptions {
   // Set: the control node serves HTTPS (its control_flags give --tls-cert and --tls-key), and
   // Start() checks its /health over TLS, verifying against this CA file.
   std::string control_tls_ca;
-  // Membership (DESIGN.md section 7): the control node starts with an empty --workers, first,
-  // and every worker joins it (--join, no --id: the control node gives the ids).
+  // Membership (docs/operations.md, "Membership"): the control node starts with an empty --workers,
+  // first, and every worker joins it (--join, no --id: the control node gives the ids).
   bool join = false;
   // With `join`: the workers share one data pool (<dir>/pool, --data-pool) instead of a data
   // directory each, as the containers of a scaled compose service do.

@@ -214,9 +214,9 @@ Status StatusSync(const std::function<void(std::function<void(Status)>)>& start)
   return done.get_future().get();
 }
 
-// Membership (DESIGN.md section 7): a replica opened with no voters waits until the leader adds
-// it; as a spare it gets nothing, as a voter it first gets the whole log; a removed voter gets
-// nothing more. One change at a time; only at the leader.
+// Membership (docs/operations.md, "Membership"): a replica opened with no voters waits until the
+// leader adds it; as a spare it gets nothing, as a voter it first gets the whole log; a removed
+// voter gets nothing more. One change at a time; only at the leader.
 TEST_F(GroupTest, AJoiningReplicaGetsTheWholeLogAndARemovedOneNothingMore) {
   int leader = WaitForLeader();
   ASSERT_GE(leader, 0);
