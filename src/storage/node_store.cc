@@ -50,6 +50,13 @@ Status Stopping() { return ShuttingDown("the store is stopping"); }
 // While the disk is full, how often the applier measures it again.
 constexpr std::chrono::milliseconds kDiskRecheck{500};
 
+// A COMMIT whose WAL write found no space: DuckDB kept nothing of it and stays usable.
+bool WalOutOfSpace(const Status& status) {
+  const std::string& m = status.message();
+  return m.find("No space left") != std::string::npos && m.find(".wal") != std::string::npos &&
+         m.find("checkpoint") == std::string::npos;
+}
+
 // A round that failed writing DuckDB's file or WAL (out of space, an I/O error, a failed
 // checkpoint), not one that refused its input.
 bool FailedWriting(const Status& status) {
@@ -477,6 +484,14 @@ void NodeStoreImpl::RunRound(Round& round) {
       auto& [partition, group] = round.groups[i];
       if (!group.empty()) partition->state->Committed(group, staged[i]);
     }
+  } else if (WalOutOfSpace(committed)) {
+    // The disk filled between the guard's measurement and the COMMIT: DuckDB refused the WAL
+    // write and kept nothing of the round, and takes writes again once there is room (tried
+    // on DuckDB 1.4.4). The round waits for room, in order, unanswered.
+    spdlog::error("store {}: a round found the disk full ({}); it waits for room", db_path_,
+                  committed.ToString());
+    disk_full_.store(true, std::memory_order_release);
+    Requeue(round);
   } else {
     size_t requests = 0;
     for (auto& [partition, group] : round.groups) requests += group.size();
@@ -541,6 +556,17 @@ Status NodeStoreImpl::CommitRound(Round& round, std::vector<ReplicaState::Staged
     spdlog::debug("store {}: {}", db_path_, rolled_back.ToString());
   }
   return status;
+}
+
+void NodeStoreImpl::Requeue(Round& round) {
+  std::unique_lock lock(mu_);
+  for (auto& [partition, group] : round.groups) {
+    partition->queue.insert(partition->queue.begin(), std::make_move_iterator(group.begin()),
+                            std::make_move_iterator(group.end()));
+    group.clear();
+  }
+  // Not at once again: the guard measures the disk first, after a pause.
+  work_.wait_for(lock, kDiskRecheck, [this] { return stopping_; });
 }
 
 void NodeStoreImpl::FinishRound(Round& round) {

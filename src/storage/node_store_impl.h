@@ -165,6 +165,8 @@ class NodeStoreImpl final : public NodeStore {
   void RunRound(Round& round);
   Status CommitRound(Round& round, std::vector<ReplicaState::Staged>& staged);
   void FinishRound(Round& round);
+  // A round whose COMMIT found the disk full: its writes back at the front of their queues.
+  void Requeue(Round& round);
   void PauseBetweenRounds(std::chrono::steady_clock::time_point started);
   void StartReplace(const std::shared_ptr<Partition>& partition,
                     std::shared_ptr<WriteRequest::Replace> replace);
