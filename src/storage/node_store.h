@@ -22,7 +22,9 @@
 // (Store::Write) are refused at once with kUnavailable. DuckDB is never written to the last
 // byte: DuckDB 1.4.4 loses committed rows when an automatic checkpoint failed for lack of space
 // and a later one succeeds (README, "Disks"), so a round that fails writing the
-// file stops the process (its WAL is intact; a restart replays it and the raft logs).
+// file stops the process (its WAL is intact; a restart replays it and the raft logs). A COMMIT
+// whose WAL write found no space is the exception: DuckDB keeps nothing of it and stays usable,
+// so that round waits for room like the others.
 //
 // Thread-safety: every method may be called from any thread. Lifecycle: Open, OpenReplica...,
 // stop every replica's store, Stop() (the destructor stops too).
