@@ -234,7 +234,7 @@ void OnCrash(int signal) {
 void InstallCrashHandler() {
   void* warm[1];
   (void)::backtrace(warm, 1);  // loads libgcc now, not inside the handler
-  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(signal, OnCrash);
+  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(signal, OnCrash);
 }
 
 void InitLogging(const std::string& node_name, spdlog::level::level_enum level, LogFormat format) {

@@ -39,9 +39,10 @@ std::optional<LogFormat> ParseLogFormat(std::string_view text);
 std::optional<LogFormat> LogFormatFromEnvironment();
 
 // Installs the default logger for this process, writing to stderr with the node name.
-// On SIGSEGV, SIGBUS, SIGFPE and SIGILL: the stack (addresses, with symbols where glibc finds
-// them) written to stderr, then the default action (the process dies of the same signal), so a
-// crash in a test's or an operator's log says where. Call once, early in main.
+// On SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT (an abort, also glibc's on a corrupted heap):
+// the stack (addresses, with symbols where glibc finds them) written to stderr, then the
+// default action (the process dies of the same signal), so a crash in a test's or an
+// operator's log says where. Call once, early in main.
 void InstallCrashHandler();
 
 void InitLogging(const std::string& node_name, spdlog::level::level_enum level,
