@@ -121,6 +121,7 @@ void ClockProbe::Note(uint64_t worker, const ClusterClock::Offset& offset) {
 }
 
 void ClockProbe::NoteCorrection() {
+  clock_.Refresh();
   const int64_t correction_us = clock_.CorrectionUs();
   if ((correction_us != 0) == (logged_correction_us_ != 0)) return;
   logged_correction_us_ = correction_us;

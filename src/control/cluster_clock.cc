@@ -16,15 +16,23 @@ ClusterClock::Offset ClusterClock::Record(uint64_t worker, int64_t sent_wall_us,
   const int64_t round_trip_us = std::max<int64_t>(
       0, std::chrono::duration_cast<std::chrono::microseconds>(received - sent).count());
   Offset offset{remote_us - (sent_wall_us + round_trip_us / 2), round_trip_us / 2, received};
-  std::lock_guard lock(mu_);
-  offsets_[worker] = offset;
+  {
+    std::lock_guard lock(mu_);
+    offsets_[worker] = offset;
+  }
+  Refresh();
   return offset;
 }
 
 void ClusterClock::Forget(uint64_t worker) {
-  std::lock_guard lock(mu_);
-  offsets_.erase(worker);
+  {
+    std::lock_guard lock(mu_);
+    offsets_.erase(worker);
+  }
+  Refresh();
 }
+
+void ClusterClock::Refresh() { correction_us_.store(CorrectionUs(), std::memory_order_relaxed); }
 
 std::optional<ClusterClock::Offset> ClusterClock::Of(uint64_t worker) const {
   std::lock_guard lock(mu_);

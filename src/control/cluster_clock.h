@@ -16,6 +16,7 @@
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -54,10 +55,16 @@ class ClusterClock {
   std::chrono::milliseconds bound() const { return bound_; }
   const Clock& clock() const { return clock_; }
 
-  // Added to this node's wall clock to give the cluster's time (see above).
+  // Added to this node's wall clock to give the cluster's time (see above), computed now.
   int64_t CorrectionUs() const;
-  // The cluster's time, in microseconds since the Unix epoch.
-  int64_t NowUs() const { return clock_.WallMicros() + CorrectionUs(); }
+  // Keeps CorrectionUs() for NowUs() (Record and Forget do too; the probe once a round, so that
+  // offsets going stale count).
+  void Refresh();
+  // The cluster's time, in microseconds since the Unix epoch: this node's clock plus the
+  // correction last kept (an atomic read: every internal write asks).
+  int64_t NowUs() const {
+    return clock_.WallMicros() + correction_us_.load(std::memory_order_relaxed);
+  }
 
  private:
   const Clock& clock_;
@@ -65,6 +72,7 @@ class ClusterClock {
   const std::chrono::milliseconds fresh_for_;
   mutable std::mutex mu_;
   std::map<uint64_t, Offset> offsets_;  // GUARDED_BY(mu_)
+  std::atomic<int64_t> correction_us_{0};
 };
 
 }  // namespace das::control

@@ -732,7 +732,8 @@ Result<std::unique_ptr<NodeStore>> NodeStore::Open(NodeStoreOptions options) {
   ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(dir));
   const std::string db_path = (dir / options.file_name).string();
   const uint64_t reserve = options.disk_reserve_bytes;
-  if (reserve > 0 && !options.free_bytes) {
+  if (!options.free_bytes) {
+    // A ballast given up at start is made again once there is room (none without a reserve).
     KeepBallast(dir.string(), BallastFor(reserve), reserve);
     options.free_bytes = [dir = dir.string(), reserve]() -> Result<uint64_t> {
       ASSIGN_OR_RETURN(DiskSize disk, MeasureDisk(dir));
@@ -747,12 +748,6 @@ Result<std::unique_ptr<NodeStore>> NodeStore::Open(NodeStoreOptions options) {
   for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
     ASSIGN_OR_RETURN(duck::ConnectionHandle conn, duck::Connect(db.get()));
     readers.push_back(std::move(conn));
-  }
-  if (!options.free_bytes) {
-    options.free_bytes = [dir = dir.string()]() -> Result<uint64_t> {
-      ASSIGN_OR_RETURN(DiskSize disk, MeasureDisk(dir));
-      return disk.free_bytes;
-    };
   }
   auto store = std::make_unique<NodeStoreImpl>(options, std::move(lock), std::move(db));
   RETURN_IF_ERROR(store->Start(std::move(applier), std::move(readers)));

@@ -81,6 +81,10 @@ TEST_F(ClusterClockTest, StaleOffsetsStopCountingAndForgottenWorkersGo) {
   ASSERT_EQ(clock_.CorrectionUs(), kHourUs);
   time_.Advance(seconds(6));  // neither answered a probe since
   EXPECT_EQ(clock_.CorrectionUs(), 0);
+  // What writes are stamped with moves at the probe's next round (Refresh), not per write.
+  EXPECT_EQ(clock_.NowUs(), time_.WallMicros() + kHourUs);
+  clock_.Refresh();
+  EXPECT_EQ(clock_.NowUs(), time_.WallMicros());
   Probe(1, kHourUs);
   Probe(2, kHourUs);
   ASSERT_EQ(clock_.CorrectionUs(), kHourUs);

@@ -11,11 +11,13 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -299,14 +301,45 @@ TEST(NodeStoreTest, KillMidRoundKeepsEachReplicaExact) {
 namespace das::storage {
 namespace {
 
-// Waits (bounded) until `node`'s disk guard reports `full`.
-bool DiskFullBecomes(NodeStore& node, bool full) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < until) {
-    if (node.disk().full == full) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+// A made-up disk for the guard: the free bytes it reports (`real`: the tmpfs at that path
+// instead), and its looks counted, so that a test waits for the guard to have looked (an
+// event), not for time to pass.
+struct FakeDisk {
+  std::atomic<uint64_t> free{1'000};
+  std::string real;
+  std::atomic<bool> lie{false};  // the next look says there is room, whatever `real` has
+  std::mutex mu;
+  std::condition_variable looked;
+  uint64_t looks = 0;  // GUARDED_BY(mu)
+
+  uint64_t Look() {
+    {
+      std::lock_guard lock(mu);
+      ++looks;
+    }
+    looked.notify_all();
+    if (lie.exchange(false)) return uint64_t{1} << 30;
+    return real.empty() ? free.load() : std::filesystem::space(real).available;
   }
-  return false;
+  uint64_t Looks() {
+    std::lock_guard lock(mu);
+    return looks;
+  }
+  // Waits (bounded: a liveness guard) until the guard has looked `n` times in all.
+  bool WaitLooks(uint64_t n) {
+    std::unique_lock lock(mu);
+    return looked.wait_for(lock, std::chrono::seconds(30), [&] { return looks >= n; });
+  }
+};
+
+// A node store in `data_dir` whose guard keeps `reserve` bytes on `disk`.
+std::unique_ptr<NodeStore> OpenGuarded(const std::string& data_dir,
+                                       const std::shared_ptr<FakeDisk>& disk, uint64_t reserve) {
+  NodeStoreOptions options;
+  options.data_dir = data_dir;
+  options.disk_reserve_bytes = reserve;
+  options.free_bytes = [disk]() -> Result<uint64_t> { return disk->Look(); };
+  return OpenNode(options);
 }
 
 // The disk guard with a made-up free space: below the reserve no round starts; raft entries
@@ -314,22 +347,21 @@ bool DiskFullBecomes(NodeStore& node, bool full) {
 // refused at once and store nothing.
 TEST(NodeStoreTest, AFullDiskHoldsEntriesUntilThereIsRoomAndRefusesPlainWrites) {
   TempDir dir;
-  auto free = std::make_shared<std::atomic<uint64_t>>(1'000);
-  NodeStoreOptions options = Options(dir);
-  options.disk_reserve_bytes = 100;
-  options.free_bytes = [free]() -> Result<uint64_t> { return free->load(); };
-  auto node = OpenNode(options);
+  auto disk = std::make_shared<FakeDisk>();
+  auto node = OpenGuarded(dir.path() + "/node", disk, 100);
   ASSERT_NE(node, nullptr);
   auto replica = OpenReplica(*node, 3);
   ASSERT_NE(replica, nullptr);
   ASSERT_TRUE(ApplySync(*replica, 1).ok());
 
-  free->store(50);
+  disk->free.store(50);
+  const uint64_t before = disk->Looks();
   std::promise<Result<Outcomes>> held;
   replica->Apply(ReplicatedEntry{2, 0, {Rows({2})}, 1002},
                  [&held](Result<Outcomes> r) { held.set_value(std::move(r)); });
-  ASSERT_TRUE(DiskFullBecomes(*node, true));
-  // The applier saw the full disk before it could take entry 2: it waits, unapplied.
+  // The applier looked, found the disk full, and looked again after its pause: entry 2 waits.
+  ASSERT_TRUE(disk->WaitLooks(before + 2));
+  ASSERT_TRUE(node->disk().full);
   EXPECT_EQ(replica->applied_index(), 1u);
   EXPECT_EQ(replica->queue_depth(), 1u);
   EXPECT_EQ(node->disk().free_bytes, 50u);
@@ -345,9 +377,9 @@ TEST(NodeStoreTest, AFullDiskHoldsEntriesUntilThereIsRoomAndRefusesPlainWrites) 
   EXPECT_NE(answer.status().message().find("disk is full"), std::string::npos)
       << answer.status().ToString();
 
-  free->store(110);  // above the reserve, not a quarter above: still full
+  disk->free.store(110);  // above the reserve, not a quarter above: still full
   EXPECT_TRUE(node->disk().full);
-  free->store(125);
+  disk->free.store(125);
   Result<Outcomes> applied = held.get_future().get();
   ASSERT_TRUE(applied.ok()) << applied.status().ToString();
   EXPECT_EQ((*applied)[0].code, Code::kOk);
@@ -363,18 +395,16 @@ TEST(NodeStoreTest, AFullDiskHoldsEntriesUntilThereIsRoomAndRefusesPlainWrites) 
 // they are answered kShuttingDown (their raft log applies them again at the next start).
 TEST(NodeStoreTest, StoppingWhileTheDiskIsFullRefusesWhatWaits) {
   TempDir dir;
-  auto free = std::make_shared<std::atomic<uint64_t>>(10);
-  NodeStoreOptions options = Options(dir);
-  options.disk_reserve_bytes = 100;
-  options.free_bytes = [free]() -> Result<uint64_t> { return free->load(); };
-  auto node = OpenNode(options);
+  auto disk = std::make_shared<FakeDisk>();
+  disk->free.store(10);
+  auto node = OpenGuarded(dir.path() + "/node", disk, 100);
   ASSERT_NE(node, nullptr);
+  ASSERT_TRUE(node->disk().full);  // measured at open
   auto replica = OpenReplica(*node, 4);
   ASSERT_NE(replica, nullptr);
   std::promise<Result<Outcomes>> held;
   replica->Apply(ReplicatedEntry{1, 0, {Rows({1})}, 1001},
                  [&held](Result<Outcomes> r) { held.set_value(std::move(r)); });
-  ASSERT_TRUE(DiskFullBecomes(*node, true));
   replica->Stop();
   Result<Outcomes> answer = held.get_future().get();
   ASSERT_FALSE(answer.ok());
@@ -407,16 +437,10 @@ TEST(NodeStoreTest, ARoundThatFindsTheDiskFullWaitsForRoomAndIsStoredOnce) {
     std::string path;
     ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
   } unmount{disk};
-  NodeStoreOptions options;
-  options.data_dir = disk + "/node";
-  options.disk_reserve_bytes = 1;
   // The tmpfs's real free space, except for one look that says there is room.
-  auto lie = std::make_shared<std::atomic<bool>>(false);
-  options.free_bytes = [lie, disk]() -> Result<uint64_t> {
-    if (lie->exchange(false)) return uint64_t{1} << 30;
-    return std::filesystem::space(disk).available;
-  };
-  auto node = OpenNode(options);
+  auto guard = std::make_shared<FakeDisk>();
+  guard->real = disk;
+  auto node = OpenGuarded(disk + "/node", guard, 1);
   ASSERT_NE(node, nullptr);
   auto replica = OpenReplica(*node, 2);
   ASSERT_NE(replica, nullptr);
@@ -431,18 +455,17 @@ TEST(NodeStoreTest, ARoundThatFindsTheDiskFullWaitsForRoomAndIsStoredOnce) {
     }
     ::close(fd);
   }
-  lie->store(true);
+  guard->lie.store(true);
+  const uint64_t before = guard->Looks();
   std::promise<Result<Outcomes>> held;
   std::vector<SubBatch> batches;
   // Larger than what is left in the WAL's last page.
   batches.push_back(Rows(std::vector<double>(20'000, 0.5)));
   replica->Apply(ReplicatedEntry{2, 0, std::move(batches), 1002},
                  [&held](Result<Outcomes> r) { held.set_value(std::move(r)); });
-  // Tried and put back: queued again, unanswered, not applied.
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < until && !node->disk().full) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  // The look that lied, the failed round put back, then the next look: it waits, unanswered
+  // and not applied.
+  ASSERT_TRUE(guard->WaitLooks(before + 2));
   ASSERT_TRUE(node->disk().full);
   std::future<Result<Outcomes>> answer = held.get_future();
   EXPECT_EQ(answer.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
