@@ -13,7 +13,8 @@
 # First, in-process DuckDB over the same number of rows (duckdb-ceiling), the analytics target.
 # Processes run on free loopback ports with data in a temp dir; they are stopped by PID on exit.
 # nginx-light is installed (pinned, from Debian) when missing.
-# Env: DURATION (10), ROWS (10000000), ANALYTICS_N (30), FAILOVER_TRIALS (5),
+# LOAD_STEPS=N loads the ROWS in N steps and prints the footprint after each (memory as rows
+# grow). Env: DURATION (10), ROWS (10000000), ANALYTICS_N (30), FAILOVER_TRIALS (5),
 # CONFIGS ("r1 r3w r3"), KEEP=1 keeps the temp dir. BEFORE_WORKER=PATH adds nothing by itself:
 # a config named NAME-before (e.g. "r3-before r3") runs NAME with that worker binary (an older
 # build), and with BEFORE_CONTROL's control node if set, so that a change is measured side by
@@ -160,9 +161,16 @@ run_config() {
   fi
   stop_cluster
   start_cluster "$name-analytics.$RUNS" "$n" "$r"
-  "$BUILD/bench/das-bench" load --rows "$ROWS" -b 10000 -c 4 --port "$CONTROL_PORT" \
-    >"$TMP/$name.load.out"
-  echo "$name load: $(summary "$TMP/$name.load.out")"
+  local steps="${LOAD_STEPS:-1}" step
+  for step in $(seq 1 "$steps"); do
+    "$BUILD/bench/das-bench" load --rows "$((ROWS / steps))" -b 10000 -c 4 --port "$CONTROL_PORT" \
+      >"$TMP/$name.load.out"
+    echo "$name load: $(summary "$TMP/$name.load.out")"
+    if [[ "$step" -lt "$steps" ]]; then
+      sleep "${SETTLE:-15}"
+      echo "$name footprint at $((step * ROWS / steps)) rows: $(footprint "$TMP/$name-analytics.$RUNS")"
+    fi
+  done
   "$BUILD/bench/das-bench" analytics -n "$ANALYTICS_N" --warmup 3 --expect-count "$ROWS" \
     --port "$CONTROL_PORT" >"$TMP/$name.analytics.out" || true
   echo "$name analytics: $(summary "$TMP/$name.analytics.out")"

@@ -46,6 +46,7 @@ struct Flags {
   std::string advertise_host;
   unsigned dead_worker_after_s = 300;
   unsigned election_timeout_ms = 500;
+  uint64_t raft_log_mb = 128;
   std::string auth_tokens_file;
   size_t max_connections = 1024;
   size_t header_limit = 16 * 1024;
@@ -158,6 +159,14 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_RAFT_ELECTION_TIMEOUT_MS")
       ->capture_default_str()
       ->check(CLI::Range(50, 60000));
+  app.add_option("--raft-log-mb", f.raft_log_mb,
+                 "MiB of applied entries the witness keeps of its shards' raft logs, in memory "
+                 "and on disk, shared among them (at least 16 entries each; 0: up to 65,536 "
+                 "entries each, whatever their size). A worker that was away catches up from "
+                 "these while the other data replica is down too")
+      ->envname("DAS_RAFT_LOG_MB")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--auth-tokens-file", f.auth_tokens_file,
                  "Require a bearer token on the public API: a file of 'TOKEN NAME ROLE' lines "
                  "(roles read, write, admin; '#' starts a comment), read again on SIGHUP "
@@ -276,6 +285,7 @@ int main(int argc, char** argv) {
   options.replication.raft_port = flags.raft_port;
   options.replication.advertise_host = flags.advertise_host;
   options.replication.election_timeout_ms = flags.election_timeout_ms;
+  options.replication.log_budget_bytes = flags.raft_log_mb << 20;
   options.replication.dead_worker_after = std::chrono::seconds(flags.dead_worker_after_s);
   auto service = das::control::ControlService::Create(io.get_executor(), options);
   if (!service.ok()) {

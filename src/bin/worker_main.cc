@@ -46,6 +46,7 @@ struct Flags {
   unsigned replica_commit_interval_ms = 200;
   unsigned snapshot_threshold = 1024;
   unsigned snapshot_trailing = 8192;
+  uint64_t raft_log_mb = 256;
   std::string data_dir;
   std::string data_pool;
   uint64_t copy_bytes_per_s = 64 * 1024 * 1024;
@@ -116,6 +117,14 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("WORKER_RAFT_SNAPSHOT_TRAILING")
       ->capture_default_str()
       ->check(CLI::Range(16, 1 << 24));
+  app.add_option("--raft-log-mb", f.raft_log_mb,
+                 "MiB of applied entries the worker keeps of its shards' raft logs, in memory "
+                 "and on disk, shared among them: each keeps fewer than "
+                 "--raft-snapshot-trailing entries when they do not fit (at least 16), and "
+                 "snapshots sooner (0: no bound in bytes)")
+      ->envname("WORKER_RAFT_LOG_MB")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--data-dir", f.data_dir,
                  "Directory of this worker's DuckDB file (default: ./data/worker-<id>; with "
                  "--join and no --id, ./data/worker)")
@@ -377,6 +386,7 @@ int main(int argc, char** argv) {
   replica_options.heartbeat_timeout_ms = std::max(10u, flags.election_timeout_ms / 10);
   replica_options.snapshot_threshold = flags.snapshot_threshold;
   replica_options.snapshot_trailing = flags.snapshot_trailing;
+  replica_options.log_budget_bytes = flags.raft_log_mb << 20;
   replica_options.copies = copies.get();
   std::unique_ptr<das::replica::ReplicaHost> replicas =
       das::replica::ReplicaHost::Create(replica_options);

@@ -478,6 +478,7 @@ void ReplicationImpl::OpenWitness() {
   options.election_timeout_ms = options_.election_timeout_ms;
   options.heartbeat_timeout_ms = std::max(10u, options_.election_timeout_ms / 10);
   options.cluster_secret = options_.cluster_secret;
+  options.log_budget_bytes = options_.log_budget_bytes;
   Result<std::unique_ptr<Witness>> witness = Witness::Open(options, topology);
   if (!witness.ok()) {
     spdlog::error("cannot open the witness: {}", witness.status().ToString());

@@ -57,6 +57,7 @@ struct ReplicationOptions {
   uint16_t raft_port = 9080;
   std::string advertise_host;  // how peers reach it (default: raft_host)
   unsigned election_timeout_ms = 500;
+  uint64_t log_budget_bytes = 128ull << 20;  // the witness's --raft-log-mb
   std::chrono::milliseconds health_deadline{1000};
   // The witness's raft transport proves it (empty: none); ControlService sets it from
   // ControlOptions::cluster_secret.

@@ -14,31 +14,38 @@
 #include "raft/group.h"
 #include "raft/hub.h"
 #include "raft/loop.h"
+#include "rpc/snapshot_manifest.h"
 #include "rpc/topology.h"
 
 namespace das::control {
 namespace {
 
-// A log without a state: every entry is accepted and dropped. Its snapshot is the applied
-// index alone (8 bytes), so a restore is a no-op too.
+// A log without a state: every entry is accepted and dropped. Its snapshot is the manifest a
+// data replica writes (rpc/snapshot_manifest.h), so a worker it reaches fetches a copy of the
+// rows from another data replica.
 class WitnessMachine final : public raft::StateMachine {
  public:
+  explicit WitnessMachine(uint64_t shard) : shard_(shard) {}
   void Apply(uint64_t index, std::string_view) override {
     applied_.store(index, std::memory_order_relaxed);
   }
-  Result<std::string> Snapshot() override {
-    const uint64_t index = applied_.load(std::memory_order_relaxed);
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(index >> (8 * i));
-    return out;
+  Result<std::string> Snapshot(uint64_t, uint64_t) override {
+    return rpc::EncodeManifest({shard_, applied_.load(std::memory_order_relaxed)});
   }
-  Status Restore(std::string_view) override { return Status::Ok(); }
+  // Never fails: a witness's own snapshot from before the manifest (8 bytes) restores too.
+  Status Restore(std::string_view snapshot) override {
+    Result<rpc::SnapshotManifest> manifest = rpc::DecodeManifest(snapshot);
+    if (manifest.ok()) applied_.store(manifest->index, std::memory_order_relaxed);
+    return Status::Ok();
+  }
 
  private:
+  const uint64_t shard_;
   std::atomic<uint64_t> applied_{0};
 };
 
 struct Replica {
+  explicit Replica(uint32_t shard) : machine(shard) {}
   WitnessMachine machine;
   std::unique_ptr<raft::Group> group;
   std::vector<uint64_t> data_voters;  // transfer targets, in the shard's order; GUARDED_BY(mu_)
@@ -59,6 +66,7 @@ class WitnessImpl final : public Witness {
                                                const internal::v1::Topology& topology) {
     auto witness = std::make_unique<WitnessImpl>(std::move(options));
     ASSIGN_OR_RETURN(witness->loop_, raft::Loop::Start("witness"));
+    witness->loop_->SetLogBudget(witness->options_.log_budget_bytes);
     ASSIGN_OR_RETURN(witness->hub_,
                      raft::Hub::Open(*witness->loop_, witness->options_.listen_address,
                                      std::chrono::seconds(5), witness->options_.cluster_secret));
@@ -85,7 +93,7 @@ class WitnessImpl final : public Witness {
         held->data_voters = data_voters[plan.shard];
         continue;
       }
-      auto replica = std::make_shared<Replica>();
+      auto replica = std::make_shared<Replica>(plan.shard);
       replica->data_voters = data_voters[plan.shard];
       raft::GroupOptions group;
       group.hub = hub_.get();

@@ -28,8 +28,10 @@ struct WitnessOptions {
   unsigned election_timeout_ms = 500;
   unsigned heartbeat_timeout_ms = 50;
   unsigned snapshot_threshold = 1024;
-  // Kept long, so that a data replica the witness has to bring up to date finds the entries.
+  // Kept long, so that a data replica the witness has to bring up to date finds the entries,
+  // as far as `log_budget_bytes` (the control node's --raft-log-mb) holds them.
   unsigned snapshot_trailing = 65536;
+  uint64_t log_budget_bytes = 128ull << 20;
   // How often the witness checks whether it leads a shard (and hands it on).
   std::chrono::milliseconds handoff_interval{50};
 };

@@ -35,10 +35,16 @@ void ApplyEntry(void* ctx, uint64_t index, const void* data, size_t len) {
   state->machine->Apply(index, std::string_view(static_cast<const char*>(data), len));
 }
 
-int SnapshotState(void* ctx, void** data, size_t* len) {
+void ReplayEntry(void* ctx, uint64_t log_start, uint64_t index, const void* data, size_t len) {
   const auto* state = static_cast<Group::State*>(ctx);
   const LogContext log = ContextOf(*state);
-  Result<std::string> taken = state->machine->Snapshot();
+  state->machine->Replay(log_start, index, std::string_view(static_cast<const char*>(data), len));
+}
+
+int SnapshotState(void* ctx, uint64_t index, uint64_t kept_from, void** data, size_t* len) {
+  const auto* state = static_cast<Group::State*>(ctx);
+  const LogContext log = ContextOf(*state);
+  Result<std::string> taken = state->machine->Snapshot(index, kept_from);
   if (!taken.ok()) return 1;
   const std::string& snapshot = *taken;
   *data = std::malloc(snapshot.size() > 0 ? snapshot.size() : 1);
@@ -133,8 +139,10 @@ Status OpenNode(Loop& loop, Group::State& state) {
       o.heartbeat_timeout_ms,
       o.snapshot_threshold,
       o.snapshot_trailing,
-      o.segment_size};
-  const das_raft_fsm fsm{&state, &ApplyEntry, &SnapshotState, &RestoreState, &LeaderChanged};
+      o.segment_size,
+      static_cast<das_raft_log_budget*>(loop.log_budget())};
+  const das_raft_fsm fsm{&state,        &ApplyEntry,  &SnapshotState,
+                         &RestoreState, &ReplayEntry, &LeaderChanged};
   char errmsg[256] = {0};
   int rv = 0;
   loop.RunSync([&] {

@@ -45,7 +45,8 @@ struct GroupOptions {
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   unsigned snapshot_threshold = 1024;
-  // Entries kept after a snapshot, so that a briefly absent replica catches up from the log.
+  // Entries kept after a snapshot, so that a briefly absent replica catches up from the log;
+  // fewer when the loop's log budget (Loop::SetLogBudget) does not hold that many.
   unsigned snapshot_trailing = 8192;
   size_t segment_size = 1024 * 1024;  // libraft's default of 8 MiB per group is too much
 };
@@ -55,9 +56,19 @@ class StateMachine {
   virtual ~StateMachine() = default;
   // REQUIRES (for all three): on the loop thread; must not block.
   virtual void Apply(uint64_t index, std::string_view entry) = 0;
-  // A failure skips this snapshot (libraft tries again at the next threshold).
-  virtual Result<std::string> Snapshot() = 0;
+  // The state after entry `index` (the last applied). The log then keeps the entries from
+  // `kept_from` on: at the next start, Replay hands those up to `index` back before Restore,
+  // so a machine whose durable state lags by fewer entries may answer now. A failure skips this
+  // snapshot (libraft tries again after the next entry).
+  virtual Result<std::string> Snapshot(uint64_t index, uint64_t kept_from) = 0;
   virtual Status Restore(std::string_view snapshot) = 0;
+  // At start, before Restore: each entry the log kept up to its snapshot's index, in order
+  // (`log_start`: the first index the log holds). Raft never applies those again.
+  virtual void Replay(uint64_t log_start, uint64_t index, std::string_view entry) {
+    (void)log_start;
+    (void)index;
+    (void)entry;
+  }
 };
 
 enum class Role { kUnavailable, kFollower, kCandidate, kLeader };

@@ -11,6 +11,8 @@
 #include <thread>
 #include <utility>
 
+#include "raft/internal/raft_c.h"
+
 namespace das::raft {
 
 struct Loop::State {
@@ -19,6 +21,7 @@ struct Loop::State {
   uv_async_t wakeup{};
   std::thread thread;
   std::thread::id thread_id;
+  das_raft_log_budget log_budget{};  // loop thread only
 
   std::mutex mu;
   std::deque<std::function<void()>> queue;  // GUARDED_BY(mu)
@@ -111,5 +114,15 @@ void Loop::Stop() {
 }
 
 void* Loop::uv_loop() { return &state_->loop; }
+
+void Loop::SetLogBudget(uint64_t bytes) {
+  if (InLoopThread()) {
+    state_->log_budget.bytes = bytes;
+  } else {
+    RunSync([&] { state_->log_budget.bytes = bytes; });
+  }
+}
+
+void* Loop::log_budget() { return &state_->log_budget; }
 
 }  // namespace das::raft

@@ -8,6 +8,7 @@
 // and joins it. REQUIRES for Stop(): every group on the loop is closed.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,8 +33,15 @@ class Loop {
   // Safe to call more than once.
   void Stop();
 
-  // The uv_loop_t, for src/raft's own files only (they include uv.h).
+  // The bytes of applied entries the loop's groups keep of their logs, in memory and on disk,
+  // shared evenly among the groups open at a time (src/raft/README.md, "Logs bounded in
+  // bytes"); 0 (the default): each group keeps its snapshot_trailing entries, whatever their
+  // size. Takes effect at each group's next applied entry.
+  void SetLogBudget(uint64_t bytes);
+
+  // The uv_loop_t and the log budget (a das_raft_log_budget), for src/raft's own files only.
   void* uv_loop();
+  void* log_budget();
 
   struct State;  // defined in loop.cc
 

@@ -415,6 +415,7 @@ class ReplicaHostImpl final : public ReplicaHost {
     const internal::v1::NodeAddress* self = rpc::FindNode(request.topology(), request.node_id());
     if (self == nullptr) return InvalidArgument("the topology does not name this worker");
     ASSIGN_OR_RETURN(loop_, raft::Loop::Start("raft"));
+    loop_->SetLogBudget(options_.log_budget_bytes);
     ASSIGN_OR_RETURN(
         hub_,
         raft::Hub::Open(*loop_, options_.listen_host + ":" + std::to_string(options_.raft_port),

@@ -52,6 +52,8 @@ struct ReplicaHostOptions {
   unsigned heartbeat_timeout_ms = 50;
   unsigned snapshot_threshold = 1024;
   unsigned snapshot_trailing = 8192;
+  // What the worker's groups keep of their logs, in bytes (its --raft-log-mb; raft::Loop).
+  uint64_t log_budget_bytes = 256ull << 20;
   // Fetches copies from other workers for replicas behind their leader's log (not owned; null:
   // such a replica cannot catch up).
   CopyFetcher* copies = nullptr;

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "das/v1/internal.pb.h"
+#include "rpc/snapshot_manifest.h"
 
 namespace das::replica {
 namespace {
@@ -57,16 +58,6 @@ std::vector<storage::SubBatch> Decode(internal::v1::RaftEntry& entry) {
     batches.push_back(std::move(batch));
   }
   return batches;
-}
-
-// The snapshot is a manifest, never the data (src/raft/README.md): shard and applied index.
-std::string Manifest(uint64_t shard_id, uint64_t applied_index) {
-  std::string out(16, '\0');
-  for (int i = 0; i < 8; ++i) {
-    out[i] = static_cast<char>(shard_id >> (8 * i));
-    out[8 + i] = static_cast<char>(applied_index >> (8 * i));
-  }
-  return out;
 }
 
 }  // namespace
@@ -235,7 +226,6 @@ void ShardReplica::ReleaseReads() {
   std::vector<storage::StatusCallback> ready;
   {
     std::lock_guard lock(mu_);
-    applied_.notify_all();
     const uint64_t applied = store_.applied_index();
     auto end = applied_waiters_.upper_bound(applied);
     for (auto it = applied_waiters_.begin(); it != end; ++it)
@@ -259,44 +249,44 @@ void ShardReplica::CancelReads() {
   }
 }
 
-Result<std::string> ShardReplica::Snapshot() {
-  // The store applies asynchronously: a manifest must not claim entries it does not hold yet,
-  // or raft would drop them from its log while this store still lacks them. While this waits
-  // (the loop thread, so no new entry arrives), the store commits what it was handed; under a
-  // steady load it would otherwise always be a few entries behind, and no snapshot would ever
-  // be taken. The wait is bounded, well below the election timeout.
+Result<std::string> ShardReplica::Snapshot(uint64_t, uint64_t kept_from) {
+  // The snapshot is a manifest, never the rows (rpc/snapshot_manifest.h), and names the last
+  // entry handed to the store. The store applies asynchronously, so it may not hold that entry
+  // yet: that is fine while the log keeps what the store lacks (a restart replays it, see
+  // Replay). Never a wait here: this is the raft loop every group shares.
   const uint64_t seen = last_seen_index_.load(std::memory_order_acquire);
-  // A copy in flight can take long: no wait on the loop thread for it.
+  // A copy in flight can take long, and its entries are not in this store yet.
   if (restoring_.load(std::memory_order_acquire) > 0) {
     return Unavailable("shard " + std::to_string(shard_id_) + ": installing a copy");
   }
-  uint64_t applied = store_.applied_index();
-  if (applied < seen) {
-    store_.Expedite();  // this waits on the loop thread: no batching delay
-    std::unique_lock lock(mu_);
-    applied_.wait_for(lock, std::chrono::milliseconds(100),
-                      [&] { return store_.applied_index() >= seen; });
-    applied = store_.applied_index();
-  }
-  if (applied < seen) {
+  const uint64_t applied = store_.applied_index();
+  if (applied + 1 < kept_from && applied < seen) {
+    store_.Expedite();  // raft retries after the next entry: no batching delay meanwhile
     return Unavailable("shard " + std::to_string(shard_id_) + ": store at " +
-                       std::to_string(applied) + " behind raft's " + std::to_string(seen));
+                       std::to_string(applied) + ", the log would keep only from " +
+                       std::to_string(kept_from));
   }
-  snapshot_index_.store(applied, std::memory_order_relaxed);
-  return Manifest(shard_id_, applied);
+  snapshot_index_.store(seen, std::memory_order_relaxed);
+  return rpc::EncodeManifest({shard_id_, seen});
+}
+
+void ShardReplica::Replay(uint64_t log_start, uint64_t index, std::string_view entry) {
+  // The log no longer reaches back to what the store holds (it lost nothing: a copy from
+  // another data replica brings it, which Restore asks for next).
+  if (store_.applied_index() + 1 < log_start) return;
+  Apply(index, entry);
 }
 
 Status ShardReplica::Restore(std::string_view snapshot) {
-  if (snapshot.size() != 16) return Malformed("shard snapshot manifest of the wrong size");
-  uint64_t index = 0;
-  for (int i = 0; i < 8; ++i) {
-    index |= static_cast<uint64_t>(static_cast<unsigned char>(snapshot[8 + i])) << (8 * i);
-  }
+  ASSIGN_OR_RETURN(const rpc::SnapshotManifest manifest, rpc::DecodeManifest(snapshot));
+  const uint64_t index = manifest.index;
   // Raft's log now starts after `index`: whatever the store did not apply, a copy brings.
   // On the loop thread, like Apply, the only other writer of it.
-  if (last_seen_index_.load(std::memory_order_acquire) < index) {
-    last_seen_index_.store(index, std::memory_order_release);
-  }
+  const uint64_t handed = last_seen_index_.load(std::memory_order_acquire);
+  if (handed < index) last_seen_index_.store(index, std::memory_order_release);
+  // Handed to the store already (replayed at start, or applied before the leader sent this):
+  // the store will hold it.
+  if (handed >= index) return Status::Ok();
   // A replica whose store already covers the manifest restores nothing.
   const uint64_t applied = store_.applied_index();
   if (applied >= index) return Status::Ok();

@@ -16,7 +16,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -81,12 +80,17 @@ class ShardReplica final : public raft::StateMachine {
 
   // raft::StateMachine, on the loop thread.
   void Apply(uint64_t index, std::string_view entry) override;
-  // Fails while the store has not applied every entry handed to it (libraft retries later).
-  Result<std::string> Snapshot() override;
-  // A manifest this replica's store covers restores nothing; else the store is replaced by a
-  // copy of another data replica's (fetched off the loop thread, on the store's writer, before
-  // any later entry is applied there: reads and keyed writes wait for it).
+  // The manifest of the last entry handed to the store, at once; fails (raft retries after the
+  // next entry) while the store lags further than the log will keep, or installs a copy.
+  Result<std::string> Snapshot(uint64_t index, uint64_t kept_from) override;
+  // A manifest whose entries were handed to the store (or that it holds) restores nothing;
+  // else the store is replaced by a copy of another data replica's (fetched off the loop
+  // thread, on the store's writer, before any later entry is applied there: reads and keyed
+  // writes wait for it).
   Status Restore(std::string_view snapshot) override;
+  // At start: an entry the log kept up to its snapshot is applied like any other (the store
+  // skips what it holds), unless the log does not reach back to the store's applied index.
+  void Replay(uint64_t log_start, uint64_t index, std::string_view entry) override;
 
   // How many copies this replica installed since it started.
   uint64_t copies_installed() const { return copies_installed_.load(std::memory_order_relaxed); }
@@ -127,7 +131,6 @@ class ShardReplica final : public raft::StateMachine {
   std::vector<storage::StatusCallback> next_reads_;  // for the next barrier; GUARDED_BY(mu_)
   bool barrier_running_ = false;                     // GUARDED_BY(mu_)
   bool closing_ = false;                             // GUARDED_BY(mu_)
-  std::condition_variable applied_;                  // signalled after the store applied an entry
   // Reads whose barrier passed, by the store index they wait for; GUARDED_BY(mu_)
   std::multimap<uint64_t, storage::StatusCallback> applied_waiters_;
 };

@@ -147,7 +147,9 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
                            "--max-connections",
                            "DAS_MAX_CONNECTIONS",
                            "--header-limit",
-                           "DAS_HEADER_LIMIT"}) {
+                           "DAS_HEADER_LIMIT",
+                           "--raft-log-mb",
+                           "DAS_RAFT_LOG_MB"}) {
     EXPECT_NE(help.find(text), std::string::npos) << text << " missing from:\n" << help;
   }
   std::string error;
@@ -155,11 +157,12 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
   ASSERT_NE(processes_.back(), nullptr) << error;
   ASSERT_TRUE(processes_.back()->Wait(std::chrono::seconds(10)).has_value());
   const std::string worker_help = Output(dir_ + "/w.log");
-  for (const char* text : {"--id", "WORKER_ID", "--port", "--data-dir", "WORKER_DATA_DIR",
-                           "--idempotency-retention-s", "--raft-port", "WORKER_RAFT_PORT",
-                           "--replica-commit-interval-ms", "WORKER_REPLICA_COMMIT_INTERVAL_MS",
-                           "--raft-snapshot-threshold", "WORKER_RAFT_SNAPSHOT_THRESHOLD",
-                           "--raft-snapshot-trailing", "WORKER_RAFT_SNAPSHOT_TRAILING"}) {
+  for (const char* text :
+       {"--id", "WORKER_ID", "--port", "--data-dir", "WORKER_DATA_DIR", "--idempotency-retention-s",
+        "--raft-port", "WORKER_RAFT_PORT", "--replica-commit-interval-ms",
+        "WORKER_REPLICA_COMMIT_INTERVAL_MS", "--raft-snapshot-threshold",
+        "WORKER_RAFT_SNAPSHOT_THRESHOLD", "--raft-snapshot-trailing",
+        "WORKER_RAFT_SNAPSHOT_TRAILING", "--raft-log-mb", "WORKER_RAFT_LOG_MB"}) {
     EXPECT_NE(worker_help.find(text), std::string::npos) << text << " missing";
   }
 }
@@ -267,7 +270,9 @@ TEST_F(ConfigTest, WorkerTuningOutsideItsLimitsIsRefused) {
       {"--raft-snapshot-threshold", "15"},
       {"--raft-snapshot-trailing", "15"},
       {"--replica-commit-interval-ms", "1001"},
-      {"--raft-election-timeout-ms", "49"}};
+      {"--raft-election-timeout-ms", "49"},
+      {"--raft-log-mb", "1048577"},
+      {"--raft-log-mb", "-1"}};
   for (const auto& [flag, value] : bad) {
     const std::string log = dir_ + "/bad-worker" + flag + ".log";
     std::string error;
@@ -291,6 +296,19 @@ TEST_F(ConfigTest, AClockBoundOutsideItsLimitsIsRefused) {
     ASSERT_TRUE(status.has_value()) << value << " was accepted";
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << value;
     EXPECT_NE(Output(log).find("--max-clock-offset-ms"), std::string::npos) << Output(log);
+  }
+}
+
+TEST_F(ConfigTest, AWitnessLogBudgetOutsideItsLimitsIsRefused) {
+  for (const char* value : {"-1", "1048577", "lots"}) {
+    const std::string log = dir_ + "/bad-log-" + std::string(value) + ".log";
+    std::string error;
+    processes_.push_back(Process::Start(ControlBinary(), {"--raft-log-mb", value}, log, &error));
+    ASSERT_NE(processes_.back(), nullptr) << error;
+    std::optional<int> status = processes_.back()->Wait(std::chrono::seconds(10));
+    ASSERT_TRUE(status.has_value()) << value << " was accepted";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << value;
+    EXPECT_NE(Output(log).find("--raft-log-mb"), std::string::npos) << Output(log);
   }
 }
 

@@ -1,40 +1,14 @@
-/* The one translation unit that includes raft.h (see raft_c.h). */
+/* Our C API over libraft (raft_c.h); with node_io.c and node_fsm.c, the only files that include
+ * raft.h (through node.h). */
 #include "raft/internal/raft_c.h"
 
+#include "raft/internal/node.h"
 #include "raft/internal/transport.h"
 
-#include <raft.h>
-#include <raft/uv.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct das_raft_node {
-  uv_loop_t* loop;
-  struct raft_uv_transport transport;
-  struct raft_io io;
-  struct raft_fsm fsm;
-  struct raft raft;
-  das_raft_fsm user;
-  das_raft_closed_cb closed_cb;
-  void* closed_arg;
-  int on_hub; /* the transport is the hub's (else libraft's stock TCP one) */
-  /* raft_uv's start and the tick callback libraft gave it; see start_io. */
-  int (*uv_start)(struct raft_io*, unsigned, raft_io_tick_cb, raft_io_recv_cb);
-  raft_io_tick_cb tick;
-  unsigned heartbeat_ms;
-  char address[256];
-  /* Counters for das_raft_info. The check handle runs after every loop iteration's I/O and
-   * counts a change of the known leader (to another node, or from none to one). */
-  uv_check_t check;
-  int check_open;
-  int closes_pending; /* raft_close and the check handle's close, before the node is freed */
-  uint64_t leader_seen;
-  uint64_t leader_changes;
-  uint64_t snapshots_taken;
-  uint64_t snapshots_restored;
-};
 
 static void release_transport(das_raft_node* node) {
   if (node->on_hub) {
@@ -42,41 +16,6 @@ static void release_transport(das_raft_node* node) {
   } else {
     raft_uv_tcp_close(&node->transport);
   }
-}
-
-/* When a follower gets a message (0.22.1 src/progress.c progressShouldReplicate, src/timeout.c
- * checkContactQuorum). The leader ticks every heartbeat timeout; at a tick it sends a heartbeat
- * only to a follower it sent nothing for a heartbeat timeout, and moves a follower it heard
- * nothing from since the previous tick from pipeline mode to probe mode, where a new entry waits
- * until a heartbeat timeout after the last message. So a follower sent an entry just before a
- * tick got no heartbeat at it, a lull until the next tick demoted it, and the first write after
- * the lull waited up to a tick for its commit: 50 ms at p90 of single inserts one at a time.
- * The timeout is a plain setting read only there: it is 0 during a tick (every follower gets a
- * heartbeat, so one that answers stays in pipeline mode) and during a proposal (a follower in
- * probe mode gets the new entry at once), and the configured value otherwise, so an answer
- * that arrives while a follower is up to date sends it nothing. */
-static das_raft_node* node_of_io(struct raft_io* io) {
-  return (das_raft_node*)((char*)io - offsetof(das_raft_node, io));
-}
-
-static void send_now(das_raft_node* node) { raft_set_heartbeat_timeout(&node->raft, 0); }
-
-static void send_paced(das_raft_node* node) {
-  raft_set_heartbeat_timeout(&node->raft, node->heartbeat_ms);
-}
-
-static void tick_io(struct raft_io* io) {
-  das_raft_node* node = node_of_io(io);
-  send_now(node);
-  node->tick(io);
-  send_paced(node);
-}
-
-static int start_io(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick,
-                    raft_io_recv_cb recv) {
-  das_raft_node* node = node_of_io(io);
-  node->tick = tick;
-  return node->uv_start(io, msecs, tick_io, recv);
 }
 
 /* One proposal, barrier or transfer in flight; freed by its callback. */
@@ -91,89 +30,6 @@ typedef struct request {
   das_raft_done_cb cb;
   void* arg;
 } request;
-
-/* libraft's disk backend takes only entries whose length is a multiple of 8 (else
- * RAFT_INVALID), so an entry is framed: the payload's length as a little-endian uint64, the
- * payload, zero padding to the next multiple of 8. */
-enum { kFrameHeader = 8 };
-
-static size_t frame_len(size_t payload) { return (kFrameHeader + payload + 7) / 8 * 8; }
-
-static void frame(void* out, const void* payload, size_t len) {
-  unsigned char* p = out;
-  for (int i = 0; i < kFrameHeader; ++i) p[i] = (unsigned char)((uint64_t)len >> (8 * i));
-  if (len > 0) memcpy(p + kFrameHeader, payload, len);
-  memset(p + kFrameHeader + len, 0, frame_len(len) - kFrameHeader - len);
-}
-
-/* The payload's length, or -1 when the frame is malformed. */
-static int64_t unframe(const struct raft_buffer* buf) {
-  if (buf->len < kFrameHeader) return -1;
-  const unsigned char* p = buf->base;
-  uint64_t len = 0;
-  for (int i = 0; i < kFrameHeader; ++i) len |= (uint64_t)p[i] << (8 * i);
-  if (len > buf->len - kFrameHeader) return -1;
-  return (int64_t)len;
-}
-
-static int fsm_apply(struct raft_fsm* fsm, const struct raft_buffer* buf, void** result) {
-  das_raft_node* node = fsm->data;
-  *result = NULL;
-  const int64_t len = unframe(buf);
-  if (len < 0) {
-    /* Every replica sees the same bytes and skips them alike; refusing would block the log. */
-    fprintf(stderr, "raft: entry %llu is not a frame of ours; skipped\n",
-            (unsigned long long)(raft_last_applied(&node->raft) + 1));
-    return 0;
-  }
-  /* Inside apply, the entry's index is the one after the last applied. */
-  node->user.apply(node->user.ctx, raft_last_applied(&node->raft) + 1,
-                   (const unsigned char*)buf->base + kFrameHeader, (size_t)len);
-  return 0;
-}
-
-static int fsm_snapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], unsigned* n_bufs) {
-  das_raft_node* node = fsm->data;
-  void* data = NULL;
-  size_t len = 0;
-  int rv = node->user.snapshot(node->user.ctx, &data, &len);
-  if (rv != 0) return RAFT_IOERR;
-  *bufs = raft_malloc(sizeof **bufs);
-  if (*bufs == NULL) {
-    free(data);
-    return RAFT_NOMEM;
-  }
-  (*bufs)[0].base = raft_malloc(len > 0 ? len : 1);
-  if ((*bufs)[0].base == NULL) {
-    free(data);
-    raft_free(*bufs);
-    return RAFT_NOMEM;
-  }
-  if (len > 0) memcpy((*bufs)[0].base, data, len);
-  (*bufs)[0].len = len;
-  *n_bufs = 1;
-  free(data);
-  ++node->snapshots_taken;
-  return 0;
-}
-
-static int fsm_restore(struct raft_fsm* fsm, struct raft_buffer* buf) {
-  das_raft_node* node = fsm->data;
-  int rv = node->user.restore(node->user.ctx, buf->base, buf->len);
-  if (rv != 0) return RAFT_MALFORMED;
-  raft_free(buf->base); /* restore owns the buffer once it succeeded */
-  ++node->snapshots_restored;
-  return 0;
-}
-
-static int init_fsm(das_raft_node* node) {
-  node->fsm.version = 1;
-  node->fsm.data = node;
-  node->fsm.apply = fsm_apply;
-  node->fsm.snapshot = fsm_snapshot;
-  node->fsm.restore = fsm_restore;
-  return 0;
-}
 
 static int bootstrap(das_raft_node* node, const das_raft_server* servers, size_t n) {
   /* No first voters: a replica that joins an existing group, which its leader adds. */
@@ -195,6 +51,8 @@ static void tune(das_raft_node* node, const das_raft_options* o) {
   raft_set_pre_vote(&node->raft, true);
   raft_set_snapshot_threshold(&node->raft, o->snapshot_threshold);
   raft_set_snapshot_trailing(&node->raft, o->snapshot_trailing);
+  node->max_threshold = o->snapshot_threshold;
+  node->trailing = o->snapshot_trailing;
   /* The leader refuses proposals (RAFT_NOSPACE) when a majority reports less free log space
    * than this, in KiB; its default of 4 MiB assumes 8 MiB segments, so a smaller segment size
    * would refuse every proposal. One open segment is the threshold. */
@@ -223,6 +81,13 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm
   if (node == NULL) return RAFT_NOMEM;
   node->loop = loop;
   node->user = *fsm;
+  if (o->budget != NULL) {
+    if (das_log_window_init(&node->window, o->snapshot_trailing) != 0) {
+      free(node);
+      return RAFT_NOMEM;
+    }
+    node->budget = o->budget;
+  }
   snprintf(node->address, sizeof node->address, "%s", o->address);
   node->transport.version = 1;
   node->on_hub = o->hub != NULL;
@@ -235,9 +100,8 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm
     goto err_transport;
   }
   if (o->segment_size > 0) raft_uv_set_segment_size(&node->io, o->segment_size);
-  node->uv_start = node->io.start;
-  node->io.start = start_io;
-  init_fsm(node);
+  das_node_hook_io(node);
+  das_node_init_fsm(node);
   rv = raft_init(&node->raft, &node->io, &node->fsm, o->id, node->address);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "%s", raft_errmsg(&node->raft));
@@ -258,6 +122,8 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm
   node->check.data = node;
   node->check_open = 1;
   uv_check_start(&node->check, watch_leader);
+  if (node->budget != NULL) ++node->budget->groups;
+  node->counted = 1;
   *out = node;
   return 0;
 err_io:
@@ -266,6 +132,7 @@ err_transport:
   release_transport(node);
 err:
   if (errmsg_len > 0 && errmsg[0] == '\0') snprintf(errmsg, errmsg_len, "%s", raft_strerror(rv));
+  das_log_window_free(&node->window);
   free(node);
   return rv;
 }
@@ -294,18 +161,18 @@ int das_raft_propose(das_raft_node* node, const void* data, size_t len, das_raft
   request* req = new_request(node, cb, arg);
   if (req == NULL) return RAFT_NOMEM;
   struct raft_buffer buf;
-  buf.len = frame_len(len);
+  buf.len = das_frame_len(len);
   buf.base = raft_malloc(buf.len);
   if (buf.base == NULL) {
     free(req);
     return RAFT_NOMEM;
   }
-  frame(buf.base, data, len);
+  das_frame(buf.base, data, len);
   req->u.apply.data = req;
   /* One buffer per entry: 0.22.1 silently drops every buffer after the first. */
-  send_now(node);
+  das_node_send_now(node);
   int rv = raft_apply(&node->raft, &req->u.apply, &buf, 1, apply_done);
-  send_paced(node);
+  das_node_send_paced(node);
   if (rv != 0) {
     raft_free(buf.base);
     free(req);
@@ -326,9 +193,9 @@ int das_raft_barrier(das_raft_node* node, das_raft_done_cb cb, void* arg) {
   request* req = new_request(node, cb, arg);
   if (req == NULL) return RAFT_NOMEM;
   req->u.barrier.data = req;
-  send_now(node);
+  das_node_send_now(node);
   int rv = raft_barrier(&node->raft, &req->u.barrier, barrier_done);
-  send_paced(node);
+  das_node_send_paced(node);
   if (rv != 0) {
     free(req);
     return rv == RAFT_NOTLEADER ? DAS_RAFT_NOT_LEADER : rv;
@@ -377,6 +244,7 @@ static void release_node(das_raft_node* node) {
   if (--node->closes_pending > 0) return;
   das_raft_closed_cb cb = node->closed_cb;
   void* arg = node->closed_arg;
+  das_log_window_free(&node->window);
   free(node);
   if (cb != NULL) cb(arg);
 }
@@ -468,6 +336,8 @@ void das_raft_close(das_raft_node* node, das_raft_closed_cb cb, void* arg) {
   node->closed_arg = arg;
   node->raft.data = node;
   node->closes_pending = 1;
+  if (node->counted && node->budget != NULL) --node->budget->groups; /* its share goes back */
+  node->counted = 0;
   if (node->check_open) {
     ++node->closes_pending;
     uv_check_stop(&node->check);

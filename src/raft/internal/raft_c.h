@@ -1,5 +1,6 @@
 /* A C API of our own over libraft 0.22.1: its header does not compile as C++ (types defined
- * inside sizeof in static asserts), so only raft_c.c includes raft.h, and the C++ side of
+ * inside sizeof in static asserts), so only raft_c.c and its node_*.c include raft.h (through
+ * node.h), and the C++ side of
  * src/raft calls these functions. Every function runs on the node's libuv loop thread, and every
  * callback is called there. Nothing outside src/raft includes this file. */
 #ifndef DAS_RAFT_INTERNAL_RAFT_C_H_
@@ -39,17 +40,33 @@ int das_raft_hub_set_peers(das_raft_hub* hub, const uint64_t* ids, const char* c
 void das_raft_hub_close(das_raft_hub* hub, das_raft_hub_closed_cb cb, void* arg);
 
 /* The state machine, called on the loop thread. `apply` gets each committed entry once, in
- * log order, with its index; `snapshot` returns the state in one malloc'ed buffer (ownership
- * passes to the caller of snapshot); `restore` replaces the state (the buffer stays ours). */
+ * log order, with its index; `snapshot` returns the state at `index` (the last applied entry)
+ * in one malloc'ed buffer (ownership passes to the caller of snapshot), and the log then keeps
+ * the entries from `kept_from` on; `restore` replaces the state (the buffer stays ours).
+ * `replay`, at start and before `restore`, gets each command entry the log kept up to the
+ * snapshot's index (`log_start`: the first index the log holds), which raft itself never
+ * applies again: a state machine whose durable state lags its snapshot applies them there. */
 typedef struct das_raft_fsm {
   void* ctx;
   void (*apply)(void* ctx, uint64_t index, const void* data, size_t len);
-  int (*snapshot)(void* ctx, void** data, size_t* len);
+  int (*snapshot)(void* ctx, uint64_t index, uint64_t kept_from, void** data, size_t* len);
   int (*restore)(void* ctx, const void* data, size_t len);
+  void (*replay)(void* ctx, uint64_t log_start, uint64_t index, const void* data, size_t len);
   /* The leader this node knows became `leader_id` (another node, or itself; never 0). May be
    * NULL. */
   void (*leader_changed)(void* ctx, uint64_t leader_id);
 } das_raft_fsm;
+
+/* The bytes of applied entries a node's groups keep in memory and on disk, shared evenly
+ * among the groups open with it. Each group counts the size of the entries it applies: it
+ * keeps after a snapshot as many of the latest as fit in half its share (at
+ * least 16 entries, at most its snapshot_trailing), and takes a snapshot once the entries
+ * applied since the last one fill the other half (or snapshot_threshold entries came first).
+ * Owned by the caller, used on the loop thread only; outlives the groups opened with it. */
+typedef struct das_raft_log_budget {
+  uint64_t bytes;  /* 0: no bound in bytes, the entry counts alone */
+  unsigned groups; /* open groups that share it (das_raft_open and das_raft_close keep it) */
+} das_raft_log_budget;
 
 typedef struct das_raft_options {
   das_raft_hub* hub; /* NULL: libraft's stock TCP transport, listening on `address` itself */
@@ -62,6 +79,7 @@ typedef struct das_raft_options {
   unsigned snapshot_threshold;
   unsigned snapshot_trailing;
   size_t segment_size;
+  das_raft_log_budget* budget; /* NULL: the entry counts alone */
 } das_raft_options;
 
 typedef struct das_raft_server {

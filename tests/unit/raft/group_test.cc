@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -63,6 +64,9 @@ class GroupTest : public ::testing::Test {
     options.election_timeout_ms = 1000;
     options.heartbeat_timeout_ms = 100;
     options.snapshot_threshold = snapshot_threshold_;
+    options.snapshot_trailing = snapshot_trailing_;
+    options.segment_size = segment_size_;
+    loops_[i]->SetLogBudget(log_budget_);
     Result<std::unique_ptr<Group>> group = Group::Open(*loops_[i], options, *machines_[i]);
     ASSERT_TRUE(group.ok()) << group.status().ToString();
     groups_[i] = std::move(group).value();
@@ -107,6 +111,9 @@ class GroupTest : public ::testing::Test {
   }
 
   unsigned snapshot_threshold_ = 1024;
+  unsigned snapshot_trailing_ = 8192;
+  size_t segment_size_ = 1024 * 1024;
+  uint64_t log_budget_ = 0;
   std::string dir_;
   std::vector<Peer> peers_;
   std::vector<std::unique_ptr<Loop>> loops_;
@@ -206,6 +213,82 @@ TEST_F(GroupTest, SnapshotsTakenAndRestoredAreCounted) {
   const GroupInfo restarted = groups_[0]->Info();
   EXPECT_EQ(restarted.snapshots_restored, 1u);
   EXPECT_EQ(restarted.snapshots_taken, 0u);
+}
+
+// A restarted replica gets back, before its snapshot is restored, every entry its log kept up
+// to that snapshot (raft applies only what follows it): a state machine whose durable state
+// lags its snapshot by fewer entries than the log keeps loses none of them.
+TEST_F(GroupTest, ARestartReplaysWhatTheLogKeptUpToItsSnapshot) {
+  for (auto& group : groups_) group->Close();
+  snapshot_threshold_ = 16;
+  snapshot_trailing_ = 16;
+  for (int i = 0; i < kReplicas; ++i) {
+    machines_[i] = std::make_unique<Recorder>();
+    ASSERT_NO_FATAL_FAILURE(OpenReplica(i));
+  }
+  // A third snapshot taken means the second is on disk (one is written at a time).
+  for (int round = 0; round < 20 && groups_[0]->Info().snapshots_taken < 3; ++round) {
+    ASSERT_EQ(ProposeMany("replay" + std::to_string(round), 20).size(), 20u);
+  }
+  ASSERT_GE(groups_[0]->Info().snapshots_taken, 3u);
+  const std::vector<Recorder::SnapshotAsked> asked = machines_[0]->snapshots();
+  const std::vector<std::pair<uint64_t, std::string>> entries = machines_[0]->entries();
+  const std::map<uint64_t, std::string> applied(entries.begin(), entries.end());
+  for (const Recorder::SnapshotAsked& snapshot : asked) {
+    EXPECT_EQ(snapshot.kept_from, snapshot.index - 16 + 1) << "16 entries kept";
+  }
+
+  groups_[0]->Close();
+  machines_[0] = std::make_unique<Recorder>();
+  ASSERT_NO_FATAL_FAILURE(OpenReplica(0));
+  Recorder& restarted = *machines_[0];
+  ASSERT_EQ(restarted.restored().size(), 1u);
+  const uint64_t at = std::stoull(restarted.restored()[0].substr(std::string("recorder ").size()));
+  const auto snapshot = std::find_if(
+      asked.begin(), asked.end(), [at](const Recorder::SnapshotAsked& a) { return a.index == at; });
+  ASSERT_NE(snapshot, asked.end()) << "restored a snapshot never taken: " << at;
+  const std::vector<Recorder::Replayed> replays = restarted.replays();
+  ASSERT_FALSE(replays.empty());
+  EXPECT_EQ(restarted.replays_before_restore(), replays.size()) << "replayed after the restore";
+  EXPECT_LE(replays.front().index, snapshot->kept_from) << "less than the log said it keeps";
+  EXPECT_EQ(replays.back().index, at);
+  for (size_t k = 0; k < replays.size(); ++k) {
+    EXPECT_LE(replays[k].log_start, replays.front().index);
+    if (k > 0) {
+      EXPECT_EQ(replays[k].index, replays[k - 1].index + 1);
+    }
+    ASSERT_EQ(applied.count(replays[k].index), 1u) << "entry " << replays[k].index;
+    EXPECT_EQ(replays[k].entry, applied.at(replays[k].index)) << "entry " << replays[k].index;
+  }
+}
+
+// With a log budget (Loop::SetLogBudget), each replica keeps what fits in it: 400 entries of 16
+// KiB (6.4 MB) leave each replica's log directory under 1.5 MiB (16 entries kept, half the
+// budget between snapshots, the open segments); without it every entry stays (6.8 MB).
+TEST_F(GroupTest, ALogBudgetBoundsTheLogInBytes) {
+  for (auto& group : groups_) group->Close();
+  log_budget_ = 256 * 1024;
+  segment_size_ = 64 * 1024;
+  for (int i = 0; i < kReplicas; ++i) {
+    machines_[i] = std::make_unique<Recorder>();
+    ASSERT_NO_FATAL_FAILURE(OpenReplica(i));
+  }
+  const std::string payload(16 * 1024, 'x');
+  constexpr int kEntries = 400;
+  for (int k = 0; k < kEntries; ++k) {
+    Result<uint64_t> index = ProposeSync(WaitForLeader(), payload + std::to_string(k));
+    ASSERT_TRUE(index.ok()) << index.status().ToString();
+  }
+  for (int i = 0; i < kReplicas; ++i) {
+    ASSERT_TRUE(machines_[i]->WaitApplied(kEntries));
+    EXPECT_GE(groups_[i]->Info().snapshots_taken, 10u) << "replica " << i + 1;
+    uintmax_t bytes = 0;
+    for (const auto& file :
+         std::filesystem::directory_iterator(dir_ + "/replica-" + std::to_string(i + 1))) {
+      if (file.is_regular_file()) bytes += file.file_size();
+    }
+    EXPECT_LT(bytes, 1536u * 1024) << "replica " << i + 1 << "'s log";
+  }
 }
 
 Status StatusSync(const std::function<void(std::function<void(Status)>)>& start) {

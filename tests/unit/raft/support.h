@@ -23,9 +23,20 @@ namespace das::raft {
 
 using namespace std::chrono_literals;
 
-// Records every applied entry; other threads wait for an applied count.
+// Records every applied entry, the snapshots asked of it and what a start replayed; other
+// threads wait for an applied count.
 class Recorder final : public StateMachine {
  public:
+  struct SnapshotAsked {
+    uint64_t index = 0;
+    uint64_t kept_from = 0;
+  };
+  struct Replayed {
+    uint64_t log_start = 0;
+    uint64_t index = 0;
+    std::string entry;
+  };
+
   void Apply(uint64_t index, std::string_view entry) override {
     std::lock_guard lock(mu_);
     entries_.emplace_back(index, std::string(entry));
@@ -33,8 +44,21 @@ class Recorder final : public StateMachine {
   }
   // Not empty: with an empty one, libraft 0.22.1 was seen never to take a second snapshot (the
   // first, it seems, never finishes storing).
-  Result<std::string> Snapshot() override { return std::string("recorder"); }
-  Status Restore(std::string_view) override { return Status::Ok(); }
+  Result<std::string> Snapshot(uint64_t index, uint64_t kept_from) override {
+    std::lock_guard lock(mu_);
+    snapshots_.push_back({index, kept_from});
+    return "recorder " + std::to_string(index);
+  }
+  Status Restore(std::string_view snapshot) override {
+    std::lock_guard lock(mu_);
+    restored_.emplace_back(snapshot);
+    replays_before_restore_ = replays_.size();
+    return Status::Ok();
+  }
+  void Replay(uint64_t log_start, uint64_t index, std::string_view entry) override {
+    std::lock_guard lock(mu_);
+    replays_.push_back({log_start, index, std::string(entry)});
+  }
 
   bool WaitApplied(size_t n, std::chrono::seconds timeout = 30s) {
     std::unique_lock lock(mu_);
@@ -44,11 +68,31 @@ class Recorder final : public StateMachine {
     std::lock_guard lock(mu_);
     return entries_;
   }
+  std::vector<SnapshotAsked> snapshots() {
+    std::lock_guard lock(mu_);
+    return snapshots_;
+  }
+  std::vector<Replayed> replays() {
+    std::lock_guard lock(mu_);
+    return replays_;
+  }
+  std::vector<std::string> restored() {
+    std::lock_guard lock(mu_);
+    return restored_;
+  }
+  size_t replays_before_restore() {
+    std::lock_guard lock(mu_);
+    return replays_before_restore_;
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable changed_;
   std::vector<std::pair<uint64_t, std::string>> entries_;  // GUARDED_BY(mu_)
+  std::vector<SnapshotAsked> snapshots_;                   // GUARDED_BY(mu_)
+  std::vector<Replayed> replays_;                          // GUARDED_BY(mu_)
+  std::vector<std::string> restored_;                      // GUARDED_BY(mu_)
+  size_t replays_before_restore_ = 0;                      // GUARDED_BY(mu_)
 };
 
 inline uint16_t FreePort() {

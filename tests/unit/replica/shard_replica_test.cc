@@ -15,6 +15,7 @@
 #include "../raft/support.h"
 #include "common/fingerprint.h"
 #include "raft/group.h"
+#include "rpc/snapshot_manifest.h"
 
 namespace das::replica {
 namespace {
@@ -327,6 +328,37 @@ TEST_F(ShardReplicaTest, ARestartedReplicaReplaysNothingTwiceAndCatchesUp) {
     EXPECT_EQ(a.count, 41u) << "replica " << i + 1;
     EXPECT_EQ(a.sum.Value(), 60.5) << "replica " << i + 1;
   }
+}
+
+// A snapshot never waits for the store (the raft loop it runs on serves every group): while the
+// store lags the raft log by fewer entries than the log keeps, it names the last entry handed
+// to the store at once (a restart replays the rest from the log); further behind, it refuses
+// at once and asks the store to commit.
+TEST_F(ShardReplicaTest, ASnapshotNeverWaitsForTheStore) {
+  for (int i = 0; i < kReplicas; ++i) StopReplica(i);
+  commit_interval_ = std::chrono::milliseconds(60000);  // the store commits a round, then pauses
+  for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(StartReplica(i));
+  ASSERT_NO_FATAL_FAILURE(WriteMany("lag", 5));  // answered at commit, not by the store
+  ShardReplica& leader = *replicas_[WaitForLeader()].machine;
+  const uint64_t applied = replicas_[WaitForLeader()].store->applied_index();
+
+  Result<std::string> kept = leader.Snapshot(100, 1);
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  Result<rpc::SnapshotManifest> manifest = rpc::DecodeManifest(*kept);
+  ASSERT_TRUE(manifest.ok()) << manifest.status().ToString();
+  EXPECT_EQ(manifest->shard, 7u);
+  EXPECT_GE(manifest->index, applied + 4) << "five writes handed to the store, at most one stored";
+  EXPECT_EQ(leader.snapshot_index(), manifest->index);
+
+  Result<std::string> refused = leader.Snapshot(100, manifest->index);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().ToString();
+  // Asked to commit: the store gets there without waiting out its pause, and then it may.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (replicas_[WaitForLeader()].store->applied_index() < manifest->index &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(leader.Snapshot(100, manifest->index).ok());
 }
 
 }  // namespace

@@ -1,0 +1,68 @@
+/* A node of raft_c.h as its C files share it: the node's state, the framing of entries, and
+ * the two sets of hooks raft_c.c installs on libraft (node_io.c: on raft_uv's I/O; node_fsm.c:
+ * the state machine). Includes raft.h: for src/raft's C files only. */
+#ifndef DAS_RAFT_INTERNAL_NODE_H_
+#define DAS_RAFT_INTERNAL_NODE_H_
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft/internal/log_window.h"
+#include "raft/internal/raft_c.h"
+
+struct das_raft_node {
+  uv_loop_t* loop;
+  struct raft_uv_transport transport;
+  struct raft_io io;
+  struct raft_fsm fsm;
+  struct raft raft;
+  das_raft_fsm user;
+  das_raft_closed_cb closed_cb;
+  void* closed_arg;
+  int on_hub; /* the transport is the hub's (else libraft's stock TCP one) */
+  /* raft_uv's start and the tick and receive callbacks libraft gave it; see start_io. */
+  int (*uv_start)(struct raft_io*, unsigned, raft_io_tick_cb, raft_io_recv_cb);
+  int (*uv_load)(struct raft_io*, raft_term*, raft_id*, struct raft_snapshot**, raft_index*,
+                 struct raft_entry**, size_t*);
+  raft_io_tick_cb tick;
+  raft_io_recv_cb recv;
+  unsigned heartbeat_ms;
+  char address[256];
+  /* Counters for das_raft_info. The check handle runs after every loop iteration's I/O and
+   * counts a change of the known leader (to another node, or from none to one). */
+  uv_check_t check;
+  int check_open;
+  int closes_pending; /* raft_close and the check handle's close, before the node is freed */
+  uint64_t leader_seen;
+  uint64_t leader_changes;
+  uint64_t snapshots_taken;
+  uint64_t snapshots_restored;
+  /* The log's bound in bytes (raft_c.h, das_raft_log_budget); budget NULL: none. */
+  das_raft_log_budget* budget;
+  das_log_window window;
+  unsigned max_threshold;
+  unsigned trailing; /* as last set: what the next snapshot keeps */
+  int counted;       /* open, and counted in budget->groups */
+};
+
+/* libraft's disk backend takes only entries whose length is a multiple of 8 (else
+ * RAFT_INVALID), so an entry is framed: the payload's length as a little-endian uint64, the
+ * payload, zero padding to the next multiple of 8. */
+enum { DAS_FRAME_HEADER = 8 };
+size_t das_frame_len(size_t payload);
+void das_frame(void* out, const void* payload, size_t len);
+/* The payload's length, or -1 when the frame is malformed. */
+int64_t das_unframe(const struct raft_buffer* buf);
+
+/* A follower gets what the leader has for it now (a proposal), or at the heartbeat's pace (see
+ * node_io.c). */
+void das_node_send_now(das_raft_node* node);
+void das_node_send_paced(das_raft_node* node);
+/* Replaces raft_uv's start and load with the node's (before raft_start). */
+void das_node_hook_io(das_raft_node* node);
+/* Fills node->fsm with the node's state machine callbacks (they call node->user). */
+void das_node_init_fsm(das_raft_node* node);
+
+#endif /* DAS_RAFT_INTERNAL_NODE_H_ */
