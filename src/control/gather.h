@@ -60,25 +60,33 @@ template <typename T>
 boost::asio::awaitable<std::vector<Result<T>>> GatherAll(
     boost::asio::any_io_executor executor, std::vector<boost::asio::awaitable<Result<T>>> tasks) {
   if (tasks.empty()) co_return std::vector<Result<T>>{};
-  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                                 void(std::vector<Result<T>>)>(
-      [executor, &tasks](auto handler) {
-        // Everything the loop needs is moved out of the coroutine's frame first: once the last
-        // task finished (on another thread, possibly before this loop ends) the awaiting
-        // coroutine resumes and its frame, `tasks` with it, is gone.
-        std::vector<boost::asio::awaitable<Result<T>>> local = std::move(tasks);
-        const size_t n = local.size();
-        // Shared by the tasks' completions; the last one to finish hands the results over.
-        boost::asio::any_io_executor resume_on =
-            boost::asio::get_associated_executor(handler, executor);
-        auto state =
-            std::make_shared<detail::GatherState<T>>(n, std::move(handler), std::move(resume_on));
-        for (size_t i = 0; i < n; ++i) {
-          boost::asio::co_spawn(executor, detail::RunInto(std::move(local[i]), state->slots[i]),
-                                [state](std::exception_ptr) { state->Done(); });
-        }
-      },
-      boost::asio::use_awaitable);
+  // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice, and this
+  // one holds an executor (its reference count went below zero: a use after free that showed as
+  // heap corruption in the control node, found by AddressSanitizer).
+  auto initiation = [executor, &tasks](auto handler) {
+    // This function object, its captures with it, lives in the coroutine's frame: once the
+    // first task is spawned, the last one may finish (on another thread, before this loop
+    // ends), and the awaiting coroutine then resumes and destroys that frame. So everything
+    // the loop needs is copied or moved out of it first, and only those copies are used:
+    // nothing here touches the captures once a task may have finished.
+    const boost::asio::any_io_executor spawn_on = executor;
+    std::vector<boost::asio::awaitable<Result<T>>> local = std::move(tasks);
+    const size_t n = local.size();
+    // Shared by the tasks' completions; the last one to finish hands the results over.
+    boost::asio::any_io_executor resume_on =
+        boost::asio::get_associated_executor(handler, spawn_on);
+    auto state =
+        std::make_shared<detail::GatherState<T>>(n, std::move(handler), std::move(resume_on));
+    for (size_t i = 0; i < n; ++i) {
+      boost::asio::co_spawn(spawn_on, detail::RunInto(std::move(local[i]), state->slots[i]),
+                            [state](std::exception_ptr) { state->Done(); });
+    }
+  };
+  boost::asio::awaitable<std::vector<Result<T>>> gathered =
+      boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                  void(std::vector<Result<T>>)>(std::move(initiation),
+                                                                boost::asio::use_awaitable);
+  co_return co_await std::move(gathered);
 }
 
 }  // namespace das::control

@@ -149,7 +149,7 @@ class ControlServiceImpl final : public ControlService {
     if (!options_.cluster_secret.empty()) {
       cluster_key_ = rpc::ClusterKey::Create(options_.cluster_secret);
     }
-    for (const WorkerInfo& w : map_.load()->workers()) {
+    for (const WorkerInfo& w : map_->workers()) {
       clients_.emplace(w.id, rpc::WorkerClient::Create(
                                  executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
                                                                     options_.connections_per_worker,
@@ -174,7 +174,7 @@ class ControlServiceImpl final : public ControlService {
                                               options_.connections_per_worker, cluster_key_});
     };
     ASSIGN_OR_RETURN(replication_, Replication::Create(executor_, options_.replication,
-                                                       map_.load()->workers(), clients));
+                                                       map_->workers(), clients));
     AddMembershipRoutes();
     for (uint32_t s = 0; s < replication_->shards(); ++s) {
       AddDestination(s, replication_->LeaderOf(s), s);
@@ -367,7 +367,7 @@ class ControlServiceImpl final : public ControlService {
   }
 
   // The current cluster map: an immutable snapshot, swapped whole when membership changes.
-  std::shared_ptr<const ClusterMap> Map() const { return map_.load(); }
+  std::shared_ptr<const ClusterMap> Map() const { return map_; }
 
   void AddDestination(uint32_t id, rpc::WriteTarget& target, std::optional<uint32_t> shard) {
     auto destination = std::make_unique<Destination>();
@@ -783,9 +783,7 @@ class ControlServiceImpl final : public ControlService {
       const Status proven = cluster_key_->Verify(request, std::chrono::system_clock::now());
       if (!proven.ok()) {
         spdlog::warn("refused a join from {}: {}", request.peer, proven.message());
-        http::Response refused = rpc::ErrorResponse(Unavailable(proven.message()));
-        refused.status = 401;
-        return refused;
+        return rpc::Unauthenticated("the control node", proven);
       }
     }
     internal::v1::JoinRequest join;
@@ -836,7 +834,9 @@ class ControlServiceImpl final : public ControlService {
   asio::any_io_executor executor_;
   const ControlOptions options_;
   ClusterClock cluster_clock_;  // stamps every internal write (ShardWriterOptions)
-  std::atomic<std::shared_ptr<const ClusterMap>> map_;
+  // The unreplicated cluster's routing (its --workers, fixed for the node's life); unused when
+  // replicated (the shards' leaders route).
+  const std::shared_ptr<const ClusterMap> map_;
   std::shared_ptr<const rpc::ClusterKey> cluster_key_;  // null: no cluster secret
   std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>> clients_;
   std::unique_ptr<Replication> replication_;  // null: unreplicated

@@ -627,8 +627,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       std::unique_lock lock(replicas_mu_);
       replicas.swap(replicas_);
     }
-    for (auto& [shard, replica] : replicas) replica->group->Close();
-    for (auto& [shard, replica] : replicas) replica->store->Stop();
+    CloseReplicas(replicas);
     {
       std::lock_guard lock(held_mu_);
       held_.reset();

@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "rpc/status_wire.h"
+
 namespace das::rpc {
 
 // An HMAC-SHA256 context keyed once; each signature works on a copy of it.
@@ -155,6 +157,14 @@ Status ClusterKey::Verify(const http::Request& request,
     return Unavailable("its signature does not prove the cluster secret");
   }
   return Status::Ok();
+}
+
+http::Response Unauthenticated(std::string_view who, const Status& refusal) {
+  http::Response refused =
+      ErrorResponse(Unavailable("refused by " + std::string(who) + ": " + refusal.message()));
+  refused.status = 401;
+  refused.headers.emplace_back("WWW-Authenticate", std::string(kClusterAuthHeader));
+  return refused;
 }
 
 }  // namespace das::rpc

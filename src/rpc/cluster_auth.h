@@ -56,4 +56,9 @@ class ClusterKey {
   std::unique_ptr<Mac> mac_;
 };
 
+// The answer to a request that failed Verify: 401 with a WWW-Authenticate challenge naming the
+// header, the error saying `who` refused it and why (`refusal`: Verify's status). One answer for
+// every node that checks the secret.
+http::Response Unauthenticated(std::string_view who, const Status& refusal);
+
 }  // namespace das::rpc

@@ -55,9 +55,13 @@ template <typename T, typename Start>
 asio::awaitable<Result<T>> AwaitStore(Start start) {
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<T>)>(
       [start = std::move(start)](auto handler) mutable {
+        // This function object lives in the awaiting coroutine's frame, which the callback may
+        // destroy (it resumes the coroutine, on another thread) before `start` returns: `start`
+        // runs from this call's stack instead (see control/gather.h).
+        Start run = std::move(start);
         // The store takes a copyable std::function; the handler is move-only, so it is shared.
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        start([shared](Result<T> result) {
+        run([shared](Result<T> result) {
           auto executor = asio::get_associated_executor(*shared);
           asio::post(executor, asio::append(std::move(*shared), std::move(result)));
         });
@@ -274,11 +278,7 @@ asio::awaitable<http::Response> WorkerService::Authenticate(http::Request reques
                                      : " (" + std::to_string(*held_back) +
                                            " more from it since the last such line)");
       }
-      http::Response refused = rpc::ErrorResponse(
-          Unavailable("refused by worker " + std::to_string(worker_id_) + ": " + proven.message()));
-      refused.status = 401;
-      refused.headers.emplace_back("WWW-Authenticate", std::string(rpc::kClusterAuthHeader));
-      co_return refused;
+      co_return rpc::Unauthenticated("worker " + std::to_string(worker_id_), proven);
     }
   }
   asio::awaitable<http::Response> answer = next(std::move(request), std::move(target));
