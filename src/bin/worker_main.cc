@@ -25,6 +25,7 @@
 #include "rpc/cluster_auth.h"
 #include "rpc/routes.h"
 #include "storage/disk_space.h"
+#include "storage/memory_budget.h"
 #include "storage/node_store.h"
 #include "storage/store.h"
 #include "worker/data_pool.h"
@@ -57,6 +58,7 @@ struct Flags {
   size_t reader_threads = 4;
   uint64_t disk_reserve_mb = 0;
   size_t duckdb_threads = 1;
+  uint64_t duckdb_memory_mb = 0;
   unsigned threads = 1;
   std::string cluster_secret_file;
   std::string log_level;
@@ -169,6 +171,23 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "are answered from the running aggregate, not by scanning")
       ->envname("WORKER_DUCKDB_THREADS")
       ->capture_default_str();
+  app.add_option("--duckdb-memory-mb", f.duckdb_memory_mb,
+                 "DuckDB's memory limit for the worker's database (every replica it holds "
+                 "together: cached blocks, the hash tables and sorts of queries, which spill to "
+                 "disk beyond it), in MiB, at least 32 (0: a quarter of the machine's memory, or "
+                 "of the container's limit, at least 128)")
+      ->envname("WORKER_DUCKDB_MEMORY_MB")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](const std::string& text) -> std::string {
+            const std::string refused = "must be 0 or 32..16777216";
+            if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
+              return refused;
+            }
+            const uint64_t mb = text.size() > 9 ? UINT64_MAX : std::stoull(text);
+            return mb == 0 || (mb >= 32 && mb <= (uint64_t{1} << 24)) ? "" : refused;
+          },
+          "0 or 32..16777216"));
   app.add_option("--threads", f.threads, "Threads serving HTTP")
       ->envname("WORKER_THREADS")
       ->capture_default_str()
@@ -336,6 +355,10 @@ int main(int argc, char** argv) {
         disk.ok() ? das::storage::DefaultDiskReserve(disk->total_bytes) : 256 * 1024 * 1024;
   }
   node_options.duckdb_threads = flags.duckdb_threads;
+  node_options.memory_limit_bytes =
+      flags.duckdb_memory_mb != 0
+          ? flags.duckdb_memory_mb << 20
+          : das::storage::DefaultDuckdbMemory(das::storage::MachineMemoryBytes());
   node_options.min_commit_interval = std::chrono::milliseconds(flags.replica_commit_interval_ms);
   auto node_store = das::storage::NodeStore::Open(node_options);
   if (!node_store.ok()) {

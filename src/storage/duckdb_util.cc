@@ -22,7 +22,8 @@ Status Error(std::string_view what, std::string_view duckdb_message) {
 }
 
 Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads,
-                                    uint64_t checkpoint_threshold_bytes) {
+                                    uint64_t checkpoint_threshold_bytes,
+                                    uint64_t memory_limit_bytes) {
   duckdb_config raw_config = nullptr;
   if (duckdb_create_config(&raw_config) == DuckDBError) {
     return Unavailable("duckdb: cannot create a config for " + path);
@@ -36,6 +37,11 @@ Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads,
   if (checkpoint_threshold_bytes != 0 &&
       duckdb_set_config(config.get(), "checkpoint_threshold", threshold.c_str()) == DuckDBError) {
     return Unavailable("duckdb: invalid checkpoint_threshold=" + threshold);
+  }
+  const std::string memory = std::to_string(memory_limit_bytes / 1024) + "KiB";
+  if (memory_limit_bytes != 0 &&
+      duckdb_set_config(config.get(), "memory_limit", memory.c_str()) == DuckDBError) {
+    return Unavailable("duckdb: invalid memory_limit=" + memory);
   }
   duckdb_database db = nullptr;
   char* raw_error = nullptr;

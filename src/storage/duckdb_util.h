@@ -57,8 +57,10 @@ using ChunkHandle = UniqueHandle<duckdb_data_chunk, &duckdb_destroy_data_chunk>;
 // Opens (or creates) the database file at `path`. `threads` is DuckDB's per-query thread count,
 // 0 for DuckDB's default. Fails with kUnavailable.
 // `checkpoint_threshold_bytes`: DuckDB's WAL size that starts a checkpoint (0: its default).
+// `memory_limit_bytes`: DuckDB's memory_limit for the database (0: its default, 80 % of RAM).
 Result<DatabaseHandle> OpenDatabase(const std::string& path, size_t threads,
-                                    uint64_t checkpoint_threshold_bytes = 0);
+                                    uint64_t checkpoint_threshold_bytes = 0,
+                                    uint64_t memory_limit_bytes = 0);
 Result<ConnectionHandle> Connect(duckdb_database db);
 
 // One data chunk of a query result, read column by column.

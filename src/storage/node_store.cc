@@ -741,8 +741,9 @@ Result<std::unique_ptr<NodeStore>> NodeStore::Open(NodeStoreOptions options) {
       return disk.free_bytes;
     };
   }
-  ASSIGN_OR_RETURN(duck::DatabaseHandle db, duck::OpenDatabase(db_path, options.duckdb_threads,
-                                                               CheckpointThresholdFor(reserve)));
+  ASSIGN_OR_RETURN(duck::DatabaseHandle db,
+                   duck::OpenDatabase(db_path, options.duckdb_threads,
+                                      CheckpointThresholdFor(reserve), options.memory_limit_bytes));
   ASSIGN_OR_RETURN(duck::ConnectionHandle applier, duck::Connect(db.get()));
   std::vector<duck::ConnectionHandle> readers;
   for (size_t i = 0; i < std::max<size_t>(options.reader_threads, 1); ++i) {
@@ -751,7 +752,12 @@ Result<std::unique_ptr<NodeStore>> NodeStore::Open(NodeStoreOptions options) {
   }
   auto store = std::make_unique<NodeStoreImpl>(options, std::move(lock), std::move(db));
   RETURN_IF_ERROR(store->Start(std::move(applier), std::move(readers)));
-  spdlog::info("store {}: open", db_path);
+  if (options.memory_limit_bytes != 0) {
+    spdlog::info("store {}: open, DuckDB's memory limit {} MiB", db_path,
+                 options.memory_limit_bytes >> 20);
+  } else {
+    spdlog::info("store {}: open", db_path);
+  }
   return std::unique_ptr<NodeStore>(std::move(store));
 }
 

@@ -56,6 +56,9 @@ struct NodeStoreOptions {
   size_t reader_threads = 1;
   // DuckDB's own worker threads per query (0: DuckDB's default).
   size_t duckdb_threads = 0;
+  // DuckDB's memory_limit for the database, that is for every replica of the node together
+  // (0: DuckDB's default, 80 % of the machine; storage/memory_budget.h gives the worker's).
+  uint64_t memory_limit_bytes = 0;
   // At least this long between the starts of two rounds (0: none): what is queued meanwhile
   // shares the next one. Someone waiting (Store::Expedite) cuts it short.
   std::chrono::milliseconds min_commit_interval{0};

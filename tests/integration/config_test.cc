@@ -162,7 +162,8 @@ TEST_F(ConfigTest, HelpExplainsEveryFlagAndItsEnvironmentTwin) {
         "--raft-port", "WORKER_RAFT_PORT", "--replica-commit-interval-ms",
         "WORKER_REPLICA_COMMIT_INTERVAL_MS", "--raft-snapshot-threshold",
         "WORKER_RAFT_SNAPSHOT_THRESHOLD", "--raft-snapshot-trailing",
-        "WORKER_RAFT_SNAPSHOT_TRAILING", "--raft-log-mb", "WORKER_RAFT_LOG_MB"}) {
+        "WORKER_RAFT_SNAPSHOT_TRAILING", "--raft-log-mb", "WORKER_RAFT_LOG_MB",
+        "--duckdb-memory-mb", "WORKER_DUCKDB_MEMORY_MB"}) {
     EXPECT_NE(worker_help.find(text), std::string::npos) << text << " missing";
   }
 }
@@ -272,7 +273,11 @@ TEST_F(ConfigTest, WorkerTuningOutsideItsLimitsIsRefused) {
       {"--replica-commit-interval-ms", "1001"},
       {"--raft-election-timeout-ms", "49"},
       {"--raft-log-mb", "1048577"},
-      {"--raft-log-mb", "-1"}};
+      {"--raft-log-mb", "-1"},
+      {"--duckdb-memory-mb", "31"},
+      {"--duckdb-memory-mb", "16777217"},
+      {"--duckdb-memory-mb", "-1"},
+      {"--duckdb-memory-mb", "lots"}};
   for (const auto& [flag, value] : bad) {
     const std::string log = dir_ + "/bad-worker" + flag + ".log";
     std::string error;

@@ -7,7 +7,10 @@
 
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "../temp_dir.h"
+#include "storage/memory_budget.h"
 
 namespace das::storage {
 namespace {
@@ -30,6 +33,15 @@ TEST(DiskSpaceTest, ACheckpointFitsInASmallReserve) {
 TEST(DiskSpaceTest, TheBallastIsHalfTheReserveAtMost32MiB) {
   EXPECT_EQ(BallastFor(24 * kMiB), 12 * kMiB);
   EXPECT_EQ(BallastFor(256 * kMiB), 32 * kMiB);
+}
+
+TEST(MemoryBudgetTest, DuckDBGetsAQuarterOfTheMachineAtLeast128MiB) {
+  EXPECT_EQ(DefaultDuckdbMemory(24 * 1024 * kMiB), 6 * 1024 * kMiB);
+  EXPECT_EQ(DefaultDuckdbMemory(256 * kMiB), 128 * kMiB);
+  EXPECT_EQ(DefaultDuckdbMemory(0), 0u);  // unknown: DuckDB's own default
+  const uint64_t machine = MachineMemoryBytes();
+  EXPECT_GT(machine, 128 * kMiB);
+  EXPECT_LE(machine, static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE));
 }
 
 TEST(DiskSpaceTest, AStartWithRoomMakesTheBallastOnce) {

@@ -26,6 +26,7 @@
 #include <prometheus/histogram.h>
 
 #include "../temp_dir.h"
+#include "storage/duckdb_util.h"
 #include "storage/store.h"
 #include "store_sync.h"
 
@@ -96,6 +97,29 @@ void ExpectEntries(Store& store, uint64_t n) {
 
 double RoundsCommitted(prometheus::Histogram& rounds) {
   return static_cast<double>(rounds.Collect().histogram.sample_count);
+}
+
+// The node's one database has the memory limit it was given: every replica shares it.
+TEST(NodeStoreTest, TheDatabaseHasTheNodesMemoryLimit) {
+  TempDir dir;
+  NodeStoreOptions options = Options(dir);
+  options.memory_limit_bytes = 64ull << 20;
+  std::unique_ptr<NodeStore> node = OpenNode(options);
+  ASSERT_NE(node, nullptr);
+  std::unique_ptr<Store> store = OpenReplica(*node, 3);
+  ASSERT_NE(store, nullptr);
+  std::promise<Result<bool>> done;
+  store->RunOnReader([&done](Result<_duckdb_connection*> conn) {
+    if (!conn.ok()) return done.set_value(conn.status());
+    Result<duck::QueryResult> rows =
+        duck::Query(*conn, "SELECT current_setting('memory_limit') = '64.0 MiB'");
+    if (!rows.ok()) return done.set_value(rows.status());
+    std::optional<duck::Chunk> chunk = rows->NextChunk();
+    done.set_value(chunk.has_value() && chunk->size() == 1 && chunk->Data<bool>(0)[0]);
+  });
+  Result<bool> limited = done.get_future().get();
+  ASSERT_TRUE(limited.ok()) << limited.status().ToString();
+  EXPECT_TRUE(*limited);
 }
 
 // The writes three replicas queued while the applier paused are applied in one transaction,
