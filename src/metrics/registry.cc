@@ -73,8 +73,11 @@ prometheus::MetricFamily ToFamily(ScrapedFamily scraped) {
 
 }  // namespace
 
-std::string Registry::Exposition() const {
+std::string Registry::Exposition(std::vector<ScrapedFamily> gathered) const {
   std::vector<prometheus::MetricFamily> families = impl_->registry.Collect();
+  for (ScrapedFamily& scraped : gathered) {
+    if (!scraped.samples.empty()) families.push_back(ToFamily(std::move(scraped)));
+  }
   std::vector<Collector> collectors;
   {
     std::lock_guard lock(impl_->mu);

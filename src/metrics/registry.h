@@ -69,8 +69,9 @@ class Registry {
 
   void AddCollector(Collector collector);
 
-  // Every metric in the text format 0.0.4, families sorted by name.
-  std::string Exposition() const;
+  // Every metric in the text format 0.0.4, families sorted by name, with `gathered`: families
+  // the caller read at this scrape without blocking a thread (a raft group's, read on its loop).
+  std::string Exposition(std::vector<ScrapedFamily> gathered = {}) const;
 
  private:
   struct Impl;

@@ -282,18 +282,18 @@ void Group::Remove(uint64_t id, std::function<void(Status)> done) {
              });
 }
 
-std::vector<Member> Group::Members() {
-  std::vector<das_raft_member> members(16);
-  size_t n = 0;
-  loop_.RunSync([&] {
-    if (state_->node == nullptr) return;
-    n = das_raft_members(state_->node, members.data(), members.size());
-    if (n > members.size()) {
-      members.resize(n);
-      n = das_raft_members(state_->node, members.data(), members.size());
-    }
-  });
+namespace {
+
+// Read on the loop thread.
+std::vector<Member> ReadMembers(das_raft_node* node) {
   std::vector<Member> out;
+  if (node == nullptr) return out;
+  std::vector<das_raft_member> members(16);
+  size_t n = das_raft_members(node, members.data(), members.size());
+  if (n > members.size()) {
+    members.resize(n);
+    n = das_raft_members(node, members.data(), members.size());
+  }
   for (size_t i = 0; i < n && i < members.size(); ++i) {
     const MemberRole role = members[i].role == DAS_RAFT_ROLE_VOTER     ? MemberRole::kVoter
                             : members[i].role == DAS_RAFT_ROLE_STANDBY ? MemberRole::kStandby
@@ -303,15 +303,12 @@ std::vector<Member> Group::Members() {
   return out;
 }
 
-GroupInfo Group::Info() {
-  das_raft_info c_info{};
-  bool open = false;
-  loop_.RunSync([&] {
-    open = state_->node != nullptr;
-    if (open) das_raft_get_info(state_->node, &c_info);
-  });
+// Read on the loop thread.
+GroupInfo ReadInfo(das_raft_node* node) {
   GroupInfo info;
-  if (!open) return info;
+  if (node == nullptr) return info;
+  das_raft_info c_info{};
+  das_raft_get_info(node, &c_info);
   info.role = static_cast<Role>(c_info.state);
   info.term = c_info.term;
   info.commit_index = c_info.commit_index;
@@ -323,6 +320,28 @@ GroupInfo Group::Info() {
   info.snapshots_taken = c_info.snapshots_taken;
   info.snapshots_restored = c_info.snapshots_restored;
   return info;
+}
+
+}  // namespace
+
+std::vector<Member> Group::Members() {
+  std::vector<Member> out;
+  loop_.RunSync([&] { out = ReadMembers(state_->node); });
+  return out;
+}
+
+GroupInfo Group::Info() {
+  GroupInfo info;
+  loop_.RunSync([&] { info = ReadInfo(state_->node); });
+  return info;
+}
+
+void Group::Describe(std::function<void(GroupInfo, std::vector<Member>)> done) {
+  auto shared =
+      std::make_shared<std::function<void(GroupInfo, std::vector<Member>)>>(std::move(done));
+  const bool posted =
+      loop_.Post([this, shared] { (*shared)(ReadInfo(state_->node), ReadMembers(state_->node)); });
+  if (!posted) (*shared)(GroupInfo{}, {});
 }
 
 void Group::Close() {

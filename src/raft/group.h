@@ -133,6 +133,11 @@ class Group {
   std::vector<Member> Members();
   // REQUIRES: not on the loop thread.
   GroupInfo Info();
+  // Info() and Members() together without waiting for the loop: `done` runs on the loop thread
+  // (or at once on the caller's, with an empty view, once the loop stopped). For answers that
+  // must not block a thread that serves requests (a node's health). REQUIRES: the group is
+  // not destroyed before `done` ran (hold its owner in `done`).
+  void Describe(std::function<void(GroupInfo, std::vector<Member>)> done);
   // Stops the replica and waits until libraft released it. Safe to call more than once.
   // REQUIRES: not on the loop thread.
   void Close();

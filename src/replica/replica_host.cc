@@ -87,6 +87,36 @@ struct Replica {
   std::atomic<uint64_t> copy_bytes{0};  // of copies fetched for it (ReplicaHealth.copy_bytes)
 };
 
+// A replica's health: what its store and state machine say (any thread)...
+void DescribeStore(Replica& replica, internal::v1::ReplicaHealth& health) {
+  health.set_stored_index(replica.store->applied_index());
+  health.set_copies_installed(replica.machine->copies_installed());
+  health.set_copies_served(replica.copies_served.load(std::memory_order_relaxed));
+  health.set_snapshot_index(replica.machine->snapshot_index());
+  health.set_restoring(replica.machine->restoring());
+  health.set_queued_writes(replica.store->queue_depth());
+  health.set_copy_bytes(replica.copy_bytes.load(std::memory_order_relaxed));
+  health.set_disk_full(replica.store->disk().full);
+  // Answered on this thread, from the running aggregate.
+  replica.store->ComputeAggregate([&health](Result<storage::Aggregate> aggregate) {
+    if (aggregate.ok()) health.set_rows(aggregate->count);
+  });
+}
+
+// ... and what its raft group says (raft::Group::Describe).
+void DescribeGroup(const raft::GroupInfo& info, const std::vector<raft::Member>& members,
+                   internal::v1::ReplicaHealth& health) {
+  health.set_role(std::string(raft::RoleName(info.role)));
+  health.set_term(info.term);
+  health.set_commit_index(info.commit_index);
+  health.set_applied_index(info.applied_index);
+  health.set_leader_id(info.leader_id);
+  health.set_leader_changes(info.leader_changes);
+  health.set_snapshots_taken(info.snapshots_taken);
+  health.set_snapshots_restored(info.snapshots_restored);
+  rpc::AddMembers(members, health);
+}
+
 Result<std::string> ReadAt(const std::string& path, uint64_t offset, size_t length) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Unavailable("cannot open " + path + ": " + std::strerror(errno));
@@ -334,35 +364,34 @@ class ReplicaHostImpl final : public ReplicaHost {
     return data;
   }
 
-  std::vector<internal::v1::ReplicaHealth> Health() override {
-    std::vector<internal::v1::ReplicaHealth> out;
-    if (!open_.load(std::memory_order_acquire)) return out;
-    for (const auto& [shard, replica] : Replicas()) {
-      const raft::GroupInfo info = replica->group->Info();
-      internal::v1::ReplicaHealth& health = out.emplace_back();
+  void Health(HealthCallback done) override {
+    if (!open_.load(std::memory_order_acquire)) return done({});
+    const std::map<uint32_t, std::shared_ptr<Replica>> replicas = Replicas();
+    if (replicas.empty()) return done({});
+    // Each group's description fills its own entry; the last one answers.
+    struct Gathered {
+      std::vector<internal::v1::ReplicaHealth> out;
+      std::atomic<size_t> left{0};
+      HealthCallback done;
+    };
+    auto gathered = std::make_shared<Gathered>();
+    gathered->out.resize(replicas.size());
+    gathered->left = replicas.size();
+    gathered->done = std::move(done);
+    size_t i = 0;
+    for (const auto& [shard, replica] : replicas) {
+      internal::v1::ReplicaHealth& health = gathered->out[i++];
       health.set_shard(shard);
-      health.set_role(std::string(raft::RoleName(info.role)));
-      health.set_term(info.term);
-      health.set_commit_index(info.commit_index);
-      health.set_applied_index(info.applied_index);
-      health.set_stored_index(replica->store->applied_index());
-      health.set_leader_id(info.leader_id);
-      health.set_leader_changes(info.leader_changes);
-      health.set_snapshots_taken(info.snapshots_taken);
-      health.set_snapshots_restored(info.snapshots_restored);
-      health.set_copies_installed(replica->machine->copies_installed());
-      health.set_copies_served(replica->copies_served.load(std::memory_order_relaxed));
-      health.set_snapshot_index(replica->machine->snapshot_index());
-      health.set_restoring(replica->machine->restoring());
-      health.set_queued_writes(replica->store->queue_depth());
-      health.set_copy_bytes(replica->copy_bytes.load(std::memory_order_relaxed));
-      health.set_disk_full(replica->store->disk().full);
-      rpc::AddMembers(replica->group->Members(), health);
-      replica->store->ComputeAggregate([&health](Result<storage::Aggregate> aggregate) {
-        if (aggregate.ok()) health.set_rows(aggregate->count);
-      });
+      DescribeStore(*replica, health);
+      // `replica` held until the group answered: it owns the group.
+      replica->group->Describe(
+          [gathered, replica, &health](raft::GroupInfo info, std::vector<raft::Member> members) {
+            DescribeGroup(info, members, health);
+            if (gathered->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+              gathered->done(std::move(gathered->out));
+            }
+          });
     }
-    return out;
   }
 
   // REQUIRES: no Write/Read/Transfer/Health call runs or follows (the worker stops its HTTP

@@ -102,8 +102,10 @@ class ReplicaHost {
   // Up to kCopyChunkBytes of copy `copy_id` from `offset`; the copy is deleted once its last
   // byte was read. kNotFound when it is gone.
   virtual Result<std::string> ReadCopyChunk(uint32_t shard, uint64_t copy_id, uint64_t offset) = 0;
-  // One entry per replica held, and the rows over all of them.
-  virtual std::vector<internal::v1::ReplicaHealth> Health() = 0;
+  // One entry per replica held, with its rows. Never waits for the raft loop: `done` runs on
+  // the loop thread once every group described itself (on the caller's, with nothing to ask).
+  using HealthCallback = std::function<void(std::vector<internal::v1::ReplicaHealth>)>;
+  virtual void Health(HealthCallback done) = 0;
 
   virtual void Close() = 0;
 

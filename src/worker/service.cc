@@ -14,6 +14,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/clock.h"
@@ -155,7 +156,8 @@ WorkerService::WorkerService(uint32_t worker_id, storage::Store& store,
       raft_port_(raft_port),
       cluster_key_(std::move(cluster_key)),
       router_(&RouterError),
-      metrics_(metrics) {
+      metrics_(metrics),
+      changes_(replicas != nullptr ? std::make_unique<asio::thread_pool>(1) : nullptr) {
   if (cluster_key_) {
     router_.Use([this](http::Request request, http::Target target, const http::RouteHandler& next) {
       return Authenticate(std::move(request), std::move(target), next);
@@ -207,10 +209,7 @@ WorkerService::WorkerService(uint32_t worker_id, storage::Store& store,
 WorkerService::~WorkerService() = default;
 
 void WorkerService::AddMetrics() {
-  router_.Add("GET", "/metrics",
-              [this](http::Request, http::Target) -> asio::awaitable<http::Response> {
-                co_return Metrics();
-              });
+  router_.Add("GET", "/metrics", [this](http::Request, http::Target) { return Metrics(); });
   http_metrics_ = std::make_unique<metrics::HttpMetrics>(*metrics_, router_);
   metrics::AddProcessMetrics(*metrics_);
   write_rows_ = &metrics_->Histogram("das_internal_write_rows",
@@ -219,38 +218,53 @@ void WorkerService::AddMetrics() {
                                      metrics::CountBuckets());
   write_bytes_ = &metrics_->Counter("das_internal_write_bytes_total",
                                     "Bytes of internal write request bodies received");
-  metrics_->AddCollector([this] {
-    std::vector<internal::v1::ReplicaHealth> replicas;
-    if (replicas_ != nullptr) replicas = replicas_->Health();
-    std::vector<metrics::ScrapedFamily> families = metrics::ReplicaFamilies(replicas);
-    metrics::ScrapedFamily& queues = families.emplace_back();
-    queues.name = "das_store_queue_depth";
-    queues.help = "Writes (raft entries) queued for a store's writer, not yet in a transaction";
-    queues.samples.push_back(
-        {{{"shard", "unreplicated"}}, static_cast<double>(store_.queue_depth())});
-    for (const internal::v1::ReplicaHealth& replica : replicas) {
-      queues.samples.push_back({{{"shard", std::to_string(replica.shard())}},
-                                static_cast<double>(replica.queued_writes())});
-    }
-    const storage::DiskState disk = store_.disk();
-    families.push_back({"das_store_disk_full",
-                        "1 while the store's disk has less free space than --disk-reserve-mb "
-                        "(nothing is written until there is room), else 0",
-                        metrics::ScrapedFamily::Kind::kGauge,
-                        {{{}, disk.full ? 1.0 : 0.0}}});
-    families.push_back({"das_store_disk_free_bytes",
-                        "Free bytes on the store's disk, as the disk guard last measured them",
-                        metrics::ScrapedFamily::Kind::kGauge,
-                        {{{}, static_cast<double>(disk.free_bytes)}}});
-    return families;
-  });
 }
 
-http::Response WorkerService::Metrics() const {
+// The families of the store and the replicas, read at a scrape.
+std::vector<metrics::ScrapedFamily> WorkerService::StoreFamilies(
+    const std::vector<internal::v1::ReplicaHealth>& replicas) const {
+  std::vector<metrics::ScrapedFamily> families = metrics::ReplicaFamilies(replicas);
+  metrics::ScrapedFamily& queues = families.emplace_back();
+  queues.name = "das_store_queue_depth";
+  queues.help = "Writes (raft entries) queued for a store's writer, not yet in a transaction";
+  queues.samples.push_back(
+      {{{"shard", "unreplicated"}}, static_cast<double>(store_.queue_depth())});
+  for (const internal::v1::ReplicaHealth& replica : replicas) {
+    queues.samples.push_back({{{"shard", std::to_string(replica.shard())}},
+                              static_cast<double>(replica.queued_writes())});
+  }
+  const storage::DiskState disk = store_.disk();
+  families.push_back({"das_store_disk_full",
+                      "1 while the store's disk has less free space than --disk-reserve-mb "
+                      "(nothing is written until there is room), else 0",
+                      metrics::ScrapedFamily::Kind::kGauge,
+                      {{{}, disk.full ? 1.0 : 0.0}}});
+  families.push_back({"das_store_disk_free_bytes",
+                      "Free bytes on the store's disk, as the disk guard last measured them",
+                      metrics::ScrapedFamily::Kind::kGauge,
+                      {{{}, static_cast<double>(disk.free_bytes)}}});
+  return families;
+}
+
+asio::awaitable<std::vector<internal::v1::ReplicaHealth>> WorkerService::ReplicasHealth() {
+  if (replicas_ == nullptr) co_return std::vector<internal::v1::ReplicaHealth>{};
+  auto start = [this](auto done) {
+    replicas_->Health(
+        [done](std::vector<internal::v1::ReplicaHealth> replicas) { done(std::move(replicas)); });
+  };
+  asio::awaitable<Result<std::vector<internal::v1::ReplicaHealth>>> op =
+      AwaitStore<std::vector<internal::v1::ReplicaHealth>>(std::move(start));
+  Result<std::vector<internal::v1::ReplicaHealth>> replicas = co_await std::move(op);
+  co_return std::move(replicas).value();
+}
+
+asio::awaitable<http::Response> WorkerService::Metrics() {
+  asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read = ReplicasHealth();
+  const std::vector<internal::v1::ReplicaHealth> replicas = co_await std::move(read);
   http::Response response;
-  response.body = metrics_->Exposition();
+  response.body = metrics_->Exposition(StoreFamilies(replicas));
   response.content_type = std::string(metrics::kContentType);
-  return response;
+  co_return response;
 }
 
 asio::awaitable<http::Response> WorkerService::Handle(http::Request request) {
@@ -359,9 +373,8 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
   Result<storage::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
   uint64_t rows = aggregate->count;
-  // Group::Info waits briefly for the raft loop thread (no I/O).
-  std::vector<internal::v1::ReplicaHealth> replicas;
-  if (replicas_ != nullptr) replicas = replicas_->Health();
+  asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read = ReplicasHealth();
+  std::vector<internal::v1::ReplicaHealth> replicas = co_await std::move(read);
   for (const internal::v1::ReplicaHealth& replica : replicas) rows += replica.rows();
   if (internal) {
     internal::v1::WorkerHealthResponse response;
@@ -510,12 +523,20 @@ asio::awaitable<http::Response> WorkerService::Topology(http::Request request) {
   std::optional<internal::v1::TopologyRequest> topology =
       Parse<internal::v1::TopologyRequest>(request);
   if (!topology) co_return Undecodable(internal::v1::TopologyRequest());
-  // Opening the replicas the first time takes a while (DuckDB files, raft logs); it runs on
-  // this HTTP thread, once.
-  Status adopted = replicas_->Adopt(*topology);
+  // Opening replicas takes a while (their tables, raft logs) and closing one waits for its
+  // store: on the changes thread, so that this HTTP thread goes on serving writes and reads.
+  auto start = [this, topology = std::move(*topology)](auto done) mutable {
+    asio::post(*changes_, [this, topology = std::move(topology), done = std::move(done)] {
+      Status adopted = replicas_->Adopt(topology);
+      if (adopted.ok()) return done(Result<bool>(true));
+      done(Result<bool>(std::move(adopted)));
+    });
+  };
+  asio::awaitable<Result<bool>> op = AwaitStore<bool>(std::move(start));
+  Result<bool> adopted = co_await std::move(op);
   if (!adopted.ok()) {
-    spdlog::error("topology refused: {}", adopted.ToString());
-    co_return rpc::ErrorResponse(adopted);
+    spdlog::error("topology refused: {}", adopted.status().ToString());
+    co_return rpc::ErrorResponse(adopted.status());
   }
   co_return rpc::ProtobufResponse(internal::v1::TopologyResponse());
 }
@@ -579,10 +600,13 @@ asio::awaitable<http::Response> WorkerService::Membership(http::Request request)
   std::optional<internal::v1::MembershipRequest> change =
       Parse<internal::v1::MembershipRequest>(request);
   if (!change) co_return Undecodable(internal::v1::MembershipRequest());
+  // On the changes thread: it asks the raft loop for the group's role and members, waiting.
   auto start = [this, change = *change](auto done) {
-    replicas_->ChangeMembership(change, [done = std::move(done)](Status status) mutable {
-      if (status.ok()) return done(Result<bool>(true));
-      done(Result<bool>(std::move(status)));
+    asio::post(*changes_, [this, change, done = std::move(done)] {
+      replicas_->ChangeMembership(change, [done](Status status) {
+        if (status.ok()) return done(Result<bool>(true));
+        done(Result<bool>(std::move(status)));
+      });
     });
   };
   asio::awaitable<Result<bool>> op = AwaitStore<bool>(std::move(start));

@@ -30,7 +30,9 @@
 // Every failure is answered with an ErrorStatus (rpc/status_wire.h) whose code the control node
 // acts on. Rows are re-validated here (the same limits as the public API): a sub-batch with a
 // bad row is rejected alone, without touching the others. Handle() never blocks: store work
-// runs on the store's threads and is awaited.
+// runs on the store's threads, raft work on the raft loop, and topology and membership changes
+// (which open and close replicas, and ask the raft loop and wait) on a thread of their own, one
+// change at a time; each is awaited.
 // Thread-safety: Handle() may run concurrently. The store must outlive the service.
 #pragma once
 
@@ -38,6 +40,10 @@
 #include <memory>
 
 #include <boost/asio/awaitable.hpp>
+
+namespace boost::asio {
+class thread_pool;
+}
 
 #include "common/log.h"
 #include "das/v1/internal.pb.h"
@@ -69,8 +75,12 @@ class WorkerService {
   boost::asio::awaitable<http::Response> Write(http::Request request);
   boost::asio::awaitable<http::Response> Aggregate();
   boost::asio::awaitable<http::Response> Health(bool internal);
-  http::Response Metrics() const;
+  boost::asio::awaitable<http::Response> Metrics();
   void AddMetrics();
+  // Every replica's health, read without blocking this thread (ReplicaHost::Health).
+  boost::asio::awaitable<std::vector<internal::v1::ReplicaHealth>> ReplicasHealth();
+  std::vector<metrics::ScrapedFamily> StoreFamilies(
+      const std::vector<internal::v1::ReplicaHealth>& replicas) const;
   boost::asio::awaitable<http::Response> Topology(http::Request request);
   boost::asio::awaitable<http::Response> ShardRead(http::Request request);
   boost::asio::awaitable<http::Response> Query(http::Request request);
@@ -101,6 +111,8 @@ class WorkerService {
   std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with metrics_
   prometheus::Histogram* write_rows_ = nullptr;         // with metrics_
   prometheus::Counter* write_bytes_ = nullptr;          // with metrics_
+  // One thread for topology and membership changes; destroyed (joined) first.
+  std::unique_ptr<boost::asio::thread_pool> changes_;
 };
 
 }  // namespace das::worker

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -186,6 +187,35 @@ TEST_F(GroupTest, LeadershipMovesToTheReplicaNamed) {
   Status moved = done.get_future().get();
   EXPECT_TRUE(moved.ok()) << moved.ToString();
   EXPECT_EQ(WaitForLeader(), target);
+}
+
+// Describe() never waits for the loop: while the loop is busy it returns at once and answers
+// later, on the loop, with what Info() and Members() would say.
+TEST_F(GroupTest, DescribeAnswersOnTheLoopWithoutWaitingForIt) {
+  const int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> busy;
+  ASSERT_TRUE(loops_[leader]->Post([&busy, released] {
+    busy.set_value();
+    released.wait();
+  }));
+  busy.get_future().wait();  // the loop thread is held now
+  std::promise<std::pair<GroupInfo, std::vector<Member>>> described;
+  std::atomic<bool> on_loop{false};
+  groups_[leader]->Describe([&, leader](GroupInfo info, std::vector<Member> members) {
+    on_loop = loops_[leader]->InLoopThread();
+    described.set_value({std::move(info), std::move(members)});
+  });
+  std::future<std::pair<GroupInfo, std::vector<Member>>> answer = described.get_future();
+  EXPECT_EQ(answer.wait_for(0s), std::future_status::timeout);  // Describe returned, unanswered
+  release.set_value();
+  const auto [info, members] = answer.get();
+  EXPECT_TRUE(on_loop);
+  EXPECT_EQ(info.role, Role::kLeader);
+  EXPECT_EQ(info.leader_id, peers_[leader].id);
+  EXPECT_EQ(members.size(), static_cast<size_t>(kReplicas));
 }
 
 // Info() counts the snapshots a replica's state machine took and those it restored: libraft

@@ -2,7 +2,9 @@
 // temporary directory (no socket).
 #include "worker/service.h"
 
+#include <chrono>
 #include <filesystem>
+#include <future>
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
@@ -212,6 +214,89 @@ TEST_F(WorkerServiceTest, HealthReportsRows) {
   http::Response human = Call("GET", "/health");
   EXPECT_EQ(human.status, 200u);
   EXPECT_EQ(human.content_type, "application/json");
+}
+
+// A replica host whose topology change lasts until the test releases it; its health answers
+// at once (one replica of shard 3 with 5 rows). Nothing else is used.
+class HeldHost final : public replica::ReplicaHost {
+ public:
+  std::promise<void> entered;
+  std::promise<void> release;
+
+  Status Adopt(const internal::v1::TopologyRequest&) override {
+    entered.set_value();
+    // Bounded, so that a service that waited for it here fails the test instead of hanging.
+    release.get_future().wait_for(std::chrono::seconds(10));
+    return Status::Ok();
+  }
+  void Health(HealthCallback done) override {
+    internal::v1::ReplicaHealth health;
+    health.set_shard(3);
+    health.set_rows(5);
+    done({health});
+  }
+  Status LoadSaved() override { return Status::Ok(); }
+  uint64_t cluster_id() const override { return 0; }
+  uint64_t epoch() const override { return 0; }
+  void ChangeMembership(const internal::v1::MembershipRequest&,
+                        std::function<void(Status)> done) override {
+    done(Unavailable("not here"));
+  }
+  void Write(uint32_t, uint64_t, int64_t, std::vector<storage::SubBatch>,
+             storage::WriteCallback done) override {
+    done(Unavailable("not here"));
+  }
+  void Read(uint32_t, storage::AggregateCallback done) override { done(Unavailable("not here")); }
+  void ReadWith(uint32_t, std::function<void(Result<storage::Store*>)> ready) override {
+    ready(Unavailable("not here"));
+  }
+  void Transfer(uint32_t, uint64_t, std::function<void(Status)> done) override {
+    done(Unavailable("not here"));
+  }
+  void StartCopy(uint32_t, uint64_t,
+                 std::function<void(Result<internal::v1::CopyResponse>)> done) override {
+    done(Unavailable("not here"));
+  }
+  Result<std::string> ReadCopyChunk(uint32_t, uint64_t, uint64_t) override {
+    return Unavailable("not here");
+  }
+  void Close() override {}
+};
+
+// The worker serves with one HTTP thread by default: a topology change (which opens and closes
+// replicas) runs beside it, so a health check (or a write) is answered while it lasts.
+TEST_F(WorkerServiceTest, ATopologyChangeDoesNotHoldTheHttpThread) {
+  HeldHost host;
+  service_ = std::make_unique<WorkerService>(7, *store_, &host);
+  http::Request change;
+  change.method = "POST";
+  change.target = "/internal/v1/topology";
+  change.body = internal::v1::TopologyRequest().SerializeAsString();
+  auto adopted = asio::co_spawn(io_, service_->Handle(std::move(change)), asio::use_future);
+  http::Request ask;
+  ask.method = "GET";
+  ask.target = "/internal/v1/health";
+  auto health = asio::co_spawn(io_, service_->Handle(std::move(ask)), asio::use_future);
+  io_.restart();
+  for (int i = 0; i < 1000 && health.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+       ++i) {
+    io_.run_one_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(health.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  host.entered.get_future().wait();  // the change is under way, and holds
+  EXPECT_NE(adopted.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  internal::v1::WorkerHealthResponse h;
+  ASSERT_TRUE(h.ParseFromString(health.get().body));
+  EXPECT_EQ(h.rows(), 5u);
+  ASSERT_EQ(h.replicas_size(), 1);
+  host.release.set_value();
+  for (int i = 0;
+       i < 1000 && adopted.wait_for(std::chrono::seconds(0)) != std::future_status::ready; ++i) {
+    io_.run_one_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(adopted.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(adopted.get().status, 200u);
+  service_.reset();
 }
 
 }  // namespace
