@@ -38,10 +38,12 @@ packages=(
   libfaketime=0.9.10-2.1
   ca-certificates
 )
-# The web console's browser test: headless Chromium (from bookworm-security, where Debian keeps
-# it current). The Docker image's builder, which runs no tests, skips it (SETUP_SKIP_BROWSER=1).
+# Test-only tools, which the Docker image's builder (it runs no tests) skips with
+# SETUP_SKIP_BROWSER=1: headless Chromium for the web console's browser test (from
+# bookworm-security, where Debian keeps it current), and clang 14 for the thread-safety analysis
+# (scripts/check-thread-safety.sh; the build itself uses g++).
 if [[ ${SETUP_SKIP_BROWSER:-0} != 1 ]]; then
-  packages+=(chromium=156.0.8078.129-1~deb12u1)
+  packages+=(chromium=156.0.8078.129-1~deb12u1 clang-14=1:14.0.6-12)
 fi
 # bookworm-backports, for libraft only: apt prefers bookworm's own packages (backports have a
 # lower priority), so nothing else is taken from there. From the mirror the machine's own apt

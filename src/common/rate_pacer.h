@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <mutex>
 
+#include "common/mutex.h"
+
 namespace das {
 
 class RatePacer {
@@ -21,7 +23,7 @@ class RatePacer {
   // When the transfer of `bytes` asked for at `asked` may go on (`asked` itself, unlimited).
   Clock::time_point Due(Clock::time_point asked, uint64_t bytes) {
     if (bytes_per_s_ == 0) return asked;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     paced_until_ = std::max(paced_until_, asked) +
                    std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
                        static_cast<double>(bytes) / static_cast<double>(bytes_per_s_)));
@@ -32,8 +34,8 @@ class RatePacer {
 
  private:
   const uint64_t bytes_per_s_;
-  std::mutex mu_;
-  Clock::time_point paced_until_{};  // GUARDED_BY(mu_)
+  Mutex mu_;
+  Clock::time_point paced_until_ GUARDED_BY(mu_){};
 };
 
 }  // namespace das

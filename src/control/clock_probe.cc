@@ -34,18 +34,18 @@ ClockProbe::ClockProbe(asio::any_io_executor executor, ClusterClock& clock, Memb
 
 void ClockProbe::Start() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     running_ = true;
   }
   asio::co_spawn(strand_, Run(), asio::detached);
 }
 
 void ClockProbe::Stop() {
-  std::unique_lock lock(mu_);
+  UniqueLock lock(mu_);
   stopping_ = true;
   asio::post(strand_, [this] { timer_.cancel(); });
-  if (!stopped_.wait_for(lock, deadline_ + interval_ + std::chrono::seconds(1),
-                         [this] { return !running_; })) {
+  if (!stopped_.wait_for(lock.native(), deadline_ + interval_ + std::chrono::seconds(1),
+                         [this]() REQUIRES(mu_) { return !running_; })) {
     spdlog::warn("clock probe: a round is still in flight; stopping anyway");
   }
 }
@@ -53,20 +53,20 @@ void ClockProbe::Stop() {
 asio::awaitable<void> ClockProbe::Run() {
   for (;;) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) break;
     }
     asio::awaitable<void> round = ProbeAll();
     co_await std::move(round);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) break;
     }
     timer_.expires_after(interval_);
     auto [ignored] = co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     (void)ignored;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   running_ = false;
   stopped_.notify_all();
 }
@@ -75,8 +75,9 @@ asio::awaitable<void> ClockProbe::ProbeAll() {
   const std::vector<Member> members = members_();
   // A worker that left is forgotten (its gauges go with it).
   for (const auto& [worker, offset] : clock_.All()) {
-    const bool member = std::any_of(members.begin(), members.end(),
-                                    [worker](const Member& m) { return m.first == worker; });
+    const bool member =
+        std::any_of(members.begin(), members.end(),
+                    [worker = worker](const Member& m) { return m.first == worker; });
     if (!member) {
       clock_.Forget(worker);
       past_bound_.erase(worker);

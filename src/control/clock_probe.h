@@ -23,6 +23,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include "common/mutex.h"
 #include "control/cluster_clock.h"
 #include "metrics/registry.h"
 #include "rpc/worker_client.h"
@@ -63,10 +64,10 @@ class ClockProbe {
   std::set<uint64_t> past_bound_;     // on strand_: the workers logged as past the bound
   int64_t logged_correction_us_ = 0;  // on strand_
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable stopped_;
-  bool running_ = false;   // GUARDED_BY(mu_)
-  bool stopping_ = false;  // GUARDED_BY(mu_)
+  bool running_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 // The clock's gauges for GET /metrics, read at scrape time: each worker's offset and its

@@ -17,7 +17,7 @@ ClusterClock::Offset ClusterClock::Record(uint64_t worker, int64_t sent_wall_us,
       0, std::chrono::duration_cast<std::chrono::microseconds>(received - sent).count());
   Offset offset{remote_us - (sent_wall_us + round_trip_us / 2), round_trip_us / 2, received};
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     offsets_[worker] = offset;
   }
   Refresh();
@@ -26,7 +26,7 @@ ClusterClock::Offset ClusterClock::Record(uint64_t worker, int64_t sent_wall_us,
 
 void ClusterClock::Forget(uint64_t worker) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     offsets_.erase(worker);
   }
   Refresh();
@@ -35,14 +35,14 @@ void ClusterClock::Forget(uint64_t worker) {
 void ClusterClock::Refresh() { correction_us_.store(CorrectionUs(), std::memory_order_relaxed); }
 
 std::optional<ClusterClock::Offset> ClusterClock::Of(uint64_t worker) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = offsets_.find(worker);
   if (it == offsets_.end()) return std::nullopt;
   return it->second;
 }
 
 std::map<uint64_t, ClusterClock::Offset> ClusterClock::All() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return offsets_;
 }
 
@@ -56,7 +56,7 @@ int64_t ClusterClock::CorrectionUs() const {
   std::vector<int64_t> offsets{0};
   const Clock::Monotonic now = clock_.Now();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [worker, offset] : offsets_) {
       if (now - offset.measured_at <= fresh_for_) offsets.push_back(offset.offset_us);
     }

@@ -24,6 +24,7 @@
 #include <optional>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 
 namespace das::control {
 
@@ -70,8 +71,8 @@ class ClusterClock {
   const Clock& clock_;
   const std::chrono::milliseconds bound_;
   const std::chrono::milliseconds fresh_for_;
-  mutable std::mutex mu_;
-  std::map<uint64_t, Offset> offsets_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<uint64_t, Offset> offsets_ GUARDED_BY(mu_);
   std::atomic<int64_t> correction_us_{0};
 };
 

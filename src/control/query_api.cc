@@ -74,7 +74,7 @@ std::vector<QueryUnit> QueryApi::ShardUnits(const QueryPlan& plan) {
     unit.shard = shard;
     unit.slots.push_back(replication_->SlotsOf(shard));
     unit.keys = std::move(its_keys);
-    unit.send = [replication = replication_, shard](ShardQuery query, Ms timeout) {
+    unit.send = [replication = replication_, shard = shard](ShardQuery query, Ms timeout) {
       return SendToShard(replication, shard, std::move(query), timeout);
     };
   }
@@ -100,7 +100,7 @@ std::vector<QueryUnit> QueryApi::WorkerUnits(const QueryPlan& plan) {
       }
     }
     unit.keys = std::move(its_keys);
-    unit.send = [client = clients_.at(id).get(), id](ShardQuery query, Ms timeout) {
+    unit.send = [client = clients_.at(id).get(), id = id](ShardQuery query, Ms timeout) {
       return SendToWorker(client, id, std::move(query), timeout);
     };
   }

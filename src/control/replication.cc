@@ -19,6 +19,7 @@
 
 #include "common/durable_file.h"
 #include "common/hash.h"
+#include "common/mutex.h"
 #include "control/gather.h"
 #include "control/topology_plan.h"
 #include "control/witness.h"
@@ -169,7 +170,7 @@ class ReplicationImpl final : public Replication {
 
   void Start() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       running_ = true;
     }
     asio::co_spawn(executor_, Run(), asio::detached);
@@ -178,9 +179,10 @@ class ReplicationImpl final : public Replication {
   // The background loop sees stopping_ at its next pause (at most a tick) or between shards;
   // the wait is bounded, since a push or a transfer in flight may take seconds.
   void Stop() override {
-    std::unique_lock lock(mu_);
+    UniqueLock lock(mu_);
     stopping_ = true;
-    if (!stopped_.wait_for(lock, kStopWait, [this] { return !running_; })) {
+    if (!stopped_.wait_for(lock.native(), kStopWait,
+                           [this]() REQUIRES(mu_) { return !running_; })) {
       spdlog::warn("replication: the background loop is still busy; stopping anyway");
     }
   }
@@ -216,7 +218,7 @@ class ReplicationImpl final : public Replication {
   Result<internal::v1::JoinResponse> Join(const internal::v1::JoinRequest& request) override;
   Status Decommission(uint64_t worker_id) override;
   std::string WorkerState(uint64_t worker_id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     switch (StateOfLocked(worker_id, std::chrono::steady_clock::now())) {
       case meta::WorkerState::kDraining:
         return "draining";
@@ -236,8 +238,8 @@ class ReplicationImpl final : public Replication {
   asio::awaitable<void> Run();
   asio::awaitable<void> Tick();
   asio::awaitable<HealthMap> GatherHealth();
-  void Form(const HealthMap& health);
-  void FormFromJoins();
+  void Form(const HealthMap& health) REQUIRES(mu_);
+  void FormFromJoins() REQUIRES(mu_);
   void OpenWitness();
   asio::awaitable<void> PushTopology(const HealthMap& health);
   asio::awaitable<Result<internal::v1::TopologyResponse>> PushTo(uint64_t id);
@@ -247,29 +249,30 @@ class ReplicationImpl final : public Replication {
   // Keeps move_bytes_: the copy_bytes of the current move's new replica, as reported.
   void NoteMoveBytes(const HealthMap& health);
   void NoteReady(const std::vector<ShardView>& views);
-  Status SaveStateLocked();
+  Status SaveStateLocked() REQUIRES(mu_);
   // The same, for a change that is made whatever: a failure is logged (the next save may
   // succeed; until then a restart finds the state before the change).
-  void SaveOrLogLocked() {
+  void SaveOrLogLocked() REQUIRES(mu_) {
     if (Status saved = SaveStateLocked(); !saved.ok()) {
       spdlog::error("cannot keep the cluster state: {}", saved.ToString());
     }
   }
 
   // Membership (docs/operations.md, "Membership").
-  meta::WorkerState StateOfLocked(uint64_t id, std::chrono::steady_clock::time_point now) const;
+  meta::WorkerState StateOfLocked(uint64_t id, std::chrono::steady_clock::time_point now) const
+      REQUIRES(mu_);
   // A move's target that is no active member any more (dead, drained, left).
-  bool GoneLocked(uint64_t id) const {
+  bool GoneLocked(uint64_t id) const REQUIRES(mu_) {
     return StateOfLocked(id, std::chrono::steady_clock::now()) != meta::WorkerState::kActive ||
            !directory_.Client(id);
   }
   // The plan's view: the map's voters, and as each shard's leader its preferred one (the first
   // data voter, where the balancer keeps leadership), not whoever leads this second: an
   // election's passing leader must not make the plan move leaders for good.
-  meta::ClusterView ViewLocked() const;
+  meta::ClusterView ViewLocked() const REQUIRES(mu_);
   // REQUIRES: mu_ held. A new epoch of the topology, kept; the shards' leaders learn their
   // replicas.
-  void BumpEpochLocked(std::string_view why);
+  void BumpEpochLocked(std::string_view why) REQUIRES(mu_);
   // Makes the map agree with the groups' own configurations where no move is under way.
   void AdoptConfigurations(const std::vector<ShardView>& views);
   // Carries the current move on as far as it can go now, or plans the next one.
@@ -278,9 +281,9 @@ class ReplicationImpl final : public Replication {
   asio::awaitable<bool> Step(internal::v1::ReplicaMove move, const std::vector<ShardView>& views);
   // One membership step at the shard's leader; true once done.
   asio::awaitable<bool> AtLeader(const ShardView& view, internal::v1::MembershipRequest request);
-  void FinishMoveLocked();
+  void FinishMoveLocked() REQUIRES(mu_);
   // What a plan depends on besides the leaders: the map's epoch and every member's state.
-  std::string PlanInputsLocked() const {
+  std::string PlanInputsLocked() const REQUIRES(mu_) {
     std::string out = std::to_string(state_.topology().epoch());
     const auto now = std::chrono::steady_clock::now();
     for (const WorkerDirectory::Entry& w : directory_.Members()) {
@@ -290,33 +293,33 @@ class ReplicationImpl final : public Replication {
     return out;
   }
   // Drained workers leave.
-  void RetireDrainedLocked();
+  void RetireDrainedLocked() REQUIRES(mu_);
 
   asio::any_io_executor executor_;
   const ReplicationOptions options_;
   WorkerDirectory directory_;
   std::vector<std::unique_ptr<ShardLeader>> leaders_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable stopped_;
-  ControlState state_;                // GUARDED_BY(mu_) once Start() ran
-  bool formed_ = false;               // GUARDED_BY(mu_): the workers' raft addresses are known
-  bool stopping_ = false;             // GUARDED_BY(mu_)
-  bool running_ = false;              // GUARDED_BY(mu_): Run() has not returned
-  std::unique_ptr<Witness> witness_;  // set once by Run(); closed by Stop()
+  ControlState state_ GUARDED_BY(mu_);   // once Start() ran
+  bool formed_ GUARDED_BY(mu_) = false;  // the workers' raft addresses are known
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool running_ GUARDED_BY(mu_) = false;  // Run() has not returned
+  std::unique_ptr<Witness> witness_;      // set once by Run(); closed by Stop()
   std::atomic<Witness*> witness_view_{nullptr};
   uint64_t witness_epoch_ = 0;  // Run() only: the epoch the witness holds
   std::atomic<bool> ready_{false};
-  // Whether each worker's latest health check answered, for responding_nodes; GUARDED_BY(mu_)
-  std::map<uint64_t, bool> alive_;
-  // When each worker last answered a health check (or joined); GUARDED_BY(mu_)
-  std::map<uint64_t, std::chrono::steady_clock::time_point> last_seen_;
-  uint32_t moves_pending_ = 0;  // GUARDED_BY(mu_): planned after the current one
-  uint64_t moves_done_ = 0;     // GUARDED_BY(mu_)
+  // Whether each worker's latest health check answered, for responding_nodes.
+  std::map<uint64_t, bool> alive_ GUARDED_BY(mu_);
+  // When each worker last answered a health check (or joined).
+  std::map<uint64_t, std::chrono::steady_clock::time_point> last_seen_ GUARDED_BY(mu_);
+  uint32_t moves_pending_ GUARDED_BY(mu_) = 0;  // planned after the current one
+  uint64_t moves_done_ GUARDED_BY(mu_) = 0;
   // Bytes the current move's new replica fetched so far, as its worker last reported them.
-  uint64_t move_bytes_ = 0;  // GUARDED_BY(mu_)
-  // PlanInputsLocked() of the last plan that found nothing to do; GUARDED_BY(mu_)
-  std::string balanced_;
+  uint64_t move_bytes_ GUARDED_BY(mu_) = 0;
+  // PlanInputsLocked() of the last plan that found nothing to do.
+  std::string balanced_ GUARDED_BY(mu_);
   const std::vector<uint32_t> shard_of_slot_;
   std::vector<std::chrono::steady_clock::time_point> last_transfer_;  // Run() only
 };
@@ -331,7 +334,7 @@ asio::awaitable<void> ReplicationImpl::Run() {
     }
     asio::steady_timer timer(executor_);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) break;
       bool settled =
           formed_ && state_.move().kind() == internal::v1::ReplicaMove::NONE && moves_pending_ == 0;
@@ -344,10 +347,10 @@ asio::awaitable<void> ReplicationImpl::Run() {
     }
     auto [ignored] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     (void)ignored;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) break;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   running_ = false;
   stopped_.notify_all();
 }
@@ -359,7 +362,7 @@ asio::awaitable<void> ReplicationImpl::Tick() {
   NoteMoveBytes(health);
   bool formed = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!formed_) {
       if (state_.topology().placements_size() > 0) {
         Form(health);
@@ -459,7 +462,7 @@ void ReplicationImpl::FormFromJoins() {
 void ReplicationImpl::OpenWitness() {
   Topology topology;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (rpc::FindNode(state_.topology(), rpc::kWitnessNodeId) == nullptr) return;
     if (witness_ && witness_epoch_ == state_.topology().epoch()) return;
     topology = state_.topology();
@@ -484,7 +487,7 @@ void ReplicationImpl::OpenWitness() {
     spdlog::error("cannot open the witness: {}", witness.status().ToString());
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   witness_ = std::move(witness).value();
   witness_epoch_ = topology.epoch();
   witness_view_.store(witness_.get(), std::memory_order_release);
@@ -493,7 +496,7 @@ void ReplicationImpl::OpenWitness() {
 asio::awaitable<Result<internal::v1::TopologyResponse>> ReplicationImpl::PushTo(uint64_t id) {
   internal::v1::TopologyRequest request;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     *request.mutable_topology() = state_.topology();
   }
   request.set_node_id(id);
@@ -507,7 +510,7 @@ asio::awaitable<Result<internal::v1::TopologyResponse>> ReplicationImpl::PushTo(
                  request.topology().epoch(), answer.status().ToString());
     co_return answer;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!Contains(state_.adopted(), id)) state_.add_adopted(id);
   uint64_t& adopted = (*state_.mutable_adopted_epochs())[id];
   if (adopted < request.topology().epoch()) {
@@ -523,7 +526,7 @@ asio::awaitable<void> ReplicationImpl::PushTopology(const HealthMap& health) {
   std::vector<asio::awaitable<Result<internal::v1::TopologyResponse>>> calls;
   for (const auto& [id, h] : health) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       const uint64_t epoch = state_.topology().epoch();
       auto adopted = state_.adopted_epochs().find(id);
       const bool ever = Contains(state_.adopted(), id);
@@ -556,7 +559,7 @@ Status ReplicationImpl::SaveStateLocked() {
 }
 
 void ReplicationImpl::NoteMoveBytes(const HealthMap& health) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const internal::v1::ReplicaMove& move = state_.move();
   if (move.kind() == internal::v1::ReplicaMove::NONE || move.to() == 0) return;
   auto it = health.find(move.to());
@@ -567,7 +570,7 @@ void ReplicationImpl::NoteMoveBytes(const HealthMap& health) {
 }
 
 void ReplicationImpl::NoteAlive(const HealthMap& health, bool failures_count) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const auto now = std::chrono::steady_clock::now();
   for (const auto& [id, result] : health) {
     if (result.ok() || failures_count) alive_[id] = result.ok();
@@ -616,12 +619,12 @@ asio::awaitable<void> ReplicationImpl::Balance(const std::vector<ShardView>& vie
   std::vector<asio::awaitable<Result<internal::v1::TransferResponse>>> calls;
   uint32_t moving = UINT32_MAX;  // the rebalancer's shard: it moves that one's leadership
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (state_.move().kind() != internal::v1::ReplicaMove::NONE) moving = state_.move().shard();
   }
   for (size_t s = 0; s < views.size(); ++s) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) co_return;
     }
     const ShardView& view = views[s];
@@ -721,7 +724,7 @@ void ReplicationImpl::BumpEpochLocked(std::string_view why) {
 }
 
 void ReplicationImpl::AdoptConfigurations(const std::vector<ShardView>& views) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const internal::v1::ReplicaMove& move = state_.move();
   for (internal::v1::ShardPlacement& p : *state_.mutable_topology()->mutable_placements()) {
     if (move.kind() != internal::v1::ReplicaMove::NONE && move.shard() == p.shard()) continue;
@@ -762,7 +765,7 @@ asio::awaitable<void> ReplicationImpl::Rebalance(const std::vector<ShardView>& v
   for (int steps = 0; steps < 16; ++steps) {
     internal::v1::ReplicaMove move;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) co_return;
       if (state_.move().kind() == internal::v1::ReplicaMove::NONE) {
         RetireDrainedLocked();
@@ -791,7 +794,7 @@ asio::awaitable<void> ReplicationImpl::Rebalance(const std::vector<ShardView>& v
     }
     asio::awaitable<bool> step = Step(move, views);
     if (!co_await std::move(step)) co_return;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // A step that finished a move cleared it; the next is planned from the map as it is now.
     // The views are from the tick's start, so a finished move ends the tick.
     if (state_.move().kind() == internal::v1::ReplicaMove::NONE) co_return;
@@ -850,18 +853,18 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
   const uint32_t s = move.shard();
   const ShardView& view = views.at(s);
   auto advance = [this](uint32_t stage) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     state_.mutable_move()->set_stage(stage);
     SaveOrLogLocked();
   };
-  auto placement = [this, s]() -> internal::v1::ShardPlacement& {
+  auto placement = [this, s]() REQUIRES(mu_) -> internal::v1::ShardPlacement& {
     return *state_.mutable_topology()->mutable_placements(static_cast<int>(s));
   };
   const uint64_t to = move.to();
   const uint64_t from = move.from();
 
   if (move.kind() == ReplicaMove::TRANSFER) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     internal::v1::ShardPlacement& p = placement();
     if (!p.voters().empty() && p.voters(0) == to) {
       // Preferred already: the balancer hands leadership over once `to` is caught up.
@@ -885,7 +888,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
   if (move.stage() < kVoter && to != rpc::kWitnessNodeId) {
     bool gone = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       gone = GoneLocked(to);
     }
     if (gone) {
@@ -895,7 +898,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       remove.set_node_id(to);
       asio::awaitable<bool> removed = AtLeader(view, remove);
       if (!co_await std::move(removed)) co_return false;
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       Erase(*placement().mutable_joining(), to);
       BumpEpochLocked("shard " + std::to_string(s) + ": the move to " + rpc::NodeName(to) +
                       " is rolled back (it went away)");
@@ -911,7 +914,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
   if ((move.stage() == kLeadOff || move.stage() == kRemoveOld) && to != 0 &&
       to != rpc::kWitnessNodeId) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (GoneLocked(to)) {
         spdlog::warn("rebalance: {} went away; {} is kept", rpc::NodeName(to), rpc::NodeName(from));
         FinishMoveLocked();
@@ -924,7 +927,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
 
   switch (move.stage()) {
     case kAnnounce: {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       internal::v1::ShardPlacement& p = placement();
       if (!Contains(p.joining(), to) && !Contains(p.voters(), to)) p.add_joining(to);
       BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " joins");
@@ -938,7 +941,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
         OpenWitness();
         uint64_t epoch = 0;
         {
-          std::lock_guard lock(mu_);
+          MutexLock lock(mu_);
           epoch = state_.topology().epoch();
         }
         if (witness_epoch_ < epoch) co_return false;
@@ -953,7 +956,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       // own ("<address>#<id>"), which libraft never finds taken.
       uint64_t stale = 0;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         const internal::v1::NodeAddress* mine = rpc::FindNode(state_.topology(), to);
         for (uint64_t voter : placement().voters()) {
           const internal::v1::NodeAddress* node = rpc::FindNode(state_.topology(), voter);
@@ -970,7 +973,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
         remove.set_node_id(stale);
         asio::awaitable<bool> removed = AtLeader(view, remove);
         if (!co_await std::move(removed)) co_return false;
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         Erase(*placement().mutable_voters(), stale);
         BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(stale) +
                         " removed first: " + rpc::NodeName(to) + " took its address");
@@ -1010,7 +1013,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       voter.set_role(GroupMember::VOTER);
       asio::awaitable<bool> assigned = AtLeader(view, voter);
       if (!co_await std::move(assigned)) co_return false;
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       internal::v1::ShardPlacement& p = placement();
       Erase(*p.mutable_joining(), to);
       AddVoter(p, to);
@@ -1053,7 +1056,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       remove.set_node_id(from);
       asio::awaitable<bool> removed = AtLeader(view, remove);
       if (!co_await std::move(removed)) co_return false;
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       internal::v1::ShardPlacement& p = placement();
       Erase(*p.mutable_voters(), from);
       Erase(*p.mutable_joining(), from);
@@ -1065,7 +1068,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       co_return true;
     }
     default:
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       spdlog::error("rebalance: a move at an unknown stage {}; dropped", move.stage());
       state_.clear_move();
       move_bytes_ = 0;
@@ -1094,7 +1097,7 @@ Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::Joi
     return InvalidArgument("join: the address '" + http + "' is longer than " +
                            std::to_string(rpc::kMaxRaftAddressBytes) + " bytes");
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   uint64_t id = request.node_id();
   if (id >= rpc::kWitnessNodeId) return InvalidArgument("join: node id out of range");
   if (id != 0 && Contains(state_.departed(), id)) {
@@ -1159,7 +1162,7 @@ Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::Joi
 }
 
 Status ReplicationImpl::Decommission(uint64_t worker_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!directory_.Client(worker_id)) {
     return NotFound("worker " + std::to_string(worker_id) + " is no member of the cluster");
   }
@@ -1223,7 +1226,7 @@ uint32_t ReplicationImpl::RespondingWorkers(const std::set<uint64_t>& answered,
   // A worker no read needed counts when its latest health check (the balancer's, once a
   // second, or a /health) answered.
   uint32_t responding = 0;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const WorkerDirectory::Entry& w : directory_.Members()) {
     const uint64_t id = w.id;
     auto alive = alive_.find(id);
@@ -1241,7 +1244,7 @@ bool ReplicationImpl::DescribeShards(
   bool all_healthy = true;
   Topology topology;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     topology = state_.topology();
     das::v1::Rebalance& rebalance = *response.mutable_rebalance();
     if (state_.move().kind() != internal::v1::ReplicaMove::NONE) {

@@ -52,17 +52,17 @@ ShardLeader::ShardLeader(asio::any_io_executor executor, uint32_t shard,
       leader_(replicas_.empty() ? 0 : replicas_.front()) {}
 
 std::vector<uint64_t> ShardLeader::replicas() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return replicas_;
 }
 
 void ShardLeader::SetReplicas(std::vector<uint64_t> replicas) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   replicas_ = std::move(replicas);
 }
 
 void ShardLeader::NoteLeader(uint64_t node) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (std::find(replicas_.begin(), replicas_.end(), node) != replicas_.end()) {
     leader_.store(node, std::memory_order_relaxed);
   }

@@ -18,6 +18,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "control/worker_directory.h"
 #include "das/v1/internal.pb.h"
@@ -74,8 +75,8 @@ class ShardLeader final : public rpc::WriteTarget {
 
   boost::asio::any_io_executor executor_;
   const uint32_t shard_;
-  mutable std::mutex mu_;
-  std::vector<uint64_t> replicas_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<uint64_t> replicas_ GUARDED_BY(mu_);
   const WorkerDirectory& workers_;
   const std::string name_;
   std::atomic<uint64_t> leader_;

@@ -56,7 +56,7 @@ asio::awaitable<Result<SubBatchResult>> ShardWriter::Write(SubBatch part) {
 }
 
 size_t ShardWriter::queue_depth() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return queued_.size();
 }
 
@@ -68,7 +68,7 @@ Status ShardWriter::Stopping() const {
 void ShardWriter::Enqueue(Pending pending) {
   std::vector<Pending> group;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_) {
       Complete(pending, Stopping());
       return;
@@ -103,7 +103,7 @@ asio::awaitable<void> ShardWriter::Drain(std::vector<Pending> group) {
   for (;;) {
     asio::awaitable<void> send = SendOne(std::move(group));
     co_await std::move(send);
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (queued_.empty() || stopped_) {
       if (--inflight_ == 0) idle_.notify_all();
       co_return;
@@ -175,11 +175,11 @@ asio::awaitable<void> ShardWriter::Exchange(std::vector<Pending>& group) {
 
 bool ShardWriter::Stop(std::chrono::milliseconds wait) {
   std::vector<Pending> refused;
-  std::unique_lock lock(mu_);
+  UniqueLock lock(mu_);
   stopped_ = true;
   refused.swap(queued_);
   for (Pending& p : refused) Complete(p, Stopping());
-  return idle_.wait_for(lock, wait, [this] { return inflight_ == 0; });
+  return idle_.wait_for(lock.native(), wait, [this]() REQUIRES(mu_) { return inflight_ == 0; });
 }
 
 }  // namespace das::control

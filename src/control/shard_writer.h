@@ -25,6 +25,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
 #include "rpc/write_target.h"
@@ -79,7 +80,7 @@ class ShardWriter {
 
   void Enqueue(Pending pending);
   static void Complete(Pending& pending, Result<internal::v1::SubBatchResult> result);
-  std::vector<Pending> TakeQueuedLocked();
+  std::vector<Pending> TakeQueuedLocked() REQUIRES(mu_);
   boost::asio::awaitable<void> Drain(std::vector<Pending> first);
   // Sends the group's live sub-batches and completes every handler of `group`, whatever happens.
   boost::asio::awaitable<void> SendOne(std::vector<Pending> group);
@@ -90,11 +91,11 @@ class ShardWriter {
   rpc::WriteTarget& client_;
   const ShardWriterOptions options_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable idle_;  // signalled when inflight_ drops to 0
-  std::vector<Pending> queued_;   // GUARDED_BY(mu_)
-  size_t inflight_ = 0;           // drains running; GUARDED_BY(mu_)
-  bool stopped_ = false;          // GUARDED_BY(mu_)
+  std::vector<Pending> queued_ GUARDED_BY(mu_);
+  size_t inflight_ GUARDED_BY(mu_) = 0;  // drains running
+  bool stopped_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace das::control

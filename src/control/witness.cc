@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/mutex.h"
 #include "raft/group.h"
 #include "raft/hub.h"
 #include "raft/loop.h"
@@ -48,7 +49,7 @@ struct Replica {
   explicit Replica(uint32_t shard) : machine(shard) {}
   WitnessMachine machine;
   std::unique_ptr<raft::Group> group;
-  std::vector<uint64_t> data_voters;  // transfer targets, in the shard's order; GUARDED_BY(mu_)
+  std::vector<uint64_t> data_voters;  // transfer targets, in the shard's order; the witness's mu_
   size_t next_target = 0;             // handoff thread only
   std::chrono::steady_clock::time_point last_try{};
   std::atomic<bool> transferring{false};
@@ -77,7 +78,7 @@ class WitnessImpl final : public Witness {
   }
 
   Status Adopt(const internal::v1::Topology& topology) override {
-    std::lock_guard adopt_lock(adopt_mu_);
+    MutexLock adopt_lock(adopt_mu_);
     const internal::v1::NodeAddress* self = rpc::FindNode(topology, rpc::kWitnessNodeId);
     if (self == nullptr) return InvalidArgument("the topology has no witness");
     RETURN_IF_ERROR(hub_->SetPeers(rpc::RaftPeers(topology)));
@@ -89,7 +90,7 @@ class WitnessImpl final : public Witness {
     for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(topology, rpc::kWitnessNodeId)) {
       wanted.insert(plan.shard);
       if (std::shared_ptr<Replica> held = Find(plan.shard)) {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         held->data_voters = data_voters[plan.shard];
         continue;
       }
@@ -110,12 +111,12 @@ class WitnessImpl final : public Witness {
       }
       ASSIGN_OR_RETURN(replica->group,
                        raft::Group::Open(*loop_, std::move(group), replica->machine));
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       replicas_.emplace(plan.shard, std::move(replica));
     }
     std::vector<std::pair<uint32_t, std::shared_ptr<Replica>>> removed;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       for (auto it = replicas_.begin(); it != replicas_.end();) {
         if (wanted.count(it->first) > 0) {
           ++it;
@@ -138,20 +139,20 @@ class WitnessImpl final : public Witness {
 
   // Transfers every shard the witness leads to one of its data replicas.
   void HandOffLoop(std::chrono::milliseconds every) {
-    std::unique_lock lock(mu_);
+    UniqueLock lock(mu_);
     while (!stopping_) {
       const std::map<uint32_t, std::shared_ptr<Replica>> replicas = replicas_;
-      lock.unlock();
+      lock.Unlock();
       for (const auto& [shard, replica] : replicas) HandOff(shard, replica);
-      lock.lock();
-      wake_.wait_for(lock, every, [this] { return stopping_; });
+      lock.Lock();
+      wake_.wait_for(lock.native(), every, [this]() REQUIRES(mu_) { return stopping_; });
     }
   }
 
   void HandOff(uint32_t shard, const std::shared_ptr<Replica>& replica) {
     std::vector<uint64_t> targets;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       targets = replica->data_voters;
     }
     if (targets.empty() || replica->transferring.load()) return;
@@ -176,7 +177,7 @@ class WitnessImpl final : public Witness {
     std::vector<internal::v1::ReplicaHealth> out;
     std::map<uint32_t, std::shared_ptr<Replica>> replicas;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       replicas = replicas_;
     }
     for (const auto& [shard, replica] : replicas) {
@@ -205,14 +206,14 @@ class WitnessImpl final : public Witness {
 
   void Close() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
     wake_.notify_all();
     if (handoff_.joinable()) handoff_.join();
     std::map<uint32_t, std::shared_ptr<Replica>> replicas;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       replicas.swap(replicas_);
     }
     for (auto& [shard, replica] : replicas) replica->group->Close();
@@ -225,7 +226,7 @@ class WitnessImpl final : public Witness {
     return (std::filesystem::path(options_.data_dir) / "witness" / std::to_string(shard)).string();
   }
   std::shared_ptr<Replica> Find(uint32_t shard) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = replicas_.find(shard);
     return it == replicas_.end() ? nullptr : it->second;
   }
@@ -234,11 +235,11 @@ class WitnessImpl final : public Witness {
   std::unique_ptr<raft::Loop> loop_;
   std::unique_ptr<raft::Hub> hub_;
   std::thread handoff_;
-  std::mutex adopt_mu_;  // serialises Adopt
-  std::mutex mu_;
-  std::map<uint32_t, std::shared_ptr<Replica>> replicas_;  // GUARDED_BY(mu_)
+  Mutex adopt_mu_;  // serialises Adopt
+  Mutex mu_;
+  std::map<uint32_t, std::shared_ptr<Replica>> replicas_ GUARDED_BY(mu_);
   std::condition_variable wake_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -7,7 +7,7 @@ namespace das::control {
 void WorkerDirectory::Set(uint64_t id, const std::string& address) {
   std::shared_ptr<rpc::WorkerClient> old;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(id);
     if (it != entries_.end() && it->second.address == address) return;
     Entry entry{id, address, std::shared_ptr<rpc::WorkerClient>(factory_(address))};
@@ -24,7 +24,7 @@ void WorkerDirectory::Set(uint64_t id, const std::string& address) {
 void WorkerDirectory::Remove(uint64_t id) {
   std::shared_ptr<rpc::WorkerClient> old;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
     old = std::move(it->second.client);
@@ -34,20 +34,20 @@ void WorkerDirectory::Remove(uint64_t id) {
 }
 
 std::shared_ptr<rpc::WorkerClient> WorkerDirectory::Client(uint64_t id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(id);
   return it == entries_.end() ? nullptr : it->second.client;
 }
 
 std::vector<WorkerDirectory::Entry> WorkerDirectory::Members() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<Entry> out;
   for (const auto& [id, entry] : entries_) out.push_back(entry);
   return out;
 }
 
 size_t WorkerDirectory::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return entries_.size();
 }
 

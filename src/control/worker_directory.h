@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "rpc/worker_client.h"
 
 namespace das::control {
@@ -42,8 +43,8 @@ class WorkerDirectory {
 
  private:
   const Factory factory_;
-  mutable std::mutex mu_;
-  std::map<uint64_t, Entry> entries_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<uint64_t, Entry> entries_ GUARDED_BY(mu_);
 };
 
 }  // namespace das::control

@@ -27,6 +27,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "common/mutex.h"
+
 namespace das::http {
 namespace {
 
@@ -169,7 +171,7 @@ class Pool {
                                   std::chrono::milliseconds timeout);
   asio::awaitable<Attempt> Transfer(Conn& conn, const WireRequest& wire,
                                     Clock::time_point deadline);
-  std::optional<Result<Lease>> TryTakeLocked();
+  std::optional<Result<Lease>> TryTakeLocked() REQUIRES(mu_);
   // Closes every idle connection: after one turned out stale, the others likely are too.
   void DropIdle();
   void Release(std::unique_ptr<Conn> conn);
@@ -188,11 +190,11 @@ class Pool {
   std::unique_ptr<asio::ssl::context> tls_;  // options_.tls: verifies the server
   Status tls_error_;                         // why tls_ could not be made (every Send fails)
 
-  std::mutex mu_;
-  bool closed_ = false;                          // GUARDED_BY(mu_)
-  size_t open_ = 0;                              // idle + leased + connecting; GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<Conn>> idle_;      // most recently used last; GUARDED_BY(mu_)
-  std::deque<std::shared_ptr<Waiter>> waiters_;  // oldest first; GUARDED_BY(mu_)
+  Mutex mu_;
+  bool closed_ GUARDED_BY(mu_) = false;
+  size_t open_ GUARDED_BY(mu_) = 0;                              // idle + leased + connecting
+  std::vector<std::unique_ptr<Conn>> idle_ GUARDED_BY(mu_);      // most recently used last
+  std::deque<std::shared_ptr<Waiter>> waiters_ GUARDED_BY(mu_);  // oldest first
 };
 
 asio::awaitable<Result<Response>> Pool::Send(std::shared_ptr<Pool> self, Request request,
@@ -246,7 +248,7 @@ asio::awaitable<Result<Response>> Pool::Exchange(WireRequest wire,
 asio::awaitable<Result<Lease>> Pool::Acquire(Clock::time_point deadline,
                                              std::chrono::milliseconds timeout) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (std::optional<Result<Lease>> taken = TryTakeLocked()) co_return std::move(*taken);
   }
   co_return co_await WaitForLease(deadline, timeout);
@@ -260,7 +262,7 @@ asio::awaitable<Result<Lease>> Pool::WaitForLease(Clock::time_point deadline,
   auto wait = asio::async_initiate<decltype(kNoThrow), void(error_code)>(
       [this, waiter](auto handler) {
         waiter->timer.async_wait(std::move(handler));
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         waiter->result = TryTakeLocked();
         if (waiter->result) {
           waiter->timer.cancel();
@@ -272,7 +274,7 @@ asio::awaitable<Result<Lease>> Pool::WaitForLease(Clock::time_point deadline,
   co_await std::move(wait);
   std::optional<Result<Lease>> result;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     result = std::move(waiter->result);
     if (!result) std::erase(waiters_, waiter);
   }
@@ -387,7 +389,7 @@ asio::awaitable<Attempt> Pool::TransferOn(Stream& stream, beast::flat_buffer& bu
 void Pool::Release(std::unique_ptr<Conn> conn) {
   std::shared_ptr<Waiter> woken;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_) {
       --open_;
       DestroyOnStrand(std::move(conn));
@@ -406,7 +408,7 @@ void Pool::Release(std::unique_ptr<Conn> conn) {
 void Pool::DropIdle() {
   std::vector<std::unique_ptr<Conn>> idle;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     open_ -= idle_.size();
     idle.swap(idle_);
   }
@@ -418,7 +420,7 @@ void Pool::Discard(std::unique_ptr<Conn> conn) {
   DestroyOnStrand(std::move(conn));
   std::shared_ptr<Waiter> woken;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!closed_ && !waiters_.empty()) {
       woken = std::move(waiters_.front());
       waiters_.pop_front();
@@ -442,7 +444,7 @@ void Pool::Close() {
   std::vector<std::unique_ptr<Conn>> idle;
   std::deque<std::shared_ptr<Waiter>> waiters;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (closed_) return;
     closed_ = true;
     open_ -= idle_.size();

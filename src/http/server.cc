@@ -37,6 +37,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "common/mutex.h"
 #include "http/wire_request.h"
 
 namespace das::http {
@@ -97,13 +98,13 @@ struct ServerState {
   // Set: the port speaks TLS only (read-only after Create, shared by every connection).
   std::unique_ptr<asio::ssl::context> tls;
 
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable drained;  // signalled when a connection or the accept loop ends
-  bool stopped = false;             // GUARDED_BY(mu)
-  bool accepting = false;           // the accept loop runs; GUARDED_BY(mu)
-  std::unordered_set<std::shared_ptr<Connection>> connections;  // GUARDED_BY(mu)
-  uint64_t refused = 0;                                         // GUARDED_BY(mu); not logged yet
-  std::chrono::steady_clock::time_point refusal_logged{};       // GUARDED_BY(mu)
+  bool stopped GUARDED_BY(mu) = false;
+  bool accepting GUARDED_BY(mu) = false;  // the accept loop runs
+  std::unordered_set<std::shared_ptr<Connection>> connections GUARDED_BY(mu);
+  uint64_t refused GUARDED_BY(mu) = 0;  // not logged yet
+  std::chrono::steady_clock::time_point refusal_logged GUARDED_BY(mu){};
 };
 
 // Keeps a connection in ServerState::connections while its coroutine runs, so Stop() finds it.
@@ -111,7 +112,7 @@ class Registration {
  public:
   Registration(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn)
       : state_(std::move(state)), conn_(std::move(conn)) {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     if (state_->stopped) return;
     if (state_->connections.size() >= state_->options.max_connections) {
       over_limit_ = true;
@@ -130,7 +131,7 @@ class Registration {
   }
   ~Registration() {
     if (!registered_) return;
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     state_->connections.erase(conn_);
     state_->drained.notify_all();
   }
@@ -402,7 +403,7 @@ asio::awaitable<void> Pause(std::chrono::milliseconds delay) {
 // Marks the accept loop as ended when it unwinds, however it ends.
 struct AcceptLoopEnd {
   ~AcceptLoopEnd() {
-    std::lock_guard lock(state->mu);
+    MutexLock lock(state->mu);
     state->accepting = false;
     state->drained.notify_all();
   }
@@ -494,13 +495,13 @@ class ServerImpl final : public Server {
   uint16_t port() const override { return port_; }
 
   size_t connections() const override {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     return state_->connections.size();
   }
 
   void Start() override {
     {
-      std::lock_guard lock(state_->mu);
+      MutexLock lock(state_->mu);
       if (state_->stopped || state_->accepting) return;
       state_->accepting = true;
     }
@@ -508,16 +509,18 @@ class ServerImpl final : public Server {
   }
 
   bool WaitForConnections(size_t at_most, std::chrono::milliseconds wait) const override {
-    std::unique_lock lock(state_->mu);
-    return state_->drained.wait_for(
-        lock, wait, [this, at_most] { return state_->connections.size() <= at_most; });
+    UniqueLock lock(state_->mu);
+    return state_->drained.wait_for(lock.native(), wait, [this, at_most]() REQUIRES(state_->mu) {
+      return state_->connections.size() <= at_most;
+    });
   }
 
   bool Stop(std::chrono::milliseconds wait) override {
     Close();
-    std::unique_lock lock(state_->mu);
-    return state_->drained.wait_for(
-        lock, wait, [this] { return state_->connections.empty() && !state_->accepting; });
+    UniqueLock lock(state_->mu);
+    return state_->drained.wait_for(lock.native(), wait, [this]() REQUIRES(state_->mu) {
+      return state_->connections.empty() && !state_->accepting;
+    });
   }
 
  private:
@@ -525,7 +528,7 @@ class ServerImpl final : public Server {
   void Close() {
     std::vector<std::shared_ptr<Connection>> live;
     {
-      std::lock_guard lock(state_->mu);
+      MutexLock lock(state_->mu);
       if (state_->stopped) return;
       state_->stopped = true;
       live.assign(state_->connections.begin(), state_->connections.end());

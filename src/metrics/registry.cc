@@ -9,6 +9,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "common/mutex.h"
+
 namespace das::metrics {
 
 std::vector<double> LatencyBuckets() {
@@ -19,8 +21,8 @@ std::vector<double> CountBuckets() { return {1, 10, 100, 1'000, 10'000, 100'000,
 
 struct Registry::Impl {
   prometheus::Registry registry;
-  std::mutex mu;
-  std::vector<Collector> collectors;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::vector<Collector> collectors GUARDED_BY(mu);
 };
 
 Registry::Registry() : impl_(std::make_unique<Impl>()) {}
@@ -47,7 +49,7 @@ prometheus::Histogram& Registry::Histogram(const std::string& name, const std::s
 }
 
 void Registry::AddCollector(Collector collector) {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   impl_->collectors.push_back(std::move(collector));
 }
 
@@ -80,7 +82,7 @@ std::string Registry::Exposition(std::vector<ScrapedFamily> gathered) const {
   }
   std::vector<Collector> collectors;
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     collectors = impl_->collectors;
   }
   for (const Collector& collect : collectors) {

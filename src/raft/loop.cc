@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/mutex.h"
 #include "raft/internal/raft_c.h"
 
 namespace das::raft {
@@ -23,10 +24,10 @@ struct Loop::State {
   std::thread::id thread_id;
   das_raft_log_budget log_budget{};  // loop thread only
 
-  std::mutex mu;
-  std::deque<std::function<void()>> queue;  // GUARDED_BY(mu)
-  bool stopping = false;                    // GUARDED_BY(mu)
-  bool stopped = false;                     // Stop() returned; GUARDED_BY(mu)
+  Mutex mu;
+  std::deque<std::function<void()>> queue GUARDED_BY(mu);
+  bool stopping GUARDED_BY(mu) = false;
+  bool stopped GUARDED_BY(mu) = false;  // Stop() returned
 };
 
 namespace {
@@ -38,7 +39,7 @@ void OnWakeup(uv_async_t* handle) {
   std::deque<std::function<void()>> work;
   bool stopping = false;
   {
-    std::lock_guard lock(state->mu);
+    MutexLock lock(state->mu);
     work.swap(state->queue);
     stopping = state->stopping;
   }
@@ -80,7 +81,7 @@ Result<std::unique_ptr<Loop>> Loop::Start(std::string name) {
 bool Loop::Post(std::function<void()> fn) {
   // The wake-up is sent under the lock: once OnWakeup saw `stopping` and closed the handle,
   // no Post may touch it.
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   if (state_->stopping) return false;
   state_->queue.push_back(std::move(fn));
   uv_async_send(&state_->wakeup);
@@ -103,7 +104,7 @@ bool Loop::InLoopThread() const { return std::this_thread::get_id() == state_->t
 
 void Loop::Stop() {
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     if (state_->stopped) return;
     state_->stopped = true;
     state_->stopping = true;

@@ -20,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "common/durable_file.h"
+#include "common/mutex.h"
 #include "common/rate_pacer.h"
 #include "rpc/worker_client.h"
 
@@ -84,7 +85,7 @@ class CopyFetcherImpl final : public CopyFetcher {
 
  private:
   Result<std::shared_ptr<rpc::WorkerClient>> ClientFor(const std::string& address) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = clients_.find(address);
     if (it != clients_.end()) return it->second;
     const size_t colon = address.rfind(':');
@@ -153,9 +154,9 @@ class CopyFetcherImpl final : public CopyFetcher {
   template <typename T, typename Call>
   Result<T> Run(Call call, const std::atomic<bool>& stopping) {
     struct State {
-      std::mutex mu;
+      Mutex mu;
       std::condition_variable done;
-      std::optional<Result<T>> result;  // GUARDED_BY(mu)
+      std::optional<Result<T>> result GUARDED_BY(mu);
     };
     auto state = std::make_shared<State>();
     asio::co_spawn(
@@ -164,18 +165,18 @@ class CopyFetcherImpl final : public CopyFetcher {
           asio::awaitable<Result<T>> op = call();
           Result<T> result = co_await std::move(op);
           {
-            std::lock_guard lock(state->mu);
+            MutexLock lock(state->mu);
             state->result.emplace(std::move(result));
           }
           state->done.notify_all();
         },
         asio::detached);
-    std::unique_lock lock(state->mu);
+    UniqueLock lock(state->mu);
     while (!state->result) {
       if (stopping.load(std::memory_order_acquire)) {
         return ShuttingDown("stopped while fetching a copy");
       }
-      state->done.wait_for(lock, kStopPoll);
+      state->done.wait_for(lock.native(), kStopPoll);
     }
     return std::move(*state->result);
   }
@@ -183,8 +184,8 @@ class CopyFetcherImpl final : public CopyFetcher {
   asio::io_context& io_;
   const std::shared_ptr<const rpc::ClusterKey> cluster_key_;
   RatePacer pacer_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<rpc::WorkerClient>> clients_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, std::shared_ptr<rpc::WorkerClient>> clients_ GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -11,7 +11,7 @@ std::vector<storage::SubBatchOutcome> EntryDecider::Decide(
     const std::vector<storage::SubBatch>& batches) {
   if (request_id != 0) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto it = requests_.find(request_id);
       if (it != requests_.end() && index - it->second.index <= store_.request_window()) {
         return it->second.outcomes;
@@ -27,7 +27,7 @@ std::vector<storage::SubBatchOutcome> EntryDecider::Decide(
   for (const storage::SubBatch& batch : batches)
     outcomes.push_back(DecideOne(index, ingest_us, batch));
   if (request_id != 0) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     requests_[request_id] = PendingRequest{outcomes, index};
     request_order_.emplace_back(index, request_id);
   }
@@ -48,7 +48,7 @@ storage::SubBatchOutcome EntryDecider::DecideOne(uint64_t index, int64_t ingest_
     return {Code::kDuplicate, earlier->rows_written};
   }
   if (batch.check_only) return {Code::kOk, 0};
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   keys_[batch.idempotency_key] =
       PendingKey{storage::KeyRecord{batch.fingerprint, rows, ingest_us}, index};
   key_order_.emplace_back(index, batch.idempotency_key);
@@ -57,7 +57,7 @@ storage::SubBatchOutcome EntryDecider::DecideOne(uint64_t index, int64_t ingest_
 
 std::optional<storage::KeyRecord> EntryDecider::FindKey(const std::string& key) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = keys_.find(key);
     if (it != keys_.end()) return it->second.record;
   }
@@ -66,7 +66,7 @@ std::optional<storage::KeyRecord> EntryDecider::FindKey(const std::string& key) 
 }
 
 void EntryDecider::Committed(uint64_t index) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   while (!key_order_.empty() && key_order_.front().first <= index) {
     auto it = keys_.find(key_order_.front().second);
     if (it != keys_.end() && it->second.index == key_order_.front().first) keys_.erase(it);

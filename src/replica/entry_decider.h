@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "storage/store.h"
 
 namespace das::replica {
@@ -59,11 +60,11 @@ class EntryDecider {
   std::optional<storage::KeyRecord> FindKey(const std::string& key);
 
   const storage::Store& store_;
-  std::mutex mu_;
-  std::unordered_map<std::string, PendingKey> keys_;         // GUARDED_BY(mu_)
-  std::unordered_map<uint64_t, PendingRequest> requests_;    // GUARDED_BY(mu_)
-  std::deque<std::pair<uint64_t, std::string>> key_order_;   // GUARDED_BY(mu_)
-  std::deque<std::pair<uint64_t, uint64_t>> request_order_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unordered_map<std::string, PendingKey> keys_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, PendingRequest> requests_ GUARDED_BY(mu_);
+  std::deque<std::pair<uint64_t, std::string>> key_order_ GUARDED_BY(mu_);
+  std::deque<std::pair<uint64_t, uint64_t>> request_order_ GUARDED_BY(mu_);
 };
 
 }  // namespace das::replica

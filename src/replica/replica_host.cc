@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <map>
 #include <set>
-#include <shared_mutex>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -18,6 +17,7 @@
 #include "common/durable_file.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "raft/group.h"
 #include "raft/hub.h"
 #include "raft/loop.h"
@@ -81,8 +81,8 @@ struct Replica {
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<ShardReplica> machine;
   std::unique_ptr<raft::Group> group;
-  std::mutex copy_mu;
-  std::map<uint64_t, OutgoingCopy> outgoing;  // by copy id; GUARDED_BY(copy_mu)
+  Mutex copy_mu;
+  std::map<uint64_t, OutgoingCopy> outgoing GUARDED_BY(copy_mu);  // by copy id
   std::atomic<uint64_t> copies_served{0};
   std::atomic<uint64_t> copy_bytes{0};  // of copies fetched for it (ReplicaHealth.copy_bytes)
 };
@@ -149,12 +149,12 @@ class ReplicaHostImpl final : public ReplicaHost {
     // Known before the replicas are open (that takes a while): the control node must not take
     // this worker for one that lost its data.
     saved_cluster_id_.store(request.topology().cluster_id(), std::memory_order_release);
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return OpenLocked(request);
   }
 
   Status Adopt(const TopologyRequest& request) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (request.node_id() != options_.node_id) {
       return InvalidArgument("the control node names this worker " +
                              std::to_string(request.node_id()) + ", but its --id is " +
@@ -305,7 +305,7 @@ class ReplicaHostImpl final : public ReplicaHost {
                               ", not up to " + std::to_string(min_index)));
     }
     {
-      std::lock_guard lock(replica->copy_mu);
+      MutexLock lock(replica->copy_mu);
       ExpireCopies(replica->outgoing);
       // A retry (its last attempt timed out, or lost a chunk) gets the copy made for it.
       for (auto it = replica->outgoing.rbegin(); it != replica->outgoing.rend(); ++it) {
@@ -325,7 +325,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       }
       const OutgoingCopy copy{path, size, *exported, *checksum, std::chrono::steady_clock::now()};
       {
-        std::lock_guard lock(replica->copy_mu);
+        MutexLock lock(replica->copy_mu);
         replica->outgoing.emplace(id, copy);
         while (replica->outgoing.size() > kCopiesKept) {
           std::filesystem::remove(replica->outgoing.begin()->second.path, error);
@@ -340,7 +340,7 @@ class ReplicaHostImpl final : public ReplicaHost {
 
   Result<std::string> ReadCopyChunk(uint32_t shard, uint64_t copy_id, uint64_t offset) override {
     ASSIGN_OR_RETURN(std::shared_ptr<Replica> replica, Find(shard));
-    std::lock_guard lock(replica->copy_mu);
+    MutexLock lock(replica->copy_mu);
     auto it = replica->outgoing.find(copy_id);
     if (it == replica->outgoing.end()) {
       return NotFound("copy " + std::to_string(copy_id) + " of shard " + std::to_string(shard) +
@@ -384,24 +384,24 @@ class ReplicaHostImpl final : public ReplicaHost {
       health.set_shard(shard);
       DescribeStore(*replica, health);
       // `replica` held until the group answered: it owns the group.
-      replica->group->Describe(
-          [gathered, replica, &health](raft::GroupInfo info, std::vector<raft::Member> members) {
-            DescribeGroup(info, members, health);
-            if (gathered->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-              gathered->done(std::move(gathered->out));
-            }
-          });
+      replica->group->Describe([gathered, replica = replica, &health](
+                                   raft::GroupInfo info, std::vector<raft::Member> members) {
+        DescribeGroup(info, members, health);
+        if (gathered->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          gathered->done(std::move(gathered->out));
+        }
+      });
     }
   }
 
   // REQUIRES: no Write/Read/Transfer/Health call runs or follows (the worker stops its HTTP
   // server first): they use the replicas without the lock.
   void Close() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!open_.exchange(false)) return;
     std::map<uint32_t, std::shared_ptr<Replica>> replicas;
     {
-      std::unique_lock replicas_lock(replicas_mu_);
+      WriterLock replicas_lock(replicas_mu_);
       replicas.swap(replicas_);
     }
     CloseReplicas(replicas);
@@ -416,12 +416,12 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   std::shared_ptr<const TopologyRequest> Held() const {
-    std::lock_guard lock(held_mu_);
+    MutexLock lock(held_mu_);
     return held_;
   }
 
   std::map<uint32_t, std::shared_ptr<Replica>> Replicas() const {
-    std::shared_lock lock(replicas_mu_);
+    ReaderLock lock(replicas_mu_);
     return replicas_;
   }
 
@@ -430,7 +430,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       return Unavailable("worker " + std::to_string(options_.node_id) +
                          " has no topology yet (the control node sends it)");
     }
-    std::shared_lock lock(replicas_mu_);
+    ReaderLock lock(replicas_mu_);
     auto it = replicas_.find(shard);
     if (it == replicas_.end()) {
       return NotFound("worker " + std::to_string(options_.node_id) + " holds no replica of shard " +
@@ -440,7 +440,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   // REQUIRES: mu_ held, nothing open yet.
-  Status OpenLocked(const TopologyRequest& request) {
+  Status OpenLocked(const TopologyRequest& request) REQUIRES(mu_) {
     const internal::v1::NodeAddress* self = rpc::FindNode(request.topology(), request.node_id());
     if (self == nullptr) return InvalidArgument("the topology does not name this worker");
     ASSIGN_OR_RETURN(loop_, raft::Loop::Start("raft"));
@@ -454,7 +454,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       return peers;
     }
     {
-      std::lock_guard lock(held_mu_);
+      MutexLock lock(held_mu_);
       held_ = std::make_shared<const TopologyRequest>(request);
     }
     std::set<uint32_t> wanted;
@@ -465,7 +465,7 @@ class ReplicaHostImpl final : public ReplicaHost {
         CloseOpenedLocked();
         return std::move(replica).status();
       }
-      std::unique_lock lock(replicas_mu_);
+      WriterLock lock(replicas_mu_);
       replicas_.emplace(plan.shard, std::move(replica).value());
     }
     RemoveStrayRows(wanted);
@@ -479,11 +479,11 @@ class ReplicaHostImpl final : public ReplicaHost {
   // REQUIRES: mu_ held, a topology open. Takes a newer topology: opens the replicas it adds
   // here (joining: their leader adds them), closes those it no longer places here (their groups
   // removed them) and deletes their data.
-  Status ReconcileLocked(const TopologyRequest& request) {
+  Status ReconcileLocked(const TopologyRequest& request) REQUIRES(mu_) {
     const internal::v1::NodeAddress* self = rpc::FindNode(request.topology(), request.node_id());
     RETURN_IF_ERROR(hub_->SetPeers(rpc::RaftPeers(request.topology())));
     {
-      std::lock_guard lock(held_mu_);
+      MutexLock lock(held_mu_);
       held_ = std::make_shared<const TopologyRequest>(request);
     }
     std::set<uint32_t> wanted;
@@ -500,12 +500,12 @@ class ReplicaHostImpl final : public ReplicaHost {
       }
       spdlog::info("shard {}: replica opened ({})", plan.shard,
                    plan.bootstrap.empty() ? "joining" : "founding");
-      std::unique_lock lock(replicas_mu_);
+      WriterLock lock(replicas_mu_);
       replicas_.emplace(plan.shard, std::move(replica).value());
     }
     std::map<uint32_t, std::shared_ptr<Replica>> removed;
     {
-      std::unique_lock lock(replicas_mu_);
+      WriterLock lock(replicas_mu_);
       for (auto it = replicas_.begin(); it != replicas_.end();) {
         if (wanted.count(it->first) > 0) {
           ++it;
@@ -650,15 +650,15 @@ class ReplicaHostImpl final : public ReplicaHost {
     }
   }
 
-  void CloseOpenedLocked() {
+  void CloseOpenedLocked() REQUIRES(mu_) {
     std::map<uint32_t, std::shared_ptr<Replica>> replicas;
     {
-      std::unique_lock lock(replicas_mu_);
+      WriterLock lock(replicas_mu_);
       replicas.swap(replicas_);
     }
     CloseReplicas(replicas);
     {
-      std::lock_guard lock(held_mu_);
+      MutexLock lock(held_mu_);
       held_.reset();
     }
     hub_.reset();
@@ -667,13 +667,13 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   const ReplicaHostOptions options_;
-  std::mutex mu_;  // serialises Adopt, LoadSaved and Close
-  mutable std::mutex held_mu_;
-  std::shared_ptr<const TopologyRequest> held_;  // GUARDED_BY(held_mu_); replaced whole
+  Mutex mu_;  // serialises Adopt, LoadSaved and Close
+  mutable Mutex held_mu_;
+  std::shared_ptr<const TopologyRequest> held_ GUARDED_BY(held_mu_);  // replaced whole
   std::unique_ptr<raft::Loop> loop_;
   std::unique_ptr<raft::Hub> hub_;
-  mutable std::shared_mutex replicas_mu_;
-  std::map<uint32_t, std::shared_ptr<Replica>> replicas_;  // GUARDED_BY(replicas_mu_)
+  mutable SharedMutex replicas_mu_;
+  std::map<uint32_t, std::shared_ptr<Replica>> replicas_ GUARDED_BY(replicas_mu_);
   std::atomic<bool> open_{false};
   std::atomic<uint64_t> saved_cluster_id_{0};  // of the kept topology, while it opens
   // Copy ids: distinct across restarts too, so a fetch never reads another run's copy.

@@ -75,7 +75,7 @@ void ShardReplica::Propose(uint64_t request_id, int64_t ingest_us,
                            std::vector<storage::SubBatch> batches, storage::WriteCallback done) {
   if (request_id == 0) request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     waiting_.emplace(request_id, std::move(done));
   }
   internal::v1::RaftEntry entry =
@@ -129,7 +129,7 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
   if (!decide) {
     bool waited = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       waited = waiting_.count(request_id) > 0;
     }
     if (waited) store_.Expedite();  // its proposer waits for the store: no batching delay
@@ -140,7 +140,7 @@ void ShardReplica::Complete(uint64_t request_id,
                             Result<std::vector<storage::SubBatchOutcome>> outcome) {
   std::vector<storage::WriteCallback> done;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto [first, last] = waiting_.equal_range(request_id);
     // None: a follower, a replay, or answered already.
     for (auto it = first; it != last; ++it) done.push_back(std::move(it->second));
@@ -160,7 +160,7 @@ void ShardReplica::ReadPoint(storage::StatusCallback ready) {
   std::vector<storage::StatusCallback> batch;
   bool closing = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closing = closing_;
     if (closing) {
       batch.push_back(std::move(ready));
@@ -191,7 +191,7 @@ void ShardReplica::StartBarrier(std::vector<storage::StatusCallback> reads) {
     }
     std::vector<storage::StatusCallback> next;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       // Closing: no new barrier (the group goes away); CancelReads answers what waits.
       if (!closing_) next.swap(next_reads_);
       barrier_running_ = !next.empty();
@@ -202,7 +202,7 @@ void ShardReplica::StartBarrier(std::vector<storage::StatusCallback> reads) {
 
 void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<storage::StatusCallback> reads) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // Checked under the lock ReleaseReads takes after the store moved its index, so no read
     // registers after the release that would have answered it.
     if (store_.applied_index() < target) {
@@ -218,14 +218,14 @@ void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<storage::StatusC
 }
 
 void ShardReplica::BeginClose() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   closing_ = true;
 }
 
 void ShardReplica::ReleaseReads() {
   std::vector<storage::StatusCallback> ready;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const uint64_t applied = store_.applied_index();
     auto end = applied_waiters_.upper_bound(applied);
     for (auto it = applied_waiters_.begin(); it != end; ++it)
@@ -238,7 +238,7 @@ void ShardReplica::ReleaseReads() {
 void ShardReplica::CancelReads() {
   std::vector<storage::StatusCallback> cancelled;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [target, done] : applied_waiters_) cancelled.push_back(std::move(done));
     applied_waiters_.clear();
     for (storage::StatusCallback& done : next_reads_) cancelled.push_back(std::move(done));

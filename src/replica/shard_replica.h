@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "raft/group.h"
 #include "replica/entry_decider.h"
 #include "storage/store.h"
@@ -125,14 +126,14 @@ class ShardReplica final : public raft::StateMachine {
   // decided here again once the store applied it. Loop thread only.
   uint64_t undecided_through_ = 0;
 
-  std::mutex mu_;
-  // Proposers by request id (a retry on the same leader may wait beside the first); GUARDED_BY(mu_)
-  std::unordered_multimap<uint64_t, storage::WriteCallback> waiting_;
-  std::vector<storage::StatusCallback> next_reads_;  // for the next barrier; GUARDED_BY(mu_)
-  bool barrier_running_ = false;                     // GUARDED_BY(mu_)
-  bool closing_ = false;                             // GUARDED_BY(mu_)
-  // Reads whose barrier passed, by the store index they wait for; GUARDED_BY(mu_)
-  std::multimap<uint64_t, storage::StatusCallback> applied_waiters_;
+  Mutex mu_;
+  // Proposers by request id (a retry on the same leader may wait beside the first).
+  std::unordered_multimap<uint64_t, storage::WriteCallback> waiting_ GUARDED_BY(mu_);
+  std::vector<storage::StatusCallback> next_reads_ GUARDED_BY(mu_);  // for the next barrier
+  bool barrier_running_ GUARDED_BY(mu_) = false;
+  bool closing_ GUARDED_BY(mu_) = false;
+  // Reads whose barrier passed, by the store index they wait for.
+  std::multimap<uint64_t, storage::StatusCallback> applied_waiters_ GUARDED_BY(mu_);
 };
 
 }  // namespace das::replica

@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/mutex.h"
 #include "rpc/status_wire.h"
 
 namespace das::rpc {
@@ -47,7 +48,7 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
   }
 
   size_t queued() const override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return queued_.size();
   }
 
@@ -73,7 +74,7 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
   void Enqueue(Pending pending) {
     std::vector<Pending> group;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       queued_.push_back(std::move(pending));
       if (counted_ >= options_.max_inflight) return;  // a running drain takes it
       ++counted_;
@@ -87,7 +88,7 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
   void Release(Slot& slot) {
     std::vector<Pending> group;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (slot.done || !slot.counted) return;
       slot.counted = false;
       --counted_;
@@ -117,7 +118,7 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
       }
       release.cancel();
       group.clear();
-      std::lock_guard lock(self->mu_);
+      MutexLock lock(self->mu_);
       slot->done = true;
       if (!slot->counted) {  // released: this drain goes on only if a slot is free
         if (self->queued_.empty() || self->counted_ >= self->options_.max_inflight) co_return;
@@ -194,9 +195,9 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
   const asio::any_io_executor executor_;
   const ShardExchange exchange_;
   ShardWriteQueueOptions options_;  // fixed after construction
-  mutable std::mutex mu_;
-  std::vector<Pending> queued_;  // GUARDED_BY(mu_)
-  size_t counted_ = 0;           // exchanges holding a slot; GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<Pending> queued_ GUARDED_BY(mu_);
+  size_t counted_ GUARDED_BY(mu_) = 0;  // exchanges holding a slot
 };
 
 }  // namespace

@@ -10,12 +10,12 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "storage/store.h"
 
 namespace das::storage {
@@ -23,7 +23,7 @@ namespace das::storage {
 class KeyIndex {
  public:
   // REQUIRES: on the writer thread (the pointer stays valid until the writer changes the index).
-  const KeyRecord* Find(std::string_view key) const;
+  const KeyRecord* Find(std::string_view key) const NO_THREAD_SAFETY_ANALYSIS;
   // From any thread: a copy of the record, if any.
   std::optional<KeyRecord> Lookup(std::string_view key) const;
   // REQUIRES: on the writer thread, for this and the next two.
@@ -39,8 +39,8 @@ class KeyIndex {
     using is_transparent = void;
     size_t operator()(std::string_view key) const;
   };
-  mutable std::shared_mutex mu_;
-  std::unordered_map<std::string, KeyRecord, Hash, std::equal_to<>> map_;  // GUARDED_BY(mu_)
+  mutable SharedMutex mu_;
+  std::unordered_map<std::string, KeyRecord, Hash, std::equal_to<>> map_ GUARDED_BY(mu_);
 };
 
 }  // namespace das::storage

@@ -143,7 +143,7 @@ Status NodeStoreImpl::RunOnApplier(std::function<Status()> job) {
   auto done = std::make_shared<std::promise<Status>>();
   std::future<Status> result = done->get_future();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (applier_done_) return Stopping();
     jobs_.push_back([job = std::move(job), done] { done->set_value(job()); });
   }
@@ -154,7 +154,7 @@ Status NodeStoreImpl::RunOnApplier(std::function<Status()> job) {
 Result<std::unique_ptr<Store>> NodeStoreImpl::OpenReplica(ReplicaStoreOptions options) {
   auto partition = std::make_shared<Partition>(options.replica, options);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return Stopping();
     if (partitions_.count(options.replica) > 0) {
       return InvalidArgument("replica " + std::to_string(options.replica) + " is open already");
@@ -186,7 +186,7 @@ Status NodeStoreImpl::OpenOnApplier(const std::shared_ptr<Partition>& partition,
   ASSIGN_OR_RETURN(sinks.rows, RowsInsert(partition->id));
   ASSIGN_OR_RETURN(partition->state, ReplicaState::Load(conn_.get(), config, sinks,
                                                         &partition->running, &partition->keys));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (partitions_.count(partition->id) > 0) {
     return InvalidArgument("replica " + std::to_string(partition->id) + " is open already");
   }
@@ -209,7 +209,7 @@ Result<duck::StagedInsert*> NodeStoreImpl::RowsInsert(uint32_t replica) {
 
 Status NodeStoreImpl::RemoveReplica(uint32_t replica) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (partitions_.count(replica) > 0) {
       return InvalidArgument("replica " + std::to_string(replica) + " is still open");
     }
@@ -230,20 +230,20 @@ Result<std::vector<uint32_t>> NodeStoreImpl::Replicas() {
 }
 
 size_t NodeStoreImpl::queue_depth() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   size_t depth = 0;
   for (const auto& [id, partition] : partitions_) depth += partition->queue.size();
   return depth;
 }
 
 size_t NodeStoreImpl::QueueDepth(const Partition& partition) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return partition.queue.size();
 }
 
 void NodeStoreImpl::Enqueue(Partition& partition, WriteRequest request) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!stopping_ && !partition.closing) {
       partition.queue.push_back(std::move(request));
       request.done = nullptr;
@@ -265,7 +265,7 @@ void NodeStoreImpl::Read(std::function<void(Result<duckdb_connection>)> task) {
 void NodeStoreImpl::Expedite() {
   if (min_round_interval_.count() == 0) return;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     expedite_ = true;
   }
   work_.notify_all();
@@ -335,8 +335,8 @@ void NodeStoreImpl::ApplierLoop() {
     std::deque<Job> jobs;
     Round round;
     {
-      std::unique_lock lock(mu_);
-      work_.wait(lock, [this] {
+      UniqueLock lock(mu_);
+      work_.wait(lock.native(), [this]() REQUIRES(mu_) {
         return !jobs_.empty() || RunnableLocked() || (stopping_ && partitions_.empty());
       });
       jobs.swap(jobs_);
@@ -345,15 +345,15 @@ void NodeStoreImpl::ApplierLoop() {
           applier_done_ = true;
           break;
         }
-        lock.unlock();
+        lock.Unlock();
         const bool full = disk_reserve_bytes_ > 0 && DiskFull();
-        lock.lock();
+        lock.Lock();
         if (!full) {
           round = CollectLocked();
         } else if ((round = CollectRefusedLocked()).empty()) {
           // Raft entries wait for room; a job, or something to refuse, does not.
-          work_.wait_for(lock, kDiskRecheck,
-                         [this] { return !jobs_.empty() || RefusableLocked(); });
+          work_.wait_for(lock.native(), kDiskRecheck,
+                         [this]() REQUIRES(mu_) { return !jobs_.empty() || RefusableLocked(); });
           continue;
         }
       }
@@ -368,7 +368,7 @@ void NodeStoreImpl::ApplierLoop() {
   // Jobs queued before the loop saw that it ends (none can be queued after).
   std::deque<Job> late;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     late.swap(jobs_);
   }
   for (Job& job : late) job();
@@ -425,7 +425,7 @@ Status NodeStoreImpl::DiskFullStatus() const {
 }
 
 bool NodeStoreImpl::DiskFull() const {
-  std::lock_guard lock(disk_mu_);
+  MutexLock lock(disk_mu_);
   Result<uint64_t> free = free_bytes_();
   const bool was = disk_full_.load(std::memory_order_acquire);
   if (!free.ok()) {
@@ -455,11 +455,11 @@ bool NodeStoreImpl::DiskFull() const {
 
 void NodeStoreImpl::PauseBetweenRounds(std::chrono::steady_clock::time_point started) {
   if (min_round_interval_.count() == 0) return;
-  std::unique_lock lock(mu_);
+  UniqueLock lock(mu_);
   // What arrives meanwhile waits for the next round: fewer, larger commits (each costs DuckDB
   // a few milliseconds of CPU, whatever its size).
-  work_.wait_until(lock, started + min_round_interval_,
-                   [this] { return expedite_ || stopping_ || !jobs_.empty(); });
+  work_.wait_until(lock.native(), started + min_round_interval_,
+                   [this]() REQUIRES(mu_) { return expedite_ || stopping_ || !jobs_.empty(); });
   expedite_ = false;
 }
 
@@ -559,19 +559,19 @@ Status NodeStoreImpl::CommitRound(Round& round, std::vector<ReplicaState::Staged
 }
 
 void NodeStoreImpl::Requeue(Round& round) {
-  std::unique_lock lock(mu_);
+  UniqueLock lock(mu_);
   for (auto& [partition, group] : round.groups) {
     partition->queue.insert(partition->queue.begin(), std::make_move_iterator(group.begin()),
                             std::make_move_iterator(group.end()));
     group.clear();
   }
   // Not at once again: the guard measures the disk first, after a pause.
-  work_.wait_for(lock, kDiskRecheck, [this] { return stopping_; });
+  work_.wait_for(lock.native(), kDiskRecheck, [this]() REQUIRES(mu_) { return stopping_; });
 }
 
 void NodeStoreImpl::FinishRound(Round& round) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [partition, group] : round.groups) partition->busy = false;
     for (Round::Refused& refused : round.refused) refused.partition->busy = false;
   }
@@ -584,7 +584,7 @@ void NodeStoreImpl::StartReplace(const std::shared_ptr<Partition>& partition,
   if (partition->state->applied_index() >= replace->min_index) {
     replace->done(Status::Ok());
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       partition->blocked = false;
       partition->fetching = false;
     }
@@ -592,7 +592,7 @@ void NodeStoreImpl::StartReplace(const std::shared_ptr<Partition>& partition,
     idle_.notify_all();
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // A previous fetcher of this replica has ended (it cleared `fetching` last thing).
   if (partition->fetcher.joinable()) partition->fetcher.join();
   partition->fetcher = std::thread(
@@ -615,15 +615,15 @@ void NodeStoreImpl::Fetch(std::shared_ptr<Partition> partition,
     if (installed.ok() || partition->stopping.load(std::memory_order_acquire)) break;
     spdlog::warn("replica {}: no copy at index {} installed yet: {}; again in {} ms", partition->id,
                  replace->min_index, installed.ToString(), pause.count());
-    std::unique_lock lock(mu_);
-    idle_.wait_for(lock, pause,
+    UniqueLock lock(mu_);
+    idle_.wait_for(lock.native(), pause,
                    [&] { return partition->stopping.load(std::memory_order_acquire); });
     pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(5));
   }
   if (!installed.ok()) installed = Stopping();
   replace->done(installed);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // A replacement that gave up leaves a gap: no later entry may be applied over it.
     if (!installed.ok()) partition->failed = true;
     partition->blocked = false;
@@ -659,7 +659,7 @@ Status NodeStoreImpl::Install(Partition& partition, const std::string& path, uin
 
 void NodeStoreImpl::Close(const std::shared_ptr<Partition>& partition) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     partition->closing = true;
     expedite_ = true;  // what it queued is finished without waiting out a pause
   }
@@ -668,8 +668,8 @@ void NodeStoreImpl::Close(const std::shared_ptr<Partition>& partition) {
   work_.notify_all();
   std::vector<WriteRequest> left;
   {
-    std::unique_lock lock(mu_);
-    idle_.wait(lock, [&] {
+    UniqueLock lock(mu_);
+    idle_.wait(lock.native(), [&]() REQUIRES(mu_) {
       return (partition->queue.empty() || applier_done_) && !partition->busy &&
              !partition->fetching;
     });
@@ -690,12 +690,12 @@ void NodeStoreImpl::Close(const std::shared_ptr<Partition>& partition) {
 }
 
 void NodeStoreImpl::Stop() {
-  std::lock_guard stop(stop_mu_);
+  MutexLock stop(stop_mu_);
   if (stopped_) return;
   stopped_ = true;
   std::vector<std::shared_ptr<Partition>> open;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     stopping_flag_.store(true, std::memory_order_release);
     for (auto& [id, partition] : partitions_) open.push_back(partition);

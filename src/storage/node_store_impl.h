@@ -11,11 +11,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+
 #include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+#include "common/mutex.h"
 
 #include "storage/dir_lock.h"
 #include "storage/duckdb_util.h"
@@ -150,16 +152,17 @@ class NodeStoreImpl final : public NodeStore {
   // Runs `job` on the applier thread and waits for it; kShuttingDown once the applier ended.
   Status RunOnApplier(std::function<Status()> job);
   void ApplierLoop();
-  bool RunnableLocked() const;
-  Round CollectLocked();
+  bool RunnableLocked() const REQUIRES(mu_);
+  Round CollectLocked() REQUIRES(mu_);
   // The disk guard, measured now: true while rounds must wait for room (logs each change once).
   bool DiskFull() const;
   // While the disk is full: what to refuse (every queued write of a replica being closed, and
   // plain writes, which have no log to wait in); raft entries stay queued.
-  Round CollectRefusedLocked();
-  bool RefusableLocked() const;
+  Round CollectRefusedLocked() REQUIRES(mu_);
+  bool RefusableLocked() const REQUIRES(mu_);
   // Adds `partition`'s queued work to `round` (`rows` so far); false once the round is full.
-  bool TakeLocked(const std::shared_ptr<Partition>& partition, Round& round, size_t& rows);
+  bool TakeLocked(const std::shared_ptr<Partition>& partition, Round& round, size_t& rows)
+      REQUIRES(mu_);
   // On the applier: imports a copy into `replica` (ImportReplica) with DuckDB's optimizer on.
   Result<uint64_t> Import(uint32_t replica, const std::string& path, uint64_t min_index);
   void RunRound(Round& round);
@@ -183,22 +186,22 @@ class NodeStoreImpl final : public NodeStore {
   prometheus::Histogram* const commit_seconds_;
   const uint64_t disk_reserve_bytes_;
   const std::function<Result<uint64_t>()> free_bytes_;
-  mutable std::mutex disk_mu_;  // one measurement and its log line at a time
+  mutable Mutex disk_mu_;  // one measurement and its log line at a time
   mutable std::atomic<bool> disk_full_{false};
   mutable std::atomic<uint64_t> disk_free_{0};
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable work_;  // the applier: jobs, runnable writes, stop
   std::condition_variable idle_;  // Close(): a partition's work is done
-  std::map<uint32_t, std::shared_ptr<Partition>> partitions_;  // GUARDED_BY(mu_)
-  std::deque<Job> jobs_;                                       // GUARDED_BY(mu_)
-  bool stopping_ = false;                                      // GUARDED_BY(mu_)
-  bool applier_done_ = false;                                  // GUARDED_BY(mu_)
-  bool expedite_ = false;                                      // GUARDED_BY(mu_)
-  uint32_t next_start_ = 0;  // round-robin start of CollectLocked; GUARDED_BY(mu_)
+  std::map<uint32_t, std::shared_ptr<Partition>> partitions_ GUARDED_BY(mu_);
+  std::deque<Job> jobs_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool applier_done_ GUARDED_BY(mu_) = false;
+  bool expedite_ GUARDED_BY(mu_) = false;
+  uint32_t next_start_ GUARDED_BY(mu_) = 0;  // round-robin start of CollectLocked
   std::atomic<bool> stopping_flag_{false};
-  std::mutex stop_mu_;
-  bool stopped_ = false;  // GUARDED_BY(stop_mu_)
+  Mutex stop_mu_;
+  bool stopped_ GUARDED_BY(stop_mu_) = false;
 
   // The applier thread's own.
   duck::ConnectionHandle conn_;

@@ -60,7 +60,7 @@ Result<std::unique_ptr<RequestWindow>> RequestWindow::Create(duckdb_connection c
 
 Status RequestWindow::Reload(uint64_t applied_index) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     by_id_.clear();
     order_.clear();
   }
@@ -83,7 +83,7 @@ Status RequestWindow::Load(uint64_t applied_index) {
     for (size_t i = 0; i < chunk->size(); ++i) {
       std::optional<std::vector<SubBatchOutcome>> outcomes = DecodeOutcomes(chunk->String(2, i));
       if (!outcomes) return Internal("replica_requests holds undecodable outcomes");
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       by_id_[ids[i]] = Entry{indexes[i], std::move(*outcomes)};
       order_.emplace_back(indexes[i], ids[i]);
     }
@@ -107,14 +107,14 @@ std::optional<std::vector<SubBatchOutcome>> RequestWindow::Find(uint64_t request
 
 std::optional<std::vector<SubBatchOutcome>> RequestWindow::FindCommitted(uint64_t request_id,
                                                                          uint64_t index) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_id_.find(request_id);
   if (it == by_id_.end() || index - it->second.index > window_) return std::nullopt;
   return it->second.outcomes;
 }
 
 size_t RequestWindow::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return by_id_.size();
 }
 
@@ -147,7 +147,7 @@ Status RequestWindow::Prune(uint64_t newest_index) {
 }
 
 void RequestWindow::Committed() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [id, entry] : pending_) by_id_[id] = std::move(entry);
   order_.insert(order_.end(), pending_order_.begin(), pending_order_.end());
   pending_.clear();

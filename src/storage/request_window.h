@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/duckdb_util.h"
 #include "storage/staged_insert.h"
@@ -47,7 +48,10 @@ class RequestWindow {
   // The outcomes of the entry that carried `request_id`, if that entry is at most `window`
   // entries before `index` (committed, or recorded in the transaction running now). The
   // distance alone decides, never how far pruning got, so every replica decides alike.
-  std::optional<std::vector<SubBatchOutcome>> Find(uint64_t request_id, uint64_t index) const;
+  // On the applier thread only, the one that changes the committed ids: it reads them without
+  // the lock, which the analysis cannot know.
+  std::optional<std::vector<SubBatchOutcome>> Find(uint64_t request_id,
+                                                   uint64_t index) const NO_THREAD_SAFETY_ANALYSIS;
   // The same over the committed ids only, from any thread.
   std::optional<std::vector<SubBatchOutcome>> FindCommitted(uint64_t request_id,
                                                             uint64_t index) const;
@@ -76,9 +80,9 @@ class RequestWindow {
   uint32_t replica_;
   uint64_t window_;
   Sinks sinks_;
-  // The committed ids: changed by the applier thread under mu_, read by it without.
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, Entry> by_id_;        // GUARDED_BY(mu_) for writes
+  // The committed ids: changed by the applier thread under mu_, read by it without (Find).
+  mutable Mutex mu_;
+  std::unordered_map<uint64_t, Entry> by_id_ GUARDED_BY(mu_);
   std::deque<std::pair<uint64_t, uint64_t>> order_;  // (index, request id), oldest first
   std::unordered_map<uint64_t, Entry> pending_;      // recorded in the running transaction
   std::vector<std::pair<uint64_t, uint64_t>> pending_order_;

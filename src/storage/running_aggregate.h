@@ -11,10 +11,10 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
-#include <mutex>
 #include <vector>
 
 #include "common/exact_sum.h"
+#include "common/mutex.h"
 #include "storage/store.h"
 
 namespace das::storage {
@@ -25,7 +25,7 @@ class RunningAggregate {
 
   // Starts over from `initial` (the table's aggregate when the store opens).
   void Reset(const Aggregate& initial) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     count_ = initial.count;
     sum_ = initial.sum;
     min_ = initial.min;
@@ -35,17 +35,17 @@ class RunningAggregate {
 
   // The last raft entry committed; set with the entry's rows, before anyone is answered.
   void SetAppliedIndex(uint64_t index) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     applied_index_ = std::max(applied_index_, index);
   }
   uint64_t applied_index() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return applied_index_;
   }
 
   void Add(const std::vector<StoredRow>& rows) {
     if (rows.empty()) return;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const StoredRow& row : rows) {
       sum_.Add(row.value);
       min_ = min_ ? std::min(*min_, row.value) : row.value;
@@ -60,17 +60,17 @@ class RunningAggregate {
   int64_t newest_ingest_us() const { return newest_ingest_us_.load(std::memory_order_acquire); }
 
   Aggregate Snapshot() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return Aggregate{count_, sum_, min_, max_, applied_index_};
   }
 
  private:
-  mutable std::mutex mu_;
-  uint64_t count_ = 0;          // GUARDED_BY(mu_)
-  ExactSum sum_;                // GUARDED_BY(mu_)
-  std::optional<double> min_;   // GUARDED_BY(mu_)
-  std::optional<double> max_;   // GUARDED_BY(mu_)
-  uint64_t applied_index_ = 0;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  uint64_t count_ GUARDED_BY(mu_) = 0;
+  ExactSum sum_ GUARDED_BY(mu_);
+  std::optional<double> min_ GUARDED_BY(mu_);
+  std::optional<double> max_ GUARDED_BY(mu_);
+  uint64_t applied_index_ GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> newest_ingest_us_{std::numeric_limits<int64_t>::min()};
 };
 

@@ -5,8 +5,9 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
-#include <mutex>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace das::storage {
 
@@ -17,7 +18,7 @@ class WorkQueue {
   // Takes `item` (moves from it) unless the queue is closed.
   bool Push(T& item) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (closed_) return false;
       items_.push_back(std::move(item));
     }
@@ -29,8 +30,8 @@ class WorkQueue {
   // `max_weight` (the first is always taken). Empty once closed and drained.
   template <typename WeightFn>
   std::vector<T> PopGroup(size_t max_weight, WeightFn weight) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return closed_ || !items_.empty(); });
+    UniqueLock lock(mu_);
+    while (!closed_ && items_.empty()) cv_.wait(lock.native());
     std::vector<T> group;
     size_t total = 0;
     while (!items_.empty() && (group.empty() || total + weight(items_.front()) <= max_weight)) {
@@ -43,22 +44,22 @@ class WorkQueue {
 
   void Close() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       closed_ = true;
     }
     cv_.notify_all();
   }
 
   size_t size() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return items_.size();
   }
 
  private:
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  std::deque<T> items_;  // GUARDED_BY(mu_)
-  bool closed_ = false;  // GUARDED_BY(mu_)
+  std::deque<T> items_ GUARDED_BY(mu_);
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace das::storage
