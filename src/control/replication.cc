@@ -23,6 +23,7 @@
 #include "control/gather.h"
 #include "control/topology_plan.h"
 #include "control/witness.h"
+#include "http/await.h"
 #include "meta/plan.h"
 #include "rpc/routes.h"
 #include "rpc/topology.h"
@@ -207,12 +208,17 @@ class ReplicationImpl final : public Replication {
   }
   uint32_t RespondingWorkers(const std::set<uint64_t>& answered,
                              const std::set<uint64_t>& failed) override;
-  std::vector<ReplicaHealth> WitnessHealth() override {
+  asio::awaitable<std::vector<ReplicaHealth>> WitnessHealth() override {
     Witness* witness = witness_view_.load(std::memory_order_acquire);
-    return witness ? witness->Health() : std::vector<ReplicaHealth>{};
+    if (witness == nullptr) co_return std::vector<ReplicaHealth>{};
+    auto start = [witness](auto done) { witness->Health(std::move(done)); };
+    asio::awaitable<std::vector<ReplicaHealth>> op =
+        http::AwaitCallback<std::vector<ReplicaHealth>>(std::move(start));
+    co_return co_await std::move(op);
   }
 
   bool DescribeShards(const std::map<uint64_t, Result<WorkerHealthResponse>>& workers,
+                      const std::vector<ReplicaHealth>& witness,
                       das::v1::HealthResponse& response) override;
 
   Result<internal::v1::JoinResponse> Join(const internal::v1::JoinRequest& request) override;
@@ -244,7 +250,9 @@ class ReplicationImpl final : public Replication {
   asio::awaitable<void> PushTopology(const HealthMap& health);
   asio::awaitable<Result<internal::v1::TopologyResponse>> PushTo(uint64_t id);
   asio::awaitable<void> Balance(const std::vector<ShardView>& views);
-  std::vector<ShardView> Views(const HealthMap& health);
+  // What each shard's replicas said (the workers' health and the witness's): reads only.
+  std::vector<ShardView> Views(const HealthMap& health,
+                               const std::vector<ReplicaHealth>& witness) const;
   void NoteAlive(const HealthMap& health, bool failures_count);
   // Keeps move_bytes_: the copy_bytes of the current move's new replica, as reported.
   void NoteMoveBytes(const HealthMap& health);
@@ -376,7 +384,10 @@ asio::awaitable<void> ReplicationImpl::Tick() {
   OpenWitness();
   asio::awaitable<void> push = PushTopology(health);
   co_await std::move(push);
-  std::vector<ShardView> views = Views(health);
+  asio::awaitable<std::vector<ReplicaHealth>> witness_health = WitnessHealth();
+  const std::vector<ReplicaHealth> witness = co_await std::move(witness_health);
+  std::vector<ShardView> views = Views(health, witness);
+  NoteReady(views);
   AdoptConfigurations(views);
   asio::awaitable<void> rebalance = Rebalance(views);
   co_await std::move(rebalance);
@@ -578,8 +589,8 @@ void ReplicationImpl::NoteAlive(const HealthMap& health, bool failures_count) {
   }
 }
 
-std::vector<ShardView> ReplicationImpl::Views(const HealthMap& health) {
-  NoteAlive(health, false);
+std::vector<ShardView> ReplicationImpl::Views(const HealthMap& health,
+                                              const std::vector<ReplicaHealth>& witness) const {
   std::vector<ShardView> views(leaders_.size());
   auto add = [&](uint64_t node, const ReplicaHealth& report) {
     if (report.shard() >= views.size()) return;
@@ -595,13 +606,10 @@ std::vector<ShardView> ReplicationImpl::Views(const HealthMap& health) {
     if (!result.ok()) continue;
     for (const ReplicaHealth& report : result->replicas()) add(id, report);
   }
-  if (Witness* witness = witness_view_.load(std::memory_order_acquire)) {
-    for (const ReplicaHealth& report : witness->Health()) add(rpc::kWitnessNodeId, report);
-  }
+  for (const ReplicaHealth& report : witness) add(rpc::kWitnessNodeId, report);
   for (ShardView& view : views) {
     for (const auto& [node, report] : view.reports) view.term = std::max(view.term, report.term());
   }
-  NoteReady(views);
   return views;
 }
 
@@ -1239,8 +1247,12 @@ uint32_t ReplicationImpl::RespondingWorkers(const std::set<uint64_t>& answered,
 
 bool ReplicationImpl::DescribeShards(
     const std::map<uint64_t, Result<WorkerHealthResponse>>& workers,
-    das::v1::HealthResponse& response) {
-  std::vector<ShardView> views = Views(workers);
+    const std::vector<ReplicaHealth>& witness, das::v1::HealthResponse& response) {
+  // What a health check saw is news for everyone: a worker that answered is alive (for
+  // responding_nodes), and every shard with a leader makes the node ready. Nothing else changes.
+  NoteAlive(workers, false);
+  const std::vector<ShardView> views = Views(workers, witness);
+  NoteReady(views);
   bool all_healthy = true;
   Topology topology;
   {

@@ -117,12 +117,15 @@ class Replication {
   virtual uint32_t RespondingWorkers(const std::set<uint64_t>& answered,
                                      const std::set<uint64_t>& failed) = 0;
   // Adds the shards to `response` from the workers' health (by worker id; an error: not
-  // reachable) and the witness's; returns whether every shard is healthy.
+  // reachable) and the witness's (WitnessHealth); returns whether every shard is healthy.
+  // It notes what it saw (the workers that answered are alive; every shard with a leader
+  // makes the node ready), as the tick does; nothing else changes by being asked.
   virtual bool DescribeShards(
       const std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>>& workers,
+      const std::vector<internal::v1::ReplicaHealth>& witness,
       das::v1::HealthResponse& response) = 0;
-  // The witness's replicas (none when there is no witness).
-  virtual std::vector<internal::v1::ReplicaHealth> WitnessHealth() = 0;
+  // The witness's replicas (none when there is no witness), read without blocking the thread.
+  virtual boost::asio::awaitable<std::vector<internal::v1::ReplicaHealth>> WitnessHealth() = 0;
 
  protected:
   Replication() = default;

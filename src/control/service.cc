@@ -321,9 +321,18 @@ class ControlServiceImpl final : public ControlService {
   // insert queues and the witness's replicas.
   void AddMetrics(metrics::Registry& registry) {
     router_.Add("GET", "/metrics",
-                [&registry](http::Request, http::Target) -> asio::awaitable<http::Response> {
+                [this, &registry](http::Request, http::Target) -> asio::awaitable<http::Response> {
+                  // The witness's replicas, read without blocking this thread.
+                  std::vector<metrics::ScrapedFamily> gathered;
+                  if (replication_) {
+                    asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read =
+                        replication_->WitnessHealth();
+                    const std::vector<internal::v1::ReplicaHealth> witness =
+                        co_await std::move(read);
+                    gathered = metrics::ReplicaFamilies(witness, false);
+                  }
                   http::Response response;
-                  response.body = registry.Exposition();
+                  response.body = registry.Exposition(std::move(gathered));
                   response.content_type = std::string(metrics::kContentType);
                   co_return response;
                 });
@@ -339,12 +348,6 @@ class ControlServiceImpl final : public ControlService {
         &registry.Counter("das_ingest_bytes_total", "Body bytes of inserts answered 200");
     registry.AddCollector([this] {
       std::vector<metrics::ScrapedFamily> families = ClockFamilies(cluster_clock_);
-      if (replication_) {
-        for (metrics::ScrapedFamily& family :
-             metrics::ReplicaFamilies(replication_->WitnessHealth(), false)) {
-          families.push_back(std::move(family));
-        }
-      }
       metrics::ScrapedFamily& queues = families.emplace_back();
       queues.name = "das_insert_queue_depth";
       queues.help =
@@ -706,7 +709,10 @@ class ControlServiceImpl final : public ControlService {
     if (replication_) {
       std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> by_id;
       for (size_t i = 0; i < results.size(); ++i) by_id.emplace(workers[i].id, results[i]);
-      all_healthy = replication_->DescribeShards(by_id, response) && all_healthy;
+      asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read =
+          replication_->WitnessHealth();
+      const std::vector<internal::v1::ReplicaHealth> witness = co_await std::move(read);
+      all_healthy = replication_->DescribeShards(by_id, witness, response) && all_healthy;
       all_healthy = DescribeOwnDisk(response) && all_healthy;
       if (!replication_->ready()) {
         // Until every shard first had a leader, the node cannot serve: 503, so that whoever

@@ -173,29 +173,24 @@ class WitnessImpl final : public Witness {
     });
   }
 
-  std::vector<internal::v1::ReplicaHealth> Health() override {
+  void Health(HealthCallback done) override {
     std::vector<internal::v1::ReplicaHealth> out;
-    std::map<uint32_t, std::shared_ptr<Replica>> replicas;
+    std::vector<std::pair<raft::Group*, std::shared_ptr<const void>>> groups;
     {
       MutexLock lock(mu_);
-      replicas = replicas_;
+      for (const auto& [shard, replica] : replicas_) {
+        out.emplace_back().set_shard(shard);
+        groups.emplace_back(replica->group.get(), replica);  // the replica owns its group
+      }
     }
-    for (const auto& [shard, replica] : replicas) {
-      const raft::GroupInfo info = replica->group->Info();
-      internal::v1::ReplicaHealth& health = out.emplace_back();
-      health.set_shard(shard);
-      health.set_role(std::string(raft::RoleName(info.role)));
-      health.set_term(info.term);
-      health.set_commit_index(info.commit_index);
-      health.set_applied_index(info.applied_index);
-      health.set_stored_index(info.applied_index);
-      health.set_leader_id(info.leader_id);
-      health.set_leader_changes(info.leader_changes);
-      health.set_snapshots_taken(info.snapshots_taken);
-      health.set_snapshots_restored(info.snapshots_restored);
-      rpc::AddMembers(replica->group->Members(), health);
-    }
-    return out;
+    raft::DescribeAll(std::move(groups), [out = std::move(out), done = std::move(done)](
+                                             std::vector<raft::GroupDescription> groups) mutable {
+      for (size_t i = 0; i < groups.size(); ++i) {
+        rpc::DescribeGroup(groups[i].info, groups[i].members, out[i]);
+        out[i].set_stored_index(groups[i].info.applied_index);  // the witness stores nothing
+      }
+      done(std::move(out));
+    });
   }
 
   void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) override {

@@ -48,8 +48,10 @@ class Witness {
   // A newer topology (docs/operations.md, "Membership"): opens the shards that now name the witness
   // (joining, unless it founded them), closes those that no longer do and deletes their logs.
   virtual Status Adopt(const internal::v1::Topology& topology) = 0;
-  // One entry per shard it votes in (stored_index = applied_index: there is no store).
-  virtual std::vector<internal::v1::ReplicaHealth> Health() = 0;
+  // One entry per shard it votes in (stored_index = applied_index: there is no store). Never
+  // waits for the raft loop: `done` runs on it (on the caller's thread with no shard).
+  using HealthCallback = std::function<void(std::vector<internal::v1::ReplicaHealth>)>;
+  virtual void Health(HealthCallback done) = 0;
   // Hands leadership of `shard` to node `to`; `done` on the raft loop thread.
   virtual void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) = 0;
   virtual void Close() = 0;

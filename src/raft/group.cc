@@ -1,5 +1,6 @@
 #include "raft/group.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -342,6 +343,29 @@ void Group::Describe(std::function<void(GroupInfo, std::vector<Member>)> done) {
   const bool posted =
       loop_.Post([this, shared] { (*shared)(ReadInfo(state_->node), ReadMembers(state_->node)); });
   if (!posted) (*shared)(GroupInfo{}, {});
+}
+
+void DescribeAll(std::vector<std::pair<Group*, std::shared_ptr<const void>>> groups,
+                 std::function<void(std::vector<GroupDescription>)> done) {
+  if (groups.empty()) return done({});
+  struct Gathered {
+    std::vector<GroupDescription> out;
+    std::atomic<size_t> left{0};
+    std::function<void(std::vector<GroupDescription>)> done;
+  };
+  auto gathered = std::make_shared<Gathered>();
+  gathered->out.resize(groups.size());
+  gathered->left = groups.size();
+  gathered->done = std::move(done);
+  for (size_t i = 0; i < groups.size(); ++i) {
+    groups[i].first->Describe([gathered, i, owner = std::move(groups[i].second)](
+                                  GroupInfo info, std::vector<Member> members) {
+      gathered->out[i] = GroupDescription{std::move(info), std::move(members)};
+      if (gathered->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        gathered->done(std::move(gathered->out));
+      }
+    });
+  }
 }
 
 void Group::Close() {

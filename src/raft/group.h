@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -150,5 +151,16 @@ class Group {
   std::unique_ptr<State> state_;
   bool closed_ = false;  // Close() ran (it is called by the owner's thread only)
 };
+
+// What Group::Describe gives.
+struct GroupDescription {
+  GroupInfo info;
+  std::vector<Member> members;
+};
+// Describes every group of `groups` (Group::Describe) and calls `done` once with their
+// descriptions, in order, on a loop thread (on the caller's when `groups` is empty or the loops
+// stopped). The second of each pair (the group's owner) is held until that group answered.
+void DescribeAll(std::vector<std::pair<Group*, std::shared_ptr<const void>>> groups,
+                 std::function<void(std::vector<GroupDescription>)> done);
 
 }  // namespace das::raft

@@ -103,20 +103,6 @@ void DescribeStore(Replica& replica, internal::v1::ReplicaHealth& health) {
   });
 }
 
-// ... and what its raft group says (raft::Group::Describe).
-void DescribeGroup(const raft::GroupInfo& info, const std::vector<raft::Member>& members,
-                   internal::v1::ReplicaHealth& health) {
-  health.set_role(std::string(raft::RoleName(info.role)));
-  health.set_term(info.term);
-  health.set_commit_index(info.commit_index);
-  health.set_applied_index(info.applied_index);
-  health.set_leader_id(info.leader_id);
-  health.set_leader_changes(info.leader_changes);
-  health.set_snapshots_taken(info.snapshots_taken);
-  health.set_snapshots_restored(info.snapshots_restored);
-  rpc::AddMembers(members, health);
-}
-
 Result<std::string> ReadAt(const std::string& path, uint64_t offset, size_t length) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Unavailable("cannot open " + path + ": " + std::strerror(errno));
@@ -366,32 +352,21 @@ class ReplicaHostImpl final : public ReplicaHost {
 
   void Health(HealthCallback done) override {
     if (!open_.load(std::memory_order_acquire)) return done({});
-    const std::map<uint32_t, std::shared_ptr<Replica>> replicas = Replicas();
-    if (replicas.empty()) return done({});
-    // Each group's description fills its own entry; the last one answers.
-    struct Gathered {
-      std::vector<internal::v1::ReplicaHealth> out;
-      std::atomic<size_t> left{0};
-      HealthCallback done;
-    };
-    auto gathered = std::make_shared<Gathered>();
-    gathered->out.resize(replicas.size());
-    gathered->left = replicas.size();
-    gathered->done = std::move(done);
-    size_t i = 0;
-    for (const auto& [shard, replica] : replicas) {
-      internal::v1::ReplicaHealth& health = gathered->out[i++];
+    std::vector<internal::v1::ReplicaHealth> out;
+    std::vector<std::pair<raft::Group*, std::shared_ptr<const void>>> groups;
+    for (const auto& [shard, replica] : Replicas()) {
+      internal::v1::ReplicaHealth& health = out.emplace_back();
       health.set_shard(shard);
       DescribeStore(*replica, health);
-      // `replica` held until the group answered: it owns the group.
-      replica->group->Describe([gathered, replica = replica, &health](
-                                   raft::GroupInfo info, std::vector<raft::Member> members) {
-        DescribeGroup(info, members, health);
-        if (gathered->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-          gathered->done(std::move(gathered->out));
-        }
-      });
+      groups.emplace_back(replica->group.get(), replica);  // the replica owns its group
     }
+    raft::DescribeAll(std::move(groups), [out = std::move(out), done = std::move(done)](
+                                             std::vector<raft::GroupDescription> groups) mutable {
+      for (size_t i = 0; i < groups.size(); ++i) {
+        rpc::DescribeGroup(groups[i].info, groups[i].members, out[i]);
+      }
+      done(std::move(out));
+    });
   }
 
   // REQUIRES: no Write/Read/Transfer/Health call runs or follows (the worker stops its HTTP

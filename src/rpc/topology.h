@@ -57,6 +57,22 @@ void AddMembers(const std::vector<Member>& members, internal::v1::ReplicaHealth&
   }
 }
 
+// Adds what a raft group says of itself (raft::GroupDescription's info and members) to
+// `health`. A template for the same reason; the role's name is raft's RoleName, found by ADL.
+template <typename Info, typename Member>
+void DescribeGroup(const Info& info, const std::vector<Member>& members,
+                   internal::v1::ReplicaHealth& health) {
+  health.set_role(std::string(RoleName(info.role)));
+  health.set_term(info.term);
+  health.set_commit_index(info.commit_index);
+  health.set_applied_index(info.applied_index);
+  health.set_leader_id(info.leader_id);
+  health.set_leader_changes(info.leader_changes);
+  health.set_snapshots_taken(info.snapshots_taken);
+  health.set_snapshots_restored(info.snapshots_restored);
+  AddMembers(members, health);
+}
+
 // nullptr when no node has `node_id`.
 const internal::v1::NodeAddress* FindNode(const internal::v1::Topology& topology, uint64_t node_id);
 // Every node's (raft id, raft address) now: what raft::Hub::SetPeers dials, since a group's

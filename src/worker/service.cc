@@ -21,6 +21,7 @@
 #include "common/validation.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
+#include "http/await.h"
 #include "metrics/process_metrics.h"
 #include "metrics/replica_metrics.h"
 #include "rpc/routes.h"
@@ -54,20 +55,7 @@ constexpr std::chrono::milliseconds kShardWritesBound{10000};
 // resuming the coroutine on its own executor.
 template <typename T, typename Start>
 asio::awaitable<Result<T>> AwaitStore(Start start) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<T>)>(
-      [start = std::move(start)](auto handler) mutable {
-        // This function object lives in the awaiting coroutine's frame, which the callback may
-        // destroy (it resumes the coroutine, on another thread) before `start` returns: `start`
-        // runs from this call's stack instead (see control/gather.h).
-        Start run = std::move(start);
-        // The store takes a copyable std::function; the handler is move-only, so it is shared.
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        run([shared](Result<T> result) {
-          auto executor = asio::get_associated_executor(*shared);
-          asio::post(executor, asio::append(std::move(*shared), std::move(result)));
-        });
-      },
-      asio::use_awaitable);
+  return http::AwaitCallback<Result<T>>(std::move(start));
 }
 
 // Moves the request's sub-batches into store sub-batches; a sub-batch with a bad row is
@@ -248,14 +236,10 @@ std::vector<metrics::ScrapedFamily> WorkerService::StoreFamilies(
 
 asio::awaitable<std::vector<internal::v1::ReplicaHealth>> WorkerService::ReplicasHealth() {
   if (replicas_ == nullptr) co_return std::vector<internal::v1::ReplicaHealth>{};
-  auto start = [this](auto done) {
-    replicas_->Health(
-        [done](std::vector<internal::v1::ReplicaHealth> replicas) { done(std::move(replicas)); });
-  };
-  asio::awaitable<Result<std::vector<internal::v1::ReplicaHealth>>> op =
-      AwaitStore<std::vector<internal::v1::ReplicaHealth>>(std::move(start));
-  Result<std::vector<internal::v1::ReplicaHealth>> replicas = co_await std::move(op);
-  co_return std::move(replicas).value();
+  auto start = [this](auto done) { replicas_->Health(std::move(done)); };
+  asio::awaitable<std::vector<internal::v1::ReplicaHealth>> op =
+      http::AwaitCallback<std::vector<internal::v1::ReplicaHealth>>(std::move(start));
+  co_return co_await std::move(op);
 }
 
 asio::awaitable<http::Response> WorkerService::Metrics() {

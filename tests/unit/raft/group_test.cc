@@ -216,6 +216,21 @@ TEST_F(GroupTest, DescribeAnswersOnTheLoopWithoutWaitingForIt) {
   EXPECT_EQ(info.role, Role::kLeader);
   EXPECT_EQ(info.leader_id, peers_[leader].id);
   EXPECT_EQ(members.size(), static_cast<size_t>(kReplicas));
+
+  // DescribeAll: every group at once (here on three loops), one answer, in the order asked.
+  std::vector<std::pair<Group*, std::shared_ptr<const void>>> groups;
+  for (int i = kReplicas - 1; i >= 0; --i) groups.emplace_back(groups_[i].get(), nullptr);
+  std::promise<std::vector<GroupDescription>> all;
+  DescribeAll(std::move(groups),
+              [&all](std::vector<GroupDescription> described) { all.set_value(described); });
+  const std::vector<GroupDescription> everyone = all.get_future().get();
+  ASSERT_EQ(everyone.size(), static_cast<size_t>(kReplicas));
+  for (int i = 0; i < kReplicas; ++i) {
+    const int replica = kReplicas - 1 - i;
+    EXPECT_EQ(everyone[i].info.role, replica == leader ? Role::kLeader : Role::kFollower);
+    EXPECT_EQ(everyone[i].info.leader_id, peers_[leader].id);
+    EXPECT_EQ(everyone[i].members.size(), static_cast<size_t>(kReplicas));
+  }
 }
 
 // Info() counts the snapshots a replica's state machine took and those it restored: libraft
