@@ -1,37 +1,23 @@
 // worker: a worker node. Keeps its hash partition of the rows in one DuckDB file and serves
 // the internal API (src/worker/service.h) to the control node.
-#include <algorithm>
-#include <csignal>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <functional>
 #include <memory>
 #include <optional>
-#include <thread>
 
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
-#include "http/run.h"
-#include "http/server.h"
-#include "metrics/registry.h"
-#include "replica/copy_fetcher.h"
-#include "replica/replica_host.h"
 #include "rpc/cluster_auth.h"
 #include "rpc/routes.h"
-#include "storage/disk_space.h"
 #include "storage/memory_budget.h"
-#include "storage/node_store.h"
-#include "storage/store.h"
 #include "worker/data_pool.h"
 #include "worker/join.h"
+#include "worker/node.h"
 #include "worker/node_identity.h"
-#include "worker/service.h"
 
 namespace {
 
@@ -65,7 +51,8 @@ struct Flags {
   bool metrics = true;
 };
 
-void AddFlags(CLI::App& app, Flags& f) {
+// Who the worker is and where it listens.
+void AddNodeFlags(CLI::App& app, Flags& f) {
   app.add_option("--id", f.id,
                  "This worker's id (a positive number); required without --join, which "
                  "otherwise gives a new worker one (kept in its data directory)")
@@ -93,6 +80,10 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "The raft port peers dial, when it differs from --raft-port (a port mapping or "
                  "a proxy in front of it; default: --raft-port)")
       ->envname("WORKER_RAFT_ADVERTISE_PORT");
+}
+
+// Its shards' raft groups.
+void AddRaftFlags(CLI::App& app, Flags& f) {
   app.add_option("--raft-election-timeout-ms", f.election_timeout_ms,
                  "Raft election timeout of the shard replicas (heartbeats at a tenth of it)")
       ->envname("WORKER_RAFT_ELECTION_TIMEOUT_MS")
@@ -127,6 +118,10 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("WORKER_RAFT_LOG_MB")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
+}
+
+// Its data directory and store.
+void AddDataFlags(CLI::App& app, Flags& f) {
   app.add_option("--data-dir", f.data_dir,
                  "Directory of this worker's DuckDB file (default: ./data/worker-<id>; with "
                  "--join and no --id, ./data/worker)")
@@ -188,6 +183,10 @@ void AddFlags(CLI::App& app, Flags& f) {
             return mb == 0 || (mb >= 32 && mb <= (uint64_t{1} << 24)) ? "" : refused;
           },
           "0 or 32..16777216"));
+}
+
+// How it serves.
+void AddServiceFlags(CLI::App& app, Flags& f) {
   app.add_option("--threads", f.threads, "Threads serving HTTP")
       ->envname("WORKER_THREADS")
       ->capture_default_str()
@@ -207,15 +206,45 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "the format: LOG_FORMAT=text (default) or json (one JSON object per line)");
 }
 
-}  // namespace
+void AddFlags(CLI::App& app, Flags& f) {
+  AddNodeFlags(app, f);
+  AddRaftFlags(app, f);
+  AddDataFlags(app, f);
+  AddServiceFlags(app, f);
+}
 
-int main(int argc, char** argv) {
-  CLI::App app{
-      "worker: a worker node of the distributed analytics system.\n"
-      "Stores its partition of the rows in <data-dir>/worker.duckdb."};
-  Flags flags;
-  AddFlags(app, flags);
-  CLI11_PARSE(app, argc, argv);
+das::worker::WorkerNodeOptions NodeOptions(const Flags& flags, const std::string& cluster_secret) {
+  das::worker::WorkerNodeOptions o;
+  o.id = flags.id;
+  o.host = flags.host;
+  o.port = flags.port;
+  o.raft_port = flags.raft_port;
+  o.raft_advertise_port = flags.raft_advertise_port;
+  o.cluster_secret = cluster_secret;
+  o.metrics = flags.metrics;
+  o.threads = flags.threads;
+  o.body_limit = flags.body_limit;
+  o.copy_bytes_per_s = flags.copy_bytes_per_s;
+  o.store.data_dir = flags.data_dir;
+  o.store.reader_threads = flags.reader_threads;
+  o.store.disk_reserve_bytes = flags.disk_reserve_mb * 1024 * 1024;  // 0: the default
+  o.store.duckdb_threads = flags.duckdb_threads;
+  o.store.memory_limit_bytes =
+      flags.duckdb_memory_mb != 0
+          ? flags.duckdb_memory_mb << 20
+          : das::storage::DefaultDuckdbMemory(das::storage::MachineMemoryBytes());
+  o.store.min_commit_interval = std::chrono::milliseconds(flags.replica_commit_interval_ms);
+  o.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
+  o.election_timeout_ms = flags.election_timeout_ms;
+  o.snapshot_threshold = flags.snapshot_threshold;
+  o.snapshot_trailing = flags.snapshot_trailing;
+  o.raft_log_bytes = flags.raft_log_mb << 20;
+  return o;
+}
+
+// Refuses flags that do not go together (exit code 2), and fills in the defaults that depend
+// on others.
+std::optional<int> CheckFlags(Flags& flags) {
   if (!flags.data_pool.empty() &&
       (flags.join.empty() || flags.id != 0 || !flags.data_dir.empty())) {
     std::fprintf(stderr,
@@ -233,41 +262,124 @@ int main(int argc, char** argv) {
   }
   if (flags.raft_port == 0) flags.raft_port = static_cast<uint16_t>(flags.port + 1000);
   if (flags.raft_advertise_port == 0) flags.raft_advertise_port = flags.raft_port;
+  return std::nullopt;
+}
 
+struct Logs {
+  spdlog::level::level_enum level;
+  das::LogFormat format;
+  void Start(uint32_t id) const {
+    das::InitLogging(id == 0 ? std::string("worker") : "worker-" + std::to_string(id), level,
+                     format);
+  }
+};
+
+std::optional<Logs> LogSettings(const Flags& flags) {
   auto level = das::ResolveLogLevel(flags.log_level);
   if (!level) {
     std::fprintf(stderr, "--log-level: unknown level '%s'\n", flags.log_level.c_str());
-    return 2;
+    return std::nullopt;
   }
   const std::optional<das::LogFormat> format = das::LogFormatFromEnvironment();
   if (!format) {
     std::fprintf(stderr, "LOG_FORMAT: unknown format '%s' (text or json)\n",
                  std::getenv("LOG_FORMAT"));
-    return 2;
+    return std::nullopt;
   }
-  das::InstallCrashHandler();
-  das::InitLogging(flags.id == 0 ? std::string("worker") : "worker-" + std::to_string(flags.id),
-                   *level, *format);
+  return Logs{*level, *format};
+}
 
-  std::string cluster_secret;
-  std::shared_ptr<const das::rpc::ClusterKey> cluster_key;
+// The cluster secret (empty: none, said in a warning).
+das::Result<std::string> ReadSecret(const Flags& flags) {
   if (flags.cluster_secret_file.empty()) {
     spdlog::warn(
         "no --cluster-secret-file: internal traffic (this worker's API and its raft port) is "
         "unauthenticated; anyone who reaches port {} can write into its shards",
         flags.port);
-  } else {
-    auto secret = das::rpc::ReadClusterSecret(flags.cluster_secret_file);
-    if (!secret.ok()) {
-      spdlog::critical("cannot start: {}", secret.status().message());
-      return 2;
-    }
-    cluster_secret = std::move(secret).value();
-    cluster_key = das::rpc::ClusterKey::Create(cluster_secret);
-    spdlog::info("internal requests and raft connections must prove the cluster secret from {}",
-                 flags.cluster_secret_file);
+    return std::string();
   }
+  ASSIGN_OR_RETURN(std::string secret, das::rpc::ReadClusterSecret(flags.cluster_secret_file));
+  spdlog::info("internal requests and raft connections must prove the cluster secret from {}",
+               flags.cluster_secret_file);
+  return secret;
+}
 
+// The address the control node is told (a listen on every address names the host).
+std::string AdvertisedHost(const Flags& flags) {
+  std::string advertise = flags.advertise_host.empty() ? flags.host : flags.advertise_host;
+  if (advertise == "0.0.0.0" || advertise == "::") {
+    char name[256] = {};
+    ::gethostname(name, sizeof(name) - 1);
+    advertise = name;
+  }
+  return advertise;
+}
+
+// --join: the id comes from the control node (or, for a worker that joined before, its data
+// directory), before anything in the directory is opened. An exit code when it cannot.
+std::optional<int> Join(Flags& flags, const std::string& secret, das::worker::PoolClaim* pool,
+                        const Logs& logs) {
+  das::Result<uint64_t> kept = das::worker::KeptNodeId(flags.data_dir);
+  if (!kept.ok()) {
+    spdlog::critical("cannot start: {}", kept.status().message());
+    return 1;
+  }
+  if (flags.id != 0 && *kept != 0 && *kept != flags.id) {
+    spdlog::critical("cannot start: the data directory {} belongs to worker {}, not {}",
+                     flags.data_dir, *kept, flags.id);
+    return 2;
+  }
+  das::worker::JoinOptions join;
+  join.control = flags.join;
+  join.node_id = *kept != 0 ? *kept : flags.id;
+  join.http_address = AdvertisedHost(flags) + ":" + std::to_string(flags.port);
+  join.raft_port = flags.raft_advertise_port;
+  if (!secret.empty()) join.cluster_key = das::rpc::ClusterKey::Create(secret);
+  das::Result<uint64_t> id = das::worker::JoinCluster(join);
+  if (!id.ok() && pool != nullptr && id.status().code() == das::StatusCode::kNotFound &&
+      id.status().detail() == das::rpc::kDepartedDetail) {
+    // A pool's directory outlives its container: this one's worker left (it was
+    // decommissioned, or replaced). Its data is kept aside; a new worker starts here.
+    spdlog::warn("{}; its data moves to {}.left-{}, and this worker joins as a new one",
+                 id.status().message(), flags.data_dir, join.node_id);
+    if (das::Status aside = pool->SetAside(join.node_id); !aside.ok()) {
+      spdlog::critical("cannot start: {}", aside.message());
+      return 1;
+    }
+    join.node_id = 0;
+    id = das::worker::JoinCluster(join);
+  }
+  if (!id.ok()) {
+    spdlog::critical("cannot start: {}", id.status().message());
+    return 2;
+  }
+  if (flags.id == 0) {
+    flags.id = static_cast<uint32_t>(*id);
+    logs.Start(flags.id);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "worker: a worker node of the distributed analytics system.\n"
+      "Stores its replicas' rows in <data-dir>/store.duckdb."};
+  Flags flags;
+  AddFlags(app, flags);
+  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> refused = CheckFlags(flags)) return *refused;
+  const std::optional<Logs> logs = LogSettings(flags);
+  if (!logs) return 2;
+  das::InstallCrashHandler();
+  logs->Start(flags.id);
+  das::Result<std::string> secret = ReadSecret(flags);
+  if (!secret.ok()) {
+    spdlog::critical("cannot start: {}", secret.status().message());
+    return 2;
+  }
+  // Held while the worker runs (the directory's lock).
   std::unique_ptr<das::worker::PoolClaim> pool_claim;
   if (!flags.data_pool.empty()) {
     das::Result<std::unique_ptr<das::worker::PoolClaim>> claim =
@@ -281,177 +393,19 @@ int main(int argc, char** argv) {
     spdlog::info("claimed {} from the data pool {}", flags.data_dir, flags.data_pool);
   }
   if (!flags.join.empty()) {
-    // The id comes from the control node (or, for a worker that joined before, its data
-    // directory), before anything in the directory is opened.
-    das::Result<uint64_t> kept = das::worker::KeptNodeId(flags.data_dir);
-    if (!kept.ok()) {
-      spdlog::critical("cannot start: {}", kept.status().message());
-      return 1;
-    }
-    if (flags.id != 0 && *kept != 0 && *kept != flags.id) {
-      spdlog::critical("cannot start: the data directory {} belongs to worker {}, not {}",
-                       flags.data_dir, *kept, flags.id);
-      return 2;
-    }
-    std::string advertise = flags.advertise_host;
-    if (advertise.empty()) advertise = flags.host;
-    if (advertise == "0.0.0.0" || advertise == "::") {
-      char name[256] = {};
-      ::gethostname(name, sizeof(name) - 1);
-      advertise = name;
-    }
-    das::worker::JoinOptions join;
-    join.control = flags.join;
-    join.node_id = *kept != 0 ? *kept : flags.id;
-    join.http_address = advertise + ":" + std::to_string(flags.port);
-    join.raft_port = flags.raft_advertise_port;
-    join.cluster_key = cluster_key;
-    das::Result<uint64_t> id = das::worker::JoinCluster(join);
-    if (!id.ok() && pool_claim && id.status().code() == das::StatusCode::kNotFound &&
-        id.status().detail() == das::rpc::kDepartedDetail) {
-      // A pool's directory outlives its container: this one's worker left (it was
-      // decommissioned, or replaced). Its data is kept aside; a new worker starts here.
-      spdlog::warn("{}; its data moves to {}.left-{}, and this worker joins as a new one",
-                   id.status().message(), flags.data_dir, join.node_id);
-      if (das::Status aside = pool_claim->SetAside(join.node_id); !aside.ok()) {
-        spdlog::critical("cannot start: {}", aside.message());
-        return 1;
-      }
-      join.node_id = 0;
-      id = das::worker::JoinCluster(join);
-    }
-    if (!id.ok()) {
-      spdlog::critical("cannot start: {}", id.status().message());
-      return 2;
-    }
-    if (flags.id == 0) {
-      flags.id = static_cast<uint32_t>(*id);
-      das::InitLogging("worker-" + std::to_string(flags.id), *level, *format);
-    }
+    if (std::optional<int> failed = Join(flags, *secret, pool_claim.get(), *logs)) return *failed;
   }
   // Before anything in the directory is opened: it must be this worker's.
   if (das::Status claimed = das::worker::ClaimNodeId(flags.data_dir, flags.id); !claimed.ok()) {
     spdlog::critical("cannot start: {}", claimed.message());
     return claimed.code() == das::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  std::unique_ptr<das::metrics::Registry> metrics;
-  if (flags.metrics) metrics = std::make_unique<das::metrics::Registry>();
-  // The worker's one database: every shard replica's rows and the unreplicated store's.
-  das::storage::NodeStoreOptions node_options;
-  if (metrics) {
-    node_options.commit_seconds =
-        &metrics->Histogram("das_store_commit_duration_seconds",
-                            "Duration of a store's write transaction (a round of writes and raft "
-                            "entries of every replica), BEGIN to COMMIT",
-                            das::metrics::LatencyBuckets());
-  }
-  node_options.data_dir = flags.data_dir;
-  node_options.reader_threads = flags.reader_threads;
-  node_options.disk_reserve_bytes = flags.disk_reserve_mb * 1024 * 1024;
-  if (node_options.disk_reserve_bytes == 0) {
-    std::filesystem::create_directories(flags.data_dir);
-    das::Result<das::storage::DiskSize> disk = das::storage::MeasureDisk(flags.data_dir);
-    node_options.disk_reserve_bytes =
-        disk.ok() ? das::storage::DefaultDiskReserve(disk->total_bytes) : 256 * 1024 * 1024;
-  }
-  node_options.duckdb_threads = flags.duckdb_threads;
-  node_options.memory_limit_bytes =
-      flags.duckdb_memory_mb != 0
-          ? flags.duckdb_memory_mb << 20
-          : das::storage::DefaultDuckdbMemory(das::storage::MachineMemoryBytes());
-  node_options.min_commit_interval = std::chrono::milliseconds(flags.replica_commit_interval_ms);
-  auto node_store = das::storage::NodeStore::Open(node_options);
-  if (!node_store.ok()) {
-    spdlog::critical("cannot open the store in {}: {}", flags.data_dir,
-                     node_store.status().ToString());
+  das::Result<std::unique_ptr<das::worker::WorkerNode>> node =
+      das::worker::WorkerNode::Open(NodeOptions(flags, *secret));
+  if (!node.ok()) {
+    spdlog::critical("{}", node.status().message());
     return 1;
   }
-  das::storage::ReplicaStoreOptions replica_store;
-  replica_store.idempotency_retention = std::chrono::seconds(flags.idempotency_retention_s);
-  das::storage::ReplicaStoreOptions unreplicated = replica_store;
-  unreplicated.replica = das::storage::kUnreplicatedReplica;
-  // The unreplicated store's own file from before the node store, imported once.
-  unreplicated.migrate_from = (std::filesystem::path(flags.data_dir) / "worker.duckdb").string();
-  auto store = (*node_store)->OpenReplica(unreplicated);
-  if (!store.ok()) {
-    spdlog::critical("cannot open the store in {}: {}", flags.data_dir, store.status().ToString());
-    return 1;
-  }
-  // Runs the HTTP server, and the fetches of copies for replicas behind their leader's log.
-  boost::asio::io_context io(static_cast<int>(flags.threads));
-  // SIGHUP (sent to a whole group of processes by an operator reloading the control node's
-  // tokens) is never the default action, termination: a worker has nothing to read
-  // again. Installed before the server answers, so no SIGHUP after its first /health kills it.
-  boost::asio::signal_set hangup(io, SIGHUP);
-  std::function<void()> await_hangup = [&] {
-    hangup.async_wait([&](const boost::system::error_code& error, int) {
-      if (error) return;
-      spdlog::info(
-          "SIGHUP: a worker has nothing to read again (the cluster secret is read at "
-          "start only)");
-      await_hangup();
-    });
-  };
-  await_hangup();
-  std::unique_ptr<das::replica::CopyFetcher> copies =
-      das::replica::CopyFetcher::Create(io, cluster_key, flags.copy_bytes_per_s);
-  // The replicated shards: opened now if the data directory keeps a topology, else when the
-  // control node sends one.
-  das::replica::ReplicaHostOptions replica_options;
-  replica_options.node_id = flags.id;
-  replica_options.data_dir = flags.data_dir;
-  replica_options.listen_host = flags.host;
-  replica_options.raft_port = flags.raft_port;
-  replica_options.cluster_secret = cluster_secret;
-  replica_options.store = node_store->get();
-  replica_options.replica_store = replica_store;
-  replica_options.election_timeout_ms = flags.election_timeout_ms;
-  replica_options.heartbeat_timeout_ms = std::max(10u, flags.election_timeout_ms / 10);
-  replica_options.snapshot_threshold = flags.snapshot_threshold;
-  replica_options.snapshot_trailing = flags.snapshot_trailing;
-  replica_options.log_budget_bytes = flags.raft_log_mb << 20;
-  replica_options.copies = copies.get();
-  std::unique_ptr<das::replica::ReplicaHost> replicas =
-      das::replica::ReplicaHost::Create(replica_options);
-  das::worker::WorkerService service(flags.id, **store, replicas.get(), flags.raft_advertise_port,
-                                     cluster_key, metrics.get());
-
-  das::http::ServerOptions server_options;
-  server_options.host = flags.host;
-  server_options.port = flags.port;
-  server_options.body_limit = flags.body_limit;
-  auto server = das::http::Server::Create(io, server_options, [&service](das::http::Request r) {
-    return service.Handle(std::move(r));
-  });
-  if (!server.ok()) {
-    spdlog::critical("cannot listen on {}:{}: {}", flags.host, flags.port,
-                     server.status().ToString());
-    return 1;
-  }
-  (*server)->Start();
-  spdlog::info("worker {} listening on {}:{}, data in {}", flags.id, flags.host, (*server)->port(),
-               flags.data_dir);
-  // The replicas a restarted worker keeps open behind the running server (16 DuckDB files and
-  // raft logs take a while on a loaded machine): meanwhile it answers /health, and shard
-  // requests with UNAVAILABLE, which the control node retries elsewhere. A replica that cannot
-  // be opened stops the worker.
-  std::thread opener([&replicas, &flags] {
-    if (das::Status loaded = replicas->LoadSaved(); !loaded.ok()) {
-      spdlog::critical("cannot open the shard replicas in {}: {}", flags.data_dir,
-                       loaded.ToString());
-      std::fflush(nullptr);
-      std::_Exit(1);
-    }
-  });
-
-  das::http::RunUntilSignal(io, flags.threads, [&server] {
-    // The store still runs, so handlers waiting on it finish; it stops after them.
-    if (!(*server)->Stop()) spdlog::warn("connections still open after 5 s; stopping anyway");
-  });
-  opener.join();
-  replicas->Close();
-  (*store)->Stop();
-  (*node_store)->Stop();
-  spdlog::info("stopped");
+  (*node)->RunUntilSignal();
   return 0;
 }
