@@ -1,11 +1,11 @@
 // Clang's thread-safety analysis (-Wthread-safety), and the mutex it understands.
 //
 // A member written `T x_ GUARDED_BY(mu_);` may only be read or written while `mu_` is held; a
-// function declared `REQUIRES(mu_)` may only be called with it held, `EXCLUDES(mu_)` only
-// without. libstdc++'s std::mutex and std::lock_guard carry no annotations, so code that wants
-// the check uses `Mutex` and `MutexLock` (or `UniqueLock`, which a condition variable can wait
-// on). scripts/check-thread-safety.sh compiles every source file with clang and these warnings
-// as errors (run by scripts/test.sh); with g++ the macros are empty.
+// function declared `REQUIRES(mu_)` may only be called with it held. libstdc++'s std::mutex
+// and std::lock_guard carry no annotations, so code that wants the check uses `Mutex` and
+// `MutexLock` (or `UniqueLock`, which a condition variable can wait on), or `SharedMutex` with
+// `ReaderLock` and `WriterLock`. scripts/check-thread-safety.sh compiles every source file with
+// clang and these warnings as errors (run by scripts/test.sh); with g++ the macros are empty.
 // Thread-safety: Mutex is a mutex; the locks are for one thread's scope.
 #pragma once
 
@@ -21,16 +21,11 @@
 #define CAPABILITY(x) DAS_THREAD_ANNOTATION(capability(x))
 #define SCOPED_CAPABILITY DAS_THREAD_ANNOTATION(scoped_lockable)
 #define GUARDED_BY(x) DAS_THREAD_ANNOTATION(guarded_by(x))
-#define PT_GUARDED_BY(x) DAS_THREAD_ANNOTATION(pt_guarded_by(x))
 #define REQUIRES(...) DAS_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
 #define ACQUIRE(...) DAS_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
 #define ACQUIRE_SHARED(...) DAS_THREAD_ANNOTATION(acquire_shared_capability(__VA_ARGS__))
 #define RELEASE_SHARED(...) DAS_THREAD_ANNOTATION(release_shared_capability(__VA_ARGS__))
-#define REQUIRES_SHARED(...) DAS_THREAD_ANNOTATION(requires_shared_capability(__VA_ARGS__))
 #define RELEASE(...) DAS_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
-#define TRY_ACQUIRE(...) DAS_THREAD_ANNOTATION(try_acquire_capability(__VA_ARGS__))
-#define EXCLUDES(...) DAS_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
-#define ASSERT_CAPABILITY(x) DAS_THREAD_ANNOTATION(assert_capability(x))
 #define NO_THREAD_SAFETY_ANALYSIS DAS_THREAD_ANNOTATION(no_thread_safety_analysis)
 
 namespace das {
@@ -43,9 +38,6 @@ class CAPABILITY("mutex") Mutex {
 
   void lock() ACQUIRE() { mu_.lock(); }
   void unlock() RELEASE() { mu_.unlock(); }
-  bool try_lock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
-  // For a caller whose callers hold it (a callback the analysis cannot follow).
-  void AssertHeld() const ASSERT_CAPABILITY(this) {}
 
  private:
   friend class UniqueLock;

@@ -175,9 +175,7 @@ Result<std::unique_ptr<WorkerNode>> WorkerNode::Open(WorkerNodeOptions options) 
   parts->OpenReplicaHost(key);
   if (Status listening = parts->Listen(); !listening.ok()) {
     parts->stopped = true;
-    parts->replicas->Close();
-    parts->store->Stop();
-    parts->node_store->Stop();
+    parts->CloseAfterServing();
     return Unavailable("cannot listen on " + parts->options.host + ":" +
                        std::to_string(parts->options.port) + ": " + listening.ToString());
   }
