@@ -71,17 +71,19 @@ void MoveRow(das::v1::Row& from, internal::v1::RowWire& to) {
 
 // Protobuf bodies are decoded with the wire mirrors (bytes keys), so a key that is not UTF-8
 // reaches validation (422) instead of failing the parse (400).
-Decoded<internal::v1::InsertBatchWire> ParseBatch(const http::Request& request, Encoding encoding) {
-  internal::v1::InsertBatchWire batch;
+Decoded<internal::v1::InsertBatchWire*> ParseBatch(const http::Request& request, Encoding encoding,
+                                                   google::protobuf::Arena& arena) {
+  auto* batch = google::protobuf::Arena::CreateMessage<internal::v1::InsertBatchWire>(&arena);
   if (encoding == Encoding::kProtobuf) {
-    if (!batch.ParseFromString(request.body)) return Undecodable("das.v1.InsertBatch", "");
+    if (!batch->ParseFromString(request.body)) return Undecodable("das.v1.InsertBatch", "");
     return batch;
   }
-  das::v1::InsertBatch json;
-  auto status = google::protobuf::util::JsonStringToMessage(request.body, &json, JsonParse());
+  auto* json = google::protobuf::Arena::CreateMessage<das::v1::InsertBatch>(&arena);
+  auto status = google::protobuf::util::JsonStringToMessage(request.body, json, JsonParse());
   if (!status.ok()) return Undecodable("das.v1.InsertBatch", status.message().as_string());
-  for (das::v1::Row& row : *json.mutable_rows()) MoveRow(row, *batch.add_rows());
-  batch.set_idempotency_key(std::move(*json.mutable_idempotency_key()));
+  batch->mutable_rows()->Reserve(json->rows_size());
+  for (das::v1::Row& row : *json->mutable_rows()) MoveRow(row, *batch->add_rows());
+  batch->set_idempotency_key(std::move(*json->mutable_idempotency_key()));
   return batch;
 }
 
@@ -132,10 +134,11 @@ Decoded<internal::v1::RowWire> DecodeInsert(const http::Request& request, Encodi
   return row;
 }
 
-Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request,
-                                                   Encoding encoding) {
-  Decoded<internal::v1::InsertBatchWire> decoded = ParseBatch(request, encoding);
-  if (auto* batch = std::get_if<internal::v1::InsertBatchWire>(&decoded)) {
+Decoded<internal::v1::InsertBatchWire*> DecodeBatch(const http::Request& request, Encoding encoding,
+                                                    google::protobuf::Arena& arena) {
+  Decoded<internal::v1::InsertBatchWire*> decoded = ParseBatch(request, encoding, arena);
+  if (auto* parsed = std::get_if<internal::v1::InsertBatchWire*>(&decoded)) {
+    const internal::v1::InsertBatchWire* batch = *parsed;
     if (Status s = ValidateIdempotencyKey(batch->idempotency_key()); !s.ok()) {
       return ApiError{422, s.message()};
     }

@@ -40,8 +40,10 @@ Encoding AnswerEncoding(const http::Request& request, Encoding fallback);
 Decoded<internal::v1::RowWire> DecodeInsert(const http::Request& request, Encoding encoding);
 
 // POST /insert/batch: every row and the idempotency key validated; one bad row rejects the
-// whole batch (422) and names its index.
-Decoded<internal::v1::InsertBatchWire> DecodeBatch(const http::Request& request, Encoding encoding);
+// whole batch (422) and names its index. The batch and its rows are made on `arena` (freed with
+// it, not row by row), which must outlive every use of them.
+Decoded<internal::v1::InsertBatchWire*> DecodeBatch(const http::Request& request, Encoding encoding,
+                                                    google::protobuf::Arena& arena);
 
 // An answer with `message` as its body, in `encoding`. JSON prints every field, also those at
 // their default, unless `print_defaults` is false (then, as protobuf, only those set).

@@ -15,6 +15,7 @@
 #include <boost/asio/detached.hpp>
 
 #include "control/aggregate.h"
+#include "control/batch_split.h"
 #include "control/clock_probe.h"
 #include "control/cluster_clock.h"
 #include "control/codec.h"
@@ -413,37 +414,29 @@ class ControlServiceImpl final : public ControlService {
     co_return Encode(200, response, answer);
   }
 
-  // Splits a batch by worker. A batch with a key has a part for every worker, also those that
-  // get none of its rows, each with the whole batch's fingerprint: every worker then remembers
-  // the key, so a later reuse of it with other rows is refused by every part and stores
-  // nothing anywhere, wherever either batch's rows land. A part without rows is best effort
-  // (RecordKey); CheckKey covers what a worker that was down then missed.
-  // REQUIRES: `fingerprint` is BatchFingerprint(batch) when the batch has a key.
-  // Replicated, a keyed batch has a part for each shard with rows and for the key's home
-  // shard (the shard of the key itself), which always records it: CheckKey asks the home shard
-  // through its log, so every acknowledged batch's key is seen there.
-  std::map<uint32_t, SubBatch> SplitBatch(internal::v1::InsertBatchWire& batch,
-                                          uint64_t fingerprint) const {
-    const std::shared_ptr<const ClusterMap> map = Map();
-    std::map<uint32_t, SubBatch> parts;
-    if (!batch.idempotency_key().empty()) {
-      auto keyed = [&](uint32_t id) {
-        SubBatch& part = parts[id];
-        part.set_idempotency_key(batch.idempotency_key());
-        part.set_batch_fingerprint(fingerprint);
-      };
-      if (replication_) {
-        keyed(replication_->ShardOf(batch.idempotency_key()));
-        for (const internal::v1::RowWire& row : batch.rows())
-          keyed(DestinationIdOf(row.partition_key()));
-      } else {
-        for (const WorkerInfo& w : map->workers()) keyed(w.id);
-      }
+  // The destination of each row of `batch`, in order.
+  std::vector<uint32_t> RowDestinations(const internal::v1::InsertBatchWire& batch) const {
+    std::vector<uint32_t> destinations;
+    destinations.reserve(static_cast<size_t>(batch.rows_size()));
+    for (const internal::v1::RowWire& row : batch.rows()) {
+      destinations.push_back(DestinationIdOf(row.partition_key()));
     }
-    for (internal::v1::RowWire& row : *batch.mutable_rows()) {
-      parts[DestinationIdOf(row.partition_key())].mutable_rows()->Add(std::move(row));
-    }
-    return parts;
+    return destinations;
+  }
+
+  // Where a keyed batch's key goes even without rows (SplitBatch). Unreplicated, every worker:
+  // each then remembers the key, so a later reuse of it with other rows is refused by every
+  // part and stores nothing anywhere, wherever either batch's rows land. A part without rows is
+  // best effort (RecordKey); CheckKey covers what a worker that was down then missed.
+  // Replicated, the key's home shard (the shard of the key itself), which always records it:
+  // CheckKey asks the home shard through its log, so every acknowledged batch's key is seen
+  // there.
+  std::vector<uint32_t> KeyDestinations(const internal::v1::InsertBatchWire& batch) const {
+    if (batch.idempotency_key().empty()) return {};
+    if (replication_) return {replication_->ShardOf(batch.idempotency_key())};
+    std::vector<uint32_t> workers;
+    for (const WorkerInfo& w : Map()->workers()) workers.push_back(w.id);
+    return workers;
   }
 
   // Asks every worker whether the batch's key is already stored with another batch's rows, before
@@ -508,13 +501,13 @@ class ControlServiceImpl final : public ControlService {
   // Replicated: every row of the keyed batch falls in its key's home shard. Its one part is then
   // an entry of the shard that decides the key, in the order of its log (first stores, the same
   // rows again are a duplicate, other rows a 422): one raft round trip, no check before it.
-  bool AllAtHome(const internal::v1::InsertBatchWire& batch) const {
+  // `destinations` are the batch's rows' (RowDestinations).
+  bool AllAtHome(const internal::v1::InsertBatchWire& batch,
+                 const std::vector<uint32_t>& destinations) const {
     if (!replication_) return false;
     const uint32_t home = replication_->ShardOf(batch.idempotency_key());
-    return std::all_of(batch.rows().begin(), batch.rows().end(),
-                       [&](const internal::v1::RowWire& row) {
-                         return replication_->ShardOf(row.partition_key()) == home;
-                       });
+    return std::all_of(destinations.begin(), destinations.end(),
+                       [home](uint32_t id) { return id == home; });
   }
 
   // Records a keyed batch's key on a worker that gets none of its rows, without the client
@@ -524,11 +517,12 @@ class ControlServiceImpl final : public ControlService {
   // key. CheckKey goes straight to the worker, so a reuse checked while this part still waits in
   // the writer's queue may not see it there; the reuse's parts with rows are refused wherever
   // the key is recorded, and the window is written down in the README's limits.
-  void RecordKey(Destination& destination, SubBatch part) {
+  void RecordKey(Destination& destination, std::shared_ptr<const SubBatch> part) {
     asio::co_spawn(executor_, IgnoreOutcome(*destination.writer, std::move(part)), asio::detached);
   }
 
-  static asio::awaitable<void> IgnoreOutcome(ShardWriter& writer, SubBatch part) {
+  static asio::awaitable<void> IgnoreOutcome(ShardWriter& writer,
+                                             std::shared_ptr<const SubBatch> part) {
     asio::awaitable<Result<SubBatchResult>> write = writer.Write(std::move(part));
     Result<SubBatchResult> result = co_await std::move(write);
     (void)result;  // a failure was logged by the writer
@@ -538,29 +532,36 @@ class ControlServiceImpl final : public ControlService {
     Decoded<Encoding> body = BodyEncoding(request);
     if (auto* e = std::get_if<ApiError>(&body)) co_return EncodeError(*e, ErrorEncoding(request));
     Encoding answer = AnswerEncoding(request, std::get<Encoding>(body));
-    Decoded<internal::v1::InsertBatchWire> decoded = DecodeBatch(request, std::get<Encoding>(body));
+    // The batch, its rows and its parts live on one arena, freed when the last part's write is
+    // answered: no row is copied or freed one by one between the client and the workers.
+    std::shared_ptr<google::protobuf::Arena> arena = BatchArena(request.body.size());
+    Decoded<internal::v1::InsertBatchWire*> decoded =
+        DecodeBatch(request, std::get<Encoding>(body), *arena);
     if (auto* e = std::get_if<ApiError>(&decoded)) co_return EncodeError(*e, answer);
 
-    auto& batch = std::get<internal::v1::InsertBatchWire>(decoded);
+    internal::v1::InsertBatchWire& batch = *std::get<internal::v1::InsertBatchWire*>(decoded);
     const bool keyed = !batch.idempotency_key().empty();
     const uint64_t fingerprint = keyed ? BatchFingerprint(batch) : 0;
-    if (keyed && !AllAtHome(batch)) {
+    const std::vector<uint32_t> destinations = RowDestinations(batch);
+    if (keyed && !AllAtHome(batch, destinations)) {
       asio::awaitable<std::optional<ApiError>> check = CheckKey(batch, fingerprint);
       if (std::optional<ApiError> conflict = co_await std::move(check)) {
         co_return EncodeError(*conflict, answer);
       }
     }
-    std::map<uint32_t, SubBatch> parts = SplitBatch(batch, fingerprint);
+    std::map<uint32_t, SubBatch*> parts =
+        SplitBatch(batch, fingerprint, destinations, KeyDestinations(batch));
     std::vector<Destination*> targets;
     std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
-    for (auto& [id, part] : parts) {
+    for (const auto& [id, part] : parts) {
       Destination& destination = DestinationOf(id);
-      if (part.rows_size() == 0 && !replication_) {
-        RecordKey(destination, std::move(part));
+      std::shared_ptr<const SubBatch> shared(arena, part);
+      if (part->rows_size() == 0 && !replication_) {
+        RecordKey(destination, std::move(shared));
         continue;
       }
       targets.push_back(&destination);
-      writes.push_back(destination.writer->Write(std::move(part)));
+      writes.push_back(destination.writer->Write(std::move(shared)));
     }
     asio::awaitable<std::vector<Result<SubBatchResult>>> gather_writes =
         GatherAll<SubBatchResult>(executor_, std::move(writes));

@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "control/cluster_clock.h"
+#include "rpc/borrowed.h"
 
 namespace das::control {
 
@@ -45,14 +46,19 @@ ShardWriter::ShardWriter(asio::any_io_executor executor, rpc::WriteTarget& clien
                          ShardWriterOptions options)
     : executor_(std::move(executor)), client_(client), options_(options) {}
 
-asio::awaitable<Result<SubBatchResult>> ShardWriter::Write(SubBatch part) {
+asio::awaitable<Result<SubBatchResult>> ShardWriter::Write(std::shared_ptr<const SubBatch> part) {
+  const size_t bytes = part->ByteSizeLong();  // here, not under the queue's lock
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<SubBatchResult>)>(
-      [this](auto handler, SubBatch part) {
+      [this, bytes](auto handler, std::shared_ptr<const SubBatch> part) {
         asio::any_io_executor resume_on = asio::get_associated_executor(handler, executor_);
-        Enqueue(Pending{std::move(part), std::move(handler), std::move(resume_on),
+        Enqueue(Pending{std::move(part), bytes, std::move(handler), std::move(resume_on),
                         options_.clock->Now() + options_.deadline});
       },
       asio::use_awaitable, std::move(part));
+}
+
+asio::awaitable<Result<SubBatchResult>> ShardWriter::Write(SubBatch part) {
+  return Write(std::make_shared<const SubBatch>(std::move(part)));
 }
 
 size_t ShardWriter::queue_depth() const {
@@ -86,7 +92,7 @@ std::vector<ShardWriter::Pending> ShardWriter::TakeQueuedLocked() {
   size_t bytes = 0;
   size_t n = 0;
   while (n < queued_.size() && (n == 0 || bytes < options_.max_request_bytes)) {
-    bytes += queued_[n].part.ByteSizeLong();
+    bytes += queued_[n].bytes;
     ++n;
   }
   if (n == queued_.size()) {
@@ -140,9 +146,12 @@ asio::awaitable<void> ShardWriter::SendOne(std::vector<Pending> group) {
 }
 
 asio::awaitable<void> ShardWriter::Exchange(std::vector<Pending>& group) {
+  // The callers' sub-batches are borrowed, not copied: each stays its caller's (an arena's
+  // rows, for a client batch) and is handed back before `request` goes.
   internal::v1::WriteRequest request;
+  rpc::Borrowed<SubBatch> borrowed(*request.mutable_batches());
   request.mutable_batches()->Reserve(static_cast<int>(group.size()));
-  for (Pending& p : group) *request.add_batches() = std::move(p.part);
+  for (const Pending& p : group) borrowed.Add(*p.part);
   if (options_.shard) {
     request.set_shard(*options_.shard);
     request.set_request_id(NewRequestId());

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -59,7 +60,10 @@ class ShardWriter {
 
   // Queues `part` and completes with the worker's outcome for it, or kUnavailable /
   // kDeadlineExceeded (the part may or may not be stored: only an idempotency key makes a
-  // retry safe), or kShuttingDown once Stop() was called.
+  // retry safe), or kShuttingDown once Stop() was called. The part is read, never copied or
+  // changed, until the outcome; the pointer may share ownership of an arena that holds it.
+  boost::asio::awaitable<Result<internal::v1::SubBatchResult>> Write(
+      std::shared_ptr<const internal::v1::SubBatch> part);
   boost::asio::awaitable<Result<internal::v1::SubBatchResult>> Write(internal::v1::SubBatch part);
 
   // Sub-batches queued and not yet sent.
@@ -72,7 +76,8 @@ class ShardWriter {
  private:
   using Handler = boost::asio::any_completion_handler<void(Result<internal::v1::SubBatchResult>)>;
   struct Pending {
-    internal::v1::SubBatch part;
+    std::shared_ptr<const internal::v1::SubBatch> part;
+    size_t bytes = 0;  // part's encoded size
     Handler handler;
     boost::asio::any_io_executor resume_on;  // the waiting coroutine's executor
     Clock::Monotonic deadline;               // queued at most until then

@@ -94,21 +94,42 @@ TEST(DecodeBatchTest, OneBadRowRejectsTheWholeBatch) {
     row->set_value(i);
   }
   batch.mutable_rows(1)->set_partition_key("");
-  auto decoded = DecodeBatch(Post(batch.SerializeAsString()), Encoding::kProtobuf);
+  google::protobuf::Arena arena;
+  auto decoded = DecodeBatch(Post(batch.SerializeAsString()), Encoding::kProtobuf, arena);
   ASSERT_EQ(ErrorStatus(decoded), 422u);
   EXPECT_EQ(std::get<ApiError>(decoded).message,
             "rows[1]: partition_key is empty; the batch was rejected whole");
 }
 
 TEST(DecodeBatchTest, KeepsRowsAndKey) {
+  google::protobuf::Arena arena;
   auto decoded = DecodeBatch(
       Post(R"({"rows":[{"partition_key":"a","value":1},{"partition_key":"b","value":2}],)"
            R"("idempotency_key":"batch-1"})"),
-      Encoding::kJson);
+      Encoding::kJson, arena);
   ASSERT_EQ(ErrorStatus(decoded), 0u);
-  const auto& batch = std::get<internal::v1::InsertBatchWire>(decoded);
-  EXPECT_EQ(batch.rows_size(), 2);
-  EXPECT_EQ(batch.idempotency_key(), "batch-1");
+  const internal::v1::InsertBatchWire* batch = std::get<internal::v1::InsertBatchWire*>(decoded);
+  EXPECT_EQ(batch->GetArena(), &arena);
+  ASSERT_EQ(batch->rows_size(), 2);
+  EXPECT_EQ(batch->rows(1).partition_key(), "b");
+  EXPECT_EQ(batch->rows(1).value(), 2);
+  EXPECT_EQ(batch->idempotency_key(), "batch-1");
+}
+
+TEST(DecodeBatchTest, ProtobufBatchIsMadeOnTheArena) {
+  das::v1::InsertBatch sent;
+  das::v1::Row* row = sent.add_rows();
+  row->set_partition_key("a");
+  row->set_value(5);
+  sent.set_idempotency_key("k");
+  google::protobuf::Arena arena;
+  auto decoded = DecodeBatch(Post(sent.SerializeAsString()), Encoding::kProtobuf, arena);
+  ASSERT_EQ(ErrorStatus(decoded), 0u);
+  const internal::v1::InsertBatchWire* batch = std::get<internal::v1::InsertBatchWire*>(decoded);
+  EXPECT_EQ(batch->GetArena(), &arena);
+  EXPECT_EQ(batch->rows(0).GetArena(), &arena);
+  EXPECT_EQ(batch->rows(0).value(), 5);
+  EXPECT_EQ(batch->idempotency_key(), "k");
 }
 
 TEST(EncodeTest, JsonKeepsFieldNamesAndPrintsDefaults) {

@@ -119,6 +119,26 @@ asio::awaitable<Written> WriteOne(ShardWriter& writer, int i) {
   co_return Written{StatusCode::kOk, result->rows_written()};
 }
 
+// Writes `part` (one row whose value is its number), shared with the test, which checks it
+// afterwards.
+asio::awaitable<Written> WriteShared(ShardWriter& writer,
+                                     std::shared_ptr<const internal::v1::SubBatch> part) {
+  asio::awaitable<Result<SubBatchResult>> write = writer.Write(std::move(part));
+  Result<SubBatchResult> result = co_await std::move(write);
+  if (!result.ok()) co_return Written{result.status().code(), 0};
+  co_return Written{StatusCode::kOk, result->rows_written()};
+}
+
+// A part made on an arena of its own, owned through the arena (as the control node's batches).
+std::shared_ptr<const internal::v1::SubBatch> PartOnArena(int i) {
+  auto arena = std::make_shared<google::protobuf::Arena>();
+  auto* part = google::protobuf::Arena::CreateMessage<internal::v1::SubBatch>(arena.get());
+  internal::v1::RowWire* row = part->add_rows();
+  row->set_partition_key("k" + std::to_string(i));
+  row->set_value(i);
+  return std::shared_ptr<const internal::v1::SubBatch>(arena, part);
+}
+
 // An io_context on one thread, a fake worker, a ShardWriter (one request in flight) towards it
 // with a manual clock, and its client. The writer's deadline is long in real time, so that the
 // client never times out on its own: the manual clock alone decides what expires.
@@ -176,6 +196,32 @@ TEST_F(ShardWriterTest, CoalescesConcurrentWritesAndAnswersEachCaller) {
   }
   // The first write left alone; everything queued behind it left together.
   EXPECT_EQ(worker_.requests(), 2u);
+}
+
+// Parts on arenas of their own and on the heap leave in one request, borrowed, not copied:
+// each caller gets its own answer and keeps its part whole (nothing freed twice or taken).
+TEST_F(ShardWriterTest, PartsOnArenasLeaveTogetherAndStayWithTheirOwners) {
+  std::vector<std::future<Written>> answers;
+  answers.push_back(Spawn(1));
+  worker_.WaitForRequests(1);
+  std::vector<std::shared_ptr<const internal::v1::SubBatch>> parts = {PartOnArena(2),
+                                                                      PartOnArena(3)};
+  for (const auto& part : parts) {
+    answers.push_back(asio::co_spawn(io_, WriteShared(*writer_, part), asio::use_future));
+  }
+  answers.push_back(Spawn(4));
+  WaitForQueueDepth(3);
+  worker_.ReleaseAll();
+  for (int i = 1; i <= 4; ++i) {
+    Written w = answers[i - 1].get();
+    EXPECT_EQ(w.code, StatusCode::kOk);
+    EXPECT_EQ(w.rows, static_cast<uint64_t>(i));
+  }
+  EXPECT_EQ(worker_.requests(), 2u);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    ASSERT_EQ(parts[i]->rows_size(), 1);
+    EXPECT_EQ(parts[i]->rows(0).partition_key(), "k" + std::to_string(i + 2));
+  }
 }
 
 // Regression: this raced a real 200 ms deadline against a 600 ms worker and saw two requests
