@@ -242,11 +242,12 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   void Write(uint32_t shard, uint64_t request_id, int64_t ingest_us,
-             std::vector<storage::SubBatch> batches, storage::WriteCallback done) override {
+             const std::vector<const internal::v1::SubBatch*>& batches,
+             storage::WriteCallback done) override {
     Result<std::shared_ptr<Replica>> replica = Find(shard);
     if (!replica.ok()) return done(std::move(replica).status());
     (*replica)->machine->Propose(
-        request_id, ingest_us, std::move(batches),
+        request_id, ingest_us, batches,
         [this, done = std::move(done)](Result<std::vector<storage::SubBatchOutcome>> outcome) {
           if (!outcome.ok()) return done(std::move(outcome).status());
           done(std::move(outcome));

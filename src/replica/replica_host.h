@@ -82,10 +82,11 @@ class ReplicaHost {
   virtual void ChangeMembership(const internal::v1::MembershipRequest& request,
                                 std::function<void(Status)> done) = 0;
 
-  // Proposes `batches` on `shard` (see ShardReplica::Propose). kUnavailable before a topology;
-  // kNotFound for a shard this worker holds no replica of.
+  // Proposes `batches` on `shard` (see ShardReplica::Propose; they are read during the call
+  // only). kUnavailable before a topology; kNotFound for a shard this worker holds no replica of.
   virtual void Write(uint32_t shard, uint64_t request_id, int64_t ingest_us,
-                     std::vector<storage::SubBatch> batches, storage::WriteCallback done) = 0;
+                     const std::vector<const internal::v1::SubBatch*>& batches,
+                     storage::WriteCallback done) = 0;
   // A linearizable read of `shard`'s aggregate at this replica, which must lead it.
   virtual void Read(uint32_t shard, storage::AggregateCallback done) = 0;
   // The same read point for any read of `shard`'s store (ShardReplica::ReadPoint): `ready` gets

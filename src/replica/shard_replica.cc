@@ -1,5 +1,6 @@
 #include "replica/shard_replica.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "das/v1/internal.pb.h"
+#include "rpc/borrowed.h"
 #include "rpc/snapshot_manifest.h"
 
 namespace das::replica {
@@ -23,23 +25,25 @@ uint64_t RandomSeed() {
          static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
-internal::v1::RaftEntry Encode(uint64_t request_id, int64_t ingest_us,
-                               std::vector<storage::SubBatch>& batches) {
+// The raft entry of a write: its sub-batches encoded as they came, borrowed, not copied.
+std::string Encode(uint64_t request_id, int64_t ingest_us,
+                   const std::vector<const internal::v1::SubBatch*>& batches) {
   internal::v1::RaftEntry entry;
+  rpc::Borrowed<internal::v1::SubBatch> borrowed(*entry.mutable_batches());
   entry.set_request_id(request_id);
   entry.set_ingest_ts_us(ingest_us);
-  for (storage::SubBatch& batch : batches) {
-    internal::v1::SubBatch* out = entry.add_batches();
-    for (storage::StoredRow& row : batch.rows) {
-      internal::v1::RowWire* wire = out->add_rows();
-      wire->set_partition_key(std::move(row.partition_key));
-      wire->set_value(row.value);
-    }
-    out->set_idempotency_key(std::move(batch.idempotency_key));
-    out->set_batch_fingerprint(batch.fingerprint);
-    out->set_check_only(batch.check_only);
-  }
-  return entry;
+  for (const internal::v1::SubBatch* batch : batches) borrowed.Add(*batch);
+  return entry.SerializeAsString();
+}
+
+// An arena for an entry of `bytes` encoded bytes: a few blocks, not an allocation per row.
+google::protobuf::ArenaOptions EntryArena(size_t bytes) {
+  constexpr size_t kMinBlock = 4 << 10;
+  constexpr size_t kMaxBlock = 4 << 20;
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = std::clamp(bytes * 2, kMinBlock, kMaxBlock);
+  options.max_block_size = kMaxBlock;
+  return options;
 }
 
 std::vector<storage::SubBatch> Decode(internal::v1::RaftEntry& entry) {
@@ -72,22 +76,24 @@ ShardReplica::ShardReplica(uint64_t shard_id, storage::Store& store, CopySource 
       decider_(store) {}
 
 void ShardReplica::Propose(uint64_t request_id, int64_t ingest_us,
-                           std::vector<storage::SubBatch> batches, storage::WriteCallback done) {
+                           const std::vector<const internal::v1::SubBatch*>& batches,
+                           storage::WriteCallback done) {
   if (request_id == 0) request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
   {
     MutexLock lock(mu_);
     waiting_.emplace(request_id, std::move(done));
   }
-  internal::v1::RaftEntry entry =
-      Encode(request_id, ingest_us != 0 ? ingest_us : clock_.WallMicros(), batches);
-  group_->Propose(entry.SerializeAsString(), [this, request_id](Result<uint64_t> index) {
+  std::string entry = Encode(request_id, ingest_us != 0 ? ingest_us : clock_.WallMicros(), batches);
+  group_->Propose(std::move(entry), [this, request_id](Result<uint64_t> index) {
     // Committed: the outcome comes from Apply's store callback (it may already have come).
     if (!index.ok()) Complete(request_id, std::move(index).status());
   });
 }
 
 void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
-  internal::v1::RaftEntry entry;
+  // Decoded once, on an arena freed whole when the rows went to the store.
+  google::protobuf::Arena arena(EntryArena(bytes.size()));
+  auto& entry = *google::protobuf::Arena::CreateMessage<internal::v1::RaftEntry>(&arena);
   if (!entry.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     // Every replica refuses it alike, so they stay equal; nobody proposes such an entry.
     spdlog::error("shard {}: raft entry {} does not decode; skipped", shard_id_, index);

@@ -31,6 +31,10 @@
 #include "replica/entry_decider.h"
 #include "storage/store.h"
 
+namespace das::internal::v1 {
+class SubBatch;
+}
+
 namespace das::replica {
 
 // Fetches a copy of the shard's store at an applied index of at least `min_index` from another
@@ -58,11 +62,10 @@ class ShardReplica final : public raft::StateMachine {
   // window is answered with the first entry's outcomes and stores nothing again.
   // `ingest_us`: the cluster's time the control node sent (WriteRequest.ingest_time_us), the
   // entry's ingest time; 0: this node's wall clock.
-  void Propose(uint64_t request_id, int64_t ingest_us, std::vector<storage::SubBatch> batches,
+  // `batches` are encoded into the entry as they are (no conversion), during the call only.
+  void Propose(uint64_t request_id, int64_t ingest_us,
+               const std::vector<const internal::v1::SubBatch*>& batches,
                storage::WriteCallback done);
-  void Propose(std::vector<storage::SubBatch> batches, storage::WriteCallback done) {
-    Propose(0, 0, std::move(batches), std::move(done));
-  }
 
   // A linearizable read of the shard's aggregate: `done` once this replica confirmed it leads
   // (one raft barrier shared by the reads waiting at that moment) and its store applied every

@@ -58,18 +58,15 @@ asio::awaitable<Result<T>> AwaitStore(Start start) {
   return http::AwaitCallback<Result<T>>(std::move(start));
 }
 
-// Moves the request's sub-batches into store sub-batches; a sub-batch with a bad row is
-// answered INVALID_ARGUMENT in `results` and left out (index kept in `sent`).
-struct Prepared {
-  std::vector<storage::SubBatch> batches;
-  std::vector<size_t> sent;  // index in the request of each entry of `batches`
-};
-
-Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteResponse& response) {
-  Prepared out;
-  out.batches.reserve(request.batches_size());
+// Checks every sub-batch of the request: one with a bad row is answered INVALID_ARGUMENT in
+// `response` and left out. Every sub-batch gets its result in `response`, in order; returns
+// the indices of the valid ones.
+std::vector<size_t> Validate(const internal::v1::WriteRequest& request,
+                             internal::v1::WriteResponse& response) {
+  std::vector<size_t> valid;
+  valid.reserve(static_cast<size_t>(request.batches_size()));
   for (int i = 0; i < request.batches_size(); ++i) {
-    internal::v1::SubBatch& in = *request.mutable_batches(i);
+    const internal::v1::SubBatch& in = request.batches(i);
     SubBatchResult* result = response.add_results();
     Status invalid = ValidateIdempotencyKey(in.idempotency_key());
     for (int r = 0; invalid.ok() && r < in.rows_size(); ++r) {
@@ -82,6 +79,23 @@ Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteRespons
       result->set_error(invalid.message());
       continue;
     }
+    valid.push_back(static_cast<size_t>(i));
+  }
+  return valid;
+}
+
+// Unreplicated: the valid sub-batches (Validate), moved into the store's.
+struct Prepared {
+  std::vector<storage::SubBatch> batches;
+  std::vector<size_t> sent;  // index in the request of each entry of `batches`
+};
+
+Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteResponse& response) {
+  Prepared out;
+  out.sent = Validate(request, response);
+  out.batches.reserve(out.sent.size());
+  for (size_t i : out.sent) {
+    internal::v1::SubBatch& in = *request.mutable_batches(static_cast<int>(i));
     storage::SubBatch batch;
     batch.idempotency_key = std::move(*in.mutable_idempotency_key());
     batch.fingerprint = in.batch_fingerprint();
@@ -92,7 +106,6 @@ Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteRespons
           storage::StoredRow{std::move(*row.mutable_partition_key()), row.value()});
     }
     out.batches.push_back(std::move(batch));
-    out.sent.push_back(static_cast<size_t>(i));
   }
   return out;
 }
@@ -126,6 +139,17 @@ std::optional<Message> Parse(const http::Request& request) {
   Message message;
   if (!message.ParseFromString(request.body)) return std::nullopt;
   return message;
+}
+
+// An arena for the messages decoded from a body of `body_bytes`: a few blocks, not an
+// allocation per row.
+google::protobuf::ArenaOptions BodyArena(size_t body_bytes) {
+  constexpr size_t kMinBlock = 4 << 10;
+  constexpr size_t kMaxBlock = 4 << 20;
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = std::clamp(body_bytes * 2, kMinBlock, kMaxBlock);
+  options.max_block_size = kMaxBlock;
+  return options;
 }
 
 http::Response Undecodable(const google::protobuf::MessageLite& message) {
@@ -398,14 +422,18 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
 
 void WorkerService::StartReplicated(internal::v1::WriteRequest& write, ReplicatedDone done) {
   auto response = std::make_shared<internal::v1::WriteResponse>();
-  Prepared prepared = Prepare(write, *response);
-  if (prepared.batches.empty()) {
+  std::vector<size_t> sent = Validate(write, *response);
+  if (sent.empty()) {
     done(std::move(*response));
     return;
   }
+  // The sub-batches as they came: the shard's raft entry carries them without a conversion.
+  std::vector<const internal::v1::SubBatch*> batches;
+  batches.reserve(sent.size());
+  for (size_t i : sent) batches.push_back(&write.batches(static_cast<int>(i)));
   replicas_->Write(
-      write.shard(), write.request_id(), write.ingest_time_us(), std::move(prepared.batches),
-      [response, sent = std::move(prepared.sent),
+      write.shard(), write.request_id(), write.ingest_time_us(), batches,
+      [response, sent = std::move(sent),
        done = std::move(done)](Result<std::vector<storage::SubBatchOutcome>> outcomes) {
         if (!outcomes.ok()) {
           done(std::move(outcomes).status());
@@ -435,10 +463,13 @@ asio::awaitable<http::Response> WorkerService::WriteReplicated(internal::v1::Wri
 }
 
 asio::awaitable<http::Response> WorkerService::ShardWrites(http::Request request) {
-  std::optional<internal::v1::ShardWritesRequest> parsed =
-      Parse<internal::v1::ShardWritesRequest>(request);
-  if (!parsed) co_return Undecodable(internal::v1::ShardWritesRequest());
-  internal::v1::ShardWritesRequest& writes = *parsed;
+  // Decoded on an arena (freed whole when the writes are answered): the rows are read, then
+  // encoded into their shards' raft entries, never copied one by one.
+  google::protobuf::Arena arena(BodyArena(request.body.size()));
+  auto& writes = *google::protobuf::Arena::CreateMessage<internal::v1::ShardWritesRequest>(&arena);
+  if (!writes.ParseFromString(request.body)) {
+    co_return Undecodable(internal::v1::ShardWritesRequest());
+  }
   if (writes.writes_size() > static_cast<int>(kMaxShardWrites)) {
     co_return rpc::ErrorResponse(InvalidArgument(std::to_string(writes.writes_size()) +
                                                  " writes in one request; at most " +

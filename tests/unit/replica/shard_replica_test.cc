@@ -14,6 +14,7 @@
 
 #include "../raft/support.h"
 #include "common/fingerprint.h"
+#include "das/v1/internal.pb.h"
 #include "raft/group.h"
 #include "rpc/snapshot_manifest.h"
 
@@ -25,16 +26,19 @@ using Code = storage::SubBatchOutcome::Code;
 using Outcomes = std::vector<storage::SubBatchOutcome>;
 constexpr int kReplicas = 3;
 
-storage::SubBatch Rows(const std::string& prefix, std::vector<double> values,
-                       std::string key = "") {
-  storage::SubBatch batch;
+// A sub-batch as the control node sends it.
+internal::v1::SubBatch Rows(const std::string& prefix, std::vector<double> values,
+                            std::string key = "") {
+  internal::v1::SubBatch batch;
   Fingerprinter fingerprint;
   for (size_t i = 0; i < values.size(); ++i) {
-    batch.rows.push_back({prefix + "-" + std::to_string(i), values[i]});
-    fingerprint.Add(batch.rows.back().partition_key, values[i]);
+    internal::v1::RowWire* row = batch.add_rows();
+    row->set_partition_key(prefix + "-" + std::to_string(i));
+    row->set_value(values[i]);
+    fingerprint.Add(row->partition_key(), values[i]);
   }
-  batch.idempotency_key = std::move(key);
-  if (!batch.idempotency_key.empty()) batch.fingerprint = fingerprint.Finish();
+  if (!key.empty()) batch.set_batch_fingerprint(fingerprint.Finish());
+  batch.set_idempotency_key(std::move(key));
   return batch;
 }
 
@@ -103,10 +107,12 @@ class ShardReplicaTest : public ::testing::Test {
     return raft::WaitForLeader(groups);
   }
 
-  Result<Outcomes> Propose(int i, std::vector<storage::SubBatch> batches, uint64_t request_id = 0,
-                           int64_t ingest_us = 0) {
+  Result<Outcomes> Propose(int i, const std::vector<internal::v1::SubBatch>& batches,
+                           uint64_t request_id = 0, int64_t ingest_us = 0) {
+    std::vector<const internal::v1::SubBatch*> sent;
+    for (const internal::v1::SubBatch& batch : batches) sent.push_back(&batch);
     std::promise<Result<Outcomes>> done;
-    replicas_[i].machine->Propose(request_id, ingest_us, std::move(batches),
+    replicas_[i].machine->Propose(request_id, ingest_us, sent,
                                   [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
     return done.get_future().get();
   }
@@ -188,8 +194,8 @@ TEST_F(ShardReplicaTest, TheProposersIngestTimeStampsTheEntryOnEveryReplica) {
 // the key, so the real write after it is stored.
 TEST_F(ShardReplicaTest, ACheckOnlyEntryStoresNothing) {
   const int leader = WaitForLeader();
-  storage::SubBatch check = Rows("checked", {3}, "CK");
-  check.check_only = true;
+  internal::v1::SubBatch check = Rows("checked", {3}, "CK");
+  check.set_check_only(true);
   Result<Outcomes> looked = Propose(leader, {check});
   ASSERT_TRUE(looked.ok()) << looked.status().ToString();
   EXPECT_EQ((*looked)[0].code, Code::kOk);
@@ -281,10 +287,11 @@ TEST_F(ShardReplicaTest, KeyedEntriesAreDecidedAndAnsweredAtCommit) {
     const storage::Aggregate aggregate = WaitForRows(i, 5);
     EXPECT_EQ(aggregate.count, 5u);
     EXPECT_EQ(aggregate.sum.Value(), 9.0);
-    EXPECT_EQ(replicas_[i]
-                  .store->LookupKey("batch-key", Rows("k", {1, 2, 3}, "batch-key").fingerprint)
-                  .code,
-              Code::kDuplicate);
+    EXPECT_EQ(
+        replicas_[i]
+            .store->LookupKey("batch-key", Rows("k", {1, 2, 3}, "batch-key").batch_fingerprint())
+            .code,
+        Code::kDuplicate);
   }
 }
 

@@ -242,7 +242,7 @@ class HeldHost final : public replica::ReplicaHost {
                         std::function<void(Status)> done) override {
     done(Unavailable("not here"));
   }
-  void Write(uint32_t, uint64_t, int64_t, std::vector<storage::SubBatch>,
+  void Write(uint32_t, uint64_t, int64_t, const std::vector<const internal::v1::SubBatch*>&,
              storage::WriteCallback done) override {
     done(Unavailable("not here"));
   }
