@@ -5,8 +5,6 @@
 #include <utility>
 #include <vector>
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/append.hpp>
@@ -18,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/mutex.h"
+#include "rpc/borrowed.h"
 #include "rpc/status_wire.h"
 
 namespace das::rpc {
@@ -41,8 +40,8 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<WriteResponse>)>(
         [self = shared_from_this(), &request, timeout](auto handler) {
           asio::any_io_executor resume_on = asio::get_associated_executor(handler, self->executor_);
-          self->Enqueue(Pending{request.SerializeAsString(), request.shard(), std::move(handler),
-                                std::move(resume_on), self->options_.clock->Now() + timeout});
+          self->Enqueue(Pending{&request, request.shard(), std::move(handler), std::move(resume_on),
+                                self->options_.clock->Now() + timeout});
         },
         asio::use_awaitable);
   }
@@ -55,7 +54,7 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
  private:
   using Handler = asio::any_completion_handler<void(Result<WriteResponse>)>;
   struct Pending {
-    std::string encoded;  // the WriteRequest, encoded once (a retry encodes it again)
+    const internal::v1::WriteRequest* request;  // the caller's, alive until it is completed
     uint32_t shard;
     Handler handler;
     asio::any_io_executor resume_on;  // the waiting coroutine's executor
@@ -172,24 +171,14 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
     }
   }
 
-  // The ShardWritesRequest of `live` on the wire, from their encodings as they are: field 1
-  // (`writes`) once per write, then field 2 (`timeout_ms`), as SerializeToString would write it.
+  // The ShardWritesRequest of `live`, encoded once: their requests are borrowed, not copied.
   static std::string Encode(const std::vector<Pending*>& live, uint32_t timeout_ms) {
-    constexpr uint32_t kWritesTag = (1 << 3) | 2;   // field 1, length-delimited
-    constexpr uint32_t kTimeoutTag = (2 << 3) | 0;  // field 2, varint
-    std::string body;
-    {
-      google::protobuf::io::StringOutputStream stream(&body);
-      google::protobuf::io::CodedOutputStream out(&stream);
-      for (const Pending* p : live) {
-        out.WriteTag(kWritesTag);
-        out.WriteVarint32(static_cast<uint32_t>(p->encoded.size()));
-        out.WriteString(p->encoded);
-      }
-      out.WriteTag(kTimeoutTag);
-      out.WriteVarint32(timeout_ms);
-    }
-    return body;
+    internal::v1::ShardWritesRequest body;
+    Borrowed<internal::v1::WriteRequest> writes(*body.mutable_writes());
+    body.mutable_writes()->Reserve(static_cast<int>(live.size()));
+    for (const Pending* p : live) writes.Add(*p->request);
+    body.set_timeout_ms(timeout_ms);
+    return body.SerializeAsString();
   }
 
   const asio::any_io_executor executor_;
