@@ -1,22 +1,14 @@
 // distributed_analytics_system: the control node. Takes the public HTTP API (README, "API"), routes
 // inserts to the workers and merges their analytics.
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
-#include <memory>
 #include <optional>
+#include <vector>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include "common/log.h"
-#include "control/codec.h"
-#include "control/service.h"
-#include "http/run.h"
-#include "http/server.h"
-#include "metrics/registry.h"
+#include "control/node.h"
 #include "rpc/cluster_auth.h"
 
 namespace {
@@ -192,8 +184,58 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "the format: LOG_FORMAT=text (default) or json (one JSON object per line)");
 }
 
+// The node's options from the flags; the cluster secret read from its file.
+das::Result<das::control::ControlNodeOptions> NodeOptions(
+    const Flags& flags, std::vector<das::control::WorkerAddress> workers) {
+  das::control::ControlNodeOptions node;
+  node.threads = flags.threads;
+  node.auth_tokens_file = flags.auth_tokens_file;
+  node.metrics = flags.metrics;
+  das::control::ControlOptions& options = node.service;
+  if (flags.cluster_secret_file.empty()) {
+    spdlog::warn(
+        "no --cluster-secret-file: internal traffic (to the workers' APIs and raft ports, and "
+        "to this node's) is unauthenticated");
+  } else {
+    ASSIGN_OR_RETURN(options.cluster_secret,
+                     das::rpc::ReadClusterSecret(flags.cluster_secret_file));
+    spdlog::info("internal requests and raft connections prove the cluster secret from {}",
+                 flags.cluster_secret_file);
+  }
+  options.workers = std::move(workers);
+  options.analytics_deadline = std::chrono::milliseconds(flags.analytics_deadline_ms);
+  options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);
+  options.max_clock_offset = std::chrono::milliseconds(flags.max_clock_offset_ms);
+  options.clock_probe_interval = std::chrono::seconds(1);
+  options.disk_reserve_bytes = flags.disk_reserve_mb * 1024 * 1024;
+  options.query_deadline = std::chrono::milliseconds(flags.query_deadline_ms);
+  options.query_max_rows = flags.query_max_rows;
+  options.connections_per_worker = flags.connections_per_worker;
+  options.max_inflight_per_worker = flags.max_inflight_per_worker;
+  options.replication.replication_factor = flags.replication_factor;
+  options.replication.shards = flags.shards;
+  options.replication.data_dir = flags.data_dir;
+  options.replication.raft_host = flags.host;
+  options.replication.raft_port = flags.raft_port;
+  options.replication.advertise_host = flags.advertise_host;
+  options.replication.election_timeout_ms = flags.election_timeout_ms;
+  options.replication.log_budget_bytes = flags.raft_log_mb << 20;
+  options.replication.dead_worker_after = std::chrono::seconds(flags.dead_worker_after_s);
+  das::http::ServerOptions& server = node.server;
+  server.host = flags.host;
+  server.port = flags.port;
+  server.body_limit = flags.body_limit;
+  server.max_connections = flags.max_connections;
+  server.header_limit = flags.header_limit;
+  server.tls_cert_file = flags.tls_cert;
+  server.tls_key_file = flags.tls_key;
+  return node;
+}
+
 }  // namespace
 
+// Exit codes: 2 for a configuration that cannot run (flags, files, the cluster's saved state),
+// 1 when the port cannot be listened on.
 int main(int argc, char** argv) {
   CLI::App app{
       "distributed_analytics_system: the control node of the distributed analytics system.\n"
@@ -222,114 +264,25 @@ int main(int argc, char** argv) {
     spdlog::critical("--workers: {}", workers.status().message());
     return 2;
   }
-  boost::asio::io_context io(static_cast<int>(flags.threads));
-  std::unique_ptr<das::control::TokenFile> tokens;
-  if (!flags.auth_tokens_file.empty()) {
-    auto loaded = das::control::TokenFile::Load(flags.auth_tokens_file);
-    if (!loaded.ok()) {
-      spdlog::critical("cannot start: {}", loaded.status().message());
-      return 2;
-    }
-    tokens = std::move(loaded).value();
-    spdlog::info("public API requires a token: {} tokens from {}", tokens->size(), tokens->path());
-  }
-  // SIGHUP reads the token file again (and is never the default action: termination).
-  boost::asio::signal_set hangup(io, SIGHUP);
-  std::function<void()> await_hangup = [&] {
-    hangup.async_wait([&](const boost::system::error_code& error, int) {
-      if (error) return;
-      if (!tokens) {
-        spdlog::info("SIGHUP: no --auth-tokens-file to read again");
-      } else if (das::Status reloaded = tokens->Reload(); reloaded.ok()) {
-        spdlog::info("SIGHUP: {} tokens from {}", tokens->size(), tokens->path());
-      } else {
-        spdlog::error("SIGHUP: kept the tokens as they were: {}", reloaded.message());
-      }
-      await_hangup();
-    });
-  };
-  await_hangup();
-  das::control::ControlOptions options;
-  std::unique_ptr<das::metrics::Registry> metrics;
-  if (flags.metrics) metrics = std::make_unique<das::metrics::Registry>();
-  options.metrics = metrics.get();
-  if (flags.cluster_secret_file.empty()) {
-    spdlog::warn(
-        "no --cluster-secret-file: internal traffic (to the workers' APIs and raft ports, and "
-        "to this node's) is unauthenticated");
-  } else {
-    auto secret = das::rpc::ReadClusterSecret(flags.cluster_secret_file);
-    if (!secret.ok()) {
-      spdlog::critical("cannot start: {}", secret.status().message());
-      return 2;
-    }
-    options.cluster_secret = std::move(secret).value();
-    spdlog::info("internal requests and raft connections prove the cluster secret from {}",
-                 flags.cluster_secret_file);
-  }
-  options.tokens = tokens.get();
-  options.workers = std::move(workers).value();
-  options.analytics_deadline = std::chrono::milliseconds(flags.analytics_deadline_ms);
-  options.insert_deadline = std::chrono::milliseconds(flags.insert_deadline_ms);
-  options.max_clock_offset = std::chrono::milliseconds(flags.max_clock_offset_ms);
-  options.clock_probe_interval = std::chrono::seconds(1);
-  options.disk_reserve_bytes = flags.disk_reserve_mb * 1024 * 1024;
-  options.query_deadline = std::chrono::milliseconds(flags.query_deadline_ms);
-  options.query_max_rows = flags.query_max_rows;
-  options.connections_per_worker = flags.connections_per_worker;
-  options.max_inflight_per_worker = flags.max_inflight_per_worker;
-  options.replication.replication_factor = flags.replication_factor;
-  options.replication.shards = flags.shards;
-  options.replication.data_dir = flags.data_dir;
-  options.replication.raft_host = flags.host;
-  options.replication.raft_port = flags.raft_port;
-  options.replication.advertise_host = flags.advertise_host;
-  options.replication.election_timeout_ms = flags.election_timeout_ms;
-  options.replication.log_budget_bytes = flags.raft_log_mb << 20;
-  options.replication.dead_worker_after = std::chrono::seconds(flags.dead_worker_after_s);
-  auto service = das::control::ControlService::Create(io.get_executor(), options);
-  if (!service.ok()) {
-    spdlog::critical("cannot start: {}", service.status().ToString());
+  das::Result<das::control::ControlNodeOptions> options =
+      NodeOptions(flags, std::move(workers).value());
+  if (!options.ok()) {
+    spdlog::critical("cannot start: {}", options.status().message());
     return 2;
   }
-  das::http::ServerOptions server_options;
-  server_options.host = flags.host;
-  server_options.port = flags.port;
-  server_options.body_limit = flags.body_limit;
-  server_options.max_connections = flags.max_connections;
-  server_options.header_limit = flags.header_limit;
-  server_options.tls_cert_file = flags.tls_cert;
-  server_options.tls_key_file = flags.tls_key;
-  server_options.too_large = [limit = flags.body_limit](const das::http::Request& header) {
-    return das::control::TooLarge(header, limit);
-  };
-  das::control::ControlService& svc = **service;
-  auto server = das::http::Server::Create(
-      io, server_options, [&svc](das::http::Request r) { return svc.Handle(std::move(r)); });
-  if (!server.ok() && server.status().code() == das::StatusCode::kInvalidArgument) {
-    spdlog::critical("cannot start: {}", server.status().message());
+  auto node = das::control::ControlNode::Create(std::move(options).value());
+  if (!node.ok()) {
+    spdlog::critical("cannot start: {}", node.status().ToString());
     return 2;
   }
-  if (!server.ok()) {
-    spdlog::critical("cannot listen on {}:{}: {}", flags.host, flags.port,
-                     server.status().ToString());
+  if (das::Status listening = (*node)->Listen(); !listening.ok()) {
+    if (listening.code() == das::StatusCode::kInvalidArgument) {
+      spdlog::critical("cannot start: {}", listening.message());
+      return 2;
+    }
+    spdlog::critical("cannot listen on {}:{}: {}", flags.host, flags.port, listening.ToString());
     return 1;
   }
-  (*server)->Start();
-  std::string worker_list;
-  for (const auto& w : options.workers)
-    worker_list += (worker_list.empty() ? "" : ",") + w.ToString();
-  spdlog::info("control node listening on {}:{} ({}), workers {}, replication factor {}",
-               flags.host, (*server)->port(), flags.tls_cert.empty() ? "HTTP" : "HTTPS",
-               worker_list.empty() ? std::string("none yet (waiting for joins)") : worker_list,
-               flags.replication_factor);
-
-  das::http::RunUntilSignal(io, flags.threads, [&server, &svc] {
-    // Inserts in flight finish or fail first, so that no connection waits on them; then the
-    // server closes its connections and waits for their handlers.
-    if (!svc.Stop()) spdlog::warn("inserts still in flight after 5 s; stopping anyway");
-    if (!(*server)->Stop()) spdlog::warn("connections still open after 5 s; stopping anyway");
-  });
-  spdlog::info("stopped");
+  (*node)->RunUntilSignal();
   return 0;
 }
