@@ -253,7 +253,7 @@ void InitLogging(const std::string& node_name, spdlog::level::level_enum level, 
 
 std::optional<uint64_t> LogThrottle::Admit(std::string_view key,
                                            std::chrono::steady_clock::time_point now) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
     if (entries_.size() >= kMaxKeys) entries_.clear();  // many peers: forget, never grow

@@ -13,12 +13,13 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
+
+#include "common/mutex.h"
 
 namespace das {
 
@@ -91,8 +92,8 @@ class LogThrottle {
     uint64_t held_back = 0;
   };
   const std::chrono::steady_clock::duration every_;
-  std::mutex mu_;
-  std::map<std::string, Entry, std::less<>> entries_;
+  Mutex mu_;
+  std::map<std::string, Entry, std::less<>> entries_ GUARDED_BY(mu_);
 };
 
 }  // namespace das

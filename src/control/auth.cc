@@ -118,7 +118,7 @@ std::optional<std::string_view> BearerToken(std::string_view authorization) {
 
 Result<std::unique_ptr<TokenFile>> TokenFile::Load(std::string path) {
   std::unique_ptr<TokenFile> file(new TokenFile(std::move(path)));
-  ASSIGN_OR_RETURN(file->tokens_, file->Read());
+  RETURN_IF_ERROR(file->Reload());
   return file;
 }
 
@@ -137,7 +137,7 @@ Result<std::shared_ptr<const std::vector<TokenEntry>>> TokenFile::Read() const {
 
 Status TokenFile::Reload() {
   ASSIGN_OR_RETURN(std::shared_ptr<const std::vector<TokenEntry>> tokens, Read());
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   tokens_ = std::move(tokens);
   return Status::Ok();
 }
@@ -145,7 +145,7 @@ Status TokenFile::Reload() {
 std::optional<Caller> TokenFile::Find(std::string_view token) const {
   std::shared_ptr<const std::vector<TokenEntry>> tokens;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     tokens = tokens_;
   }
   // Every token is compared, also after a match, so the time says nothing about which matched.
@@ -158,7 +158,7 @@ std::optional<Caller> TokenFile::Find(std::string_view token) const {
 }
 
 size_t TokenFile::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return tokens_->size();
 }
 

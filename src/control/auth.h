@@ -6,12 +6,12 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace das::control {
@@ -65,8 +65,8 @@ class TokenFile {
   Result<std::shared_ptr<const std::vector<TokenEntry>>> Read() const;
 
   const std::string path_;
-  mutable std::mutex mu_;
-  std::shared_ptr<const std::vector<TokenEntry>> tokens_;  // guarded by mu_; never null
+  mutable Mutex mu_;
+  std::shared_ptr<const std::vector<TokenEntry>> tokens_ GUARDED_BY(mu_);  // never null
 };
 
 }  // namespace das::control
