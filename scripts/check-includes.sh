@@ -18,7 +18,8 @@ declare -A ALLOWED=(
   [metrics]="common http das"
   [replica]="common http rpc raft storage das"
   [worker]="common http rpc raft storage replica metrics das"
-  [control]="common http rpc raft meta metrics das"
+  [cluster]="common rpc das"
+  [control]="common http rpc raft meta metrics cluster das"
   [load]="common http storage das"
   [bin]="*"
 )

@@ -17,11 +17,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "cluster/leader_balance.h"
+#include "cluster/shard_view.h"
+#include "cluster/topology_plan.h"
 #include "common/durable_file.h"
 #include "common/hash.h"
 #include "common/mutex.h"
 #include "control/gather.h"
-#include "control/topology_plan.h"
 #include "control/witness.h"
 #include "http/await.h"
 #include "meta/plan.h"
@@ -37,6 +39,7 @@ using internal::v1::ReplicaHealth;
 using internal::v1::Topology;
 using internal::v1::WorkerHealthResponse;
 using Ms = std::chrono::milliseconds;
+using cluster::ShardView;
 
 constexpr char kStateFile[] = "cluster.pb";
 constexpr Ms kFormingTick{200};
@@ -52,14 +55,6 @@ uint64_t NewClusterId() {
   const uint64_t id = (static_cast<uint64_t>(device()) << 32) ^ device();
   return id != 0 ? id : 1;
 }
-
-// What one shard's replicas say, gathered from the workers' and the witness's health.
-struct ShardView {
-  std::map<uint64_t, ReplicaHealth> reports;  // by node id; absent: not reachable
-  uint64_t leader = 0;
-  uint64_t term = 0;
-  uint64_t commit_index = 0;
-};
 
 // The stages of a replica move (internal::v1::ReplicaMove.stage).
 enum Stage : uint32_t {
@@ -143,7 +138,7 @@ class ReplicationImpl final : public Replication {
         directory_(std::move(clients)),
         state_(std::move(state)),
         formed_(formed),
-        shard_of_slot_(ShardOfSlot(options_.shards)),
+        shard_of_slot_(cluster::ShardOfSlot(options_.shards)),
         last_transfer_(options_.shards) {
     const auto now = std::chrono::steady_clock::now();
     for (uint32_t s = 0; s < options_.shards; ++s) {
@@ -240,7 +235,7 @@ class ReplicationImpl final : public Replication {
   }
 
  private:
-  using HealthMap = std::map<uint64_t, Result<WorkerHealthResponse>>;
+  using HealthMap = cluster::HealthMap;
   asio::awaitable<void> Run();
   asio::awaitable<void> Tick();
   asio::awaitable<HealthMap> GatherHealth();
@@ -448,14 +443,14 @@ void ReplicationImpl::FormFromJoins() {
   for (const internal::v1::NodeAddress& node : state_.topology().nodes()) {
     if (node.node_id() != rpc::kWitnessNodeId) joined.push_back(node);
   }
-  if (joined.size() < MinWorkers(options_.replication_factor)) return;
+  if (joined.size() < cluster::MinWorkers(options_.replication_factor)) return;
   std::sort(joined.begin(), joined.end(),
             [](const auto& a, const auto& b) { return a.node_id() < b.node_id(); });
   const std::string advertised =
       options_.advertise_host.empty() ? options_.raft_host : options_.advertise_host;
   *state_.mutable_topology() =
-      PlanTopology(joined, options_.replication_factor, options_.shards,
-                   advertised + ":" + std::to_string(options_.raft_port), NewClusterId());
+      cluster::PlanTopology(joined, options_.replication_factor, options_.shards,
+                            advertised + ":" + std::to_string(options_.raft_port), NewClusterId());
   if (Status saved = SaveStateLocked(); !saved.ok()) {
     spdlog::error("cannot keep the cluster state: {}", saved.ToString());
     return;
@@ -591,33 +586,11 @@ void ReplicationImpl::NoteAlive(const HealthMap& health, bool failures_count) {
 
 std::vector<ShardView> ReplicationImpl::Views(const HealthMap& health,
                                               const std::vector<ReplicaHealth>& witness) const {
-  std::vector<ShardView> views(leaders_.size());
-  auto add = [&](uint64_t node, const ReplicaHealth& report) {
-    if (report.shard() >= views.size()) return;
-    ShardView& view = views[report.shard()];
-    view.reports[node] = report;
-    if (report.role() == "leader" && report.term() >= view.term) {
-      view.leader = node;
-      view.term = report.term();
-      view.commit_index = report.commit_index();
-    }
-  };
-  for (const auto& [id, result] : health) {
-    if (!result.ok()) continue;
-    for (const ReplicaHealth& report : result->replicas()) add(id, report);
-  }
-  for (const ReplicaHealth& report : witness) add(rpc::kWitnessNodeId, report);
-  for (ShardView& view : views) {
-    for (const auto& [node, report] : view.reports) view.term = std::max(view.term, report.term());
-  }
-  return views;
+  return cluster::ShardViews(static_cast<uint32_t>(leaders_.size()), health, witness);
 }
 
 void ReplicationImpl::NoteReady(const std::vector<ShardView>& views) {
-  if (ready()) return;
-  for (const ShardView& view : views) {
-    if (view.leader == 0 || view.leader == rpc::kWitnessNodeId) return;
-  }
+  if (ready() || !cluster::EveryShardLedByData(views)) return;
   if (!ready_.exchange(true)) spdlog::info("every shard has a leader: ready");
 }
 
@@ -639,29 +612,10 @@ asio::awaitable<void> ReplicationImpl::Balance(const std::vector<ShardView>& vie
     if (view.leader == 0) continue;
     ShardLeader& shard = *leaders_[s];
     shard.NoteLeader(view.leader);
-    const std::vector<uint64_t> data = shard.replicas();
-    if (data.empty() || s == moving) continue;
-    auto caught_up = [&](uint64_t node) {
-      auto it = view.reports.find(node);
-      return it != view.reports.end() && CaughtUp(it->second, view.commit_index);
-    };
-    // The witness hands its shards on by itself (control/witness.h).
-    if (view.leader == rpc::kWitnessNodeId) continue;
-    // The preferred data replica once it is caught up; or, while the leader's own store is
-    // behind (it is installing a copy, so its reads and keyed writes wait), any data replica
-    // that is caught up.
-    uint64_t target = 0;
-    if (caught_up(data.front())) {
-      target = data.front();
-    } else if (!caught_up(view.leader)) {
-      for (uint64_t node : data) {
-        if (node != view.leader && caught_up(node)) {
-          target = node;
-          break;
-        }
-      }
-    }
-    if (target == 0 || target == view.leader) continue;
+    if (s == moving) continue;
+    const std::optional<uint64_t> preferred = cluster::LeaderTarget(view, shard.replicas());
+    if (!preferred) continue;
+    const uint64_t target = *preferred;
     if (now - last_transfer_[s] < kTransferBackoff) continue;
     std::shared_ptr<rpc::WorkerClient> client = directory_.Client(view.leader);
     if (!client) continue;
@@ -930,7 +884,8 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
       }
     }
     auto it = view.reports.find(to);
-    if (it == view.reports.end() || !CaughtUp(it->second, view.commit_index)) co_return false;
+    if (it == view.reports.end() || !cluster::CaughtUp(it->second, view.commit_index))
+      co_return false;
   }
 
   switch (move.stage()) {
@@ -1009,7 +964,8 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
     }
     case kCatchUp: {
       auto it = view.reports.find(to);
-      if (it == view.reports.end() || !CaughtUp(it->second, view.commit_index)) co_return false;
+      if (it == view.reports.end() || !cluster::CaughtUp(it->second, view.commit_index))
+        co_return false;
       advance(kVoter);
       co_return true;
     }
@@ -1041,7 +997,7 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
         for (uint64_t node : leaders_[s]->replicas()) {
           auto it = view.reports.find(node);
           if (node == from || it == view.reports.end() ||
-              !CaughtUp(it->second, view.commit_index)) {
+              !cluster::CaughtUp(it->second, view.commit_index)) {
             continue;
           }
           if (target == 0 || node == to) target = node;
@@ -1180,7 +1136,7 @@ Status ReplicationImpl::Decommission(uint64_t worker_id) {
   for (const WorkerDirectory::Entry& w : directory_.Members()) {
     if (w.id != worker_id && StateOfLocked(w.id, now) == meta::WorkerState::kActive) ++active;
   }
-  if (active < MinWorkers(state_.topology().replication_factor())) {
+  if (active < cluster::MinWorkers(state_.topology().replication_factor())) {
     return InvalidArgument("worker " + std::to_string(worker_id) +
                            " cannot be drained: " + std::to_string(active) +
                            " other active workers cannot hold " + "replication factor " +
@@ -1294,7 +1250,7 @@ bool ReplicationImpl::DescribeShards(
       replica->set_applied_index(it->second.stored_index());
       const bool live = it->second.role() != "unavailable";
       replica->set_live(live);
-      healthy = healthy && live && CaughtUp(it->second, view.commit_index);
+      healthy = healthy && live && cluster::CaughtUp(it->second, view.commit_index);
     }
     // A replica being added is listed too; it counts once it votes.
     for (uint64_t node : p.joining()) {
@@ -1317,10 +1273,11 @@ Result<std::unique_ptr<Replication>> Replication::Create(asio::any_io_executor e
                                                          const std::vector<WorkerInfo>& workers,
                                                          WorkerDirectory::Factory clients) {
   if (!workers.empty()) {
-    RETURN_IF_ERROR(CheckReplication(options.replication_factor, options.shards, workers.size()));
+    RETURN_IF_ERROR(
+        cluster::CheckReplication(options.replication_factor, options.shards, workers.size()));
   } else {
-    RETURN_IF_ERROR(CheckReplication(options.replication_factor, options.shards,
-                                     MinWorkers(options.replication_factor)));
+    RETURN_IF_ERROR(cluster::CheckReplication(options.replication_factor, options.shards,
+                                              cluster::MinWorkers(options.replication_factor)));
   }
   const std::string advertised =
       options.advertise_host.empty() ? options.raft_host : options.advertise_host;
@@ -1338,8 +1295,8 @@ Result<std::unique_ptr<Replication>> Replication::Create(asio::any_io_executor e
   }
   ControlState state;
   if (!workers.empty()) {
-    *state.mutable_topology() =
-        PlanTopology(nodes, options.replication_factor, options.shards, witness_address, 0);
+    *state.mutable_topology() = cluster::PlanTopology(nodes, options.replication_factor,
+                                                      options.shards, witness_address, 0);
   }
   const std::string path = (std::filesystem::path(options.data_dir) / kStateFile).string();
   ASSIGN_OR_RETURN(std::optional<std::string> saved, ReadFileIfExists(path));

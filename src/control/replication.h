@@ -2,7 +2,7 @@
 // docs/operations.md, "Membership").
 //
 // It plans the topology from the worker list (or, with an empty --workers, from the first
-// workers that join) and the flags (control/topology_plan.h), learns each worker's raft port
+// workers that join) and the flags (cluster/topology_plan.h), learns each worker's raft port
 // from its health (or its join), keeps the topology in <data-dir>/cluster.pb (a later start
 // with other --shards or --replication-factor is refused), opens the witness when the cluster
 // needs one, and sends each new epoch of the topology to every worker until each adopted it.

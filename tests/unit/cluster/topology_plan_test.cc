@@ -1,11 +1,11 @@
-#include "control/topology_plan.h"
+#include "cluster/topology_plan.h"
 
 #include <gtest/gtest.h>
 
 #include "common/hash.h"
 #include "rpc/topology.h"
 
-namespace das::control {
+namespace das::cluster {
 namespace {
 
 std::vector<internal::v1::NodeAddress> Workers(int n) {
@@ -142,4 +142,4 @@ TEST(TopologyPlanTest, CaughtUpCountsEntriesQueuedBehindTheCommitPauseButNotACop
 }
 
 }  // namespace
-}  // namespace das::control
+}  // namespace das::cluster

@@ -1,9 +1,9 @@
-#include "control/topology_plan.h"
+#include "cluster/topology_plan.h"
 
 #include "common/hash.h"
 #include "rpc/topology.h"
 
-namespace das::control {
+namespace das::cluster {
 
 bool NeedsWitness(uint32_t replication_factor, size_t workers) {
   return replication_factor > 1 && workers + 1 == replication_factor;
@@ -93,4 +93,4 @@ size_t MinWorkers(uint32_t replication_factor) {
   return replication_factor >= 3 ? replication_factor - 1 : 1;
 }
 
-}  // namespace das::control
+}  // namespace das::cluster

@@ -12,7 +12,7 @@
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
 
-namespace das::control {
+namespace das::cluster {
 
 inline constexpr uint32_t kMaxShards = 256;
 
@@ -46,4 +46,4 @@ std::vector<uint32_t> ShardOfSlot(uint32_t shards);
 // witness; 1 for R = 1).
 size_t MinWorkers(uint32_t replication_factor);
 
-}  // namespace das::control
+}  // namespace das::cluster
