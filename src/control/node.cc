@@ -108,7 +108,8 @@ Status ControlNode::Listen() {
   parts_->server->Start();
   std::string workers;
   for (const WorkerAddress& w : parts_->options.service.workers) {
-    workers += (workers.empty() ? "" : ",") + w.ToString();
+    if (!workers.empty()) workers += ',';
+    workers += w.ToString();
   }
   spdlog::info("control node listening on {}:{} ({}), workers {}, replication factor {}",
                server.host, parts_->server->port(), server.tls_cert_file.empty() ? "HTTP" : "HTTPS",
