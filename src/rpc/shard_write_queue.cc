@@ -16,7 +16,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/mutex.h"
-#include "rpc/borrowed.h"
 #include "rpc/status_wire.h"
 
 namespace das::rpc {
@@ -40,8 +39,8 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<WriteResponse>)>(
         [self = shared_from_this(), &request, timeout](auto handler) {
           asio::any_io_executor resume_on = asio::get_associated_executor(handler, self->executor_);
-          self->Enqueue(Pending{&request, request.shard(), std::move(handler), std::move(resume_on),
-                                self->options_.clock->Now() + timeout});
+          self->Enqueue(Pending{request.SerializeAsString(), request.shard(), std::move(handler),
+                                std::move(resume_on), self->options_.clock->Now() + timeout});
         },
         asio::use_awaitable);
   }
@@ -54,7 +53,7 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
  private:
   using Handler = asio::any_completion_handler<void(Result<WriteResponse>)>;
   struct Pending {
-    const internal::v1::WriteRequest* request;  // the caller's, alive until it is completed
+    std::string encoded;  // the WriteRequest, encoded once (a retry encodes it again)
     uint32_t shard;
     Handler handler;
     asio::any_io_executor resume_on;  // the waiting coroutine's executor
@@ -171,12 +170,12 @@ class Queue final : public ShardWriteQueue, public std::enable_shared_from_this<
     }
   }
 
-  // The ShardWritesRequest of `live`, encoded once: their requests are borrowed, not copied.
+  // The ShardWritesRequest of `live`, from their encodings as they are (see
+  // ShardWritesRequestEncoded): no write is encoded again.
   static std::string Encode(const std::vector<Pending*>& live, uint32_t timeout_ms) {
-    internal::v1::ShardWritesRequest body;
-    Borrowed<internal::v1::WriteRequest> writes(*body.mutable_writes());
+    internal::v1::ShardWritesRequestEncoded body;
     body.mutable_writes()->Reserve(static_cast<int>(live.size()));
-    for (const Pending* p : live) writes.Add(*p->request);
+    for (Pending* p : live) body.add_writes(std::move(p->encoded));
     body.set_timeout_ms(timeout_ms);
     return body.SerializeAsString();
   }

@@ -45,9 +45,7 @@ class ShardWriteQueue {
  public:
   virtual ~ShardWriteQueue() = default;
 
-  // `request` names its shard and request id. It is read (encoded, with the writes leaving with
-  // it) when its exchange starts, so it must live until this write completes: co_await the
-  // result before `request` goes.
+  // `request` names its shard and request id; it is encoded before the first suspension.
   virtual boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(
       const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) = 0;
 
