@@ -18,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "cluster/leader_balance.h"
+#include "cluster/membership.h"
 #include "cluster/shard_view.h"
 #include "cluster/topology_plan.h"
 #include "common/durable_file.h"
@@ -39,6 +40,9 @@ using internal::v1::ReplicaHealth;
 using internal::v1::Topology;
 using internal::v1::WorkerHealthResponse;
 using Ms = std::chrono::milliseconds;
+using cluster::Contains;
+using cluster::Erase;
+using cluster::HostOf;
 using cluster::ShardView;
 
 constexpr char kStateFile[] = "cluster.pb";
@@ -108,14 +112,6 @@ internal::v1::ReplicaMove ToProto(const meta::Move& move) {
   return out;
 }
 
-bool Contains(const google::protobuf::RepeatedField<uint64_t>& ids, uint64_t id) {
-  return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
-void Erase(google::protobuf::RepeatedField<uint64_t>& ids, uint64_t id) {
-  ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
-}
-
 // Adds `id` to `placement`'s voters: data replicas before the witness.
 void AddVoter(internal::v1::ShardPlacement& placement, uint64_t id) {
   if (Contains(placement.voters(), id)) return;
@@ -125,9 +121,6 @@ void AddVoter(internal::v1::ShardPlacement& placement, uint64_t id) {
   if (witness || id == rpc::kWitnessNodeId) voters.push_back(rpc::kWitnessNodeId);
   *placement.mutable_voters() = {voters.begin(), voters.end()};
 }
-
-// "host:port" -> host.
-std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
 
 class ReplicationImpl final : public Replication {
  public:
@@ -1041,87 +1034,34 @@ asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
 }
 
 Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::JoinRequest& request) {
-  const std::string& http = request.http_address();
-  const size_t colon = http.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == http.size()) {
-    return InvalidArgument("join: the address '" + http + "' is not host:port");
-  }
-  if (request.raft_port() == 0 || request.raft_port() > 65535) {
-    return InvalidArgument("join: raft_port " + std::to_string(request.raft_port()) +
-                           " is not a port");
-  }
-  const std::string host = HostOf(http);
-  if (host == "0.0.0.0" || host == "::" || host == "[::]") {
-    return InvalidArgument("join: " + http +
-                           " is no address peers can reach; start the worker with "
-                           "--advertise-host");
-  }
-  const std::string raft = host + ":" + std::to_string(request.raft_port());
-  if (http.size() > rpc::kMaxRaftAddressBytes || raft.size() > rpc::kMaxRaftAddressBytes) {
-    return InvalidArgument("join: the address '" + http + "' is longer than " +
-                           std::to_string(rpc::kMaxRaftAddressBytes) + " bytes");
-  }
+  ASSIGN_OR_RETURN(const cluster::JoinAddresses addresses, cluster::CheckJoin(request));
   MutexLock lock(mu_);
-  uint64_t id = request.node_id();
-  if (id >= rpc::kWitnessNodeId) return InvalidArgument("join: node id out of range");
-  if (id != 0 && Contains(state_.departed(), id)) {
-    return Status(StatusCode::kNotFound,
-                  "join: worker " + std::to_string(id) +
-                      " has left the cluster; start it with an empty data directory to join as a "
-                      "new worker",
-                  rpc::kDepartedDetail);
-  }
-  Topology& topology = *state_.mutable_topology();
-  uint64_t max_id = state_.last_worker_id();
-  for (const internal::v1::NodeAddress& node : topology.nodes()) {
-    if (node.node_id() != rpc::kWitnessNodeId) max_id = std::max(max_id, node.node_id());
-  }
-  for (uint64_t departed : state_.departed()) max_id = std::max(max_id, departed);
-  if (id == 0) id = max_id + 1;
-  state_.set_last_worker_id(std::max(max_id, id));
-  bool changed = false;
-  // A new worker at the very address of a member has taken its place: that member lost its
-  // data and is gone (its replicas are recreated elsewhere; never trusted again). A member that
-  // joins at another member's address is not such a sign: members that share a data pool may
-  // come back in any order, each at the address another had.
-  for (const internal::v1::NodeAddress& node : topology.nodes()) {
-    if (request.node_id() != 0) break;
-    if (node.node_id() == id || node.node_id() == rpc::kWitnessNodeId) continue;
-    if (node.http_address() != http || Contains(state_.departed(), node.node_id())) continue;
+  ASSIGN_OR_RETURN(const cluster::Joined joined,
+                   cluster::Join(state_, request.node_id(), addresses));
+  for (uint64_t gone : joined.replaced) {
     spdlog::warn(
         "worker {} joins at {}, where worker {} was: worker {} lost its data and is "
         "replaced",
-        id, http, node.node_id(), node.node_id());
-    state_.add_departed(node.node_id());
-    Erase(*state_.mutable_draining(), node.node_id());
-    directory_.Remove(node.node_id());
-    alive_.erase(node.node_id());
+        joined.id, addresses.http, gone, gone);
+    directory_.Remove(gone);
+    alive_.erase(gone);
   }
-  internal::v1::NodeAddress* found = nullptr;
-  for (internal::v1::NodeAddress& node : *topology.mutable_nodes()) {
-    if (node.node_id() == id) found = &node;
+  if (joined.added) {
+    spdlog::info("worker {} joins from {} (raft {})", joined.id, addresses.http, addresses.raft);
+  } else if (joined.changed) {
+    spdlog::info("worker {} joins again, now at {} (raft {})", joined.id, addresses.http,
+                 addresses.raft);
   }
-  if (found == nullptr) {
-    found = topology.add_nodes();
-    found->set_node_id(id);
-    changed = true;
-    spdlog::info("worker {} joins from {} (raft {})", id, http, raft);
-  } else if (found->http_address() != http || found->raft_address() != raft) {
-    changed = true;
-    spdlog::info("worker {} joins again, now at {} (raft {})", id, http, raft);
-  }
-  found->set_http_address(http);
-  found->set_raft_address(raft);
-  directory_.Set(id, http);
-  last_seen_[id] = std::chrono::steady_clock::now();
-  if (changed && topology.placements_size() > 0) {
-    BumpEpochLocked(rpc::NodeName(id) + " at " + http);
-  } else if (Status saved = SaveStateLocked(); !saved.ok()) {
-    return saved;
+  directory_.Set(joined.id, addresses.http);
+  last_seen_[joined.id] = std::chrono::steady_clock::now();
+  if (joined.changed && state_.topology().placements_size() > 0) {
+    BumpEpochLocked(rpc::NodeName(joined.id) + " at " + addresses.http);
+  } else {
+    RETURN_IF_ERROR(SaveStateLocked());
   }
   internal::v1::JoinResponse response;
-  response.set_node_id(id);
-  response.set_cluster_id(topology.cluster_id());
+  response.set_node_id(joined.id);
+  response.set_cluster_id(state_.topology().cluster_id());
   return response;
 }
 
