@@ -86,14 +86,12 @@ class WitnessImpl final : public Witness {
     for (const internal::v1::ShardPlacement& placement : topology.placements()) {
       data_voters[placement.shard()] = rpc::DataVoters(placement);
     }
-    std::set<uint32_t> wanted;
-    for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(topology, rpc::kWitnessNodeId)) {
-      wanted.insert(plan.shard);
-      if (std::shared_ptr<Replica> held = Find(plan.shard)) {
-        MutexLock lock(mu_);
-        held->data_voters = data_voters[plan.shard];
-        continue;
-      }
+    const rpc::ReplicaChanges changes = rpc::ChangesOf(topology, rpc::kWitnessNodeId, Held());
+    {
+      MutexLock lock(mu_);
+      for (auto& [shard, replica] : replicas_) replica->data_voters = data_voters[shard];
+    }
+    for (const rpc::ReplicaPlan& plan : changes.open) {
       auto replica = std::make_shared<Replica>(plan.shard);
       replica->data_voters = data_voters[plan.shard];
       raft::GroupOptions group;
@@ -117,13 +115,11 @@ class WitnessImpl final : public Witness {
     std::vector<std::pair<uint32_t, std::shared_ptr<Replica>>> removed;
     {
       MutexLock lock(mu_);
-      for (auto it = replicas_.begin(); it != replicas_.end();) {
-        if (wanted.count(it->first) > 0) {
-          ++it;
-          continue;
-        }
+      for (uint32_t shard : changes.close) {
+        auto it = replicas_.find(shard);
+        if (it == replicas_.end()) continue;
         removed.emplace_back(*it);
-        it = replicas_.erase(it);
+        replicas_.erase(it);
       }
     }
     for (auto& [shard, replica] : removed) {
@@ -132,8 +128,8 @@ class WitnessImpl final : public Witness {
       std::filesystem::remove_all(DirOf(shard), error);
       spdlog::info("shard {}: the witness no longer votes in it; its log deleted", shard);
     }
-    spdlog::info("witness of {} shards (epoch {}), raft on {}", wanted.size(), topology.epoch(),
-                 self->raft_address());
+    spdlog::info("witness of {} shards (epoch {}), raft on {}", changes.wanted.size(),
+                 topology.epoch(), self->raft_address());
     return Status::Ok();
   }
 
@@ -224,6 +220,13 @@ class WitnessImpl final : public Witness {
     MutexLock lock(mu_);
     auto it = replicas_.find(shard);
     return it == replicas_.end() ? nullptr : it->second;
+  }
+  // The shards it votes in now.
+  std::vector<uint32_t> Held() {
+    MutexLock lock(mu_);
+    std::vector<uint32_t> shards;
+    for (const auto& [shard, replica] : replicas_) shards.push_back(shard);
+    return shards;
   }
 
   const WitnessOptions options_;

@@ -400,6 +400,13 @@ class ReplicaHostImpl final : public ReplicaHost {
     ReaderLock lock(replicas_mu_);
     return replicas_;
   }
+  // The shards it holds a replica of now.
+  std::vector<uint32_t> HeldShards() const {
+    ReaderLock lock(replicas_mu_);
+    std::vector<uint32_t> shards;
+    for (const auto& [shard, replica] : replicas_) shards.push_back(shard);
+    return shards;
+  }
 
   Result<std::shared_ptr<Replica>> Find(uint32_t shard) {
     if (!open_.load(std::memory_order_acquire)) {
@@ -433,9 +440,8 @@ class ReplicaHostImpl final : public ReplicaHost {
       MutexLock lock(held_mu_);
       held_ = std::make_shared<const TopologyRequest>(request);
     }
-    std::set<uint32_t> wanted;
-    for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(request.topology(), request.node_id())) {
-      wanted.insert(plan.shard);
+    const rpc::ReplicaChanges changes = rpc::ChangesOf(request.topology(), request.node_id(), {});
+    for (const rpc::ReplicaPlan& plan : changes.open) {
       Result<std::shared_ptr<Replica>> replica = OpenReplica(request.topology(), plan, *self);
       if (!replica.ok()) {
         CloseOpenedLocked();
@@ -444,7 +450,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       WriterLock lock(replicas_mu_);
       replicas_.emplace(plan.shard, std::move(replica).value());
     }
-    RemoveStrayRows(wanted);
+    RemoveStrayRows(changes.wanted);
     open_.store(true, std::memory_order_release);
     spdlog::info("holding {} shard replicas of cluster {} (epoch {}), raft on {}",
                  Replicas().size(), request.topology().cluster_id(), request.topology().epoch(),
@@ -462,11 +468,10 @@ class ReplicaHostImpl final : public ReplicaHost {
       MutexLock lock(held_mu_);
       held_ = std::make_shared<const TopologyRequest>(request);
     }
-    std::set<uint32_t> wanted;
+    const rpc::ReplicaChanges changes =
+        rpc::ChangesOf(request.topology(), request.node_id(), HeldShards());
     Status status = Status::Ok();
-    for (const rpc::ReplicaPlan& plan : rpc::ReplicasOf(request.topology(), request.node_id())) {
-      wanted.insert(plan.shard);
-      if (Find(plan.shard).ok()) continue;
+    for (const rpc::ReplicaPlan& plan : changes.open) {
       Result<std::shared_ptr<Replica>> replica = OpenReplica(request.topology(), plan, *self);
       if (!replica.ok()) {
         spdlog::error("shard {}: cannot open a replica: {}", plan.shard,
@@ -482,13 +487,11 @@ class ReplicaHostImpl final : public ReplicaHost {
     std::map<uint32_t, std::shared_ptr<Replica>> removed;
     {
       WriterLock lock(replicas_mu_);
-      for (auto it = replicas_.begin(); it != replicas_.end();) {
-        if (wanted.count(it->first) > 0) {
-          ++it;
-          continue;
-        }
+      for (uint32_t shard : changes.close) {
+        auto it = replicas_.find(shard);
+        if (it == replicas_.end()) continue;
         removed.insert(*it);
-        it = replicas_.erase(it);
+        replicas_.erase(it);
       }
     }
     CloseReplicas(removed);
@@ -504,7 +507,7 @@ class ReplicaHostImpl final : public ReplicaHost {
       std::filesystem::remove_all(replica->dir, error);
       spdlog::info("shard {}: replica removed from this worker, its data deleted", shard);
     }
-    RemoveStrayRows(wanted);
+    RemoveStrayRows(changes.wanted);
     return status;
   }
 

@@ -75,6 +75,20 @@ std::vector<ReplicaPlan> ReplicasOf(const internal::v1::Topology& topology, uint
   return out;
 }
 
+ReplicaChanges ChangesOf(const internal::v1::Topology& topology, uint64_t node_id,
+                         const std::vector<uint32_t>& held) {
+  ReplicaChanges changes;
+  const std::set<uint32_t> holding(held.begin(), held.end());
+  for (ReplicaPlan& plan : ReplicasOf(topology, node_id)) {
+    changes.wanted.insert(plan.shard);
+    if (holding.count(plan.shard) == 0) changes.open.push_back(std::move(plan));
+  }
+  for (uint32_t shard : holding) {
+    if (changes.wanted.count(shard) == 0) changes.close.push_back(shard);
+  }
+  return changes;
+}
+
 std::vector<uint64_t> DataVoters(const internal::v1::ShardPlacement& placement) {
   std::vector<uint64_t> out;
   for (uint64_t voter : placement.voters()) {

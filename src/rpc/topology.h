@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +40,16 @@ struct ReplicaPlan {
 };
 // The replicas `node_id` holds in `topology`: every shard whose voters or joining nodes name it.
 std::vector<ReplicaPlan> ReplicasOf(const internal::v1::Topology& topology, uint64_t node_id);
+
+// What a node changes to hold exactly its replicas of `topology` when it holds the replicas of
+// `held` now: the witness's and a worker's replica host's adoption of a topology alike.
+struct ReplicaChanges {
+  std::vector<ReplicaPlan> open;  // ReplicasOf's plans of the shards not held
+  std::vector<uint32_t> close;    // shards held that the node no longer has
+  std::set<uint32_t> wanted;      // every shard the node has in `topology`
+};
+ReplicaChanges ChangesOf(const internal::v1::Topology& topology, uint64_t node_id,
+                         const std::vector<uint32_t>& held);
 
 // The node ids of `placement`'s data replicas (voters other than the witness), in order.
 std::vector<uint64_t> DataVoters(const internal::v1::ShardPlacement& placement);

@@ -1,5 +1,7 @@
 #include "cluster/topology_plan.h"
 
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "common/hash.h"
@@ -83,6 +85,30 @@ TEST(TopologyPlanTest, AJoiningReplicaWaitsToBeAddedEvenOnAFounder) {
   EXPECT_FALSE(rpc::ReplicasOf(t, 2)[0].bootstrap.empty());
   p.add_joining(9);  // no such node
   EXPECT_FALSE(rpc::ValidateTopology(t, kSlots).ok());
+}
+
+// What a node opens and closes to hold exactly its replicas of a topology (the witness's and a
+// worker's adoption alike): a joiner is opened without bootstrap voters, a shard it left is closed,
+// what it holds and keeps is left alone.
+TEST(TopologyPlanTest, ChangesOfOpenWhatIsMissingAndCloseWhatIsGone) {
+  internal::v1::Topology t = PlanTopology(Workers(3), 3, 4, "unused:1", 1);
+  internal::v1::NodeAddress* four = t.add_nodes();
+  four->set_node_id(4);
+  t.mutable_placements(2)->add_joining(4);
+  const rpc::ReplicaChanges first = rpc::ChangesOf(t, 4, {});
+  ASSERT_EQ(first.open.size(), 1u);
+  EXPECT_EQ(first.open[0].shard, 2u);
+  EXPECT_TRUE(first.open[0].bootstrap.empty());
+  EXPECT_TRUE(first.close.empty());
+  EXPECT_EQ(first.wanted, (std::set<uint32_t>{2}));
+  // Node 4 holds shards 2 and 3 (3 was taken off it since): nothing to open, 3 to close.
+  const rpc::ReplicaChanges later = rpc::ChangesOf(t, 4, {3, 2});
+  EXPECT_TRUE(later.open.empty());
+  EXPECT_EQ(later.close, (std::vector<uint32_t>{3}));
+  // A founder that holds nothing yet opens all its shards, bootstrapping each.
+  const rpc::ReplicaChanges founder = rpc::ChangesOf(t, 1, {});
+  ASSERT_EQ(founder.open.size(), 4u);
+  EXPECT_FALSE(founder.open[0].bootstrap.empty());
 }
 
 TEST(TopologyPlanTest, FiveWorkersKeepThreeDataReplicasPerShard) {
