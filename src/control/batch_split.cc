@@ -1,6 +1,6 @@
 #include "control/batch_split.h"
 
-#include <algorithm>
+#include "rpc/arena.h"
 
 namespace das::control {
 
@@ -8,13 +8,7 @@ using internal::v1::RowWire;
 using internal::v1::SubBatch;
 
 std::shared_ptr<google::protobuf::Arena> BatchArena(size_t body_bytes) {
-  // A decoded row takes about three times its encoded bytes (message, string, pointer).
-  constexpr size_t kMinBlock = 4 << 10;
-  constexpr size_t kMaxBlock = 4 << 20;
-  google::protobuf::ArenaOptions options;
-  options.start_block_size = std::clamp(body_bytes, kMinBlock, kMaxBlock);
-  options.max_block_size = kMaxBlock;
-  return std::make_shared<google::protobuf::Arena>(options);
+  return std::make_shared<google::protobuf::Arena>(rpc::DecodeArena(body_bytes));
 }
 
 std::map<uint32_t, SubBatch*> SplitBatch(internal::v1::InsertBatchWire& batch, uint64_t fingerprint,

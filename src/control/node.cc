@@ -8,7 +8,6 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -30,12 +29,11 @@ struct ControlNode::Parts {
   std::unique_ptr<TokenFile> tokens;
   std::unique_ptr<metrics::Registry> metrics;
   asio::io_context io;
+  http::IoThreads serving{io};  // Start()'s
   std::optional<asio::signal_set> hangup;
   std::function<void()> await_hangup;
   std::unique_ptr<ControlService> service;
   std::unique_ptr<http::Server> server;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::vector<std::thread> serving;  // Start()'s
   bool stopped = false;
 
   Status LoadTokens();
@@ -126,22 +124,15 @@ void ControlNode::RunUntilSignal() {
   spdlog::info("stopped");
 }
 
-void ControlNode::Start() {
-  parts_->work.emplace(asio::make_work_guard(parts_->io));
-  for (unsigned i = 0; i < parts_->threads(); ++i) {
-    parts_->serving.emplace_back([this] { parts_->io.run(); });
-  }
-}
+void ControlNode::Start() { parts_->serving.Start(parts_->threads()); }
 
 void ControlNode::Stop() {
   if (parts_->stopped) return;
   // The service and the server stop on the io_context: serve, if never started, while they do.
-  if (parts_->serving.empty()) Start();
+  if (!parts_->serving.started()) Start();
   parts_->stopped = true;
   parts_->StopServing();
-  parts_->work.reset();
-  parts_->io.stop();
-  for (std::thread& t : parts_->serving) t.join();
+  parts_->serving.Stop();
 }
 
 }  // namespace das::control

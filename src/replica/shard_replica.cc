@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "das/v1/internal.pb.h"
+#include "rpc/arena.h"
 #include "rpc/borrowed.h"
 #include "rpc/snapshot_manifest.h"
 
@@ -34,16 +35,6 @@ std::string Encode(uint64_t request_id, int64_t ingest_us,
   entry.set_ingest_ts_us(ingest_us);
   for (const internal::v1::SubBatch* batch : batches) borrowed.Add(*batch);
   return entry.SerializeAsString();
-}
-
-// An arena for an entry of `bytes` encoded bytes: a few blocks, not an allocation per row.
-google::protobuf::ArenaOptions EntryArena(size_t bytes) {
-  constexpr size_t kMinBlock = 4 << 10;
-  constexpr size_t kMaxBlock = 4 << 20;
-  google::protobuf::ArenaOptions options;
-  options.start_block_size = std::clamp(bytes * 2, kMinBlock, kMaxBlock);
-  options.max_block_size = kMaxBlock;
-  return options;
 }
 
 std::vector<storage::SubBatch> Decode(internal::v1::RaftEntry& entry) {
@@ -92,7 +83,7 @@ void ShardReplica::Propose(uint64_t request_id, int64_t ingest_us,
 
 void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
   // Decoded once, on an arena freed whole when the rows went to the store.
-  google::protobuf::Arena arena(EntryArena(bytes.size()));
+  google::protobuf::Arena arena(rpc::DecodeArena(bytes.size()));
   auto& entry = *google::protobuf::Arena::CreateMessage<internal::v1::RaftEntry>(&arena);
   if (!entry.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     // Every replica refuses it alike, so they stay equal; nobody proposes such an entry.

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -40,6 +39,7 @@ struct WorkerNode::Parts {
   std::unique_ptr<storage::NodeStore> node_store;
   std::unique_ptr<storage::Store> store;  // the unreplicated one
   asio::io_context io;                    // the HTTP server, and the fetches of copies
+  http::IoThreads serving{io};            // Start()'s
   std::optional<asio::signal_set> hangup;
   std::function<void()> await_hangup;
   std::unique_ptr<replica::CopyFetcher> copies;
@@ -47,8 +47,6 @@ struct WorkerNode::Parts {
   std::unique_ptr<WorkerService> service;
   std::unique_ptr<http::Server> server;
   std::thread opener;  // opens the replicas the data directory keeps
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::vector<std::thread> serving;  // Start()'s
   bool stopped = false;
 
   Status OpenStore();
@@ -197,22 +195,15 @@ void WorkerNode::RunUntilSignal() {
   parts_->CloseAfterServing();
 }
 
-void WorkerNode::Start() {
-  parts_->work.emplace(asio::make_work_guard(parts_->io));
-  for (unsigned i = 0; i < parts_->threads(); ++i) {
-    parts_->serving.emplace_back([this] { parts_->io.run(); });
-  }
-}
+void WorkerNode::Start() { parts_->serving.Start(parts_->threads()); }
 
 void WorkerNode::Stop() {
   if (parts_->stopped) return;
   // The server stops on its io_context: serve, if never started, while it does.
-  if (parts_->serving.empty()) Start();
+  if (!parts_->serving.started()) Start();
   parts_->stopped = true;
   if (!parts_->server->Stop()) spdlog::warn("connections still open after 5 s; stopping anyway");
-  parts_->work.reset();
-  parts_->io.stop();
-  for (std::thread& t : parts_->serving) t.join();
+  parts_->serving.Stop();
   parts_->CloseAfterServing();
 }
 

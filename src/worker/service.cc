@@ -24,6 +24,7 @@
 #include "http/await.h"
 #include "metrics/process_metrics.h"
 #include "metrics/replica_metrics.h"
+#include "rpc/arena.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
 #include "rpc/topology.h"
@@ -139,17 +140,6 @@ std::optional<Message> Parse(const http::Request& request) {
   Message message;
   if (!message.ParseFromString(request.body)) return std::nullopt;
   return message;
-}
-
-// An arena for the messages decoded from a body of `body_bytes`: a few blocks, not an
-// allocation per row.
-google::protobuf::ArenaOptions BodyArena(size_t body_bytes) {
-  constexpr size_t kMinBlock = 4 << 10;
-  constexpr size_t kMaxBlock = 4 << 20;
-  google::protobuf::ArenaOptions options;
-  options.start_block_size = std::clamp(body_bytes * 2, kMinBlock, kMaxBlock);
-  options.max_block_size = kMaxBlock;
-  return options;
 }
 
 http::Response Undecodable(const google::protobuf::MessageLite& message) {
@@ -465,7 +455,7 @@ asio::awaitable<http::Response> WorkerService::WriteReplicated(internal::v1::Wri
 asio::awaitable<http::Response> WorkerService::ShardWrites(http::Request request) {
   // Decoded on an arena (freed whole when the writes are answered): the rows are read, then
   // encoded into their shards' raft entries, never copied one by one.
-  google::protobuf::Arena arena(BodyArena(request.body.size()));
+  google::protobuf::Arena arena(rpc::DecodeArena(request.body.size()));
   auto& writes = *google::protobuf::Arena::CreateMessage<internal::v1::ShardWritesRequest>(&arena);
   if (!writes.ParseFromString(request.body)) {
     co_return Undecodable(internal::v1::ShardWritesRequest());
