@@ -275,8 +275,27 @@ class ReplicationImpl final : public Replication {
   asio::awaitable<void> Rebalance(const std::vector<ShardView>& views);
   // One stage of the move under way: true when it advanced (the next may follow at once).
   asio::awaitable<bool> Step(internal::v1::ReplicaMove move, const std::vector<ShardView>& views);
+  // The stages (Step).
+  bool PreferLeader(const internal::v1::ReplicaMove& move);
+  asio::awaitable<std::optional<bool>> RollBackIfGone(const internal::v1::ReplicaMove& move,
+                                                      const ShardView& view);
+  std::optional<bool> KeepOldIfNewGone(const internal::v1::ReplicaMove& move,
+                                       const ShardView& view);
+  bool Announce(const internal::v1::ReplicaMove& move);
+  asio::awaitable<bool> HoldsItsEpoch(uint64_t to);
+  uint64_t StaleVoterAtLocked(uint32_t shard, uint64_t to) REQUIRES(mu_);
+  asio::awaitable<bool> AddSpare(const internal::v1::ReplicaMove& move, const ShardView& view);
+  asio::awaitable<bool> Standby(const internal::v1::ReplicaMove& move, const ShardView& view);
+  bool CatchUp(const internal::v1::ReplicaMove& move, const ShardView& view);
+  asio::awaitable<bool> Vote(const internal::v1::ReplicaMove& move, const ShardView& view);
+  asio::awaitable<bool> LeadOff(const internal::v1::ReplicaMove& move, const ShardView& view);
+  asio::awaitable<bool> RemoveOld(const internal::v1::ReplicaMove& move, const ShardView& view);
+  void AdvanceMove(uint32_t stage);
+  internal::v1::ShardPlacement& PlacementLocked(uint32_t shard) REQUIRES(mu_);
   // One membership step at the shard's leader; true once done.
   asio::awaitable<bool> AtLeader(const ShardView& view, internal::v1::MembershipRequest request);
+  asio::awaitable<bool> AtLeader(const ShardView& view, uint32_t shard,
+                                 internal::v1::MembershipRequest::Op op, uint64_t node);
   void FinishMoveLocked() REQUIRES(mu_);
   // What a plan depends on besides the leaders: the map's epoch and every member's state.
   std::string PlanInputsLocked() const REQUIRES(mu_) {
@@ -800,237 +819,307 @@ asio::awaitable<bool> ReplicationImpl::AtLeader(const ShardView& view,
   co_return true;
 }
 
+// The stages of a move (ReplicaMove.stage), one function each; each returns whether the move
+// advanced (the next stage may follow at once) and keeps the state it changed.
 asio::awaitable<bool> ReplicationImpl::Step(internal::v1::ReplicaMove move,
                                             const std::vector<ShardView>& views) {
-  using internal::v1::GroupMember;
-  using internal::v1::MembershipRequest;
   using internal::v1::ReplicaMove;
-  const uint32_t s = move.shard();
-  const ShardView& view = views.at(s);
-  auto advance = [this](uint32_t stage) {
-    MutexLock lock(mu_);
-    state_.mutable_move()->set_stage(stage);
-    SaveOrLogLocked();
-  };
-  auto placement = [this, s]() REQUIRES(mu_) -> internal::v1::ShardPlacement& {
-    return *state_.mutable_topology()->mutable_placements(static_cast<int>(s));
-  };
-  const uint64_t to = move.to();
-  const uint64_t from = move.from();
-
-  if (move.kind() == ReplicaMove::TRANSFER) {
-    MutexLock lock(mu_);
-    internal::v1::ShardPlacement& p = placement();
-    if (!p.voters().empty() && p.voters(0) == to) {
-      // Preferred already: the balancer hands leadership over once `to` is caught up.
-      state_.clear_move();
-      move_bytes_ = 0;
-      co_return false;
-    }
-    std::vector<uint64_t> voters = {to};
-    for (uint64_t v : p.voters()) {
-      if (v != to) voters.push_back(v);
-    }
-    *p.mutable_voters() = {voters.begin(), voters.end()};
-    p.set_preferred_leader(to);
-    BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " preferred leader");
-    last_transfer_[s] = {};  // the balancer hands it over at once
-    FinishMoveLocked();
-    co_return true;
-  }
-
+  const ShardView& view = views.at(move.shard());
+  if (move.kind() == ReplicaMove::TRANSFER) co_return PreferLeader(move);
   // A replica being added to a worker that went away (dead, drained) is rolled back.
-  if (move.stage() < kVoter && to != rpc::kWitnessNodeId) {
-    bool gone = false;
-    {
-      MutexLock lock(mu_);
-      gone = GoneLocked(to);
-    }
-    if (gone) {
-      MembershipRequest remove;
-      remove.set_shard(s);
-      remove.set_op(MembershipRequest::REMOVE);
-      remove.set_node_id(to);
-      asio::awaitable<bool> removed = AtLeader(view, remove);
-      if (!co_await std::move(removed)) co_return false;
-      MutexLock lock(mu_);
-      Erase(*placement().mutable_joining(), to);
-      BumpEpochLocked("shard " + std::to_string(s) + ": the move to " + rpc::NodeName(to) +
-                      " is rolled back (it went away)");
-      FinishMoveLocked();
-      co_return true;
-    }
+  if (move.stage() < kVoter && move.to() != rpc::kWitnessNodeId) {
+    asio::awaitable<std::optional<bool>> rollback = RollBackIfGone(move, view);
+    if (std::optional<bool> rolled = co_await std::move(rollback)) co_return *rolled;
   }
-
   // The old replica goes only while the new one is a caught-up voter: removing it otherwise
   // would leave the shard a replica short (or, with the new one dead, unable to commit). A new
   // replica that went away after it became a voter ends the move with the old one kept; the
   // planner then removes whichever is surplus.
-  if ((move.stage() == kLeadOff || move.stage() == kRemoveOld) && to != 0 &&
-      to != rpc::kWitnessNodeId) {
-    {
-      MutexLock lock(mu_);
-      if (GoneLocked(to)) {
-        spdlog::warn("rebalance: {} went away; {} is kept", rpc::NodeName(to), rpc::NodeName(from));
-        FinishMoveLocked();
-        co_return true;
-      }
-    }
-    auto it = view.reports.find(to);
-    if (it == view.reports.end() || !cluster::CaughtUp(it->second, view.commit_index))
-      co_return false;
+  if ((move.stage() == kLeadOff || move.stage() == kRemoveOld) && move.to() != 0 &&
+      move.to() != rpc::kWitnessNodeId) {
+    if (std::optional<bool> kept = KeepOldIfNewGone(move, view)) co_return *kept;
   }
-
   switch (move.stage()) {
-    case kAnnounce: {
-      MutexLock lock(mu_);
-      internal::v1::ShardPlacement& p = placement();
-      if (!Contains(p.joining(), to) && !Contains(p.voters(), to)) p.add_joining(to);
-      BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " joins");
-      state_.mutable_move()->set_stage(kAddSpare);
-      SaveOrLogLocked();
-      co_return true;
-    }
+    case kAnnounce:
+      co_return Announce(move);
     case kAddSpare: {
-      // `to` must hold the epoch that names it (the witness: at once, in this process).
-      if (to == rpc::kWitnessNodeId) {
-        OpenWitness();
-        uint64_t epoch = 0;
-        {
-          MutexLock lock(mu_);
-          epoch = state_.topology().epoch();
-        }
-        if (witness_epoch_ < epoch) co_return false;
-      } else {
-        asio::awaitable<Result<internal::v1::TopologyResponse>> push = PushTo(to);
-        if (!(co_await std::move(push)).ok()) co_return false;
-      }
-      // A voter that left the cluster at `to`'s raft address is a worker that lost its data and
-      // came back under a new id at the same address: it is removed first (it is dead, so this
-      // leaves the shard no less able to commit than it was). A live member at that address
-      // (members that came back in another order) stays: `to` is added under a name of its
-      // own ("<address>#<id>"), which libraft never finds taken.
-      uint64_t stale = 0;
-      {
-        MutexLock lock(mu_);
-        const internal::v1::NodeAddress* mine = rpc::FindNode(state_.topology(), to);
-        for (uint64_t voter : placement().voters()) {
-          const internal::v1::NodeAddress* node = rpc::FindNode(state_.topology(), voter);
-          if (voter != to && mine != nullptr && node != nullptr &&
-              Contains(state_.departed(), voter) && node->raft_address() == mine->raft_address()) {
-            stale = voter;
-          }
-        }
-      }
-      if (stale != 0) {
-        MembershipRequest remove;
-        remove.set_shard(s);
-        remove.set_op(MembershipRequest::REMOVE);
-        remove.set_node_id(stale);
-        asio::awaitable<bool> removed = AtLeader(view, remove);
-        if (!co_await std::move(removed)) co_return false;
-        MutexLock lock(mu_);
-        Erase(*placement().mutable_voters(), stale);
-        BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(stale) +
-                        " removed first: " + rpc::NodeName(to) + " took its address");
-        co_return false;  // the next tick adds `to`
-      }
-      MembershipRequest add;
-      add.set_shard(s);
-      add.set_op(MembershipRequest::ADD_SPARE);
-      add.set_node_id(to);
-      asio::awaitable<bool> added = AtLeader(view, add);
-      if (!co_await std::move(added)) co_return false;
-      advance(kStandby);
-      co_return true;
+      asio::awaitable<bool> stage = AddSpare(move, view);
+      co_return co_await std::move(stage);
     }
     case kStandby: {
-      MembershipRequest standby;
-      standby.set_shard(s);
-      standby.set_op(MembershipRequest::ASSIGN);
-      standby.set_node_id(to);
-      standby.set_role(GroupMember::STANDBY);
-      asio::awaitable<bool> assigned = AtLeader(view, standby);
-      if (!co_await std::move(assigned)) co_return false;
-      advance(kCatchUp);
-      co_return false;  // its store's progress shows in the next tick's health
+      asio::awaitable<bool> stage = Standby(move, view);
+      co_return co_await std::move(stage);
     }
-    case kCatchUp: {
-      auto it = view.reports.find(to);
-      if (it == view.reports.end() || !cluster::CaughtUp(it->second, view.commit_index))
-        co_return false;
-      advance(kVoter);
-      co_return true;
-    }
+    case kCatchUp:
+      co_return CatchUp(move, view);
     case kVoter: {
-      MembershipRequest voter;
-      voter.set_shard(s);
-      voter.set_op(MembershipRequest::ASSIGN);
-      voter.set_node_id(to);
-      voter.set_role(GroupMember::VOTER);
-      asio::awaitable<bool> assigned = AtLeader(view, voter);
-      if (!co_await std::move(assigned)) co_return false;
-      MutexLock lock(mu_);
-      internal::v1::ShardPlacement& p = placement();
-      Erase(*p.mutable_joining(), to);
-      AddVoter(p, to);
-      BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " votes");
-      if (move.kind() == ReplicaMove::ADD) {
-        FinishMoveLocked();
-      } else {
-        state_.mutable_move()->set_stage(kLeadOff);
-        SaveOrLogLocked();
-      }
-      co_return true;
+      asio::awaitable<bool> stage = Vote(move, view);
+      co_return co_await std::move(stage);
     }
     case kLeadOff: {
-      if (view.leader == from) {
-        // To the new replica when it holds data, else to another caught-up data replica.
-        uint64_t target = 0;
-        for (uint64_t node : leaders_[s]->replicas()) {
-          auto it = view.reports.find(node);
-          if (node == from || it == view.reports.end() ||
-              !cluster::CaughtUp(it->second, view.commit_index)) {
-            continue;
-          }
-          if (target == 0 || node == to) target = node;
-        }
-        std::shared_ptr<rpc::WorkerClient> client = directory_.Client(from);
-        if (target == 0 || !client) co_return false;
-        asio::awaitable<Result<internal::v1::TransferResponse>> call =
-            client->Transfer(s, target, Ms(2000));
-        Result<internal::v1::TransferResponse> moved = co_await std::move(call);
-        if (moved.ok()) leaders_[s]->NoteLeader(target);
-        co_return false;  // the next tick's health shows the new leader
-      }
-      advance(kRemoveOld);
-      co_return true;
+      asio::awaitable<bool> stage = LeadOff(move, view);
+      co_return co_await std::move(stage);
     }
     case kRemoveOld: {
-      MembershipRequest remove;
-      remove.set_shard(s);
-      remove.set_op(MembershipRequest::REMOVE);
-      remove.set_node_id(from);
-      asio::awaitable<bool> removed = AtLeader(view, remove);
-      if (!co_await std::move(removed)) co_return false;
-      MutexLock lock(mu_);
-      internal::v1::ShardPlacement& p = placement();
-      Erase(*p.mutable_voters(), from);
-      Erase(*p.mutable_joining(), from);
-      if (p.preferred_leader() == from && !rpc::DataVoters(p).empty()) {
-        p.set_preferred_leader(rpc::DataVoters(p).front());
-      }
-      BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(from) + " removed");
-      FinishMoveLocked();
-      co_return true;
+      asio::awaitable<bool> stage = RemoveOld(move, view);
+      co_return co_await std::move(stage);
     }
-    default:
+    default: {
       MutexLock lock(mu_);
       spdlog::error("rebalance: a move at an unknown stage {}; dropped", move.stage());
       state_.clear_move();
       move_bytes_ = 0;
       co_return false;
+    }
   }
+}
+
+void ReplicationImpl::AdvanceMove(uint32_t stage) {
+  MutexLock lock(mu_);
+  state_.mutable_move()->set_stage(stage);
+  SaveOrLogLocked();
+}
+
+internal::v1::ShardPlacement& ReplicationImpl::PlacementLocked(uint32_t shard) {
+  return *state_.mutable_topology()->mutable_placements(static_cast<int>(shard));
+}
+
+// One membership step of `move`'s shard at its leader.
+asio::awaitable<bool> ReplicationImpl::AtLeader(const ShardView& view, uint32_t shard,
+                                                internal::v1::MembershipRequest::Op op,
+                                                uint64_t node) {
+  internal::v1::MembershipRequest request;
+  request.set_shard(shard);
+  request.set_op(op);
+  request.set_node_id(node);
+  asio::awaitable<bool> done = AtLeader(view, std::move(request));
+  co_return co_await std::move(done);
+}
+
+// TRANSFER: `to` becomes the shard's preferred leader (its first voter).
+bool ReplicationImpl::PreferLeader(const internal::v1::ReplicaMove& move) {
+  const uint32_t s = move.shard();
+  const uint64_t to = move.to();
+  MutexLock lock(mu_);
+  internal::v1::ShardPlacement& p = PlacementLocked(s);
+  if (!p.voters().empty() && p.voters(0) == to) {
+    // Preferred already: the balancer hands leadership over once `to` is caught up.
+    state_.clear_move();
+    move_bytes_ = 0;
+    return false;
+  }
+  std::vector<uint64_t> voters = {to};
+  for (uint64_t v : p.voters()) {
+    if (v != to) voters.push_back(v);
+  }
+  *p.mutable_voters() = {voters.begin(), voters.end()};
+  p.set_preferred_leader(to);
+  BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " preferred leader");
+  last_transfer_[s] = {};  // the balancer hands it over at once
+  FinishMoveLocked();
+  return true;
+}
+
+// Nothing (the move goes on) unless `to` went away: then it is removed from the shard and the
+// move ends (true), or the removal is tried again next tick (false).
+asio::awaitable<std::optional<bool>> ReplicationImpl::RollBackIfGone(
+    const internal::v1::ReplicaMove& move, const ShardView& view) {
+  const uint32_t s = move.shard();
+  const uint64_t to = move.to();
+  {
+    MutexLock lock(mu_);
+    if (!GoneLocked(to)) co_return std::nullopt;
+  }
+  asio::awaitable<bool> removed = AtLeader(view, s, internal::v1::MembershipRequest::REMOVE, to);
+  if (!co_await std::move(removed)) co_return false;
+  MutexLock lock(mu_);
+  Erase(*PlacementLocked(s).mutable_joining(), to);
+  BumpEpochLocked("shard " + std::to_string(s) + ": the move to " + rpc::NodeName(to) +
+                  " is rolled back (it went away)");
+  FinishMoveLocked();
+  co_return true;
+}
+
+// Nothing while the new replica is a caught-up voter; else the move ends with the old replica
+// kept (true, `to` went away) or waits (false, `to` is behind).
+std::optional<bool> ReplicationImpl::KeepOldIfNewGone(const internal::v1::ReplicaMove& move,
+                                                      const ShardView& view) {
+  const uint64_t to = move.to();
+  {
+    MutexLock lock(mu_);
+    if (GoneLocked(to)) {
+      spdlog::warn("rebalance: {} went away; {} is kept", rpc::NodeName(to),
+                   rpc::NodeName(move.from()));
+      FinishMoveLocked();
+      return true;
+    }
+  }
+  auto it = view.reports.find(to);
+  if (it == view.reports.end() || !cluster::CaughtUp(it->second, view.commit_index)) return false;
+  return std::nullopt;
+}
+
+bool ReplicationImpl::Announce(const internal::v1::ReplicaMove& move) {
+  const uint32_t s = move.shard();
+  const uint64_t to = move.to();
+  MutexLock lock(mu_);
+  internal::v1::ShardPlacement& p = PlacementLocked(s);
+  if (!Contains(p.joining(), to) && !Contains(p.voters(), to)) p.add_joining(to);
+  BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " joins");
+  state_.mutable_move()->set_stage(kAddSpare);
+  SaveOrLogLocked();
+  return true;
+}
+
+// `to` must hold the epoch that names it (the witness: at once, in this process).
+asio::awaitable<bool> ReplicationImpl::HoldsItsEpoch(uint64_t to) {
+  if (to != rpc::kWitnessNodeId) {
+    asio::awaitable<Result<internal::v1::TopologyResponse>> push = PushTo(to);
+    Result<internal::v1::TopologyResponse> pushed = co_await std::move(push);
+    co_return pushed.ok();
+  }
+  OpenWitness();
+  uint64_t epoch = 0;
+  {
+    MutexLock lock(mu_);
+    epoch = state_.topology().epoch();
+  }
+  co_return witness_epoch_ >= epoch;
+}
+
+// A voter that left the cluster at `to`'s raft address is a worker that lost its data and came
+// back under a new id at the same address: it is removed first (it is dead, so this leaves the
+// shard no less able to commit than it was). A live member at that address (members that came
+// back in another order) stays: `to` is added under a name of its own ("<address>#<id>"), which
+// libraft never finds taken. 0: none.
+uint64_t ReplicationImpl::StaleVoterAtLocked(uint32_t shard, uint64_t to) {
+  const internal::v1::NodeAddress* mine = rpc::FindNode(state_.topology(), to);
+  uint64_t stale = 0;
+  for (uint64_t voter : PlacementLocked(shard).voters()) {
+    const internal::v1::NodeAddress* node = rpc::FindNode(state_.topology(), voter);
+    if (voter != to && mine != nullptr && node != nullptr && Contains(state_.departed(), voter) &&
+        node->raft_address() == mine->raft_address()) {
+      stale = voter;
+    }
+  }
+  return stale;
+}
+
+asio::awaitable<bool> ReplicationImpl::AddSpare(const internal::v1::ReplicaMove& move,
+                                                const ShardView& view) {
+  using internal::v1::MembershipRequest;
+  const uint32_t s = move.shard();
+  const uint64_t to = move.to();
+  asio::awaitable<bool> holds = HoldsItsEpoch(to);
+  if (!co_await std::move(holds)) co_return false;
+  uint64_t stale = 0;
+  {
+    MutexLock lock(mu_);
+    stale = StaleVoterAtLocked(s, to);
+  }
+  if (stale != 0) {
+    asio::awaitable<bool> removed = AtLeader(view, s, MembershipRequest::REMOVE, stale);
+    if (!co_await std::move(removed)) co_return false;
+    MutexLock lock(mu_);
+    Erase(*PlacementLocked(s).mutable_voters(), stale);
+    BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(stale) +
+                    " removed first: " + rpc::NodeName(to) + " took its address");
+    co_return false;  // the next tick adds `to`
+  }
+  asio::awaitable<bool> added = AtLeader(view, s, MembershipRequest::ADD_SPARE, to);
+  if (!co_await std::move(added)) co_return false;
+  AdvanceMove(kStandby);
+  co_return true;
+}
+
+asio::awaitable<bool> ReplicationImpl::Standby(const internal::v1::ReplicaMove& move,
+                                               const ShardView& view) {
+  internal::v1::MembershipRequest standby;
+  standby.set_shard(move.shard());
+  standby.set_op(internal::v1::MembershipRequest::ASSIGN);
+  standby.set_node_id(move.to());
+  standby.set_role(internal::v1::GroupMember::STANDBY);
+  asio::awaitable<bool> assigned = AtLeader(view, std::move(standby));
+  if (!co_await std::move(assigned)) co_return false;
+  AdvanceMove(kCatchUp);
+  co_return false;  // its store's progress shows in the next tick's health
+}
+
+bool ReplicationImpl::CatchUp(const internal::v1::ReplicaMove& move, const ShardView& view) {
+  auto it = view.reports.find(move.to());
+  if (it == view.reports.end() || !cluster::CaughtUp(it->second, view.commit_index)) return false;
+  AdvanceMove(kVoter);
+  return true;
+}
+
+asio::awaitable<bool> ReplicationImpl::Vote(const internal::v1::ReplicaMove& move,
+                                            const ShardView& view) {
+  const uint32_t s = move.shard();
+  const uint64_t to = move.to();
+  internal::v1::MembershipRequest voter;
+  voter.set_shard(s);
+  voter.set_op(internal::v1::MembershipRequest::ASSIGN);
+  voter.set_node_id(to);
+  voter.set_role(internal::v1::GroupMember::VOTER);
+  asio::awaitable<bool> assigned = AtLeader(view, std::move(voter));
+  if (!co_await std::move(assigned)) co_return false;
+  MutexLock lock(mu_);
+  internal::v1::ShardPlacement& p = PlacementLocked(s);
+  Erase(*p.mutable_joining(), to);
+  AddVoter(p, to);
+  BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(to) + " votes");
+  if (move.kind() == internal::v1::ReplicaMove::ADD) {
+    FinishMoveLocked();
+  } else {
+    state_.mutable_move()->set_stage(kLeadOff);
+    SaveOrLogLocked();
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> ReplicationImpl::LeadOff(const internal::v1::ReplicaMove& move,
+                                               const ShardView& view) {
+  const uint32_t s = move.shard();
+  const uint64_t from = move.from();
+  if (view.leader != from) {
+    AdvanceMove(kRemoveOld);
+    co_return true;
+  }
+  // To the new replica when it holds data, else to another caught-up data replica.
+  uint64_t target = 0;
+  for (uint64_t node : leaders_[s]->replicas()) {
+    auto it = view.reports.find(node);
+    if (node == from || it == view.reports.end() ||
+        !cluster::CaughtUp(it->second, view.commit_index)) {
+      continue;
+    }
+    if (target == 0 || node == move.to()) target = node;
+  }
+  std::shared_ptr<rpc::WorkerClient> client = directory_.Client(from);
+  if (target == 0 || !client) co_return false;
+  asio::awaitable<Result<internal::v1::TransferResponse>> call =
+      client->Transfer(s, target, Ms(2000));
+  Result<internal::v1::TransferResponse> moved = co_await std::move(call);
+  if (moved.ok()) leaders_[s]->NoteLeader(target);
+  co_return false;  // the next tick's health shows the new leader
+}
+
+asio::awaitable<bool> ReplicationImpl::RemoveOld(const internal::v1::ReplicaMove& move,
+                                                 const ShardView& view) {
+  const uint32_t s = move.shard();
+  const uint64_t from = move.from();
+  asio::awaitable<bool> removed = AtLeader(view, s, internal::v1::MembershipRequest::REMOVE, from);
+  if (!co_await std::move(removed)) co_return false;
+  MutexLock lock(mu_);
+  internal::v1::ShardPlacement& p = PlacementLocked(s);
+  Erase(*p.mutable_voters(), from);
+  Erase(*p.mutable_joining(), from);
+  if (p.preferred_leader() == from && !rpc::DataVoters(p).empty()) {
+    p.set_preferred_leader(rpc::DataVoters(p).front());
+  }
+  BumpEpochLocked("shard " + std::to_string(s) + ": " + rpc::NodeName(from) + " removed");
+  FinishMoveLocked();
+  co_return true;
 }
 
 Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::JoinRequest& request) {
