@@ -49,8 +49,7 @@ struct Replica {
   explicit Replica(uint32_t shard) : machine(shard) {}
   WitnessMachine machine;
   std::unique_ptr<raft::Group> group;
-  std::vector<uint64_t> data_voters;  // transfer targets, in the shard's order; the witness's mu_
-  size_t next_target = 0;             // handoff thread only
+  size_t next_target = 0;  // handoff thread only
   std::chrono::steady_clock::time_point last_try{};
   std::atomic<bool> transferring{false};
 };
@@ -89,11 +88,10 @@ class WitnessImpl final : public Witness {
     const rpc::ReplicaChanges changes = rpc::ChangesOf(topology, rpc::kWitnessNodeId, Held());
     {
       MutexLock lock(mu_);
-      for (auto& [shard, replica] : replicas_) replica->data_voters = data_voters[shard];
+      data_voters_ = std::move(data_voters);
     }
     for (const rpc::ReplicaPlan& plan : changes.open) {
       auto replica = std::make_shared<Replica>(plan.shard);
-      replica->data_voters = data_voters[plan.shard];
       raft::GroupOptions group;
       group.hub = hub_.get();
       group.group_id = plan.shard;
@@ -149,7 +147,7 @@ class WitnessImpl final : public Witness {
     std::vector<uint64_t> targets;
     {
       MutexLock lock(mu_);
-      targets = replica->data_voters;
+      if (auto it = data_voters_.find(shard); it != data_voters_.end()) targets = it->second;
     }
     if (targets.empty() || replica->transferring.load()) return;
     if (replica->group->Info().role != raft::Role::kLeader) return;
@@ -236,6 +234,8 @@ class WitnessImpl final : public Witness {
   Mutex adopt_mu_;  // serialises Adopt
   Mutex mu_;
   std::map<uint32_t, std::shared_ptr<Replica>> replicas_ GUARDED_BY(mu_);
+  // Each shard's data replicas, in the shard's order: where the witness hands leadership.
+  std::map<uint32_t, std::vector<uint64_t>> data_voters_ GUARDED_BY(mu_);
   std::condition_variable wake_;
   bool stopping_ GUARDED_BY(mu_) = false;
 };
