@@ -56,10 +56,14 @@ void ControlNode::Parts::ReloadTokensOnHangup() {
       if (error) return;
       if (!tokens) {
         spdlog::info("SIGHUP: no --auth-tokens-file to read again");
-      } else if (Status reloaded = tokens->Reload(); reloaded.ok()) {
-        spdlog::info("SIGHUP: {} tokens from {}", tokens->size(), tokens->path());
       } else {
-        spdlog::error("SIGHUP: kept the tokens as they were: {}", reloaded.message());
+        const Status reloaded = tokens->Reload();
+        if (reloaded.ok()) {
+          spdlog::info("SIGHUP: {} tokens from {}", tokens->size(), tokens->path());
+        } else {
+          spdlog::error("SIGHUP: kept the tokens as they were: {}", reloaded.message());
+        }
+        if (options.tokens_reread) options.tokens_reread(reloaded);
       }
       await_hangup();
     });

@@ -6,6 +6,7 @@
 // Stop (or the destructor).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,9 @@ struct ControlNodeOptions {
   unsigned threads = 2;          // serving HTTP
   std::string auth_tokens_file;  // empty: the API is open
   bool metrics = true;           // GET /metrics
+  // Set: called with the outcome each time SIGHUP made the node read the token file again, on
+  // one of its threads, after the new tokens are in use (a test waits on it).
+  std::function<void(const Status&)> tokens_reread;
 };
 
 class ControlNode {
