@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -22,6 +25,7 @@
 #include "control/console.h"
 #include "control/fingerprint.h"
 #include "control/gather.h"
+#include "control/legacy_import.h"
 #include "control/query_api.h"
 #include "control/shard_writer.h"
 #include "das/v1/das.pb.h"
@@ -181,7 +185,53 @@ class ControlServiceImpl final : public ControlService {
       AddDestination(s, replication_->LeaderOf(s), s);
     }
     replication_->Start();
+    StartLegacyImport();
     return Status::Ok();
+  }
+
+  // Replicated: the rows and keys workers kept unreplicated, into the shards (LegacyImport);
+  // inserts and reads wait for it.
+  void StartLegacyImport() {
+    LegacyImport::Hooks hooks;
+    hooks.members = [this] {
+      std::vector<uint64_t> out;
+      for (const WorkerDirectory::Entry& w : replication_->workers().Members()) {
+        out.push_back(w.id);
+      }
+      return out;
+    };
+    CallWorkers(
+        hooks, [this](uint64_t id) { return replication_->workers().Client(id); },
+        options_.insert_deadline);
+    hooks.shards = replication_->shards();
+    hooks.shard_of = [this](std::string_view key) { return replication_->ShardOf(key); };
+    hooks.ready = [this] { return replication_->ready(); };
+    hooks.write = [this](uint32_t shard, SubBatch part) {
+      return DestinationOf(shard).writer->Write(std::move(part));
+    };
+    hooks.settled_file =
+        (std::filesystem::path(options_.replication.data_dir) / "legacy-settled").string();
+    legacy_ = std::make_unique<LegacyImport>(executor_, std::move(hooks), options_.insert_deadline);
+    legacy_->Start();
+    router_.Use([this](http::Request request, http::Target target, const http::RouteHandler& next) {
+      return HoldForImport(std::move(request), std::move(target), next);
+    });
+  }
+
+  // Inserts and reads answer 503 while the import runs: a read would miss the rows not imported
+  // yet, and a retried batch from before it could be stored again before its key is.
+  asio::awaitable<http::Response> HoldForImport(http::Request request, http::Target target,
+                                                const http::RouteHandler& next) {
+    static const std::set<std::string_view> kHeld = {"/insert", "/insert/batch", "/analytics",
+                                                     "/v1/query"};
+    if (kHeld.count(target.route) > 0) {
+      if (std::optional<std::string> pending = legacy_->Pending()) {
+        co_return EncodeError(ApiError{503, "the cluster is starting: " + *pending},
+                              ErrorEncoding(request));
+      }
+    }
+    asio::awaitable<http::Response> answer = next(std::move(request), std::move(target));
+    co_return co_await std::move(answer);
   }
 
   // Probes every worker's clock (the members now, replicated; the static list, not).
@@ -233,6 +283,7 @@ class ControlServiceImpl final : public ControlService {
       idle = destination->writer->Stop(std::max(left, std::chrono::milliseconds(0))) && idle;
     }
     if (clock_probe_) clock_probe_->Stop();
+    if (legacy_) legacy_->Stop();
     if (replication_) replication_->Stop();
     for (auto& [id, client] : clients_) client->Close();
     return idle;
@@ -552,6 +603,7 @@ class ControlServiceImpl final : public ControlService {
     std::map<uint32_t, SubBatch*> parts =
         SplitBatch(batch, fingerprint, destinations, KeyDestinations(batch));
     std::vector<Destination*> targets;
+    std::vector<uint64_t> part_rows;
     std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
     for (const auto& [id, part] : parts) {
       Destination& destination = DestinationOf(id);
@@ -561,6 +613,7 @@ class ControlServiceImpl final : public ControlService {
         continue;
       }
       targets.push_back(&destination);
+      part_rows.push_back(static_cast<uint64_t>(part->rows_size()));
       writes.push_back(destination.writer->Write(std::move(shared)));
     }
     asio::awaitable<std::vector<Result<SubBatchResult>>> gather_writes =
@@ -572,6 +625,9 @@ class ControlServiceImpl final : public ControlService {
     std::optional<ApiError> first_error;
     for (size_t i = 0; i < results.size(); ++i) {
       PartAnswer part = Interpret(results[i], targets[i]->target->peer());
+      // A duplicate repeats the first batch's rows (the same fingerprint): its part stored
+      // these rows then (a key imported from an unreplicated store records none, LegacyImport).
+      if (part.duplicate) part.rows = part_rows[i];
       if (part.stored) {
         rows += part.rows;
         if (part.duplicate) duplicate_rows += part.rows;
@@ -715,10 +771,18 @@ class ControlServiceImpl final : public ControlService {
       const std::vector<internal::v1::ReplicaHealth> witness = co_await std::move(read);
       all_healthy = replication_->DescribeShards(by_id, witness, response) && all_healthy;
       all_healthy = DescribeOwnDisk(response) && all_healthy;
+      std::optional<std::string> starting;
       if (!replication_->ready()) {
-        // Until every shard first had a leader, the node cannot serve: 503, so that whoever
-        // waits for a 200 (a container health check, a test) waits until it can.
+        starting = "a shard has had no leader yet";
+      } else {
+        starting = legacy_->Pending();
+      }
+      if (starting) {
+        // Until every shard first had a leader (and what workers kept unreplicated is in the
+        // shards), the node cannot serve: 503, so that whoever waits for a 200 (a container
+        // health check, a test) waits until it can.
         response.set_status("starting");
+        response.set_starting(*starting);
         co_return EncodeHealth(503, response, request, status_only);
       }
     }
@@ -852,6 +916,7 @@ class ControlServiceImpl final : public ControlService {
   std::map<uint32_t, std::unique_ptr<Destination>> destinations_;
   std::unique_ptr<QueryApi> queries_;        // set by Create, after the destinations
   std::unique_ptr<ClockProbe> clock_probe_;  // set by Create; stopped by Stop()
+  std::unique_ptr<LegacyImport> legacy_;     // replicated; stopped by Stop()
   std::atomic<bool> own_disk_full_{false};   // as /health last saw it (DescribeOwnDisk)
   http::Router router_;
   std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with options_.metrics

@@ -50,6 +50,7 @@ std::vector<storage::SubBatch> Decode(internal::v1::RaftEntry& entry) {
     batch.idempotency_key = std::move(*in.mutable_idempotency_key());
     batch.fingerprint = in.batch_fingerprint();
     batch.check_only = in.check_only();
+    batch.row_ingest_us.assign(in.row_ingest_us().begin(), in.row_ingest_us().end());
     batches.push_back(std::move(batch));
   }
   return batches;

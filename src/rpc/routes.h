@@ -16,6 +16,10 @@ inline constexpr char kTransferPath[] = "/internal/v1/shard/transfer";    // POS
 inline constexpr char kShardWritesPath[] = "/internal/v1/shard/writes";   // POST ShardWritesRequest
 inline constexpr char kCopyPath[] = "/internal/v1/shard/copy";            // POST CopyRequest
 inline constexpr char kCopyChunkPath[] = "/internal/v1/shard/copy/chunk";  // POST CopyChunkRequest
+// The import of an unreplicated store into shards (control/legacy_import.h).
+inline constexpr char kLegacyRowsPath[] = "/internal/v1/legacy/rows";  // POST LegacyPageRequest
+inline constexpr char kLegacyKeysPath[] = "/internal/v1/legacy/keys";  // POST LegacyPageRequest
+inline constexpr char kLegacyDonePath[] = "/internal/v1/legacy/done";  // POST LegacyDoneRequest
 // Membership (docs/operations.md, "Membership").
 inline constexpr char kMembershipPath[] =
     "/internal/v1/shard/membership";                      // POST MembershipRequest

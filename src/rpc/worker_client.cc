@@ -167,6 +167,28 @@ class WorkerClientImpl final : public WorkerClient {
     co_return co_await std::move(call);
   }
 
+  asio::awaitable<Result<internal::v1::LegacyRowsResponse>> LegacyRows(
+      const internal::v1::LegacyPageRequest& request, std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::LegacyRowsResponse>> call =
+        PostMessage<internal::v1::LegacyRowsResponse>(kLegacyRowsPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::LegacyKeysResponse>> LegacyKeys(
+      const internal::v1::LegacyPageRequest& request, std::chrono::milliseconds timeout) override {
+    asio::awaitable<Result<internal::v1::LegacyKeysResponse>> call =
+        PostMessage<internal::v1::LegacyKeysResponse>(kLegacyKeysPath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
+  asio::awaitable<Result<internal::v1::LegacyDoneResponse>> LegacyDone(
+      std::chrono::milliseconds timeout) override {
+    const internal::v1::LegacyDoneRequest request;  // outlives the call, in this frame
+    asio::awaitable<Result<internal::v1::LegacyDoneResponse>> call =
+        PostMessage<internal::v1::LegacyDoneResponse>(kLegacyDonePath, request, timeout);
+    co_return co_await std::move(call);
+  }
+
   void Close() override { http_->Close(); }
 
  private:

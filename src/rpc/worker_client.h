@@ -77,6 +77,14 @@ class WorkerClient : public WriteTarget {
       uint32_t shard, uint64_t min_index, std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::CopyChunkResponse>> CopyChunk(
       uint32_t shard, uint64_t copy_id, uint64_t offset, std::chrono::milliseconds timeout) = 0;
+  // The worker's unreplicated store, a page at a time, for its import into the shards
+  // (control/legacy_import.h); LegacyDone when every page is in them.
+  virtual boost::asio::awaitable<Result<internal::v1::LegacyRowsResponse>> LegacyRows(
+      const internal::v1::LegacyPageRequest& request, std::chrono::milliseconds timeout) = 0;
+  virtual boost::asio::awaitable<Result<internal::v1::LegacyKeysResponse>> LegacyKeys(
+      const internal::v1::LegacyPageRequest& request, std::chrono::milliseconds timeout) = 0;
+  virtual boost::asio::awaitable<Result<internal::v1::LegacyDoneResponse>> LegacyDone(
+      std::chrono::milliseconds timeout) = 0;
 
   // Closes idle connections; later calls fail with kShuttingDown.
   virtual void Close() = 0;

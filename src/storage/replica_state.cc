@@ -248,9 +248,6 @@ Result<std::vector<SubBatchOutcome>> ReplicaState::StageRequest(const WriteReque
     } else {
       ASSIGN_OR_RETURN(outcome, StageSubBatch(batch, ingest_us, staged));
     }
-    if (outcome.code == Code::kOk && outcome.rows_written > 0 && !batch.check_only) {
-      staged.newest_ingest_us = ingest_us;
-    }
     outcomes.push_back(outcome);
   }
   staged.applied_index = std::max(staged.applied_index, request.raft_index);
@@ -264,7 +261,7 @@ Result<std::vector<SubBatchOutcome>> ReplicaState::StageRequest(const WriteReque
 void ReplicaState::StageDecided(const SubBatch& batch, const SubBatchOutcome& outcome,
                                 int64_t ingest_us, Staged& staged) {
   if (outcome.code != Code::kOk || batch.check_only) return;  // nothing to store
-  StageRows(batch.rows, ingest_us);
+  StageRows(batch, ingest_us, staged);
   if (batch.idempotency_key.empty()) return;
   const KeyRecord record{batch.fingerprint, batch.rows.size(), ingest_us};
   StageKey(batch.idempotency_key, record);
@@ -281,7 +278,7 @@ Result<SubBatchOutcome> ReplicaState::StageSubBatch(const SubBatch& batch, int64
   const uint64_t rows = batch.rows.size();
   if (batch.idempotency_key.empty()) {
     if (batch.check_only) return SubBatchOutcome{Code::kOk, 0};
-    StageRows(batch.rows, ingest_us);
+    StageRows(batch, ingest_us, staged);
     return SubBatchOutcome{Code::kOk, rows};
   }
   const KeyRecord* earlier = keys_.Find(batch.idempotency_key);
@@ -295,17 +292,21 @@ Result<SubBatchOutcome> ReplicaState::StageSubBatch(const SubBatch& batch, int64
   }
   if (batch.check_only) return SubBatchOutcome{Code::kOk, 0};
   const KeyRecord record{batch.fingerprint, rows, ingest_us};
-  StageRows(batch.rows, ingest_us);
+  StageRows(batch, ingest_us, staged);
   StageKey(batch.idempotency_key, record);
   staged.new_keys.emplace(batch.idempotency_key, record);
   return SubBatchOutcome{Code::kOk, rows};
 }
 
-void ReplicaState::StageRows(const std::vector<StoredRow>& rows, int64_t ingest_us) {
-  for (const StoredRow& row : rows) {
-    sinks_.rows->Add(row.partition_key);
-    sinks_.rows->Add(row.value);
-    sinks_.rows->AddTimestamp(ingest_us);
+void ReplicaState::StageRows(const SubBatch& batch, int64_t ingest_us, Staged& staged) {
+  const bool own_times = batch.row_ingest_us.size() == batch.rows.size();
+  int64_t& newest = staged.newest_ingest_us;
+  for (size_t r = 0; r < batch.rows.size(); ++r) {
+    const int64_t at = own_times ? batch.row_ingest_us[r] : ingest_us;
+    newest = std::max(newest, at);
+    sinks_.rows->Add(batch.rows[r].partition_key);
+    sinks_.rows->Add(batch.rows[r].value);
+    sinks_.rows->AddTimestamp(at);
     sinks_.rows->EndRow();
   }
 }

@@ -137,7 +137,9 @@ class ReplicaState {
   void StageDecided(const SubBatch& batch, const SubBatchOutcome& outcome, int64_t ingest_us,
                     Staged& staged);
   void AddCommittedRows(const std::vector<WriteRequest>& group, const Staged& staged);
-  void StageRows(const std::vector<StoredRow>& rows, int64_t ingest_us);
+  // Stages the batch's rows at `ingest_us` (or at their own times), raising
+  // staged.newest_ingest_us to the newest.
+  void StageRows(const SubBatch& batch, int64_t ingest_us, Staged& staged);
   void StageKey(std::string_view key, const KeyRecord& record);
 
   duckdb_connection conn_;

@@ -54,6 +54,9 @@ struct SubBatch {
   uint64_t fingerprint = 0;
   // Only look the key up (kOk: unknown, kDuplicate, kKeyConflict); store nothing.
   bool check_only = false;
+  // The rows' own ingest times, one per row (empty: the write's): rows imported from an
+  // unreplicated store keep the time they were first stored at (control/legacy_import.h).
+  std::vector<int64_t> row_ingest_us;
 };
 
 struct SubBatchOutcome {

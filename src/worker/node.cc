@@ -23,6 +23,7 @@
 #include "rpc/cluster_auth.h"
 #include "storage/disk_space.h"
 #include "storage/store.h"
+#include "worker/legacy_export.h"
 #include "worker/service.h"
 
 namespace das::worker {
@@ -78,6 +79,7 @@ Status WorkerNode::Parts::OpenStore() {
   // The unreplicated store's own file from before the node store, imported once.
   unreplicated.migrate_from =
       (std::filesystem::path(store_options.data_dir) / "worker.duckdb").string();
+  RETURN_IF_ERROR(LegacyExport::DropIfImported(*node_store, store_options.data_dir));
   ASSIGN_OR_RETURN(store, node_store->OpenReplica(unreplicated));
   return Status::Ok();
 }
@@ -104,7 +106,7 @@ void WorkerNode::Parts::OpenReplicaHost(const std::shared_ptr<const rpc::Cluster
   service = std::make_unique<WorkerService>(
       options.id, *store, replicas.get(),
       options.raft_advertise_port != 0 ? options.raft_advertise_port : options.raft_port, key,
-      metrics.get());
+      metrics.get(), options.store.data_dir);
 }
 
 Status WorkerNode::Parts::Listen() {

@@ -75,6 +75,10 @@ std::vector<size_t> Validate(const internal::v1::WriteRequest& request,
       invalid = ValidateRow(row.partition_key(),
                             row.has_value() ? std::optional<double>(row.value()) : std::nullopt);
     }
+    if (invalid.ok() && in.row_ingest_us_size() != 0 && in.row_ingest_us_size() != in.rows_size()) {
+      invalid = InvalidArgument("row_ingest_us has " + std::to_string(in.row_ingest_us_size()) +
+                                " times for " + std::to_string(in.rows_size()) + " rows");
+    }
     if (!invalid.ok()) {
       result->set_code(SubBatchResult::INVALID_ARGUMENT);
       result->set_error(invalid.message());
@@ -151,7 +155,7 @@ http::Response Undecodable(const google::protobuf::MessageLite& message) {
 WorkerService::WorkerService(uint32_t worker_id, storage::Store& store,
                              replica::ReplicaHost* replicas, uint16_t raft_port,
                              std::shared_ptr<const rpc::ClusterKey> cluster_key,
-                             metrics::Registry* metrics)
+                             metrics::Registry* metrics, const std::string& data_dir)
     : worker_id_(worker_id),
       store_(store),
       replicas_(replicas),
@@ -187,6 +191,11 @@ WorkerService::WorkerService(uint32_t worker_id, storage::Store& store,
     router_.Add("POST", rpc::kShardWritesPath, [this](http::Request request, http::Target) {
       return ShardWrites(std::move(request));
     });
+    if (!data_dir.empty()) {
+      legacy_ = std::make_unique<LegacyExport>(store_, data_dir,
+                                               [this] { return replicas_->cluster_id() != 0; });
+      legacy_->Register(router_);
+    }
   }
   router_.Add("POST", rpc::kQueryPath,
               [this](http::Request request, http::Target) { return Query(std::move(request)); });

@@ -21,6 +21,8 @@
 //                                      behind its leader's log)
 //   POST /internal/v1/shard/copy/chunk CopyChunkRequest -> CopyChunkResponse (its bytes)
 //   POST /internal/v1/shard/membership MembershipRequest -> MembershipResponse (at the leader)
+//   POST /internal/v1/legacy/{rows,keys,done}  the unreplicated store, a page at a time, for its
+//                                      import into the shards (worker/legacy_export.h)
 //
 // With a cluster secret (`cluster_key`), a request to any /internal/ route must carry its
 // signature (rpc/cluster_auth.h): one that does not is answered 401 (an ErrorStatus UNAVAILABLE
@@ -54,6 +56,7 @@ class thread_pool;
 #include "replica/replica_host.h"
 #include "rpc/cluster_auth.h"
 #include "storage/store.h"
+#include "worker/legacy_export.h"
 
 namespace das::worker {
 
@@ -62,9 +65,11 @@ class WorkerService {
   // `replicas` (may be null: no replicated shards) and `store` outlive the service.
   // `raft_port` is the port its health tells the control node (the one peers dial).
   // `metrics` (may be null: no /metrics, nothing counted) outlives the service.
+  // `data_dir` (with `replicas`): where the import of `store` into the shards leaves its marker
+  // (worker/legacy_export.h); empty: the store is not offered for import.
   WorkerService(uint32_t worker_id, storage::Store& store, replica::ReplicaHost* replicas = nullptr,
                 uint16_t raft_port = 0, std::shared_ptr<const rpc::ClusterKey> cluster_key = {},
-                metrics::Registry* metrics = nullptr);
+                metrics::Registry* metrics = nullptr, const std::string& data_dir = {});
   ~WorkerService();
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
@@ -111,6 +116,7 @@ class WorkerService {
   std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with metrics_
   prometheus::Histogram* write_rows_ = nullptr;         // with metrics_
   prometheus::Counter* write_bytes_ = nullptr;          // with metrics_
+  std::unique_ptr<LegacyExport> legacy_;                // with replicas_ and a data_dir
   // One thread for topology and membership changes; destroyed (joined) first.
   std::unique_ptr<boost::asio::thread_pool> changes_;
 };

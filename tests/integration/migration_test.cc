@@ -2,6 +2,7 @@
 // (tests/data/v0-layout, see tests/data/make-v0-layout.sh) keep every row and key, once.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -53,6 +54,81 @@ TEST_F(MigrationTest, UnreplicatedWorkersKeepTheirRowsAndKeysAcrossTheUpgrade) {
     ASSERT_TRUE(cluster_.RestartWorker(1));
   }
   Result<Analytics> a = GetAnalytics(port());
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(expected.Matches(a->body));
+}
+
+// The same old files under a replicated cluster (an upgrade that also turns replication on): the
+// control node imports the rows (with their ingest times) and keys the workers kept
+// unreplicated into the shards, and answers nothing until it has; afterwards every answer is
+// exact, the old batch's retry a duplicate, its key's reuse a 422, and restarts of every node
+// import nothing twice.
+TEST_F(MigrationTest, AReplicatedClusterImportsWhatTheOldLayoutKeptUnreplicated) {
+  for (int id : {1, 2}) {
+    const std::string dir = cluster_.dir() + "/worker-" + std::to_string(id);
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(kData + "/r1-worker-" + std::to_string(id) + "/worker.duckdb",
+                               dir + "/worker.duckdb");
+  }
+  const auto started = std::chrono::system_clock::now();
+  ASSERT_TRUE(cluster_.Start());
+  Expected expected;
+  for (int i = 0; i < 10; ++i) expected.Add(0.5 * i);
+  expected.Add(kBatch);
+  for (int restart = 0; restart < 2; ++restart) {
+    Result<Analytics> a = GetAnalytics(port());
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_TRUE(Completeness(*a, 200, false, 2, 2));
+    EXPECT_TRUE(expected.Matches(a->body));
+    // The old rows keep the time they were stored at, before this test began.
+    const auto before =
+        std::chrono::duration_cast<std::chrono::milliseconds>(started.time_since_epoch()).count();
+    Result<HttpResponse> old =
+        HttpGet(port(), "/analytics?from=0&to=" + std::to_string(before) + "&format=protobuf");
+    ASSERT_TRUE(old.ok());
+    ASSERT_EQ(old->status, 200) << old->body;
+    v1::AnalyticsResponse old_rows;
+    ASSERT_TRUE(old_rows.ParseFromString(old->body));
+    EXPECT_EQ(old_rows.count(), 14u);
+    EXPECT_TRUE(BatchOk(port(), kBatch, "v0-batch", 4));  // a duplicate: nothing stored
+    EXPECT_TRUE(IsError(PostBatch(port(), {{"b0", 1}}, "v0-batch"), 422, Encoding::kProtobuf));
+    ASSERT_TRUE(InsertOk(port(), "after-upgrade-" + std::to_string(restart), 1.25));
+    expected.Add(1.25);
+    ASSERT_TRUE(cluster_.KillControl());
+    ASSERT_TRUE(cluster_.RestartWorker(0, /*wait_ok=*/false));
+    ASSERT_TRUE(cluster_.RestartWorker(1, /*wait_ok=*/false));
+    ASSERT_TRUE(cluster_.RestartControl());
+    ASSERT_TRUE(cluster_.WaitClusterOk());
+  }
+  Result<Analytics> a = GetAnalytics(port());
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(expected.Matches(a->body));
+}
+
+// A cluster of today's build run unreplicated, then started again replicated on the same data
+// directories: every row and key it acknowledged is there once.
+TEST_F(MigrationTest, AnUnreplicatedClusterTurnedReplicatedKeepsEveryRowOnce) {
+  ASSERT_TRUE(cluster_.Start(Unreplicated()));
+  Expected expected;
+  std::vector<TestRow> batch;
+  for (int i = 0; i < 300; ++i) batch.push_back({"r1-" + std::to_string(i), 0.25 * i});
+  ASSERT_TRUE(BatchOk(port(), batch, "r1-batch", batch.size()));
+  expected.Add(batch);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(InsertOk(port(), "single-" + std::to_string(i), i));
+    expected.Add(i);
+  }
+  ASSERT_TRUE(cluster_.KillControl());
+  ASSERT_TRUE(cluster_.KillWorker(0));
+  ASSERT_TRUE(cluster_.KillWorker(1));
+  ASSERT_TRUE(cluster_.Start());
+  Result<Analytics> a = GetAnalytics(port());
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(Completeness(*a, 200, false, 2, 2));
+  EXPECT_TRUE(expected.Matches(a->body));
+  EXPECT_TRUE(BatchOk(port(), batch, "r1-batch", batch.size()));  // a duplicate
+  EXPECT_TRUE(IsError(PostBatch(port(), {{"x", 1}}, "r1-batch"), 422, Encoding::kProtobuf));
+  a = GetAnalytics(port());
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   EXPECT_TRUE(expected.Matches(a->body));
 }

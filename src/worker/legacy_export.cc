@@ -1,0 +1,155 @@
+#include "worker/legacy_export.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "common/durable_file.h"
+#include "das/v1/internal.pb.h"
+#include "http/await.h"
+#include "rpc/routes.h"
+#include "rpc/status_wire.h"
+#include "storage/replica_pages.h"
+
+namespace das::worker {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// A page's bounds: the control node writes each page as one sub-batch per shard.
+constexpr uint32_t kMaxRows = 65536;
+constexpr uint32_t kMaxKeys = 8192;
+constexpr size_t kMaxPageBytes = 4 << 20;
+
+std::string MarkerPath(const std::string& data_dir) {
+  return (std::filesystem::path(data_dir) / "legacy-imported").string();
+}
+
+// Runs `read` on one of the store's reader connections and awaits its result.
+template <typename T, typename Read>
+asio::awaitable<Result<T>> OnReader(storage::Store& store, Read read) {
+  auto start = [&store, read = std::move(read)](auto done) mutable {
+    store.RunOnReader(
+        [read = std::move(read), done = std::move(done)](Result<_duckdb_connection*> conn) mutable {
+          if (!conn.ok()) return done(Result<T>(std::move(conn).status()));
+          done(read(*conn));
+        });
+  };
+  return http::AwaitCallback<Result<T>>(std::move(start));
+}
+
+}  // namespace
+
+LegacyExport::LegacyExport(storage::Store& store, std::string data_dir,
+                           std::function<bool()> replicated)
+    : store_(store),
+      marker_(MarkerPath(data_dir)),
+      replicated_(std::move(replicated)),
+      imported_(std::filesystem::exists(marker_)) {}
+
+void LegacyExport::Register(http::Router& router) {
+  router.Add("POST", rpc::kLegacyRowsPath,
+             [this](http::Request request, http::Target) { return Rows(std::move(request)); });
+  router.Add("POST", rpc::kLegacyKeysPath,
+             [this](http::Request request, http::Target) { return Keys(std::move(request)); });
+  router.Add("POST", rpc::kLegacyDonePath, [this](http::Request, http::Target) { return Done(); });
+}
+
+Status LegacyExport::DropIfImported(storage::NodeStore& node_store, const std::string& data_dir) {
+  const std::string marker = MarkerPath(data_dir);
+  if (!std::filesystem::exists(marker)) return Status::Ok();
+  RETURN_IF_ERROR(node_store.RemoveReplica(storage::kUnreplicatedReplica));
+  std::error_code error;
+  std::filesystem::remove(marker, error);
+  if (error) return Internal("cannot remove " + marker + ": " + error.message());
+  spdlog::info("deleted the unreplicated store: its rows and keys are in the shards");
+  return Status::Ok();
+}
+
+asio::awaitable<http::Response> LegacyExport::Rows(http::Request request) {
+  internal::v1::LegacyPageRequest page;
+  if (!page.ParseFromString(request.body)) {
+    co_return rpc::ErrorResponse(Malformed("body is not a valid LegacyPageRequest"));
+  }
+  internal::v1::LegacyRowsResponse response;
+  response.set_next(page.from());
+  if (!replicated_()) {
+    response.set_waiting(true);
+    co_return rpc::ProtobufResponse(response);
+  }
+  response.set_done(true);
+  if (imported_.load()) co_return rpc::ProtobufResponse(response);
+  const uint32_t limit = std::clamp<uint32_t>(page.limit(), 1, kMaxRows);
+  const uint32_t replica = store_.replica();
+  asio::awaitable<Result<storage::RowsPage>> read = OnReader<storage::RowsPage>(
+      store_, [from = page.from(), limit, replica](duckdb_connection conn) {
+        return storage::ReadRowsPage(conn, replica, from, limit, kMaxPageBytes);
+      });
+  Result<storage::RowsPage> rows = co_await std::move(read);
+  if (!rows.ok()) co_return rpc::ErrorResponse(rows.status());
+  for (storage::PagedRow& row : rows->rows) {
+    internal::v1::LegacyRow* out = response.add_rows();
+    out->set_partition_key(std::move(row.partition_key));
+    out->set_value(row.value);
+    out->set_ingest_us(row.ingest_us);
+  }
+  response.set_next(rows->next);
+  response.set_done(rows->done);
+  response.set_total(rows->total);
+  co_return rpc::ProtobufResponse(response);
+}
+
+asio::awaitable<http::Response> LegacyExport::Keys(http::Request request) {
+  internal::v1::LegacyPageRequest page;
+  if (!page.ParseFromString(request.body)) {
+    co_return rpc::ErrorResponse(Malformed("body is not a valid LegacyPageRequest"));
+  }
+  internal::v1::LegacyKeysResponse response;
+  response.set_next(page.from());
+  if (!replicated_()) {
+    response.set_waiting(true);
+    co_return rpc::ProtobufResponse(response);
+  }
+  response.set_done(true);
+  if (imported_.load()) co_return rpc::ProtobufResponse(response);
+  const uint32_t limit = std::clamp<uint32_t>(page.limit(), 1, kMaxKeys);
+  const uint32_t replica = store_.replica();
+  asio::awaitable<Result<storage::KeysPage>> read = OnReader<storage::KeysPage>(
+      store_, [from = page.from(), limit, replica](duckdb_connection conn) {
+        return storage::ReadKeysPage(conn, replica, from, limit, kMaxPageBytes);
+      });
+  Result<storage::KeysPage> keys = co_await std::move(read);
+  if (!keys.ok()) co_return rpc::ErrorResponse(keys.status());
+  for (storage::PagedKey& key : keys->keys) {
+    internal::v1::LegacyKey* out = response.add_keys();
+    out->set_key(std::move(key.key));
+    out->set_fingerprint(key.fingerprint);
+  }
+  response.set_next(keys->next);
+  response.set_done(keys->done);
+  response.set_total(keys->total);
+  co_return rpc::ProtobufResponse(response);
+}
+
+asio::awaitable<http::Response> LegacyExport::Done() {
+  if (!replicated_()) {
+    co_return rpc::ErrorResponse(Unavailable(
+        "this worker holds no topology: its unreplicated store is still its cluster's store"));
+  }
+  if (!imported_.load()) {
+    if (Status written = WriteFileDurably(marker_, "imported\n"); !written.ok()) {
+      co_return rpc::ErrorResponse(written);
+    }
+    imported_.store(true);
+    spdlog::info(
+        "the unreplicated store's rows and keys are in the shards; it is deleted at the "
+        "next start");
+  }
+  co_return rpc::ProtobufResponse(internal::v1::LegacyDoneResponse());
+}
+
+}  // namespace das::worker
