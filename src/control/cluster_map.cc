@@ -56,13 +56,10 @@ Result<ClusterMap> ClusterMap::Create(std::vector<WorkerAddress> workers, bool a
   return ClusterMap(std::move(workers));
 }
 
-ClusterMap::ClusterMap(std::vector<WorkerAddress> workers) : slot_owner_(kSlots) {
+ClusterMap::ClusterMap(std::vector<WorkerAddress> workers) {
   workers_.reserve(workers.size());
   for (size_t i = 0; i < workers.size(); ++i) {
     workers_.push_back(WorkerInfo{static_cast<WorkerId>(i + 1), std::move(workers[i])});
-  }
-  for (uint32_t slot = 0; slot < kSlots && !workers_.empty(); ++slot) {
-    slot_owner_[slot] = workers_[slot % workers_.size()].id;
   }
 }
 

@@ -1,11 +1,7 @@
-// The cluster map: which worker owns which slot of the key space.
-//
-// slot = XXH3_64(partition_key) mod kSlots; each slot belongs to one worker, named by its id.
-// With a static worker list, the i-th listed worker has id i + 1 (the `--id` the manual start
-// gives it) and slot s belongs to the worker at position s mod N. Callers ask "which worker
-// owns this key" and look the worker up by id, never by position, so that membership can add
-// and remove workers. A map is an immutable snapshot: a changed map is a new object, swapped
-// whole (see ControlService).
+// The --workers list: each worker with its id (the i-th listed worker has id i + 1, the `--id`
+// the manual start gives it), the cluster's first members; and the slot of a key,
+// slot = XXH3_64(partition_key) mod kSlots (the shards are contiguous ranges of slots:
+// cluster/topology_plan.h).
 // Thread-safety: immutable after Create(); safe to share between threads.
 #pragma once
 
@@ -46,12 +42,6 @@ class ClusterMap {
   static Result<ClusterMap> Create(std::vector<WorkerAddress> workers, bool allow_empty = false);
 
   static uint32_t SlotOf(std::string_view partition_key);
-  // The id of the worker that owns `partition_key`.
-  WorkerId WorkerFor(std::string_view partition_key) const {
-    return slot_owner_[SlotOf(partition_key)];
-  }
-  // The id of the worker that owns `slot`. REQUIRES: slot < kSlots.
-  WorkerId WorkerOfSlot(uint32_t slot) const { return slot_owner_[slot]; }
   // Every worker, ordered by id.
   const std::vector<WorkerInfo>& workers() const { return workers_; }
   // nullptr when no worker has `id`.
@@ -61,7 +51,6 @@ class ClusterMap {
   explicit ClusterMap(std::vector<WorkerAddress> workers);
 
   std::vector<WorkerInfo> workers_;
-  std::vector<WorkerId> slot_owner_;  // kSlots entries
 };
 
 }  // namespace das::control

@@ -22,18 +22,6 @@ asio::awaitable<UnitAnswer> SendToShard(Replication* replication, uint32_t shard
   co_return UnitAnswer{std::move(answer.answer), std::move(answer.failed)};
 }
 
-asio::awaitable<UnitAnswer> SendToWorker(rpc::WorkerClient* client, WorkerId id, ShardQuery query,
-                                         Ms timeout) {
-  query.set_timeout_ms(static_cast<uint32_t>(timeout.count()));
-  asio::awaitable<Result<internal::v1::ShardQueryResponse>> asked = client->Query(query, timeout);
-  Result<internal::v1::ShardQueryResponse> got = co_await std::move(asked);
-  // (Not a co_await inside a braced initializer: GCC 12 miscompiles that.)
-  UnitAnswer answer;
-  if (!got.ok()) answer.failed.push_back(id);
-  answer.answer = std::move(got);
-  co_return answer;
-}
-
 // The error answer of a query that could not be answered at all.
 ApiError QueryFailure(const Status& status) {
   return ApiError{
@@ -44,13 +32,8 @@ ApiError QueryFailure(const Status& status) {
 }  // namespace
 
 QueryApi::QueryApi(asio::any_io_executor executor, QueryApiOptions options,
-                   const std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>>& clients,
-                   Replication* replication, std::function<std::shared_ptr<const ClusterMap>()> map)
-    : executor_(std::move(executor)),
-      options_(options),
-      clients_(clients),
-      replication_(replication),
-      map_(std::move(map)) {}
+                   Replication& replication)
+    : executor_(std::move(executor)), options_(std::move(options)), replication_(replication) {}
 
 bool QueryApi::HasFilters(const std::vector<http::QueryParam>& params) {
   for (const http::QueryParam& param : params) {
@@ -64,64 +47,32 @@ bool QueryApi::HasFilters(const std::vector<http::QueryParam>& params) {
 
 std::vector<QueryUnit> QueryApi::ShardUnits(const QueryPlan& plan) {
   std::map<uint32_t, std::vector<std::string>> keys;
-  for (const std::string& key : plan.keys) keys[replication_->ShardOf(key)].push_back(key);
+  for (const std::string& key : plan.keys) keys[replication_.ShardOf(key)].push_back(key);
   if (plan.keys.empty()) {
-    for (uint32_t s = 0; s < replication_->shards(); ++s) keys[s];
+    for (uint32_t s = 0; s < replication_.shards(); ++s) keys[s];
   }
   std::vector<QueryUnit> units;
   for (auto& [shard, its_keys] : keys) {
     QueryUnit& unit = units.emplace_back();
     unit.shard = shard;
-    unit.slots.push_back(replication_->SlotsOf(shard));
+    unit.slots.push_back(replication_.SlotsOf(shard));
     unit.keys = std::move(its_keys);
-    unit.send = [replication = replication_, shard = shard](ShardQuery query, Ms timeout) {
+    unit.send = [replication = &replication_, shard = shard](ShardQuery query, Ms timeout) {
       return SendToShard(replication, shard, std::move(query), timeout);
     };
   }
   return units;
 }
 
-std::vector<QueryUnit> QueryApi::WorkerUnits(const QueryPlan& plan) {
-  const std::shared_ptr<const ClusterMap> map = map_();
-  std::map<WorkerId, std::vector<std::string>> keys;
-  for (const std::string& key : plan.keys) keys[map->WorkerFor(key)].push_back(key);
-  if (plan.keys.empty()) {
-    for (const WorkerInfo& worker : map->workers()) keys[worker.id];
-  }
-  std::vector<QueryUnit> units;
-  for (auto& [id, its_keys] : keys) {
-    QueryUnit& unit = units.emplace_back();
-    for (uint32_t slot = 0; slot < kSlots; ++slot) {
-      if (map->WorkerOfSlot(slot) != id) continue;
-      if (!unit.slots.empty() && unit.slots.back().second == slot) {
-        ++unit.slots.back().second;
-      } else {
-        unit.slots.emplace_back(slot, slot + 1);
-      }
-    }
-    unit.keys = std::move(its_keys);
-    unit.send = [client = clients_.at(id).get(), id = id](ShardQuery query, Ms timeout) {
-      return SendToWorker(client, id, std::move(query), timeout);
-    };
-  }
-  return units;
-}
-
 asio::awaitable<QueryApi::Answer> QueryApi::Run(const QueryPlan& plan, Ms deadline) {
-  std::vector<QueryUnit> units = replication_ != nullptr ? ShardUnits(plan) : WorkerUnits(plan);
+  std::vector<QueryUnit> units = ShardUnits(plan);
   asio::awaitable<QueryOutcome> run = RunQuery(executor_, plan, std::move(units), deadline);
   Answer answer;
   answer.outcome = co_await std::move(run);
   const das::v1::Coverage& coverage = answer.outcome.coverage;
-  answer.total_nodes = replication_ != nullptr ? replication_->total_nodes()
-                                               : static_cast<uint32_t>(clients_.size());
-  if (replication_ != nullptr) {
-    answer.responding_nodes =
-        replication_->RespondingWorkers(answer.outcome.answered, answer.outcome.failed);
-  } else {
-    answer.responding_nodes =
-        answer.total_nodes - static_cast<uint32_t>(answer.outcome.failed.size());
-  }
+  answer.total_nodes = replication_.total_nodes();
+  answer.responding_nodes =
+      replication_.RespondingWorkers(answer.outcome.answered, answer.outcome.failed);
   answer.partial = coverage.shards_answered() < coverage.shards_needed();
   const bool nothing = coverage.shards_answered() == 0 && coverage.shards_needed() > 0;
   if (nothing || (plan.single_key && answer.partial)) answer.status = 503;
@@ -137,6 +88,9 @@ asio::awaitable<http::Response> QueryApi::Query(http::Request request) {
   Decoded<QueryPlan> plan = PlanQuery(std::get<das::v1::Query>(query), options_.max_rows);
   if (auto* e = std::get_if<ApiError>(&plan)) co_return EncodeError(*e, encoding);
   const QueryPlan& planned = std::get<QueryPlan>(plan);
+  if (std::optional<std::string> held = options_.held ? options_.held() : std::nullopt) {
+    co_return EncodeError(ApiError{503, "the cluster is starting: " + *held}, encoding);
+  }
 
   asio::awaitable<Answer> run = Run(planned, options_.deadline);
   Answer answer = co_await std::move(run);
@@ -160,6 +114,13 @@ asio::awaitable<http::Response> QueryApi::FilteredAnalytics(http::Request reques
   if (auto* e = std::get_if<ApiError>(&query)) co_return EncodeError(*e, encoding);
   Decoded<QueryPlan> plan = PlanQuery(std::get<das::v1::Query>(query), options_.max_rows);
   if (auto* e = std::get_if<ApiError>(&plan)) co_return EncodeError(*e, encoding);
+  if (options_.held && options_.held().has_value()) {
+    // The 503 of /analytics carries an AnalyticsResponse: no shard answered.
+    das::v1::AnalyticsResponse response;
+    response.set_is_partial(true);
+    response.set_total_nodes(replication_.total_nodes());
+    co_return Encode(503, response, encoding);
+  }
 
   // /analytics keeps its own deadline (README, "API"), filtered or not.
   asio::awaitable<Answer> run = Run(std::get<QueryPlan>(plan), options_.analytics_deadline);

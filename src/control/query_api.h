@@ -15,6 +15,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -35,14 +37,16 @@ struct QueryApiOptions {
   std::chrono::milliseconds deadline{5000};
   std::chrono::milliseconds analytics_deadline{1500};
   uint32_t max_rows = kDefaultQueryMaxRows;
+  // Why the cluster cannot answer completely yet, while it cannot (a valid query is then a
+  // 503); empty: it always can.
+  std::function<std::optional<std::string>()> held;
 };
 
 class QueryApi {
  public:
-  // `replication` null: unreplicated (each worker one partition, by `map`).
+  // `replication` (the shards, their leaders and the members) outlives this.
   QueryApi(boost::asio::any_io_executor executor, QueryApiOptions options,
-           const std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>>& clients,
-           Replication* replication, std::function<std::shared_ptr<const ClusterMap>()> map);
+           Replication& replication);
 
   boost::asio::awaitable<http::Response> Query(http::Request request);
   // GET /analytics when it has a filter (HasFilters), answered as an AnalyticsResponse.
@@ -61,13 +65,10 @@ class QueryApi {
   };
   boost::asio::awaitable<Answer> Run(const QueryPlan& plan, std::chrono::milliseconds deadline);
   std::vector<QueryUnit> ShardUnits(const QueryPlan& plan);
-  std::vector<QueryUnit> WorkerUnits(const QueryPlan& plan);
 
   boost::asio::any_io_executor executor_;
   const QueryApiOptions options_;
-  const std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>>& clients_;
-  Replication* const replication_;
-  const std::function<std::shared_ptr<const ClusterMap>()> map_;
+  Replication& replication_;
 };
 
 }  // namespace das::control

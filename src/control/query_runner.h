@@ -24,13 +24,13 @@
 
 namespace das::control {
 
-// What one shard (or, unreplicated, one worker) answered to one round.
+// What one shard answered to one round.
 struct UnitAnswer {
   Result<internal::v1::ShardQueryResponse> answer = Unavailable("not asked");
   std::vector<uint64_t> failed;  // the workers tried that did not answer
 };
 
-// One shard of a query: a replicated shard, read at its leader, or an unreplicated worker.
+// One shard of a query, read at its leader.
 struct QueryUnit {
   std::optional<uint32_t> shard;
   std::vector<std::pair<uint32_t, uint32_t>> slots;  // the slots it owns: [first, end) ranges

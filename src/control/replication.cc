@@ -1123,6 +1123,11 @@ asio::awaitable<bool> ReplicationImpl::RemoveOld(const internal::v1::ReplicaMove
 }
 
 Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::JoinRequest& request) {
+  if (options_.replication_factor == 1) {
+    return InvalidArgument(
+        "this cluster runs with --replication-factor 1: its workers are the --workers list; "
+        "membership needs replication (3 or more)");
+  }
   ASSIGN_OR_RETURN(const cluster::JoinAddresses addresses, cluster::CheckJoin(request));
   MutexLock lock(mu_);
   ASSIGN_OR_RETURN(const cluster::Joined joined,
@@ -1155,6 +1160,11 @@ Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::Joi
 }
 
 Status ReplicationImpl::Decommission(uint64_t worker_id) {
+  if (options_.replication_factor == 1) {
+    return InvalidArgument(
+        "this cluster runs with --replication-factor 1: a worker's shards have no other "
+        "replica to move from; membership needs replication (3 or more)");
+  }
   MutexLock lock(mu_);
   if (!directory_.Client(worker_id)) {
     return NotFound("worker " + std::to_string(worker_id) + " is no member of the cluster");

@@ -49,7 +49,7 @@
 namespace das::control {
 
 struct ReplicationOptions {
-  // 1: unreplicated (no shards; the service does not use this object). The flag's default is 3.
+  // Votes per shard (1: one voter, no witness, no membership). The flag's default is 3.
   uint32_t replication_factor = 1;
   uint32_t shards = 16;
   std::string data_dir = "./data/control";

@@ -60,11 +60,10 @@ struct PartAnswer {
   bool duplicate = false;  // DUPLICATE: stored before, by the batch this one repeats
 };
 
-PartAnswer Interpret(const Result<SubBatchResult>& result, const std::string& worker) {
+PartAnswer Interpret(const Result<SubBatchResult>& result, const std::string& shard) {
   if (!result.ok()) {
     return {false, 0,
-            ApiError{503, "worker " + worker +
-                              " cannot take the insert: " + result.status().ToString()}};
+            ApiError{503, shard + " cannot take the insert: " + result.status().ToString()}};
   }
   switch (result->code()) {
     case SubBatchResult::OK:
@@ -76,7 +75,7 @@ PartAnswer Interpret(const Result<SubBatchResult>& result, const std::string& wo
                        "idempotency_key was already used for different rows; nothing of "
                        "this batch was stored"}};
     default:
-      return {false, 0, ApiError{422, "worker " + worker + " rejected rows: " + result->error()}};
+      return {false, 0, ApiError{422, shard + " rejected rows: " + result->error()}};
   }
 }
 
@@ -136,9 +135,9 @@ std::variant<Caller, http::Response> Authenticate(const TokenFile& tokens,
   return std::move(*caller);
 }
 
-// Where the inserts of one worker (unreplicated) or one shard (replicated) go, by its id.
+// Where the inserts of one shard go, by its id.
 struct Destination {
-  rpc::WriteTarget* target = nullptr;  // a WorkerClient of clients_, or a ShardLeader
+  rpc::WriteTarget* target = nullptr;  // its ShardLeader
   std::unique_ptr<ShardWriter> writer;
 };
 
@@ -149,27 +148,16 @@ class ControlServiceImpl final : public ControlService {
         options_(std::move(options)),
         cluster_clock_(*options_.clock, options_.max_clock_offset,
                        3 * options_.clock_probe_interval + options_.health_deadline),
-        map_(std::make_shared<const ClusterMap>(std::move(map))),
+        listed_(std::move(map)),
         router_(&RouterError) {
     if (!options_.cluster_secret.empty()) {
       cluster_key_ = rpc::ClusterKey::Create(options_.cluster_secret);
-    }
-    for (const WorkerInfo& w : map_->workers()) {
-      clients_.emplace(w.id, rpc::WorkerClient::Create(
-                                 executor, rpc::WorkerClientOptions{w.address.host, w.address.port,
-                                                                    options_.connections_per_worker,
-                                                                    cluster_key_}));
     }
     AddRoutes();
     if (options_.metrics != nullptr) AddMetrics(*options_.metrics);
   }
 
-  // Unreplicated: one destination per worker.
-  void AddWorkerDestinations() {
-    for (auto& [id, client] : clients_) AddDestination(id, *client, std::nullopt);
-  }
-
-  // Replicated: one destination per shard, written through its leader.
+  // One destination per shard, written through its leader.
   Status StartReplication() {
     WorkerDirectory::Factory clients = [this](const std::string& address) {
       const size_t colon = address.rfind(':');
@@ -179,7 +167,7 @@ class ControlServiceImpl final : public ControlService {
                                               options_.connections_per_worker, cluster_key_});
     };
     ASSIGN_OR_RETURN(replication_, Replication::Create(executor_, options_.replication,
-                                                       map_->workers(), clients));
+                                                       listed_.workers(), clients));
     AddMembershipRoutes();
     for (uint32_t s = 0; s < replication_->shards(); ++s) {
       AddDestination(s, replication_->LeaderOf(s), s);
@@ -189,7 +177,7 @@ class ControlServiceImpl final : public ControlService {
     return Status::Ok();
   }
 
-  // Replicated: the rows and keys workers kept unreplicated, into the shards (LegacyImport);
+  // The rows and keys workers kept unreplicated, into the shards (LegacyImport);
   // inserts and reads wait for it.
   void StartLegacyImport() {
     LegacyImport::Hooks hooks;
@@ -213,42 +201,25 @@ class ControlServiceImpl final : public ControlService {
         (std::filesystem::path(options_.replication.data_dir) / "legacy-settled").string();
     legacy_ = std::make_unique<LegacyImport>(executor_, std::move(hooks), options_.insert_deadline);
     legacy_->Start();
-    router_.Use([this](http::Request request, http::Target target, const http::RouteHandler& next) {
-      return HoldForImport(std::move(request), std::move(target), next);
-    });
   }
 
-  // Inserts and reads answer 503 while the import runs: a read would miss the rows not imported
-  // yet, and a retried batch from before it could be stored again before its key is.
-  asio::awaitable<http::Response> HoldForImport(http::Request request, http::Target target,
-                                                const http::RouteHandler& next) {
-    static const std::set<std::string_view> kHeld = {"/insert", "/insert/batch", "/analytics",
-                                                     "/v1/query"};
-    if (kHeld.count(target.route) > 0) {
-      if (std::optional<std::string> pending = legacy_->Pending()) {
-        co_return EncodeError(ApiError{503, "the cluster is starting: " + *pending},
-                              ErrorEncoding(request));
-      }
+  // While the import of what workers kept unreplicated runs (LegacyImport), inserts and reads
+  // answer 503 once they are found valid: a read would miss the rows not imported yet, and a
+  // retried batch from before it could be stored again before its key is.
+  std::optional<ApiError> Held() const {
+    if (std::optional<std::string> pending = legacy_->Pending()) {
+      return ApiError{503, "the cluster is starting: " + *pending};
     }
-    asio::awaitable<http::Response> answer = next(std::move(request), std::move(target));
-    co_return co_await std::move(answer);
+    return std::nullopt;
   }
 
-  // Probes every worker's clock (the members now, replicated; the static list, not).
+  // Probes every member's clock.
   void StartClockProbe() {
     if (options_.clock_probe_interval.count() == 0) return;
     ClockProbe::Members members = [this] {
       std::vector<ClockProbe::Member> out;
-      if (replication_) {
-        for (const WorkerDirectory::Entry& w : replication_->workers().Members()) {
-          out.emplace_back(w.id, w.client);
-        }
-      } else {
-        // The clients live as long as the service, which stops the probe first.
-        for (auto& [id, client] : clients_) {
-          out.emplace_back(
-              id, std::shared_ptr<rpc::WorkerClient>(std::shared_ptr<void>(), client.get()));
-        }
+      for (const WorkerDirectory::Entry& w : replication_->workers().Members()) {
+        out.emplace_back(w.id, w.client);
       }
       return out;
     };
@@ -259,10 +230,12 @@ class ControlServiceImpl final : public ControlService {
   }
 
   void StartQueries() {
-    QueryApiOptions query_options{options_.query_deadline, options_.analytics_deadline,
-                                  options_.query_max_rows};
-    queries_ = std::make_unique<QueryApi>(executor_, query_options, clients_, replication_.get(),
-                                          [this] { return Map(); });
+    QueryApiOptions query_options;
+    query_options.deadline = options_.query_deadline;
+    query_options.analytics_deadline = options_.analytics_deadline;
+    query_options.max_rows = options_.query_max_rows;
+    query_options.held = [this] { return legacy_->Pending(); };
+    queries_ = std::make_unique<QueryApi>(executor_, query_options, *replication_);
   }
 
   asio::awaitable<http::Response> Handle(http::Request request) override {
@@ -284,8 +257,7 @@ class ControlServiceImpl final : public ControlService {
     }
     if (clock_probe_) clock_probe_->Stop();
     if (legacy_) legacy_->Stop();
-    if (replication_) replication_->Stop();
-    for (auto& [id, client] : clients_) client->Close();
+    replication_->Stop();
     return idle;
   }
 
@@ -375,14 +347,11 @@ class ControlServiceImpl final : public ControlService {
     router_.Add("GET", "/metrics",
                 [this, &registry](http::Request, http::Target) -> asio::awaitable<http::Response> {
                   // The witness's replicas, read without blocking this thread.
-                  std::vector<metrics::ScrapedFamily> gathered;
-                  if (replication_) {
-                    asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read =
-                        replication_->WitnessHealth();
-                    const std::vector<internal::v1::ReplicaHealth> witness =
-                        co_await std::move(read);
-                    gathered = metrics::ReplicaFamilies(witness, false);
-                  }
+                  asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read =
+                      replication_->WitnessHealth();
+                  const std::vector<internal::v1::ReplicaHealth> witness = co_await std::move(read);
+                  std::vector<metrics::ScrapedFamily> gathered =
+                      metrics::ReplicaFamilies(witness, false);
                   http::Response response;
                   response.body = registry.Exposition(std::move(gathered));
                   response.content_type = std::string(metrics::kContentType);
@@ -402,11 +371,9 @@ class ControlServiceImpl final : public ControlService {
       std::vector<metrics::ScrapedFamily> families = ClockFamilies(cluster_clock_);
       metrics::ScrapedFamily& queues = families.emplace_back();
       queues.name = "das_insert_queue_depth";
-      queues.help =
-          "Rows' sub-batches waiting for or in an internal write, by destination (a shard, "
-          "replicated; a worker, not)";
+      queues.help = "Rows' sub-batches waiting for or in an internal write, by shard";
       for (const auto& [id, destination] : destinations_) {
-        queues.samples.push_back({{{replication_ ? "shard" : "worker", std::to_string(id)}},
+        queues.samples.push_back({{{"shard", std::to_string(id)}},
                                   static_cast<double>(destination->writer->queue_depth())});
       }
       return families;
@@ -420,9 +387,6 @@ class ControlServiceImpl final : public ControlService {
     ingest_.duplicate->Increment(static_cast<double>(duplicate));
     ingest_.bytes->Increment(static_cast<double>(request.body.size()));
   }
-
-  // The current cluster map: an immutable snapshot, swapped whole when membership changes.
-  std::shared_ptr<const ClusterMap> Map() const { return map_; }
 
   void AddDestination(uint32_t id, rpc::WriteTarget& target, std::optional<uint32_t> shard) {
     auto destination = std::make_unique<Destination>();
@@ -438,10 +402,9 @@ class ControlServiceImpl final : public ControlService {
   }
 
   Destination& DestinationOf(uint32_t id) const { return *destinations_.at(id); }
-  // The destination of a key: its worker, or (replicated) its shard.
+  // The destination of a key: its shard.
   uint32_t DestinationIdOf(std::string_view partition_key) const {
-    if (replication_) return replication_->ShardOf(partition_key);
-    return Map()->WorkerFor(partition_key);
+    return replication_->ShardOf(partition_key);
   }
 
   asio::awaitable<http::Response> Insert(http::Request request) {
@@ -451,6 +414,7 @@ class ControlServiceImpl final : public ControlService {
     Decoded<internal::v1::RowWire> row = DecodeInsert(request, std::get<Encoding>(body));
     if (auto* e = std::get_if<ApiError>(&row)) co_return EncodeError(*e, answer);
 
+    if (std::optional<ApiError> held = Held()) co_return EncodeError(*held, answer);
     auto& decoded = std::get<internal::v1::RowWire>(row);
     Destination& destination = DestinationOf(DestinationIdOf(decoded.partition_key()));
     SubBatch part;
@@ -475,56 +439,15 @@ class ControlServiceImpl final : public ControlService {
     return destinations;
   }
 
-  // Where a keyed batch's key goes even without rows (SplitBatch). Unreplicated, every worker:
-  // each then remembers the key, so a later reuse of it with other rows is refused by every
-  // part and stores nothing anywhere, wherever either batch's rows land. A part without rows is
-  // best effort (RecordKey); CheckKey covers what a worker that was down then missed.
-  // Replicated, the key's home shard (the shard of the key itself), which always records it:
-  // CheckKey asks the home shard through its log, so every acknowledged batch's key is seen
-  // there.
+  // Where a keyed batch's key goes even without rows (SplitBatch): the key's home shard (the
+  // shard of the key itself), which always records it. CheckKeyAtHome asks the home shard
+  // through its log, so every acknowledged batch's key is seen there.
   std::vector<uint32_t> KeyDestinations(const internal::v1::InsertBatchWire& batch) const {
     if (batch.idempotency_key().empty()) return {};
-    if (replication_) return {replication_->ShardOf(batch.idempotency_key())};
-    std::vector<uint32_t> workers;
-    for (const WorkerInfo& w : Map()->workers()) workers.push_back(w.id);
-    return workers;
+    return {replication_->ShardOf(batch.idempotency_key())};
   }
 
-  // Asks every worker whether the batch's key is already stored with another batch's rows, before
-  // anything is written: then a reuse is refused whole even where a worker missed the first
-  // batch (it was down then). A worker that does not answer is skipped: its part, if it has
-  // rows, fails on its own. Returns the 422 to answer, if any.
-  asio::awaitable<std::optional<ApiError>> CheckKey(const internal::v1::InsertBatchWire& batch,
-                                                    uint64_t fingerprint) {
-    if (replication_) {
-      asio::awaitable<std::optional<ApiError>> home = CheckKeyAtHome(batch, fingerprint);
-      co_return co_await std::move(home);
-    }
-    const std::shared_ptr<const ClusterMap> map = Map();
-    std::vector<asio::awaitable<Result<internal::v1::WriteResponse>>> checks;
-    internal::v1::WriteRequest check;
-    SubBatch* part = check.add_batches();
-    part->set_idempotency_key(batch.idempotency_key());
-    part->set_batch_fingerprint(fingerprint);
-    part->set_check_only(true);
-    // Straight to each worker, not through its ShardWriter: a look-up must not hold the one
-    // insert request in flight that the writer allows per worker.
-    for (const WorkerInfo& w : map->workers()) {
-      checks.push_back(clients_.at(w.id)->Write(check, options_.insert_deadline));
-    }
-    asio::awaitable<std::vector<Result<internal::v1::WriteResponse>>> gather_checks =
-        GatherAll<internal::v1::WriteResponse>(executor_, std::move(checks));
-    std::vector<Result<internal::v1::WriteResponse>> results = co_await std::move(gather_checks);
-    for (const Result<internal::v1::WriteResponse>& result : results) {
-      if (result.ok() && result->results_size() == 1 &&
-          result->results(0).code() == SubBatchResult::KEY_CONFLICT) {
-        co_return Interpret(result->results(0), "").error;
-      }
-    }
-    co_return std::nullopt;
-  }
-
-  // Replicated: the key's home shard decides, through its log (so the answer is linearizable).
+  // The key's home shard decides, through its log (so the answer is linearizable).
   // Nothing is written unless it answered: a shard that never saw the key cannot refuse a
   // reuse itself, so without the home shard's word a reuse could be stored where the first
   // batch had no rows. Returns the error to answer (422 reuse, 503 no answer), if any.
@@ -549,34 +472,15 @@ class ControlServiceImpl final : public ControlService {
     co_return Interpret(*result, home.target->peer()).error;
   }
 
-  // Replicated: every row of the keyed batch falls in its key's home shard. Its one part is then
+  // Every row of the keyed batch falls in its key's home shard. Its one part is then
   // an entry of the shard that decides the key, in the order of its log (first stores, the same
   // rows again are a duplicate, other rows a 422): one raft round trip, no check before it.
   // `destinations` are the batch's rows' (RowDestinations).
   bool AllAtHome(const internal::v1::InsertBatchWire& batch,
                  const std::vector<uint32_t>& destinations) const {
-    if (!replication_) return false;
     const uint32_t home = replication_->ShardOf(batch.idempotency_key());
     return std::all_of(destinations.begin(), destinations.end(),
                        [home](uint32_t id) { return id == home; });
-  }
-
-  // Records a keyed batch's key on a worker that gets none of its rows, without the client
-  // waiting for it: the answer depends on the parts with rows only, so a hung worker without
-  // rows does not delay it (CheckKey still waits for every worker up to the insert deadline). A
-  // failure (the worker is down) costs the batch nothing; that worker then does not remember the
-  // key. CheckKey goes straight to the worker, so a reuse checked while this part still waits in
-  // the writer's queue may not see it there; the reuse's parts with rows are refused wherever
-  // the key is recorded, and the window is written down in the README's limits.
-  void RecordKey(Destination& destination, std::shared_ptr<const SubBatch> part) {
-    asio::co_spawn(executor_, IgnoreOutcome(*destination.writer, std::move(part)), asio::detached);
-  }
-
-  static asio::awaitable<void> IgnoreOutcome(ShardWriter& writer,
-                                             std::shared_ptr<const SubBatch> part) {
-    asio::awaitable<Result<SubBatchResult>> write = writer.Write(std::move(part));
-    Result<SubBatchResult> result = co_await std::move(write);
-    (void)result;  // a failure was logged by the writer
   }
 
   asio::awaitable<http::Response> InsertBatch(http::Request request) {
@@ -590,12 +494,13 @@ class ControlServiceImpl final : public ControlService {
         DecodeBatch(request, std::get<Encoding>(body), *arena);
     if (auto* e = std::get_if<ApiError>(&decoded)) co_return EncodeError(*e, answer);
 
+    if (std::optional<ApiError> held = Held()) co_return EncodeError(*held, answer);
     internal::v1::InsertBatchWire& batch = *std::get<internal::v1::InsertBatchWire*>(decoded);
     const bool keyed = !batch.idempotency_key().empty();
     const uint64_t fingerprint = keyed ? BatchFingerprint(batch) : 0;
     const std::vector<uint32_t> destinations = RowDestinations(batch);
     if (keyed && !AllAtHome(batch, destinations)) {
-      asio::awaitable<std::optional<ApiError>> check = CheckKey(batch, fingerprint);
+      asio::awaitable<std::optional<ApiError>> check = CheckKeyAtHome(batch, fingerprint);
       if (std::optional<ApiError> conflict = co_await std::move(check)) {
         co_return EncodeError(*conflict, answer);
       }
@@ -608,10 +513,6 @@ class ControlServiceImpl final : public ControlService {
     for (const auto& [id, part] : parts) {
       Destination& destination = DestinationOf(id);
       std::shared_ptr<const SubBatch> shared(arena, part);
-      if (part->rows_size() == 0 && !replication_) {
-        RecordKey(destination, std::move(shared));
-        continue;
-      }
       targets.push_back(&destination);
       part_rows.push_back(static_cast<uint64_t>(part->rows_size()));
       writes.push_back(destination.writer->Write(std::move(shared)));
@@ -642,16 +543,6 @@ class ControlServiceImpl final : public ControlService {
     co_return Encode(200, response, answer);
   }
 
-  asio::awaitable<Result<PartialAggregate>> FetchAggregate(rpc::WorkerClient& client) {
-    asio::awaitable<Result<internal::v1::AggregateResponse>> call =
-        client.Aggregate(options_.analytics_deadline);
-    Result<internal::v1::AggregateResponse> body = co_await std::move(call);
-    if (!body.ok()) co_return std::move(body).status();
-    std::optional<PartialAggregate> partial = PartialFrom(*body);
-    if (!partial) co_return Internal("worker " + client.peer() + " sent a bad exact sum");
-    co_return *partial;
-  }
-
   static http::Response AnalyticsAnswer(const http::Request& request, AggregateMerger& merger,
                                         bool partial, uint32_t total, uint32_t responding,
                                         bool nothing) {
@@ -668,42 +559,18 @@ class ControlServiceImpl final : public ControlService {
     return Encode(nothing ? 503 : 200, response, AnswerEncoding(request, Encoding::kProtobuf));
   }
 
-  // Replicated: every shard read at its leader; partial exactly when a shard is missing.
-  asio::awaitable<http::Response> ShardedAnalytics(http::Request request) {
+  // Every shard read at its leader; partial exactly when a shard is missing.
+  asio::awaitable<http::Response> Analytics(http::Request request) {
+    if (Held()) {  // its 503 carries an AnalyticsResponse: no shard answered
+      AggregateMerger none;
+      co_return AnalyticsAnswer(request, none, true, replication_->total_nodes(), 0, true);
+    }
     asio::awaitable<ShardedAggregate> read = replication_->ReadAll(options_.analytics_deadline);
     ShardedAggregate all = co_await std::move(read);
     AggregateMerger merger;
     for (const PartialAggregate& partial : all.partials) merger.Add(partial);
     co_return AnalyticsAnswer(request, merger, all.shards_missing > 0, replication_->total_nodes(),
                               all.responding_workers, all.partials.empty());
-  }
-
-  asio::awaitable<http::Response> Analytics(http::Request request) {
-    if (replication_) {
-      asio::awaitable<http::Response> sharded = ShardedAnalytics(std::move(request));
-      co_return co_await std::move(sharded);
-    }
-    const std::shared_ptr<const ClusterMap> map = Map();
-    std::vector<asio::awaitable<Result<PartialAggregate>>> fetches;
-    for (const WorkerInfo& w : map->workers())
-      fetches.push_back(FetchAggregate(*clients_.at(w.id)));
-    asio::awaitable<std::vector<Result<PartialAggregate>>> gather_fetches =
-        GatherAll<PartialAggregate>(executor_, std::move(fetches));
-    std::vector<Result<PartialAggregate>> partials = co_await std::move(gather_fetches);
-
-    AggregateMerger merger;
-    uint32_t responding = 0;
-    for (size_t i = 0; i < partials.size(); ++i) {
-      if (!partials[i].ok()) {
-        spdlog::warn("analytics: worker {} did not answer: {}",
-                     map->workers()[i].address.ToString(), partials[i].status().ToString());
-        continue;
-      }
-      ++responding;
-      merger.Add(*partials[i]);
-    }
-    co_return AnalyticsAnswer(request, merger, responding < partials.size(),
-                              static_cast<uint32_t>(partials.size()), responding, responding == 0);
   }
 
   asio::awaitable<http::Response> Health(http::Request request) {
@@ -716,75 +583,82 @@ class ControlServiceImpl final : public ControlService {
     co_return co_await std::move(answer);
   }
 
-  asio::awaitable<http::Response> FullHealth(http::Request request, bool status_only) {
-    // The workers: the static list, or (replicated) the members now.
+  // Each member and what its health said.
+  struct MemberHealths {
     std::vector<WorkerInfo> workers;
+    std::vector<Result<internal::v1::WorkerHealthResponse>> results;
+  };
+
+  asio::awaitable<MemberHealths> AskMembers() {
+    MemberHealths out;
     std::vector<asio::awaitable<Result<internal::v1::WorkerHealthResponse>>> fetches;
-    if (replication_) {
-      for (const WorkerDirectory::Entry& w : replication_->workers().Members()) {
-        Result<std::vector<WorkerAddress>> address = ParseWorkerList(w.address);
-        workers.push_back(
-            WorkerInfo{static_cast<WorkerId>(w.id),
-                       address.ok() && address->size() == 1 ? address->front() : WorkerAddress{}});
-        fetches.push_back(MemberHealth(w.client, static_cast<WorkerId>(w.id)));
-      }
-    } else {
-      for (const WorkerInfo& w : Map()->workers()) {
-        workers.push_back(w);
-        fetches.push_back(clients_.at(w.id)->Health(options_.health_deadline));
-      }
+    for (const WorkerDirectory::Entry& w : replication_->workers().Members()) {
+      Result<std::vector<WorkerAddress>> address = ParseWorkerList(w.address);
+      out.workers.push_back(
+          WorkerInfo{static_cast<WorkerId>(w.id),
+                     address.ok() && address->size() == 1 ? address->front() : WorkerAddress{}});
+      fetches.push_back(MemberHealth(w.client, static_cast<WorkerId>(w.id)));
     }
     asio::awaitable<std::vector<Result<internal::v1::WorkerHealthResponse>>> gather_fetches =
         GatherAll<internal::v1::WorkerHealthResponse>(executor_, std::move(fetches));
-    std::vector<Result<internal::v1::WorkerHealthResponse>> results =
-        co_await std::move(gather_fetches);
-    das::v1::HealthResponse response;
-    response.set_node("control");
+    out.results = co_await std::move(gather_fetches);
+    co_return out;
+  }
+
+  // One WorkerStatus per member; false when one is down, full or past the clock bound.
+  bool DescribeWorkers(const MemberHealths& members, das::v1::HealthResponse& response) {
     bool all_healthy = true;
-    for (size_t i = 0; i < results.size(); ++i) {
+    for (size_t i = 0; i < members.results.size(); ++i) {
+      const WorkerInfo& worker = members.workers[i];
+      const Result<internal::v1::WorkerHealthResponse>& result = members.results[i];
       das::v1::WorkerStatus* status = response.add_workers();
-      status->set_address(workers[i].address.ToString());
-      status->set_worker_id(workers[i].id);
-      status->set_healthy(results[i].ok());
-      if (replication_) status->set_state(replication_->WorkerState(workers[i].id));
-      if (results[i].ok()) {
-        status->set_rows(results[i]->rows());
-        if (results[i]->disk_full()) {
+      status->set_address(worker.address.ToString());
+      status->set_worker_id(worker.id);
+      status->set_healthy(result.ok());
+      status->set_state(replication_->WorkerState(worker.id));
+      if (result.ok()) {
+        status->set_rows(result->rows());
+        if (result->disk_full()) {
           all_healthy = false;
           status->set_disk_full(true);
-          status->set_error(rpc::DiskFullMessage(results[i]->disk_free_bytes(),
-                                                 results[i]->disk_reserve_bytes()));
+          status->set_error(
+              rpc::DiskFullMessage(result->disk_free_bytes(), result->disk_reserve_bytes()));
         }
       } else {
         all_healthy = false;
-        status->set_error(results[i].status().ToString());
+        status->set_error(result.status().ToString());
       }
-      all_healthy = DescribeClock(workers[i].id, *status) && all_healthy;
+      all_healthy = DescribeClock(worker.id, *status) && all_healthy;
     }
+    return all_healthy;
+  }
+
+  asio::awaitable<http::Response> FullHealth(http::Request request, bool status_only) {
+    asio::awaitable<MemberHealths> asked = AskMembers();
+    const MemberHealths members = co_await std::move(asked);
+    das::v1::HealthResponse response;
+    response.set_node("control");
+    bool all_healthy = DescribeWorkers(members, response);
     response.set_clock_correction_ms(cluster_clock_.CorrectionUs() / 1000);
     response.set_max_clock_offset_ms(static_cast<uint32_t>(cluster_clock_.bound().count()));
-    if (replication_) {
-      std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> by_id;
-      for (size_t i = 0; i < results.size(); ++i) by_id.emplace(workers[i].id, results[i]);
-      asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read =
-          replication_->WitnessHealth();
-      const std::vector<internal::v1::ReplicaHealth> witness = co_await std::move(read);
-      all_healthy = replication_->DescribeShards(by_id, witness, response) && all_healthy;
-      all_healthy = DescribeOwnDisk(response) && all_healthy;
-      std::optional<std::string> starting;
-      if (!replication_->ready()) {
-        starting = "a shard has had no leader yet";
-      } else {
-        starting = legacy_->Pending();
-      }
-      if (starting) {
-        // Until every shard first had a leader (and what workers kept unreplicated is in the
-        // shards), the node cannot serve: 503, so that whoever waits for a 200 (a container
-        // health check, a test) waits until it can.
-        response.set_status("starting");
-        response.set_starting(*starting);
-        co_return EncodeHealth(503, response, request, status_only);
-      }
+    std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> by_id;
+    for (size_t i = 0; i < members.results.size(); ++i) {
+      by_id.emplace(members.workers[i].id, members.results[i]);
+    }
+    asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read = replication_->WitnessHealth();
+    const std::vector<internal::v1::ReplicaHealth> witness = co_await std::move(read);
+    all_healthy = replication_->DescribeShards(by_id, witness, response) && all_healthy;
+    all_healthy = DescribeOwnDisk(response) && all_healthy;
+    // Until every shard first had a leader (and what workers kept unreplicated is in the
+    // shards), the node cannot serve: 503, so that whoever waits for a 200 (a container health
+    // check, a test) waits until it can.
+    const std::optional<std::string> starting =
+        replication_->ready() ? legacy_->Pending()
+                              : std::optional<std::string>("a shard has had no leader yet");
+    if (starting) {
+      response.set_status("starting");
+      response.set_starting(*starting);
+      co_return EncodeHealth(503, response, request, status_only);
     }
     response.set_status(all_healthy ? "ok" : "degraded");
     co_return EncodeHealth(200, response, request, status_only);
@@ -905,14 +779,10 @@ class ControlServiceImpl final : public ControlService {
   asio::any_io_executor executor_;
   const ControlOptions options_;
   ClusterClock cluster_clock_;  // stamps every internal write (ShardWriterOptions)
-  // The unreplicated cluster's routing (its --workers, fixed for the node's life); unused when
-  // replicated (the shards' leaders route).
-  const std::shared_ptr<const ClusterMap> map_;
+  const ClusterMap listed_;     // --workers, with their ids: the cluster's first members
   std::shared_ptr<const rpc::ClusterKey> cluster_key_;  // null: no cluster secret
-  std::map<WorkerId, std::unique_ptr<rpc::WorkerClient>> clients_;
-  std::unique_ptr<Replication> replication_;  // null: unreplicated
-  // By worker id (unreplicated) or shard id (replicated); built once (membership will add and
-  // remove entries).
+  std::unique_ptr<Replication> replication_;            // set by Create
+  // By shard id; built once.
   std::map<uint32_t, std::unique_ptr<Destination>> destinations_;
   std::unique_ptr<QueryApi> queries_;        // set by Create, after the destinations
   std::unique_ptr<ClockProbe> clock_probe_;  // set by Create; stopped by Stop()
@@ -932,16 +802,13 @@ class ControlServiceImpl final : public ControlService {
 Result<std::unique_ptr<ControlService>> ControlService::Create(asio::any_io_executor executor,
                                                                ControlOptions options) {
   options.replication.cluster_secret = options.cluster_secret;  // the witness proves it too
-  const bool replicated = options.replication.replication_factor > 1;
-  // Replicated, an empty --workers waits for workers to join (docs/operations.md, "Membership").
-  ASSIGN_OR_RETURN(ClusterMap map, ClusterMap::Create(options.workers, replicated));
+  // An empty --workers waits for workers to join (docs/operations.md, "Membership"), which
+  // needs replication.
+  const bool membership = options.replication.replication_factor > 1;
+  ASSIGN_OR_RETURN(ClusterMap map, ClusterMap::Create(options.workers, membership));
   auto service =
       std::make_unique<ControlServiceImpl>(std::move(executor), std::move(options), std::move(map));
-  if (replicated) {
-    RETURN_IF_ERROR(service->StartReplication());
-  } else {
-    service->AddWorkerDestinations();
-  }
+  RETURN_IF_ERROR(service->StartReplication());
   service->StartQueries();
   service->StartClockProbe();
   return std::unique_ptr<ControlService>(std::move(service));

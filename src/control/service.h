@@ -59,8 +59,8 @@ struct ControlOptions {
   // (rpc/cluster_auth.h), and the witness's raft transport proves it (Create sets
   // replication.cluster_secret from it).
   std::string cluster_secret;
-  // replication.replication_factor 1: today's unreplicated system (each worker one partition);
-  // more: replicated shards (docs/architecture.md).
+  // The shards and their raft groups (docs/architecture.md): replication.replication_factor
+  // voters each (1: one voter, on one worker, without a witness).
   ReplicationOptions replication;
   // Set: requests, ingest and the witness's replicas are counted and served at GET /metrics.
   // Not owned; outlives the service.

@@ -121,6 +121,11 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
       continue;
     }
     if (failed != nullptr) failed->push_back(target);
+    // The shard's only replica (--replication-factor 1) cannot be reached: no election can
+    // give it another leader, so its writes and reads fail now, not at the deadline.
+    if (replicas.size() == 1 && last.code() == StatusCode::kUnavailable) {
+      break;
+    }
     target = NextAfter(replicas, target);
     co_await Pause(executor_, kElectionPause);
   }

@@ -246,6 +246,15 @@ class ReplicaHostImpl final : public ReplicaHost {
              storage::WriteCallback done) override {
     Result<std::shared_ptr<Replica>> replica = Find(shard);
     if (!replica.ok()) return done(std::move(replica).status());
+    // The shard's only voter (--replication-factor 1) with a full disk: its log would take the
+    // entry, but no replica could apply it (and so answer its reads) until there is room.
+    if (SoleVoter(shard) && (*replica)->store->disk(/*measure_now=*/true).full) {
+      const storage::DiskState disk = (*replica)->store->disk();
+      return done(Unavailable("the worker's disk is full (" +
+                              std::to_string(disk.free_bytes >> 20) +
+                              " MiB free, below --disk-reserve-mb " +
+                              std::to_string(disk.reserve_bytes >> 20) + "); nothing was stored"));
+    }
     (*replica)->machine->Propose(
         request_id, ingest_us, batches,
         [this, done = std::move(done)](Result<std::vector<storage::SubBatchOutcome>> outcome) {
@@ -602,6 +611,13 @@ class ReplicaHostImpl final : public ReplicaHost {
       spdlog::info("shard {}: no copy from {}: {}", replica.shard, peer, last.ToString());
     }
     return last;
+  }
+
+  // Whether this node is the shard's only voter.
+  bool SoleVoter(uint32_t shard) const {
+    std::shared_ptr<const TopologyRequest> held = Held();
+    if (!held || shard >= static_cast<uint32_t>(held->topology().placements_size())) return false;
+    return held->topology().placements(static_cast<int>(shard)).voters_size() == 1;
   }
 
   // The internal API addresses of the shard's other data replicas, where a copy can come from.

@@ -107,7 +107,7 @@ class NodeStore {
   virtual Result<std::vector<uint32_t>> Replicas() = 0;
   // Writes queued for the applier, over every replica.
   virtual size_t queue_depth() const = 0;
-  virtual DiskState disk() const = 0;
+  virtual DiskState disk(bool measure_now = false) const = 0;
 
   // Finishes queued work, fails work queued after it with kShuttingDown, joins the threads and
   // closes the database. Safe to call more than once.

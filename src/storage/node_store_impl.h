@@ -76,7 +76,7 @@ class ReplicaStore final : public Store {
   std::optional<std::vector<SubBatchOutcome>> FindRequest(uint64_t request_id,
                                                           uint64_t index) const override;
   int64_t key_retention_us() const override { return partition_->retention_us; }
-  DiskState disk() const override;
+  DiskState disk(bool measure_now = false) const override;
   uint64_t request_window() const override { return partition_->request_window; }
   void ComputeAggregate(AggregateCallback done) override;
   void ScanAggregate(AggregateCallback done) override;
@@ -112,8 +112,10 @@ class NodeStoreImpl final : public NodeStore {
   Result<std::vector<uint32_t>> Replicas() override;
   size_t queue_depth() const override;
   // Measured again while full, so that room coming back shows without a write.
-  DiskState disk() const override {
-    if (disk_full_.load(std::memory_order_acquire)) (void)DiskFull();
+  DiskState disk(bool measure_now = false) const override {
+    if (disk_reserve_bytes_ > 0 && (measure_now || disk_full_.load(std::memory_order_acquire))) {
+      (void)DiskFull();
+    }
     return DiskState{disk_full_.load(std::memory_order_acquire),
                      disk_free_.load(std::memory_order_acquire), disk_reserve_bytes_};
   }

@@ -28,7 +28,7 @@ void ReplicaStore::Write(std::vector<SubBatch> batches, int64_t ingest_us, Write
   node_.Expedite();  // its caller waits for the commit
 }
 
-DiskState ReplicaStore::disk() const { return node_.disk(); }
+DiskState ReplicaStore::disk(bool measure_now) const { return node_.disk(measure_now); }
 
 void ReplicaStore::Apply(ReplicatedEntry entry, WriteCallback done) {
   size_t rows = 0;

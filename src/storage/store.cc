@@ -35,7 +35,7 @@ class OwningStore final : public Store {
     return store_->FindRequest(request_id, index);
   }
   int64_t key_retention_us() const override { return store_->key_retention_us(); }
-  DiskState disk() const override { return store_->disk(); }
+  DiskState disk(bool measure_now) const override { return store_->disk(measure_now); }
   uint64_t request_window() const override { return store_->request_window(); }
   void ComputeAggregate(AggregateCallback done) override {
     store_->ComputeAggregate(std::move(done));

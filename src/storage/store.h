@@ -196,8 +196,9 @@ class Store {
                                                                   uint64_t index) const = 0;
   // How long a key is remembered after its commit, in microseconds.
   virtual int64_t key_retention_us() const = 0;
-  // The disk guard of the database this store is in.
-  virtual DiskState disk() const = 0;
+  // The disk guard of the database this store is in, as last measured (before a round, or
+  // while full) or, `measure_now`, measured now (a statvfs).
+  virtual DiskState disk(bool measure_now = false) const = 0;
   // How many entries a request id is remembered for (StoreOptions::request_window).
   virtual uint64_t request_window() const = 0;
   // The aggregate over every committed row, from the running aggregate the writer keeps (no

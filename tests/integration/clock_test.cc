@@ -41,11 +41,10 @@ class ClockTest : public ClusterTest {
   testing::AssertionResult StartAndMeasure(ClusterOptions options) {
     options.wait_ready = false;
     if (auto r = cluster_.Start(options); !r) return r;
-    const bool replicated = options.replication_factor > 1;
     return cluster_.PollControlHealth(
         std::chrono::seconds(120),
         [&](const v1::HealthResponse& health) {
-          if (replicated && health.status() == "starting") return false;
+          if (health.status() == "starting") return false;
           for (const v1::ShardStatus& shard : health.shards()) {
             if (shard.leader().empty()) return false;
           }

@@ -1,5 +1,6 @@
-// Worker failures: a killed or hung worker costs completeness, not availability; its keys get
-// 503; the answer stays exact over the workers that responded and comes within the deadline.
+// Worker failures with --replication-factor 1: a killed or hung worker costs completeness (its
+// shards), not availability; its keys get 503; the answer stays exact over the workers that
+// responded and comes within the deadline.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -85,7 +86,9 @@ TEST_F(FailureTest, KilledWorkerGivesPartialExactAnalyticsAnd503ForItsKeys) {
   EXPECT_EQ(error.rows_written(), 0u) << error.ShortDebugString();
   ASSERT_TRUE(InsertOk(port(), live_key, 3.5));
   per_worker_[0].Add(3.5);
-  ASSERT_TRUE(BatchOk(port(), {{live_key, 0.5}, {live_key, 0.75}}, "live-only", 2));
+  // A batch whose rows and key (its home shard decides it) are on the live worker.
+  const std::string live_batch = KeysOnWorker(0, 2, 1, "live-batch")[0];
+  ASSERT_TRUE(BatchOk(port(), {{live_key, 0.5}, {live_key, 0.75}}, live_batch, 2));
   per_worker_[0].Add(0.5);
   per_worker_[0].Add(0.75);
 
@@ -177,7 +180,7 @@ TEST_F(FailureTest, NoWorkerAtAllGives503AndDegradedHealth) {
   ASSERT_TRUE(cluster_.Start(options));
   Result<Analytics> a = GetAnalytics(port());
   ASSERT_TRUE(a.ok()) << a.status().ToString();
-  EXPECT_TRUE(Completeness(*a, 503, true, 2, 0));
+  EXPECT_TRUE(Completeness(*a, 503, true, 2, 0)) << a->body.ShortDebugString();
   EXPECT_TRUE(Expected().Matches(a->body));
   EXPECT_LT(a->elapsed, kAnalyticsBound);
 
@@ -194,8 +197,15 @@ TEST_F(FailureTest, NoWorkerAtAllGives503AndDegradedHealth) {
   EXPECT_TRUE(IsError(PostBatch(port(), {{"a", 1.0}, {"b", 2.0}, {"c", 3.0}}, "none"), 503,
                       Encoding::kProtobuf));
 
+  // The shards never had a leader: 503 "starting", and each worker named as down.
+  Result<HttpResponse> r = HttpGet(port(), "/health");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 503);
   v1::HealthResponse health;
-  ASSERT_NO_FATAL_FAILURE(GetDegradedHealth(health));
+  ASSERT_TRUE(health.ParseFromString(r->body));
+  EXPECT_EQ(health.status(), "starting");
+  EXPECT_NE(health.starting(), "");
+  ASSERT_EQ(health.workers_size(), 2);
   for (const v1::WorkerStatus& w : health.workers()) {
     EXPECT_FALSE(w.healthy()) << w.ShortDebugString();
     EXPECT_NE(w.error(), "");

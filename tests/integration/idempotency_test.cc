@@ -19,8 +19,11 @@ namespace {
 class IdempotencyTest : public ClusterTest {
  protected:
   // Rows stored on worker 0 and worker 1, as each reports them (through the control node's
-  // /health): exact per-worker counts, not only the total.
+  // /health): exact per-worker counts, not only the total. A read of every shard first: a
+  // worker counts the rows it applied, and a shard's read waits until it applied what its log
+  // committed (an insert is answered at commit).
   std::vector<uint64_t> RowsPerWorker() {
+    EXPECT_TRUE(GetAnalytics(port()).ok());
     Result<HttpResponse> r = HttpGet(port(), "/health");
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     v1::HealthResponse health;
@@ -202,19 +205,23 @@ TEST_F(IdempotencyTest, ReuseIsRefusedAfterEveryWorkerRestartedAndTheRetryStillW
   ExpectComplete(all);
 }
 
-// A worker that was down when the first batch was stored never recorded the key; the reuse is
-// refused whole all the same, because the control node asks every worker first.
+// A worker that was down when the first batch was stored never saw the key; the reuse is
+// refused whole all the same, because the key's home shard (on the live worker) decides it
+// before anything is written. A key whose home shard is on the dead worker is a 503.
 TEST_F(IdempotencyTest, ReuseIsRefusedWhereAWorkerMissedTheFirstBatch) {
   ASSERT_TRUE(cluster_.Start(Unreplicated()));
   const std::string on0 = KeysOnWorker(0, 2, 1, "missed0")[0];
   const std::vector<std::string> on1 = KeysOnWorker(1, 2, 1, "missed1");
+  const std::string key = KeysOnWorker(0, 2, 1, "K4")[0];
+  const std::string key_on_dead = KeysOnWorker(1, 2, 1, "K5")[0];
   ASSERT_TRUE(cluster_.KillWorker(1));
-  // Every row lands on the live worker: the batch is stored (worker 1's part had no rows).
-  ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, "K4", 1));
+  // Every row lands on the live worker: the batch is stored.
+  ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, key, 1));
+  EXPECT_TRUE(IsError(PostBatch(port(), {{on0, 2.0}}, key_on_dead), 503, Encoding::kProtobuf));
   ASSERT_TRUE(cluster_.RestartWorker(1));
-  ExpectReuseRefused({{on1[0], 9.0}}, "K4");
+  ExpectReuseRefused({{on1[0], 9.0}}, key);
   EXPECT_EQ(RowsPerWorker(), (std::vector<uint64_t>{1, 0}));
-  ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, "K4", 1));
+  ASSERT_TRUE(BatchOk(port(), {{on0, 1.0}}, key, 1));
 }
 
 }  // namespace

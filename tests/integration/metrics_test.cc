@@ -167,19 +167,26 @@ TEST_F(MetricsTest, NoMetricsMeansNoRoute) {
   ASSERT_TRUE(InsertOk(port(), "k", 1.0));
 }
 
-TEST_F(MetricsTest, UnreplicatedWorkersCountTheirOwnStore) {
+// --replication-factor 1: each shard one voter, on one worker, which leads it; the control node
+// has a writer per shard and no witness.
+TEST_F(MetricsTest, UnreplicatedShardsHaveOneVoterEachOnTheirWorker) {
   ASSERT_TRUE(cluster_.Start(Unreplicated()));
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(InsertOk(port(), "u-" + std::to_string(i), 2.0));
-  double received = 0;
+  ASSERT_EQ(CurrentCount(port()), 20u);  // read at every shard: each applied its entries
+  double rows = 0;
   for (int w = 0; w < cluster_.num_workers(); ++w) {
     const MetricsText text = Scrape(cluster_.worker_port(w));
-    received += text.Sum("das_internal_write_rows_sum");
-    EXPECT_TRUE(text.Samples("das_raft_term").empty());
+    rows += text.Sum("das_replica_rows");
+    EXPECT_EQ(text.Samples("das_raft_term").size(), 8u) << "worker " << w;
+    EXPECT_EQ(text.Samples("das_raft_role", {{"role", "leader"}}).size(), 8u) << "worker " << w;
+    for (const MetricSample& leads : text.Samples("das_raft_role", {{"role", "leader"}})) {
+      EXPECT_EQ(leads.value, 1) << "worker " << w << ", shard " << leads.labels.at("shard");
+    }
   }
-  EXPECT_EQ(received, 20);
+  EXPECT_EQ(rows, 20);
   const MetricsText control = Scrape(port());
-  EXPECT_EQ(control.Samples("das_insert_queue_depth").size(), 2u);  // by worker
-  EXPECT_TRUE(control.Value("das_insert_queue_depth", {{"worker", "1"}}).has_value());
+  EXPECT_EQ(control.Samples("das_insert_queue_depth").size(), 16u);  // by shard
+  EXPECT_TRUE(control.Samples("das_raft_term").empty());             // no witness
 }
 
 }  // namespace

@@ -105,33 +105,5 @@ TEST_F(MigrationTest, AReplicatedClusterImportsWhatTheOldLayoutKeptUnreplicated)
   EXPECT_TRUE(expected.Matches(a->body));
 }
 
-// A cluster of today's build run unreplicated, then started again replicated on the same data
-// directories: every row and key it acknowledged is there once.
-TEST_F(MigrationTest, AnUnreplicatedClusterTurnedReplicatedKeepsEveryRowOnce) {
-  ASSERT_TRUE(cluster_.Start(Unreplicated()));
-  Expected expected;
-  std::vector<TestRow> batch;
-  for (int i = 0; i < 300; ++i) batch.push_back({"r1-" + std::to_string(i), 0.25 * i});
-  ASSERT_TRUE(BatchOk(port(), batch, "r1-batch", batch.size()));
-  expected.Add(batch);
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_TRUE(InsertOk(port(), "single-" + std::to_string(i), i));
-    expected.Add(i);
-  }
-  ASSERT_TRUE(cluster_.KillControl());
-  ASSERT_TRUE(cluster_.KillWorker(0));
-  ASSERT_TRUE(cluster_.KillWorker(1));
-  ASSERT_TRUE(cluster_.Start());
-  Result<Analytics> a = GetAnalytics(port());
-  ASSERT_TRUE(a.ok()) << a.status().ToString();
-  EXPECT_TRUE(Completeness(*a, 200, false, 2, 2));
-  EXPECT_TRUE(expected.Matches(a->body));
-  EXPECT_TRUE(BatchOk(port(), batch, "r1-batch", batch.size()));  // a duplicate
-  EXPECT_TRUE(IsError(PostBatch(port(), {{"x", 1}}, "r1-batch"), 422, Encoding::kProtobuf));
-  a = GetAnalytics(port());
-  ASSERT_TRUE(a.ok()) << a.status().ToString();
-  EXPECT_TRUE(expected.Matches(a->body));
-}
-
 }  // namespace
 }  // namespace das::it

@@ -261,7 +261,7 @@ TEST_F(QueryTest, AnswersInProtobufToAProtobufQuery) {
   EXPECT_EQ(response.rows(0).key(), "p-1");
   EXPECT_EQ(response.rows(0).sum(), 2.5);
   EXPECT_EQ(response.rows(1).key(), "p-2");
-  EXPECT_EQ(response.coverage().shards_needed(), 2u);  // unreplicated: one per worker
+  EXPECT_EQ(response.coverage().shards_needed(), 16u);  // every shard, one voter each
 }
 
 TEST_F(QueryTest, BadQueriesAreRefusedWithTheFieldNamed) {
@@ -329,13 +329,14 @@ TEST_F(QueryTest, AnUnreachableShardMakesThePartialAnswerSaySoExactly) {
   EXPECT_EQ(r->body.responding_nodes(), 1u);
   ASSERT_EQ(r->body.rows_size(), 2);
   EXPECT_EQ(r->body.rows(0).key(), on0[0]);
-  EXPECT_EQ(r->body.coverage().shards_needed(), 2u);
-  EXPECT_EQ(r->body.coverage().shards_answered(), 1u);
-  // Worker 1 (the second) owns the odd slots: 2048 single-slot ranges.
-  ASSERT_EQ(r->body.coverage().missing_size(), 2048);
+  EXPECT_EQ(r->body.coverage().shards_needed(), 16u);
+  EXPECT_EQ(r->body.coverage().shards_answered(), 8u);
+  // Worker 1 (the second) holds the odd shards: 8 ranges of 256 slots.
+  ASSERT_EQ(r->body.coverage().missing_size(), 8);
   for (const v1::SlotRange& range : r->body.coverage().missing()) {
-    EXPECT_EQ(range.first_slot(), range.last_slot());
-    EXPECT_EQ(range.first_slot() % 2, 1u);
+    EXPECT_EQ(range.first_slot() % 256, 0u);
+    EXPECT_EQ((range.first_slot() / 256) % 2, 1u);
+    EXPECT_EQ(range.last_slot(), range.first_slot() + 255);
   }
   // allow_partial false: the same body with 503.
   r = PostQuery(port(), R"({"allow_partial":false})");

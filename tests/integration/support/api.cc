@@ -79,8 +79,8 @@ bool Decode(const HttpResponse& r, Encoding encoding, Message* out) {
 
 }  // namespace
 
-int WorkerOf(std::string_view key, int num_workers) {
-  return static_cast<int>((HashPartitionKey(key) % kSlots) % static_cast<uint64_t>(num_workers));
+int WorkerOf(std::string_view key, int num_workers, int shards) {
+  return ShardOf(key, shards) % num_workers;
 }
 
 std::vector<std::string> KeysOnWorker(int worker, int num_workers, int n, std::string_view prefix) {

@@ -30,9 +30,11 @@ struct TestRow {
   double value;
 };
 
-// --- Placement (pinned: slot = XXH3_64(key) % 4096, worker = slot % N) ---
+// --- Placement (pinned: slot = XXH3_64(key) % 4096; shard s holds a contiguous range of the
+// slots; its first replica, with --replication-factor 1 its only one, is on worker s % N) ---
 
-int WorkerOf(std::string_view key, int num_workers);
+// The worker (index) that holds `key` with --replication-factor 1 and `shards` shards.
+int WorkerOf(std::string_view key, int num_workers, int shards = 16);
 // `n` distinct keys "<prefix>-<i>" that land on worker `worker` of `num_workers`.
 std::vector<std::string> KeysOnWorker(int worker, int num_workers, int n, std::string_view prefix);
 

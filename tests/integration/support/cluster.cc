@@ -142,9 +142,24 @@ testing::AssertionResult Cluster::Start(const ClusterOptions& options) {
     }
   }
   if (auto r = StartControl(); !r) return r;
-  if (replicated() && options.start_workers && options.wait_ready) return WaitClusterOk();
+  if (options.start_workers && options.wait_ready) return WaitClusterOk();
   return testing::AssertionSuccess();
 }
+
+namespace {
+
+// GET /health of the node on `port`, over TLS verified against `tls_ca` when it is set.
+Result<HttpResponse> GetHealth(int port, const std::string& tls_ca,
+                               std::chrono::milliseconds timeout) {
+  if (tls_ca.empty()) return HttpGet(port, "/health", {}, timeout);
+  Result<std::unique_ptr<TlsConnection>> tls = TlsConnection::Connect(port, tls_ca, timeout);
+  if (!tls.ok()) return tls.status();
+  HttpRequest health;
+  health.target = "/health";
+  return (*tls)->RoundTrip(health);
+}
+
+}  // namespace
 
 testing::AssertionResult Cluster::PollControlHealth(
     std::chrono::milliseconds timeout, const std::function<bool(const v1::HealthResponse&)>& done,
@@ -152,7 +167,8 @@ testing::AssertionResult Cluster::PollControlHealth(
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string last = "no answer yet";
   while (std::chrono::steady_clock::now() < deadline) {
-    Result<HttpResponse> r = HttpGet(control_port_, "/health", {}, std::chrono::seconds(3));
+    Result<HttpResponse> r =
+        GetHealth(control_port_, options_.control_tls_ca, std::chrono::seconds(3));
     v1::HealthResponse health;
     if (r.ok() && health.ParseFromString(r->body)) {
       if (done(health)) return testing::AssertionSuccess();
@@ -325,7 +341,7 @@ testing::AssertionResult Cluster::StartControl() {
   // Not waiting for a ready cluster: any answer to /health (a 503 while shards form) will do.
   // Nor, with joins, for workers: they start after it.
   return WaitHealthy(*control_, control_port_, "control",
-                     replicated() && (!options_.wait_ready || options_.join),
+                     !options_.wait_ready || options_.join || !options_.start_workers,
                      options_.control_tls_ca);
 }
 
@@ -339,18 +355,7 @@ testing::AssertionResult Cluster::WaitHealthy(Process& process, int port, const 
              << name << " exited while starting (" << DescribeWaitStatus(*status) << "); log:\n"
              << process.LogTail();
     }
-    Result<HttpResponse> r = Unavailable("no TLS connection");
-    if (tls_ca.empty()) {
-      r = HttpGet(port, "/health", {}, std::chrono::seconds(5));
-    } else if (Result<std::unique_ptr<TlsConnection>> tls =
-                   TlsConnection::Connect(port, tls_ca, std::chrono::seconds(5));
-               tls.ok()) {
-      HttpRequest health;
-      health.target = "/health";
-      r = (*tls)->RoundTrip(health);
-    } else {
-      r = tls.status();
-    }
+    Result<HttpResponse> r = GetHealth(port, tls_ca, std::chrono::seconds(5));
     if (r.ok() && (r->status == 200 || (any_answer && r->status == 503))) {
       return testing::AssertionSuccess();
     }
@@ -391,8 +396,8 @@ testing::AssertionResult Cluster::RestartWorker(int i, bool wait_ok) {
   if (auto r = StartWorker(i); !r) return r;
   if (control_ && control_->Running()) {
     if (auto r = WaitControlSeesHealthy(i); !r) return r;
-    // Replicated: back means its replicas are open and caught up.
-    if (replicated() && wait_ok) return WaitReplicasCaughtUp(i);
+    // Back means its replicas are open and caught up.
+    if (wait_ok) return WaitReplicasCaughtUp(i);
   }
   return testing::AssertionSuccess();
 }

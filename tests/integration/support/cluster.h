@@ -62,8 +62,8 @@ struct ClusterOptions {
   bool data_pool = false;
 };
 
-// Options for a test of the unreplicated system (--replication-factor 1: each worker one
-// partition; a dead worker's rows are missing from answers).
+// Options for a test of an unreplicated cluster (--replication-factor 1: each shard one voter,
+// on one worker; a dead worker's shards are missing from answers).
 inline ClusterOptions Unreplicated(ClusterOptions options = {}) {
   options.replication_factor = 1;
   return options;
@@ -96,7 +96,6 @@ class Cluster {
   int worker_port(int i) const { return worker_ports_.at(i); }
   int worker_raft_port(int i) const { return worker_raft_ports_.at(i); }
   int control_raft_port() const { return control_raft_port_; }
-  bool replicated() const { return options_.replication_factor > 1; }
   // REQUIRES: started with raft_proxies.
   RaftProxy& raft_proxy(int i) { return *proxies_.at(i); }
   int num_workers() const { return static_cast<int>(worker_ports_.size()); }

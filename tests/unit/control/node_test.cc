@@ -2,16 +2,19 @@
 // free ports and temporary directories: the wiring the binaries use, served over real HTTP.
 #include "control/node.h"
 
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
 #include "../temp_dir.h"
 #include "support/http_client.h"
+#include "support/process.h"
 #include "worker/node.h"
 
 namespace das::control {
@@ -25,6 +28,7 @@ class ControlNodeTest : public ::testing::Test {
       options.id = id;
       options.store.data_dir = dir_.path() + "/worker-" + std::to_string(id);
       options.store.disk_reserve_bytes = 1 << 20;
+      options.raft_port = static_cast<uint16_t>(it::FreePort());  // its health names it
       Result<std::unique_ptr<worker::WorkerNode>> node = worker::WorkerNode::Open(options);
       ASSERT_TRUE(node.ok()) << node.status().ToString();
       (*node)->Start();
@@ -32,7 +36,7 @@ class ControlNodeTest : public ::testing::Test {
     }
   }
 
-  // The unreplicated cluster of the two workers, on a free port.
+  // The cluster of the two workers with --replication-factor 1, on a free port.
   ControlNodeOptions Options() const {
     ControlNodeOptions options;
     for (const auto& worker : workers_) {
@@ -52,7 +56,15 @@ class ControlNodeTest : public ::testing::Test {
     EXPECT_TRUE(listening.ok()) << listening.ToString();
     if (!listening.ok()) return nullptr;
     (*node)->Start();
-    return std::move(node).value();
+    // Ready once every shard had a leader: /health answers 200 (bounded: the shards form in
+    // about a second).
+    for (int i = 0; i < 600; ++i) {
+      Result<it::HttpResponse> health = it::HttpGet((*node)->port(), "/health");
+      if (health.ok() && health->status == 200) return std::move(node).value();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "the control node's /health never said 200";
+    return nullptr;
   }
 
   void WriteFile(const std::string& path, const std::string& text) const {

@@ -1,15 +1,19 @@
 // The control service's request -> response function, called without a socket. The workers
-// it names listen nowhere, so every answer here is decided before a worker is asked, except
-// the ones that show how an unreachable worker is reported.
+// it names listen nowhere (so no shard ever has a leader), so every answer here is decided
+// before a worker is asked, except the ones that show how an unreachable worker is reported.
 #include "control/service.h"
+
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <google/protobuf/util/json_util.h>
 
+#include "../temp_dir.h"
 #include "das/v1/das.pb.h"
 
 namespace das::control {
@@ -24,10 +28,20 @@ class ControlServiceTest : public ::testing::Test {
     // Port 1 on loopback: connection refused at once.
     options.workers = {{"127.0.0.1", 1}, {"127.0.0.2", 1}};
     options.analytics_deadline = std::chrono::milliseconds(500);
+    options.replication.data_dir = dir_.path() + "/control";
+    options.replication.raft_port = 0;
     Result<std::unique_ptr<ControlService>> service =
         ControlService::Create(io_.get_executor(), options);
     ASSERT_TRUE(service.ok()) << service.status().ToString();
     service_ = std::move(service).value();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    if (service_) service_->Stop(std::chrono::seconds(5));
+    work_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
   }
 
   http::Response Call(std::string method, std::string target, std::string body = "",
@@ -41,11 +55,9 @@ class ControlServiceTest : public ::testing::Test {
     return Call(std::move(request));
   }
 
+  // The service's background loops (the shards' leaders, the clock probe) run on io_'s thread.
   http::Response Call(http::Request request) {
-    auto future = asio::co_spawn(io_, service_->Handle(std::move(request)), asio::use_future);
-    io_.restart();
-    io_.run();
-    return future.get();
+    return asio::co_spawn(io_, service_->Handle(std::move(request)), asio::use_future).get();
   }
 
   // The ErrorResponse of `r`, decoded by its Content-Type.
@@ -61,8 +73,11 @@ class ControlServiceTest : public ::testing::Test {
     return e;
   }
 
+  TempDir dir_{"das_control_service_test"};
   asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   std::unique_ptr<ControlService> service_;
+  std::thread thread_;
 };
 
 TEST_F(ControlServiceTest, UnknownRouteIs404InJson) {
@@ -160,13 +175,14 @@ TEST_F(ControlServiceTest, JsonErrorsAreJson) {
   EXPECT_EQ(r.body, R"({"status":422,"error":"partition_key is empty","rows_written":"0"})");
 }
 
-TEST_F(ControlServiceTest, UnreachableWorkerIs503) {
+// A valid insert while the cluster is starting (no shard has had a leader): 503 saying so.
+TEST_F(ControlServiceTest, AnInsertBeforeTheShardsHaveLeadersIs503) {
   das::v1::InsertRequest req;
   req.set_partition_key("k");
   req.set_value(1);
   http::Response r = Call("POST", "/insert", req.SerializeAsString());
   EXPECT_EQ(r.status, 503u);
-  EXPECT_NE(ErrorOf(r).error().find("cannot take the insert"), std::string::npos);
+  EXPECT_NE(ErrorOf(r).error().find("the cluster is starting"), std::string::npos);
 }
 
 TEST_F(ControlServiceTest, AnalyticsWithNoWorkerIs503WithTheSameBody) {
@@ -181,13 +197,14 @@ TEST_F(ControlServiceTest, AnalyticsWithNoWorkerIs503WithTheSameBody) {
   EXPECT_FALSE(a.has_average());
 }
 
-TEST_F(ControlServiceTest, HealthIs200AndDegraded) {
+TEST_F(ControlServiceTest, HealthIs503StartingWhileNoShardHasHadALeader) {
   http::Response r = Call("GET", "/health?format=json");
-  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(r.status, 503u);
   das::v1::HealthResponse h;
   http::Response pb = Call("GET", "/health");
   ASSERT_TRUE(h.ParseFromString(pb.body));
-  EXPECT_EQ(h.status(), "degraded");
+  EXPECT_EQ(h.status(), "starting");
+  EXPECT_EQ(h.starting(), "a shard has had no leader yet");
   ASSERT_EQ(h.workers_size(), 2);
   EXPECT_FALSE(h.workers(0).healthy());
   EXPECT_EQ(h.workers(0).address(), "127.0.0.1:1");
