@@ -42,6 +42,38 @@ asio::awaitable<Result<T>> OnReader(storage::Store& store, Read read) {
   return http::AwaitCallback<Result<T>>(std::move(start));
 }
 
+// A page request answered: `waiting` while the worker holds no topology, empty once imported,
+// else read(conn, from, limit) on one of the store's readers, its items added by `fill`.
+template <typename Response, typename Page, typename Read, typename Fill>
+asio::awaitable<http::Response> ServePage(http::Request request, storage::Store& store,
+                                          bool replicated, bool imported, uint32_t max, Read read,
+                                          Fill fill) {
+  internal::v1::LegacyPageRequest page;
+  if (!page.ParseFromString(request.body)) {
+    co_return rpc::ErrorResponse(Malformed("body is not a valid LegacyPageRequest"));
+  }
+  Response response;
+  response.set_next(page.from());
+  if (!replicated) {
+    response.set_waiting(true);
+    co_return rpc::ProtobufResponse(response);
+  }
+  response.set_done(true);
+  if (imported) co_return rpc::ProtobufResponse(response);
+  const uint32_t limit = std::clamp<uint32_t>(page.limit(), 1, max);
+  asio::awaitable<Result<Page>> reading =
+      OnReader<Page>(store, [read, from = page.from(), limit](duckdb_connection conn) {
+        return read(conn, from, limit);
+      });
+  Result<Page> got = co_await std::move(reading);
+  if (!got.ok()) co_return rpc::ErrorResponse(got.status());
+  fill(*got, response);
+  response.set_next(got->next);
+  response.set_done(got->done);
+  response.set_total(got->total);
+  co_return rpc::ProtobufResponse(response);
+}
+
 }  // namespace
 
 LegacyExport::LegacyExport(storage::Store& store, std::string data_dir,
@@ -71,68 +103,40 @@ Status LegacyExport::DropIfImported(storage::NodeStore& node_store, const std::s
 }
 
 asio::awaitable<http::Response> LegacyExport::Rows(http::Request request) {
-  internal::v1::LegacyPageRequest page;
-  if (!page.ParseFromString(request.body)) {
-    co_return rpc::ErrorResponse(Malformed("body is not a valid LegacyPageRequest"));
-  }
-  internal::v1::LegacyRowsResponse response;
-  response.set_next(page.from());
-  if (!replicated_()) {
-    response.set_waiting(true);
-    co_return rpc::ProtobufResponse(response);
-  }
-  response.set_done(true);
-  if (imported_.load()) co_return rpc::ProtobufResponse(response);
-  const uint32_t limit = std::clamp<uint32_t>(page.limit(), 1, kMaxRows);
   const uint32_t replica = store_.replica();
-  asio::awaitable<Result<storage::RowsPage>> read = OnReader<storage::RowsPage>(
-      store_, [from = page.from(), limit, replica](duckdb_connection conn) {
-        return storage::ReadRowsPage(conn, replica, from, limit, kMaxPageBytes);
-      });
-  Result<storage::RowsPage> rows = co_await std::move(read);
-  if (!rows.ok()) co_return rpc::ErrorResponse(rows.status());
-  for (storage::PagedRow& row : rows->rows) {
-    internal::v1::LegacyRow* out = response.add_rows();
-    out->set_partition_key(std::move(row.partition_key));
-    out->set_value(row.value);
-    out->set_ingest_us(row.ingest_us);
-  }
-  response.set_next(rows->next);
-  response.set_done(rows->done);
-  response.set_total(rows->total);
-  co_return rpc::ProtobufResponse(response);
+  asio::awaitable<http::Response> served =
+      ServePage<internal::v1::LegacyRowsResponse, storage::RowsPage>(
+          std::move(request), store_, replicated_(), imported_.load(), kMaxRows,
+          [replica](duckdb_connection conn, uint64_t from, uint32_t limit) {
+            return storage::ReadRowsPage(conn, replica, from, limit, kMaxPageBytes);
+          },
+          [](storage::RowsPage& page, internal::v1::LegacyRowsResponse& response) {
+            for (storage::PagedRow& row : page.rows) {
+              internal::v1::LegacyRow* out = response.add_rows();
+              out->set_partition_key(std::move(row.partition_key));
+              out->set_value(row.value);
+              out->set_ingest_us(row.ingest_us);
+            }
+          });
+  co_return co_await std::move(served);
 }
 
 asio::awaitable<http::Response> LegacyExport::Keys(http::Request request) {
-  internal::v1::LegacyPageRequest page;
-  if (!page.ParseFromString(request.body)) {
-    co_return rpc::ErrorResponse(Malformed("body is not a valid LegacyPageRequest"));
-  }
-  internal::v1::LegacyKeysResponse response;
-  response.set_next(page.from());
-  if (!replicated_()) {
-    response.set_waiting(true);
-    co_return rpc::ProtobufResponse(response);
-  }
-  response.set_done(true);
-  if (imported_.load()) co_return rpc::ProtobufResponse(response);
-  const uint32_t limit = std::clamp<uint32_t>(page.limit(), 1, kMaxKeys);
   const uint32_t replica = store_.replica();
-  asio::awaitable<Result<storage::KeysPage>> read = OnReader<storage::KeysPage>(
-      store_, [from = page.from(), limit, replica](duckdb_connection conn) {
-        return storage::ReadKeysPage(conn, replica, from, limit, kMaxPageBytes);
-      });
-  Result<storage::KeysPage> keys = co_await std::move(read);
-  if (!keys.ok()) co_return rpc::ErrorResponse(keys.status());
-  for (storage::PagedKey& key : keys->keys) {
-    internal::v1::LegacyKey* out = response.add_keys();
-    out->set_key(std::move(key.key));
-    out->set_fingerprint(key.fingerprint);
-  }
-  response.set_next(keys->next);
-  response.set_done(keys->done);
-  response.set_total(keys->total);
-  co_return rpc::ProtobufResponse(response);
+  asio::awaitable<http::Response> served =
+      ServePage<internal::v1::LegacyKeysResponse, storage::KeysPage>(
+          std::move(request), store_, replicated_(), imported_.load(), kMaxKeys,
+          [replica](duckdb_connection conn, uint64_t from, uint32_t limit) {
+            return storage::ReadKeysPage(conn, replica, from, limit, kMaxPageBytes);
+          },
+          [](storage::KeysPage& page, internal::v1::LegacyKeysResponse& response) {
+            for (storage::PagedKey& key : page.keys) {
+              internal::v1::LegacyKey* out = response.add_keys();
+              out->set_key(std::move(key.key));
+              out->set_fingerprint(key.fingerprint);
+            }
+          });
+  co_return co_await std::move(served);
 }
 
 asio::awaitable<http::Response> LegacyExport::Done() {
