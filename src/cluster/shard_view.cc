@@ -32,6 +32,16 @@ std::vector<ShardView> ShardViews(uint32_t shards, const HealthMap& health,
   return views;
 }
 
+bool EveryReachableShardLed(const std::vector<ShardView>& views) {
+  bool any = false;
+  for (const ShardView& view : views) {
+    const bool led = view.leader != 0 && view.leader != rpc::kWitnessNodeId;
+    if (!led && !view.reports.empty()) return false;
+    any = any || led;
+  }
+  return any;
+}
+
 bool EveryShardLedByData(const std::vector<ShardView>& views) {
   return std::all_of(views.begin(), views.end(), [](const ShardView& view) {
     return view.leader != 0 && view.leader != rpc::kWitnessNodeId;

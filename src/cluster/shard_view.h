@@ -30,5 +30,8 @@ std::vector<ShardView> ShardViews(uint32_t shards, const HealthMap& health,
 
 // Whether every shard has a leader that holds data (the witness leads only until it hands off).
 bool EveryShardLedByData(const std::vector<ShardView>& views);
+// Whether some shard is led and every shard a replica reported on is led (a shard whose every
+// replica is unreachable is not waited for).
+bool EveryReachableShardLed(const std::vector<ShardView>& views);
 
 }  // namespace das::cluster

@@ -139,7 +139,6 @@ asio::awaitable<void> LegacyImport::Run() {
 }
 
 asio::awaitable<bool> LegacyImport::Round() {
-  if (!hooks_.ready()) co_return false;
   std::vector<uint64_t> unsettled;
   {
     MutexLock lock(mu_);

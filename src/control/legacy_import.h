@@ -75,8 +75,6 @@ class LegacyImport {
     std::function<Call<internal::v1::LegacyDoneResponse>(uint64_t worker)> done;
     uint32_t shards = 0;
     std::function<uint32_t(std::string_view)> shard_of;  // a key's shard
-    // Whether every shard has had a leader (writes can go).
-    std::function<bool()> ready;
     // Writes one sub-batch into a shard (through its writer): the shard's outcome.
     std::function<Call<internal::v1::SubBatchResult>(uint32_t shard, internal::v1::SubBatch part)>
         write;

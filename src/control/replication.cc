@@ -602,7 +602,12 @@ std::vector<ShardView> ReplicationImpl::Views(const HealthMap& health,
 }
 
 void ReplicationImpl::NoteReady(const std::vector<ShardView>& views) {
-  if (ready() || !cluster::EveryShardLedByData(views)) return;
+  if (ready()) return;
+  // With one voter a shard, a dead worker's shards have no leader until it is back: the others
+  // serve meanwhile (answers partial), as once every reachable shard is led.
+  const bool led = options_.replication_factor == 1 ? cluster::EveryReachableShardLed(views)
+                                                    : cluster::EveryShardLedByData(views);
+  if (!led) return;
   if (!ready_.exchange(true)) spdlog::info("every shard has a leader: ready");
 }
 

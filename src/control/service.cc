@@ -193,7 +193,6 @@ class ControlServiceImpl final : public ControlService {
         options_.insert_deadline);
     hooks.shards = replication_->shards();
     hooks.shard_of = [this](std::string_view key) { return replication_->ShardOf(key); };
-    hooks.ready = [this] { return replication_->ready(); };
     hooks.write = [this](uint32_t shard, SubBatch part) {
       return DestinationOf(shard).writer->Write(std::move(part));
     };

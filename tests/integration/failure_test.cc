@@ -174,6 +174,24 @@ TEST_F(FailureTest, StoppedWorkerGivesPartialAnalyticsWithinTheDeadline) {
   }
 }
 
+// A control node restarted while a worker is dead: the dead worker's shards never get a leader,
+// and the node serves the others all the same (its /health 200 "degraded", not "starting").
+TEST_F(FailureTest, AControlNodeRestartedWhileAWorkerIsDeadServesTheOthers) {
+  ASSERT_TRUE(cluster_.Start(DefaultDeadlines()));
+  ASSERT_NO_FATAL_FAILURE(Seed());
+  ASSERT_TRUE(cluster_.KillWorker(1));
+  ASSERT_TRUE(cluster_.RestartControl());
+  const std::string live_key = KeysOnWorker(0, 2, 1, "after-restart")[0];
+  ASSERT_TRUE(InsertOk(port(), live_key, 0.375));
+  per_worker_[0].Add(0.375);
+  EXPECT_TRUE(
+      IsError(PostInsert(port(), KeysOnWorker(1, 2, 1, "dead")[0], 1.0), 503, Encoding::kProtobuf));
+  ExpectPartialOver(0);
+  v1::HealthResponse health;
+  ASSERT_NO_FATAL_FAILURE(GetDegradedHealth(health));
+  EXPECT_FALSE(health.workers(1).healthy()) << health.ShortDebugString();
+}
+
 TEST_F(FailureTest, NoWorkerAtAllGives503AndDegradedHealth) {
   ClusterOptions options = DefaultDeadlines();
   options.start_workers = false;

@@ -56,5 +56,18 @@ TEST(ShardViewsTest, AShardLedByTheWitnessOrNobodyIsNotLedByData) {
   EXPECT_FALSE(EveryShardLedByData({ShardView{}}));
 }
 
+// One voter a shard: a shard nobody reports on (its worker is down) is not waited for, one that
+// is reported but not led is, and nothing led at all is not ready.
+TEST(ShardViewsTest, EveryReachableShardLedSkipsShardsNobodyReportsOn) {
+  HealthMap health;
+  health.emplace(1, Worker({Report(0, "leader", 2, 5), Report(2, "leader", 2, 3)}));
+  health.emplace(2, Unavailable("down"));  // holds shards 1 and 3
+  EXPECT_TRUE(EveryReachableShardLed(ShardViews(4, health, {})));
+  EXPECT_FALSE(EveryShardLedByData(ShardViews(4, health, {})));
+  health.insert_or_assign(1, Worker({Report(0, "leader", 2, 5), Report(2, "candidate", 3, 3)}));
+  EXPECT_FALSE(EveryReachableShardLed(ShardViews(4, health, {})));
+  EXPECT_FALSE(EveryReachableShardLed(ShardViews(4, HealthMap{}, {})));
+}
+
 }  // namespace
 }  // namespace das::cluster

@@ -146,7 +146,6 @@ class LegacyImportTest : public testing::Test {
     };
     hooks.shards = kShards;
     hooks.shard_of = &ShardOf;
-    hooks.ready = [] { return true; };
     hooks.write = [this](uint32_t shard, SubBatch part) -> LegacyImport::Call<SubBatchResult> {
       if (shards_.writes++ == shards_.fail_write) {
         shards_.pending_at_failure.push_back(importer_->Pending().value_or(""));
