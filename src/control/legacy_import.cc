@@ -108,7 +108,8 @@ std::optional<std::string> LegacyImport::Pending() const {
     if (p.phase == Phase::kImporting) {
       return "importing the rows worker " + std::to_string(worker) + " kept unreplicated (" +
              std::to_string(p.keys_done) + " of " + std::to_string(p.keys_total) + " keys, " +
-             std::to_string(p.rows_done) + " of " + std::to_string(p.rows_total) + " rows)";
+             std::to_string(p.rows_done) + " of " + std::to_string(p.rows_total) + " rows)" +
+             (failure_.empty() ? std::string() : "; " + failure_);
     }
     return "waiting for worker " + std::to_string(worker) +
            " to say whether it kept rows unreplicated" +
@@ -157,11 +158,14 @@ asio::awaitable<bool> LegacyImport::Round() {
     const Status imported = co_await std::move(import);
     MutexLock lock(mu_);
     if (!imported.ok()) {
-      // kNotFound: the worker holds no topology yet (it answers again shortly).
-      failure_ = imported.code() == StatusCode::kNotFound ? "" : imported.ToString();
-      if (!failure_.empty()) spdlog::warn("legacy import from worker {}: {}", member, failure_);
+      // kNotFound: the worker holds no topology yet (it answers again shortly): not logged.
+      failure_ = imported.message();
+      if (imported.code() != StatusCode::kNotFound) {
+        spdlog::warn("legacy import from worker {}: {}", member, imported.ToString());
+      }
       continue;
     }
+    failure_.clear();
     const Progress& p = progress_[member];
     if (p.keys_total + p.rows_total > 0) {
       spdlog::info("imported the {} rows and {} keys worker {} kept unreplicated", p.rows_total,
@@ -197,14 +201,17 @@ asio::awaitable<Status> LegacyImport::ImportFrom(uint64_t worker) {
   asio::awaitable<Result<bool>> keys = ImportKeys(worker);
   Result<bool> keys_in = co_await std::move(keys);
   if (!keys_in.ok()) co_return keys_in.status();
-  if (!*keys_in) co_return NotFound("worker " + std::to_string(worker) + " is waiting");
-  asio::awaitable<Result<bool>> rows = ImportRows(worker);
+  asio::awaitable<Result<bool>> rows = ImportRows(worker, /*count_only=*/!*keys_in);
   Result<bool> rows_in = co_await std::move(rows);
   if (!rows_in.ok()) co_return rows_in.status();
-  if (!*rows_in) co_return NotFound("worker " + std::to_string(worker) + " is waiting");
   bool any = false;
   Note(worker, [&any](Progress& p) { any = p.keys_total + p.rows_total > 0; });
-  if (!any) co_return Status::Ok();  // nothing was kept: nothing to delete
+  // Nothing was kept: nothing to import or delete, whether or not it holds the topology yet
+  // (a worker that just joined).
+  if (!any) co_return Status::Ok();
+  if (!*keys_in || !*rows_in) {
+    co_return NotFound("worker " + std::to_string(worker) + " is waiting for the topology");
+  }
   asio::awaitable<Result<internal::v1::LegacyDoneResponse>> done = hooks_.done(worker);
   Result<internal::v1::LegacyDoneResponse> said = co_await std::move(done);
   co_return said.ok() ? Status::Ok() : said.status();
@@ -218,8 +225,8 @@ asio::awaitable<Result<bool>> LegacyImport::ImportKeys(uint64_t worker) {
     asio::awaitable<Result<internal::v1::LegacyKeysResponse>> read = hooks_.keys(worker, request);
     Result<internal::v1::LegacyKeysResponse> page = co_await std::move(read);
     if (!page.ok()) co_return page.status();
-    if (page->waiting()) co_return false;
     Note(worker, [&page](Progress& p) { p.keys_total = page->total(); });
+    if (page->waiting()) co_return false;
     for (int first = 0; first < page->keys_size(); first += static_cast<int>(kKeysAtOnce)) {
       const int last = std::min(page->keys_size(), first + static_cast<int>(kKeysAtOnce));
       std::vector<std::pair<uint32_t, SubBatch>> parts;
@@ -239,15 +246,15 @@ asio::awaitable<Result<bool>> LegacyImport::ImportKeys(uint64_t worker) {
 }
 
 // Every row the worker kept, a page at a time. False: the worker holds no topology yet.
-asio::awaitable<Result<bool>> LegacyImport::ImportRows(uint64_t worker) {
+asio::awaitable<Result<bool>> LegacyImport::ImportRows(uint64_t worker, bool count_only) {
   internal::v1::LegacyPageRequest request;
   request.set_limit(kRowsPerPage);
   for (;;) {
     asio::awaitable<Result<internal::v1::LegacyRowsResponse>> read = hooks_.rows(worker, request);
     Result<internal::v1::LegacyRowsResponse> page = co_await std::move(read);
     if (!page.ok()) co_return page.status();
-    if (page->waiting()) co_return false;
     Note(worker, [&page](Progress& p) { p.rows_total = page->total(); });
+    if (page->waiting() || count_only) co_return false;
     std::vector<std::pair<uint32_t, SubBatch>> parts;
     for (auto& [shard, part] : SplitLegacyPage(worker, *page, request.from(), hooks_.shard_of)) {
       parts.emplace_back(shard, std::move(part));

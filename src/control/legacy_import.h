@@ -11,8 +11,9 @@
 //      page (kImportKeyPrefix, the worker, the page's first row id), so a page written again
 //      after a crash of either node is a duplicate, never stored twice;
 //   3. legacy/done: the worker deletes the store at its next start.
-// Until each member has answered once, and while a member's store is being imported, the
-// cluster cannot answer completely: Pending() says why, and the control node answers inserts
+// Until each member has answered once (a member that kept nothing is done at once, before it
+// takes the topology), and while a member's store is being imported, the cluster cannot answer
+// completely: Pending() says why, and the control node answers inserts
 // and reads with 503 (its /health "starting"). A member that has answered (and had nothing, or
 // had it imported) is settled for good: its id is kept in a file of the control node's data
 // directory, so a member down at a later start holds nothing up. A member that never answered
@@ -107,7 +108,8 @@ class LegacyImport {
   boost::asio::awaitable<bool> Round();
   boost::asio::awaitable<Status> ImportFrom(uint64_t worker);
   boost::asio::awaitable<Result<bool>> ImportKeys(uint64_t worker);
-  boost::asio::awaitable<Result<bool>> ImportRows(uint64_t worker);
+  // `count_only`: only learn how many rows there are (the keys could not be imported yet).
+  boost::asio::awaitable<Result<bool>> ImportRows(uint64_t worker, bool count_only = false);
   // Writes every (shard, part) at once; the first failure, if any. `conflict_ok`: a shard that
   // holds the key with another fingerprint already knows it (a key, not a page, imported).
   boost::asio::awaitable<Status> WriteAll(

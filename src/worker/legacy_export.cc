@@ -54,19 +54,22 @@ asio::awaitable<http::Response> ServePage(http::Request request, storage::Store&
   }
   Response response;
   response.set_next(page.from());
-  if (!replicated) {
-    response.set_waiting(true);
+  if (imported) {
+    response.set_done(true);
     co_return rpc::ProtobufResponse(response);
   }
-  response.set_done(true);
-  if (imported) co_return rpc::ProtobufResponse(response);
-  const uint32_t limit = std::clamp<uint32_t>(page.limit(), 1, max);
+  const uint32_t limit = replicated ? std::clamp<uint32_t>(page.limit(), 1, max) : 1;
   asio::awaitable<Result<Page>> reading =
       OnReader<Page>(store, [read, from = page.from(), limit](duckdb_connection conn) {
         return read(conn, from, limit);
       });
   Result<Page> got = co_await std::move(reading);
   if (!got.ok()) co_return rpc::ErrorResponse(got.status());
+  response.set_total(got->total);
+  if (!replicated) {  // how much there is, nothing of it yet
+    response.set_waiting(true);
+    co_return rpc::ProtobufResponse(response);
+  }
   fill(*got, response);
   response.set_next(got->next);
   response.set_done(got->done);

@@ -1,9 +1,9 @@
 // LegacyExport: the worker's unreplicated store (rows stored by --replication-factor 1, or a
 // worker.duckdb from before the node store), handed a page at a time to the control node of a
 // replicated cluster that this worker is now part of, which writes them into the shards
-// (control/legacy_import.h). Pages are read only while the worker holds a topology (before,
-// they answer `waiting`): until then the unreplicated store is its cluster's store, still
-// written. Once the control node says every
+// (control/legacy_import.h). Pages are handed out only once the worker holds a topology
+// (before, they answer `waiting` with the store's totals, so that a worker that kept nothing
+// holds nothing up). Once the control node says every
 // page is in the shards (legacy/done), a marker file in the data directory makes every later
 // page empty and the next start delete the store (DropIfImported), so its rows are counted
 // once, in the shards, across any crash.

@@ -114,6 +114,7 @@ class LegacyImportTest : public testing::Test {
       FakeWorker& w = workers_[worker];
       ++w.pages;
       LegacyKeysResponse out;
+      out.set_total(w.keys.size());
       if (w.waiting) {
         out.set_waiting(true);
         co_return out;
@@ -132,6 +133,11 @@ class LegacyImportTest : public testing::Test {
       FakeWorker& w = workers_[worker];
       ++w.pages;
       LegacyRowsResponse out;
+      out.set_total(w.rows.size());
+      if (w.waiting) {
+        out.set_waiting(true);
+        co_return out;
+      }
       const size_t from = page.from();
       const size_t limit = std::min(page.limit(), kPageRows);
       for (size_t r = from; r < w.rows.size() && r < from + limit; ++r) *out.add_rows() = w.rows[r];
@@ -237,11 +243,23 @@ TEST_F(LegacyImportTest, AWorkerWithoutATopologyHoldsTheClusterUntilItHasOne) {
   while (workers_[1].pages < 3) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const std::optional<std::string> pending = importer_->Pending();
   ASSERT_TRUE(pending.has_value());
-  EXPECT_NE(pending->find("waiting for worker 1"), std::string::npos) << *pending;
+  EXPECT_NE(pending->find("worker 1 is waiting for the topology"), std::string::npos) << *pending;
   EXPECT_EQ(shards_.writes, 0);
   workers_[1].waiting = false;
   ASSERT_TRUE(WaitSettled());
   ExpectRowsOnce();
+}
+
+// A worker that kept nothing (one that just joined) holds nothing up, topology or not.
+TEST_F(LegacyImportTest, AWorkerThatKeptNothingHoldsNothingEvenWithoutATopology) {
+  workers_[1].rows.clear();
+  workers_[1].keys.clear();
+  workers_[1].waiting = true;
+  workers_[2].waiting = true;
+  StartImport();
+  ASSERT_TRUE(WaitSettled());
+  EXPECT_EQ(shards_.writes, 0);
+  EXPECT_EQ(workers_[1].done + workers_[2].done, 0);
 }
 
 TEST_F(LegacyImportTest, SettledWorkersAreNotAskedAgainAfterARestart) {
