@@ -173,8 +173,13 @@ asio::awaitable<bool> LegacyImport::Round() {
     }
     if (Settle(member)) progress_.erase(member);
   }
-  MutexLock lock(mu_);
-  co_return progress_.empty();
+  bool settled = false;
+  {
+    MutexLock lock(mu_);
+    settled = progress_.empty();
+  }
+  if (hooks_.after_round) hooks_.after_round();
+  co_return settled;
 }
 
 bool LegacyImport::Settle(uint64_t worker) {

@@ -81,6 +81,8 @@ class LegacyImport {
         write;
     // The file that keeps the settled members' ids (created when the first one settles).
     std::string settled_file;
+    // Called on the loop's strand after each round (may be empty): Pending() is up to date.
+    std::function<void()> after_round;
   };
 
   LegacyImport(boost::asio::any_io_executor executor, Hooks hooks,

@@ -198,6 +198,12 @@ class ControlServiceImpl final : public ControlService {
     };
     hooks.settled_file =
         (std::filesystem::path(options_.replication.data_dir) / "legacy-settled").string();
+    hooks.after_round = [this] {
+      if (options_.serving && !serving_said_ && replication_->ready() && !legacy_->Pending()) {
+        serving_said_ = true;  // on the import's strand only
+        options_.serving();
+      }
+    };
     legacy_ = std::make_unique<LegacyImport>(executor_, std::move(hooks), options_.insert_deadline);
     legacy_->Start();
   }
@@ -786,6 +792,7 @@ class ControlServiceImpl final : public ControlService {
   std::unique_ptr<QueryApi> queries_;        // set by Create, after the destinations
   std::unique_ptr<ClockProbe> clock_probe_;  // set by Create; stopped by Stop()
   std::unique_ptr<LegacyImport> legacy_;     // replicated; stopped by Stop()
+  bool serving_said_ = false;                // ControlOptions::serving called (legacy_'s strand)
   std::atomic<bool> own_disk_full_{false};   // as /health last saw it (DescribeOwnDisk)
   http::Router router_;
   std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with options_.metrics

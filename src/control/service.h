@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct ControlOptions {
   // Set: requests, ingest and the witness's replicas are counted and served at GET /metrics.
   // Not owned; outlives the service.
   metrics::Registry* metrics = nullptr;
+  // Called once, on one of the node's threads, when it first can serve (every shard had a
+  // leader and nothing kept unreplicated is left to import; /health no longer "starting").
+  std::function<void()> serving;
 };
 
 class ControlService {

@@ -5,7 +5,6 @@
 namespace das::control {
 namespace {
 
-
 // Golden placement: slot = XXH3_64(key) mod 4096 (hash values pinned in hash_test.cc); the
 // shards are contiguous ranges of slots. A change here moves stored rows: never update casually.
 TEST(ClusterMapTest, SlotsAreGolden) {

@@ -6,10 +6,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -160,6 +162,7 @@ class LegacyImportTest : public testing::Test {
       co_return shards_.Write(shard, part);
     };
     hooks.settled_file = dir_.path() + "/legacy-settled";
+    hooks.after_round = [this] { Notify(); };
     return hooks;
   }
 
@@ -169,12 +172,22 @@ class LegacyImportTest : public testing::Test {
     importer_->Start();
   }
 
-  // Waits until the import holds nothing up (it retries on its own).
+  // Wakes what waits for the import's rounds or the fake workers' pages.
+  void Notify() {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    events_.notify_all();
+  }
+
+  // Waits (rounds apart, bounded) until `done` holds; the import retries on its own.
+  template <typename Done>
+  bool WaitFor(Done done) {
+    std::unique_lock<std::mutex> lock(events_mu_);
+    return events_.wait_for(lock, std::chrono::seconds(10), done);
+  }
+
+  // Waits until the import holds nothing up.
   testing::AssertionResult WaitSettled() {
-    for (int i = 0; i < 1000; ++i) {
-      if (!importer_->Pending()) return testing::AssertionSuccess();
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    if (WaitFor([this] { return !importer_->Pending(); })) return testing::AssertionSuccess();
     return testing::AssertionFailure() << "still pending: " << importer_->Pending().value_or("");
   }
 
@@ -202,6 +215,8 @@ class LegacyImportTest : public testing::Test {
   }
 
   TempDir dir_;
+  std::mutex events_mu_;
+  std::condition_variable events_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   std::thread thread_;
@@ -240,7 +255,7 @@ TEST_F(LegacyImportTest, AFailedPageHoldsTheClusterAndIsWrittenAgainWithoutDoubl
 TEST_F(LegacyImportTest, AWorkerWithoutATopologyHoldsTheClusterUntilItHasOne) {
   workers_[1].waiting = true;
   StartImport();
-  while (workers_[1].pages < 3) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(WaitFor([this] { return workers_[1].pages >= 3; }));  // asked in three rounds
   const std::optional<std::string> pending = importer_->Pending();
   ASSERT_TRUE(pending.has_value());
   EXPECT_NE(pending->find("worker 1 is waiting for the topology"), std::string::npos) << *pending;

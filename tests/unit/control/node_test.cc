@@ -49,6 +49,10 @@ class ControlNodeTest : public ::testing::Test {
   }
 
   std::unique_ptr<ControlNode> StartNode(ControlNodeOptions options) {
+    // The node's own word that it serves (every shard had a leader), not a poll of /health.
+    auto serving = std::make_shared<std::promise<void>>();
+    std::future<void> served = serving->get_future();
+    options.service.serving = [serving] { serving->set_value(); };
     Result<std::unique_ptr<ControlNode>> node = ControlNode::Create(std::move(options));
     EXPECT_TRUE(node.ok()) << node.status().ToString();
     if (!node.ok()) return nullptr;
@@ -56,15 +60,14 @@ class ControlNodeTest : public ::testing::Test {
     EXPECT_TRUE(listening.ok()) << listening.ToString();
     if (!listening.ok()) return nullptr;
     (*node)->Start();
-    // Ready once every shard had a leader: /health answers 200 (bounded: the shards form in
-    // about a second).
-    for (int i = 0; i < 600; ++i) {
-      Result<it::HttpResponse> health = it::HttpGet((*node)->port(), "/health");
-      if (health.ok() && health->status == 200) return std::move(node).value();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Bounded: the shards form in about a second.
+    if (served.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+      ADD_FAILURE() << "the control node never said it serves";
+      return nullptr;
     }
-    ADD_FAILURE() << "the control node's /health never said 200";
-    return nullptr;
+    Result<it::HttpResponse> health = it::HttpGet((*node)->port(), "/health");
+    EXPECT_TRUE(health.ok() && health->status == 200);
+    return std::move(node).value();
   }
 
   void WriteFile(const std::string& path, const std::string& text) const {
