@@ -113,7 +113,10 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm
   rv = bootstrap(node, servers, n_servers);
   if (rv == 0) rv = raft_start(&node->raft);
   if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "%s", raft_errmsg(&node->raft));
+    /* The code's name, then raft's message or else its I/O's: never an empty reason. */
+    const char* why = raft_errmsg(&node->raft);
+    if (why == NULL || why[0] == '\0') why = node->io.errmsg;
+    snprintf(errmsg, errmsg_len, "%s%s%s", raft_strerror(rv), why[0] != '\0' ? ": " : "", why);
     /* raft_init succeeded: the instance must be closed through raft_close. */
     das_raft_close(node, NULL, NULL);
     return rv;

@@ -1,5 +1,7 @@
 #include "support/process.h"
 
+#include "../free_port.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -187,58 +189,6 @@ std::string DescribeWaitStatus(int status) {
   return "wait status " + std::to_string(status);
 }
 
-namespace {
-
-int EphemeralLow() {
-  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
-  int low = 32768;
-  int high = 60999;
-  if (!(in >> low >> high)) low = 32768;
-  return low;
-}
-
-bool CanBind(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return ok;
-}
-
-}  // namespace
-
-int FreePort() {
-  static std::mutex mu;
-  static std::set<int> handed_out;
-  static std::mt19937 rng(
-      static_cast<unsigned>(::getpid()) * 7919u +
-      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  std::lock_guard<std::mutex> lock(mu);
-  const int low = 10000;
-  const int high = std::max(low + 1000, EphemeralLow() - 1);
-  std::uniform_int_distribution<int> dist(low, high);
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    const int port = dist(rng);
-    if (handed_out.count(port) != 0 || !CanBind(port)) continue;
-    handed_out.insert(port);
-    return port;
-  }
-  // Fall back to the kernel's choice.
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  const int port = ntohs(addr.sin_port);
-  handed_out.insert(port);
-  return port;
-}
+int FreePort() { return das::test::FreePort(); }
 
 }  // namespace das::it

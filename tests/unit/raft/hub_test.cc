@@ -117,22 +117,16 @@ class HubTest : public ::testing::Test {
     return proposed;
   }
 
-  // Waits until the machine applied `n` distinct entries (Payloads).
-  static bool WaitForPayloads(Recorder& machine, size_t n) {
-    while (Payloads(machine).size() < n) {
-      if (!machine.WaitApplied(machine.entries().size() + 1)) return false;
-    }
-    return true;
-  }
-
-  // The entries the machine applied, in order, a repeat of the entry before dropped (a failed
-  // proposal that committed after all, then its retry).
-  static std::vector<std::string> Payloads(Recorder& machine) {
-    std::vector<std::string> out;
-    for (const auto& [index, entry] : machine.entries()) {
-      if (out.empty() || out.back() != entry) out.push_back(entry);
-    }
-    return out;
+  // Where replica [n][g] stands, for a failure's message: its raft state and its machine's.
+  std::string Where(int n, int g) {
+    const GroupInfo info = groups_[n][g]->Info();
+    return "node " + std::to_string(n + 1) + " group " + std::to_string(g + 1) + ": " +
+           std::string(RoleName(info.role)) + " term " + std::to_string(info.term) + " leader " +
+           std::to_string(info.leader_id) + " last " + std::to_string(info.last_index) +
+           " commit " + std::to_string(info.commit_index) + " applied " +
+           std::to_string(info.applied_index) + ", machine has " +
+           std::to_string(machines_[n][g]->entries().size()) + " entries, " +
+           std::to_string(machines_[n][g]->Payloads().size()) + " distinct";
   }
 
   std::string dir_;
@@ -150,10 +144,10 @@ TEST_F(HubTest, GroupsShareOnePortPerNodeAndReplicateIndependently) {
   ASSERT_EQ(one.size(), 20u);
   ASSERT_EQ(two.size(), 30u);
   for (int n = 0; n < kNodes; ++n) {
-    ASSERT_TRUE(WaitForPayloads(*machines_[n][0], 20)) << "node " << n + 1;
-    ASSERT_TRUE(WaitForPayloads(*machines_[n][1], 30)) << "node " << n + 1;
-    EXPECT_EQ(Payloads(*machines_[n][0]), one) << "node " << n + 1 << " group 1";
-    EXPECT_EQ(Payloads(*machines_[n][1]), two) << "node " << n + 1 << " group 2";
+    ASSERT_TRUE(machines_[n][0]->WaitPayloads(20)) << Where(n, 0);
+    ASSERT_TRUE(machines_[n][1]->WaitPayloads(30)) << Where(n, 1);
+    EXPECT_EQ(machines_[n][0]->Payloads(), one) << "node " << n + 1 << " group 1";
+    EXPECT_EQ(machines_[n][1]->Payloads(), two) << "node " << n + 1 << " group 2";
   }
 }
 
@@ -172,9 +166,8 @@ TEST_F(HubTest, LosingANodeLosesNoEntryAndItsRestartCatchesEveryGroupUp) {
   ASSERT_NO_FATAL_FAILURE(StartNode(lost));
   for (int n = 0; n < kNodes; ++n) {
     for (int g = 0; g < kGroups; ++g) {
-      ASSERT_TRUE(WaitForPayloads(*machines_[n][g], proposed[g].size()))
-          << "node " << n + 1 << " group " << g + 1;
-      EXPECT_EQ(Payloads(*machines_[n][g]), proposed[g]) << "node " << n + 1 << " group " << g + 1;
+      ASSERT_TRUE(machines_[n][g]->WaitPayloads(proposed[g].size())) << Where(n, g);
+      EXPECT_EQ(machines_[n][g]->Payloads(), proposed[g]) << "node " << n + 1 << " group " << g + 1;
     }
   }
 }
@@ -206,9 +199,9 @@ TEST_F(HubTest, ANodeBackOnAnotherPortIsDialedWhereTheBookSays) {
   }
   for (int n = 0; n < kNodes; ++n) {
     for (int g = 0; g < kGroups; ++g) {
-      ASSERT_TRUE(WaitForPayloads(*machines_[n][g], proposed[g].size()))
+      ASSERT_TRUE(machines_[n][g]->WaitPayloads(proposed[g].size()))
           << "node " << n + 1 << " group " << g + 1;
-      EXPECT_EQ(Payloads(*machines_[n][g]), proposed[g]) << "node " << n + 1 << " group " << g + 1;
+      EXPECT_EQ(machines_[n][g]->Payloads(), proposed[g]) << "node " << n + 1 << " group " << g + 1;
     }
   }
   // An address the handshake cannot carry is refused; the book stays as it was: the moved node
@@ -228,8 +221,8 @@ TEST_F(HubTest, ANodeBackOnAnotherPortIsDialedWhereTheBookSays) {
     for (const std::string& e : ProposeMany(g, "kept" + std::to_string(g), 5)) {
       proposed[g].push_back(e);
     }
-    ASSERT_TRUE(WaitForPayloads(*machines_[moved][g], proposed[g].size())) << "group " << g + 1;
-    EXPECT_EQ(Payloads(*machines_[moved][g]), proposed[g]) << "group " << g + 1;
+    ASSERT_TRUE(machines_[moved][g]->WaitPayloads(proposed[g].size())) << "group " << g + 1;
+    EXPECT_EQ(machines_[moved][g]->Payloads(), proposed[g]) << "group " << g + 1;
   }
 }
 
@@ -381,9 +374,9 @@ TEST_F(HubTest, ANodeWithAnotherSecretReceivesNothing) {
       Result<uint64_t> index = done.get_future().get();
       ASSERT_TRUE(index.ok()) << index.status().ToString();
     }
-    ASSERT_TRUE(WaitForPayloads(*machines_[0][g], 5));
-    ASSERT_TRUE(WaitForPayloads(*machines_[1][g], 5));
-    EXPECT_TRUE(Payloads(*machines_[2][g]).empty()) << "group " << g + 1;
+    ASSERT_TRUE(machines_[0][g]->WaitPayloads(5));
+    ASSERT_TRUE(machines_[1][g]->WaitPayloads(5));
+    EXPECT_TRUE(machines_[2][g]->Payloads().empty()) << "group " << g + 1;
     EXPECT_NE(groups_[2][g]->Info().role, Role::kLeader);
   }
 }

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../../free_port.h"
 #include "raft/group.h"
 
 namespace das::raft {
@@ -68,6 +69,18 @@ class Recorder final : public StateMachine {
     std::lock_guard lock(mu_);
     return entries_;
   }
+  // The entries applied, in order, a repeat of the entry before dropped (a proposal that failed
+  // yet committed, then its retry).
+  std::vector<std::string> Payloads() {
+    std::lock_guard lock(mu_);
+    return PayloadsLocked();
+  }
+  // Waits until `n` distinct entries (Payloads) were applied. The count is taken under the
+  // lock each time an entry arrives, so none slips between a look and the wait.
+  bool WaitPayloads(size_t n, std::chrono::seconds timeout = 30s) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, timeout, [&] { return PayloadsLocked().size() >= n; });
+  }
   std::vector<SnapshotAsked> snapshots() {
     std::lock_guard lock(mu_);
     return snapshots_;
@@ -86,6 +99,14 @@ class Recorder final : public StateMachine {
   }
 
  private:
+  std::vector<std::string> PayloadsLocked() const {
+    std::vector<std::string> out;
+    for (const auto& [index, entry] : entries_) {
+      if (out.empty() || out.back() != entry) out.push_back(entry);
+    }
+    return out;
+  }
+
   std::mutex mu_;
   std::condition_variable changed_;
   std::vector<std::pair<uint64_t, std::string>> entries_;  // GUARDED_BY(mu_)
@@ -95,17 +116,8 @@ class Recorder final : public StateMachine {
   size_t replays_before_restore_ = 0;                      // GUARDED_BY(mu_)
 };
 
-inline uint16_t FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+// A port on 127.0.0.1 for a replica or a hub (test::FreePort: never the same one twice).
+inline uint16_t FreePort() { return static_cast<uint16_t>(test::FreePort()); }
 
 // The index in `replicas` (null: not running) of the leader, once one leads and every running
 // replica knows a leader; -1 (and a test failure) after `timeout`. libraft 0.22 has no callback
