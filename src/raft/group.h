@@ -117,7 +117,8 @@ class Group {
   // Proposes one entry; `done` once it is committed and applied on this node.
   void Propose(std::string entry, IndexCallback done);
   // A read point: `done` with an index once this node confirmed it leads and applied every
-  // entry committed before the barrier.
+  // entry committed before the barrier. The group's only voter answers without a log entry
+  // once one barrier of its current term completed (no other node can lead or commit).
   void Barrier(IndexCallback done);
   // Hands leadership to replica `id`, by name; `done` says whether it leads now.
   void Transfer(uint64_t id, std::function<void(Status)> done);

@@ -45,6 +45,8 @@ struct das_raft_node {
   unsigned max_threshold;
   unsigned trailing; /* as last set: what the next snapshot keeps */
   int counted;       /* open, and counted in budget->groups */
+  /* The last term in which a barrier completed while this node led (das_raft_barrier). */
+  raft_term barrier_term;
 };
 
 /* libraft's disk backend takes only entries whose length is a multiple of 8 (else

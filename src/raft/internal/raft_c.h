@@ -117,7 +117,9 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* options, const das_ra
  * and `cb` later, or a libraft error now. */
 int das_raft_propose(das_raft_node* node, const void* data, size_t len, das_raft_done_cb cb,
                      void* arg);
-/* A barrier: `cb` once every entry before it is committed and applied here. */
+/* A barrier: `cb` once every entry before it is committed and applied here. The only voter of
+ * its group answers at once (before `das_raft_barrier` returns) with its last applied index,
+ * once one barrier of its current term completed. */
 int das_raft_barrier(das_raft_node* node, das_raft_done_cb cb, void* arg);
 /* Hands leadership to `id` (0: libraft picks). `cb` with status 0 when done. */
 int das_raft_transfer(das_raft_node* node, uint64_t id, das_raft_done_cb cb, void* arg);

@@ -430,5 +430,66 @@ TEST_F(GroupTest, AJoiningReplicaGetsTheWholeLogAndARemovedOneNothingMore) {
   EXPECT_EQ(voters, expected);
 }
 
+Result<uint64_t> BarrierSync(Group& group) {
+  std::promise<Result<uint64_t>> done;
+  group.Barrier([&done](Result<uint64_t> index) { done.set_value(std::move(index)); });
+  return done.get_future().get();
+}
+
+// A barrier of three voters is an entry in the log, each time: another node may lead.
+TEST_F(GroupTest, EachBarrierOfThreeVotersIsAnEntry) {
+  const int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  for (int k = 0; k < 3; ++k) {
+    const uint64_t before = groups_[leader]->Info().last_index;
+    Result<uint64_t> index = BarrierSync(*groups_[leader]);
+    ASSERT_TRUE(index.ok()) << index.status().ToString();
+    EXPECT_GT(*index, before);
+    EXPECT_GT(groups_[leader]->Info().last_index, before);
+  }
+}
+
+// The only voter of a group (--replication-factor 1) needs no entry for a read point once a
+// barrier of its term completed: no other node can lead or commit, so its last applied index
+// vouches for every committed entry. A restart is a new term: its first barrier is an entry
+// again, and the read point then covers what was committed before the restart.
+TEST(SoleVoterTest, AReadPointIsAnEntryOnlyOnceATerm) {
+  const std::string dir = MakeTempDir("das-raft-sole");
+  Result<std::unique_ptr<Loop>> loop = Loop::Start("sole");
+  ASSERT_TRUE(loop.ok()) << loop.status().ToString();
+  GroupOptions options;
+  options.id = 1;
+  options.address = "127.0.0.1:" + std::to_string(FreePort());
+  options.data_dir = dir + "/replica";
+  options.voters = {{1, options.address}};
+  uint64_t proposed = 0;
+  for (int start = 0; start < 2; ++start) {
+    Recorder machine;
+    Result<std::unique_ptr<Group>> group = Group::Open(**loop, options, machine);
+    ASSERT_TRUE(group.ok()) << group.status().ToString();
+    ASSERT_EQ(WaitForLeader({group->get()}), 0);
+    const uint64_t before = (*group)->Info().last_index;
+    Result<uint64_t> first = BarrierSync(**group);
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    EXPECT_GT(*first, proposed) << "start " << start;
+    EXPECT_GT((*group)->Info().last_index, before) << "the term's first barrier is an entry";
+
+    std::promise<Result<uint64_t>> done;
+    (*group)->Propose("x", [&done](Result<uint64_t> index) { done.set_value(std::move(index)); });
+    Result<uint64_t> written = done.get_future().get();
+    ASSERT_TRUE(written.ok()) << written.status().ToString();
+    proposed = *written;
+    for (int k = 0; k < 3; ++k) {
+      Result<uint64_t> read = BarrierSync(**group);
+      ASSERT_TRUE(read.ok()) << read.status().ToString();
+      EXPECT_EQ(*read, proposed) << "the read point covers the write";
+      EXPECT_EQ((*group)->Info().last_index, proposed) << "and is no entry";
+    }
+    (*group)->Close();
+  }
+  (*loop)->Stop();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace das::raft
