@@ -2,7 +2,7 @@
 # Fails when a file under src/ includes across an arrow that src/README.md does not draw: each
 # folder may include its own headers and those of the folders listed for it below (the same
 # table as the drawing), the generated protobuf headers ("das/...") where listed, and only
-# src/raft includes raft.h or uv.h, only src/storage and src/worker include duckdb.h.
+# src/raft includes raft.h or uv.h, only src/storage and src/query include duckdb.h.
 # Usage: scripts/check-includes.sh [SRC_DIR] (default: the repository's src). Exit 0: clean;
 # 1: each crossing printed as FILE:LINE: folder -> folder (include).
 set -euo pipefail
@@ -17,9 +17,10 @@ declare -A ALLOWED=(
   [rpc]="common http das"
   [metrics]="common http das"
   [replica]="common http rpc raft storage das"
-  [worker]="common http rpc raft storage replica metrics das"
+  [query]="common http rpc storage das"
+  [worker]="common http rpc raft storage replica query metrics das"
   [cluster]="common rpc das"
-  [control]="common http rpc raft meta metrics cluster das"
+  [control]="common http rpc raft meta metrics cluster query das"
   [load]="common http storage das"
   [bin]="*"
 )
@@ -56,8 +57,8 @@ while IFS= read -r hit; do
       [[ "$folder" == raft ]] || report "$rel:$line: $folder includes $target (only src/raft may)"
       continue ;;
     "<duckdb.h" | '"duckdb.h')
-      [[ "$folder" == storage || "$folder" == worker ]] ||
-        report "$rel:$line: $folder includes duckdb.h (only src/storage and src/worker may)"
+      [[ "$folder" == storage || "$folder" == query ]] ||
+        report "$rel:$line: $folder includes duckdb.h (only src/storage and src/query may)"
       continue ;;
   esac
   [[ "$bracket" == '"' && "$target" == */* ]] || continue

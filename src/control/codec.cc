@@ -4,6 +4,7 @@
 #include <cctype>
 #include <optional>
 
+#include <google/protobuf/unknown_field_set.h>
 #include <google/protobuf/util/json_util.h>
 
 #include "common/validation.h"
@@ -196,6 +197,30 @@ http::Response TooLarge(const http::Request& request, size_t limit) {
   return EncodeError(
       ApiError{413, "body is larger than the limit of " + std::to_string(limit) + " bytes"},
       ErrorEncoding(request));
+}
+
+Decoded<das::v1::Query> DecodeQuery(const http::Request& request, Encoding encoding) {
+  das::v1::Query query;
+  if (encoding == Encoding::kProtobuf) {
+    if (!query.ParseFromString(request.body)) {
+      return ApiError{400, "body is not a valid das.v1.Query"};
+    }
+    const google::protobuf::UnknownFieldSet& unknown =
+        query.GetReflection()->GetUnknownFields(query);
+    if (!unknown.empty()) {
+      return ApiError{400, "body is not a valid das.v1.Query: unknown field number " +
+                               std::to_string(unknown.field(0).number())};
+    }
+    return query;
+  }
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(request.body, &query, options);
+  if (!status.ok()) {
+    return ApiError{400, "body is not a valid das.v1.Query: " +
+                             std::string(status.message().data(), status.message().size())};
+  }
+  return query;
 }
 
 }  // namespace das::control

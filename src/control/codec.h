@@ -8,6 +8,8 @@
 #include <string_view>
 #include <variant>
 
+#include "common/api_error.h"
+#include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
 #include "http/message.h"
 
@@ -18,15 +20,6 @@ class Message;
 namespace das::control {
 
 enum class Encoding { kProtobuf, kJson };
-
-// An answer the public API gives instead of a result: the HTTP status and why.
-struct ApiError {
-  unsigned status = 500;
-  std::string message;
-};
-
-template <typename T>
-using Decoded = std::variant<T, ApiError>;
 
 // The body's encoding from Content-Type: protobuf for application/x-protobuf,
 // application/octet-stream or no Content-Type; JSON for application/json; else 415.
@@ -60,5 +53,8 @@ http::Response TooLarge(const http::Request& request, size_t limit);
 
 // An ErrorResponse answer; `rows_written` for a batch that failed part-way.
 http::Response EncodeError(const ApiError& error, Encoding encoding, uint64_t rows_written = 0);
+
+// The body of POST /v1/query: 400 when it does not decode or names an unknown field.
+Decoded<das::v1::Query> DecodeQuery(const http::Request& request, Encoding encoding);
 
 }  // namespace das::control

@@ -12,6 +12,9 @@ namespace {
 
 namespace asio = boost::asio;
 using internal::v1::ShardQuery;
+using query::PlanQuery;
+using query::QueryFromParams;
+using query::QueryPlan;
 using Ms = std::chrono::milliseconds;
 
 asio::awaitable<UnitAnswer> SendToShard(Replication* replication, uint32_t shard, ShardQuery query,

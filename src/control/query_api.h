@@ -1,6 +1,6 @@
 // QueryApi: the control node's query endpoints (README, "Queries") as request -> response
 // functions: POST /v1/query, and GET /analytics with filters (key, key_prefix, from, to). It
-// plans the query (control/query_plan.h), picks the shards it needs (those that own its keys,
+// plans the query (query/plan.h), picks the shards it needs (those that own its keys,
 // or all), runs its rounds (control/query_runner.h) and answers with the rows, the coverage,
 // and is_partial / total_nodes / responding_nodes as /analytics does.
 //
@@ -22,11 +22,11 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "control/cluster_map.h"
-#include "control/query_plan.h"
 #include "control/query_runner.h"
 #include "control/replication.h"
 #include "http/message.h"
 #include "http/query.h"
+#include "query/plan.h"
 #include "rpc/worker_client.h"
 
 namespace das::control {
@@ -36,7 +36,7 @@ struct QueryApiOptions {
   // it is missing), and a filtered /analytics's.
   std::chrono::milliseconds deadline{5000};
   std::chrono::milliseconds analytics_deadline{1500};
-  uint32_t max_rows = kDefaultQueryMaxRows;
+  uint32_t max_rows = query::kDefaultQueryMaxRows;
   // Why the cluster cannot answer completely yet, while it cannot (a valid query is then a
   // 503); empty: it always can.
   std::function<std::optional<std::string>()> held;
@@ -63,8 +63,9 @@ class QueryApi {
     bool partial = false;
     unsigned status = 200;  // 503: a key's shard, or every shard, missing
   };
-  boost::asio::awaitable<Answer> Run(const QueryPlan& plan, std::chrono::milliseconds deadline);
-  std::vector<QueryUnit> ShardUnits(const QueryPlan& plan);
+  boost::asio::awaitable<Answer> Run(const query::QueryPlan& plan,
+                                     std::chrono::milliseconds deadline);
+  std::vector<QueryUnit> ShardUnits(const query::QueryPlan& plan);
 
   boost::asio::any_io_executor executor_;
   const QueryApiOptions options_;

@@ -6,8 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include "control/gather.h"
-#include "control/quantile_search.h"
-#include "control/query_merge.h"
+#include "query/merge.h"
+#include "query/quantile_search.h"
 
 namespace das::control {
 namespace {
@@ -15,6 +15,10 @@ namespace {
 namespace asio = boost::asio;
 using internal::v1::ShardQuery;
 using internal::v1::ShardQueryResponse;
+using query::BucketSummary;
+using query::QuantileSearch;
+using query::QueryMerge;
+using query::QueryPlan;
 using Ms = std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 

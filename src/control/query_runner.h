@@ -1,6 +1,6 @@
 // RunQuery: one query's rounds over the shards it needs (README, "Queries"). The first round
 // asks every shard for its rows (and fixes its snapshot); ungrouped quantiles then take rounds
-// of probes (control/quantile_search.h) over the shards that hold rows. A shard that does not
+// of probes (query/quantile_search.h) over the shards that hold rows. A shard that does not
 // answer a round is missing: the answer is merged from the others (their first-round rows, and
 // the quantile rounds anew without it), and says which slots it lacks.
 // Thread-safety: RunQuery may run concurrently with itself; units must be safe to call so.
@@ -18,9 +18,9 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/status.h"
-#include "control/query_plan.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
+#include "query/plan.h"
 
 namespace das::control {
 
@@ -51,7 +51,8 @@ struct QueryOutcome {
 // `timeout` bounds the whole query: each round gets what is left of it (a quantile round that
 // would start after it answers kDeadlineExceeded).
 boost::asio::awaitable<QueryOutcome> RunQuery(boost::asio::any_io_executor executor,
-                                              const QueryPlan& plan, std::vector<QueryUnit> units,
+                                              const query::QueryPlan& plan,
+                                              std::vector<QueryUnit> units,
                                               std::chrono::milliseconds timeout);
 
 // The missing ranges as inclusive SlotRanges, sorted and merged where adjacent.

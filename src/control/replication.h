@@ -38,12 +38,12 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/status.h"
-#include "control/aggregate.h"
 #include "control/cluster_map.h"
 #include "control/shard_leader.h"
 #include "control/worker_directory.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
+#include "query/aggregate.h"
 #include "rpc/worker_client.h"
 
 namespace das::control {
@@ -69,7 +69,7 @@ struct ReplicationOptions {
 
 // Every shard's read for /analytics.
 struct ShardedAggregate {
-  std::vector<PartialAggregate> partials;  // one per shard that answered
+  std::vector<query::PartialAggregate> partials;  // one per shard that answered
   uint32_t shards_missing = 0;
   uint32_t responding_workers = 0;  // answered a read, or were not needed
 };

@@ -31,7 +31,7 @@ asio::awaitable<ShardedAggregate> ReplicationImpl::ReadAll(Ms timeout) {
     const internal::v1::AggregateResponse& body = *outcomes[s]->aggregate;
     failed.insert(outcomes[s]->failed.begin(), outcomes[s]->failed.end());
     answered.insert(body.worker_id());
-    std::optional<PartialAggregate> partial = PartialFrom(body);
+    std::optional<query::PartialAggregate> partial = query::PartialFrom(body);
     if (!partial) {
       ++out.shards_missing;
       continue;

@@ -17,7 +17,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
-#include "control/aggregate.h"
 #include "control/batch_split.h"
 #include "control/clock_probe.h"
 #include "control/cluster_clock.h"
@@ -35,6 +34,7 @@
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
 #include "metrics/replica_metrics.h"
+#include "query/aggregate.h"
 #include "rpc/cluster_auth.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
@@ -46,6 +46,9 @@ namespace das::control {
 namespace asio = boost::asio;
 using internal::v1::SubBatch;
 using internal::v1::SubBatchResult;
+using query::AggregateMerger;
+using query::MergedAggregate;
+using query::PartialAggregate;
 
 namespace {
 

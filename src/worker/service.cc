@@ -24,16 +24,17 @@
 #include "http/await.h"
 #include "metrics/process_metrics.h"
 #include "metrics/replica_metrics.h"
+#include "query/shard_query.h"
 #include "rpc/arena.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
 #include "rpc/topology.h"
-#include "worker/shard_query.h"
 
 namespace das::worker {
 
 namespace asio = boost::asio;
 using internal::v1::SubBatchResult;
+using query::QueryStore;
 
 namespace {
 

@@ -17,7 +17,7 @@ echo '#include "worker/service.h"' >"$src/control/bad.cc"    # the control node,
 echo '#include "storage/node_store.h"' >"$src/load/bad.cc"   # load: only duckdb_util.h
 echo '#include "storage/duckdb_util.h"' >"$src/load/ok.cc"
 echo '#include <raft.h>' >"$src/worker/bad.cc"               # libraft: src/raft only
-echo '#include <duckdb.h>' >"$src/replica/bad.cc"            # DuckDB: storage and worker only
+echo '#include <duckdb.h>' >"$src/replica/bad.cc"            # DuckDB: storage and query only
 echo '#include "worker/service.h"' >"$src/bin/ok.cc"         # bin wires everything
 mkdir -p "$src/newfolder" && echo '' >"$src/newfolder/x.cc" # not in the drawing
 if out=$("$script" "$src" 2>&1); then fail "crossings accepted: $out"; fi

@@ -1,15 +1,26 @@
-#include "control/query_plan.h"
+#include "query/plan.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
-#include "control/query_merge.h"
+#include "control/codec.h"
 #include "control/query_runner.h"
+#include "query/merge.h"
 
 namespace das::control {
 namespace {
 
 using internal::v1::ShardQuery;
+using query::kDefaultQueryLimit;
+using query::kDefaultQueryMaxRows;
+using query::kMaxBucketWidthMs;
+using query::kMaxQueryKeys;
+using query::ParseGranularity;
+using query::ParseInstant;
+using query::PlanQuery;
+using query::QueryFromParams;
+using query::QueryMerge;
+using query::QueryPlan;
 
 TEST(ParseInstantTest, ReadsRfc3339AndEpochMilliseconds) {
   EXPECT_EQ(*ParseInstant("1970-01-01T00:00:00Z"), 0);

@@ -21,7 +21,7 @@
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
 
-namespace das::control {
+namespace das::query {
 
 struct BucketSummary {
   uint64_t count = 0;
@@ -73,4 +73,4 @@ class QuantileSearch {
   size_t pending_ = 0;  // targets not found yet
 };
 
-}  // namespace das::control
+}  // namespace das::query

@@ -1,8 +1,8 @@
-#include "control/aggregate.h"
+#include "query/aggregate.h"
 
 #include <algorithm>
 
-namespace das::control {
+namespace das::query {
 
 std::optional<PartialAggregate> PartialFrom(const internal::v1::AggregateResponse& response) {
   std::optional<ExactSum> sum = ExactSum::FromBytes(response.exact_sum());
@@ -31,4 +31,4 @@ MergedAggregate AggregateMerger::Finish() const {
   return merged;
 }
 
-}  // namespace das::control
+}  // namespace das::query

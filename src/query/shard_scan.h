@@ -1,4 +1,4 @@
-// The pieces of a shard query (worker/shard_query.h) shared by its parts: the read of the rows
+// The pieces of a shard query (query/shard_query.h) shared by its parts: the read of the rows
 // a query's filters select, as one prepared statement with every value bound (never pasted into
 // the SQL) and streamed chunk by chunk under the query's deadline; the bucket of an ingest time;
 // the exact per-bucket (or per-group) accumulator.
@@ -20,7 +20,7 @@
 #include "das/v1/internal.pb.h"
 #include "storage/duckdb_util.h"
 
-namespace das::worker {
+namespace das::query {
 
 // Hashes std::string and std::string_view alike, so that a key read from a chunk finds its
 // entry without a copy (heterogeneous lookup: use with std::equal_to<>).
@@ -112,4 +112,4 @@ class Scan {
   storage::duck::QueryResult result_;
 };
 
-}  // namespace das::worker
+}  // namespace das::query

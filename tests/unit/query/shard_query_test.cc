@@ -1,7 +1,7 @@
 // RunShardQuery over a real store (DuckDB file on disk), and the exact global quantiles of
-// control/quantile_search.h over several real stores, checked against DuckDB's own
+// query/quantile_search.h over several real stores, checked against DuckDB's own
 // quantile_cont over the same rows.
-#include "worker/shard_query.h"
+#include "query/shard_query.h"
 
 #include <duckdb.h>
 #include <stdlib.h>
@@ -21,12 +21,12 @@
 #include "../temp_dir.h"
 #include "common/exact_sum.h"
 #include "common/quantile.h"
-#include "control/quantile_search.h"
-#include "control/query_merge.h"
-#include "control/query_plan.h"
+#include "query/merge.h"
+#include "query/plan.h"
+#include "query/quantile_search.h"
 #include "storage/duckdb_util.h"
 
-namespace das::worker {
+namespace das::query {
 namespace {
 
 using internal::v1::ShardQuery;
@@ -382,8 +382,8 @@ TEST_F(ShardQueryTest, ProbesCountBinsOrSendTheValuesOfARange) {
 
 // --- exact global quantiles over several stores --------------------------------------------
 
-// The rounds of control/quantile_search.h over `stores`, as the control node runs them (the
-// first round merged by control/query_merge.h): every bucket's quantiles for `granularity`,
+// The rounds of query/quantile_search.h over `stores`, as the control node runs them (the
+// first round merged by query/merge.h): every bucket's quantiles for `granularity`,
 // and how many rounds of probes that took.
 std::map<int64_t, std::vector<double>> Quantiles(const std::vector<storage::Store*>& stores,
                                                  const std::vector<double>& qs,
@@ -392,15 +392,15 @@ std::map<int64_t, std::vector<double>> Quantiles(const std::vector<storage::Stor
   das::v1::Query asked;
   asked.set_granularity(granularity);
   for (double q : qs) asked.add_quantiles(q);
-  auto planned = control::PlanQuery(asked, control::kDefaultQueryMaxRows);
-  const control::QueryPlan& plan = std::get<control::QueryPlan>(planned);
-  control::QueryMerge merge(plan);
+  auto planned = PlanQuery(asked, kDefaultQueryMaxRows);
+  const QueryPlan& plan = std::get<QueryPlan>(planned);
+  QueryMerge merge(plan);
   std::vector<ShardQueryResponse> first;
   for (storage::Store* store : stores) {
     first.push_back(RunQueryOk(*store, plan.shard_query));
     EXPECT_TRUE(merge.Add(first.back()).ok());
   }
-  control::QuantileSearch search(merge.Summaries(), qs, bins, fetch);
+  QuantileSearch search(merge.Summaries(), qs, bins, fetch);
   int rounds = 0;
   while (!search.done() && rounds < 200) {
     ++rounds;
@@ -507,9 +507,9 @@ class GlobalQuantileTest : public ShardQueryTest {
     std::vector<storage::Store*> raw;
     for (auto& store : stores) raw.push_back(store.get());
     int rounds = 0;
-    EXPECT_EQ(Quantiles(raw, qs, "all", control::QuantileSearch::kBins,
-                        control::QuantileSearch::kFetchValues, &rounds)[0],
-              expected);
+    EXPECT_EQ(
+        Quantiles(raw, qs, "all", QuantileSearch::kBins, QuantileSearch::kFetchValues, &rounds)[0],
+        expected);
     EXPECT_LE(rounds, 3) << "default bins";
     EXPECT_EQ(Quantiles(raw, qs, "all", 4, 8, &rounds)[0], expected);
     // 4 bins narrow a range of OrderedBits by 4 at least: 32 rounds, plus the values.
@@ -555,4 +555,4 @@ TEST_F(GlobalQuantileTest, OneAndTwoRows) {
 }
 
 }  // namespace
-}  // namespace das::worker
+}  // namespace das::query

@@ -12,10 +12,10 @@
 
 #include "common/status.h"
 #include "das/v1/internal.pb.h"
-#include "worker/shard_scan.h"
+#include "query/shard_scan.h"
 
-namespace das::worker {
+namespace das::query {
 
 Status Grouped(const ScanContext& context, internal::v1::ShardQueryResponse& response);
 
-}  // namespace das::worker
+}  // namespace das::query

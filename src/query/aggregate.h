@@ -14,7 +14,7 @@
 #include "common/exact_sum.h"
 #include "das/v1/internal.pb.h"
 
-namespace das::control {
+namespace das::query {
 
 struct PartialAggregate {
   uint64_t count = 0;
@@ -46,4 +46,4 @@ class AggregateMerger {
   std::optional<double> max_;
 };
 
-}  // namespace das::control
+}  // namespace das::query

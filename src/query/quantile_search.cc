@@ -1,4 +1,4 @@
-#include "control/quantile_search.h"
+#include "query/quantile_search.h"
 
 #include <algorithm>
 #include <limits>
@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-namespace das::control {
+namespace das::query {
 namespace {
 
 using internal::v1::ProbeAnswer;
@@ -156,4 +156,4 @@ std::vector<double> QuantileSearch::Values(int64_t start) const {
   return out;
 }
 
-}  // namespace das::control
+}  // namespace das::query

@@ -1,4 +1,4 @@
-#include "control/aggregate.h"
+#include "query/aggregate.h"
 
 #include <cmath>
 #include <initializer_list>
@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-namespace das::control {
+namespace das::query {
 namespace {
 
 // A worker's partial aggregate over `values`, as the worker computes it.
@@ -115,4 +115,4 @@ TEST(AggregateMergerTest, SumOutsideTheDoubleRangeIsInfinityAndRecovers) {
 }
 
 }  // namespace
-}  // namespace das::control
+}  // namespace das::query

@@ -10,13 +10,13 @@
 #include <string_view>
 #include <vector>
 
-#include "control/codec.h"
+#include "common/api_error.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
 #include "http/message.h"
 #include "http/query.h"
 
-namespace das::control {
+namespace das::query {
 
 // Limits of a query (422 beyond them).
 inline constexpr uint32_t kDefaultQueryLimit = 1000;  // groups per bucket
@@ -42,9 +42,6 @@ struct QueryPlan {
   uint32_t max_rows = kDefaultQueryMaxRows;
 };
 
-// The body of POST /v1/query: 400 when it does not decode or names an unknown field.
-Decoded<das::v1::Query> DecodeQuery(const http::Request& request, Encoding encoding);
-
 // GET /analytics's filters (key, key_prefix, from, to; `format` is the router's) as a Query;
 // 400 for a parameter given twice.
 Decoded<das::v1::Query> QueryFromParams(const std::vector<http::QueryParam>& params);
@@ -60,4 +57,4 @@ Result<int64_t> ParseInstant(std::string_view text);
 // A granularity: "all" (0) or <n><unit>, unit ms, s, m, h or d, as milliseconds.
 Result<int64_t> ParseGranularity(std::string_view text);
 
-}  // namespace das::control
+}  // namespace das::query

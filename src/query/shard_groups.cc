@@ -1,4 +1,4 @@
-#include "worker/shard_groups.h"
+#include "query/shard_groups.h"
 
 #include <duckdb.h>
 
@@ -17,7 +17,7 @@
 #include "rpc/group_rank.h"
 #include "storage/store_tables.h"
 
-namespace das::worker {
+namespace das::query {
 namespace {
 
 using internal::v1::ShardQuery;
@@ -243,4 +243,4 @@ Status Grouped(const ScanContext& context, internal::v1::ShardQueryResponse& res
   return Status::Ok();
 }
 
-}  // namespace das::worker
+}  // namespace das::query

@@ -1,4 +1,4 @@
-#include "control/query_merge.h"
+#include "query/merge.h"
 
 #include <algorithm>
 #include <optional>
@@ -8,7 +8,7 @@
 #include "common/quantile.h"
 #include "rpc/group_rank.h"
 
-namespace das::control {
+namespace das::query {
 namespace {
 
 using internal::v1::ShardQuery;
@@ -133,4 +133,4 @@ Result<std::vector<das::v1::QueryRow>> QueryMerge::Finish(const QuantileSearch* 
   return rows;
 }
 
-}  // namespace das::control
+}  // namespace das::query

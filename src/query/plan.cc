@@ -1,4 +1,4 @@
-#include "control/query_plan.h"
+#include "query/plan.h"
 
 #include <algorithm>
 #include <charconv>
@@ -7,12 +7,9 @@
 #include <optional>
 #include <set>
 
-#include <google/protobuf/unknown_field_set.h>
-#include <google/protobuf/util/json_util.h>
-
 #include "common/validation.h"
 
-namespace das::control {
+namespace das::query {
 namespace {
 
 using internal::v1::ShardQuery;
@@ -279,30 +276,6 @@ Result<int64_t> ParseGranularity(std::string_view text) {
   return n * unit_ms;
 }
 
-Decoded<das::v1::Query> DecodeQuery(const http::Request& request, Encoding encoding) {
-  das::v1::Query query;
-  if (encoding == Encoding::kProtobuf) {
-    if (!query.ParseFromString(request.body)) {
-      return ApiError{400, "body is not a valid das.v1.Query"};
-    }
-    const google::protobuf::UnknownFieldSet& unknown =
-        query.GetReflection()->GetUnknownFields(query);
-    if (!unknown.empty()) {
-      return ApiError{400, "body is not a valid das.v1.Query: unknown field number " +
-                               std::to_string(unknown.field(0).number())};
-    }
-    return query;
-  }
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(request.body, &query, options);
-  if (!status.ok()) {
-    return ApiError{400, "body is not a valid das.v1.Query: " +
-                             std::string(status.message().data(), status.message().size())};
-  }
-  return query;
-}
-
 Decoded<das::v1::Query> QueryFromParams(const std::vector<http::QueryParam>& params) {
   das::v1::Query query;
   std::set<std::string> seen;
@@ -334,4 +307,4 @@ Decoded<QueryPlan> PlanQuery(const das::v1::Query& query, uint32_t max_rows) {
   return plan;
 }
 
-}  // namespace das::control
+}  // namespace das::query

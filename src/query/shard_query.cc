@@ -1,4 +1,4 @@
-#include "worker/shard_query.h"
+#include "query/shard_query.h"
 
 #include <duckdb.h>
 
@@ -17,11 +17,11 @@
 
 #include "common/exact_sum.h"
 #include "common/quantile.h"
+#include "query/shard_groups.h"
+#include "query/shard_scan.h"
 #include "storage/duckdb_util.h"
-#include "worker/shard_groups.h"
-#include "worker/shard_scan.h"
 
-namespace das::worker {
+namespace das::query {
 namespace {
 
 using internal::v1::ProbeAnswer;
@@ -176,4 +176,4 @@ void QueryStore(storage::Store& store, ShardQuery query, ShardQueryCallback done
   });
 }
 
-}  // namespace das::worker
+}  // namespace das::query

@@ -1,4 +1,4 @@
-#include "worker/shard_scan.h"
+#include "query/shard_scan.h"
 
 #include <duckdb.h>
 
@@ -6,7 +6,7 @@
 
 #include "storage/store_tables.h"
 
-namespace das::worker {
+namespace das::query {
 namespace {
 
 int64_t FloorDiv(int64_t a, int64_t b) {
@@ -90,4 +90,4 @@ Result<Scan> Scan::Start(const ScanContext& context, Columns columns) {
   return scan;
 }
 
-}  // namespace das::worker
+}  // namespace das::query

@@ -13,12 +13,12 @@
 
 #include "common/exact_sum.h"
 #include "common/status.h"
-#include "control/quantile_search.h"
-#include "control/query_plan.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
+#include "query/plan.h"
+#include "query/quantile_search.h"
 
-namespace das::control {
+namespace das::query {
 
 class QueryMerge {
  public:
@@ -63,4 +63,4 @@ class QueryMerge {
   std::map<int64_t, std::vector<Group>> groups_;
 };
 
-}  // namespace das::control
+}  // namespace das::query

@@ -2,7 +2,7 @@
 // DuckDB data: the rows the filters select are read by prepared statements (parameters bound,
 // nothing pasted into the SQL) and aggregated exactly: sums are ExactSums, so a bucket's sum
 // merges across shards without a rounding, and a group's (a key lives in one shard) is exact
-// where it is ordered (worker/shard_groups.h). The answer is one row per non-empty bucket, or
+// where it is ordered (query/shard_groups.h). The answer is one row per non-empty bucket, or
 // per bucket the top `limit` groups ordered by (metric, key); or, for a quantile round, the
 // probes' bins or values. Bounded: more buckets than the row cap stop the read at once, an
 // answer over 32 MiB is refused, and the read stops at the query's deadline.
@@ -23,7 +23,7 @@
 #include "das/v1/internal.pb.h"
 #include "storage/store.h"
 
-namespace das::worker {
+namespace das::query {
 
 using ShardQueryCallback = std::function<void(Result<internal::v1::ShardQueryResponse>)>;
 
@@ -39,4 +39,4 @@ Result<internal::v1::ShardQueryResponse> RunShardQuery(
 // from this call, so that the time queued counts).
 void QueryStore(storage::Store& store, internal::v1::ShardQuery query, ShardQueryCallback done);
 
-}  // namespace das::worker
+}  // namespace das::query
