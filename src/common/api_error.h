@@ -5,6 +5,8 @@
 #include <string>
 #include <variant>
 
+#include "common/status.h"
+
 namespace das {
 
 struct ApiError {
@@ -14,5 +16,11 @@ struct ApiError {
 
 template <typename T>
 using Decoded = std::variant<T, ApiError>;
+
+// A failure as the public API answers it: the one table from code to HTTP status
+// (HttpStatusOf) and its message.
+inline ApiError ApiErrorOf(const Status& status) {
+  return ApiError{HttpStatusOf(status.code()), status.message()};
+}
 
 }  // namespace das

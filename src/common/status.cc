@@ -24,6 +24,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "MALFORMED";
     case StatusCode::kNotFound:
       return "NOT_FOUND";
+    case StatusCode::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
   }
   return "UNKNOWN";
 }
@@ -37,6 +39,7 @@ unsigned HttpStatusOf(StatusCode code) {
     case StatusCode::kNotFound:
       return 404;
     case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition:
       return 409;
     case StatusCode::kNotLeader:
       return 421;  // Misdirected Request: ask the leader the detail names

@@ -25,6 +25,9 @@ enum class StatusCode {
   kInternal,          // a bug or an unexpected failure of a dependency
   kMalformed,         // a request that does not decode; retrying it fails again
   kNotFound,          // no such route, resource or record
+  // The state does not allow it now (a membership change the replication factor forbids, a
+  // drain below it); the same request may succeed once the state changed.
+  kFailedPrecondition,
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -73,6 +76,9 @@ inline Status AlreadyExists(std::string m) {
 inline Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
 inline Status Malformed(std::string m) { return Status(StatusCode::kMalformed, std::move(m)); }
 inline Status NotFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
+inline Status FailedPrecondition(std::string m) {
+  return Status(StatusCode::kFailedPrecondition, std::move(m));
+}
 
 template <typename T>
 class [[nodiscard]] Result {

@@ -129,9 +129,7 @@ Decoded<internal::v1::RowWire> DecodeInsert(const http::Request& request, Encodi
     row.set_partition_key(std::move(*json.mutable_partition_key()));
     if (json.has_value()) row.set_value(json.value());
   }
-  if (Status s = ValidateRow(row.partition_key(), ValueOf(row)); !s.ok()) {
-    return ApiError{422, s.message()};
-  }
+  if (Status s = ValidateRow(row.partition_key(), ValueOf(row)); !s.ok()) return ApiErrorOf(s);
   return row;
 }
 
@@ -141,7 +139,7 @@ Decoded<internal::v1::InsertBatchWire*> DecodeBatch(const http::Request& request
   if (auto* parsed = std::get_if<internal::v1::InsertBatchWire*>(&decoded)) {
     const internal::v1::InsertBatchWire* batch = *parsed;
     if (Status s = ValidateIdempotencyKey(batch->idempotency_key()); !s.ok()) {
-      return ApiError{422, s.message()};
+      return ApiErrorOf(s);
     }
     for (int i = 0; i < batch->rows_size(); ++i) {
       const internal::v1::RowWire& row = batch->rows(i);

@@ -25,13 +25,6 @@ asio::awaitable<UnitAnswer> SendToShard(Replication* replication, uint32_t shard
   co_return UnitAnswer{std::move(answer.answer), std::move(answer.failed)};
 }
 
-// The error answer of a query that could not be answered at all.
-ApiError QueryFailure(const Status& status) {
-  return ApiError{
-      status.code() == StatusCode::kInvalidArgument ? 422u : HttpStatusOf(status.code()),
-      status.message()};
-}
-
 }  // namespace
 
 QueryApi::QueryApi(asio::any_io_executor executor, QueryApiOptions options,
@@ -98,7 +91,7 @@ asio::awaitable<http::Response> QueryApi::Query(http::Request request) {
   asio::awaitable<Answer> run = Run(planned, options_.deadline);
   Answer answer = co_await std::move(run);
   if (!answer.outcome.rows.ok()) {
-    co_return EncodeError(QueryFailure(answer.outcome.rows.status()), encoding);
+    co_return EncodeError(ApiErrorOf(answer.outcome.rows.status()), encoding);
   }
   das::v1::QueryResponse response;
   for (das::v1::QueryRow& row : *answer.outcome.rows) *response.add_rows() = std::move(row);
@@ -129,7 +122,7 @@ asio::awaitable<http::Response> QueryApi::FilteredAnalytics(http::Request reques
   asio::awaitable<Answer> run = Run(std::get<QueryPlan>(plan), options_.analytics_deadline);
   Answer answer = co_await std::move(run);
   if (!answer.outcome.rows.ok()) {
-    co_return EncodeError(QueryFailure(answer.outcome.rows.status()), encoding);
+    co_return EncodeError(ApiErrorOf(answer.outcome.rows.status()), encoding);
   }
   // Ungrouped over granularity "all": exactly one row.
   const das::v1::QueryRow& row = answer.outcome.rows->front();

@@ -42,7 +42,7 @@ Result<internal::v1::JoinResponse> ReplicationImpl::Join(const internal::v1::Joi
 
 Status ReplicationImpl::Decommission(uint64_t worker_id) {
   if (options_.replication_factor == 1) {
-    return InvalidArgument(
+    return FailedPrecondition(
         "this cluster runs with --replication-factor 1: a worker's shards have no other "
         "replica to move from; membership needs replication (3 or more)");
   }
@@ -57,10 +57,10 @@ Status ReplicationImpl::Decommission(uint64_t worker_id) {
     if (w.id != worker_id && StateOfLocked(w.id, now) == meta::WorkerState::kActive) ++active;
   }
   if (active < cluster::MinWorkers(state_.topology().replication_factor())) {
-    return InvalidArgument("worker " + std::to_string(worker_id) +
-                           " cannot be drained: " + std::to_string(active) +
-                           " other active workers cannot hold " + "replication factor " +
-                           std::to_string(state_.topology().replication_factor()));
+    return FailedPrecondition("worker " + std::to_string(worker_id) +
+                              " cannot be drained: " + std::to_string(active) +
+                              " other active workers cannot hold " + "replication factor " +
+                              std::to_string(state_.topology().replication_factor()));
   }
   state_.add_draining(worker_id);
   RETURN_IF_ERROR(SaveStateLocked());

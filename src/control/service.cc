@@ -763,10 +763,7 @@ class ControlServiceImpl final : public ControlService {
           ErrorEncoding(request));
     }
     const Status drained = replication_->Decommission(id);
-    if (!drained.ok()) {
-      const unsigned status = drained.code() == StatusCode::kNotFound ? 404 : 409;
-      return EncodeError(ApiError{status, drained.message()}, ErrorEncoding(request));
-    }
+    if (!drained.ok()) return EncodeError(ApiErrorOf(drained), ErrorEncoding(request));
     das::v1::HealthResponse accepted;
     accepted.set_status("draining");
     accepted.set_node("worker-" + std::to_string(id));

@@ -29,6 +29,8 @@ WireCode ToWireCode(StatusCode code) {
       return internal::v1::ErrorStatus::MALFORMED;
     case StatusCode::kNotFound:
       return internal::v1::ErrorStatus::NOT_FOUND;
+    case StatusCode::kFailedPrecondition:
+      return internal::v1::ErrorStatus::FAILED_PRECONDITION;
   }
   return internal::v1::ErrorStatus::INTERNAL;
 }
@@ -51,6 +53,8 @@ StatusCode FromWireCode(WireCode code) {
       return StatusCode::kMalformed;
     case internal::v1::ErrorStatus::NOT_FOUND:
       return StatusCode::kNotFound;
+    case internal::v1::ErrorStatus::FAILED_PRECONDITION:
+      return StatusCode::kFailedPrecondition;
     default:
       return StatusCode::kInternal;
   }
