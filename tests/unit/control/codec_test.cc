@@ -177,5 +177,21 @@ TEST(TooLargeTest, IsAnErrorResponseInTheRequestsEncoding) {
       R"({"status":413,"error":"body is larger than the limit of 1024 bytes","rows_written":"0"})");
 }
 
+TEST(DecodeQueryTest, AnUnknownFieldIsA400NamingIt) {
+  http::Request request;
+  request.body = R"({"granularity":"1m","bucket":"x"})";
+  Decoded<das::v1::Query> json = DecodeQuery(request, Encoding::kJson);
+  ASSERT_TRUE(std::holds_alternative<ApiError>(json));
+  EXPECT_EQ(std::get<ApiError>(json).status, 400u);
+  EXPECT_NE(std::get<ApiError>(json).message.find("bucket"), std::string::npos)
+      << std::get<ApiError>(json).message;
+
+  request.body = std::string("\xa0\x06\x01", 3);  // field 100, varint 1
+  Decoded<das::v1::Query> proto = DecodeQuery(request, Encoding::kProtobuf);
+  ASSERT_TRUE(std::holds_alternative<ApiError>(proto));
+  EXPECT_EQ(std::get<ApiError>(proto).status, 400u);
+  EXPECT_NE(std::get<ApiError>(proto).message.find("unknown field number 100"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace das::control

@@ -1,26 +1,16 @@
+// The query's plan (limits, instants, granularities, the shards' part) and the exact merge of
+// the shards' rows: the control node's side of the query protocol, without a socket.
 #include "query/plan.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
-#include "control/codec.h"
-#include "control/query_runner.h"
 #include "query/merge.h"
 
-namespace das::control {
+namespace das::query {
 namespace {
 
 using internal::v1::ShardQuery;
-using query::kDefaultQueryLimit;
-using query::kDefaultQueryMaxRows;
-using query::kMaxBucketWidthMs;
-using query::kMaxQueryKeys;
-using query::ParseGranularity;
-using query::ParseInstant;
-using query::PlanQuery;
-using query::QueryFromParams;
-using query::QueryMerge;
-using query::QueryPlan;
 
 TEST(ParseInstantTest, ReadsRfc3339AndEpochMilliseconds) {
   EXPECT_EQ(*ParseInstant("1970-01-01T00:00:00Z"), 0);
@@ -131,22 +121,6 @@ TEST(PlanQueryTest, DefaultsAndTheShardsPart) {
 
   decoded = PlanQuery(FromJson(R"({"group_by":"key","order_by":"key"})"), 10);
   EXPECT_FALSE(std::get<QueryPlan>(decoded).shard_query.descending());  // key: asc
-}
-
-TEST(DecodeQueryTest, AnUnknownFieldIsA400NamingIt) {
-  http::Request request;
-  request.body = R"({"granularity":"1m","bucket":"x"})";
-  Decoded<das::v1::Query> json = DecodeQuery(request, Encoding::kJson);
-  ASSERT_TRUE(std::holds_alternative<ApiError>(json));
-  EXPECT_EQ(std::get<ApiError>(json).status, 400u);
-  EXPECT_NE(std::get<ApiError>(json).message.find("bucket"), std::string::npos)
-      << std::get<ApiError>(json).message;
-
-  request.body = std::string("\xa0\x06\x01", 3);  // field 100, varint 1
-  Decoded<das::v1::Query> proto = DecodeQuery(request, Encoding::kProtobuf);
-  ASSERT_TRUE(std::holds_alternative<ApiError>(proto));
-  EXPECT_EQ(std::get<ApiError>(proto).status, 400u);
-  EXPECT_NE(std::get<ApiError>(proto).message.find("unknown field number 100"), std::string::npos);
 }
 
 TEST(QueryFromParamsTest, TakesTheFiltersOnceEach) {
@@ -274,14 +248,5 @@ TEST(QueryMergeTest, MoreRowsThanTheCapIsInvalidArgument) {
   EXPECT_NE(rows.status().message().find("more than 1 rows"), std::string::npos);
 }
 
-TEST(MergeSlotRangesTest, SortsAndJoinsAdjacentRanges) {
-  std::vector<das::v1::SlotRange> ranges = MergeSlotRanges({{512, 768}, {0, 256}, {256, 300}});
-  ASSERT_EQ(ranges.size(), 2u);
-  EXPECT_EQ(ranges[0].first_slot(), 0u);
-  EXPECT_EQ(ranges[0].last_slot(), 299u);
-  EXPECT_EQ(ranges[1].first_slot(), 512u);
-  EXPECT_EQ(ranges[1].last_slot(), 767u);
-}
-
 }  // namespace
-}  // namespace das::control
+}  // namespace das::query
