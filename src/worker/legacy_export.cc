@@ -73,7 +73,6 @@ asio::awaitable<http::Response> ServePage(http::Request request, storage::Store&
   fill(*got, response);
   response.set_next(got->next);
   response.set_done(got->done);
-  response.set_total(got->total);
   co_return rpc::ProtobufResponse(response);
 }
 

@@ -2,14 +2,11 @@
 
 #include "../free_port.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,9 +15,6 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <mutex>
-#include <random>
-#include <set>
 #include <sstream>
 #include <thread>
 
