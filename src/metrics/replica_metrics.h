@@ -2,8 +2,8 @@
 // their ReplicaHealth at scrape time: per shard, raft's term, role, commit and applied index,
 // leader changes and snapshots, and the replica's store (stored index, rows, the
 // copies it installed and served). Names in the README's Metrics section. The writer queues of
-// the stores are the worker's to report (das_store_queue_depth: it has an unreplicated store
-// too).
+// the stores are the worker's to report (das_store_queue_depth: it may keep an older build's
+// unreplicated store too).
 #pragma once
 
 #include <vector>

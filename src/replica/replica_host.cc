@@ -141,6 +141,9 @@ class ReplicaHostImpl final : public ReplicaHost {
 
   Status Adopt(const TopologyRequest& request) override {
     MutexLock lock(mu_);
+    if (closed_.load(std::memory_order_acquire)) {
+      return ShuttingDown("worker " + std::to_string(options_.node_id) + " is stopping");
+    }
     if (request.node_id() != options_.node_id) {
       return InvalidArgument("the control node names this worker " +
                              std::to_string(request.node_id()) + ", but its --id is " +
@@ -383,6 +386,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   // server first): they use the replicas without the lock.
   void Close() override {
     MutexLock lock(mu_);
+    closed_.store(true, std::memory_order_release);
     if (!open_.exchange(false)) return;
     std::map<uint32_t, std::shared_ptr<Replica>> replicas;
     {
@@ -418,6 +422,9 @@ class ReplicaHostImpl final : public ReplicaHost {
   }
 
   Result<std::shared_ptr<Replica>> Find(uint32_t shard) {
+    if (closed_.load(std::memory_order_acquire)) {
+      return ShuttingDown("worker " + std::to_string(options_.node_id) + " is stopping");
+    }
     if (!open_.load(std::memory_order_acquire)) {
       return Unavailable("worker " + std::to_string(options_.node_id) +
                          " has no topology yet (the control node sends it)");
@@ -670,6 +677,7 @@ class ReplicaHostImpl final : public ReplicaHost {
   mutable SharedMutex replicas_mu_;
   std::map<uint32_t, std::shared_ptr<Replica>> replicas_ GUARDED_BY(replicas_mu_);
   std::atomic<bool> open_{false};
+  std::atomic<bool> closed_{false};            // Close() ran: every later request is refused
   std::atomic<uint64_t> saved_cluster_id_{0};  // of the kept topology, while it opens
   // Copy ids: distinct across restarts too, so a fetch never reads another run's copy.
   std::atomic<uint64_t> next_copy_id_{static_cast<uint64_t>(

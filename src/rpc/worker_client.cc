@@ -77,13 +77,6 @@ class WorkerClientImpl final : public WorkerClient {
     co_return co_await std::move(call);
   }
 
-  asio::awaitable<Result<internal::v1::AggregateResponse>> Aggregate(
-      std::chrono::milliseconds timeout) override {
-    asio::awaitable<Result<internal::v1::AggregateResponse>> call =
-        Call<internal::v1::AggregateResponse>(Get(kAggregatePath), timeout);
-    co_return co_await std::move(call);
-  }
-
   asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(
       std::chrono::milliseconds timeout) override {
     asio::awaitable<Result<internal::v1::WorkerHealthResponse>> call =

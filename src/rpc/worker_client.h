@@ -39,22 +39,19 @@ class WorkerClient : public WriteTarget {
   WorkerClient(const WorkerClient&) = delete;
   WorkerClient& operator=(const WorkerClient&) = delete;
 
-  // peer(): "host:port"; Write(): POST /internal/v1/write (WriteTarget).
+  // peer(): "host:port"; Write(): POST /internal/v1/write (WriteTarget; request.shard set).
   // A replicated shard's write (request.shard set), merged with the other shards' writes to
   // this worker queued while an exchange runs into one POST /internal/v1/shard/writes: under
   // load one round trip carries every shard this worker leads. The outcome is the shard's own
   // (NOT_LEADER with its hint, ...); a failed exchange fails each of its writes.
   virtual boost::asio::awaitable<Result<internal::v1::WriteResponse>> WriteShard(
       const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) = 0;
-  virtual boost::asio::awaitable<Result<internal::v1::AggregateResponse>> Aggregate(
-      std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::WorkerHealthResponse>> Health(
       std::chrono::milliseconds timeout) = 0;
   // The worker's wall clock (control/clock_probe.h measures its offset).
   virtual boost::asio::awaitable<Result<internal::v1::ClockResponse>> Clock(
       std::chrono::milliseconds timeout) = 0;
-  // A shard's part of a query (query.shard set: read at the shard's leader) or the
-  // unreplicated store's.
+  // A shard's part of a query (query.shard set), read at the shard's leader.
   virtual boost::asio::awaitable<Result<internal::v1::ShardQueryResponse>> Query(
       const internal::v1::ShardQuery& query, std::chrono::milliseconds timeout) = 0;
   // Replicated shards: the topology, a shard's linearizable read, a leadership transfer.
@@ -77,7 +74,7 @@ class WorkerClient : public WriteTarget {
       uint32_t shard, uint64_t min_index, std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::CopyChunkResponse>> CopyChunk(
       uint32_t shard, uint64_t copy_id, uint64_t offset, std::chrono::milliseconds timeout) = 0;
-  // The worker's unreplicated store, a page at a time, for its import into the shards
+  // The unreplicated store an older build kept, a page at a time, for its import into the shards
   // (control/legacy_import.h); LegacyDone when every page is in them.
   virtual boost::asio::awaitable<Result<internal::v1::LegacyRowsResponse>> LegacyRows(
       const internal::v1::LegacyPageRequest& request, std::chrono::milliseconds timeout) = 0;

@@ -1,6 +1,6 @@
 // WriteTarget: where a ShardWriter sends its coalesced internal write requests: a shard's
 // current leader (control's ShardLeader, which follows NOT_LEADER hints and retries), or one
-// worker (rpc::WorkerClient, its unreplicated store: tests and older control nodes).
+// worker (rpc::WorkerClient: the shard's replica there, whatever its role; tests).
 // Thread-safety: implementations allow concurrent calls from any thread.
 #pragma once
 

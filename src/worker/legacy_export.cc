@@ -42,10 +42,11 @@ asio::awaitable<Result<T>> OnReader(storage::Store& store, Read read) {
   return http::AwaitCallback<Result<T>>(std::move(start));
 }
 
-// A page request answered: `waiting` while the worker holds no topology, empty once imported,
-// else read(conn, from, limit) on one of the store's readers, its items added by `fill`.
+// A page request answered: empty and done once imported (or with no store), `waiting` while the
+// worker holds no topology, else read(conn, from, limit) on one of the store's readers, its items
+// added by `fill`.
 template <typename Response, typename Page, typename Read, typename Fill>
-asio::awaitable<http::Response> ServePage(http::Request request, storage::Store& store,
+asio::awaitable<http::Response> ServePage(http::Request request, storage::Store* store,
                                           bool replicated, bool imported, uint32_t max, Read read,
                                           Fill fill) {
   internal::v1::LegacyPageRequest page;
@@ -60,7 +61,7 @@ asio::awaitable<http::Response> ServePage(http::Request request, storage::Store&
   }
   const uint32_t limit = replicated ? std::clamp<uint32_t>(page.limit(), 1, max) : 1;
   asio::awaitable<Result<Page>> reading =
-      OnReader<Page>(store, [read, from = page.from(), limit](duckdb_connection conn) {
+      OnReader<Page>(*store, [read, from = page.from(), limit](duckdb_connection conn) {
         return read(conn, from, limit);
       });
   Result<Page> got = co_await std::move(reading);
@@ -78,12 +79,12 @@ asio::awaitable<http::Response> ServePage(http::Request request, storage::Store&
 
 }  // namespace
 
-LegacyExport::LegacyExport(storage::Store& store, std::string data_dir,
+LegacyExport::LegacyExport(storage::Store* store, std::string data_dir,
                            std::function<bool()> replicated)
     : store_(store),
       marker_(MarkerPath(data_dir)),
       replicated_(std::move(replicated)),
-      imported_(std::filesystem::exists(marker_)) {}
+      imported_(store == nullptr || std::filesystem::exists(marker_)) {}
 
 void LegacyExport::Register(http::Router& router) {
   router.Add("POST", rpc::kLegacyRowsPath,
@@ -105,7 +106,7 @@ Status LegacyExport::DropIfImported(storage::NodeStore& node_store, const std::s
 }
 
 asio::awaitable<http::Response> LegacyExport::Rows(http::Request request) {
-  const uint32_t replica = store_.replica();
+  const uint32_t replica = storage::kUnreplicatedReplica;
   asio::awaitable<http::Response> served =
       ServePage<internal::v1::LegacyRowsResponse, storage::RowsPage>(
           std::move(request), store_, replicated_(), imported_.load(), kMaxRows,
@@ -124,7 +125,7 @@ asio::awaitable<http::Response> LegacyExport::Rows(http::Request request) {
 }
 
 asio::awaitable<http::Response> LegacyExport::Keys(http::Request request) {
-  const uint32_t replica = store_.replica();
+  const uint32_t replica = storage::kUnreplicatedReplica;
   asio::awaitable<http::Response> served =
       ServePage<internal::v1::LegacyKeysResponse, storage::KeysPage>(
           std::move(request), store_, replicated_(), imported_.load(), kMaxKeys,
@@ -146,7 +147,7 @@ asio::awaitable<http::Response> LegacyExport::Done() {
     co_return rpc::ErrorResponse(Unavailable(
         "this worker holds no topology: its unreplicated store is still its cluster's store"));
   }
-  if (!imported_.load()) {
+  if (!imported_.load()) {  // with a store (none is imported from the start)
     if (Status written = WriteFileDurably(marker_, "imported\n"); !written.ok()) {
       co_return rpc::ErrorResponse(written);
     }

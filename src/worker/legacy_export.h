@@ -26,9 +26,9 @@ namespace das::worker {
 
 class LegacyExport {
  public:
-  // `store` (the unreplicated one) outlives this; `replicated` says whether the worker holds a
-  // topology now.
-  LegacyExport(storage::Store& store, std::string data_dir, std::function<bool()> replicated);
+  // `store` (the unreplicated one; null: the worker kept none, and every page is empty and
+  // done) outlives this; `replicated` says whether the worker holds a topology now.
+  LegacyExport(storage::Store* store, std::string data_dir, std::function<bool()> replicated);
 
   // Adds the routes rpc::kLegacyRowsPath, kLegacyKeysPath and kLegacyDonePath.
   void Register(http::Router& router);
@@ -42,7 +42,7 @@ class LegacyExport {
   boost::asio::awaitable<http::Response> Keys(http::Request request);
   boost::asio::awaitable<http::Response> Done();
 
-  storage::Store& store_;
+  storage::Store* const store_;
   const std::string marker_;
   const std::function<bool()> replicated_;
   std::atomic<bool> imported_;

@@ -38,9 +38,9 @@ struct WorkerNode::Parts {
   WorkerNodeOptions options;
   std::unique_ptr<metrics::Registry> metrics;
   std::unique_ptr<storage::NodeStore> node_store;
-  std::unique_ptr<storage::Store> store;  // the unreplicated one
-  asio::io_context io;                    // the HTTP server, and the fetches of copies
-  http::IoThreads serving{io};            // Start()'s
+  std::unique_ptr<storage::Store> legacy;  // an older build's unreplicated store (or none)
+  asio::io_context io;                     // the HTTP server, and the fetches of copies
+  http::IoThreads serving{io};             // Start()'s
   std::optional<asio::signal_set> hangup;
   std::function<void()> await_hangup;
   std::unique_ptr<replica::CopyFetcher> copies;
@@ -51,6 +51,7 @@ struct WorkerNode::Parts {
   bool stopped = false;
 
   Status OpenStore();
+  Status OpenLegacy();
   void OpenReplicaHost(const std::shared_ptr<const rpc::ClusterKey>& key);
   Status Listen();
   void IgnoreHangups();
@@ -73,14 +74,24 @@ Status WorkerNode::Parts::OpenStore() {
         disk.ok() ? storage::DefaultDiskReserve(disk->total_bytes) : 256 * 1024 * 1024;
   }
   ASSIGN_OR_RETURN(node_store, storage::NodeStore::Open(store_options));
+  return OpenLegacy();
+}
+
+// The unreplicated store an older build kept (a worker.duckdb, or its replica in the node
+// store), opened only if there is one, for its import into the shards (worker/legacy_export.h).
+Status WorkerNode::Parts::OpenLegacy() {
+  const std::string& data_dir = options.store.data_dir;
+  RETURN_IF_ERROR(LegacyExport::DropIfImported(*node_store, data_dir));
   storage::ReplicaStoreOptions unreplicated;
   unreplicated.idempotency_retention = options.idempotency_retention;
   unreplicated.replica = storage::kUnreplicatedReplica;
-  // The unreplicated store's own file from before the node store, imported once.
-  unreplicated.migrate_from =
-      (std::filesystem::path(store_options.data_dir) / "worker.duckdb").string();
-  RETURN_IF_ERROR(LegacyExport::DropIfImported(*node_store, store_options.data_dir));
-  ASSIGN_OR_RETURN(store, node_store->OpenReplica(unreplicated));
+  unreplicated.migrate_from = (std::filesystem::path(data_dir) / "worker.duckdb").string();
+  ASSIGN_OR_RETURN(std::vector<uint32_t> held, node_store->Replicas());
+  const bool kept =
+      std::filesystem::exists(unreplicated.migrate_from) ||
+      std::find(held.begin(), held.end(), storage::kUnreplicatedReplica) != held.end();
+  if (!kept) return Status::Ok();
+  ASSIGN_OR_RETURN(legacy, node_store->OpenReplica(unreplicated));
   return Status::Ok();
 }
 
@@ -103,10 +114,15 @@ void WorkerNode::Parts::OpenReplicaHost(const std::shared_ptr<const rpc::Cluster
   host.log_budget_bytes = options.raft_log_bytes;
   host.copies = copies.get();
   replicas = replica::ReplicaHost::Create(host);
-  service = std::make_unique<WorkerService>(
-      options.id, *store, replicas.get(),
-      options.raft_advertise_port != 0 ? options.raft_advertise_port : options.raft_port, key,
-      metrics.get(), options.store.data_dir);
+  WorkerServiceOptions service_options;
+  service_options.worker_id = options.id;
+  service_options.raft_port =
+      options.raft_advertise_port != 0 ? options.raft_advertise_port : options.raft_port;
+  service_options.cluster_key = key;
+  service_options.metrics = metrics.get();
+  service_options.legacy = legacy.get();
+  service_options.data_dir = options.store.data_dir;
+  service = std::make_unique<WorkerService>(*replicas, *node_store, std::move(service_options));
 }
 
 Status WorkerNode::Parts::Listen() {
@@ -156,7 +172,7 @@ void WorkerNode::Parts::IgnoreHangups() {
 void WorkerNode::Parts::CloseAfterServing() {
   if (opener.joinable()) opener.join();
   replicas->Close();
-  store->Stop();
+  if (legacy) legacy->Stop();
   node_store->Stop();
   spdlog::info("stopped");
 }

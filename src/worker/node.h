@@ -1,11 +1,10 @@
-// WorkerNode: a worker's parts wired together: its one store (storage::NodeStore and the
-// unreplicated store in it), the replica host with the copy fetcher, the internal API
-// (WorkerService) and its HTTP server. The binary's main() reads flags, joins the cluster and
-// runs one; a test runs one in process.
-// Thread-safety: one thread drives a node: Open, then Start or RunUntilSignal, then Stop (or
-// the destructor).
-// Lifecycle: Open() listens and opens the replicas a data directory keeps behind the server (a
-// replica that cannot be opened ends the process, as at any start); the destructor stops.
+// WorkerNode: a worker's parts wired together: its one store (storage::NodeStore, with an
+// older build's unreplicated store in it only until imported), the replica host with the copy
+// fetcher, the internal API (WorkerService) and its HTTP server. The binary's main() reads flags,
+// joins the cluster and runs one; a test runs one in process. Thread-safety: one thread drives a
+// node: Open, then Start or RunUntilSignal, then Stop (or the destructor). Lifecycle: Open()
+// listens and opens the replicas a data directory keeps behind the server (a replica that cannot be
+// opened ends the process, as at any start); the destructor stops.
 #pragma once
 
 #include <chrono>

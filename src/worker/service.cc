@@ -90,32 +90,6 @@ std::vector<size_t> Validate(const internal::v1::WriteRequest& request,
   return valid;
 }
 
-// Unreplicated: the valid sub-batches (Validate), moved into the store's.
-struct Prepared {
-  std::vector<storage::SubBatch> batches;
-  std::vector<size_t> sent;  // index in the request of each entry of `batches`
-};
-
-Prepared Prepare(internal::v1::WriteRequest& request, internal::v1::WriteResponse& response) {
-  Prepared out;
-  out.sent = Validate(request, response);
-  out.batches.reserve(out.sent.size());
-  for (size_t i : out.sent) {
-    internal::v1::SubBatch& in = *request.mutable_batches(static_cast<int>(i));
-    storage::SubBatch batch;
-    batch.idempotency_key = std::move(*in.mutable_idempotency_key());
-    batch.fingerprint = in.batch_fingerprint();
-    batch.check_only = in.check_only();
-    batch.rows.reserve(in.rows_size());
-    for (internal::v1::RowWire& row : *in.mutable_rows()) {
-      batch.rows.push_back(
-          storage::StoredRow{std::move(*row.mutable_partition_key()), row.value()});
-    }
-    out.batches.push_back(std::move(batch));
-  }
-  return out;
-}
-
 SubBatchResult::Code ToWire(storage::SubBatchOutcome::Code code) {
   switch (code) {
     case storage::SubBatchOutcome::Code::kOk:
@@ -153,57 +127,48 @@ http::Response Undecodable(const google::protobuf::MessageLite& message) {
 
 }  // namespace
 
-WorkerService::WorkerService(uint32_t worker_id, storage::Store& store,
-                             replica::ReplicaHost* replicas, uint16_t raft_port,
-                             std::shared_ptr<const rpc::ClusterKey> cluster_key,
-                             metrics::Registry* metrics, const std::string& data_dir)
-    : worker_id_(worker_id),
-      store_(store),
+WorkerService::WorkerService(replica::ReplicaHost& replicas, const storage::NodeStore& store,
+                             WorkerServiceOptions options)
+    : worker_id_(options.worker_id),
       replicas_(replicas),
-      raft_port_(raft_port),
-      cluster_key_(std::move(cluster_key)),
+      store_(store),
+      legacy_store_(options.legacy),
+      raft_port_(options.raft_port),
+      cluster_key_(std::move(options.cluster_key)),
       router_(&RouterError),
-      metrics_(metrics),
-      changes_(replicas != nullptr ? std::make_unique<asio::thread_pool>(1) : nullptr) {
+      metrics_(options.metrics),
+      changes_(std::make_unique<asio::thread_pool>(1)) {
   if (cluster_key_) {
     router_.Use([this](http::Request request, http::Target target, const http::RouteHandler& next) {
       return Authenticate(std::move(request), std::move(target), next);
     });
   }
-  if (replicas_ != nullptr) {
-    router_.Add("POST", rpc::kTopologyPath, [this](http::Request request, http::Target) {
-      return Topology(std::move(request));
-    });
-    router_.Add("POST", rpc::kShardReadPath, [this](http::Request request, http::Target) {
-      return ShardRead(std::move(request));
-    });
-    router_.Add("POST", rpc::kTransferPath, [this](http::Request request, http::Target) {
-      return Transfer(std::move(request));
-    });
-    router_.Add("POST", rpc::kCopyPath, [this](http::Request request, http::Target) {
-      return StartCopy(std::move(request));
-    });
-    router_.Add("POST", rpc::kCopyChunkPath, [this](http::Request request, http::Target) {
-      return CopyChunk(std::move(request));
-    });
-    router_.Add("POST", rpc::kMembershipPath, [this](http::Request request, http::Target) {
-      return Membership(std::move(request));
-    });
-    router_.Add("POST", rpc::kShardWritesPath, [this](http::Request request, http::Target) {
-      return ShardWrites(std::move(request));
-    });
-    if (!data_dir.empty()) {
-      legacy_ = std::make_unique<LegacyExport>(store_, data_dir,
-                                               [this] { return replicas_->cluster_id() != 0; });
-      legacy_->Register(router_);
-    }
-  }
+  router_.Add("POST", rpc::kTopologyPath,
+              [this](http::Request request, http::Target) { return Topology(std::move(request)); });
+  router_.Add("POST", rpc::kShardReadPath, [this](http::Request request, http::Target) {
+    return ShardRead(std::move(request));
+  });
+  router_.Add("POST", rpc::kTransferPath,
+              [this](http::Request request, http::Target) { return Transfer(std::move(request)); });
+  router_.Add("POST", rpc::kCopyPath, [this](http::Request request, http::Target) {
+    return StartCopy(std::move(request));
+  });
+  router_.Add("POST", rpc::kCopyChunkPath, [this](http::Request request, http::Target) {
+    return CopyChunk(std::move(request));
+  });
+  router_.Add("POST", rpc::kMembershipPath, [this](http::Request request, http::Target) {
+    return Membership(std::move(request));
+  });
+  router_.Add("POST", rpc::kShardWritesPath, [this](http::Request request, http::Target) {
+    return ShardWrites(std::move(request));
+  });
+  legacy_ = std::make_unique<LegacyExport>(legacy_store_, options.data_dir,
+                                           [this] { return replicas_.cluster_id() != 0; });
+  legacy_->Register(router_);
   router_.Add("POST", rpc::kQueryPath,
               [this](http::Request request, http::Target) { return Query(std::move(request)); });
   router_.Add("POST", rpc::kWritePath,
               [this](http::Request request, http::Target) { return Write(std::move(request)); });
-  router_.Add("GET", rpc::kAggregatePath,
-              [this](http::Request, http::Target) { return Aggregate(); });
   router_.Add("GET", rpc::kHealthPath,
               [this](http::Request, http::Target) { return Health(true); });
   router_.Add("GET", rpc::kClockPath,
@@ -239,8 +204,10 @@ std::vector<metrics::ScrapedFamily> WorkerService::StoreFamilies(
   metrics::ScrapedFamily& queues = families.emplace_back();
   queues.name = "das_store_queue_depth";
   queues.help = "Writes (raft entries) queued for a store's writer, not yet in a transaction";
-  queues.samples.push_back(
-      {{{"shard", "unreplicated"}}, static_cast<double>(store_.queue_depth())});
+  if (legacy_store_ != nullptr) {
+    queues.samples.push_back(
+        {{{"shard", "unreplicated"}}, static_cast<double>(legacy_store_->queue_depth())});
+  }
   for (const internal::v1::ReplicaHealth& replica : replicas) {
     queues.samples.push_back({{{"shard", std::to_string(replica.shard())}},
                               static_cast<double>(replica.queued_writes())});
@@ -259,8 +226,7 @@ std::vector<metrics::ScrapedFamily> WorkerService::StoreFamilies(
 }
 
 asio::awaitable<std::vector<internal::v1::ReplicaHealth>> WorkerService::ReplicasHealth() {
-  if (replicas_ == nullptr) co_return std::vector<internal::v1::ReplicaHealth>{};
-  auto start = [this](auto done) { replicas_->Health(std::move(done)); };
+  auto start = [this](auto done) { replicas_.Health(std::move(done)); };
   asio::awaitable<std::vector<internal::v1::ReplicaHealth>> op =
       http::AwaitCallback<std::vector<internal::v1::ReplicaHealth>>(std::move(start));
   co_return co_await std::move(op);
@@ -318,69 +284,17 @@ asio::awaitable<http::Response> WorkerService::Write(http::Request request) {
     write_rows_->Observe(static_cast<double>(rows));
     write_bytes_->Increment(static_cast<double>(request.body.size()));
   }
-  if (write.has_shard()) {
-    if (replicas_ == nullptr) {
-      co_return rpc::ErrorResponse(InvalidArgument("this worker holds no replicated shards"));
-    }
-    asio::awaitable<http::Response> replicated = WriteReplicated(write);
-    co_return co_await std::move(replicated);
+  if (!write.has_shard()) {
+    co_return rpc::ErrorResponse(
+        InvalidArgument("a write names no shard: this worker keeps rows in shard replicas only"));
   }
-  internal::v1::WriteResponse response;
-  Prepared prepared = Prepare(write, response);
-  // Key look-ups alone are answered here from the committed keys: they must not wait behind a
-  // commit in the writer's queue (the control node asks before every keyed batch).
-  const bool only_checks =
-      !prepared.batches.empty() &&
-      std::all_of(prepared.batches.begin(), prepared.batches.end(),
-                  [](const storage::SubBatch& batch) { return batch.check_only; });
-  if (only_checks) {
-    for (size_t i = 0; i < prepared.sent.size(); ++i) {
-      const storage::SubBatch& batch = prepared.batches[i];
-      const storage::SubBatchOutcome outcome =
-          store_.LookupKey(batch.idempotency_key, batch.fingerprint);
-      SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
-      result->set_code(ToWire(outcome.code));
-      result->set_rows_written(outcome.rows_written);
-    }
-    co_return rpc::ProtobufResponse(response);
-  }
-  if (!prepared.batches.empty()) {
-    // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
-    auto start = [this, batches = std::move(prepared.batches),
-                  ingest_us = write.ingest_time_us()](auto done) mutable {
-      store_.Write(std::move(batches), ingest_us, std::move(done));
-    };
-    asio::awaitable<Result<std::vector<storage::SubBatchOutcome>>> op =
-        AwaitStore<std::vector<storage::SubBatchOutcome>>(std::move(start));
-    Result<std::vector<storage::SubBatchOutcome>> outcomes = co_await std::move(op);
-    if (!outcomes.ok()) {
-      // Logged by the store where it failed; the control node gets the code.
-      co_return rpc::ErrorResponse(outcomes.status());
-    }
-    for (size_t i = 0; i < prepared.sent.size(); ++i) {
-      SubBatchResult* result = response.mutable_results(static_cast<int>(prepared.sent[i]));
-      result->set_code(ToWire((*outcomes)[i].code));
-      result->set_rows_written((*outcomes)[i].rows_written);
-    }
-  }
-  co_return rpc::ProtobufResponse(response);
-}
-
-asio::awaitable<http::Response> WorkerService::Aggregate() {
-  auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
-  asio::awaitable<Result<storage::Aggregate>> op = AwaitStore<storage::Aggregate>(std::move(start));
-  Result<storage::Aggregate> aggregate = co_await std::move(op);
-  if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
-  co_return rpc::ProtobufResponse(ToWire(*aggregate, worker_id_));
+  asio::awaitable<http::Response> replicated = WriteReplicated(write);
+  co_return co_await std::move(replicated);
 }
 
 asio::awaitable<http::Response> WorkerService::Health(bool internal) {
-  // The running aggregate's count: no table scan for a health check.
-  auto start = [this](auto done) { store_.ComputeAggregate(std::move(done)); };
-  asio::awaitable<Result<storage::Aggregate>> op = AwaitStore<storage::Aggregate>(std::move(start));
-  Result<storage::Aggregate> aggregate = co_await std::move(op);
-  if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
-  uint64_t rows = aggregate->count;
+  // The replicas' running aggregates' counts: no table scan for a health check.
+  uint64_t rows = 0;
   asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read = ReplicasHealth();
   std::vector<internal::v1::ReplicaHealth> replicas = co_await std::move(read);
   for (const internal::v1::ReplicaHealth& replica : replicas) rows += replica.rows();
@@ -393,10 +307,8 @@ asio::awaitable<http::Response> WorkerService::Health(bool internal) {
     response.set_disk_full(disk.full);
     response.set_disk_free_bytes(disk.free_bytes);
     response.set_disk_reserve_bytes(disk.reserve_bytes);
-    if (replicas_ != nullptr) {
-      response.set_cluster_id(replicas_->cluster_id());
-      response.set_epoch(replicas_->epoch());
-    }
+    response.set_cluster_id(replicas_.cluster_id());
+    response.set_epoch(replicas_.epoch());
     for (internal::v1::ReplicaHealth& replica : replicas)
       *response.add_replicas() = std::move(replica);
     co_return rpc::ProtobufResponse(response);
@@ -431,7 +343,7 @@ void WorkerService::StartReplicated(internal::v1::WriteRequest& write, Replicate
   std::vector<const internal::v1::SubBatch*> batches;
   batches.reserve(sent.size());
   for (size_t i : sent) batches.push_back(&write.batches(static_cast<int>(i)));
-  replicas_->Write(
+  replicas_.Write(
       write.shard(), write.request_id(), write.ingest_time_us(), batches,
       [response, sent = std::move(sent),
        done = std::move(done)](Result<std::vector<storage::SubBatchOutcome>> outcomes) {
@@ -542,7 +454,7 @@ asio::awaitable<http::Response> WorkerService::Topology(http::Request request) {
   // store: on the changes thread, so that this HTTP thread goes on serving writes and reads.
   auto start = [this, topology = std::move(*topology)](auto done) mutable {
     asio::post(*changes_, [this, topology = std::move(topology), done = std::move(done)] {
-      Status adopted = replicas_->Adopt(topology);
+      Status adopted = replicas_.Adopt(topology);
       if (adopted.ok()) return done(Result<bool>(true));
       done(Result<bool>(std::move(adopted)));
     });
@@ -560,9 +472,7 @@ asio::awaitable<http::Response> WorkerService::ShardRead(http::Request request) 
   std::optional<internal::v1::ShardReadRequest> read =
       Parse<internal::v1::ShardReadRequest>(request);
   if (!read) co_return Undecodable(internal::v1::ShardReadRequest());
-  auto start = [this, shard = read->shard()](auto done) {
-    replicas_->Read(shard, std::move(done));
-  };
+  auto start = [this, shard = read->shard()](auto done) { replicas_.Read(shard, std::move(done)); };
   asio::awaitable<Result<storage::Aggregate>> op = AwaitStore<storage::Aggregate>(std::move(start));
   Result<storage::Aggregate> aggregate = co_await std::move(op);
   if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
@@ -574,19 +484,18 @@ asio::awaitable<http::Response> WorkerService::ShardRead(http::Request request) 
 asio::awaitable<http::Response> WorkerService::Query(http::Request request) {
   std::optional<internal::v1::ShardQuery> query = Parse<internal::v1::ShardQuery>(request);
   if (!query) co_return Undecodable(internal::v1::ShardQuery());
-  if (query->has_shard() && replicas_ == nullptr) {
-    co_return rpc::ErrorResponse(NotFound("worker " + std::to_string(worker_id_) +
-                                          " holds no shard replicas (replication factor 1)"));
+  if (!query->has_shard()) {
+    co_return rpc::ErrorResponse(
+        InvalidArgument("a query names no shard: this worker keeps rows in shard replicas only"));
   }
   using Answer = internal::v1::ShardQueryResponse;
   auto start = [this, query = std::move(*query)](auto done) mutable {
-    if (!query.has_shard()) return QueryStore(store_, std::move(query), std::move(done));
     const uint32_t shard = query.shard();
-    replicas_->ReadWith(shard,
-                        [query = std::move(query), done](Result<storage::Store*> store) mutable {
-                          if (!store.ok()) return done(Result<Answer>(std::move(store).status()));
-                          QueryStore(**store, std::move(query), std::move(done));
-                        });
+    replicas_.ReadWith(shard,
+                       [query = std::move(query), done](Result<storage::Store*> store) mutable {
+                         if (!store.ok()) return done(Result<Answer>(std::move(store).status()));
+                         QueryStore(**store, std::move(query), std::move(done));
+                       });
   };
   asio::awaitable<Result<Answer>> op = AwaitStore<Answer>(std::move(start));
   Result<Answer> answer = co_await std::move(op);
@@ -600,7 +509,7 @@ asio::awaitable<http::Response> WorkerService::Transfer(http::Request request) {
       Parse<internal::v1::TransferRequest>(request);
   if (!transfer) co_return Undecodable(internal::v1::TransferRequest());
   auto start = [this, shard = transfer->shard(), to = transfer->to()](auto done) {
-    replicas_->Transfer(shard, to, [done = std::move(done)](Status status) mutable {
+    replicas_.Transfer(shard, to, [done = std::move(done)](Status status) mutable {
       if (status.ok()) return done(Result<bool>(true));
       done(Result<bool>(std::move(status)));
     });
@@ -618,7 +527,7 @@ asio::awaitable<http::Response> WorkerService::Membership(http::Request request)
   // On the changes thread: it asks the raft loop for the group's role and members, waiting.
   auto start = [this, change = *change](auto done) {
     asio::post(*changes_, [this, change, done = std::move(done)] {
-      replicas_->ChangeMembership(change, [done](Status status) {
+      replicas_.ChangeMembership(change, [done](Status status) {
         if (status.ok()) return done(Result<bool>(true));
         done(Result<bool>(std::move(status)));
       });
@@ -634,7 +543,7 @@ asio::awaitable<http::Response> WorkerService::StartCopy(http::Request request) 
   std::optional<internal::v1::CopyRequest> copy = Parse<internal::v1::CopyRequest>(request);
   if (!copy) co_return Undecodable(internal::v1::CopyRequest());
   auto start = [this, shard = copy->shard(), min_index = copy->min_index()](auto done) {
-    replicas_->StartCopy(shard, min_index, std::move(done));
+    replicas_.StartCopy(shard, min_index, std::move(done));
   };
   asio::awaitable<Result<internal::v1::CopyResponse>> op =
       AwaitStore<internal::v1::CopyResponse>(std::move(start));
@@ -649,7 +558,7 @@ asio::awaitable<http::Response> WorkerService::CopyChunk(http::Request request) 
   if (!chunk) co_return Undecodable(internal::v1::CopyChunkRequest());
   // At most 4 MiB read from a file the page cache most likely holds: done on this thread.
   Result<std::string> data =
-      replicas_->ReadCopyChunk(chunk->shard(), chunk->copy_id(), chunk->offset());
+      replicas_.ReadCopyChunk(chunk->shard(), chunk->copy_id(), chunk->offset());
   if (!data.ok()) co_return rpc::ErrorResponse(data.status());
   internal::v1::CopyChunkResponse response;
   response.set_data(std::move(*data));

@@ -1,28 +1,27 @@
 // The worker's internal API, used by the control node only (HTTP + protobuf, das.internal.v1;
-// routes named in rpc/routes.h):
-//
-//   POST /internal/v1/write      WriteRequest -> WriteResponse (one result per sub-batch)
-//   GET  /internal/v1/aggregate  -> AggregateResponse (count, exact sum, min, max)
-//   GET  /internal/v1/health     -> WorkerHealthResponse
-//   GET  /health                 -> das.v1.HealthResponse as JSON, for people and containers
-//   GET  /metrics                -> Prometheus text format (with a metrics registry)
-//
-// and for replicated shards (docs/architecture.md; `replicas`):
+// routes named in rpc/routes.h). Every row the worker keeps is in a shard replica
+// (docs/architecture.md; `replicas`), whatever the replication factor:
 //
 //   POST /internal/v1/topology         TopologyRequest -> TopologyResponse (kept, replicas open)
-//   POST /internal/v1/write            with `shard`: proposed on the shard's raft group
+//   POST /internal/v1/write            WriteRequest with `shard` -> WriteResponse (one result per
+//                                      sub-batch), proposed on the shard's raft group
 //   POST /internal/v1/shard/writes     ShardWritesRequest -> ShardWritesResponse (several
 //                                      shards' writes at once, an outcome each)
 //   POST /internal/v1/shard/aggregate  ShardReadRequest -> AggregateResponse (at the leader)
-//   POST /internal/v1/query        ShardQuery -> ShardQueryResponse (a shard's at its leader, or
-//                                  the unreplicated store's)
+//   POST /internal/v1/query            ShardQuery with `shard` -> ShardQueryResponse (at the
+//                                      leader)
 //   POST /internal/v1/shard/transfer   TransferRequest -> TransferResponse
 //   POST /internal/v1/shard/copy       CopyRequest -> CopyResponse (a copy made for a replica
 //                                      behind its leader's log)
 //   POST /internal/v1/shard/copy/chunk CopyChunkRequest -> CopyChunkResponse (its bytes)
 //   POST /internal/v1/shard/membership MembershipRequest -> MembershipResponse (at the leader)
-//   POST /internal/v1/legacy/{rows,keys,done}  the unreplicated store, a page at a time, for its
-//                                      import into the shards (worker/legacy_export.h)
+//   POST /internal/v1/legacy/{rows,keys,done}  the unreplicated store an older build kept, a page
+//                                      at a time, for its import into the shards
+//                                      (worker/legacy_export.h); empty when there is none
+//   GET  /internal/v1/health           -> WorkerHealthResponse
+//   GET  /internal/v1/clock            -> ClockResponse
+//   GET  /health                       -> das.v1.HealthResponse as JSON, for people and containers
+//   GET  /metrics                      -> Prometheus text format (with a metrics registry)
 //
 // With a cluster secret (`cluster_key`), a request to any /internal/ route must carry its
 // signature (rpc/cluster_auth.h): one that does not is answered 401 (an ErrorStatus UNAVAILABLE
@@ -35,11 +34,13 @@
 // runs on the store's threads, raft work on the raft loop, and topology and membership changes
 // (which open and close replicas, and ask the raft loop and wait) on a thread of their own, one
 // change at a time; each is awaited.
-// Thread-safety: Handle() may run concurrently. The store must outlive the service.
+// Thread-safety: Handle() may run concurrently. The replica host, the node store and the
+// legacy store outlive the service.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -55,21 +56,28 @@ class thread_pool;
 #include "metrics/registry.h"
 #include "replica/replica_host.h"
 #include "rpc/cluster_auth.h"
+#include "storage/node_store.h"
 #include "storage/store.h"
 #include "worker/legacy_export.h"
 
 namespace das::worker {
 
+struct WorkerServiceOptions {
+  uint32_t worker_id = 0;
+  uint16_t raft_port = 0;  // what its health tells the control node (the port peers dial)
+  std::shared_ptr<const rpc::ClusterKey> cluster_key;  // null: none
+  metrics::Registry* metrics = nullptr;  // null: no /metrics, nothing counted; outlives it
+  // The unreplicated store an older build kept (worker/legacy_export.h), offered for import
+  // into the shards; null: none kept. `data_dir` is where the import leaves its marker.
+  storage::Store* legacy = nullptr;
+  std::string data_dir;
+};
+
 class WorkerService {
  public:
-  // `replicas` (may be null: no replicated shards) and `store` outlive the service.
-  // `raft_port` is the port its health tells the control node (the one peers dial).
-  // `metrics` (may be null: no /metrics, nothing counted) outlives the service.
-  // `data_dir` (with `replicas`): where the import of `store` into the shards leaves its marker
-  // (worker/legacy_export.h); empty: the store is not offered for import.
-  WorkerService(uint32_t worker_id, storage::Store& store, replica::ReplicaHost* replicas = nullptr,
-                uint16_t raft_port = 0, std::shared_ptr<const rpc::ClusterKey> cluster_key = {},
-                metrics::Registry* metrics = nullptr, const std::string& data_dir = {});
+  // `replicas` hold the worker's rows; `store` is their database (its disk guard and queue).
+  WorkerService(replica::ReplicaHost& replicas, const storage::NodeStore& store,
+                WorkerServiceOptions options);
   ~WorkerService();
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
@@ -78,7 +86,6 @@ class WorkerService {
 
  private:
   boost::asio::awaitable<http::Response> Write(http::Request request);
-  boost::asio::awaitable<http::Response> Aggregate();
   boost::asio::awaitable<http::Response> Health(bool internal);
   boost::asio::awaitable<http::Response> Metrics();
   void AddMetrics();
@@ -106,8 +113,9 @@ class WorkerService {
                                                       const http::RouteHandler& next);
 
   const uint32_t worker_id_;
-  storage::Store& store_;
-  replica::ReplicaHost* const replicas_;
+  replica::ReplicaHost& replicas_;
+  const storage::NodeStore& store_;
+  storage::Store* const legacy_store_;
   const uint16_t raft_port_;
   const std::shared_ptr<const rpc::ClusterKey> cluster_key_;
   LogThrottle refusals_{std::chrono::seconds(10)};
@@ -116,7 +124,7 @@ class WorkerService {
   std::unique_ptr<metrics::HttpMetrics> http_metrics_;  // with metrics_
   prometheus::Histogram* write_rows_ = nullptr;         // with metrics_
   prometheus::Counter* write_bytes_ = nullptr;          // with metrics_
-  std::unique_ptr<LegacyExport> legacy_;                // with replicas_ and a data_dir
+  std::unique_ptr<LegacyExport> legacy_;
   // One thread for topology and membership changes; destroyed (joined) first.
   std::unique_ptr<boost::asio::thread_pool> changes_;
 };

@@ -1,16 +1,21 @@
-// The worker's internal API as a request -> response function over a real store on a
-// temporary directory (no socket).
+// The worker's internal API as a request -> response function (no socket for it) over a real
+// node store on a temporary directory and a real replica host: one shard, whose only voter is
+// this worker, a raft group on a loopback port.
 #include "worker/service.h"
 
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "../../free_port.h"
+#include "../temp_dir.h"
+#include "common/hash.h"
 #include "das/v1/internal.pb.h"
 
 namespace das::worker {
@@ -19,24 +24,72 @@ namespace {
 namespace asio = boost::asio;
 using internal::v1::SubBatchResult;
 
+constexpr uint64_t kWorker = 7;
+
+// One shard over every slot; this worker is its only voter.
+internal::v1::TopologyRequest OneShard(uint16_t raft_port) {
+  internal::v1::TopologyRequest request;
+  request.set_node_id(kWorker);
+  internal::v1::Topology& topology = *request.mutable_topology();
+  topology.set_cluster_id(42);
+  topology.set_shards(1);
+  topology.set_replication_factor(1);
+  topology.set_epoch(1);
+  internal::v1::NodeAddress& node = *topology.add_nodes();
+  node.set_node_id(kWorker);
+  node.set_http_address("127.0.0.1:1");
+  node.set_raft_address("127.0.0.1:" + std::to_string(raft_port));
+  internal::v1::ShardPlacement& shard = *topology.add_placements();
+  shard.set_shard(0);
+  shard.set_first_slot(0);
+  shard.set_end_slot(kSlots);
+  shard.add_voters(kWorker);
+  shard.add_founders(kWorker);
+  shard.set_preferred_leader(kWorker);
+  return request;
+}
+
 class WorkerServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/das-worker-service-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    storage::StoreOptions options;
-    options.data_dir = dir_;
-    Result<std::unique_ptr<storage::Store>> store = storage::Store::Open(options);
+    storage::NodeStoreOptions options;
+    options.data_dir = dir_.path();
+    Result<std::unique_ptr<storage::NodeStore>> store = storage::NodeStore::Open(options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
-    service_ = std::make_unique<WorkerService>(7, *store_);
+    replica::ReplicaHostOptions host;
+    host.node_id = kWorker;
+    host.data_dir = dir_.path();
+    host.listen_host = "127.0.0.1";
+    host.raft_port = static_cast<uint16_t>(test::FreePort());
+    host.store = store_.get();
+    host.election_timeout_ms = 100;
+    host.heartbeat_timeout_ms = 10;
+    replicas_ = replica::ReplicaHost::Create(host);
+    WorkerServiceOptions service;
+    service.worker_id = kWorker;
+    service.data_dir = dir_.path();
+    service_ = std::make_unique<WorkerService>(*replicas_, *store_, service);
+    ASSERT_EQ(
+        Call("POST", "/internal/v1/topology", OneShard(host.raft_port).SerializeAsString()).status,
+        200u);
+    WaitForLeader();
   }
 
   void TearDown() override {
     service_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
+    replicas_->Close();
+    store_->Stop();
+  }
+
+  // Until the shard's only voter elected itself (bounded: a minute).
+  void WaitForLeader() {
+    for (int i = 0; i < 6000; ++i) {
+      internal::v1::WorkerHealthResponse health = Health();
+      if (health.replicas_size() == 1 && health.replicas(0).role() == "leader") return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    FAIL() << "shard 0 elected no leader";
   }
 
   http::Response Call(std::string method, std::string target, std::string body = "") {
@@ -50,8 +103,32 @@ class WorkerServiceTest : public ::testing::Test {
     return future.get();
   }
 
+  internal::v1::WorkerHealthResponse Health() {
+    internal::v1::WorkerHealthResponse health;
+    EXPECT_TRUE(health.ParseFromString(Call("GET", "/internal/v1/health").body));
+    return health;
+  }
+
+  // A write of shard 0.
+  http::Response Write(internal::v1::WriteRequest request) {
+    request.set_shard(0);
+    request.set_request_id(++request_id_);
+    return Call("POST", "/internal/v1/write", request.SerializeAsString());
+  }
+
+  internal::v1::WriteResponse Written(internal::v1::WriteRequest request) {
+    http::Response r = Write(std::move(request));
+    EXPECT_EQ(r.status, 200u) << r.body;
+    internal::v1::WriteResponse response;
+    EXPECT_TRUE(response.ParseFromString(r.body));
+    return response;
+  }
+
+  // Shard 0's aggregate, read at its leader.
   internal::v1::AggregateResponse Aggregate() {
-    http::Response r = Call("GET", "/internal/v1/aggregate");
+    internal::v1::ShardReadRequest read;
+    read.set_shard(0);
+    http::Response r = Call("POST", "/internal/v1/shard/aggregate", read.SerializeAsString());
     EXPECT_EQ(r.status, 200u);
     internal::v1::AggregateResponse a;
     EXPECT_TRUE(a.ParseFromString(r.body));
@@ -72,10 +149,12 @@ class WorkerServiceTest : public ::testing::Test {
     row->set_value(value);
   }
 
-  std::string dir_;
+  TempDir dir_{"das-worker-service"};
   asio::io_context io_;
-  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<storage::NodeStore> store_;
+  std::unique_ptr<replica::ReplicaHost> replicas_;
   std::unique_ptr<WorkerService> service_;
+  uint64_t request_id_ = 0;
 };
 
 TEST_F(WorkerServiceTest, BadSubBatchIsRejectedAloneOthersAreStored) {
@@ -88,10 +167,7 @@ TEST_F(WorkerServiceTest, BadSubBatchIsRejectedAloneOthersAreStored) {
   AddRow(keyed, "c", 4);
   keyed->set_idempotency_key("k1");
 
-  http::Response r = Call("POST", "/internal/v1/write", request.SerializeAsString());
-  ASSERT_EQ(r.status, 200u);
-  internal::v1::WriteResponse response;
-  ASSERT_TRUE(response.ParseFromString(r.body));
+  internal::v1::WriteResponse response = Written(request);
   ASSERT_EQ(response.results_size(), 3);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::OK);
   EXPECT_EQ(response.results(0).rows_written(), 1u);
@@ -113,11 +189,8 @@ TEST_F(WorkerServiceTest, RetriedKeyIsDuplicateWithTheFirstCount) {
   AddRow(keyed, "a", 1);
   AddRow(keyed, "b", 2);
   keyed->set_idempotency_key("retry-me");
-  std::string body = request.SerializeAsString();
-  ASSERT_EQ(Call("POST", "/internal/v1/write", body).status, 200u);
-  http::Response again = Call("POST", "/internal/v1/write", body);
-  internal::v1::WriteResponse response;
-  ASSERT_TRUE(response.ParseFromString(again.body));
+  EXPECT_EQ(Written(request).results(0).code(), SubBatchResult::OK);
+  internal::v1::WriteResponse response = Written(request);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::DUPLICATE);
   EXPECT_EQ(response.results(0).rows_written(), 2u);
   EXPECT_EQ(Aggregate().count(), 2u);
@@ -140,21 +213,38 @@ TEST_F(WorkerServiceTest, FailuresAnswerAnErrorStatusWithTheirCode) {
   http::Response wrong_method = Call("GET", "/internal/v1/write");
   EXPECT_EQ(ErrorOf(wrong_method, 405).message(),
             "method GET is not allowed on /internal/v1/write; use POST");
-  store_->Stop();
   internal::v1::WriteRequest request;
   AddRow(request.add_batches(), "a", 1);
-  internal::v1::ErrorStatus stopping =
-      ErrorOf(Call("POST", "/internal/v1/write", request.SerializeAsString()), 503);
-  EXPECT_EQ(stopping.code(), internal::v1::ErrorStatus::SHUTTING_DOWN);
+  request.set_shard(5);
+  EXPECT_EQ(ErrorOf(Call("POST", "/internal/v1/write", request.SerializeAsString()), 404).code(),
+            internal::v1::ErrorStatus::NOT_FOUND);
+  replicas_->Close();
+  internal::v1::ErrorStatus closed = ErrorOf(Write(request), 503);
+  EXPECT_EQ(closed.code(), internal::v1::ErrorStatus::SHUTTING_DOWN) << closed.message();
+}
+
+// Every row is in a shard replica: a write or a query that names no shard is refused, and the
+// unreplicated store's aggregate route is gone.
+TEST_F(WorkerServiceTest, WritesAndQueriesNameTheirShard) {
+  internal::v1::WriteRequest request;
+  AddRow(request.add_batches(), "a", 1);
+  internal::v1::ErrorStatus write =
+      ErrorOf(Call("POST", "/internal/v1/write", request.SerializeAsString()), 422);
+  EXPECT_EQ(write.code(), internal::v1::ErrorStatus::INVALID_ARGUMENT);
+  EXPECT_EQ(write.message(),
+            "a write names no shard: this worker keeps rows in shard replicas only");
+  internal::v1::ErrorStatus query = ErrorOf(
+      Call("POST", "/internal/v1/query", internal::v1::ShardQuery().SerializeAsString()), 422);
+  EXPECT_EQ(query.code(), internal::v1::ErrorStatus::INVALID_ARGUMENT);
+  EXPECT_EQ(ErrorOf(Call("GET", "/internal/v1/aggregate"), 404).code(),
+            internal::v1::ErrorStatus::NOT_FOUND);
+  EXPECT_EQ(Aggregate().count(), 0u);
 }
 
 TEST_F(WorkerServiceTest, RowWithoutValueIsRejected) {
   internal::v1::WriteRequest request;
   request.add_batches()->add_rows()->set_partition_key("no-value");
-  http::Response r = Call("POST", "/internal/v1/write", request.SerializeAsString());
-  ASSERT_EQ(r.status, 200u);
-  internal::v1::WriteResponse response;
-  ASSERT_TRUE(response.ParseFromString(r.body));
+  internal::v1::WriteResponse response = Written(request);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::INVALID_ARGUMENT);
   EXPECT_EQ(response.results(0).error(), "value is required");
   EXPECT_EQ(Aggregate().count(), 0u);
@@ -167,9 +257,7 @@ TEST_F(WorkerServiceTest, EmptyKeyedPartRecordsTheKey) {
   internal::v1::SubBatch* empty = first.add_batches();
   empty->set_idempotency_key("k");
   empty->set_batch_fingerprint(111);
-  http::Response r = Call("POST", "/internal/v1/write", first.SerializeAsString());
-  internal::v1::WriteResponse response;
-  ASSERT_TRUE(response.ParseFromString(r.body));
+  internal::v1::WriteResponse response = Written(first);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::OK);
   EXPECT_EQ(response.results(0).rows_written(), 0u);
 
@@ -178,39 +266,35 @@ TEST_F(WorkerServiceTest, EmptyKeyedPartRecordsTheKey) {
   AddRow(part, "a", 1);
   part->set_idempotency_key("k");
   part->set_batch_fingerprint(222);
-  ASSERT_TRUE(
-      response.ParseFromString(Call("POST", "/internal/v1/write", reuse.SerializeAsString()).body));
+  response = Written(reuse);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::KEY_CONFLICT);
   EXPECT_EQ(Aggregate().count(), 0u);
 
-  // A look-up alone (check_only) is answered from the committed keys.
+  // A look-up alone (check_only) is decided in the log's order, like a write.
   internal::v1::WriteRequest check;
   internal::v1::SubBatch* look = check.add_batches();
   look->set_idempotency_key("k");
   look->set_batch_fingerprint(222);
   look->set_check_only(true);
-  ASSERT_TRUE(
-      response.ParseFromString(Call("POST", "/internal/v1/write", check.SerializeAsString()).body));
+  response = Written(check);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::KEY_CONFLICT);
   look->set_batch_fingerprint(111);
-  ASSERT_TRUE(
-      response.ParseFromString(Call("POST", "/internal/v1/write", check.SerializeAsString()).body));
+  response = Written(check);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::DUPLICATE);
   look->set_idempotency_key("never-seen");
-  ASSERT_TRUE(
-      response.ParseFromString(Call("POST", "/internal/v1/write", check.SerializeAsString()).body));
+  response = Written(check);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::OK);
 }
 
 TEST_F(WorkerServiceTest, HealthReportsRows) {
   internal::v1::WriteRequest request;
   AddRow(request.add_batches(), "a", 1);
-  ASSERT_EQ(Call("POST", "/internal/v1/write", request.SerializeAsString()).status, 200u);
-  http::Response r = Call("GET", "/internal/v1/health");
-  internal::v1::WorkerHealthResponse h;
-  ASSERT_TRUE(h.ParseFromString(r.body));
+  ASSERT_EQ(Written(request).results(0).code(), SubBatchResult::OK);
+  EXPECT_EQ(Aggregate().count(), 1u);  // applied: the health counts it
+  internal::v1::WorkerHealthResponse h = Health();
   EXPECT_EQ(h.worker_id(), 7u);
   EXPECT_EQ(h.rows(), 1u);
+  EXPECT_EQ(h.cluster_id(), 42u);
   http::Response human = Call("GET", "/health");
   EXPECT_EQ(human.status, 200u);
   EXPECT_EQ(human.content_type, "application/json");
@@ -267,7 +351,9 @@ class HeldHost final : public replica::ReplicaHost {
 // replicas) runs beside it, so a health check (or a write) is answered while it lasts.
 TEST_F(WorkerServiceTest, ATopologyChangeDoesNotHoldTheHttpThread) {
   HeldHost host;
-  service_ = std::make_unique<WorkerService>(7, *store_, &host);
+  WorkerServiceOptions options;
+  options.worker_id = kWorker;
+  service_ = std::make_unique<WorkerService>(host, *store_, options);
   http::Request change;
   change.method = "POST";
   change.target = "/internal/v1/topology";
