@@ -374,17 +374,9 @@ void NodeStoreImpl::ApplierLoop() {
   for (Job& job : late) job();
 }
 
-namespace {
-
-// A write of Store::Write (no raft entry, no replacement).
-bool Plain(const WriteRequest& request) { return request.raft_index == 0 && !request.replace; }
-
-}  // namespace
-
 bool NodeStoreImpl::RefusableLocked() const {
   for (const auto& [id, p] : partitions_) {
-    if (p->busy || p->queue.empty()) continue;
-    if (p->closing || std::any_of(p->queue.begin(), p->queue.end(), Plain)) return true;
+    if (!p->busy && !p->queue.empty() && p->closing) return true;
   }
   return false;
 }
@@ -392,36 +384,16 @@ bool NodeStoreImpl::RefusableLocked() const {
 NodeStoreImpl::Round NodeStoreImpl::CollectRefusedLocked() {
   Round round;
   for (auto& [id, partition] : partitions_) {
-    if (partition->busy || partition->queue.empty()) continue;
+    if (partition->busy || partition->queue.empty() || !partition->closing) continue;
     std::deque<WriteRequest>& queue = partition->queue;
-    if (partition->closing) {
-      partition->busy = true;
-      round.refused.push_back({partition,
-                               std::vector<WriteRequest>(std::make_move_iterator(queue.begin()),
-                                                         std::make_move_iterator(queue.end())),
-                               Stopping()});
-      queue.clear();
-      continue;
-    }
-    const auto kept = std::stable_partition(queue.begin(), queue.end(),
-                                            [](const WriteRequest& r) { return !Plain(r); });
-    if (kept == queue.end()) continue;
     partition->busy = true;
     round.refused.push_back({partition,
-                             std::vector<WriteRequest>(std::make_move_iterator(kept),
+                             std::vector<WriteRequest>(std::make_move_iterator(queue.begin()),
                                                        std::make_move_iterator(queue.end())),
-                             DiskFullStatus()});
-    queue.erase(kept, queue.end());
+                             Stopping()});
+    queue.clear();
   }
   return round;
-}
-
-Status NodeStoreImpl::DiskFullStatus() const {
-  const DiskState state = disk();
-  return Unavailable("the worker's disk is full (" +
-                     std::to_string(state.free_bytes / (1024 * 1024)) +
-                     " MiB free, below --disk-reserve-mb " +
-                     std::to_string(state.reserve_bytes / (1024 * 1024)) + "); nothing was stored");
 }
 
 bool NodeStoreImpl::DiskFull() const {
@@ -443,7 +415,7 @@ bool NodeStoreImpl::DiskFull() const {
   if (full) {
     spdlog::error(
         "store {}: disk full: {} MiB free, below the reserve of {} MiB (--disk-reserve-mb): "
-        "nothing is written until there is room; raft entries wait, plain writes are refused; "
+        "nothing is written until there is room (raft entries wait in memory and in their logs); "
         "free space on its disk (no restart needed)",
         db_path_, *free / kMiB, disk_reserve_bytes_ / kMiB);
   } else {

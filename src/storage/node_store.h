@@ -2,7 +2,7 @@
 // replicas and the unreplicated store), and its one applier.
 //
 // The applier is one thread with one connection. Each round it takes what every replica has
-// queued (Store::Write, Store::Apply: many raft entries of many shards), stages it into each
+// queued (Store::Apply: many raft entries of many shards), stages it into each
 // replica's rows insert and one shared insert per other table (storage/replica_state.h) and
 // commits it in one transaction, with each replica's applied index in that same transaction
 // (a replay after a restart skips what is applied). A round starts when the previous one
@@ -18,13 +18,12 @@
 //
 // The disk guard (etcd's NOSPACE alarm): no round starts while the data directory's filesystem
 // has less than `disk_reserve_bytes` free. Raft entries (Store::Apply) wait in memory, applied
-// in order once there is room (their raft log holds them anyway); plain writes
-// (Store::Write) are refused at once with kUnavailable. DuckDB is never written to the last
-// byte: DuckDB 1.4.4 loses committed rows when an automatic checkpoint failed for lack of space
-// and a later one succeeds (README, "Disks"), so a round that fails writing the
-// file stops the process (its WAL is intact; a restart replays it and the raft logs). A COMMIT
-// whose WAL write found no space is the exception: DuckDB keeps nothing of it and stays usable,
-// so that round waits for room like the others.
+// in order once there is room (their raft log holds them anyway). DuckDB is never written to the
+// last byte: DuckDB 1.4.4 loses committed rows when an automatic checkpoint failed for lack of
+// space and a later one succeeds (README, "Disks"), so a round that fails writing the file stops
+// the process (its WAL is intact; a restart replays it and the raft logs). A COMMIT whose WAL write
+// found no space is the exception: DuckDB keeps nothing of it and stays usable, so that round waits
+// for room like the others.
 //
 // Thread-safety: every method may be called from any thread. Lifecycle: Open, OpenReplica...,
 // stop every replica's store, Stop() (the destructor stops too).
@@ -76,7 +75,7 @@ struct ReplicaStoreOptions {
   uint32_t replica = 0;
   // How long an idempotency key is remembered after its batch committed.
   std::chrono::seconds idempotency_retention{24 * 3600};
-  // Ingest timestamps of plain writes, key commit times, the prune interval; not owned.
+  // Ingest timestamps of entries without one, key commit times, the prune interval; not owned.
   const Clock* clock = &Clock::Real();
   // How many raft entries a request id is remembered for (storage/request_window.h).
   uint64_t request_window = 65536;

@@ -64,14 +64,11 @@ class ReplicaStore final : public Store {
       : node_(node), partition_(std::move(partition)) {}
   ~ReplicaStore() override { Stop(); }
 
-  using Store::Write;
-  void Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) override;
   void Apply(ReplicatedEntry entry, WriteCallback done) override;
   uint64_t applied_index() const override { return partition_->running.applied_index(); }
   int64_t newest_ingest_us() const override { return partition_->running.newest_ingest_us(); }
   uint32_t replica() const override { return partition_->id; }
   size_t queue_depth() const override;
-  SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override;
   std::optional<KeyRecord> FindKey(std::string_view key) const override;
   std::optional<std::vector<SubBatchOutcome>> FindRequest(uint64_t request_id,
                                                           uint64_t index) const override;
@@ -120,10 +117,6 @@ class NodeStoreImpl final : public NodeStore {
                      disk_free_.load(std::memory_order_acquire), disk_reserve_bytes_};
   }
   void Stop() override;
-  // For ReplicaStore::Write: true while the disk is full, measured again then.
-  bool RefuseForDisk() const { return disk_full_.load(std::memory_order_acquire) && DiskFull(); }
-  // kUnavailable: the disk is full, how full, nothing stored.
-  Status DiskFullStatus() const;
 
   // For ReplicaStore.
   void Enqueue(Partition& partition, WriteRequest request);
@@ -158,8 +151,8 @@ class NodeStoreImpl final : public NodeStore {
   Round CollectLocked() REQUIRES(mu_);
   // The disk guard, measured now: true while rounds must wait for room (logs each change once).
   bool DiskFull() const;
-  // While the disk is full: what to refuse (every queued write of a replica being closed, and
-  // plain writes, which have no log to wait in); raft entries stay queued.
+  // While the disk is full: what to refuse (every queued entry of a replica being closed); the
+  // others stay queued (their raft log holds them anyway).
   Round CollectRefusedLocked() REQUIRES(mu_);
   bool RefusableLocked() const REQUIRES(mu_);
   // Adds `partition`'s queued work to `round` (`rows` so far); false once the round is full.

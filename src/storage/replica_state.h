@@ -28,12 +28,12 @@
 
 namespace das::storage {
 
-// One Write() or Apply() call, queued for the applier.
+// One Apply() call (or a ReplaceFromCopy), queued for the applier.
 struct WriteRequest {
   std::vector<SubBatch> batches;
   WriteCallback done;
   size_t rows = 0;  // over all sub-batches
-  // A committed raft entry (Store::Apply): its log index (0: a plain Write) and the ingest time
+  // A committed raft entry (Store::Apply): its log index and the ingest time
   // its leader fixed (0: the applier's clock).
   uint64_t raft_index = 0;
   int64_t ingest_ts_us = 0;

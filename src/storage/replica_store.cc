@@ -14,20 +14,6 @@ Status Stopping(uint32_t replica) {
 
 }  // namespace
 
-void ReplicaStore::Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) {
-  // Not queued: a plain write has no log to wait in, and its caller gets a clear answer now.
-  if (node_.RefuseForDisk()) return done(node_.DiskFullStatus());
-  size_t rows = 0;
-  for (const SubBatch& batch : batches) rows += batch.rows.size();
-  WriteRequest request;
-  request.ingest_ts_us = ingest_us;
-  request.batches = std::move(batches);
-  request.done = std::move(done);
-  request.rows = rows;
-  node_.Enqueue(*partition_, std::move(request));
-  node_.Expedite();  // its caller waits for the commit
-}
-
 DiskState ReplicaStore::disk(bool measure_now) const { return node_.disk(measure_now); }
 
 void ReplicaStore::Apply(ReplicatedEntry entry, WriteCallback done) {
@@ -54,19 +40,6 @@ std::optional<std::vector<SubBatchOutcome>> ReplicaStore::FindRequest(uint64_t r
 }
 
 size_t ReplicaStore::queue_depth() const { return node_.QueueDepth(*partition_); }
-
-SubBatchOutcome ReplicaStore::LookupKey(std::string_view key, uint64_t fingerprint) const {
-  std::optional<KeyRecord> record = partition_->keys.Lookup(key);
-  // An expired key not yet pruned is forgotten all the same (the applier prunes it before use).
-  if (!record ||
-      record->committed_at_us < partition_->clock->WallMicros() - partition_->retention_us) {
-    return SubBatchOutcome{SubBatchOutcome::Code::kOk, 0};
-  }
-  if (record->fingerprint != fingerprint) {
-    return SubBatchOutcome{SubBatchOutcome::Code::kKeyConflict, 0};
-  }
-  return SubBatchOutcome{SubBatchOutcome::Code::kDuplicate, record->rows_written};
-}
 
 void ReplicaStore::ComputeAggregate(AggregateCallback done) {
   if (partition_->stopping.load(std::memory_order_acquire) || node_.stopping()) {

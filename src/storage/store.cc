@@ -14,9 +14,6 @@ class OwningStore final : public Store {
       : node_(std::move(node)), store_(std::move(store)) {}
   ~OwningStore() override { Stop(); }
 
-  void Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) override {
-    store_->Write(std::move(batches), ingest_us, std::move(done));
-  }
   void Apply(ReplicatedEntry entry, WriteCallback done) override {
     store_->Apply(std::move(entry), std::move(done));
   }
@@ -24,9 +21,6 @@ class OwningStore final : public Store {
   uint64_t applied_index() const override { return store_->applied_index(); }
   int64_t newest_ingest_us() const override { return store_->newest_ingest_us(); }
   size_t queue_depth() const override { return store_->queue_depth(); }
-  SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const override {
-    return store_->LookupKey(key, fingerprint);
-  }
   std::optional<KeyRecord> FindKey(std::string_view key) const override {
     return store_->FindKey(key);
   }

@@ -137,7 +137,7 @@ struct ReplicatedEntry {
   std::optional<std::vector<SubBatchOutcome>> decided = std::nullopt;
 };
 
-// The outcome of one Write(): one entry per sub-batch, in order, or a Status when the
+// The outcome of one Apply(): one entry per sub-batch, in order, or a Status when the
 // transaction failed (nothing of it was stored).
 using WriteCallback = std::function<void(Result<std::vector<SubBatchOutcome>>)>;
 using AggregateCallback = std::function<void(Result<Aggregate>)>;
@@ -161,15 +161,10 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // REQUIRES: rows already validated (key 1..1024 bytes of UTF-8, finite value).
-  // `ingest_us`: the rows' ingest time (the cluster's time the control node sent), raised to
-  // stay increasing; 0: this node's wall clock.
-  virtual void Write(std::vector<SubBatch> batches, int64_t ingest_us, WriteCallback done) = 0;
-  void Write(std::vector<SubBatch> batches, WriteCallback done) {
-    Write(std::move(batches), 0, std::move(done));
-  }
-  // Applies a committed raft entry like Write(), queued with the others (many entries share one
-  // transaction), with the entry's ingest time, and stores its index in the same transaction.
+  // Applies a committed raft entry, queued with the others (many entries share one
+  // transaction), with the entry's ingest time (0: this node's wall clock), and stores its index
+  // in the same transaction. REQUIRES: rows already validated (key 1..1024 bytes of UTF-8,
+  // finite value).
   // An entry at or below applied_index() (a replay after a restart) is skipped: `done` gets an
   // empty vector. REQUIRES: entries in increasing index order. A failed transaction stores
   // nothing of the entry and leaves applied_index() as it was.
@@ -181,13 +176,8 @@ class Store {
   // The newest ingest time committed (INT64_MIN: no row): rows committed later have later ones,
   // so the rows at or before it are a snapshot (a query's, for all its rounds).
   virtual int64_t newest_ingest_us() const = 0;
-  // Write()s and Apply()s queued for the applier, not yet taken into a transaction.
+  // Entries queued for the applier, not yet taken into a transaction.
   virtual size_t queue_depth() const = 0;
-  // What a sub-batch with `key` and `fingerprint` would be answered, from the committed keys, on
-  // the caller's thread without waiting for the writer: kOk (the key is unknown or expired),
-  // kDuplicate (same fingerprint; rows_written of the first) or kKeyConflict. For check_only
-  // sub-batches that arrive alone.
-  virtual SubBatchOutcome LookupKey(std::string_view key, uint64_t fingerprint) const = 0;
   // The committed record of `key`, whatever its age (no expiry judged), from any thread.
   virtual std::optional<KeyRecord> FindKey(std::string_view key) const = 0;
   // The outcomes of the committed entry that carried `request_id`, if that entry is within the

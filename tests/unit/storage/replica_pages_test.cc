@@ -44,17 +44,16 @@ void Open(const TempDir& dir, uint32_t replica, Node& out) {
   out.store = std::move(store).value();
 }
 
-Result<Outcomes> WriteSync(Store& store, std::vector<SubBatch> batches, int64_t ingest_us) {
-  std::promise<Result<Outcomes>> done;
-  store.Write(std::move(batches), ingest_us,
-              [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
-  return done.get_future().get();
-}
-
 Result<Outcomes> ApplySync(Store& store, ReplicatedEntry entry) {
   std::promise<Result<Outcomes>> done;
   store.Apply(std::move(entry), [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
   return done.get_future().get();
+}
+
+// `batches` as the store's next raft entry, with `ingest_us`.
+Result<Outcomes> WriteSync(Store& store, std::vector<SubBatch> batches, int64_t ingest_us) {
+  return ApplySync(store,
+                   ReplicatedEntry{store.applied_index() + 1, ingest_us, std::move(batches)});
 }
 
 template <typename T, typename Read>

@@ -43,11 +43,12 @@ std::unique_ptr<Store> OpenOrDie(StoreOptions options) {
   return store.ok() ? std::move(store).value() : nullptr;
 }
 
-// `ingest_us`: the rows' ingest time as the control node sends it (0: the store's clock).
+// `batches` as the store's next raft entry, which decides their keys from what it holds (as at
+// a replay). `ingest_us`: the entry's ingest time as its leader fixed it (0: the store's clock).
 Result<Outcomes> WriteSync(Store& store, std::vector<SubBatch> batches, int64_t ingest_us = 0) {
   std::promise<Result<Outcomes>> done;
   std::future<Result<Outcomes>> result = done.get_future();
-  store.Write(std::move(batches), ingest_us,
+  store.Apply(ReplicatedEntry{store.applied_index() + 1, ingest_us, std::move(batches)},
               [&done](Result<Outcomes> r) { done.set_value(std::move(r)); });
   return result.get();
 }
@@ -258,29 +259,8 @@ TEST(StoreTest, SameKeyWithOtherRowsIsKeyConflictAndStoresNothing) {
   EXPECT_EQ(aggregate.sum.Value(), 10.0);
 }
 
-// LookupKey answers from the committed keys, without the writer, and forgets expired ones.
-TEST(StoreTest, LookupKeyAnswersFromCommittedKeys) {
-  TempDir dir;
-  ManualClock clock;
-  StoreOptions options = Options(dir);
-  options.idempotency_retention = std::chrono::seconds(10);
-  options.clock = &clock;
-  auto store = OpenOrDie(options);
-  ASSERT_NE(store, nullptr);
-  const SubBatch batch = Batch({1, 2}, "looked-up");
-  EXPECT_EQ(store->LookupKey("looked-up", batch.fingerprint).code, Code::kOk);
-  ExpectOutcome(WriteSync(*store, {batch}), Code::kOk, 2);
-  const SubBatchOutcome same = store->LookupKey("looked-up", batch.fingerprint);
-  EXPECT_EQ(same.code, Code::kDuplicate);
-  EXPECT_EQ(same.rows_written, 2u);
-  EXPECT_EQ(store->LookupKey("looked-up", batch.fingerprint + 1).code, Code::kKeyConflict);
-  clock.Advance(std::chrono::seconds(11));
-  EXPECT_EQ(store->LookupKey("looked-up", batch.fingerprint + 1).code, Code::kOk);
-  EXPECT_EQ(CountSync(*store), 2u);
-}
-
-// A check_only sub-batch that reaches the writer (next to others) looks the key up and stores
-// nothing, not even its rows.
+// A check_only sub-batch (next to others) looks the key up and stores nothing, not even its
+// rows.
 TEST(StoreTest, CheckOnlySubBatchStoresNothing) {
   TempDir dir;
   auto store = OpenOrDie(Options(dir));
@@ -293,7 +273,7 @@ TEST(StoreTest, CheckOnlySubBatchStoresNothing) {
   EXPECT_EQ((*result)[0].rows_written, 0u);
   EXPECT_EQ(CountSync(*store), 1u);
   EXPECT_EQ(AggregateSync(*store).count, 1u);
-  EXPECT_EQ(store->LookupKey("checked", check.fingerprint).code, Code::kOk);  // not recorded
+  EXPECT_FALSE(store->FindKey("checked").has_value());  // not recorded
 }
 
 void CreateRowsTableWithCheck(const std::string& data_dir);
@@ -532,6 +512,8 @@ TEST(StoreTest, ConcurrentSingleRowWritesAreGroupCommitted) {
   std::atomic<int> ok{0};
   std::atomic<int> not_ok{0};
   std::vector<std::thread> threads;
+  std::mutex log;  // entries are queued in their index order, as a raft loop applies them
+  uint64_t index = 0;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::vector<std::future<void>> pending;
@@ -539,12 +521,14 @@ TEST(StoreTest, ConcurrentSingleRowWritesAreGroupCommitted) {
         auto done = std::make_shared<std::promise<void>>();
         pending.push_back(done->get_future());
         SubBatch batch = Batch({1.0}, "t" + std::to_string(t) + "-" + std::to_string(i));
-        store->Write({std::move(batch)}, [&, done](Result<Outcomes> r) {
-          const bool good = r.ok() && r->size() == 1 && r->front().code == Code::kOk &&
-                            r->front().rows_written == 1;
-          (good ? ok : not_ok).fetch_add(1);
-          done->set_value();
-        });
+        std::lock_guard next(log);
+        store->Apply(ReplicatedEntry{++index, 0, {std::move(batch)}},
+                     [&, done](Result<Outcomes> r) {
+                       const bool good = r.ok() && r->size() == 1 && r->front().code == Code::kOk &&
+                                         r->front().rows_written == 1;
+                       (good ? ok : not_ok).fetch_add(1);
+                       done->set_value();
+                     });
       }
       for (auto& f : pending) f.wait();
     });
@@ -562,8 +546,9 @@ TEST(StoreTest, StopFinishesQueuedWritesAndRefusesLaterOnes) {
   auto store = OpenOrDie(Options(dir));
   ASSERT_NE(store, nullptr);
   std::atomic<int> ok{0};
-  for (int i = 0; i < 200; ++i) {
-    store->Write({Batch({1.0})}, [&](Result<Outcomes> r) { ok += r.ok() ? 1 : 0; });
+  for (uint64_t i = 1; i <= 200; ++i) {
+    store->Apply(ReplicatedEntry{i, 0, {Batch({1.0})}},
+                 [&](Result<Outcomes> r) { ok += r.ok() ? 1 : 0; });
   }
   store->Stop();
   EXPECT_EQ(ok.load(), 200);
@@ -736,7 +721,8 @@ TEST(StoreTest, CopyReplacesTheStoreAndLaterEntriesApplyOnIt) {
     EXPECT_FALSE(std::filesystem::exists(copy));  // deleted after use
     EXPECT_EQ(target->applied_index(), 4u);
     // The copied key and request ids decide as they did on the source.
-    EXPECT_EQ(target->LookupKey("ck", Batch({4}, "ck").fingerprint).code, Code::kDuplicate);
+    EXPECT_EQ(target->FindKey("ck").value_or(KeyRecord{}).fingerprint,
+              Batch({4}, "ck").fingerprint);
     ExpectOutcome(ApplyRequest(*target, 5, 12, {Batch({8})}), Code::kOk, 1);  // a retry
     const Aggregate aggregate = AggregateSync(*target);
     EXPECT_EQ(aggregate.count, 7u);
@@ -749,7 +735,8 @@ TEST(StoreTest, CopyReplacesTheStoreAndLaterEntriesApplyOnIt) {
   EXPECT_EQ(reopened->applied_index(), 5u);
   EXPECT_EQ(AggregateSync(*reopened).count, 7u);
   EXPECT_EQ(AggregateSync(*reopened).sum.Value(), 1063.0);
-  EXPECT_EQ(reopened->LookupKey("ck", Batch({4}, "ck").fingerprint).code, Code::kDuplicate);
+  EXPECT_EQ(reopened->FindKey("ck").value_or(KeyRecord{}).fingerprint,
+            Batch({4}, "ck").fingerprint);
   const Result<Outcomes> retried =
       ApplyRequest(*reopened, 6, 11, {Batch({1, 2}), Batch({4}, "ck")});
   ASSERT_TRUE(retried.ok()) << retried.status().ToString();
