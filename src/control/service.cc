@@ -448,47 +448,73 @@ class ControlServiceImpl final : public ControlService {
   }
 
   // Where a keyed batch's key goes even without rows (SplitBatch): the key's home shard (the
-  // shard of the key itself), which always records it. CheckKeyAtHome asks the home shard
-  // through its log, so every acknowledged batch's key is seen there.
+  // shard of the key itself), which always records it.
   std::vector<uint32_t> KeyDestinations(const internal::v1::InsertBatchWire& batch) const {
     if (batch.idempotency_key().empty()) return {};
     return {replication_->ShardOf(batch.idempotency_key())};
   }
 
-  // The key's home shard decides, through its log (so the answer is linearizable).
-  // Nothing is written unless it answered: a shard that never saw the key cannot refuse a
-  // reuse itself, so without the home shard's word a reuse could be stored where the first
-  // batch had no rows. Returns the error to answer (422 reuse, 503 no answer), if any.
-  asio::awaitable<std::optional<ApiError>> CheckKeyAtHome(
-      const internal::v1::InsertBatchWire& batch, uint64_t fingerprint) {
-    SubBatch check;
-    check.set_idempotency_key(batch.idempotency_key());
-    check.set_batch_fingerprint(fingerprint);
-    check.set_check_only(true);
-    const uint32_t home_shard = replication_->ShardOf(batch.idempotency_key());
-    Destination& home = DestinationOf(home_shard);
-    asio::awaitable<Result<SubBatchResult>> write = home.writer->Write(std::move(check));
-    Result<SubBatchResult> result = co_await std::move(write);
-    if (!result.ok()) {
-      co_return ApiError{503, "shard " + std::to_string(home_shard) +
-                                  ", which decides this idempotency_key, cannot answer: " +
-                                  result.status().ToString() + "; nothing was stored"};
+  // What the parts of one client batch came to.
+  struct PartsOutcome {
+    uint64_t rows = 0;            // stored now or before (a duplicate)
+    uint64_t duplicate_rows = 0;  // of `rows`, stored before
+    std::optional<ApiError> error;
+  };
+
+  // Writes `parts` (each on its shard's writer, all at once) and adds what they came to to
+  // `outcome`: the first error is kept, a 422 before any other.
+  asio::awaitable<void> WriteParts(std::vector<std::pair<uint32_t, SubBatch*>> parts,
+                                   const std::shared_ptr<google::protobuf::Arena>& arena,
+                                   PartsOutcome& outcome) {
+    std::vector<Destination*> targets;
+    std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
+    for (const auto& [id, part] : parts) {
+      Destination& destination = DestinationOf(id);
+      targets.push_back(&destination);
+      writes.push_back(destination.writer->Write(std::shared_ptr<const SubBatch>(arena, part)));
     }
-    if (result->code() == SubBatchResult::OK || result->code() == SubBatchResult::DUPLICATE) {
-      co_return std::nullopt;
+    asio::awaitable<std::vector<Result<SubBatchResult>>> gather_writes =
+        GatherAll<SubBatchResult>(executor_, std::move(writes));
+    std::vector<Result<SubBatchResult>> results = co_await std::move(gather_writes);
+    for (size_t i = 0; i < results.size(); ++i) {
+      PartAnswer part = Interpret(results[i], targets[i]->target->peer());
+      // A duplicate repeats the first batch's rows (the same fingerprint): its part stored
+      // these rows then (a key imported from an unreplicated store records none, LegacyImport).
+      if (part.duplicate) part.rows = static_cast<uint64_t>(parts[i].second->rows_size());
+      if (part.stored) {
+        outcome.rows += part.rows;
+        if (part.duplicate) outcome.duplicate_rows += part.rows;
+      } else if (!outcome.error || part.error.status == 422) {
+        outcome.error = part.error;
+      }
     }
-    co_return Interpret(*result, home.target->peer()).error;
   }
 
-  // Every row of the keyed batch falls in its key's home shard. Its one part is then
-  // an entry of the shard that decides the key, in the order of its log (first stores, the same
-  // rows again are a duplicate, other rows a 422): one raft round trip, no check before it.
-  // `destinations` are the batch's rows' (RowDestinations).
-  bool AllAtHome(const internal::v1::InsertBatchWire& batch,
-                 const std::vector<uint32_t>& destinations) const {
-    const uint32_t home = replication_->ShardOf(batch.idempotency_key());
-    return std::all_of(destinations.begin(), destinations.end(),
-                       [home](uint32_t id) { return id == home; });
+  // A keyed batch's parts. The key's home shard decides the key first, in the order of its log,
+  // as it stores its part (first stores, the same rows again are a duplicate, other rows a
+  // 422); the other parts are written only once it stored or found a duplicate. A shard that
+  // never saw the key cannot refuse a reuse itself (the first batch may have had no rows
+  // there), so without the home shard's word first a reuse could be stored there; and two
+  // concurrent batches with one key and other rows are decided at the home shard, one of them
+  // stored. A batch whose rows all fall in the home shard is one part: one raft round trip.
+  asio::awaitable<PartsOutcome> WriteKeyed(std::map<uint32_t, SubBatch*> parts, uint32_t home,
+                                           const std::shared_ptr<google::protobuf::Arena>& arena) {
+    PartsOutcome outcome;
+    auto home_part = parts.extract(home);
+    asio::awaitable<void> decided = WriteParts({{home, home_part.mapped()}}, arena, outcome);
+    co_await std::move(decided);
+    if (outcome.error) {
+      if (outcome.error->status != 422) {
+        outcome.error->message +=
+            "; it decides this idempotency_key: nothing else of this batch "
+            "was sent";
+      }
+      co_return outcome;
+    }
+    asio::awaitable<void> rest = WriteParts(
+        std::vector<std::pair<uint32_t, SubBatch*>>(parts.begin(), parts.end()), arena, outcome);
+    co_await std::move(rest);
+    co_return outcome;
   }
 
   asio::awaitable<http::Response> InsertBatch(http::Request request) {
@@ -506,48 +532,22 @@ class ControlServiceImpl final : public ControlService {
     internal::v1::InsertBatchWire& batch = *std::get<internal::v1::InsertBatchWire*>(decoded);
     const bool keyed = !batch.idempotency_key().empty();
     const uint64_t fingerprint = keyed ? BatchFingerprint(batch) : 0;
-    const std::vector<uint32_t> destinations = RowDestinations(batch);
-    if (keyed && !AllAtHome(batch, destinations)) {
-      asio::awaitable<std::optional<ApiError>> check = CheckKeyAtHome(batch, fingerprint);
-      if (std::optional<ApiError> conflict = co_await std::move(check)) {
-        co_return EncodeError(*conflict, answer);
-      }
-    }
     std::map<uint32_t, SubBatch*> parts =
-        SplitBatch(batch, fingerprint, destinations, KeyDestinations(batch));
-    std::vector<Destination*> targets;
-    std::vector<uint64_t> part_rows;
-    std::vector<asio::awaitable<Result<SubBatchResult>>> writes;
-    for (const auto& [id, part] : parts) {
-      Destination& destination = DestinationOf(id);
-      std::shared_ptr<const SubBatch> shared(arena, part);
-      targets.push_back(&destination);
-      part_rows.push_back(static_cast<uint64_t>(part->rows_size()));
-      writes.push_back(destination.writer->Write(std::move(shared)));
+        SplitBatch(batch, fingerprint, RowDestinations(batch), KeyDestinations(batch));
+    PartsOutcome outcome;
+    if (keyed) {
+      const uint32_t home = replication_->ShardOf(batch.idempotency_key());
+      asio::awaitable<PartsOutcome> written = WriteKeyed(std::move(parts), home, arena);
+      outcome = co_await std::move(written);
+    } else {
+      asio::awaitable<void> written = WriteParts(
+          std::vector<std::pair<uint32_t, SubBatch*>>(parts.begin(), parts.end()), arena, outcome);
+      co_await std::move(written);
     }
-    asio::awaitable<std::vector<Result<SubBatchResult>>> gather_writes =
-        GatherAll<SubBatchResult>(executor_, std::move(writes));
-    std::vector<Result<SubBatchResult>> results = co_await std::move(gather_writes);
-
-    uint64_t rows = 0;
-    uint64_t duplicate_rows = 0;
-    std::optional<ApiError> first_error;
-    for (size_t i = 0; i < results.size(); ++i) {
-      PartAnswer part = Interpret(results[i], targets[i]->target->peer());
-      // A duplicate repeats the first batch's rows (the same fingerprint): its part stored
-      // these rows then (a key imported from an unreplicated store records none, LegacyImport).
-      if (part.duplicate) part.rows = part_rows[i];
-      if (part.stored) {
-        rows += part.rows;
-        if (part.duplicate) duplicate_rows += part.rows;
-      } else if (!first_error || part.error.status == 422) {
-        first_error = part.error;
-      }
-    }
-    if (first_error) co_return EncodeError(*first_error, answer, rows);
+    if (outcome.error) co_return EncodeError(*outcome.error, answer, outcome.rows);
     das::v1::InsertResponse response;
-    response.set_rows_written(rows);
-    CountIngest(request, rows - duplicate_rows, duplicate_rows);
+    response.set_rows_written(outcome.rows);
+    CountIngest(request, outcome.rows - outcome.duplicate_rows, outcome.duplicate_rows);
     co_return Encode(200, response, answer);
   }
 

@@ -144,6 +144,52 @@ TEST_F(IdempotencyTest, ConcurrentRetriesOfOneBatchStoreItOnce) {
   ExpectComplete(all);
 }
 
+// Batches with one key and other rows, sent at once and spanning both workers: the key's home
+// shard decides which came first before anything else of either is sent, so exactly one is
+// stored, whole, and every other one is refused whole (422, nothing stored).
+TEST_F(IdempotencyTest, ConcurrentReusesOfOneKeyStoreOneBatchWhole) {
+  ASSERT_TRUE(cluster_.Start());
+  constexpr int kSenders = 4;
+  Expected all;
+  for (int round = 0; round < 5; ++round) {
+    const std::string key = "contested-" + std::to_string(round);
+    std::vector<std::vector<TestRow>> batches;
+    for (int s = 0; s < kSenders; ++s) {
+      batches.push_back(SpanningBatch("contest" + std::to_string(round) + "-" + std::to_string(s)));
+    }
+    std::atomic<int> ready{0};
+    std::vector<unsigned> statuses(kSenders, 0);
+    std::vector<uint64_t> refused_rows(kSenders, 0);
+    std::vector<std::thread> senders;
+    for (int s = 0; s < kSenders; ++s) {
+      senders.emplace_back([&, s] {
+        ready.fetch_add(1);
+        while (ready.load() < kSenders) std::this_thread::yield();
+        Result<HttpResponse> r = PostBatch(port(), batches[s], key);
+        if (!r.ok()) return;
+        statuses[s] = static_cast<unsigned>(r->status);
+        v1::ErrorResponse error;
+        if (r->status != 200 && error.ParseFromString(r->body)) {
+          refused_rows[s] = error.rows_written();
+        }
+      });
+    }
+    for (std::thread& t : senders) t.join();
+    int stored = 0;
+    for (int s = 0; s < kSenders; ++s) {
+      if (statuses[s] == 200) {
+        ++stored;
+        all.Add(batches[s]);
+        continue;
+      }
+      EXPECT_EQ(statuses[s], 422u) << "round " << round << ", sender " << s;
+      EXPECT_EQ(refused_rows[s], 0u) << "round " << round << ", sender " << s;
+    }
+    EXPECT_EQ(stored, 1) << "round " << round;
+  }
+  ExpectComplete(all);  // the stored batches' rows exactly: nothing of a refused one
+}
+
 TEST_F(IdempotencyTest, DeduplicationIsByKeyNotByContent) {
   ASSERT_TRUE(cluster_.Start());
   const std::vector<TestRow> batch = SpanningBatch("content");
