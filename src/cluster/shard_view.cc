@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cluster/topology_plan.h"
 #include "rpc/topology.h"
 
 namespace das::cluster {
@@ -46,6 +47,43 @@ bool EveryShardLedByData(const std::vector<ShardView>& views) {
   return std::all_of(views.begin(), views.end(), [](const ShardView& view) {
     return view.leader != 0 && view.leader != rpc::kWitnessNodeId;
   });
+}
+
+das::v1::ShardStatus DescribeShard(const internal::v1::ShardPlacement& placement,
+                                   const ShardView& view) {
+  das::v1::ShardStatus shard;
+  shard.set_shard(placement.shard());
+  shard.set_first_slot(placement.first_slot());
+  shard.set_end_slot(placement.end_slot());
+  if (view.leader != 0) shard.set_leader(rpc::NodeName(view.leader));
+  shard.set_term(view.term);
+  shard.set_commit_index(view.commit_index);
+  bool healthy = view.leader != 0 && view.leader != rpc::kWitnessNodeId;
+  for (uint64_t voter : placement.voters()) {
+    das::v1::ReplicaStatus* replica = shard.add_replicas();
+    replica->set_node(rpc::NodeName(voter));
+    auto it = view.reports.find(voter);
+    if (it == view.reports.end()) {
+      replica->set_role("unavailable");
+      healthy = false;
+      continue;
+    }
+    replica->set_role(it->second.role());
+    replica->set_applied_index(it->second.stored_index());
+    const bool live = it->second.role() != "unavailable";
+    replica->set_live(live);
+    healthy = healthy && live && CaughtUp(it->second, view.commit_index);
+  }
+  // A replica being added is listed too; it counts once it votes.
+  for (uint64_t node : placement.joining()) {
+    das::v1::ReplicaStatus* replica = shard.add_replicas();
+    replica->set_node(rpc::NodeName(node));
+    auto it = view.reports.find(node);
+    replica->set_role(it == view.reports.end() ? "joining" : "joining " + it->second.role());
+    if (it != view.reports.end()) replica->set_applied_index(it->second.stored_index());
+  }
+  shard.set_healthy(healthy);
+  return shard;
 }
 
 }  // namespace das::cluster

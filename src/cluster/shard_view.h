@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
 
 namespace das::cluster {
@@ -33,5 +34,13 @@ bool EveryShardLedByData(const std::vector<ShardView>& views);
 // Whether some shard is led and every shard a replica reported on is led (a shard whose every
 // replica is unreachable is not waited for).
 bool EveryReachableShardLed(const std::vector<ShardView>& views);
+
+// What /health says of one shard, from its placement and its view: its slots, leader, term and
+// commit index; each voter's role, applied (stored) index and liveness ("unavailable" when it
+// did not report); then the replicas being added ("joining", or "joining <role>" once they
+// report). Healthy when a data replica leads (the witness leading takes writes but serves no
+// read until it hands over) and every voter is live and caught up (CaughtUp).
+das::v1::ShardStatus DescribeShard(const internal::v1::ShardPlacement& placement,
+                                   const ShardView& view);
 
 }  // namespace das::cluster

@@ -116,14 +116,19 @@ class Replication {
   // `failed` did not: those, and the workers not needed whose latest health check answered.
   virtual uint32_t RespondingWorkers(const std::set<uint64_t>& answered,
                                      const std::set<uint64_t>& failed) = 0;
-  // Adds the shards to `response` from the workers' health (by worker id; an error: not
-  // reachable) and the witness's (WitnessHealth); returns whether every shard is healthy.
-  // It notes what it saw (the workers that answered are alive; every shard with a leader
-  // makes the node ready), as the tick does; nothing else changes by being asked.
+  // What a gather of health outside the tick saw (the workers' answers by worker id, an error:
+  // not reachable; the witness's replicas): the workers that answered are alive (for
+  // responding_nodes), and every shard with a leader makes the node ready, as at a tick, so
+  // that neither lags behind what /health just said. Nothing else changes.
+  virtual void Observe(
+      const std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>>& workers,
+      const std::vector<internal::v1::ReplicaHealth>& witness) = 0;
+  // Adds the shards (cluster::DescribeShard) and the rebalancer's progress to `response` from
+  // the same answers; returns whether every shard is healthy. Reads only.
   virtual bool DescribeShards(
       const std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>>& workers,
       const std::vector<internal::v1::ReplicaHealth>& witness,
-      das::v1::HealthResponse& response) = 0;
+      das::v1::HealthResponse& response) const = 0;
   // The witness's replicas (none when there is no witness), read without blocking the thread.
   virtual boost::asio::awaitable<std::vector<internal::v1::ReplicaHealth>> WitnessHealth() = 0;
 

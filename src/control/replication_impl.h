@@ -156,9 +156,10 @@ class ReplicationImpl final : public Replication {
     co_return co_await std::move(op);
   }
 
-  bool DescribeShards(const std::map<uint64_t, Result<WorkerHealthResponse>>& workers,
-                      const std::vector<ReplicaHealth>& witness,
-                      das::v1::HealthResponse& response) override;
+  void Observe(const cluster::HealthMap& workers,
+               const std::vector<ReplicaHealth>& witness) override;
+  bool DescribeShards(const cluster::HealthMap& workers, const std::vector<ReplicaHealth>& witness,
+                      das::v1::HealthResponse& response) const override;
 
   Result<internal::v1::JoinResponse> Join(const internal::v1::JoinRequest& request) override;
   Status Decommission(uint64_t worker_id) override;

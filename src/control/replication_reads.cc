@@ -58,15 +58,15 @@ uint32_t ReplicationImpl::RespondingWorkers(const std::set<uint64_t>& answered,
   return responding;
 }
 
-bool ReplicationImpl::DescribeShards(
-    const std::map<uint64_t, Result<WorkerHealthResponse>>& workers,
-    const std::vector<ReplicaHealth>& witness, das::v1::HealthResponse& response) {
-  // What a health check saw is news for everyone: a worker that answered is alive (for
-  // responding_nodes), and every shard with a leader makes the node ready. Nothing else changes.
+void ReplicationImpl::Observe(const HealthMap& workers, const std::vector<ReplicaHealth>& witness) {
   NoteAlive(workers, false);
+  NoteReady(Views(workers, witness));
+}
+
+bool ReplicationImpl::DescribeShards(const HealthMap& workers,
+                                     const std::vector<ReplicaHealth>& witness,
+                                     das::v1::HealthResponse& response) const {
   const std::vector<ShardView> views = Views(workers, witness);
-  NoteReady(views);
-  bool all_healthy = true;
   Topology topology;
   {
     MutexLock lock(mu_);
@@ -83,42 +83,11 @@ bool ReplicationImpl::DescribeShards(
                            !balanced_.empty() && balanced_ == PlanInputsLocked());
   }
   response.set_replication_factor(options_.replication_factor);
+  bool all_healthy = true;
   for (const internal::v1::ShardPlacement& p : topology.placements()) {
-    const ShardView& view = views[p.shard()];
-    das::v1::ShardStatus* shard = response.add_shards();
-    shard->set_shard(p.shard());
-    shard->set_first_slot(p.first_slot());
-    shard->set_end_slot(p.end_slot());
-    if (view.leader != 0) shard->set_leader(rpc::NodeName(view.leader));
-    shard->set_term(view.term);
-    shard->set_commit_index(view.commit_index);
-    // A shard the witness leads takes writes but serves no read until it hands over.
-    bool healthy = view.leader != 0 && view.leader != rpc::kWitnessNodeId;
-    for (uint64_t voter : p.voters()) {
-      das::v1::ReplicaStatus* replica = shard->add_replicas();
-      replica->set_node(rpc::NodeName(voter));
-      auto it = view.reports.find(voter);
-      if (it == view.reports.end()) {
-        replica->set_role("unavailable");
-        healthy = false;
-        continue;
-      }
-      replica->set_role(it->second.role());
-      replica->set_applied_index(it->second.stored_index());
-      const bool live = it->second.role() != "unavailable";
-      replica->set_live(live);
-      healthy = healthy && live && cluster::CaughtUp(it->second, view.commit_index);
-    }
-    // A replica being added is listed too; it counts once it votes.
-    for (uint64_t node : p.joining()) {
-      das::v1::ReplicaStatus* replica = shard->add_replicas();
-      replica->set_node(rpc::NodeName(node));
-      auto it = view.reports.find(node);
-      replica->set_role(it == view.reports.end() ? "joining" : "joining " + it->second.role());
-      if (it != view.reports.end()) replica->set_applied_index(it->second.stored_index());
-    }
-    shard->set_healthy(healthy);
-    all_healthy = all_healthy && healthy;
+    das::v1::ShardStatus& shard = *response.add_shards() =
+        cluster::DescribeShard(p, views[p.shard()]);
+    all_healthy = all_healthy && shard.healthy();
   }
   return all_healthy;
 }

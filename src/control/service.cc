@@ -655,6 +655,7 @@ class ControlServiceImpl final : public ControlService {
     }
     asio::awaitable<std::vector<internal::v1::ReplicaHealth>> read = replication_->WitnessHealth();
     const std::vector<internal::v1::ReplicaHealth> witness = co_await std::move(read);
+    replication_->Observe(by_id, witness);
     all_healthy = replication_->DescribeShards(by_id, witness, response) && all_healthy;
     all_healthy = DescribeOwnDisk(response) && all_healthy;
     // Until every shard first had a leader (and what workers kept unreplicated is in the

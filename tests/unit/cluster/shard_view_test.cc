@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cluster/topology_plan.h"
 #include "rpc/topology.h"
 
 namespace das::cluster {
@@ -67,6 +68,66 @@ TEST(ShardViewsTest, EveryReachableShardLedSkipsShardsNobodyReportsOn) {
   health.insert_or_assign(1, Worker({Report(0, "leader", 2, 5), Report(2, "candidate", 3, 3)}));
   EXPECT_FALSE(EveryReachableShardLed(ShardViews(4, health, {})));
   EXPECT_FALSE(EveryReachableShardLed(ShardViews(4, HealthMap{}, {})));
+}
+
+// A placement of shard 2 over slots [512, 768) with voters 1, 2 and the witness, node 3 joining.
+internal::v1::ShardPlacement Placement() {
+  internal::v1::ShardPlacement placement;
+  placement.set_shard(2);
+  placement.set_first_slot(512);
+  placement.set_end_slot(768);
+  placement.add_voters(1);
+  placement.add_voters(2);
+  placement.add_voters(rpc::kWitnessNodeId);
+  placement.add_joining(3);
+  return placement;
+}
+
+ReplicaHealth Stored(uint32_t shard, const std::string& role, uint64_t term, uint64_t commit,
+                     uint64_t stored) {
+  ReplicaHealth report = Report(shard, role, term, commit);
+  report.set_applied_index(stored);
+  report.set_stored_index(stored);
+  return report;
+}
+
+// What /health says of a shard: every voter and the joining replica, and healthy only while a
+// data replica leads and every voter is live and caught up.
+TEST(DescribeShardTest, AShardIsHealthyWhileADataReplicaLeadsAndEveryVoterIsCaughtUp) {
+  HealthMap health;
+  health.emplace(1, Worker({Stored(2, "leader", 4, 100, 100)}));
+  health.emplace(2, Worker({Stored(2, "follower", 4, 100, 90)}));
+  health.emplace(3, Worker({Stored(2, "spare", 4, 100, 0)}));
+  const std::vector<ReplicaHealth> witness{Stored(2, "follower", 4, 100, 100)};
+  das::v1::ShardStatus shard = DescribeShard(Placement(), ShardViews(3, health, witness)[2]);
+  EXPECT_EQ(shard.shard(), 2u);
+  EXPECT_EQ(shard.first_slot(), 512u);
+  EXPECT_EQ(shard.end_slot(), 768u);
+  EXPECT_EQ(shard.leader(), rpc::NodeName(1));
+  EXPECT_EQ(shard.term(), 4u);
+  EXPECT_EQ(shard.commit_index(), 100u);
+  ASSERT_EQ(shard.replicas_size(), 4);
+  EXPECT_EQ(shard.replicas(1).node(), rpc::NodeName(2));
+  EXPECT_EQ(shard.replicas(1).applied_index(), 90u);
+  EXPECT_TRUE(shard.replicas(1).live());
+  EXPECT_EQ(shard.replicas(3).node(), rpc::NodeName(3));
+  EXPECT_EQ(shard.replicas(3).role(), "joining spare");
+  EXPECT_TRUE(shard.healthy());  // 10 entries behind is caught up; a joining replica not counted
+
+  // A voter too far behind, then one that did not report, then the witness leading.
+  health.insert_or_assign(2, Worker({Stored(2, "follower", 4, 100, 100 - kCaughtUpEntries - 1)}));
+  EXPECT_FALSE(DescribeShard(Placement(), ShardViews(3, health, witness)[2]).healthy());
+  health.insert_or_assign(2, Unavailable("down"));
+  shard = DescribeShard(Placement(), ShardViews(3, health, witness)[2]);
+  EXPECT_EQ(shard.replicas(1).role(), "unavailable");
+  EXPECT_FALSE(shard.healthy());
+  health.insert_or_assign(1, Worker({Stored(2, "follower", 5, 100, 100)}));
+  health.insert_or_assign(2, Worker({Stored(2, "follower", 5, 100, 100)}));
+  health.erase(3);
+  shard = DescribeShard(Placement(), ShardViews(3, health, {Stored(2, "leader", 5, 101, 101)})[2]);
+  EXPECT_EQ(shard.leader(), rpc::NodeName(rpc::kWitnessNodeId));
+  EXPECT_EQ(shard.replicas(3).role(), "joining");
+  EXPECT_FALSE(shard.healthy());
 }
 
 }  // namespace
