@@ -38,12 +38,12 @@ unsigned HttpStatusOf(StatusCode code) {
       return 400;
     case StatusCode::kNotFound:
       return 404;
-    case StatusCode::kAlreadyExists:
     case StatusCode::kFailedPrecondition:
       return 409;
     case StatusCode::kNotLeader:
       return 421;  // Misdirected Request: ask the leader the detail names
     case StatusCode::kInvalidArgument:
+    case StatusCode::kAlreadyExists:  // the same request fails again, as an invalid one
       return 422;
     case StatusCode::kInternal:
       return 500;

@@ -21,7 +21,7 @@ enum class StatusCode {
   kDeadlineExceeded,  // the operation ran out of time; its effect is unknown
   kNotLeader,         // the detail names the leader to ask (may be empty: unknown)
   kShuttingDown,      // the service is stopping
-  kAlreadyExists,     // e.g. an idempotency key stored with different rows
+  kAlreadyExists,     // an idempotency key stored with different rows (the API's 422)
   kInternal,          // a bug or an unexpected failure of a dependency
   kMalformed,         // a request that does not decode; retrying it fails again
   kNotFound,          // no such route, resource or record

@@ -14,6 +14,7 @@
 #include "common/durable_file.h"
 #include "common/hash.h"
 #include "control/gather.h"
+#include "rpc/status_wire.h"
 
 namespace das::control {
 
@@ -283,11 +284,11 @@ asio::awaitable<Status> LegacyImport::WriteAll(std::vector<std::pair<uint32_t, S
   const std::vector<Result<SubBatchResult>> results = co_await std::move(gather);
   for (size_t i = 0; i < results.size(); ++i) {
     if (!results[i].ok()) co_return results[i].status();
-    const SubBatchResult::Code code = results[i]->code();
-    if (code == SubBatchResult::OK || code == SubBatchResult::DUPLICATE) continue;
-    if (code == SubBatchResult::KEY_CONFLICT && conflict_ok) continue;
-    co_return Internal("shard " + std::to_string(parts[i].first) + " refused an imported part: " +
-                       SubBatchResult::Code_Name(code) + " " + results[i]->error());
+    const Result<rpc::SubBatchStored> part = rpc::FromWire(*results[i]);
+    if (part.ok()) continue;
+    if (part.status().code() == StatusCode::kAlreadyExists && conflict_ok) continue;
+    co_return Internal("shard " + std::to_string(parts[i].first) +
+                       " refused an imported part: " + part.status().ToString());
   }
   co_return Status::Ok();
 }

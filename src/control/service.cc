@@ -63,23 +63,22 @@ struct PartAnswer {
   bool duplicate = false;  // DUPLICATE: stored before, by the batch this one repeats
 };
 
+// A part the shard could not take is a 503 whatever the reason (the client may retry); one it
+// refused for what it is answers with its code's status (rpc::FromWire, ApiErrorOf).
 PartAnswer Interpret(const Result<SubBatchResult>& result, const std::string& shard) {
   if (!result.ok()) {
     return {false, 0,
             ApiError{503, shard + " cannot take the insert: " + result.status().ToString()}};
   }
-  switch (result->code()) {
-    case SubBatchResult::OK:
-    case SubBatchResult::DUPLICATE:
-      return {true, result->rows_written(), {}, result->code() == SubBatchResult::DUPLICATE};
-    case SubBatchResult::KEY_CONFLICT:
-      return {false, 0,
-              ApiError{422,
-                       "idempotency_key was already used for different rows; nothing of "
-                       "this batch was stored"}};
-    default:
-      return {false, 0, ApiError{422, shard + " rejected rows: " + result->error()}};
-  }
+  Result<rpc::SubBatchStored> part = rpc::FromWire(*result);
+  if (part.ok()) return {true, part->rows, {}, part->duplicate};
+  ApiError refused = ApiErrorOf(part.status());
+  // Refused before anything else of a keyed batch was sent (the key's home shard decides
+  // first), or a row the control node's own checks let through.
+  refused.message = part.status().code() == StatusCode::kAlreadyExists
+                        ? refused.message + "; nothing of this batch was stored"
+                        : shard + " rejected rows: " + refused.message;
+  return {false, 0, std::move(refused)};
 }
 
 // The router's own errors (400, 404, 405) in the public error format.

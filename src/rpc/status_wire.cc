@@ -74,6 +74,21 @@ Status FromWire(const internal::v1::ErrorStatus& wire) {
   return Status(FromWireCode(wire.code()), wire.message(), wire.detail());
 }
 
+Result<SubBatchStored> FromWire(const internal::v1::SubBatchResult& result) {
+  switch (result.code()) {
+    case internal::v1::SubBatchResult::OK:
+      return SubBatchStored{result.rows_written(), false};
+    case internal::v1::SubBatchResult::DUPLICATE:
+      return SubBatchStored{result.rows_written(), true};
+    case internal::v1::SubBatchResult::KEY_CONFLICT:
+      return AlreadyExists("idempotency_key was already used for different rows");
+    case internal::v1::SubBatchResult::INVALID_ARGUMENT:
+      return InvalidArgument(result.error());
+    default:
+      return Internal("an unknown sub-batch outcome " + std::to_string(result.code()));
+  }
+}
+
 http::Response ProtobufResponse(const google::protobuf::Message& message) {
   http::Response response;
   response.content_type = std::string(kProtobufType);

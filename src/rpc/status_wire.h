@@ -19,6 +19,17 @@ internal::v1::ErrorStatus ToWire(const Status& status);
 // REQUIRES: wire.code() != UNKNOWN for a meaningful code (UNKNOWN reads as kInternal).
 Status FromWire(const internal::v1::ErrorStatus& wire);
 
+// What a worker said of one sub-batch, in the codes callers act on (the one reading of
+// SubBatchResult::Code): its rows are stored, now or before (`duplicate`: by the batch this one
+// repeats, whose rows `rows` then counts), or it stored nothing: kAlreadyExists (its
+// idempotency key was stored with other rows) or kInvalidArgument (a row broke a limit: the
+// worker's message).
+struct SubBatchStored {
+  uint64_t rows = 0;
+  bool duplicate = false;
+};
+Result<SubBatchStored> FromWire(const internal::v1::SubBatchResult& result);
+
 // A protobuf answer with `message` and HTTP 200.
 http::Response ProtobufResponse(const google::protobuf::Message& message);
 // REQUIRES: !status.ok(). HttpStatusOf(code), body ErrorStatus.

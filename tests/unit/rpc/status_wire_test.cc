@@ -30,5 +30,25 @@ TEST(StatusWireTest, AStateThatForbidsItNowIsAConflict) {
   EXPECT_EQ(FailedPrecondition("x").ToString(), "FAILED_PRECONDITION: x");
 }
 
+// A sub-batch's outcome read once into the codes callers act on: a key reused with other
+// rows and a row over a limit are both refusals of the request itself (422).
+TEST(StatusWireTest, ASubBatchIsStoredOrRefusedWithACode) {
+  internal::v1::SubBatchResult result;
+  result.set_rows_written(3);
+  Result<SubBatchStored> stored = FromWire(result);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->rows, 3u);
+  EXPECT_FALSE(stored->duplicate);
+  result.set_code(internal::v1::SubBatchResult::DUPLICATE);
+  ASSERT_TRUE(FromWire(result).ok());
+  EXPECT_TRUE(FromWire(result)->duplicate);
+  result.set_code(internal::v1::SubBatchResult::KEY_CONFLICT);
+  EXPECT_EQ(FromWire(result).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(HttpStatusOf(StatusCode::kAlreadyExists), 422u);
+  result.set_code(internal::v1::SubBatchResult::INVALID_ARGUMENT);
+  result.set_error("partition_key is empty");
+  EXPECT_EQ(FromWire(result).status().ToString(), "INVALID_ARGUMENT: partition_key is empty");
+}
+
 }  // namespace
 }  // namespace das::rpc
