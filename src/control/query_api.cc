@@ -31,16 +31,6 @@ QueryApi::QueryApi(asio::any_io_executor executor, QueryApiOptions options,
                    Replication& replication)
     : executor_(std::move(executor)), options_(std::move(options)), replication_(replication) {}
 
-bool QueryApi::HasFilters(const std::vector<http::QueryParam>& params) {
-  for (const http::QueryParam& param : params) {
-    if (param.name == "key" || param.name == "key_prefix" || param.name == "from" ||
-        param.name == "to") {
-      return true;
-    }
-  }
-  return false;
-}
-
 std::vector<QueryUnit> QueryApi::ShardUnits(const QueryPlan& plan) {
   std::map<uint32_t, std::vector<std::string>> keys;
   for (const std::string& key : plan.keys) keys[replication_.ShardOf(key)].push_back(key);
@@ -103,8 +93,8 @@ asio::awaitable<http::Response> QueryApi::Query(http::Request request) {
   co_return Encode(status, response, encoding);
 }
 
-asio::awaitable<http::Response> QueryApi::FilteredAnalytics(http::Request request,
-                                                            std::vector<http::QueryParam> params) {
+asio::awaitable<http::Response> QueryApi::Analytics(http::Request request,
+                                                    std::vector<http::QueryParam> params) {
   const Encoding encoding = AnswerEncoding(request, Encoding::kProtobuf);
   Decoded<das::v1::Query> query = QueryFromParams(params);
   if (auto* e = std::get_if<ApiError>(&query)) co_return EncodeError(*e, encoding);
@@ -118,7 +108,7 @@ asio::awaitable<http::Response> QueryApi::FilteredAnalytics(http::Request reques
     co_return Encode(503, response, encoding);
   }
 
-  // /analytics keeps its own deadline (README, "API"), filtered or not.
+  // /analytics keeps its own deadline (README, "API").
   asio::awaitable<Answer> run = Run(std::get<QueryPlan>(plan), options_.analytics_deadline);
   Answer answer = co_await std::move(run);
   if (!answer.outcome.rows.ok()) {

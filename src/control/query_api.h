@@ -49,10 +49,11 @@ class QueryApi {
            Replication& replication);
 
   boost::asio::awaitable<http::Response> Query(http::Request request);
-  // GET /analytics when it has a filter (HasFilters), answered as an AnalyticsResponse.
-  boost::asio::awaitable<http::Response> FilteredAnalytics(http::Request request,
-                                                           std::vector<http::QueryParam> params);
-  static bool HasFilters(const std::vector<http::QueryParam>& params);
+  // GET /analytics (its filters, if any, as `params`): a query of one bucket over every row it
+  // selects, answered as an AnalyticsResponse. Without a filter each shard answers from its
+  // running aggregate, without a scan (query::RunningAggregateAnswers).
+  boost::asio::awaitable<http::Response> Analytics(http::Request request,
+                                                   std::vector<http::QueryParam> params);
 
  private:
   // A query's outcome with the figures every answer carries.

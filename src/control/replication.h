@@ -43,7 +43,6 @@
 #include "control/worker_directory.h"
 #include "das/v1/das.pb.h"
 #include "das/v1/internal.pb.h"
-#include "query/aggregate.h"
 #include "rpc/worker_client.h"
 
 namespace das::control {
@@ -65,13 +64,6 @@ struct ReplicationOptions {
   // A worker that has not answered for this long is dead: its replicas are recreated elsewhere
   // when there is room (--dead-worker-after-s).
   std::chrono::seconds dead_worker_after{300};
-};
-
-// Every shard's read for /analytics.
-struct ShardedAggregate {
-  std::vector<query::PartialAggregate> partials;  // one per shard that answered
-  uint32_t shards_missing = 0;
-  uint32_t responding_workers = 0;  // answered a read, or were not needed
 };
 
 class Replication {
@@ -109,7 +101,6 @@ class Replication {
   virtual uint32_t ShardOf(std::string_view partition_key) const = 0;
   virtual ShardLeader& LeaderOf(uint32_t shard) = 0;
 
-  virtual boost::asio::awaitable<ShardedAggregate> ReadAll(std::chrono::milliseconds timeout) = 0;
   // The slots of `shard`: [first, end).
   virtual std::pair<uint32_t, uint32_t> SlotsOf(uint32_t shard) const = 0;
   // responding_nodes of a read that `answered` (worker ids) answered and whose tries of

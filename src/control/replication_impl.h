@@ -136,7 +136,6 @@ class ReplicationImpl final : public Replication {
   }
   ShardLeader& LeaderOf(uint32_t shard) override { return *leaders_.at(shard); }
 
-  asio::awaitable<ShardedAggregate> ReadAll(Ms timeout) override;
   std::pair<uint32_t, uint32_t> SlotsOf(uint32_t shard) const override {
     // A shard's slots are contiguous (rpc::ValidateTopology).
     auto first = std::find(shard_of_slot_.begin(), shard_of_slot_.end(), shard);

@@ -1,46 +1,7 @@
-// Reads: the unfiltered /analytics over every shard, and the shards' part of /health
-// (replication_impl.h).
+// Reads: responding_nodes of a read, and the shards' part of /health (replication_impl.h).
 #include "control/replication_impl.h"
 
 namespace das::control::replication_internal {
-
-asio::awaitable<ShardedAggregate> ReplicationImpl::ReadAll(Ms timeout) {
-  std::vector<asio::awaitable<Result<ShardLeader::ReadOutcome>>> reads;
-  for (auto& leader : leaders_) {
-    reads.push_back(
-        [](ShardLeader& shard, Ms t) -> asio::awaitable<Result<ShardLeader::ReadOutcome>> {
-          asio::awaitable<ShardLeader::ReadOutcome> read = shard.Read(t);
-          co_return co_await std::move(read);
-        }(*leader, timeout));
-  }
-  asio::awaitable<std::vector<Result<ShardLeader::ReadOutcome>>> gather =
-      GatherAll<ShardLeader::ReadOutcome>(executor_, std::move(reads));
-  std::vector<Result<ShardLeader::ReadOutcome>> outcomes = co_await std::move(gather);
-  ShardedAggregate out;
-  std::set<uint64_t> answered;
-  std::set<uint64_t> failed;
-  for (size_t s = 0; s < outcomes.size(); ++s) {
-    if (!outcomes[s].ok() || !outcomes[s]->aggregate.ok()) {
-      ++out.shards_missing;
-      spdlog::warn("analytics: shard {} did not answer: {}", s,
-                   outcomes[s].ok() ? outcomes[s]->aggregate.status().ToString()
-                                    : outcomes[s].status().ToString());
-      if (outcomes[s].ok()) failed.insert(outcomes[s]->failed.begin(), outcomes[s]->failed.end());
-      continue;
-    }
-    const internal::v1::AggregateResponse& body = *outcomes[s]->aggregate;
-    failed.insert(outcomes[s]->failed.begin(), outcomes[s]->failed.end());
-    answered.insert(body.worker_id());
-    std::optional<query::PartialAggregate> partial = query::PartialFrom(body);
-    if (!partial) {
-      ++out.shards_missing;
-      continue;
-    }
-    out.partials.push_back(*partial);
-  }
-  out.responding_workers = RespondingWorkers(answered, failed);
-  co_return out;
-}
 
 uint32_t ReplicationImpl::RespondingWorkers(const std::set<uint64_t>& answered,
                                             const std::set<uint64_t>& failed) {

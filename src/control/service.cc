@@ -34,7 +34,6 @@
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
 #include "metrics/replica_metrics.h"
-#include "query/aggregate.h"
 #include "rpc/cluster_auth.h"
 #include "rpc/routes.h"
 #include "rpc/status_wire.h"
@@ -46,9 +45,6 @@ namespace das::control {
 namespace asio = boost::asio;
 using internal::v1::SubBatch;
 using internal::v1::SubBatchResult;
-using query::AggregateMerger;
-using query::MergedAggregate;
-using query::PartialAggregate;
 
 namespace {
 
@@ -305,14 +301,8 @@ class ControlServiceImpl final : public ControlService {
         [this](http::Request r, http::Target) { return InsertBatch(std::move(r)); }, kFormatOnly);
     router_.Add(
         "GET", "/analytics",
-        [this](http::Request r, http::Target target) -> asio::awaitable<http::Response> {
-          if (QueryApi::HasFilters(target.params)) {
-            asio::awaitable<http::Response> filtered =
-                queries_->FilteredAnalytics(std::move(r), std::move(target.params));
-            co_return co_await std::move(filtered);
-          }
-          asio::awaitable<http::Response> answer = Analytics(std::move(r));
-          co_return co_await std::move(answer);
+        [this](http::Request r, http::Target target) {
+          return queries_->Analytics(std::move(r), std::move(target.params));
         },
         http::RouteOptions{{"format", "key", "key_prefix", "from", "to"}});
     router_.Add(
@@ -548,36 +538,6 @@ class ControlServiceImpl final : public ControlService {
     response.set_rows_written(outcome.rows);
     CountIngest(request, outcome.rows - outcome.duplicate_rows, outcome.duplicate_rows);
     co_return Encode(200, response, answer);
-  }
-
-  static http::Response AnalyticsAnswer(const http::Request& request, AggregateMerger& merger,
-                                        bool partial, uint32_t total, uint32_t responding,
-                                        bool nothing) {
-    MergedAggregate merged = merger.Finish();
-    das::v1::AnalyticsResponse response;
-    if (merged.average) response.set_average(*merged.average);
-    response.set_is_partial(partial);
-    response.set_total_nodes(total);
-    response.set_responding_nodes(responding);
-    response.set_count(merged.count);
-    response.set_sum(merged.sum);
-    if (merged.min) response.set_min(*merged.min);
-    if (merged.max) response.set_max(*merged.max);
-    return Encode(nothing ? 503 : 200, response, AnswerEncoding(request, Encoding::kProtobuf));
-  }
-
-  // Every shard read at its leader; partial exactly when a shard is missing.
-  asio::awaitable<http::Response> Analytics(http::Request request) {
-    if (Held()) {  // its 503 carries an AnalyticsResponse: no shard answered
-      AggregateMerger none;
-      co_return AnalyticsAnswer(request, none, true, replication_->total_nodes(), 0, true);
-    }
-    asio::awaitable<ShardedAggregate> read = replication_->ReadAll(options_.analytics_deadline);
-    ShardedAggregate all = co_await std::move(read);
-    AggregateMerger merger;
-    for (const PartialAggregate& partial : all.partials) merger.Add(partial);
-    co_return AnalyticsAnswer(request, merger, all.shards_missing > 0, replication_->total_nodes(),
-                              all.responding_workers, all.partials.empty());
   }
 
   asio::awaitable<http::Response> Health(http::Request request) {

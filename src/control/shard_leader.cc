@@ -8,6 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "query/plan.h"
+
 namespace das::control {
 namespace {
 
@@ -144,17 +146,6 @@ asio::awaitable<Result<internal::v1::WriteResponse>> ShardLeader::Write(
   co_return co_await std::move(written);
 }
 
-asio::awaitable<ShardLeader::ReadOutcome> ShardLeader::Read(Ms timeout) {
-  ReadOutcome outcome;
-  auto call = [this](rpc::WorkerClient& client, Ms attempt) {
-    return client.ShardRead(shard_, attempt);
-  };
-  asio::awaitable<Result<internal::v1::AggregateResponse>> read =
-      WithLeader<internal::v1::AggregateResponse>(call, timeout, &outcome.failed);
-  outcome.aggregate = co_await std::move(read);
-  co_return outcome;
-}
-
 asio::awaitable<ShardLeader::QueryAnswer> ShardLeader::Query(internal::v1::ShardQuery query,
                                                              Ms timeout) {
   QueryAnswer outcome;
@@ -165,9 +156,10 @@ asio::awaitable<ShardLeader::QueryAnswer> ShardLeader::Query(internal::v1::Shard
     query.set_timeout_ms(static_cast<uint32_t>(attempt.count()));
     return client.Query(query, attempt);
   };
+  // One the running aggregate answers (/analytics) is quick: a third, as any other call.
+  const int share = query::RunningAggregateAnswers(query) ? 3 : kQueryAttemptShare;
   asio::awaitable<Result<internal::v1::ShardQueryResponse>> asked =
-      WithLeader<internal::v1::ShardQueryResponse>(call, timeout, &outcome.failed,
-                                                   kQueryAttemptShare);
+      WithLeader<internal::v1::ShardQueryResponse>(call, timeout, &outcome.failed, share);
   outcome.answer = co_await std::move(asked);
   co_return outcome;
 }

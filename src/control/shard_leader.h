@@ -43,17 +43,10 @@ class ShardLeader final : public rpc::WriteTarget {
   boost::asio::awaitable<Result<internal::v1::WriteResponse>> Write(
       const internal::v1::WriteRequest& request, std::chrono::milliseconds timeout) override;
 
-  // The shard's aggregate, read at its leader. `failed` gets the nodes tried that did not
-  // answer (not reachable in time), for responding_nodes.
-  struct ReadOutcome {
-    Result<internal::v1::AggregateResponse> aggregate = Unavailable("not read");
-    std::vector<uint64_t> failed;
-  };
-  boost::asio::awaitable<ReadOutcome> Read(std::chrono::milliseconds timeout);
-
   // One round of a query on the shard, at its leader (query.shard and timeout_ms are set
-  // here). A scan takes long: each attempt gets half of what is left, not a third, and the
-  // worker gives up on an attempt the control node no longer waits for.
+  // here). A scan takes long: each attempt gets half of what is left, not a third (but for one
+  // the running aggregate answers), and the worker gives up on an attempt the control node no
+  // longer waits for. `failed` gets the nodes tried that did not answer, for responding_nodes.
   struct QueryAnswer {
     Result<internal::v1::ShardQueryResponse> answer = Unavailable("not asked");
     std::vector<uint64_t> failed;

@@ -307,4 +307,11 @@ Decoded<QueryPlan> PlanQuery(const das::v1::Query& query, uint32_t max_rows) {
   return plan;
 }
 
+bool RunningAggregateAnswers(const internal::v1::ShardQuery& query) {
+  return !query.has_from_us() && !query.has_to_us() && query.keys_size() == 0 &&
+         query.key_prefix().empty() && query.width_ms() == 0 && !query.group_by_key() &&
+         !query.distinct_keys() && query.quantiles_size() == 0 && query.probes_size() == 0 &&
+         !query.has_as_of_us();
+}
+
 }  // namespace das::query

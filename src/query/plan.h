@@ -49,6 +49,11 @@ Decoded<das::v1::Query> QueryFromParams(const std::vector<http::QueryParam>& par
 // Checks every field (422 naming it) and makes the plan.
 Decoded<QueryPlan> PlanQuery(const das::v1::Query& query, uint32_t max_rows);
 
+// Whether a shard's query asks for nothing but the count, sum, min and max of every row the
+// shard holds (no filter, no grouping, no distinct count, no quantile, a first round:
+// /analytics), which the store's running aggregate answers without a scan.
+bool RunningAggregateAnswers(const internal::v1::ShardQuery& query);
+
 // An instant of `from` / `to`: RFC 3339 (2026-12-01T08:00:00Z, 2026-12-01T09:00:00.250+01:00)
 // or epoch milliseconds ("1764576000000"), in microseconds since the epoch; years 0000-9999.
 // kInvalidArgument saying what is wrong.

@@ -17,6 +17,7 @@
 
 #include "common/exact_sum.h"
 #include "common/quantile.h"
+#include "query/plan.h"
 #include "query/shard_groups.h"
 #include "query/shard_scan.h"
 #include "storage/duckdb_util.h"
@@ -163,7 +164,39 @@ Result<ShardQueryResponse> RunShardQuery(duckdb_connection conn, uint32_t replic
   return response;
 }
 
+namespace {
+
+// The answer a scan would give, from the store's running aggregate: one row over every row
+// (bucket 0, granularity "all"), none when the shard holds no row.
+ShardQueryResponse FromRunningAggregate(uint32_t shard, const storage::Aggregate& aggregate,
+                                        int64_t newest_ingest_us) {
+  ShardQueryResponse response;
+  response.set_shard(shard);
+  response.set_applied_index(aggregate.applied_index);
+  if (aggregate.count == 0) return response;
+  response.set_as_of_us(newest_ingest_us);
+  ShardQueryRow& row = *response.add_rows();
+  row.set_bucket_start_ms(0);
+  row.set_count(aggregate.count);
+  row.set_exact_sum(aggregate.sum.ToBytes());
+  if (aggregate.min) row.set_min(*aggregate.min);
+  if (aggregate.max) row.set_max(*aggregate.max);
+  return response;
+}
+
+}  // namespace
+
 void QueryStore(storage::Store& store, ShardQuery query, ShardQueryCallback done) {
+  if (RunningAggregateAnswers(query)) {
+    const uint32_t shard = query.shard();
+    const int64_t newest = store.newest_ingest_us();
+    store.ComputeAggregate(
+        [shard, newest, done = std::move(done)](Result<storage::Aggregate> aggregate) {
+          if (!aggregate.ok()) return done(std::move(aggregate).status());
+          done(FromRunningAggregate(shard, *aggregate, newest));
+        });
+    return;
+  }
   const auto deadline = query.timeout_ms() == 0 ? std::chrono::steady_clock::time_point::max()
                                                 : std::chrono::steady_clock::now() +
                                                       std::chrono::milliseconds(query.timeout_ms());

@@ -12,7 +12,7 @@
 // rows while writes go on.
 //
 // Thread-safety: RunShardQuery uses only its connection (one thread at a time); QueryStore may
-// be called from any thread and answers on the store's reader thread.
+// be called from any thread and answers on the store's reader thread (or on the caller's).
 #pragma once
 
 #include <chrono>
@@ -35,8 +35,10 @@ Result<internal::v1::ShardQueryResponse> RunShardQuery(
     _duckdb_connection* conn, uint32_t replica, const internal::v1::ShardQuery& query,
     int64_t newest_ingest_us, std::chrono::steady_clock::time_point deadline);
 
-// RunShardQuery on one of `store`'s reader threads, within query.timeout_ms() of now (counted
-// from this call, so that the time queued counts).
+// The answer from the store's running aggregate when it answers the query (RunningAggregateAnswers,
+// query/plan.h) (on the caller's
+// thread, at once: ComputeAggregate); else RunShardQuery on one of `store`'s reader threads,
+// within query.timeout_ms() of now (counted from this call, so that the time queued counts).
 void QueryStore(storage::Store& store, internal::v1::ShardQuery query, ShardQueryCallback done);
 
 }  // namespace das::query

@@ -266,15 +266,6 @@ class ReplicaHostImpl final : public ReplicaHost {
         });
   }
 
-  void Read(uint32_t shard, storage::AggregateCallback done) override {
-    Result<std::shared_ptr<Replica>> replica = Find(shard);
-    if (!replica.ok()) return done(std::move(replica).status());
-    (*replica)->machine->Read([this, done = std::move(done)](Result<storage::Aggregate> aggregate) {
-      if (!aggregate.ok()) return done(std::move(aggregate).status());
-      done(std::move(aggregate));
-    });
-  }
-
   void ReadWith(uint32_t shard, std::function<void(Result<storage::Store*>)> ready) override {
     Result<std::shared_ptr<Replica>> found = Find(shard);
     if (!found.ok()) return ready(std::move(found).status());

@@ -87,10 +87,9 @@ class ReplicaHost {
   virtual void Write(uint32_t shard, uint64_t request_id, int64_t ingest_us,
                      const std::vector<const internal::v1::SubBatch*>& batches,
                      storage::WriteCallback done) = 0;
-  // A linearizable read of `shard`'s aggregate at this replica, which must lead it.
-  virtual void Read(uint32_t shard, storage::AggregateCallback done) = 0;
-  // The same read point for any read of `shard`'s store (ShardReplica::ReadPoint): `ready` gets
-  // the store once it is reached, and must submit its work to it before returning.
+  // A linearizable read of `shard` at this replica, which must lead it (ShardReplica::ReadPoint):
+  // `ready` gets the store once the read point is reached, and must submit its work to it
+  // before returning.
   virtual void ReadWith(uint32_t shard, std::function<void(Result<storage::Store*>)> ready) = 0;
   // Hands leadership of `shard` to node `to`.
   virtual void Transfer(uint32_t shard, uint64_t to, std::function<void(Status)> done) = 0;

@@ -9,11 +9,10 @@ inline constexpr char kClockPath[] = "/internal/v1/clock";    // GET ClockRespon
 // Shards (docs/architecture.md).
 inline constexpr char kWritePath[] = "/internal/v1/write";  // POST WriteRequest (with a shard)
 inline constexpr char kQueryPath[] = "/internal/v1/query";  // POST ShardQuery (with a shard)
-inline constexpr char kTopologyPath[] = "/internal/v1/topology";          // POST TopologyRequest
-inline constexpr char kShardReadPath[] = "/internal/v1/shard/aggregate";  // POST ShardReadRequest
-inline constexpr char kTransferPath[] = "/internal/v1/shard/transfer";    // POST TransferRequest
-inline constexpr char kShardWritesPath[] = "/internal/v1/shard/writes";   // POST ShardWritesRequest
-inline constexpr char kCopyPath[] = "/internal/v1/shard/copy";            // POST CopyRequest
+inline constexpr char kTopologyPath[] = "/internal/v1/topology";         // POST TopologyRequest
+inline constexpr char kTransferPath[] = "/internal/v1/shard/transfer";   // POST TransferRequest
+inline constexpr char kShardWritesPath[] = "/internal/v1/shard/writes";  // POST ShardWritesRequest
+inline constexpr char kCopyPath[] = "/internal/v1/shard/copy";           // POST CopyRequest
 inline constexpr char kCopyChunkPath[] = "/internal/v1/shard/copy/chunk";  // POST CopyChunkRequest
 // The import of an older build's unreplicated store into shards (control/legacy_import.h).
 inline constexpr char kLegacyRowsPath[] = "/internal/v1/legacy/rows";  // POST LegacyPageRequest

@@ -105,15 +105,6 @@ class WorkerClientImpl final : public WorkerClient {
     co_return co_await std::move(call);
   }
 
-  asio::awaitable<Result<internal::v1::AggregateResponse>> ShardRead(
-      uint32_t shard, std::chrono::milliseconds timeout) override {
-    internal::v1::ShardReadRequest request;
-    request.set_shard(shard);
-    asio::awaitable<Result<internal::v1::AggregateResponse>> call =
-        PostMessage<internal::v1::AggregateResponse>(kShardReadPath, request, timeout);
-    co_return co_await std::move(call);
-  }
-
   asio::awaitable<Result<internal::v1::TransferResponse>> Transfer(
       uint32_t shard, uint64_t to, std::chrono::milliseconds timeout) override {
     internal::v1::TransferRequest request;

@@ -57,8 +57,6 @@ class WorkerClient : public WriteTarget {
   // Replicated shards: the topology, a shard's linearizable read, a leadership transfer.
   virtual boost::asio::awaitable<Result<internal::v1::TopologyResponse>> Topology(
       const internal::v1::TopologyRequest& request, std::chrono::milliseconds timeout) = 0;
-  virtual boost::asio::awaitable<Result<internal::v1::AggregateResponse>> ShardRead(
-      uint32_t shard, std::chrono::milliseconds timeout) = 0;
   virtual boost::asio::awaitable<Result<internal::v1::TransferResponse>> Transfer(
       uint32_t shard, uint64_t to, std::chrono::milliseconds timeout) = 0;
   // POST /internal/v1/join, sent to the control node by a worker started with --join (the

@@ -102,18 +102,6 @@ SubBatchResult::Code ToWire(storage::SubBatchOutcome::Code code) {
   return SubBatchResult::INVALID_ARGUMENT;
 }
 
-internal::v1::AggregateResponse ToWire(const storage::Aggregate& aggregate, uint32_t worker_id) {
-  internal::v1::AggregateResponse response;
-  response.set_count(aggregate.count);
-  response.set_sum(aggregate.sum.Value());
-  response.set_exact_sum(aggregate.sum.ToBytes());
-  if (aggregate.min) response.set_min(*aggregate.min);
-  if (aggregate.max) response.set_max(*aggregate.max);
-  response.set_worker_id(worker_id);
-  response.set_applied_index(aggregate.applied_index);
-  return response;
-}
-
 template <typename Message>
 std::optional<Message> Parse(const http::Request& request) {
   Message message;
@@ -145,9 +133,6 @@ WorkerService::WorkerService(replica::ReplicaHost& replicas, const storage::Node
   }
   router_.Add("POST", rpc::kTopologyPath,
               [this](http::Request request, http::Target) { return Topology(std::move(request)); });
-  router_.Add("POST", rpc::kShardReadPath, [this](http::Request request, http::Target) {
-    return ShardRead(std::move(request));
-  });
   router_.Add("POST", rpc::kTransferPath,
               [this](http::Request request, http::Target) { return Transfer(std::move(request)); });
   router_.Add("POST", rpc::kCopyPath, [this](http::Request request, http::Target) {
@@ -466,19 +451,6 @@ asio::awaitable<http::Response> WorkerService::Topology(http::Request request) {
     co_return rpc::ErrorResponse(adopted.status());
   }
   co_return rpc::ProtobufResponse(internal::v1::TopologyResponse());
-}
-
-asio::awaitable<http::Response> WorkerService::ShardRead(http::Request request) {
-  std::optional<internal::v1::ShardReadRequest> read =
-      Parse<internal::v1::ShardReadRequest>(request);
-  if (!read) co_return Undecodable(internal::v1::ShardReadRequest());
-  auto start = [this, shard = read->shard()](auto done) { replicas_.Read(shard, std::move(done)); };
-  asio::awaitable<Result<storage::Aggregate>> op = AwaitStore<storage::Aggregate>(std::move(start));
-  Result<storage::Aggregate> aggregate = co_await std::move(op);
-  if (!aggregate.ok()) co_return rpc::ErrorResponse(aggregate.status());
-  internal::v1::AggregateResponse response = ToWire(*aggregate, worker_id_);
-  response.set_shard(read->shard());
-  co_return rpc::ProtobufResponse(response);
 }
 
 asio::awaitable<http::Response> WorkerService::Query(http::Request request) {

@@ -7,7 +7,6 @@
 //                                      sub-batch), proposed on the shard's raft group
 //   POST /internal/v1/shard/writes     ShardWritesRequest -> ShardWritesResponse (several
 //                                      shards' writes at once, an outcome each)
-//   POST /internal/v1/shard/aggregate  ShardReadRequest -> AggregateResponse (at the leader)
 //   POST /internal/v1/query            ShardQuery with `shard` -> ShardQueryResponse (at the
 //                                      leader)
 //   POST /internal/v1/shard/transfer   TransferRequest -> TransferResponse
@@ -94,7 +93,6 @@ class WorkerService {
   std::vector<metrics::ScrapedFamily> StoreFamilies(
       const std::vector<internal::v1::ReplicaHealth>& replicas) const;
   boost::asio::awaitable<http::Response> Topology(http::Request request);
-  boost::asio::awaitable<http::Response> ShardRead(http::Request request);
   boost::asio::awaitable<http::Response> Query(http::Request request);
   boost::asio::awaitable<http::Response> Transfer(http::Request request);
   boost::asio::awaitable<http::Response> Membership(http::Request request);

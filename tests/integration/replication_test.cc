@@ -402,13 +402,13 @@ TEST_F(ReplicationTest, APartitionedLeaderServesNoStaleReadAndTheMajorityGoesOn)
   ASSERT_TRUE(WriteEveryShard("partitioned", 100.0, expected));
   ASSERT_TRUE(ExpectCompleteAndExact(expected, 3));
 
-  internal::v1::ShardReadRequest read;
+  internal::v1::ShardQuery read;
   read.set_shard(0);
   Result<HttpResponse> stale =
-      HttpPost(cluster_.worker_port(0), "/internal/v1/shard/aggregate", read.SerializeAsString(),
-               kProtobuf, std::chrono::seconds(5));
+      HttpPost(cluster_.worker_port(0), "/internal/v1/query", read.SerializeAsString(), kProtobuf,
+               std::chrono::seconds(5));
   if (stale.ok() && stale->status == 200) {
-    internal::v1::AggregateResponse body;
+    internal::v1::ShardQueryResponse body;
     ASSERT_TRUE(body.ParseFromString(stale->body));
     ADD_FAILURE() << "the cut-off worker served a read of shard 0: " << body.ShortDebugString();
   }

@@ -139,6 +139,21 @@ TEST(QueryFromParamsTest, TakesTheFiltersOnceEach) {
   EXPECT_EQ(std::get<ApiError>(empty).message.rfind("key: empty", 0), 0u);
 }
 
+// /analytics without a filter plans the shards' part the running aggregate answers (no scan);
+// with one, a scan.
+TEST(QueryFromParamsTest, UnfilteredAnalyticsIsAnsweredByTheRunningAggregates) {
+  Decoded<das::v1::Query> all = QueryFromParams({{"format", "json"}});
+  ASSERT_TRUE(std::holds_alternative<das::v1::Query>(all));
+  Decoded<QueryPlan> plan = PlanQuery(std::get<das::v1::Query>(all), kDefaultQueryMaxRows);
+  ASSERT_TRUE(std::holds_alternative<QueryPlan>(plan));
+  EXPECT_TRUE(RunningAggregateAnswers(std::get<QueryPlan>(plan).shard_query));
+  Decoded<das::v1::Query> prefixed = QueryFromParams({{"key_prefix", "a"}});
+  ASSERT_TRUE(std::holds_alternative<das::v1::Query>(prefixed));
+  plan = PlanQuery(std::get<das::v1::Query>(prefixed), kDefaultQueryMaxRows);
+  ASSERT_TRUE(std::holds_alternative<QueryPlan>(plan));
+  EXPECT_FALSE(RunningAggregateAnswers(std::get<QueryPlan>(plan).shard_query));
+}
+
 // --- merging the shards' rows -----------------------------------------------------------------
 
 internal::v1::ShardQueryRow ShardRow(int64_t bucket, const std::string& key,

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <random>
@@ -139,6 +140,47 @@ TEST_F(ShardQueryTest, OneBucketHoldsTheExactSumMinMaxAndTheSnapshot) {
   EXPECT_EQ(ExactSum::FromBytes(response.rows(0).exact_sum())->Value(), 0.5);
   EXPECT_EQ(response.rows(0).min(), -1e16);
   EXPECT_EQ(response.rows(0).max(), 1e16);
+}
+
+// An unfiltered query of one bucket (/analytics) is answered from the store's running
+// aggregate, without a scan, and says exactly what the scan says: count, exact sum, min, max
+// and the snapshot. Anything more (a filter, a bucket width, distinct keys) is a scan.
+TEST_F(ShardQueryTest, TheRunningAggregateAnswersAnUnfilteredQueryAsTheScanDoes) {
+  auto store = Open();
+  Apply(*store, 1, kT0, {{"a", 1e16}, {"b", 1.0}});
+  Apply(*store, 2, kT0 + 5, {{"c", -1e16}, {"d", -0.5}, {"a", 7.25}});
+  ShardQuery query;
+  query.set_shard(0);
+  ASSERT_TRUE(RunningAggregateAnswers(query));
+  const ShardQueryResponse fast = RunOk(*store, query);
+  std::promise<Result<ShardQueryResponse>> done;
+  store->RunOnReader([&](Result<_duckdb_connection*> conn) {
+    ASSERT_TRUE(conn.ok());
+    done.set_value(RunShardQuery(*conn, store->replica(), query, store->newest_ingest_us(),
+                                 std::chrono::steady_clock::time_point::max()));
+  });
+  Result<ShardQueryResponse> scanned = done.get_future().get();
+  ASSERT_TRUE(scanned.ok()) << scanned.status().ToString();
+  ASSERT_EQ(fast.rows_size(), 1);
+  ASSERT_EQ(scanned->rows_size(), 1);
+  EXPECT_EQ(fast.as_of_us(), scanned->as_of_us());
+  EXPECT_EQ(fast.rows(0).bucket_start_ms(), scanned->rows(0).bucket_start_ms());
+  EXPECT_EQ(fast.rows(0).count(), 5u);
+  EXPECT_EQ(fast.rows(0).count(), scanned->rows(0).count());
+  EXPECT_EQ(fast.rows(0).exact_sum(), scanned->rows(0).exact_sum());
+  EXPECT_EQ(fast.rows(0).min(), scanned->rows(0).min());
+  EXPECT_EQ(fast.rows(0).max(), scanned->rows(0).max());
+  EXPECT_EQ(fast.applied_index(), 2u);
+
+  for (auto narrow : std::vector<std::function<void(ShardQuery&)>>{
+           [](ShardQuery& q) { q.set_from_us(kT0); }, [](ShardQuery& q) { q.set_key_prefix("a"); },
+           [](ShardQuery& q) { q.add_keys("a"); }, [](ShardQuery& q) { q.set_width_ms(1000); },
+           [](ShardQuery& q) { q.set_distinct_keys(true); },
+           [](ShardQuery& q) { q.set_as_of_us(kT0); }}) {
+    ShardQuery other = query;
+    narrow(other);
+    EXPECT_FALSE(RunningAggregateAnswers(other)) << other.ShortDebugString();
+  }
 }
 
 TEST_F(ShardQueryTest, FiltersSelectByTimeKeyKeysAndPrefix) {

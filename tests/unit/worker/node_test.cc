@@ -78,9 +78,10 @@ uint64_t RowsOnceLeading(int port) {
   for (int i = 0; i < 6000; ++i) {
     internal::v1::WorkerHealthResponse health = Health(port);
     if (health.replicas_size() == 1 && health.replicas(0).role() == "leader") {
-      internal::v1::ShardReadRequest read;  // everything committed, applied
+      internal::v1::ShardQuery read;  // a read at the leader: everything committed, applied
+      read.set_shard(0);
       Result<it::HttpResponse> aggregate = it::HttpPost(
-          port, "/internal/v1/shard/aggregate", read.SerializeAsString(), "application/x-protobuf");
+          port, "/internal/v1/query", read.SerializeAsString(), "application/x-protobuf");
       EXPECT_TRUE(aggregate.ok() && aggregate->status == 200);
       return Health(port).rows();
     }

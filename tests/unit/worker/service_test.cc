@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 
 #include "../../free_port.h"
 #include "../temp_dir.h"
+#include "common/exact_sum.h"
 #include "common/hash.h"
 #include "das/v1/internal.pb.h"
 
@@ -124,15 +126,32 @@ class WorkerServiceTest : public ::testing::Test {
     return response;
   }
 
-  // Shard 0's aggregate, read at its leader.
-  internal::v1::AggregateResponse Aggregate() {
-    internal::v1::ShardReadRequest read;
-    read.set_shard(0);
-    http::Response r = Call("POST", "/internal/v1/shard/aggregate", read.SerializeAsString());
+  // Shard 0's count, sum, min and max, read at its leader by an unfiltered query (which the
+  // running aggregate answers).
+  struct Figures {
+    uint64_t count = 0;
+    double sum = 0;
+    std::optional<double> min;
+    std::optional<double> max;
+    uint32_t worker_id = 0;
+  };
+  Figures Aggregate() {
+    internal::v1::ShardQuery query;
+    query.set_shard(0);
+    http::Response r = Call("POST", "/internal/v1/query", query.SerializeAsString());
     EXPECT_EQ(r.status, 200u);
-    internal::v1::AggregateResponse a;
-    EXPECT_TRUE(a.ParseFromString(r.body));
-    return a;
+    internal::v1::ShardQueryResponse answer;
+    EXPECT_TRUE(answer.ParseFromString(r.body));
+    Figures figures;
+    figures.worker_id = answer.worker_id();
+    EXPECT_LE(answer.rows_size(), 1);  // one bucket, none when empty
+    for (const internal::v1::ShardQueryRow& row : answer.rows()) {
+      figures.count = row.count();
+      figures.sum = ExactSum::FromBytes(row.exact_sum()).value_or(ExactSum()).Value();
+      figures.min = row.min();
+      figures.max = row.max();
+    }
+    return figures;
   }
 
   static internal::v1::ErrorStatus ErrorOf(const http::Response& r, unsigned status) {
@@ -175,12 +194,12 @@ TEST_F(WorkerServiceTest, BadSubBatchIsRejectedAloneOthersAreStored) {
   EXPECT_EQ(response.results(1).error(), "partition_key is empty");
   EXPECT_EQ(response.results(2).code(), SubBatchResult::OK);
 
-  internal::v1::AggregateResponse a = Aggregate();
-  EXPECT_EQ(a.count(), 2u);
-  EXPECT_EQ(a.sum(), 5.5);
-  EXPECT_EQ(a.min(), 1.5);
-  EXPECT_EQ(a.max(), 4);
-  EXPECT_EQ(a.worker_id(), 7u);
+  const Figures a = Aggregate();
+  EXPECT_EQ(a.count, 2u);
+  EXPECT_EQ(a.sum, 5.5);
+  EXPECT_EQ(a.min, 1.5);
+  EXPECT_EQ(a.max, 4);
+  EXPECT_EQ(a.worker_id, 7u);
 }
 
 TEST_F(WorkerServiceTest, RetriedKeyIsDuplicateWithTheFirstCount) {
@@ -193,14 +212,14 @@ TEST_F(WorkerServiceTest, RetriedKeyIsDuplicateWithTheFirstCount) {
   internal::v1::WriteResponse response = Written(request);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::DUPLICATE);
   EXPECT_EQ(response.results(0).rows_written(), 2u);
-  EXPECT_EQ(Aggregate().count(), 2u);
+  EXPECT_EQ(Aggregate().count, 2u);
 }
 
 TEST_F(WorkerServiceTest, EmptyStoreAggregateHasNoMinMax) {
-  internal::v1::AggregateResponse a = Aggregate();
-  EXPECT_EQ(a.count(), 0u);
-  EXPECT_FALSE(a.has_min());
-  EXPECT_FALSE(a.has_max());
+  const Figures a = Aggregate();
+  EXPECT_EQ(a.count, 0u);
+  EXPECT_FALSE(a.min.has_value());
+  EXPECT_FALSE(a.max.has_value());
 }
 
 // Every failure carries an ErrorStatus whose code the control node acts on.
@@ -238,7 +257,7 @@ TEST_F(WorkerServiceTest, WritesAndQueriesNameTheirShard) {
   EXPECT_EQ(query.code(), internal::v1::ErrorStatus::INVALID_ARGUMENT);
   EXPECT_EQ(ErrorOf(Call("GET", "/internal/v1/aggregate"), 404).code(),
             internal::v1::ErrorStatus::NOT_FOUND);
-  EXPECT_EQ(Aggregate().count(), 0u);
+  EXPECT_EQ(Aggregate().count, 0u);
 }
 
 TEST_F(WorkerServiceTest, RowWithoutValueIsRejected) {
@@ -247,7 +266,7 @@ TEST_F(WorkerServiceTest, RowWithoutValueIsRejected) {
   internal::v1::WriteResponse response = Written(request);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::INVALID_ARGUMENT);
   EXPECT_EQ(response.results(0).error(), "value is required");
-  EXPECT_EQ(Aggregate().count(), 0u);
+  EXPECT_EQ(Aggregate().count, 0u);
 }
 
 // A keyed part without rows records the key: a later part with the key and another batch's
@@ -268,7 +287,7 @@ TEST_F(WorkerServiceTest, EmptyKeyedPartRecordsTheKey) {
   part->set_batch_fingerprint(222);
   response = Written(reuse);
   EXPECT_EQ(response.results(0).code(), SubBatchResult::KEY_CONFLICT);
-  EXPECT_EQ(Aggregate().count(), 0u);
+  EXPECT_EQ(Aggregate().count, 0u);
 
   // A look-up alone (check_only) is decided in the log's order, like a write.
   internal::v1::WriteRequest check;
@@ -290,7 +309,7 @@ TEST_F(WorkerServiceTest, HealthReportsRows) {
   internal::v1::WriteRequest request;
   AddRow(request.add_batches(), "a", 1);
   ASSERT_EQ(Written(request).results(0).code(), SubBatchResult::OK);
-  EXPECT_EQ(Aggregate().count(), 1u);  // applied: the health counts it
+  EXPECT_EQ(Aggregate().count, 1u);  // applied: the health counts it
   internal::v1::WorkerHealthResponse h = Health();
   EXPECT_EQ(h.worker_id(), 7u);
   EXPECT_EQ(h.rows(), 1u);
@@ -330,7 +349,6 @@ class HeldHost final : public replica::ReplicaHost {
              storage::WriteCallback done) override {
     done(Unavailable("not here"));
   }
-  void Read(uint32_t, storage::AggregateCallback done) override { done(Unavailable("not here")); }
   void ReadWith(uint32_t, std::function<void(Result<storage::Store*>)> ready) override {
     ready(Unavailable("not here"));
   }
