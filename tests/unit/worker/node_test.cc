@@ -12,8 +12,8 @@
 
 #include "../../free_port.h"
 #include "../temp_dir.h"
-#include "common/hash.h"
 #include "das/v1/internal.pb.h"
+#include "one_shard.h"
 #include "support/http_client.h"
 
 namespace das::worker {
@@ -38,28 +38,6 @@ std::unique_ptr<WorkerNode> StartNode(const TempDir& dir, uint16_t raft_port) {
   if (!node.ok()) return nullptr;
   (*node)->Start();
   return std::move(node).value();
-}
-
-// One shard over every slot, held by this worker alone.
-std::string OneShard(uint16_t raft_port) {
-  internal::v1::TopologyRequest request;
-  request.set_node_id(kWorker);
-  internal::v1::Topology& topology = *request.mutable_topology();
-  topology.set_cluster_id(9);
-  topology.set_shards(1);
-  topology.set_replication_factor(1);
-  topology.set_epoch(1);
-  internal::v1::NodeAddress& node = *topology.add_nodes();
-  node.set_node_id(kWorker);
-  node.set_http_address("127.0.0.1:1");
-  node.set_raft_address("127.0.0.1:" + std::to_string(raft_port));
-  internal::v1::ShardPlacement& shard = *topology.add_placements();
-  shard.set_shard(0);
-  shard.set_end_slot(kSlots);
-  shard.add_voters(kWorker);
-  shard.add_founders(kWorker);
-  shard.set_preferred_leader(kWorker);
-  return request.SerializeAsString();
 }
 
 internal::v1::WorkerHealthResponse Health(int port) {
@@ -98,8 +76,9 @@ TEST(WorkerNodeTest, RunsInProcessAndKeepsWhatItStoredAcrossARestart) {
   ASSERT_NE(node, nullptr);
   const int port = node->port();
   ASSERT_NE(port, 0);
-  Result<it::HttpResponse> adopted =
-      it::HttpPost(port, "/internal/v1/topology", OneShard(raft_port), "application/x-protobuf");
+  Result<it::HttpResponse> adopted = it::HttpPost(
+      port, "/internal/v1/topology", OneShardTopology(kWorker, raft_port, 9).SerializeAsString(),
+      "application/x-protobuf");
   ASSERT_TRUE(adopted.ok() && adopted->status == 200);
   EXPECT_EQ(RowsOnceLeading(port), 0u);
   internal::v1::WriteRequest write;

@@ -17,8 +17,8 @@
 #include "../../free_port.h"
 #include "../temp_dir.h"
 #include "common/exact_sum.h"
-#include "common/hash.h"
 #include "das/v1/internal.pb.h"
+#include "one_shard.h"
 
 namespace das::worker {
 namespace {
@@ -27,29 +27,6 @@ namespace asio = boost::asio;
 using internal::v1::SubBatchResult;
 
 constexpr uint64_t kWorker = 7;
-
-// One shard over every slot; this worker is its only voter.
-internal::v1::TopologyRequest OneShard(uint16_t raft_port) {
-  internal::v1::TopologyRequest request;
-  request.set_node_id(kWorker);
-  internal::v1::Topology& topology = *request.mutable_topology();
-  topology.set_cluster_id(42);
-  topology.set_shards(1);
-  topology.set_replication_factor(1);
-  topology.set_epoch(1);
-  internal::v1::NodeAddress& node = *topology.add_nodes();
-  node.set_node_id(kWorker);
-  node.set_http_address("127.0.0.1:1");
-  node.set_raft_address("127.0.0.1:" + std::to_string(raft_port));
-  internal::v1::ShardPlacement& shard = *topology.add_placements();
-  shard.set_shard(0);
-  shard.set_first_slot(0);
-  shard.set_end_slot(kSlots);
-  shard.add_voters(kWorker);
-  shard.add_founders(kWorker);
-  shard.set_preferred_leader(kWorker);
-  return request;
-}
 
 class WorkerServiceTest : public ::testing::Test {
  protected:
@@ -72,9 +49,10 @@ class WorkerServiceTest : public ::testing::Test {
     service.worker_id = kWorker;
     service.data_dir = dir_.path();
     service_ = std::make_unique<WorkerService>(*replicas_, *store_, service);
-    ASSERT_EQ(
-        Call("POST", "/internal/v1/topology", OneShard(host.raft_port).SerializeAsString()).status,
-        200u);
+    ASSERT_EQ(Call("POST", "/internal/v1/topology",
+                   OneShardTopology(kWorker, host.raft_port, 42).SerializeAsString())
+                  .status,
+              200u);
     WaitForLeader();
   }
 
