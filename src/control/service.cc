@@ -436,13 +436,6 @@ class ControlServiceImpl final : public ControlService {
     return destinations;
   }
 
-  // Where a keyed batch's key goes even without rows (SplitBatch): the key's home shard (the
-  // shard of the key itself), which always records it.
-  std::vector<uint32_t> KeyDestinations(const internal::v1::InsertBatchWire& batch) const {
-    if (batch.idempotency_key().empty()) return {};
-    return {replication_->ShardOf(batch.idempotency_key())};
-  }
-
   // What the parts of one client batch came to.
   struct PartsOutcome {
     uint64_t rows = 0;            // stored now or before (a duplicate)
@@ -500,6 +493,7 @@ class ControlServiceImpl final : public ControlService {
       }
       co_return outcome;
     }
+    if (parts.empty()) co_return outcome;  // every row in the home shard: one round trip
     asio::awaitable<void> rest = WriteParts(
         std::vector<std::pair<uint32_t, SubBatch*>>(parts.begin(), parts.end()), arena, outcome);
     co_await std::move(rest);
@@ -521,11 +515,14 @@ class ControlServiceImpl final : public ControlService {
     internal::v1::InsertBatchWire& batch = *std::get<internal::v1::InsertBatchWire*>(decoded);
     const bool keyed = !batch.idempotency_key().empty();
     const uint64_t fingerprint = keyed ? BatchFingerprint(batch) : 0;
+    // A keyed batch's key goes to its home shard (the shard of the key itself) even without
+    // rows there: that shard decides it.
+    const uint32_t home = keyed ? replication_->ShardOf(batch.idempotency_key()) : 0;
     std::map<uint32_t, SubBatch*> parts =
-        SplitBatch(batch, fingerprint, RowDestinations(batch), KeyDestinations(batch));
+        SplitBatch(batch, fingerprint, RowDestinations(batch),
+                   keyed ? std::vector<uint32_t>{home} : std::vector<uint32_t>{});
     PartsOutcome outcome;
     if (keyed) {
-      const uint32_t home = replication_->ShardOf(batch.idempotency_key());
       asio::awaitable<PartsOutcome> written = WriteKeyed(std::move(parts), home, arena);
       outcome = co_await std::move(written);
     } else {

@@ -136,6 +136,8 @@ class ReplicaHostImpl final : public ReplicaHost {
     // this worker for one that lost its data.
     saved_cluster_id_.store(request.topology().cluster_id(), std::memory_order_release);
     MutexLock lock(mu_);
+    // The control node's topology came first (Adopt opened it, the kept one or a newer one).
+    if (open_.load(std::memory_order_acquire)) return Status::Ok();
     return OpenLocked(request);
   }
 

@@ -66,7 +66,8 @@ class ReplicaHost {
   ReplicaHost(const ReplicaHost&) = delete;
   ReplicaHost& operator=(const ReplicaHost&) = delete;
 
-  // Opens the replicas of a topology kept in the data directory, if there is one.
+  // Opens the replicas of a topology kept in the data directory, if there is one and no
+  // Adopt() opened one first.
   virtual Status LoadSaved() = 0;
   // Takes the control node's topology: the first one is stored and opened; the same one again
   // is a no-op; a newer epoch is stored, then its changes are made. kInvalidArgument for another

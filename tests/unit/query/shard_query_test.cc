@@ -86,6 +86,19 @@ class ShardQueryTest : public ::testing::Test {
     ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
   }
 
+  // The scan itself (RunShardQuery) on one of the store's readers, whatever the query asks.
+  static Result<ShardQueryResponse> Scan(storage::Store& store, const ShardQuery& query,
+                                         std::chrono::steady_clock::time_point deadline =
+                                             std::chrono::steady_clock::time_point::max()) {
+    std::promise<Result<ShardQueryResponse>> done;
+    store.RunOnReader([&](Result<_duckdb_connection*> conn) {
+      if (!conn.ok()) return done.set_value(std::move(conn).status());
+      done.set_value(
+          RunShardQuery(*conn, store.replica(), query, store.newest_ingest_us(), deadline));
+    });
+    return done.get_future().get();
+  }
+
   static Result<ShardQueryResponse> Run(storage::Store& store, ShardQuery query) {
     return RunQuery(store, std::move(query));
   }
@@ -153,13 +166,7 @@ TEST_F(ShardQueryTest, TheRunningAggregateAnswersAnUnfilteredQueryAsTheScanDoes)
   query.set_shard(0);
   ASSERT_TRUE(RunningAggregateAnswers(query));
   const ShardQueryResponse fast = RunOk(*store, query);
-  std::promise<Result<ShardQueryResponse>> done;
-  store->RunOnReader([&](Result<_duckdb_connection*> conn) {
-    ASSERT_TRUE(conn.ok());
-    done.set_value(RunShardQuery(*conn, store->replica(), query, store->newest_ingest_us(),
-                                 std::chrono::steady_clock::time_point::max()));
-  });
-  Result<ShardQueryResponse> scanned = done.get_future().get();
+  Result<ShardQueryResponse> scanned = Scan(*store, query);
   ASSERT_TRUE(scanned.ok()) << scanned.status().ToString();
   ASSERT_EQ(fast.rows_size(), 1);
   ASSERT_EQ(scanned->rows_size(), 1);
@@ -360,14 +367,8 @@ TEST_F(ShardQueryTest, TooManyBucketsStopTheReadWithInvalidArgument) {
 TEST_F(ShardQueryTest, AReadPastItsDeadlineIsNotRun) {
   auto store = Open();
   Apply(*store, 1, kT0, {{"a", 1}});
-  std::promise<Result<ShardQueryResponse>> done;
-  auto future = done.get_future();
-  store->RunOnReader([&](Result<_duckdb_connection*> conn) {
-    ASSERT_TRUE(conn.ok());
-    done.set_value(RunShardQuery(*conn, store->replica(), ShardQuery(), store->newest_ingest_us(),
-                                 std::chrono::steady_clock::now() - std::chrono::seconds(1)));
-  });
-  Result<ShardQueryResponse> r = future.get();
+  Result<ShardQueryResponse> r =
+      Scan(*store, ShardQuery(), std::chrono::steady_clock::now() - std::chrono::seconds(1));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
 }

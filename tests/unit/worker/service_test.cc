@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <future>
 #include <optional>
-#include <thread>
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
@@ -36,11 +35,20 @@ class WorkerServiceTest : public ::testing::Test {
     Result<std::unique_ptr<storage::NodeStore>> store = storage::NodeStore::Open(options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
+    OpenHost();
+    ASSERT_EQ(Call("POST", "/internal/v1/topology", Topology().SerializeAsString()).status, 200u);
+    ExpectLeader();
+  }
+
+  // A replica host (with no topology yet) and the service over it, on this test's directory.
+  void OpenHost() {
+    service_.reset();
+    if (replicas_) replicas_->Close();
     replica::ReplicaHostOptions host;
     host.node_id = kWorker;
     host.data_dir = dir_.path();
     host.listen_host = "127.0.0.1";
-    host.raft_port = static_cast<uint16_t>(test::FreePort());
+    host.raft_port = raft_port_;
     host.store = store_.get();
     host.election_timeout_ms = 100;
     host.heartbeat_timeout_ms = 10;
@@ -49,27 +57,24 @@ class WorkerServiceTest : public ::testing::Test {
     service.worker_id = kWorker;
     service.data_dir = dir_.path();
     service_ = std::make_unique<WorkerService>(*replicas_, *store_, service);
-    ASSERT_EQ(Call("POST", "/internal/v1/topology",
-                   OneShardTopology(kWorker, host.raft_port, 42).SerializeAsString())
-                  .status,
-              200u);
-    WaitForLeader();
+  }
+
+  internal::v1::TopologyRequest Topology() const {
+    return OneShardTopology(kWorker, raft_port_, 42);
+  }
+
+  // A shard's only voter elects itself as its group starts (libraft's self-election), and the
+  // group has started once its replica opened: it leads as soon as the topology is adopted.
+  void ExpectLeader() {
+    const internal::v1::WorkerHealthResponse health = Health();
+    ASSERT_EQ(health.replicas_size(), 1);
+    EXPECT_EQ(health.replicas(0).role(), "leader") << health.ShortDebugString();
   }
 
   void TearDown() override {
     service_.reset();
     replicas_->Close();
     store_->Stop();
-  }
-
-  // Until the shard's only voter elected itself (bounded: a minute).
-  void WaitForLeader() {
-    for (int i = 0; i < 6000; ++i) {
-      internal::v1::WorkerHealthResponse health = Health();
-      if (health.replicas_size() == 1 && health.replicas(0).role() == "leader") return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    FAIL() << "shard 0 elected no leader";
   }
 
   http::Response Call(std::string method, std::string target, std::string body = "") {
@@ -147,6 +152,7 @@ class WorkerServiceTest : public ::testing::Test {
   }
 
   TempDir dir_{"das-worker-service"};
+  const uint16_t raft_port_ = static_cast<uint16_t>(test::FreePort());
   asio::io_context io_;
   std::unique_ptr<storage::NodeStore> store_;
   std::unique_ptr<replica::ReplicaHost> replicas_;
@@ -218,6 +224,34 @@ TEST_F(WorkerServiceTest, FailuresAnswerAnErrorStatusWithTheirCode) {
   replicas_->Close();
   internal::v1::ErrorStatus closed = ErrorOf(Write(request), 503);
   EXPECT_EQ(closed.code(), internal::v1::ErrorStatus::SHUTTING_DOWN) << closed.message();
+  // A topology that arrives while the worker stops opens nothing again.
+  internal::v1::ErrorStatus adopt =
+      ErrorOf(Call("POST", "/internal/v1/topology", Topology().SerializeAsString()), 503);
+  EXPECT_EQ(adopt.code(), internal::v1::ErrorStatus::SHUTTING_DOWN) << adopt.message();
+  EXPECT_EQ(Health().replicas_size(), 0);
+}
+
+// A restarted worker opens the topology it kept (LoadSaved, behind its running server) while the
+// control node may send the same one: whichever comes first opens the replica, the other
+// changes nothing, and the rows are there.
+TEST_F(WorkerServiceTest, TheKeptTopologyAndTheControlNodesOpenTheReplicasOnce) {
+  internal::v1::WriteRequest request;
+  AddRow(request.add_batches(), "kept", 2.5);
+  ASSERT_EQ(Written(request).results(0).code(), SubBatchResult::OK);
+  for (const bool control_first : {true, false}) {
+    OpenHost();
+    if (control_first) {
+      ASSERT_EQ(Call("POST", "/internal/v1/topology", Topology().SerializeAsString()).status, 200u);
+      ASSERT_TRUE(replicas_->LoadSaved().ok());
+    } else {
+      ASSERT_TRUE(replicas_->LoadSaved().ok());
+      ASSERT_EQ(Call("POST", "/internal/v1/topology", Topology().SerializeAsString()).status, 200u);
+    }
+    ExpectLeader();
+    const Figures a = Aggregate();
+    EXPECT_EQ(a.count, 1u) << (control_first ? "control node first" : "kept one first");
+    EXPECT_EQ(a.sum, 2.5);
+  }
 }
 
 // Every row is in a shard replica: a write or a query that names no shard is refused, and the
