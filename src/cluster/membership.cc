@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cluster/topology_plan.h"
 #include "rpc/routes.h"
 #include "rpc/topology.h"
 
@@ -102,6 +103,36 @@ Result<Joined> Join(ControlState& state, uint64_t requested_id, const JoinAddres
   found->set_http_address(addresses.http);
   found->set_raft_address(addresses.raft);
   return joined;
+}
+
+Result<bool> Drain(ControlState& state, uint64_t worker_id, size_t active_others) {
+  if (Contains(state.draining(), worker_id)) return false;
+  const uint32_t factor = state.topology().replication_factor();
+  if (active_others < MinWorkers(factor)) {
+    return FailedPrecondition("worker " + std::to_string(worker_id) +
+                              " cannot be drained: " + std::to_string(active_others) +
+                              " other active workers cannot hold replication factor " +
+                              std::to_string(factor));
+  }
+  state.add_draining(worker_id);
+  return true;
+}
+
+bool FillRaftAddresses(
+    internal::v1::Topology& topology,
+    const std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>>& health) {
+  std::vector<NodeAddress*> missing;
+  for (NodeAddress& node : *topology.mutable_nodes()) {
+    if (node.node_id() == rpc::kWitnessNodeId || !node.raft_address().empty()) continue;
+    auto it = health.find(node.node_id());
+    if (it == health.end() || !it->second.ok() || it->second->raft_port() == 0) return false;
+    missing.push_back(&node);
+  }
+  for (NodeAddress* node : missing) {
+    node->set_raft_address(HostOf(node->http_address()) + ":" +
+                           std::to_string(health.at(node->node_id())->raft_port()));
+  }
+  return true;
 }
 
 }  // namespace das::cluster

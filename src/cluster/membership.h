@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -45,5 +46,17 @@ struct Joined {
 // at an address another had.
 Result<Joined> Join(internal::v1::ControlState& state, uint64_t requested_id,
                     const JoinAddresses& addresses);
+
+// Marks member `worker_id` draining in `state` (its replicas move to the others): true, or
+// false when it drains already. kFailedPrecondition when `active_others`, the active workers
+// besides it, are too few for the state's replication factor (MinWorkers).
+Result<bool> Drain(internal::v1::ControlState& state, uint64_t worker_id, size_t active_others);
+
+// A cluster formed from a --workers list learns each worker's raft address from its health
+// answer: host of its HTTP address, the raft port it reports. Fills `topology`'s missing raft
+// addresses once every worker reported a port (true); changes nothing before (false).
+bool FillRaftAddresses(
+    internal::v1::Topology& topology,
+    const std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>>& health);
 
 }  // namespace das::cluster

@@ -108,20 +108,9 @@ asio::awaitable<ReplicationImpl::HealthMap> ReplicationImpl::GatherHealth() {
 }
 
 void ReplicationImpl::Form(const HealthMap& health) {
-  for (const internal::v1::NodeAddress& node : state_.topology().nodes()) {
-    if (node.node_id() == rpc::kWitnessNodeId || !node.raft_address().empty()) continue;
-    auto it = health.find(node.node_id());
-    if (it == health.end() || !it->second.ok() || it->second->raft_port() == 0) {
-      return;  // every worker's raft port first
-    }
-  }
   Topology& topology = *state_.mutable_topology();
+  if (!cluster::FillRaftAddresses(topology, health)) return;  // every worker's raft port first
   topology.set_cluster_id(NewClusterId());
-  for (internal::v1::NodeAddress& node : *topology.mutable_nodes()) {
-    if (node.node_id() == rpc::kWitnessNodeId || !node.raft_address().empty()) continue;
-    node.set_raft_address(HostOf(node.http_address()) + ":" +
-                          std::to_string(health.at(node.node_id())->raft_port()));
-  }
   if (Status saved = SaveStateLocked(); !saved.ok()) {
     spdlog::error("cannot keep the cluster state: {}", saved.ToString());
     return;
@@ -377,11 +366,15 @@ meta::ClusterView ReplicationImpl::ViewLocked() const {
 void ReplicationImpl::BumpEpochLocked(std::string_view why) {
   Topology& topology = *state_.mutable_topology();
   topology.set_epoch(topology.epoch() + 1);
-  for (const internal::v1::ShardPlacement& p : topology.placements()) {
+  EpochRaisedLocked(why);
+  SaveOrLogLocked();
+}
+
+void ReplicationImpl::EpochRaisedLocked(std::string_view why) {
+  for (const internal::v1::ShardPlacement& p : state_.topology().placements()) {
     leaders_[p.shard()]->SetReplicas(rpc::DataVoters(p));
   }
-  SaveOrLogLocked();
-  spdlog::info("cluster map epoch {}: {}", topology.epoch(), why);
+  spdlog::info("cluster map epoch {}: {}", state_.topology().epoch(), why);
 }
 
 void ReplicationImpl::AdoptConfigurations(const std::vector<ShardView>& views) {
@@ -410,7 +403,7 @@ void ReplicationImpl::AdoptConfigurations(const std::vector<ShardView>& views) {
       if (std::find(kept.begin(), kept.end(), v) == kept.end()) kept.push_back(v);
     }
     p.clear_voters();
-    for (uint64_t v : kept) AddVoter(p, v);
+    for (uint64_t v : kept) cluster::AddVoter(p, v);
     p.clear_joining();
     BumpEpochLocked("shard " + std::to_string(p.shard()) +
                     ": the map follows the group's own configuration");

@@ -29,6 +29,7 @@
 
 #include "cluster/leader_balance.h"
 #include "cluster/membership.h"
+#include "cluster/move_stages.h"
 #include "cluster/shard_view.h"
 #include "cluster/topology_plan.h"
 #include "common/durable_file.h"
@@ -51,27 +52,10 @@ using internal::v1::WorkerHealthResponse;
 using Ms = std::chrono::milliseconds;
 using cluster::Contains;
 using cluster::Erase;
-using cluster::HostOf;
 using cluster::ShardView;
 
 inline constexpr char kStateFile[] = "cluster.pb";
 inline constexpr auto kStopWait = std::chrono::seconds(5);
-
-// The stages of a replica move (internal::v1::ReplicaMove.stage).
-enum Stage : uint32_t {
-  kAnnounce = 0,  // `to` named as joining in a new epoch
-  kAddSpare = 1,  // once `to` holds that epoch
-  kStandby = 2,   // libraft brings it up to date
-  kCatchUp = 3,   // its store caught up (a copy installed, the log applied)
-  kVoter = 4,
-  kLeadOff = 5,    // leadership off `from`
-  kRemoveOld = 6,  // `from` removed
-};
-
-// "shard 3: worker-1 -> worker-2 (standby): why", for logs and /health.
-std::string Describe(const internal::v1::ReplicaMove& move);
-// Adds `id` to `placement`'s voters: data replicas before the witness.
-void AddVoter(internal::v1::ShardPlacement& placement, uint64_t id);
 
 class ReplicationImpl final : public Replication {
  public:
@@ -217,37 +201,25 @@ class ReplicationImpl final : public Replication {
   // data voter, where the balancer keeps leadership), not whoever leads this second: an
   // election's passing leader must not make the plan move leaders for good.
   meta::ClusterView ViewLocked() const REQUIRES(mu_);
-  // REQUIRES: mu_ held. A new epoch of the topology, kept; the shards' leaders learn their
-  // replicas.
+  // A new epoch of the topology, kept; the shards' leaders learn their replicas.
   void BumpEpochLocked(std::string_view why) REQUIRES(mu_);
+  // The same for an epoch already raised in state_ (not saved here).
+  void EpochRaisedLocked(std::string_view why) REQUIRES(mu_);
   // Makes the map agree with the groups' own configurations where no move is under way.
   void AdoptConfigurations(const std::vector<ShardView>& views);
   // Carries the current move on as far as it can go now, or plans the next one.
   asio::awaitable<void> Rebalance(const std::vector<ShardView>& views);
-  // One stage of the move under way: true when it advanced (the next may follow at once).
-  asio::awaitable<bool> Step(internal::v1::ReplicaMove move, const std::vector<ShardView>& views);
-  // The stages (Step).
-  bool PreferLeader(const internal::v1::ReplicaMove& move);
-  asio::awaitable<std::optional<bool>> RollBackIfGone(const internal::v1::ReplicaMove& move,
-                                                      const ShardView& view);
-  std::optional<bool> KeepOldIfNewGone(const internal::v1::ReplicaMove& move,
-                                       const ShardView& view);
-  bool Announce(const internal::v1::ReplicaMove& move);
+  // One step of the move under way (cluster/move_stages.h): true when it advanced (the next
+  // may follow at once).
+  asio::awaitable<bool> Step(const std::vector<ShardView>& views);
+  asio::awaitable<bool> CarryOut(const internal::v1::ReplicaMove& move,
+                                 const cluster::MoveStep& step, const ShardView& view);
+  bool KeepStepLocked(const internal::v1::ReplicaMove& move, const cluster::MoveStep& step)
+      REQUIRES(mu_);
+  // `to` holds the topology's current epoch (pushed to it; the witness: opened here).
   asio::awaitable<bool> HoldsItsEpoch(uint64_t to);
-  uint64_t StaleVoterAtLocked(uint32_t shard, uint64_t to) REQUIRES(mu_);
-  asio::awaitable<bool> AddSpare(const internal::v1::ReplicaMove& move, const ShardView& view);
-  asio::awaitable<bool> Standby(const internal::v1::ReplicaMove& move, const ShardView& view);
-  bool CatchUp(const internal::v1::ReplicaMove& move, const ShardView& view);
-  asio::awaitable<bool> Vote(const internal::v1::ReplicaMove& move, const ShardView& view);
-  asio::awaitable<bool> LeadOff(const internal::v1::ReplicaMove& move, const ShardView& view);
-  asio::awaitable<bool> RemoveOld(const internal::v1::ReplicaMove& move, const ShardView& view);
-  void AdvanceMove(uint32_t stage);
-  internal::v1::ShardPlacement& PlacementLocked(uint32_t shard) REQUIRES(mu_);
   // One membership step at the shard's leader; true once done.
   asio::awaitable<bool> AtLeader(const ShardView& view, internal::v1::MembershipRequest request);
-  asio::awaitable<bool> AtLeader(const ShardView& view, uint32_t shard,
-                                 internal::v1::MembershipRequest::Op op, uint64_t node);
-  void FinishMoveLocked() REQUIRES(mu_);
   // What a plan depends on besides the leaders: the map's epoch and every member's state.
   std::string PlanInputsLocked() const REQUIRES(mu_) {
     std::string out = std::to_string(state_.topology().epoch());

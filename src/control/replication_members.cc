@@ -50,19 +50,13 @@ Status ReplicationImpl::Decommission(uint64_t worker_id) {
   if (!directory_.Client(worker_id)) {
     return NotFound("worker " + std::to_string(worker_id) + " is no member of the cluster");
   }
-  if (Contains(state_.draining(), worker_id)) return Status::Ok();
   const auto now = std::chrono::steady_clock::now();
   size_t active = 0;
   for (const WorkerDirectory::Entry& w : directory_.Members()) {
     if (w.id != worker_id && StateOfLocked(w.id, now) == meta::WorkerState::kActive) ++active;
   }
-  if (active < cluster::MinWorkers(state_.topology().replication_factor())) {
-    return FailedPrecondition("worker " + std::to_string(worker_id) +
-                              " cannot be drained: " + std::to_string(active) +
-                              " other active workers cannot hold " + "replication factor " +
-                              std::to_string(state_.topology().replication_factor()));
-  }
-  state_.add_draining(worker_id);
+  ASSIGN_OR_RETURN(const bool drained, cluster::Drain(state_, worker_id, active));
+  if (!drained) return Status::Ok();
   RETURN_IF_ERROR(SaveStateLocked());
   spdlog::info("worker {} is decommissioned: its replicas move to the others", worker_id);
   return Status::Ok();

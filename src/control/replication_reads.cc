@@ -34,7 +34,7 @@ bool ReplicationImpl::DescribeShards(const HealthMap& workers,
     topology = state_.topology();
     das::v1::Rebalance& rebalance = *response.mutable_rebalance();
     if (state_.move().kind() != internal::v1::ReplicaMove::NONE) {
-      rebalance.set_current_move(Describe(state_.move()));
+      rebalance.set_current_move(cluster::DescribeMove(state_.move()));
     }
     rebalance.set_moves_pending(moves_pending_);
     rebalance.set_moves_done(moves_done_);

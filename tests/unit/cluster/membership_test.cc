@@ -104,5 +104,50 @@ TEST(JoinTest, ADepartedOrOutOfRangeIdIsRefusedAndChangesNothing) {
   EXPECT_EQ(state.SerializeAsString(), before);
 }
 
+TEST(DrainTest, AMemberDrainsOnlyWhileTheOthersCanHoldTheFactor) {
+  ControlState state = TwoMembers();
+  state.mutable_topology()->set_replication_factor(3);  // two workers and the witness
+  Result<bool> refused = Drain(state, 1, 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(),
+            "worker 1 cannot be drained: 1 other active workers cannot hold replication "
+            "factor 3");
+  EXPECT_EQ(state.draining_size(), 1);  // unchanged
+  Result<bool> drained = Drain(state, 1, 2);
+  ASSERT_TRUE(drained.ok());
+  EXPECT_TRUE(*drained);
+  EXPECT_TRUE(Contains(state.draining(), 1));
+  // Draining already: nothing to do, whatever the others.
+  Result<bool> again = Drain(state, 2, 0);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+}
+
+TEST(FillRaftAddressesTest, OnceEveryWorkerReportedItsRaftPort) {
+  internal::v1::Topology topology;
+  for (uint64_t id : {uint64_t{1}, uint64_t{2}, rpc::kWitnessNodeId}) {
+    internal::v1::NodeAddress* node = topology.add_nodes();
+    node->set_node_id(id);
+    node->set_http_address("10.0.0." + std::to_string(id % 100) + ":8081");
+  }
+  topology.mutable_nodes(2)->set_raft_address("10.0.0.1:9000");  // the witness's own
+  internal::v1::WorkerHealthResponse one;
+  one.set_raft_port(9081);
+  std::map<uint64_t, Result<internal::v1::WorkerHealthResponse>> health;
+  health.emplace(1, one);
+  health.emplace(2, Unavailable("down"));
+  const internal::v1::Topology before = topology;
+  EXPECT_FALSE(FillRaftAddresses(topology, health));
+  EXPECT_EQ(topology.SerializeAsString(), before.SerializeAsString());
+  internal::v1::WorkerHealthResponse two;
+  two.set_raft_port(9082);
+  health.insert_or_assign(2, two);
+  EXPECT_TRUE(FillRaftAddresses(topology, health));
+  EXPECT_EQ(topology.nodes(0).raft_address(), "10.0.0.1:9081");
+  EXPECT_EQ(topology.nodes(1).raft_address(), "10.0.0.2:9082");
+  EXPECT_EQ(topology.nodes(2).raft_address(), "10.0.0.1:9000");
+}
+
 }  // namespace
 }  // namespace das::cluster
