@@ -45,7 +45,8 @@ struct Flags {
   bool metrics = true;
 };
 
-void AddFlags(CLI::App& app, Flags& f) {
+// Where it listens and what one request may be.
+void AddServingFlags(CLI::App& app, Flags& f) {
   app.add_option("--host", f.host, "Address to listen on (0.0.0.0: every interface)")
       ->envname("DAS_HOST")
       ->capture_default_str();
@@ -72,6 +73,14 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_HEADER_LIMIT")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1024}, size_t{1} << 20));
+  app.add_option("--threads", f.threads, "Threads serving HTTP")
+      ->envname("DAS_THREADS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+}
+
+// How long each part of a request may take, and how much is sent at once.
+void AddDeadlineFlags(CLI::App& app, Flags& f) {
   app.add_option("--analytics-deadline-ms", f.analytics_deadline_ms,
                  "How long each worker gets to answer an analytics request")
       ->envname("DAS_ANALYTICS_DEADLINE_MS")
@@ -116,10 +125,10 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_MAX_INFLIGHT_PER_WORKER")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--threads", f.threads, "Threads serving HTTP")
-      ->envname("DAS_THREADS")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 64));
+}
+
+// The shards, their raft groups, and the witness.
+void AddClusterFlags(CLI::App& app, Flags& f) {
   app.add_option("--replication-factor", f.replication_factor,
                  "Votes per shard: 1 is the unreplicated system (one partition per worker); 3 "
                  "keeps every shard on min(3, workers) workers, plus this node as a witness "
@@ -159,6 +168,10 @@ void AddFlags(CLI::App& app, Flags& f) {
       ->envname("DAS_RAFT_LOG_MB")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
+}
+
+// Tokens, TLS, the cluster secret, metrics and logs.
+void AddSecurityFlags(CLI::App& app, Flags& f) {
   app.add_option("--auth-tokens-file", f.auth_tokens_file,
                  "Require a bearer token on the public API: a file of 'TOKEN NAME ROLE' lines "
                  "(roles read, write, admin; '#' starts a comment), read again on SIGHUP "
@@ -182,6 +195,13 @@ void AddFlags(CLI::App& app, Flags& f) {
   app.add_option("--log-level", f.log_level,
                  "trace, debug, info, warn, error (default: LOG_LEVEL, else RUST_LOG, else info); "
                  "the format: LOG_FORMAT=text (default) or json (one JSON object per line)");
+}
+
+void AddFlags(CLI::App& app, Flags& f) {
+  AddServingFlags(app, f);
+  AddDeadlineFlags(app, f);
+  AddClusterFlags(app, f);
+  AddSecurityFlags(app, f);
 }
 
 // The node's options from the flags; the cluster secret read from its file.

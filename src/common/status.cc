@@ -26,6 +26,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "NOT_FOUND";
     case StatusCode::kFailedPrecondition:
       return "FAILED_PRECONDITION";
+    case StatusCode::kMethodNotAllowed:
+      return "METHOD_NOT_ALLOWED";
   }
   return "UNKNOWN";
 }
@@ -40,6 +42,8 @@ unsigned HttpStatusOf(StatusCode code) {
       return 404;
     case StatusCode::kFailedPrecondition:
       return 409;
+    case StatusCode::kMethodNotAllowed:
+      return 405;
     case StatusCode::kNotLeader:
       return 421;  // Misdirected Request: ask the leader the detail names
     case StatusCode::kInvalidArgument:

@@ -28,6 +28,7 @@ enum class StatusCode {
   // The state does not allow it now (a membership change the replication factor forbids, a
   // drain below it); the same request may succeed once the state changed.
   kFailedPrecondition,
+  kMethodNotAllowed,  // a route that exists, asked with a method it does not take
 };
 
 std::string_view StatusCodeName(StatusCode code);

@@ -1,14 +1,14 @@
-// The control node's public API (README, "API") as a request -> response function.
-//
-// Inserts are validated, routed by the cluster map to the owning worker (by id) and written
-// through one ShardWriter per worker; analytics are scattered to every worker with a deadline
-// and merged exactly; health asks every worker. With replicated shards (replication factor
-// above 1), a ShardWriter per shard writes to the shard's leader (control/shard_leader.h),
-// analytics read every shard at its leader, and health adds every shard's replicas. Routes, 404/405
-// and the query parameters each route accepts live in one http::Router. Handle() is what the HTTP
-// server calls; tests call it without a socket. Thread-safety: Handle() may run concurrently on any
-// number of threads. Lifecycle: Stop() answers queued and later inserts kShuttingDown (503), waits
-// (bounded) for the internal requests in flight and closes the connections to the workers.
+// The control node's public API (README, "API") as a request -> response function: one
+// http::Router with the routes, the query parameters each takes, 404/405, tokens and the
+// format parameter, over the pieces that answer them: InsertApi (POST /insert and
+// /insert/batch: rows to their shards' leaders), QueryApi (POST /v1/query, GET /analytics),
+// HealthApi (GET /health), the membership routes (a worker's join, a decommission), /metrics
+// and the console. Replication (control/replication.h) runs the shards' raft groups' control:
+// forming the cluster, the witness, the rebalancer and the leader balancer. Handle() is what
+// the HTTP server calls; tests call it without a socket. Thread-safety: Handle() may run
+// concurrently on any number of threads. Lifecycle: Stop() answers queued and later inserts
+// kShuttingDown (503), waits (bounded) for the internal requests in flight and closes the
+// connections to the workers.
 #pragma once
 
 #include <chrono>

@@ -101,12 +101,13 @@ const Router::Route* Router::FindRoute(std::string_view path) const {
 std::variant<Router::Match, Response> Router::Resolve(const Request& request,
                                                       const Target& target) const {
   const Route* route = FindRoute(target.path);
-  if (!route) return render_error_(request, 404, "no route " + target.path);
+  if (!route)
+    return render_error_(request, Status(StatusCode::kNotFound, "no route " + target.path));
   auto endpoint = std::find_if(route->endpoints.begin(), route->endpoints.end(),
                                [&](const Endpoint& e) { return e.method == request.method; });
   if (endpoint == route->endpoints.end()) return MethodNotAllowed(request, target, *route);
   if (std::optional<std::string> bad = CheckParams(target, endpoint->options)) {
-    return render_error_(request, 400, std::move(*bad));
+    return render_error_(request, Status(StatusCode::kMalformed, std::move(*bad)));
   }
   return Match{route, &*endpoint};
 }
@@ -117,8 +118,9 @@ Response Router::MethodNotAllowed(const Request& request, const Target& target,
   for (const Endpoint& endpoint : route.endpoints) methods.push_back(endpoint.method);
   const std::string allow = Join(methods);
   Response response = render_error_(
-      request, 405,
-      "method " + request.method + " is not allowed on " + target.path + "; use " + allow);
+      request,
+      Status(StatusCode::kMethodNotAllowed,
+             "method " + request.method + " is not allowed on " + target.path + "; use " + allow));
   response.headers.emplace_back("Allow", allow);
   return response;
 }
@@ -139,7 +141,8 @@ std::vector<std::string> Router::Patterns() const {
 
 boost::asio::awaitable<Response> Router::Handle(Request request) const {
   Result<Target> parsed = ParseTarget(request.target);
-  if (!parsed.ok()) co_return render_error_(request, 400, parsed.status().message());
+  if (!parsed.ok())
+    co_return render_error_(request, Status(StatusCode::kMalformed, parsed.status().message()));
   Target target = std::move(parsed).value();
   std::variant<Match, Response> resolved = Resolve(request, target);
   if (Response* error = std::get_if<Response>(&resolved)) co_return std::move(*error);

@@ -27,10 +27,10 @@ using RouteHandler =
 using Middleware = std::function<boost::asio::awaitable<Response>(Request request, Target target,
                                                                   const RouteHandler& next)>;
 
-// Builds the response for an error the router itself detects (400, 404, 405), so that the
-// service chooses the body format. The router adds the Allow header to a 405 afterwards.
-using ErrorRenderer =
-    std::function<Response(const Request& request, unsigned status, std::string message)>;
+// Builds the response for an error the router itself detects (kMalformed: 400, kNotFound: 404,
+// kMethodNotAllowed: 405, as HttpStatusOf says), so that the service chooses the body format.
+// The router adds the Allow header to a 405 afterwards.
+using ErrorRenderer = std::function<Response(const Request& request, const Status& error)>;
 
 struct RouteOptions {
   // The query parameters the route accepts; any other one is answered with 400.

@@ -31,6 +31,8 @@ WireCode ToWireCode(StatusCode code) {
       return internal::v1::ErrorStatus::NOT_FOUND;
     case StatusCode::kFailedPrecondition:
       return internal::v1::ErrorStatus::FAILED_PRECONDITION;
+    case StatusCode::kMethodNotAllowed:
+      return internal::v1::ErrorStatus::METHOD_NOT_ALLOWED;
   }
   return internal::v1::ErrorStatus::INTERNAL;
 }
@@ -55,6 +57,8 @@ StatusCode FromWireCode(WireCode code) {
       return StatusCode::kNotFound;
     case internal::v1::ErrorStatus::FAILED_PRECONDITION:
       return StatusCode::kFailedPrecondition;
+    case internal::v1::ErrorStatus::METHOD_NOT_ALLOWED:
+      return StatusCode::kMethodNotAllowed;
     default:
       return StatusCode::kInternal;
   }

@@ -38,14 +38,9 @@ using query::QueryStore;
 
 namespace {
 
-// The router's own errors (400, 404, 405) as ErrorStatus bodies, keeping the router's status.
-http::Response RouterError(const http::Request&, unsigned status, std::string message) {
-  const StatusCode code = status == 400   ? StatusCode::kMalformed
-                          : status == 404 ? StatusCode::kNotFound
-                                          : StatusCode::kInvalidArgument;
-  http::Response response = rpc::ErrorResponse(Status(code, std::move(message)));
-  response.status = status;
-  return response;
+// The router's own errors (400, 404, 405) as ErrorStatus bodies.
+http::Response RouterError(const http::Request&, const Status& error) {
+  return rpc::ErrorResponse(error);
 }
 
 // A shard-writes request carries at most this many writes, and waits at most this long for

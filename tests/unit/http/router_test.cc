@@ -20,11 +20,12 @@ namespace {
 namespace asio = boost::asio;
 
 // Renders router errors as plain text, so that tests read the exact message from the body.
-Response RenderError(const Request& request, unsigned status, std::string message) {
+// The status is the error's (HttpStatusOf).
+Response RenderError(const Request& request, const Status& error) {
   Response response;
-  response.status = status;
+  response.status = HttpStatusOf(error.code());
   response.content_type = "text/plain";
-  response.body = std::move(message);
+  response.body = error.message();
   return response;
 }
 

@@ -8,12 +8,17 @@ namespace das::rpc {
 namespace {
 
 TEST(StatusWireTest, EveryCodeComesBackAsItLeft) {
-  const std::vector<Status> all = {
-      InvalidArgument("a limit"), Unavailable("a peer"),
-      DeadlineExceeded("late"),   NotLeader("not here", "7"),
-      ShuttingDown("closing"),    AlreadyExists("other rows"),
-      Internal("a bug"),          Malformed("no protobuf"),
-      NotFound("no such worker"), FailedPrecondition("too few workers")};
+  const std::vector<Status> all = {InvalidArgument("a limit"),
+                                   Unavailable("a peer"),
+                                   DeadlineExceeded("late"),
+                                   NotLeader("not here", "7"),
+                                   ShuttingDown("closing"),
+                                   AlreadyExists("other rows"),
+                                   Internal("a bug"),
+                                   Malformed("no protobuf"),
+                                   NotFound("no such worker"),
+                                   FailedPrecondition("too few workers"),
+                                   Status(StatusCode::kMethodNotAllowed, "use POST")};
   for (const Status& status : all) {
     const Status back = FromWire(ToWire(status));
     EXPECT_EQ(back.code(), status.code()) << status.ToString();
@@ -28,6 +33,12 @@ TEST(StatusWireTest, EveryCodeComesBackAsItLeft) {
 TEST(StatusWireTest, AStateThatForbidsItNowIsAConflict) {
   EXPECT_EQ(HttpStatusOf(StatusCode::kFailedPrecondition), 409u);
   EXPECT_EQ(FailedPrecondition("x").ToString(), "FAILED_PRECONDITION: x");
+}
+
+// A method a route does not take is its own code, not an invalid argument (a 405 everywhere).
+TEST(StatusWireTest, AMethodARouteDoesNotTakeIs405) {
+  EXPECT_EQ(HttpStatusOf(StatusCode::kMethodNotAllowed), 405u);
+  EXPECT_EQ(Status(StatusCode::kMethodNotAllowed, "x").ToString(), "METHOD_NOT_ALLOWED: x");
 }
 
 // A sub-batch's outcome read once into the codes callers act on: a key reused with other

@@ -216,6 +216,7 @@ TEST_F(WorkerServiceTest, FailuresAnswerAnErrorStatusWithTheirCode) {
   http::Response wrong_method = Call("GET", "/internal/v1/write");
   EXPECT_EQ(ErrorOf(wrong_method, 405).message(),
             "method GET is not allowed on /internal/v1/write; use POST");
+  EXPECT_EQ(ErrorOf(wrong_method, 405).code(), internal::v1::ErrorStatus::METHOD_NOT_ALLOWED);
   internal::v1::WriteRequest request;
   AddRow(request.add_batches(), "a", 1);
   request.set_shard(5);
