@@ -66,6 +66,9 @@ class WitnessImpl final : public Witness {
     auto witness = std::make_unique<WitnessImpl>(std::move(options));
     ASSIGN_OR_RETURN(witness->loop_, raft::Loop::Start("witness"));
     witness->loop_->SetLogBudget(witness->options_.log_budget_bytes);
+    // Every shard's witness replica in one raft log (src/raft/README.md, "One log per node").
+    RETURN_IF_ERROR(witness->loop_->OpenLog(
+        (std::filesystem::path(witness->options_.data_dir) / "witness-log").string()));
     ASSIGN_OR_RETURN(witness->hub_,
                      raft::Hub::Open(*witness->loop_, witness->options_.listen_address,
                                      std::chrono::seconds(5), witness->options_.cluster_secret));

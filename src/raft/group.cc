@@ -132,6 +132,7 @@ Status OpenNode(Loop& loop, Group::State& state) {
   for (const Peer& p : o.voters) servers.push_back(das_raft_server{p.id, p.address.c_str()});
   const das_raft_options c_options{
       o.hub != nullptr ? static_cast<das_raft_hub*>(o.hub->handle()) : nullptr,
+      static_cast<das_raft_log*>(loop.node_log()),
       o.group_id,
       o.id,
       o.address.c_str(),

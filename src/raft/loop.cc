@@ -23,6 +23,7 @@ struct Loop::State {
   std::thread thread;
   std::thread::id thread_id;
   das_raft_log_budget log_budget{};  // loop thread only
+  das_raft_log* node_log = nullptr;  // set once, on the loop thread, before any group
 
   Mutex mu;
   std::deque<std::function<void()>> queue GUARDED_BY(mu);
@@ -44,7 +45,11 @@ void OnWakeup(uv_async_t* handle) {
     stopping = state->stopping;
   }
   for (auto& fn : work) fn();
-  if (stopping) uv_close(reinterpret_cast<uv_handle_t*>(handle), nullptr);
+  if (!stopping) return;
+  // Every group is closed: the node log writes what waits and closes its handles.
+  if (state->node_log != nullptr) das_raft_log_close(state->node_log, nullptr, nullptr);
+  state->node_log = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle), nullptr);
 }
 
 }  // namespace
@@ -125,5 +130,43 @@ void Loop::SetLogBudget(uint64_t bytes) {
 }
 
 void* Loop::log_budget() { return &state_->log_budget; }
+
+void* Loop::node_log() { return state_->node_log; }
+
+Status Loop::OpenLog(const std::string& dir, size_t segment_bytes) {
+  Status status;
+  const bool ran = RunSync([&] {
+    if (state_->node_log != nullptr) {
+      status = Internal("the loop's node log is open already");
+      return;
+    }
+    char errmsg[256] = {0};
+    if (das_raft_log_open(&state_->loop, dir.c_str(), segment_bytes, &state_->node_log, errmsg,
+                          sizeof errmsg) != 0) {
+      status = Internal("the raft log " + dir + ": " + errmsg);
+    }
+  });
+  return ran ? status : ShuttingDown("the raft loop is stopping");
+}
+
+Status Loop::DropFromLog(uint64_t group_id) {
+  Status status;
+  const bool ran = RunSync([&] {
+    if (state_->node_log == nullptr) return;
+    char errmsg[256] = {0};
+    if (das_raft_log_drop(state_->node_log, group_id, errmsg, sizeof errmsg) != 0) {
+      status = Internal("forget raft group " + std::to_string(group_id) + ": " + errmsg);
+    }
+  });
+  return ran ? status : ShuttingDown("the raft loop is stopping");
+}
+
+uint64_t Loop::LogDiskBytes() {
+  uint64_t bytes = 0;
+  RunSync([&] {
+    if (state_->node_log != nullptr) bytes = das_raft_log_disk_bytes(state_->node_log);
+  });
+  return bytes;
+}
 
 }  // namespace das::raft

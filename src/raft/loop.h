@@ -4,8 +4,8 @@
 // one bridge between the raft loop and Asio's threads.
 // Thread-safety: Post() from any thread; the closures run on the loop thread, in order.
 // Start() also ignores SIGPIPE for the whole process (libuv writes with write(2)).
-// Lifecycle: Start() creates and runs the thread; Stop() runs what was posted, closes the loop
-// and joins it. REQUIRES for Stop(): every group on the loop is closed.
+// Lifecycle: Start() creates and runs the thread; Stop() runs what was posted, closes the node
+// log and the loop and joins it. REQUIRES for Stop(): every group on the loop is closed.
 #pragma once
 
 #include <cstdint>
@@ -39,9 +39,24 @@ class Loop {
   // size. Takes effect at each group's next applied entry.
   void SetLogBudget(uint64_t bytes);
 
-  // The uv_loop_t and the log budget (a das_raft_log_budget), for src/raft's own files only.
+  // One raft log in `dir` (segments of `segment_bytes`) for every group opened on this loop
+  // from now on (src/raft/README.md, "One log per node"): a loop turn's entries of all of them
+  // are written and synced once. A group then keeps nothing of its own in its data_dir but what
+  // raft_uv makes there, and what an older build kept there is imported at its open. Opened
+  // once, before the first group; closed by Stop(). Refused (kInternal, naming the file) when
+  // the log does not replay.
+  Status OpenLog(const std::string& dir, size_t segment_bytes = 8 * 1024 * 1024);
+  // Forgets group `group_id` in the node log (its replica left this node), durably.
+  // REQUIRES: the group is closed. OK without a node log.
+  Status DropFromLog(uint64_t group_id);
+  // The node log's segments on disk, in bytes (0 without one).
+  uint64_t LogDiskBytes();
+
+  // The uv_loop_t, the log budget (a das_raft_log_budget) and the node log (a das_raft_log,
+  // null without one), for src/raft's own files only.
   void* uv_loop();
   void* log_budget();
+  void* node_log();
 
   struct State;  // defined in loop.cc
 

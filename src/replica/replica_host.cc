@@ -397,6 +397,10 @@ class ReplicaHostImpl final : public ReplicaHost {
     return (std::filesystem::path(options_.data_dir) / kTopologyFile).string();
   }
 
+  std::string RaftLogDir() const {
+    return (std::filesystem::path(options_.data_dir) / "raft-log").string();
+  }
+
   std::shared_ptr<const TopologyRequest> Held() const {
     MutexLock lock(held_mu_);
     return held_;
@@ -437,6 +441,11 @@ class ReplicaHostImpl final : public ReplicaHost {
     if (self == nullptr) return InvalidArgument("the topology does not name this worker");
     ASSIGN_OR_RETURN(loop_, raft::Loop::Start("raft"));
     loop_->SetLogBudget(options_.log_budget_bytes);
+    // Every replica's raft log in one (src/raft/README.md, "One log per node").
+    if (Status log = loop_->OpenLog(RaftLogDir()); !log.ok()) {
+      CloseOpenedLocked();
+      return log;
+    }
     ASSIGN_OR_RETURN(
         hub_,
         raft::Hub::Open(*loop_, options_.listen_host + ":" + std::to_string(options_.raft_port),
@@ -510,6 +519,11 @@ class ReplicaHostImpl final : public ReplicaHost {
       if (Status deleted = options_.store->RemoveReplica(shard); !deleted.ok()) {
         spdlog::error("shard {}: cannot delete the removed replica's rows: {}", shard,
                       deleted.ToString());
+        continue;
+      }
+      if (Status dropped = loop_->DropFromLog(shard); !dropped.ok()) {
+        spdlog::error("shard {}: cannot forget the removed replica's raft log: {}", shard,
+                      dropped.ToString());
         continue;
       }
       std::error_code error;

@@ -47,6 +47,12 @@ struct das_raft_node {
   int counted;       /* open, and counted in budget->groups */
   /* The last term in which a barrier completed while this node led (das_raft_barrier). */
   raft_term barrier_term;
+  /* The node log holding this group's log (NULL: raft_uv's files), its id there, the index
+   * its next appended entry gets, and raft_uv's close (node_log_io.c). */
+  das_raft_log* log;
+  uint64_t log_group;
+  raft_index next_index;
+  void (*uv_close)(struct raft_io*, raft_io_close_cb);
 };
 
 /* libraft's disk backend takes only entries whose length is a multiple of 8 (else
@@ -64,6 +70,20 @@ void das_node_send_now(das_raft_node* node);
 void das_node_send_paced(das_raft_node* node);
 /* Replaces raft_uv's start and load with the node's (before raft_start). */
 void das_node_hook_io(das_raft_node* node);
+/* The node log's requests as node_log_ops.c makes them of node_log_io.c: a waiter (kind
+ * WAIT_APPEND or WAIT_PUT until position `lsn` is durable, WAIT_GET at the next turn, with its
+ * `snapshot`), a synchronous flush (0 or -errno), a closing group's waiters cancelled. */
+enum { WAIT_APPEND = 0, WAIT_PUT = 1, WAIT_GET = 2 };
+struct das_nlog;
+int das_raft_log_wait(das_raft_node* node, int kind, uint64_t lsn, void* req, void (*cb)(void),
+                      struct raft_snapshot* snapshot);
+int das_raft_log_sync(das_raft_log* log, char* errmsg);
+void das_raft_log_cancel(das_raft_log* log, das_raft_node* node);
+struct das_nlog* das_raft_log_store(das_raft_log* log);
+/* With node->log set, before bootstrap: the group's state and log come from the node log
+ * (imported from raft_uv's files in `dir` first, when the node log has none of it); raft_uv
+ * keeps the transport, the ticks and the clock. 0 or a libraft error with `errmsg`. */
+int das_node_use_log(das_raft_node* node, const char* dir, char* errmsg, size_t errmsg_len);
 /* Fills node->fsm with the node's state machine callbacks (they call node->user). */
 void das_node_init_fsm(das_raft_node* node);
 

@@ -57,7 +57,11 @@ static void tune(das_raft_node* node, const das_raft_options* o) {
   /* The leader refuses proposals (RAFT_NOSPACE) when a majority reports less free log space
    * than this, in KiB; its default of 4 MiB assumes 8 MiB segments, so a smaller segment size
    * would refuse every proposal. One open segment is the threshold. */
-  if (o->segment_size > 0) {
+  if (o->log != NULL) {
+    /* raft_uv's capacity counts its own prepared segments, which the node log does not use: a
+     * full disk stalls the node log's flushes instead (node_log_io.c). */
+    raft_set_capacity_threshold(&node->raft, 0);
+  } else if (o->segment_size > 0) {
     size_t kib = o->segment_size / 1024;
     raft_set_capacity_threshold(&node->raft, (unsigned short)(kib > 65535 ? 65535 : kib));
   }
@@ -100,7 +104,13 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm
     snprintf(errmsg, errmsg_len, "%s", node->io.errmsg);
     goto err_transport;
   }
-  if (o->segment_size > 0) raft_uv_set_segment_size(&node->io, o->segment_size);
+  /* With the node log raft_uv writes no entry: its prepared segments need be no bigger than
+   * a few blocks. */
+  if (o->log != NULL) {
+    raft_uv_set_segment_size(&node->io, 16 * 1024);
+  } else if (o->segment_size > 0) {
+    raft_uv_set_segment_size(&node->io, o->segment_size);
+  }
   das_node_hook_io(node);
   das_node_init_fsm(node);
   rv = raft_init(&node->raft, &node->io, &node->fsm, o->id, node->address);
@@ -110,6 +120,15 @@ int das_raft_open(uv_loop_t* loop, const das_raft_options* o, const das_raft_fsm
   }
   node->raft.data = node;
   tune(node, o);
+  if (o->log != NULL) {
+    node->log = o->log;
+    node->log_group = o->group_id;
+    rv = das_node_use_log(node, o->dir, errmsg, errmsg_len);
+    if (rv != 0) {
+      das_raft_close(node, NULL, NULL);
+      return rv;
+    }
+  }
   node->heartbeat_ms = node->raft.heartbeat_timeout; /* as tune left it */
   rv = bootstrap(node, servers, n_servers);
   if (rv == 0) rv = raft_start(&node->raft);

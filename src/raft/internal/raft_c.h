@@ -68,9 +68,30 @@ typedef struct das_raft_log_budget {
   unsigned groups; /* open groups that share it (das_raft_open and das_raft_close keep it) */
 } das_raft_log_budget;
 
+/* The node log (node_log.h) of a loop, as the raft log of every group opened with it: a loop
+ * turn's entries of all of them cost one write and one fdatasync (node_log_io.c). Opened and
+ * used on the loop thread only. */
+typedef struct das_raft_log das_raft_log;
+typedef void (*das_raft_log_closed_cb)(void* arg);
+/* Opens the node log in `dir` (created if missing; segments of `segment_bytes`, 0: 8 MiB) and
+ * replays it. 0, or an error (a negative errno) with `errmsg`. */
+int das_raft_log_open(uv_loop_t* loop, const char* dir, size_t segment_bytes, das_raft_log** out,
+                      char* errmsg, size_t errmsg_len);
+/* Forgets a group whose replica left this node, durably before it returns (0), or -errno. */
+int das_raft_log_drop(das_raft_log* log, uint64_t group_id, char* errmsg, size_t errmsg_len);
+/* REQUIRES: every group opened with it is closed. Writes what waits, then frees the log; `cb`
+ * (may be NULL) once its handles are closed. */
+void das_raft_log_close(das_raft_log* log, das_raft_log_closed_cb cb, void* arg);
+/* Its segments' bytes on disk, and how many. */
+uint64_t das_raft_log_disk_bytes(const das_raft_log* log);
+
 typedef struct das_raft_options {
   das_raft_hub* hub; /* NULL: libraft's stock TCP transport, listening on `address` itself */
-  uint64_t group_id; /* with a hub: names the group in the handshake */
+  /* Set: the group's log, term, vote and snapshots are in this node log under `group_id`
+   * (unique on the loop), and `dir` keeps only what raft_uv makes there; a log `dir` holds from
+   * an older build is imported into it first, then deleted. NULL: raft_uv's files in `dir`. */
+  das_raft_log* log;
+  uint64_t group_id; /* with a hub: names the group in the handshake; with a log, in it */
   uint64_t id;
   const char* address; /* host:port this node's raft transport listens on */
   const char* dir;     /* its log and snapshots; created by the caller */

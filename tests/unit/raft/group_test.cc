@@ -42,6 +42,7 @@ class GroupTest : public ::testing::Test {
       Result<std::unique_ptr<Loop>> loop = Loop::Start("node-" + std::to_string(i + 1));
       ASSERT_TRUE(loop.ok()) << loop.status().ToString();
       loops_.push_back(std::move(loop).value());
+      ASSERT_NO_FATAL_FAILURE(OpenLog(i));
       machines_.push_back(std::make_unique<Recorder>());
       groups_.emplace_back();
       ASSERT_NO_FATAL_FAILURE(OpenReplica(i));
@@ -54,6 +55,13 @@ class GroupTest : public ::testing::Test {
     }
     for (auto& loop : loops_) loop->Stop();
     std::filesystem::remove_all(dir_);
+  }
+
+  // Node i's one raft log (Loop::OpenLog), as the worker's and the control node's.
+  void OpenLog(int i, size_t segment_bytes = 1024 * 1024) {
+    const Status opened =
+        loops_[i]->OpenLog(dir_ + "/node-" + std::to_string(i + 1) + "-log", segment_bytes);
+    ASSERT_TRUE(opened.ok()) << opened.ToString();
   }
 
   void OpenReplica(int i) {
@@ -308,13 +316,18 @@ TEST_F(GroupTest, ARestartReplaysWhatTheLogKeptUpToItsSnapshot) {
 }
 
 // With a log budget (Loop::SetLogBudget), each replica keeps what fits in it: 400 entries of 16
-// KiB (6.4 MB) leave each replica's log directory under 1.5 MiB (16 entries kept, half the
-// budget between snapshots, the open segments); without it every entry stays (6.8 MB).
+// KiB (6.4 MB) leave each node's raft log under 1.5 MiB (16 entries kept, half the budget
+// between snapshots, the segments being written); without it every entry stays (6.8 MB).
 TEST_F(GroupTest, ALogBudgetBoundsTheLogInBytes) {
   for (auto& group : groups_) group->Close();
   log_budget_ = 256 * 1024;
-  segment_size_ = 64 * 1024;
   for (int i = 0; i < kReplicas; ++i) {
+    // Small segments, so that what goes is seen: a new loop and log for each node.
+    loops_[i]->Stop();
+    loops_[i] = std::move(Loop::Start("node-" + std::to_string(i + 1))).value();
+    std::filesystem::remove_all(dir_ + "/node-" + std::to_string(i + 1) + "-log");
+    std::filesystem::remove_all(dir_ + "/replica-" + std::to_string(i + 1));
+    ASSERT_NO_FATAL_FAILURE(OpenLog(i, 64 * 1024));
     machines_[i] = std::make_unique<Recorder>();
     ASSERT_NO_FATAL_FAILURE(OpenReplica(i));
   }
@@ -332,11 +345,13 @@ TEST_F(GroupTest, ALogBudgetBoundsTheLogInBytes) {
   for (auto& group : groups_) group->Close();
   for (int i = 0; i < kReplicas; ++i) {
     uintmax_t bytes = 0;
-    for (const auto& file :
-         std::filesystem::directory_iterator(dir_ + "/replica-" + std::to_string(i + 1))) {
-      if (file.is_regular_file()) bytes += file.file_size();
+    for (const std::string& dir : {dir_ + "/replica-" + std::to_string(i + 1),
+                                   dir_ + "/node-" + std::to_string(i + 1) + "-log"}) {
+      for (const auto& file : std::filesystem::directory_iterator(dir)) {
+        if (file.is_regular_file()) bytes += file.file_size();
+      }
     }
-    EXPECT_LT(bytes, 1536u * 1024) << "replica " << i + 1 << "'s log";
+    EXPECT_LT(bytes, 1536u * 1024) << "node " << i + 1 << "'s log";
   }
 }
 
@@ -359,6 +374,7 @@ TEST_F(GroupTest, AJoiningReplicaGetsTheWholeLogAndARemovedOneNothingMore) {
   Result<std::unique_ptr<Loop>> loop = Loop::Start("node-4");
   ASSERT_TRUE(loop.ok());
   loops_.push_back(std::move(loop).value());
+  ASSERT_NO_FATAL_FAILURE(OpenLog(3));
   machines_.push_back(std::make_unique<Recorder>());
   GroupOptions options;
   options.id = joiner.id;
@@ -457,6 +473,7 @@ TEST(SoleVoterTest, AReadPointIsAnEntryOnlyOnceATerm) {
   const std::string dir = MakeTempDir("das-raft-sole");
   Result<std::unique_ptr<Loop>> loop = Loop::Start("sole");
   ASSERT_TRUE(loop.ok()) << loop.status().ToString();
+  ASSERT_TRUE((*loop)->OpenLog(dir + "/log").ok());
   GroupOptions options;
   options.id = 1;
   options.address = "127.0.0.1:" + std::to_string(FreePort());

@@ -38,6 +38,8 @@ class HubTest : public ::testing::Test {
       Result<std::unique_ptr<Loop>> loop = Loop::Start("node-" + std::to_string(n + 1));
       ASSERT_TRUE(loop.ok()) << loop.status().ToString();
       loops_.push_back(std::move(loop).value());
+      // Both groups of a node in its one raft log, as on a worker.
+      ASSERT_TRUE(loops_[n]->OpenLog(dir_ + "/node-" + std::to_string(n + 1) + "-log").ok());
       hubs_.emplace_back();
       groups_.emplace_back(kGroups);
       secrets_.push_back(kSecret);
@@ -411,6 +413,7 @@ class FakeThirdVoterTest : public ::testing::Test {
                                {3, "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))}};
     for (int n = 0; n < 2; ++n) {
       loops_.push_back(std::move(Loop::Start("node")).value());
+      ASSERT_TRUE(loops_[n]->OpenLog(dir_ + "/log-" + std::to_string(n + 1)).ok());
       hubs_.push_back(
           std::move(Hub::Open(*loops_[n], peers[n].address, HandshakeTimeout(), kSecret)).value());
       machines_.push_back(std::make_unique<Recorder>());
