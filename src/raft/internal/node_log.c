@@ -1,8 +1,10 @@
 /* The node log's records and their effect on the groups in memory (node_log.h). Every record
  * written goes through the same nlog_apply as one replayed at open. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "raft/internal/node_log_impl.h"
 
@@ -21,6 +23,22 @@ uint32_t das_nlog_crc32c(const unsigned char* p, size_t n) {
   uint32_t c = 0xFFFFFFFFu;
   for (size_t i = 0; i < n; ++i) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
+}
+
+int nlog_buf_reserve(unsigned char** buf, size_t* cap, size_t need) {
+  if (need <= *cap) return 0;
+  size_t n = *cap ? *cap : 64 * 1024;
+  while (n < need) n *= 2;
+  void* p = *buf == NULL ? mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                         : mremap(*buf, *cap, n, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) return -ENOMEM;
+  *buf = p;
+  *cap = n;
+  return 0;
+}
+
+void nlog_buf_free(unsigned char* buf, size_t cap) {
+  if (buf != NULL) munmap(buf, cap);
 }
 
 /* ---- groups ---- */
@@ -209,14 +227,12 @@ int nlog_apply(das_nlog* log, const unsigned char* body, size_t len, uint64_t ls
 static unsigned char* emit_begin(das_nlog* log, uint32_t kind, uint64_t group_id, size_t body_len) {
   const size_t total = HEADER + pad8(body_len);
   if (nlog_make_room(log, total) != 0) return NULL;
-  if (log->pend_len + total > log->pend_cap) {
-    size_t cap = log->pend_cap ? log->pend_cap : 64 * 1024;
-    while (cap < log->pend_len + total) cap *= 2;
-    unsigned char* more = realloc(log->pend, cap);
-    if (more == NULL) return NULL;
-    log->pend = more;
-    log->pend_cap = cap;
+  if (log->pend == NULL && log->spare != NULL) {
+    log->pend = log->spare;
+    log->pend_cap = log->spare_cap;
+    log->spare = NULL;
   }
+  if (nlog_buf_reserve(&log->pend, &log->pend_cap, log->pend_len + total) != 0) return NULL;
   unsigned char* rec = log->pend + log->pend_len;
   memset(rec, 0, total);
   put32(rec + 4, (uint32_t)body_len);

@@ -22,12 +22,16 @@ struct piece {
 
 struct das_nlog_flush {
   unsigned char* buf;
+  size_t cap;
   size_t len;
   uint64_t lsn;
   struct piece* pieces;
   size_t n_pieces;
   char** deletes;
   size_t n_deletes;
+  /* The oldest segments that go once this flush is durable (decided at its beginning, by the
+   * state its records leave). */
+  size_t n_drop;
   char dir[PATH_MAX_LEN];
   size_t segment_bytes;
 };
@@ -116,8 +120,9 @@ int nlog_make_room(das_nlog* log, size_t len) {
   for (size_t i = 0; i < log->n_groups && rv == 0; ++i) {
     if (log->groups[i].known && nlog_emit_state(log, &log->groups[i]) == 0) rv = -ENOMEM;
   }
-  nlog_last_seg(log)->head_end = nlog_last_seg(log)->end;
   if (rv == 0) rv = rewrite_idle(log);
+  /* The head (states, entries written forward) supersedes every older segment once durable. */
+  nlog_last_seg(log)->head_end = nlog_last_seg(log)->end;
   log->in_head = 0;
   return rv;
 }
@@ -293,11 +298,48 @@ void das_nlog_close(das_nlog* log) {
   free(log->deletes);
   free(log->groups);
   free(log->segs);
-  free(log->pend);
+  nlog_buf_free(log->pend, log->pend_cap);
+  nlog_buf_free(log->spare, log->spare_cap);
   free(log);
 }
 
 /* ---- flushes ---- */
+
+/* How many of the oldest segments may go once everything recorded so far is durable (at
+ * `end`): none of their entries is kept by its group, and the next segment's head (the groups'
+ * states, entries written forward) is in it. Records written later only keep fewer entries. */
+static size_t unused_prefix(const das_nlog* log, uint64_t end) {
+  size_t n = 0;
+  while (n + 1 < log->n_segs && log->segs[n + 1].head_end <= end) {
+    const segment* s = &log->segs[n];
+    for (size_t i = 0; i < log->n_groups; ++i) {
+      const group* g = &log->groups[i];
+      if (g->known && g->n > 0 && g->e[0].lsn < s->end) return n;
+    }
+    ++n;
+  }
+  return n;
+}
+
+/* The `n` oldest segments go: closed now, their files deleted by the next flush. */
+static void drop_segments(das_nlog* log, size_t n) {
+  for (; n > 0 && log->n_segs > 1; --n) {
+    segment* s = &log->segs[0];
+    char** more = realloc(log->deletes, (log->n_deletes + 1) * sizeof *more);
+    char* path = malloc(PATH_MAX_LEN);
+    if (more == NULL || path == NULL) {
+      if (more != NULL) log->deletes = more;
+      free(path);
+      return;
+    }
+    log->deletes = more;
+    segment_path(log->dir, s->seq, path);
+    log->deletes[log->n_deletes++] = path;
+    if (s->fd >= 0) close(s->fd);
+    memmove(log->segs, log->segs + 1, (log->n_segs - 1) * sizeof *log->segs);
+    --log->n_segs;
+  }
+}
 
 uint64_t das_nlog_durable(const das_nlog* log) { return log->durable; }
 int das_nlog_pending(const das_nlog* log) { return log->pend_len > 0 || log->n_deletes > 0; }
@@ -312,6 +354,7 @@ das_nlog_flush* das_nlog_flush_begin(das_nlog* log) {
     return NULL;
   }
   f->buf = log->pend;
+  f->cap = log->pend_cap;
   f->len = log->pend_len;
   f->lsn = log->pend_lsn;
   const uint64_t end = f->lsn + f->len;
@@ -329,6 +372,7 @@ das_nlog_flush* das_nlog_flush_begin(das_nlog* log) {
   }
   f->deletes = log->deletes;
   f->n_deletes = log->n_deletes;
+  f->n_drop = unused_prefix(log, end);
   snprintf(f->dir, sizeof f->dir, "%s", log->dir);
   f->segment_bytes = log->segment_bytes;
   log->deletes = NULL;
@@ -376,33 +420,6 @@ int das_nlog_flush_write(das_nlog_flush* f, char* errmsg) {
   return 0;
 }
 
-/* Oldest first, the segments none of whose entries a group keeps go, once the next one's head
- * (the groups' states) is durable. */
-static void delete_unused(das_nlog* log) {
-  while (log->n_segs >= 2 && log->durable >= log->segs[1].head_end) {
-    segment* s = &log->segs[0];
-    int kept = 0;
-    for (size_t i = 0; i < log->n_groups && !kept; ++i) {
-      const group* g = &log->groups[i];
-      kept = g->known && g->n > 0 && g->e[0].lsn < s->end;
-    }
-    if (kept) return;
-    char** more = realloc(log->deletes, (log->n_deletes + 1) * sizeof *more);
-    char* path = malloc(PATH_MAX_LEN);
-    if (more == NULL || path == NULL) {
-      if (more != NULL) log->deletes = more;
-      free(path);
-      return;
-    }
-    log->deletes = more;
-    segment_path(log->dir, s->seq, path);
-    log->deletes[log->n_deletes++] = path;
-    if (s->fd >= 0) close(s->fd);
-    memmove(log->segs, log->segs + 1, (log->n_segs - 1) * sizeof *log->segs);
-    --log->n_segs;
-  }
-}
-
 void das_nlog_flush_end(das_nlog* log, das_nlog_flush* f, int status) {
   log->flushing = 0;
   log->flight = NULL;
@@ -416,20 +433,27 @@ void das_nlog_flush_end(das_nlog* log, das_nlog_flush* f, int status) {
     log->durable = f->lsn + f->len;
     for (size_t i = 0; i < f->n_deletes; ++i) free(f->deletes[i]);
     free(f->deletes);
-    free(f->buf);
-    delete_unused(log);
+    if (log->spare == NULL && f->cap <= SPARE_MAX) {
+      log->spare = f->buf;
+      log->spare_cap = f->cap;
+    } else {
+      nlog_buf_free(f->buf, f->cap);
+    }
+    drop_segments(log, f->n_drop);
   } else {
     /* Written again by the next flush, before what came since. */
-    unsigned char* both = malloc(f->len + log->pend_len + 1);
-    if (both != NULL) {
+    unsigned char* both = NULL;
+    size_t cap = 0;
+    if (nlog_buf_reserve(&both, &cap, f->len + log->pend_len) == 0) {
       memcpy(both, f->buf, f->len);
       if (log->pend_len > 0) memcpy(both + f->len, log->pend, log->pend_len);
-      free(log->pend);
+      nlog_buf_free(log->pend, log->pend_cap);
       log->pend = both;
-      log->pend_cap = log->pend_len = f->len + log->pend_len;
+      log->pend_cap = cap;
+      log->pend_len = f->len + log->pend_len;
       log->pend_lsn = f->lsn;
     }
-    free(f->buf);
+    nlog_buf_free(f->buf, f->cap);
     char** all = realloc(f->deletes, (f->n_deletes + log->n_deletes + 1) * sizeof *all);
     if (all != NULL) {
       for (size_t i = 0; i < log->n_deletes; ++i) all[f->n_deletes + i] = log->deletes[i];

@@ -19,6 +19,7 @@ enum {
   KIND_DROP = 7,
 };
 enum { HEADER = 8, BODY_HEAD = 16, ENTRY_HEAD = 16, PATH_MAX_LEN = 4096 };
+enum { SPARE_MAX = 2 * 1024 * 1024 };
 
 /* Where an entry's bytes are in the log's stream. */
 typedef struct entry_pos {
@@ -65,6 +66,10 @@ struct das_nlog {
   const unsigned char* flight;
   uint64_t flight_lsn;
   int in_head; /* writing a new segment's head: no other segment is started */
+  /* A flushed buffer (of at most SPARE_MAX bytes) kept for the next records: no new pages
+   * per flush. */
+  unsigned char* spare;
+  size_t spare_cap;
 };
 
 uint32_t das_nlog_crc32c(const unsigned char* p, size_t n);
@@ -82,6 +87,12 @@ static inline uint64_t get64(const unsigned char* p) {
   return v;
 }
 static inline size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* The buffers of records waiting for a flush: mapped pages of their own, not the heap's, so
+ * that the megabytes a flush may hold go back to the system once written (glibc keeps freed
+ * heap memory, and a process's memory would grow by the largest flush). 0 or -ENOMEM. */
+int nlog_buf_reserve(unsigned char** buf, size_t* cap, size_t need);
+void nlog_buf_free(unsigned char* buf, size_t cap);
 
 /* Groups (node_log.c). */
 group* nlog_find_group(das_nlog* log, uint64_t id);

@@ -252,6 +252,35 @@ TEST_F(NodeLogTest, SegmentsGoOnceNoGroupKeepsTheirEntries) {
   EXPECT_EQ(Read(2, 2), "2:2:idle");
 }
 
+// A segment goes only once the records that make it useless (here a snapshot) are durable: not
+// when a flush that began before them ends, nor when the flush that holds them fails.
+TEST_F(NodeLogTest, ASegmentGoesOnlyOnceWhatMakesItUselessIsDurable) {
+  Open(4096);
+  for (uint64_t i = 1; i <= 40; ++i) Append(1, i, 1, 1, "e", 200);
+  Sync();
+  const size_t before = das_nlog_segments(log_);
+  ASSERT_GE(before, 3u);
+  Append(1, 41, 1, 1, "e");
+  das_nlog_flush* first = das_nlog_flush_begin(log_);
+  ASSERT_NE(first, nullptr);
+  const std::string blob = "s";
+  ASSERT_NE(das_nlog_snapshot(log_, 1, 41, 1, 1, blob.data(), 1), 0u);  // entry 41 kept alone
+  char errmsg[DAS_NLOG_ERRMSG] = {0};
+  das_nlog_flush_end(log_, first, das_nlog_flush_write(first, errmsg));
+  EXPECT_EQ(das_nlog_segments(log_), before) << "decided before the snapshot was written";
+  das_nlog_flush* second = das_nlog_flush_begin(log_);
+  ASSERT_NE(second, nullptr);
+  das_nlog_flush_end(log_, second, -EIO);
+  EXPECT_EQ(das_nlog_segments(log_), before) << "the snapshot is not durable";
+  Sync();
+  EXPECT_LT(das_nlog_segments(log_), before);
+  Sync();  // the files go with the next flush
+  EXPECT_EQ(Segments().size(), das_nlog_segments(log_));
+  Open(4096);
+  EXPECT_EQ(Get(1).first_index, 41u);
+  EXPECT_EQ(Read(1, 41), "1:41:e");
+}
+
 TEST_F(NodeLogTest, AFailedFlushIsWrittenAgainByTheNext) {
   Open();
   Append(1, 1, 2, 1, "first");
