@@ -103,7 +103,7 @@ static int sync_log(struct raft_io* io) {
   das_raft_node* node = node_of_io(io);
   char errmsg[DAS_NLOG_ERRMSG] = {0};
   if (das_raft_log_sync(node->log, errmsg) == 0) return 0;
-  snprintf(io->errmsg, sizeof io->errmsg, "node log: %s", errmsg);
+  snprintf(io->errmsg, sizeof io->errmsg, "node log: %.200s", errmsg);
   return RAFT_IOERR;
 }
 
