@@ -80,6 +80,8 @@ int das_raft_log_wait(das_raft_node* node, int kind, uint64_t lsn, void* req, vo
 int das_raft_log_sync(das_raft_log* log, char* errmsg);
 void das_raft_log_cancel(das_raft_log* log, das_raft_node* node);
 struct das_nlog* das_raft_log_store(das_raft_log* log);
+/* Frees a snapshot node_log_ops.c made (its configuration, buffers and itself); NULL: nothing. */
+void das_node_free_snapshot(struct raft_snapshot* snapshot);
 /* With node->log set, before bootstrap: the group's state and log come from the node log
  * (imported from raft_uv's files in `dir` first, when the node log has none of it); raft_uv
  * keeps the transport, the ticks and the clock. 0 or a libraft error with `errmsg`. */

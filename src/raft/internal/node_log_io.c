@@ -220,12 +220,7 @@ void das_raft_log_cancel(das_raft_log* log, das_raft_node* node) {
   waiter* w = take(log, of_node, node);
   while (w != NULL) {
     waiter* next = w->next;
-    if (w->kind == WAIT_GET && w->snapshot != NULL) {
-      raft_configuration_close(&w->snapshot->configuration);
-      raft_free(w->snapshot->bufs[0].base);
-      raft_free(w->snapshot->bufs);
-      raft_free(w->snapshot);
-    }
+    if (w->kind == WAIT_GET) das_node_free_snapshot(w->snapshot);
     call(w, RAFT_CANCELED);
     w = next;
   }

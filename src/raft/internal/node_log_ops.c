@@ -56,7 +56,7 @@ static int encode_snapshot(const struct raft_snapshot* s, unsigned char** out, s
   return 0;
 }
 
-static void free_snapshot(struct raft_snapshot* s) {
+void das_node_free_snapshot(struct raft_snapshot* s) {
   if (s == NULL) return;
   raft_configuration_close(&s->configuration);
   for (unsigned i = 0; i < s->n_bufs; ++i) raft_free(s->bufs[i].base);
@@ -90,7 +90,7 @@ static int decode_snapshot(const unsigned char* blob, size_t len, struct raft_sn
   struct raft_buffer conf = {(void*)(blob + 32), (size_t)conf_len};
   const int rv = raft_configuration_decode(&conf, &s->configuration);
   if (rv != 0) {
-    free_snapshot(s);
+    das_node_free_snapshot(s);
     return rv;
   }
   *out = s;
@@ -152,7 +152,7 @@ static int log_load(struct raft_io* io, raft_term* term, raft_id* voted_for,
   }
   const int rv = load_entries(node, &g, entries);
   if (rv != 0) {
-    free_snapshot(*snapshot);
+    das_node_free_snapshot(*snapshot);
     *snapshot = NULL;
     snprintf(io->errmsg, sizeof io->errmsg, "node log: cannot read group %llu's entries",
              (unsigned long long)node->log_group);
@@ -258,7 +258,7 @@ static int log_snapshot_get(struct raft_io* io, struct raft_io_snapshot_get* req
   struct raft_snapshot* snapshot = NULL;
   int rv = decode_snapshot(g.snapshot, g.snapshot_len, &snapshot);
   if (rv == 0) rv = das_raft_log_wait(node, WAIT_GET, 0, req, (void (*)(void))cb, snapshot);
-  if (rv != 0) free_snapshot(snapshot);
+  if (rv != 0) das_node_free_snapshot(snapshot);
   return rv;
 }
 
@@ -271,7 +271,7 @@ static void log_close(struct raft_io* io, raft_io_close_cb cb) {
 /* ---- an older build's files ---- */
 
 static void free_loaded(struct raft_snapshot* snapshot, struct raft_entry* entries, size_t n) {
-  free_snapshot(snapshot);
+  das_node_free_snapshot(snapshot);
   void* batch = NULL;
   for (size_t i = 0; i < n; ++i) {
     if (entries[i].batch == NULL) {
