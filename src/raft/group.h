@@ -49,7 +49,9 @@ struct GroupOptions {
   // Entries kept after a snapshot, so that a briefly absent replica catches up from the log;
   // fewer when the loop's log budget (Loop::SetLogBudget) does not hold that many.
   unsigned snapshot_trailing = 8192;
-  size_t segment_size = 1024 * 1024;  // libraft's default of 8 MiB per group is too much
+  // raft_uv's segments, on a loop without a node log (Loop::OpenLog) only: libraft's default of
+  // 8 MiB per group is too much.
+  size_t segment_size = 1024 * 1024;
 };
 
 class StateMachine {

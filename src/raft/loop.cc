@@ -161,12 +161,4 @@ Status Loop::DropFromLog(uint64_t group_id) {
   return ran ? status : ShuttingDown("the raft loop is stopping");
 }
 
-uint64_t Loop::LogDiskBytes() {
-  uint64_t bytes = 0;
-  RunSync([&] {
-    if (state_->node_log != nullptr) bytes = das_raft_log_disk_bytes(state_->node_log);
-  });
-  return bytes;
-}
-
 }  // namespace das::raft

@@ -49,8 +49,6 @@ class Loop {
   // Forgets group `group_id` in the node log (its replica left this node), durably.
   // REQUIRES: the group is closed. OK without a node log.
   Status DropFromLog(uint64_t group_id);
-  // The node log's segments on disk, in bytes (0 without one).
-  uint64_t LogDiskBytes();
 
   // The uv_loop_t, the log budget (a das_raft_log_budget) and the node log (a das_raft_log,
   // null without one), for src/raft's own files only.

@@ -121,8 +121,7 @@ static int set_snapshot(group* g, uint64_t index, uint64_t term, const void* blo
 
 /* ---- applying a record ---- */
 
-static int apply_entries(das_nlog* log, group* g, const unsigned char* p, size_t len,
-                         uint64_t lsn) {
+static int apply_entries(group* g, const unsigned char* p, size_t len, uint64_t lsn) {
   if (len < 16) return -EINVAL;
   const uint64_t first = get64(p);
   const uint64_t n = get64(p + 8);
@@ -147,7 +146,6 @@ static int apply_entries(das_nlog* log, group* g, const unsigned char* p, size_t
     off += pad8(e->len);
     ++g->n;
   }
-  (void)log;
   return 0;
 }
 
@@ -192,7 +190,7 @@ int nlog_apply(das_nlog* log, const unsigned char* body, size_t len, uint64_t ls
   g->known = 1;
   switch (kind) {
     case KIND_ENTRIES:
-      return apply_entries(log, g, p, n, lsn + HEADER + BODY_HEAD);
+      return apply_entries(g, p, n, lsn + HEADER + BODY_HEAD);
     case KIND_TRUNCATE:
       if (n < 8) return -EINVAL;
       if (get64(p) <= g->first) {

@@ -112,8 +112,7 @@ void das_nlog_flush_end(das_nlog* log, das_nlog_flush* flush, int status);
 /* All three at once, on this thread. REQUIRES: no flush running. 0 or -errno. */
 int das_nlog_sync(das_nlog* log, char* errmsg);
 
-/* Figures: the bytes of the segments on disk, and how many. */
-uint64_t das_nlog_disk_bytes(const das_nlog* log);
+/* How many segments the log has. */
 size_t das_nlog_segments(const das_nlog* log);
 
 #ifdef __cplusplus

@@ -474,13 +474,4 @@ int das_nlog_sync(das_nlog* log, char* errmsg) {
   return rv;
 }
 
-uint64_t das_nlog_disk_bytes(const das_nlog* log) {
-  uint64_t bytes = 0;
-  for (size_t i = 0; i < log->n_segs; ++i) {
-    const uint64_t used = log->segs[i].end - log->segs[i].start;
-    bytes += used > log->segment_bytes ? used : log->segment_bytes;
-  }
-  return bytes;
-}
-
 size_t das_nlog_segments(const das_nlog* log) { return log->n_segs; }

@@ -55,6 +55,8 @@ struct das_raft_log {
   char errmsg[DAS_NLOG_ERRMSG];
   waiter* head;
   waiter* tail;
+  uint64_t fired;    /* the durable position fire() last looked at */
+  unsigned gets;     /* WAIT_GET waiters queued (answered at the next turn, durable or not) */
   uint64_t failures; /* in a row; the first is logged */
 };
 
@@ -190,6 +192,7 @@ static waiter* take(das_raft_log* log, int (*done)(const waiter*, const void*), 
     }
     *link = w->next;
     w->next = NULL;
+    if (w->kind == WAIT_GET) --log->gets;
     *taken_tail = w;
     taken_tail = &w->next;
   }
@@ -203,6 +206,8 @@ static int durable(const waiter* w, const void* arg) {
 /* Runs the callbacks of the waiters that are done, in order. */
 static void fire(das_raft_log* log) {
   const uint64_t at = das_nlog_durable(log->store);
+  if (at == log->fired && log->gets == 0) return; /* each loop turn: nothing new is done */
+  log->fired = at;
   waiter* w = take(log, durable, &at);
   while (w != NULL) {
     waiter* next = w->next;
@@ -237,7 +242,10 @@ int das_raft_log_wait(das_raft_node* node, int kind, uint64_t lsn, void* req, vo
   w->snapshot = snapshot;
   if (kind == WAIT_APPEND) w->cb.append = (raft_io_append_cb)cb;
   if (kind == WAIT_PUT) w->cb.put = (raft_io_snapshot_put_cb)cb;
-  if (kind == WAIT_GET) w->cb.get = (raft_io_snapshot_get_cb)cb;
+  if (kind == WAIT_GET) {
+    w->cb.get = (raft_io_snapshot_get_cb)cb;
+    ++node->log->gets;
+  }
   push(node->log, w);
   return 0;
 }
@@ -310,8 +318,4 @@ void das_raft_log_close(das_raft_log* log, das_raft_log_closed_cb cb, void* arg)
   uv_close((uv_handle_t*)&log->prepare, handle_closed);
   uv_close((uv_handle_t*)&log->check, handle_closed);
   uv_close((uv_handle_t*)&log->retry, handle_closed);
-}
-
-uint64_t das_raft_log_disk_bytes(const das_raft_log* log) {
-  return das_nlog_disk_bytes(log->store);
 }

@@ -82,8 +82,6 @@ int das_raft_log_drop(das_raft_log* log, uint64_t group_id, char* errmsg, size_t
 /* REQUIRES: every group opened with it is closed. Writes what waits, then frees the log; `cb`
  * (may be NULL) once its handles are closed. */
 void das_raft_log_close(das_raft_log* log, das_raft_log_closed_cb cb, void* arg);
-/* Its segments' bytes on disk, and how many. */
-uint64_t das_raft_log_disk_bytes(const das_raft_log* log);
 
 typedef struct das_raft_options {
   das_raft_hub* hub; /* NULL: libraft's stock TCP transport, listening on `address` itself */

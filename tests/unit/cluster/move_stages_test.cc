@@ -125,14 +125,6 @@ TEST(MoveStagesTest, AReplaceRunsThroughEveryStageToItsEnd) {
   EXPECT_EQ(state.topology().epoch(), 10u);
 }
 
-TEST(MoveStagesTest, AStepWhoseIoFailedChangesNothing) {
-  // The executor applies a step only once its I/O succeeded: planning alone is pure.
-  const ControlState state = State(ReplicaMove::REPLACE, 2, 3, kVoter);
-  ControlState copy = state;
-  PlanMoveStep(copy, View(1, {1, 2, 3}), false);
-  EXPECT_EQ(copy.SerializeAsString(), state.SerializeAsString());
-}
-
 TEST(MoveStagesTest, AnAddEndsOnceTheNewReplicaVotes) {
   ControlState state = State(ReplicaMove::ADD, 0, 3, kVoter);
   const MoveResult result = ApplyMoveStep(state, PlanMoveStep(state, View(1, {1, 2, 3}), false));
