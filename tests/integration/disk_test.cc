@@ -6,6 +6,7 @@
 // disk. Mounting the tmpfs needs root (the project's test machines run as root).
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -50,13 +51,23 @@ class Tmpfs {
     struct statvfs fs {};
     return ::statvfs(path_.c_str(), &fs) == 0 ? uint64_t{fs.f_bavail} * fs.f_frsize : 0;
   }
-  // Takes all but `leave` bytes of what is free, in a file of its own.
+  // Takes all but `leave` bytes of what is free, in a file of its own. The worker allocates too
+  // (a raft log segment, its store): space it took between the look and the allocation makes
+  // that fail, and the filler is grown again to what is free then.
   testing::AssertionResult Fill(uint64_t leave) {
-    const uint64_t free = FreeBytes();
-    if (free <= leave) return testing::AssertionSuccess();
     const int fd = ::open(filler().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return testing::AssertionFailure() << "open filler: " << std::strerror(errno);
-    const int rv = ::posix_fallocate(fd, 0, static_cast<off_t>(free - leave));
+    int rv = 0;
+    off_t size = 0;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      const uint64_t free = FreeBytes();
+      if (free <= leave) break;
+      rv = ::posix_fallocate(fd, 0, size + static_cast<off_t>(free - leave));
+      if (rv == 0) break;
+      if (rv != ENOSPC) break;
+      struct stat st {};
+      size = ::fstat(fd, &st) == 0 ? st.st_size : size;
+    }
     ::close(fd);
     if (rv != 0) return testing::AssertionFailure() << "fallocate: " << std::strerror(rv);
     return testing::AssertionSuccess();
