@@ -144,11 +144,12 @@ std::vector<das::v1::SlotRange> MergeSlotRanges(std::vector<std::pair<uint32_t, 
   return out;
 }
 
-asio::awaitable<QueryOutcome> RunQuery(asio::any_io_executor executor, const QueryPlan& plan,
-                                       std::vector<QueryUnit> units, Ms timeout) {
-  const Clock::time_point deadline = Clock::now() + timeout;
-  State state;
-  state.first.resize(units.size());
+namespace {
+
+// The first round: every unit's rows (and its snapshot). A shard's error that is the query's
+// ends the query.
+asio::awaitable<Status> FirstRound(asio::any_io_executor executor, const QueryPlan& plan,
+                                   const std::vector<QueryUnit>& units, State& state, Ms timeout) {
   std::vector<size_t> all;
   std::vector<ShardQuery> queries;
   for (size_t u = 0; u < units.size(); ++u) {
@@ -162,46 +163,40 @@ asio::awaitable<QueryOutcome> RunQuery(asio::any_io_executor executor, const Que
   std::vector<UnitAnswer> answers = co_await std::move(first);
   for (size_t u = 0; u < answers.size(); ++u) {
     if (!answers[u].answer.ok() && QueryError(answers[u].answer.status())) {
-      state.outcome.rows = answers[u].answer.status();
-      co_return std::move(state.outcome);
+      co_return answers[u].answer.status();
     }
     if (Note(state, u, answers[u], "first round")) state.first[u] = std::move(*answers[u].answer);
   }
-  // Merged again each time a quantile round loses a shard.
-  std::optional<QueryMerge> merge;
-  std::optional<QuantileSearch> search;
+  co_return Status::Ok();
+}
+
+// The rows from the first round's answers, with the quantile rounds they need; merged again
+// each time a quantile round loses a shard.
+asio::awaitable<Result<std::vector<das::v1::QueryRow>>> MergeRounds(
+    asio::any_io_executor executor, const QueryPlan& plan, const std::vector<QueryUnit>& units,
+    State& state, Clock::time_point deadline) {
   for (;;) {
-    merge.emplace(plan);
-    Status merged = MergeFirstRound(state, *merge);
-    if (!merged.ok()) {
-      state.outcome.rows = merged;
-      break;
-    }
-    if (plan.grouped || plan.quantiles.empty()) {
-      state.outcome.rows = merge->Finish(nullptr);
-      break;
-    }
-    const std::map<int64_t, BucketSummary> summaries = merge->Summaries();
+    QueryMerge merge(plan);
+    if (Status merged = MergeFirstRound(state, merge); !merged.ok()) co_return merged;
+    if (plan.grouped || plan.quantiles.empty()) co_return merge.Finish(nullptr);
+    const std::map<int64_t, BucketSummary> summaries = merge.Summaries();
     if (summaries.size() * plan.quantiles.size() > kMaxQuantileValues) {
-      state.outcome.rows =
-          InvalidArgument("quantiles: " + std::to_string(plan.quantiles.size()) + " quantiles of " +
-                          std::to_string(summaries.size()) + " buckets are more than the " +
-                          std::to_string(kMaxQuantileValues) + " a query may ask for");
-      break;
+      co_return InvalidArgument("quantiles: " + std::to_string(plan.quantiles.size()) +
+                                " quantiles of " + std::to_string(summaries.size()) +
+                                " buckets are more than the " + std::to_string(kMaxQuantileValues) +
+                                " a query may ask for");
     }
-    search.emplace(summaries, plan.quantiles);
+    QuantileSearch search(summaries, plan.quantiles);
     asio::awaitable<Result<bool>> searched =
-        SearchQuantiles(executor, plan, units, state, *search, deadline);
+        SearchQuantiles(executor, plan, units, state, search, deadline);
     Result<bool> complete = co_await std::move(searched);
-    if (!complete.ok()) {
-      state.outcome.rows = std::move(complete).status();
-      break;
-    }
-    if (*complete) {
-      state.outcome.rows = merge->Finish(&*search);
-      break;
-    }
+    if (!complete.ok()) co_return std::move(complete).status();
+    if (*complete) co_return merge.Finish(&search);
   }
+}
+
+// Which units answered, and the slots of those that did not.
+das::v1::Coverage CoverageOf(const std::vector<QueryUnit>& units, const State& state) {
   std::vector<std::pair<uint32_t, uint32_t>> missing;
   uint32_t answered = 0;
   for (size_t u = 0; u < units.size(); ++u) {
@@ -211,12 +206,31 @@ asio::awaitable<QueryOutcome> RunQuery(asio::any_io_executor executor, const Que
       missing.insert(missing.end(), units[u].slots.begin(), units[u].slots.end());
     }
   }
-  das::v1::Coverage& coverage = state.outcome.coverage;
+  das::v1::Coverage coverage;
   coverage.set_shards_needed(static_cast<uint32_t>(units.size()));
   coverage.set_shards_answered(answered);
   for (das::v1::SlotRange& range : MergeSlotRanges(std::move(missing))) {
     *coverage.add_missing() = std::move(range);
   }
+  return coverage;
+}
+
+}  // namespace
+
+asio::awaitable<QueryOutcome> RunQuery(asio::any_io_executor executor, const QueryPlan& plan,
+                                       std::vector<QueryUnit> units, Ms timeout) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  State state;
+  state.first.resize(units.size());
+  asio::awaitable<Status> first = FirstRound(executor, plan, units, state, timeout);
+  if (Status asked = co_await std::move(first); !asked.ok()) {
+    state.outcome.rows = std::move(asked);
+    co_return std::move(state.outcome);
+  }
+  asio::awaitable<Result<std::vector<das::v1::QueryRow>>> rows =
+      MergeRounds(executor, plan, units, state, deadline);
+  state.outcome.rows = co_await std::move(rows);
+  state.outcome.coverage = CoverageOf(units, state);
   co_return std::move(state.outcome);
 }
 

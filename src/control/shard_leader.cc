@@ -42,6 +42,13 @@ asio::awaitable<void> Pause(asio::any_io_executor executor, Ms pause) {
   (void)ignored;
 }
 
+// The replica after `node` in `replicas` (not empty), round; the first for an unknown node.
+uint64_t NextAfter(const std::vector<uint64_t>& replicas, uint64_t node) {
+  auto it = std::find(replicas.begin(), replicas.end(), node);
+  if (it == replicas.end() || ++it == replicas.end()) return replicas.front();
+  return *it;
+}
+
 }  // namespace
 
 ShardLeader::ShardLeader(asio::any_io_executor executor, uint32_t shard,
@@ -70,10 +77,32 @@ void ShardLeader::NoteLeader(uint64_t node) {
   }
 }
 
-uint64_t ShardLeader::NextAfter(const std::vector<uint64_t>& replicas, uint64_t node) {
-  auto it = std::find(replicas.begin(), replicas.end(), node);
-  if (it == replicas.end() || ++it == replicas.end()) return replicas.front();
-  return *it;
+AfterFailure DecideAfterFailure(const Status& failure, uint64_t target,
+                                const std::vector<uint64_t>& replicas) {
+  AfterFailure after;
+  if (!Retryable(failure.code())) {
+    after.action = AfterFailure::Action::kReturn;
+    after.target_failed = true;
+    return after;
+  }
+  if (failure.code() == StatusCode::kNotLeader) {
+    const uint64_t hint = ParseHint(failure.detail());
+    const bool usable = hint != 0 && hint != target &&
+                        std::find(replicas.begin(), replicas.end(), hint) != replicas.end();
+    after.next = usable ? hint : NextAfter(replicas, target);
+    after.pause = !usable;
+    return after;
+  }
+  after.target_failed = true;
+  // The shard's only replica (--replication-factor 1) cannot be reached: no election can give
+  // it another leader, so its writes and reads fail now, not at the deadline.
+  if (replicas.size() == 1 && failure.code() == StatusCode::kUnavailable) {
+    after.action = AfterFailure::Action::kGiveUp;
+    return after;
+  }
+  after.next = NextAfter(replicas, target);
+  after.pause = true;
+  return after;
 }
 
 template <typename T, typename Call>
@@ -108,28 +137,12 @@ asio::awaitable<Result<T>> ShardLeader::WithLeader(Call call, Ms timeout,
       co_return answer;
     }
     last = std::move(answer).status();
-    if (!Retryable(last.code())) {
-      if (failed != nullptr) failed->push_back(target);
-      co_return last;
-    }
-    if (last.code() == StatusCode::kNotLeader) {
-      const uint64_t hint = ParseHint(last.detail());
-      const bool usable = hint != 0 && hint != target &&
-                          std::find(replicas.begin(), replicas.end(), hint) != replicas.end();
-      // No usable hint: an election runs, or the witness leads; ask the next replica after a
-      // pause.
-      target = usable ? hint : NextAfter(replicas, target);
-      if (!usable) co_await Pause(executor_, kElectionPause);
-      continue;
-    }
-    if (failed != nullptr) failed->push_back(target);
-    // The shard's only replica (--replication-factor 1) cannot be reached: no election can
-    // give it another leader, so its writes and reads fail now, not at the deadline.
-    if (replicas.size() == 1 && last.code() == StatusCode::kUnavailable) {
-      break;
-    }
-    target = NextAfter(replicas, target);
-    co_await Pause(executor_, kElectionPause);
+    const AfterFailure after = DecideAfterFailure(last, target, replicas);
+    if (after.target_failed && failed != nullptr) failed->push_back(target);
+    if (after.action == AfterFailure::Action::kReturn) co_return last;
+    if (after.action == AfterFailure::Action::kGiveUp) break;
+    target = after.next;
+    if (after.pause) co_await Pause(executor_, kElectionPause);
   }
   co_return Status(last.code() == StatusCode::kNotLeader ? StatusCode::kUnavailable : last.code(),
                    name_ + " has no reachable leader within " + std::to_string(timeout.count()) +

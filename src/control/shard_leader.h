@@ -27,6 +27,26 @@
 
 namespace das::control {
 
+// What follows a failed attempt at one replica: ShardLeader's retry rule, pure.
+struct AfterFailure {
+  enum class Action {
+    kReturn,  // answer the failure as it is: no other replica would do better
+    kGiveUp,  // stop before the deadline: the shard's only replica cannot be reached
+    kRetry,   // ask `next` (after a pause: an election runs, or the witness leads)
+  };
+  Action action = Action::kRetry;
+  uint64_t next = 0;
+  bool pause = false;
+  bool target_failed = false;  // the replica tried counts as not answering (responding_nodes)
+};
+// After `failure` from replica `target` of the shard's data `replicas` (not empty): a
+// NOT_LEADER that names another replica (its detail, a node id) is followed at once; one
+// without a usable hint means an election or the witness: the next replica, after a pause;
+// unreachable, timed out or shutting down: the next replica after a pause, or, with one
+// replica, give up; any other code is the answer.
+AfterFailure DecideAfterFailure(const Status& failure, uint64_t target,
+                                const std::vector<uint64_t>& replicas);
+
 class ShardLeader final : public rpc::WriteTarget {
  public:
   // `replicas`: the shard's data replicas, the preferred leader first (empty: the cluster is
@@ -64,7 +84,6 @@ class ShardLeader final : public rpc::WriteTarget {
   boost::asio::awaitable<Result<T>> WithLeader(Call call, std::chrono::milliseconds timeout,
                                                std::vector<uint64_t>* failed,
                                                int attempt_share = 3);
-  static uint64_t NextAfter(const std::vector<uint64_t>& replicas, uint64_t node);
 
   boost::asio::any_io_executor executor_;
   const uint32_t shard_;
