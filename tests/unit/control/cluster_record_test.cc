@@ -1,6 +1,7 @@
 // ClusterRecord and LoadClusterState without a socket: the workers' clients are made but never
 // called, the clock is the test's, and cluster.pb is a real file read back by a new record, as
-// a restarted control node reads it.
+// a restarted control node reads it. Then the move executor over such a record, its workers at
+// ports where nothing listens.
 #include "control/cluster_record.h"
 
 #include <gtest/gtest.h>
@@ -11,11 +12,18 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 
+#include "../../free_port.h"
 #include "../temp_dir.h"
 #include "cluster/membership.h"
+#include "control/leader_balancer.h"
+#include "control/move_executor.h"
 #include "control/saved_state.h"
+#include "control/topology_pusher.h"
+#include "control/witness_keeper.h"
 #include "rpc/topology.h"
 
 namespace das::control {
@@ -67,11 +75,11 @@ class ClusterRecordTest : public testing::Test {
   }
 
   // Workers 1 and 2 join and form the cluster (with the witness: two workers, factor 3).
-  void Form() {
+  void Form(uint16_t port1 = 9001, uint16_t port2 = 9002) {
     Open();
-    Join(1, 9001);
+    Join(1, port1);
     EXPECT_FALSE(record_->Form({}));  // one worker is not enough
-    Join(2, 9002);
+    Join(2, port2);
     ASSERT_TRUE(record_->Form({}));
   }
 
@@ -313,6 +321,76 @@ TEST_F(ClusterRecordTest, ASavedClusterOfOtherFlagsIsRefused) {
 
   std::ofstream(options_.state_path, std::ios::trunc) << "\xff\xff\xff";
   EXPECT_EQ(LoadClusterState(options_, none).status().code(), StatusCode::kInternal);
+}
+
+// The move executor keeps a step only once its I/O succeeded: here every worker's port refuses
+// connections (nothing listens there), so a step that needs a worker changes nothing.
+class MoveExecutorTest : public ClusterRecordTest {
+ protected:
+  uint16_t Refusing() { return static_cast<uint16_t>(test::FreePort()); }
+
+  // One tick's rebalance with `views`, to its end.
+  void Rebalance(const std::vector<cluster::ShardView>& views) {
+    std::vector<std::unique_ptr<ShardLeader>> leaders;
+    for (uint32_t s = 0; s < options_.shards; ++s) {
+      leaders.push_back(std::make_unique<ShardLeader>(io_.get_executor(), s,
+                                                      std::vector<uint64_t>{1, 2}, *directory_));
+    }
+    std::atomic<bool> stopping{false};
+    TopologyPusher pusher(io_.get_executor(), *record_, *directory_);
+    WitnessKeeper witness(WitnessOptions{});  // never opened: no move here goes to it
+    LeaderBalancer balancer(io_.get_executor(), leaders, *directory_, stopping);
+    MoveExecutor moves({*record_, *directory_, leaders, pusher, witness, balancer, stopping});
+    auto done = boost::asio::co_spawn(io_, moves.Rebalance(views), boost::asio::use_future);
+    io_.restart();
+    io_.run();
+    done.get();
+  }
+
+  // What cluster.pb holds now.
+  internal::v1::ControlState Saved() const {
+    internal::v1::ControlState state;
+    std::ifstream file(options_.state_path, std::ios::binary);
+    EXPECT_TRUE(state.ParseFromIstream(&file));
+    return state;
+  }
+  std::optional<ReplicaMove> Move() const {
+    const internal::v1::ControlState state = Saved();
+    if (state.move().kind() == ReplicaMove::NONE) return std::nullopt;
+    return state.move();
+  }
+};
+
+TEST_F(MoveExecutorTest, AStepWhoseWorkerCannotBeReachedIsNotKept) {
+  Form(Refusing(), Refusing());
+  Join(3, Refusing());
+  const std::optional<ReplicaMove> planned = record_->CurrentOrNextMove();
+  ASSERT_TRUE(planned);
+  const uint64_t epoch = record_->epoch();
+
+  // The announcement needs no I/O and is kept; the spare needs worker 3 to hold the epoch that
+  // names it, and the push to it is refused: the move waits at that stage.
+  Rebalance(LedViews());
+  std::optional<ReplicaMove> move = Move();
+  ASSERT_TRUE(move);
+  EXPECT_EQ(move->shard(), planned->shard());
+  EXPECT_EQ(move->stage(), cluster::kAddSpare);
+  EXPECT_EQ(Saved().topology().epoch(), epoch + 1);
+  EXPECT_EQ(Saved().adopted_epochs().count(3), 0u);
+
+  // Again, and again: nothing more is kept while the worker cannot be reached.
+  Rebalance(LedViews());
+  move = Move();
+  ASSERT_TRUE(move);
+  EXPECT_EQ(move->stage(), cluster::kAddSpare);
+  EXPECT_EQ(Saved().topology().epoch(), epoch + 1);
+
+  // A shard without a data leader this tick: no step is even tried.
+  std::vector<cluster::ShardView> leaderless = LedViews();
+  leaderless[0].leader = 0;
+  const std::string before = Saved().SerializeAsString();
+  Rebalance(leaderless);
+  EXPECT_EQ(Saved().SerializeAsString(), before);
 }
 
 }  // namespace
