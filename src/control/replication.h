@@ -1,5 +1,5 @@
 // Replication: the control node's side of replicated shards (docs/architecture.md;
-// docs/operations.md, "Membership").
+// docs/operations.md, "Membership"), what the service sees of it.
 //
 // It plans the topology from the worker list (or, with an empty --workers, from the first
 // workers that join) and the flags (cluster/topology_plan.h), learns each worker's raft port
@@ -20,7 +20,12 @@
 // preferred worker (its first data voter) when that worker is live and caught up.
 //
 // It gives the service a ShardLeader per shard (the write and read path), the slot -> shard
-// map, the reads of every shard for /analytics, and the shards' part of /health.
+// map, the workers a read reached, and the shards' part of /health.
+//
+// Built from pieces, each a file of its own (src/control/README.md): ClusterRecord (the
+// saved state and every change to it, no socket), LoadClusterState, WitnessKeeper,
+// TopologyPusher, MoveExecutor and LeaderBalancer; replication.cc wires them and runs the
+// loop that drives them.
 // Thread-safety: every method may be called from any thread. Lifecycle: Create, Start, Stop
 // (waits for the background loop).
 #pragma once
