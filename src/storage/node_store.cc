@@ -262,13 +262,23 @@ void NodeStoreImpl::Read(std::function<void(Result<duckdb_connection>)> task) {
   if (!reads_.Push(read)) task(Stopping());
 }
 
+// Only for what is queued now: what a running round took is answered when it commits, and a
+// request left over from it would cut the next pause short for entries nobody waits for.
 void NodeStoreImpl::Expedite() {
   if (min_round_interval_.count() == 0) return;
   {
     MutexLock lock(mu_);
+    if (!QueuedLocked()) return;
     expedite_ = true;
   }
   work_.notify_all();
+}
+
+bool NodeStoreImpl::QueuedLocked() const {
+  for (const auto& [id, partition] : partitions_) {
+    if (!partition->queue.empty()) return true;
+  }
+  return false;
 }
 
 bool NodeStoreImpl::RunnableLocked() const {
@@ -350,6 +360,8 @@ void NodeStoreImpl::ApplierLoop() {
         lock.Lock();
         if (!full) {
           round = CollectLocked();
+          // What someone asked to expedite is in this round, unless something stays queued.
+          if (!QueuedLocked()) expedite_ = false;
         } else if ((round = CollectRefusedLocked()).empty()) {
           // Raft entries wait for room; a job, or something to refuse, does not.
           work_.wait_for(lock.native(), kDiskRecheck,

@@ -148,6 +148,8 @@ class NodeStoreImpl final : public NodeStore {
   Status RunOnApplier(std::function<Status()> job);
   void ApplierLoop();
   bool RunnableLocked() const REQUIRES(mu_);
+  // Some replica has entries queued that no round took yet (blocked ones too).
+  bool QueuedLocked() const REQUIRES(mu_);
   Round CollectLocked() REQUIRES(mu_);
   // The disk guard, measured now: true while rounds must wait for room (logs each change once).
   bool DiskFull() const;
