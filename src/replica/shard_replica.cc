@@ -130,7 +130,7 @@ void ShardReplica::Apply(uint64_t index, std::string_view bytes) {
       MutexLock lock(mu_);
       waited = waiting_.count(request_id) > 0;
     }
-    if (waited) store_.Expedite();  // its proposer waits for the store: no batching delay
+    if (waited) store_.Expedite(index);  // its proposer waits for the store: no batching delay
   }
 }
 
@@ -209,7 +209,7 @@ void ShardReplica::ReadWhenApplied(uint64_t target, std::vector<storage::StatusC
     }
   }
   if (reads.empty()) {
-    store_.Expedite();  // the reads wait for the store: no batching delay
+    store_.Expedite(target);  // the reads wait for the store: no batching delay
     return;
   }
   for (storage::StatusCallback& done : reads) done(Status::Ok());
@@ -259,7 +259,7 @@ Result<std::string> ShardReplica::Snapshot(uint64_t, uint64_t kept_from) {
   }
   const uint64_t applied = store_.applied_index();
   if (applied + 1 < kept_from && applied < seen) {
-    store_.Expedite();  // raft retries after the next entry: no batching delay meanwhile
+    store_.Expedite(seen);  // raft retries after the next entry: no batching delay meanwhile
     return Unavailable("shard " + std::to_string(shard_id_) + ": store at " +
                        std::to_string(applied) + ", the log would keep only from " +
                        std::to_string(kept_from));

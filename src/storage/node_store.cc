@@ -262,23 +262,31 @@ void NodeStoreImpl::Read(std::function<void(Result<duckdb_connection>)> task) {
   if (!reads_.Push(read)) task(Stopping());
 }
 
-// Only for what is queued now: what a running round took is answered when it commits, and a
-// request left over from it would cut the next pause short for entries nobody waits for.
-void NodeStoreImpl::Expedite() {
+// Kept per replica as the index waited for, so that it ends once that is applied: neither cut
+// short by a round that already held it, nor lost for entries the replica has not received.
+void NodeStoreImpl::Expedite(Partition& partition, uint64_t through) {
   if (min_round_interval_.count() == 0) return;
   {
     MutexLock lock(mu_);
-    if (!QueuedLocked()) return;
-    expedite_ = true;
+    if (partition.running.applied_index() >= through) return;
+    partition.expedite_through = std::max(partition.expedite_through, through);
   }
   work_.notify_all();
 }
 
-bool NodeStoreImpl::QueuedLocked() const {
+// Checked at every wake-up of a pause: a replica nobody waits for costs a comparison.
+bool NodeStoreImpl::WaitedLocked() {
+  bool waited = false;
   for (const auto& [id, partition] : partitions_) {
-    if (!partition->queue.empty()) return true;
+    if (partition->expedite_through == 0) continue;
+    if (partition->expedite_through <= partition->running.applied_index()) {
+      partition->expedite_through = 0;  // served
+      continue;
+    }
+    // A replica whose writes wait for a copy (or fail) holds nobody else's rounds back.
+    waited = waited || (!partition->blocked && !partition->failed);
   }
-  return false;
+  return waited;
 }
 
 bool NodeStoreImpl::RunnableLocked() const {
@@ -360,8 +368,6 @@ void NodeStoreImpl::ApplierLoop() {
         lock.Lock();
         if (!full) {
           round = CollectLocked();
-          // What someone asked to expedite is in this round, unless something stays queued.
-          if (!QueuedLocked()) expedite_ = false;
         } else if ((round = CollectRefusedLocked()).empty()) {
           // Raft entries wait for room; a job, or something to refuse, does not.
           work_.wait_for(lock.native(), kDiskRecheck,
@@ -442,8 +448,9 @@ void NodeStoreImpl::PauseBetweenRounds(std::chrono::steady_clock::time_point sta
   UniqueLock lock(mu_);
   // What arrives meanwhile waits for the next round: fewer, larger commits (each costs DuckDB
   // a few milliseconds of CPU, whatever its size).
-  work_.wait_until(lock.native(), started + min_round_interval_,
-                   [this]() REQUIRES(mu_) { return expedite_ || stopping_ || !jobs_.empty(); });
+  work_.wait_until(lock.native(), started + min_round_interval_, [this]() REQUIRES(mu_) {
+    return expedite_ || WaitedLocked() || stopping_ || !jobs_.empty();
+  });
   expedite_ = false;
 }
 

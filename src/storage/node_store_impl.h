@@ -46,11 +46,12 @@ struct Partition {
   std::unique_ptr<ReplicaState> state;  // set before it is listed; the applier thread's only
   // The rest is guarded by the node store's mutex.
   std::deque<WriteRequest> queue;
-  bool blocked = false;   // a copy is being fetched or installed: the queue waits
-  bool failed = false;    // a replacement gave up: every later write fails
-  bool closing = false;   // Store::Stop: no new writes
-  bool busy = false;      // in a round
-  bool fetching = false;  // a fetcher thread runs
+  bool blocked = false;           // a copy is being fetched or installed: the queue waits
+  bool failed = false;            // a replacement gave up: every later write fails
+  bool closing = false;           // Store::Stop: no new writes
+  bool busy = false;              // in a round
+  bool fetching = false;          // a fetcher thread runs
+  uint64_t expedite_through = 0;  // someone waits until `running` applied this (Expedite)
   std::thread fetcher;
   std::atomic<bool> stopping{false};  // tells a fetch to give up
 };
@@ -80,7 +81,7 @@ class ReplicaStore final : public Store {
   void RunOnReader(ReaderTask task) override;
   void ExportCopy(std::string path, std::function<void(Result<uint64_t>)> done) override;
   void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) override;
-  void Expedite() override;
+  void Expedite(uint64_t through) override;
   void Stop() override;
 
  private:
@@ -122,7 +123,7 @@ class NodeStoreImpl final : public NodeStore {
   void Enqueue(Partition& partition, WriteRequest request);
   size_t QueueDepth(const Partition& partition) const;
   void Read(std::function<void(Result<duckdb_connection>)> task);
-  void Expedite();
+  void Expedite(Partition& partition, uint64_t through);
   void Close(const std::shared_ptr<Partition>& partition);
   bool stopping() const { return stopping_flag_.load(std::memory_order_acquire); }
 
@@ -148,8 +149,8 @@ class NodeStoreImpl final : public NodeStore {
   Status RunOnApplier(std::function<Status()> job);
   void ApplierLoop();
   bool RunnableLocked() const REQUIRES(mu_);
-  // Some replica has entries queued that no round took yet (blocked ones too).
-  bool QueuedLocked() const REQUIRES(mu_);
+  // Some replica has not applied what someone waits for (Expedite).
+  bool WaitedLocked() REQUIRES(mu_);
   Round CollectLocked() REQUIRES(mu_);
   // The disk guard, measured now: true while rounds must wait for room (logs each change once).
   bool DiskFull() const;

@@ -74,7 +74,7 @@ void ReplicaStore::ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCa
   node_.Enqueue(*partition_, std::move(request));
 }
 
-void ReplicaStore::Expedite() { node_.Expedite(); }
+void ReplicaStore::Expedite(uint64_t through) { node_.Expedite(*partition_, through); }
 
 void ReplicaStore::Stop() {
   std::call_once(stopped_, [this] { node_.Close(partition_); });

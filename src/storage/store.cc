@@ -42,7 +42,7 @@ class OwningStore final : public Store {
   void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) override {
     store_->ReplaceFromCopy(min_index, std::move(fetch), std::move(done));
   }
-  void Expedite() override { store_->Expedite(); }
+  void Expedite(uint64_t through) override { store_->Expedite(through); }
   void Stop() override {
     store_->Stop();
     node_->Stop();

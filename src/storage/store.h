@@ -218,9 +218,10 @@ class Store {
   // at `min_index` installs nothing. The copy file is deleted after use.
   virtual void ReplaceFromCopy(uint64_t min_index, CopyFetch fetch, StatusCallback done) = 0;
 
-  // Someone waits for what is queued now (a read for the applied index, a keyed entry for its
-  // outcome): the next transaction starts without waiting out min_commit_interval.
-  virtual void Expedite() = 0;
+  // Someone waits for this replica's entries up to `through` (a read for the applied index, a
+  // keyed entry for its outcome): until the store applied `through`, transactions start
+  // without waiting out min_commit_interval, also for entries handed to it later.
+  virtual void Expedite(uint64_t through) = 0;
 
   // Finishes this replica's queued work and fails work queued after it with kShuttingDown
   // (the other replicas go on). Safe to call more than once; the destructor calls it.

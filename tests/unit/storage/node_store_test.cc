@@ -147,7 +147,7 @@ TEST(NodeStoreTest, ReplicasQueuedTogetherShareOneTransaction) {
     }
   }
   EXPECT_EQ(stores[1]->applied_index(), 0u);  // the applier pauses, for minutes
-  stores[2]->Expedite();
+  stores[2]->Expedite(3);
   for (auto& future : pending) ASSERT_TRUE(future.get().ok());
   EXPECT_EQ(RoundsCommitted(rounds), 2.0);  // eight entries of three replicas: one round
   for (auto& store : stores) ExpectEntries(*store, 3);

@@ -832,7 +832,7 @@ TEST(StoreTest, ExpediteAndStopEndTheCommitInterval) {
   store->Apply(ReplicatedEntry{2, 0, {Batch({2})}},
                [&second](Result<Outcomes> r) { second.set_value(std::move(r)); });
   EXPECT_EQ(store->applied_index(), 1u);  // the writer pauses, for minutes
-  store->Expedite();
+  store->Expedite(2);
   ExpectOutcome(second.get_future().get(), Code::kOk, 1);
   EXPECT_EQ(store->applied_index(), 2u);
 
@@ -841,6 +841,29 @@ TEST(StoreTest, ExpediteAndStopEndTheCommitInterval) {
                [&third](Result<Outcomes> r) { third.set_value(std::move(r)); });
   store->Stop();  // finishes what is queued without waiting out the pause
   ExpectOutcome(third.get_future().get(), Code::kOk, 1);
+}
+
+// Expedite names the entry waited for, and holds until the store applied it: a follower's
+// store may be told before the entry reaches it (it learns of the commit later). Only that can
+// finish the waits below within the test's timeout.
+TEST(StoreTest, AnExpediteAheadOfItsEntryEndsThePauseWhenItComes) {
+  TempDir dir;
+  StoreOptions options = ReplicaOptions(dir, "replica");
+  options.min_commit_interval = std::chrono::minutes(10);
+  auto store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  ExpectOutcome(ApplySync(*store, 1, 0, {Batch({1})}), Code::kOk, 1);  // the first: at once
+  store->Expedite(3);                                                  // nothing queued yet
+  std::promise<Result<Outcomes>> second;
+  std::promise<Result<Outcomes>> third;
+  store->Apply(ReplicatedEntry{2, 0, {Batch({2})}},
+               [&second](Result<Outcomes> r) { second.set_value(std::move(r)); });
+  ExpectOutcome(second.get_future().get(), Code::kOk, 1);
+  store->Apply(ReplicatedEntry{3, 0, {Batch({3})}},
+               [&third](Result<Outcomes> r) { third.set_value(std::move(r)); });
+  ExpectOutcome(third.get_future().get(), Code::kOk, 1);
+  EXPECT_EQ(store->applied_index(), 3u);
+  store->Stop();
 }
 
 // ATTACH takes no parameters: a copy's path goes into the SQL as a quoted literal, so a path
